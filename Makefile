@@ -1,0 +1,63 @@
+# Zhike — `make help` lists the targets. `make run` and `make test` do their own set-up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+GEN_STAMP := libs/contracts/src/zhike/py.typed
+PROTOS := $(shell find proto -name '*.proto')
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help setup gen lint typecheck test test-unit test-integration run bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON_BOOT) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --frozen --all-packages --python $(PYTHON_BOOT)
+	touch $@
+
+setup: $(VENV)/.synced $(GEN_STAMP) ## Create .venv from uv.lock and generate the contracts
+
+$(GEN_STAMP): $(VENV)/.synced $(PROTOS) tools/gen_contracts.py
+	$(PYTHON) tools/gen_contracts.py
+
+gen: ## Generate Python code from proto/ (not committed)
+	@rm -f $(GEN_STAMP)
+	@$(MAKE) --no-print-directory $(GEN_STAMP)
+
+lock: $(UV) ## Re-resolve the dependencies into uv.lock
+	$(UV) lock
+
+lint: setup ## ruff over all our code
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup ## mypy --strict over all our code
+	$(VENV)/bin/mypy libs/runtime/src services/*/src tools tests benchmarks $(foreach s,identity profile offers notifications,services/$(s)/tests) libs/runtime/tests
+
+test-unit: setup ## Unit, storage and transport tests (real SQLite, PostgreSQL, nats-server)
+	$(PYTHON) -m pytest libs services -q
+
+test-integration: setup ## Cross-service journeys with the services as real processes
+	$(PYTHON) -m pytest tests -q
+
+test: lint typecheck ## Everything CI runs: lint, types, all tests
+	$(PYTHON) -m pytest libs services tests -q
+
+run: setup ## Start NATS and the four services on embedded defaults (Ctrl-C stops all)
+	$(PYTHON) -m zhike_runtime.devstack
+
+bench: setup ## Benchmarks (figures, not pass/fail)
+	$(PYTHON) -m benchmarks
+
+clean: ## Remove the environment, generated code and local state
+	rm -rf $(VENV) $(TOOLS) libs/contracts/src/zhike .zhike .mypy_cache .ruff_cache .pytest_cache

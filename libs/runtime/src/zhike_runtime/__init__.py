@@ -1,0 +1,1 @@
+"""Zhike's shared service runtime: one place for the plumbing every service uses."""

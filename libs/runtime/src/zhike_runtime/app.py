@@ -1,0 +1,225 @@
+"""Service lifecycle: composition, start-up, readiness, graceful shutdown, and the entry point.
+
+A service describes itself with a `ServiceDefinition` (its name, settings type, migrations, the
+stream it produces, and a `wire` function that builds its handlers from the `Platform`). The
+runtime does the rest, the same way for all four services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import grpc
+
+from zhike_runtime.db import Database
+from zhike_runtime.events.bus import EventBus, StreamSpec
+from zhike_runtime.events.consumer import AfterCommitHook, ConsumerSpec, EventConsumer
+from zhike_runtime.events.relay import AfterPublishHook, OutboxRelay
+from zhike_runtime.grpc_server import HealthReporter, build_health_server, build_server
+from zhike_runtime.logs import configure_logging
+from zhike_runtime.migrations import apply_migrations
+from zhike_runtime.settings import ServiceSettings, load_settings
+from zhike_runtime.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@dataclass
+class Platform(Generic[S]):
+    """What a service's composition root gets to build its handlers with."""
+
+    name: str
+    settings: S
+    database: Database
+    telemetry: Telemetry
+    relay: OutboxRelay
+
+
+@dataclass
+class Wiring:
+    """What a service's composition root gives back."""
+
+    grpc_registrations: list[Callable[[grpc.aio.Server], None]] = field(default_factory=list)
+    consumers: list[ConsumerSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ServiceDefinition(Generic[S]):
+    name: str  # identity, profile, offers, notifications
+    settings_type: type[S]
+    grpc_service_names: tuple[str, ...]  # full names, e.g. zhike.identity.v1.IdentityService
+    migrations: Path | None
+    stream: StreamSpec | None
+    wire: Callable[[Platform[S]], Wiring]
+
+
+@dataclass(frozen=True)
+class FaultHooks:
+    """Crash-injection points for the reliability tests; empty in production."""
+
+    after_publish: AfterPublishHook | None = None
+    after_commit: AfterCommitHook | None = None
+
+
+class RunningService(Generic[S]):
+    """One service instance: its servers, relay, consumers and readiness loop."""
+
+    def __init__(
+        self,
+        definition: ServiceDefinition[S],
+        settings: S,
+        telemetry: Telemetry | None = None,
+        faults: FaultHooks = FaultHooks(),
+    ) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.telemetry = telemetry or Telemetry(definition.name)
+        self.database = Database(settings.database_url, settings.database_pool_size)
+        self.bus = EventBus(
+            settings.nats_url,
+            client_name=f"zhike-{definition.name}",
+            creds_file=str(settings.nats_creds_file) if settings.nats_creds_file else None,
+            stream_replicas=settings.stream_replicas,
+            duplicate_window_seconds=settings.stream_duplicate_window_seconds,
+        )
+        if definition.stream is not None:
+            self.bus.add_stream(definition.stream)
+        self.relay = OutboxRelay(
+            self.database,
+            self.bus,
+            self.telemetry,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+            publish_timeout_seconds=settings.outbox_publish_timeout_seconds,
+            retention_seconds=settings.outbox_retention_seconds,
+            after_publish=faults.after_publish,
+        )
+        self.platform = Platform(definition.name, settings, self.database, self.telemetry, self.relay)
+        wiring = definition.wire(self.platform)
+        self.consumers = [
+            EventConsumer(
+                spec, self.database, self.bus, self.telemetry, settings,
+                after_commit=faults.after_commit,
+            )
+            for spec in wiring.consumers
+        ]
+        self.health = HealthReporter(definition.grpc_service_names)
+        self.server = build_server(
+            self.telemetry,
+            self.health,
+            wiring.grpc_registrations,
+            definition.grpc_service_names,
+            max_message_bytes=settings.max_message_bytes,
+            max_concurrent_rpcs=settings.max_concurrent_rpcs,
+            enable_reflection=settings.grpc_reflection,
+        )
+        self.health_server = build_health_server(self.health) if settings.health_port else None
+        self.grpc_port = 0
+        self.health_port = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self.settings.run_migrations:
+            await apply_migrations(self.database, self.definition.migrations)
+        await self.health.start()
+        address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        self.grpc_port = self.server.add_insecure_port(address)
+        await self.server.start()
+        if self.health_server is not None:
+            self.health_port = self.health_server.add_insecure_port(
+                f"{self.settings.grpc_host}:{self.settings.health_port}"
+            )
+            await self.health_server.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.bus.run(), name="nats-connect"),
+            loop.create_task(self.relay.run(), name="outbox-relay"),
+            loop.create_task(self._watch_dependencies(), name="readiness"),
+            *(loop.create_task(c.run(), name=f"consumer-{c.spec.durable}") for c in self.consumers),
+        ]
+        log.info(
+            "service started",
+            extra={"grpc_port": self.grpc_port, "health_port": self.health_port,
+                   "database": self.database.dialect},
+        )
+
+    async def _watch_dependencies(self) -> None:
+        while True:
+            database_ok = await self.database.ping()
+            await self.health.update(database_ok and self.bus.is_connected)
+            await asyncio.sleep(self.settings.health_check_interval_seconds)
+
+    async def stop(self) -> None:
+        """Graceful: not ready at once, in-flight RPCs finish, the current event is settled,
+        pending outbox rows get a last chance to go out, NATS is drained."""
+        grace = self.settings.shutdown_grace_seconds
+        await self.health.shutting_down()
+        for consumer in self.consumers:
+            consumer.stop()
+        await self.server.stop(grace * 0.6)
+        consumer_tasks = [t for t in self._tasks if t.get_name().startswith("consumer-")]
+        if consumer_tasks:
+            await asyncio.wait(consumer_tasks, timeout=grace * 0.2)
+        self.relay.stop()
+        backlog = await self.relay.drain(deadline_seconds=grace * 0.1)
+        if backlog:
+            log.warning("stopping with unsent events; the next start publishes them",
+                        extra={"backlog": backlog})
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.bus.close()
+        if self.health_server is not None:
+            await self.health_server.stop(0)
+        await self.database.dispose()
+        self.telemetry.shutdown()
+        log.info("service stopped")
+
+
+async def _serve(definition: ServiceDefinition[S], settings: S) -> None:
+    service = RunningService(definition, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await service.start()
+    await stop.wait()
+    log.info("shutdown requested")
+    try:
+        await asyncio.wait_for(service.stop(), timeout=settings.shutdown_grace_seconds)
+    except TimeoutError:
+        log.error("shutdown exceeded the grace period; exiting anyway")
+
+
+async def _migrate(definition: ServiceDefinition[S], settings: S) -> None:
+    database = Database(settings.database_url, settings.database_pool_size)
+    try:
+        await apply_migrations(database, definition.migrations)
+    finally:
+        await database.dispose()
+    log.info("migrations applied")
+
+
+def run(definition: ServiceDefinition[S], argv: Sequence[str] | None = None) -> None:
+    """Entry point of `python -m zhike_<service> [serve|migrate]`."""
+    parser = argparse.ArgumentParser(prog=f"zhike_{definition.name}")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    settings = load_settings(definition.settings_type)
+    configure_logging(definition.name, settings.log_level)
+    if args.command == "migrate":
+        asyncio.run(_migrate(definition, settings))
+    else:
+        asyncio.run(_serve(definition, settings))

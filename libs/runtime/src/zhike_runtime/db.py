@@ -1,0 +1,94 @@
+"""Storage plumbing: an async SQLAlchemy engine chosen by URL alone.
+
+SQLite (embedded, the laptop default) and PostgreSQL (clusters) run the same code. On SQLite every
+transaction starts with BEGIN IMMEDIATE: writers queue on the file lock up front instead of failing
+with "database is locked" when a read later turns into a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+# Errors that mean "the database is not reachable now" rather than "this request is wrong".
+DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    OSError,
+)
+
+
+def is_disconnect(error: BaseException) -> bool:
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, DISCONNECT_ERRORS)
+
+
+class Database:
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        parsed = make_url(url)
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # One connection per checkout: SQLite's own file lock is the arbiter between writers.
+            kwargs = {"poolclass": NullPool, "connect_args": {"timeout": 30}}
+        else:
+            kwargs |= {
+                "pool_size": pool_size,
+                "max_overflow": pool_size,
+                "pool_timeout": 10,
+                "connect_args": {"timeout": 5, "command_timeout": 30},
+            }
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def session(self) -> AsyncSession:
+        return self.sessions()
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """True when a trivial query answers within the timeout (used by readiness)."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        except (TimeoutError, *DISCONNECT_ERRORS):
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to the "begin" hook below (pysqlite's own is unreliable).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

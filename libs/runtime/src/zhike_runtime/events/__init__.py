@@ -1,0 +1,1 @@
+"""The event backbone on NATS JetStream: outbox, relay, idempotent consumers, dead letters."""

@@ -1,0 +1,186 @@
+"""The outbox relay: publishes committed outbox rows to JetStream and marks them sent after the ack.
+
+Each event goes out with `Nats-Msg-Id` = its event id, so a republish after a crash between the
+publish and the mark (within the stream's duplicate window) is dropped by JetStream, and after the
+window by the consumers' inboxes. On PostgreSQL the rows being published are locked with SKIP
+LOCKED, so several replicas share the backlog instead of publishing the same rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from nats.errors import Error as NatsError
+from nats.js.errors import Error as JetStreamError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhike_runtime.db import DISCONNECT_ERRORS, Database
+from zhike_runtime.events.bus import EventBus
+from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+PUBLISH_ERRORS = (NatsError, JetStreamError, OSError, TimeoutError)
+
+# Test seam for crash scenarios: awaited after JetStream acknowledged a batch and before the rows
+# are marked sent. Production code never sets it.
+AfterPublishHook = Callable[[list[str]], Awaitable[None]]
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        database: Database,
+        bus: EventBus,
+        telemetry: Telemetry,
+        *,
+        batch_size: int = 256,
+        poll_seconds: float = 0.5,
+        publish_timeout_seconds: float = 5.0,
+        retention_seconds: float = 7 * 86400,
+        after_publish: AfterPublishHook | None = None,
+    ) -> None:
+        self._db = database
+        self._bus = bus
+        self._telemetry = telemetry
+        self._batch_size = batch_size
+        self._poll = poll_seconds
+        self._timeout = publish_timeout_seconds
+        self._retention = dt.timedelta(seconds=retention_seconds)
+        self._after_publish = after_publish
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.duplicates_acknowledged = 0
+
+    def notify(self) -> None:
+        """Called after a commit that wrote outbox rows, so they go out without waiting a poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        last_housekeeping = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            published = 0
+            if self._bus.is_connected:
+                try:
+                    published = await self.publish_batch()
+                except DISCONNECT_ERRORS as error:
+                    log.warning("outbox relay: database unavailable", extra={"error": repr(error)})
+            if loop.time() - last_housekeeping > 5.0:
+                last_housekeeping = loop.time()
+                await self._housekeeping()
+            if published < self._batch_size:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                except TimeoutError:
+                    pass
+
+    async def drain(self, deadline_seconds: float) -> int:
+        """Publishes what is pending until nothing is left or the deadline passes; returns backlog."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_seconds
+        while loop.time() < end and self._bus.is_connected:
+            try:
+                if await self.publish_batch() == 0:
+                    break
+            except DISCONNECT_ERRORS:
+                break
+        return await self.backlog()
+
+    async def publish_batch(self) -> int:
+        """Publishes up to one batch of unsent events in order; returns how many were acked."""
+        query = (
+            select(
+                outbox_event.c.event_id,
+                outbox_event.c.subject,
+                outbox_event.c.payload,
+                outbox_event.c.headers,
+            )
+            .where(outbox_event.c.published_at.is_(None))
+            .order_by(outbox_event.c.position)
+            .limit(self._batch_size)
+        )
+        async with self._db.session() as session:
+            if self._db.is_postgres:
+                async with session.begin():
+                    rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
+                    acked = await self._publish(rows)
+                    await self._mark_sent(session, acked)
+                return len(acked)
+            # SQLite: holding the file's write lock while waiting on NATS would stall every
+            # writer, so read, publish outside any transaction, then mark in a short one.
+            async with session.begin():
+                rows = (await session.execute(query)).all()
+            acked = await self._publish(rows)
+            async with session.begin():
+                await self._mark_sent(session, acked)
+            return len(acked)
+
+    async def _publish(self, rows: Sequence[Any]) -> list[str]:
+        if not rows:
+            return []
+        js = self._bus.js
+        # Pipelined: all publishes are written in order, then the acks are awaited together.
+        results = await asyncio.gather(
+            *(
+                js.publish(row.subject, row.payload, timeout=self._timeout, headers=dict(row.headers))
+                for row in rows
+            ),
+            return_exceptions=True,
+        )
+        acked: list[str] = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, PUBLISH_ERRORS):
+                    raise result
+                log.warning(
+                    "publish failed; will retry",
+                    extra={"event_id": row.event_id, "error": repr(result)},
+                )
+                continue
+            if result.duplicate:
+                self.duplicates_acknowledged += 1
+            acked.append(row.event_id)
+        if self._after_publish is not None:
+            await self._after_publish(acked)
+        return acked
+
+    async def _mark_sent(self, session: AsyncSession, acked: list[str]) -> None:
+        if not acked:
+            return
+        await session.execute(
+            update(outbox_event)
+            .where(outbox_event.c.event_id.in_(acked))
+            .values(published_at=dt.datetime.now(dt.UTC))
+        )
+        self._telemetry.events_published.add(len(acked))
+
+    async def backlog(self) -> int:
+        async with self._db.session() as session:
+            count = await session.scalar(
+                select(func.count()).where(outbox_event.c.published_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def _housekeeping(self) -> None:
+        """Refreshes the backlog gauge and deletes sent rows past their retention."""
+        try:
+            self._telemetry.gauges.outbox_backlog = await self.backlog()
+            cutoff = dt.datetime.now(dt.UTC) - self._retention
+            async with self._db.session() as session, session.begin():
+                await session.execute(
+                    delete(outbox_event).where(outbox_event.c.published_at < cutoff)
+                )
+        except DISCONNECT_ERRORS as error:
+            log.warning("outbox housekeeping: database unavailable", extra={"error": repr(error)})

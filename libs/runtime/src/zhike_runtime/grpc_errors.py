@@ -1,0 +1,71 @@
+"""The one table that maps domain errors to gRPC status codes, with rich error details.
+
+INVALID_ARGUMENT carries a `google.rpc.BadRequest` naming every offending field; anything not in
+the table becomes INTERNAL with a reference to the trace, never the exception text.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from zhike_runtime.db import is_disconnect
+from zhike_runtime.errors import (
+    ConcurrentUpdate,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def status_for(error: BaseException, trace_id: str) -> status_pb2.Status:
+    """Builds the google.rpc.Status the client receives for an exception a handler raised."""
+    if isinstance(error, InvalidArgument):
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        return _status(code_pb2.INVALID_ARGUMENT, str(error), bad_request)
+    if isinstance(error, NotFound):
+        info = error_details_pb2.ResourceInfo(
+            resource_type=error.resource, resource_name=error.resource_id
+        )
+        return _status(code_pb2.NOT_FOUND, str(error), info)
+    if isinstance(error, FailedPrecondition):
+        failure = error_details_pb2.PreconditionFailure(
+            violations=[
+                error_details_pb2.PreconditionFailure.Violation(
+                    type="STATE", subject=error.subject, description=error.reason
+                )
+            ]
+        )
+        return _status(code_pb2.FAILED_PRECONDITION, error.reason, failure)
+    if isinstance(error, ConcurrentUpdate):
+        return _status(code_pb2.ABORTED, "concurrent update; retry the request")
+    if isinstance(error, Unavailable) or is_disconnect(error):
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(500)
+        return _status(code_pb2.UNAVAILABLE, "a dependency is unavailable; retry later", retry)
+    return _status(code_pb2.INTERNAL, f"internal error (trace {trace_id})")
+
+
+def _status(code: int, message: str, *details: object) -> status_pb2.Status:
+    status = status_pb2.Status(code=code, message=message)
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)  # type: ignore[arg-type]
+        status.details.append(packed)
+    return status
+
+
+def grpc_code(status: status_pb2.Status) -> grpc.StatusCode:
+    for code in grpc.StatusCode:
+        if code.value[0] == status.code:
+            return code
+    return grpc.StatusCode.UNKNOWN

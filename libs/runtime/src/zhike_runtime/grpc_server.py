@@ -1,0 +1,167 @@
+"""The gRPC server every service runs: interceptors, health, reflection, limits.
+
+The interceptor gives each RPC a server span (continuing the caller's `traceparent`), a JSON log
+line, request/error/latency metrics, and maps exceptions through `grpc_errors.status_for`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from zhike_runtime.errors import DomainError
+from zhike_runtime.grpc_errors import STATUS_DETAILS_KEY, grpc_code, status_for
+from zhike_runtime.telemetry import Telemetry, extract_context
+
+log = logging.getLogger(__name__)
+
+LIVENESS = "liveness"
+_QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None or method.startswith(_QUIET_PREFIXES) or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self._wrap(method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+        telemetry = self._telemetry
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            metadata = {key: value for key, value in (context.invocation_metadata() or ())
+                        if isinstance(value, str)}
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            with telemetry.tracer.start_as_current_span(
+                method.lstrip("/"),
+                context=extract_context(metadata),
+                kind=SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.method": method},
+            ) as span:
+                trace_id = f"{span.get_span_context().trace_id:032x}"
+                try:
+                    return await behavior(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:  # noqa: BLE001 - mapped to a status, never leaked
+                    status = status_for(error, trace_id)
+                    code = grpc_code(status)
+                    span.set_status(Status(StatusCode.ERROR, code.name))
+                    if isinstance(error, DomainError):
+                        log.info("rpc rejected", extra={"method": method, "code": code.name,
+                                                        "reason": str(error)[:500]})
+                    else:
+                        log.error("rpc failed", exc_info=error,
+                                  extra={"method": method, "code": code.name})
+                    await context.abort(
+                        code,
+                        status.message,
+                        trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+                    )
+                finally:
+                    elapsed_ms = (time.perf_counter() - started) * 1000
+                    attributes = {"rpc.method": method, "rpc.grpc.status_code": code.name}
+                    telemetry.rpc_requests.add(1, attributes)
+                    telemetry.rpc_duration.record(elapsed_ms, attributes)
+                    if code is not grpc.StatusCode.OK:
+                        telemetry.rpc_errors.add(1, attributes)
+                    log.info("rpc", extra={"method": method, "code": code.name,
+                                           "duration_ms": round(elapsed_ms, 2)})
+
+        return wrapped
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_concurrent_streams", 256),
+        ("grpc.max_metadata_size", 16 * 1024),
+        # Two processes must never share a port silently.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class HealthReporter:
+    """Readiness ("" and each service name) follows dependencies; "liveness" only the process."""
+
+    def __init__(self, service_names: Iterable[str]) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._readiness_names = ["", *service_names]
+        self.serving = False
+
+    async def start(self) -> None:
+        await self.servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_readiness(False)
+
+    async def update(self, ready: bool) -> None:
+        if ready != self.serving:
+            log.info("readiness changed", extra={"serving": ready})
+        await self._set_readiness(ready)
+
+    async def _set_readiness(self, ready: bool) -> None:
+        self.serving = ready
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in self._readiness_names:
+            await self.servicer.set(name, status)
+
+    async def shutting_down(self) -> None:
+        await self.servicer.enter_graceful_shutdown()
+
+
+def build_server(
+    telemetry: Telemetry,
+    health_reporter: HealthReporter,
+    registrations: Iterable[Callable[[grpc.aio.Server], None]],
+    service_names: Iterable[str],
+    *,
+    max_message_bytes: int,
+    max_concurrent_rpcs: int,
+    enable_reflection: bool,
+) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(telemetry)],
+        options=server_options(max_message_bytes),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+    for register in registrations:
+        register(server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
+    if enable_reflection:
+        names = [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+    return server
+
+
+def build_health_server(health_reporter: HealthReporter) -> grpc.aio.Server:
+    server = grpc.aio.server(options=server_options(64 * 1024))
+    health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
+    return server

@@ -1,0 +1,41 @@
+"""Pytest fixtures with real parts (registered through the `pytest11` entry point).
+
+- `nats_server`: a fresh nats-server with JetStream on a free port (killable, restartable).
+- `postgres_cluster`: one throwaway PostgreSQL cluster per test session (initdb + pg_ctl).
+- `database_url`: parametrised over SQLite and PostgreSQL, a fresh database per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zhike_runtime.testing.processes import NatsServer, PostgresCluster
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(tmp_path_factory.mktemp("postgres"))
+    cluster.init()
+    cluster.start()
+    yield cluster
+    if cluster.is_running():  # a test may have taken it down on purpose
+        cluster.stop("immediate")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    return cluster.create_database()

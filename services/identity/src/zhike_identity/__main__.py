@@ -1,0 +1,6 @@
+from zhike_runtime.app import run
+
+from zhike_identity.app import DEFINITION
+
+if __name__ == "__main__":
+    run(DEFINITION)

@@ -1,0 +1,42 @@
+"""Composition root: settings → database → repositories → use cases → handlers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from zhike.identity.v1 import identity_service_pb2
+
+from zhike_runtime.app import Platform, ServiceDefinition, Wiring
+from zhike_runtime.events.bus import StreamSpec
+from zhike_runtime.ids import new_id
+
+from zhike_identity.domain.service import IdentityService
+from zhike_identity.settings import IdentitySettings
+from zhike_identity.storage.repository import SqlIdentityUnitOfWork
+from zhike_identity.transport import codec
+from zhike_identity.transport.grpc_handlers import IdentityHandlers
+
+STREAM = StreamSpec("ZHIKE_IDENTITY", (f"{codec.SUBJECT_PREFIX}.>",))
+SERVICE_NAME = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
+
+
+def wire(platform: Platform[IdentitySettings]) -> Wiring:
+    service = IdentityService(
+        unit_of_work=lambda: SqlIdentityUnitOfWork(
+            platform.database, codec.outgoing_event, platform.relay.notify
+        ),
+        new_party_id=new_id,
+        clock=lambda: dt.datetime.now(dt.UTC),
+    )
+    return Wiring(grpc_registrations=[IdentityHandlers(service).register])
+
+
+DEFINITION = ServiceDefinition(
+    name="identity",
+    settings_type=IdentitySettings,
+    grpc_service_names=(SERVICE_NAME,),
+    migrations=Path(__file__).resolve().parent / "storage" / "migrations",
+    stream=STREAM,
+    wire=wire,
+)

@@ -1,0 +1,1 @@
+"""Identity storage: SQLAlchemy tables (private), repositories and the unit of work."""

@@ -1,0 +1,1 @@
+"""Identity transport: gRPC handlers and the proto ↔ domain codec. Thin on purpose."""

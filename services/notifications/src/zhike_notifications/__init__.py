@@ -1,0 +1,1 @@
+"""Zhike notifications service: multi-channel dispatch (consent, quiet hours, caps, retries)."""

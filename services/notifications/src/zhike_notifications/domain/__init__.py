@@ -1,0 +1,1 @@
+"""Notifications domain: arrives with the notifications feature issue."""

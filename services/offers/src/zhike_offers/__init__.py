@@ -1,0 +1,1 @@
+"""Zhike offers service: decisioning (eligibility, arbitration, contact policy)."""

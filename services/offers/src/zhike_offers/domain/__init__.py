@@ -1,0 +1,1 @@
+"""Offers domain: arrives with the offers feature issue."""

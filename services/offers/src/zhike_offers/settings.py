@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from zhike_runtime.settings import ServiceSettings
+
+
+class OffersSettings(ServiceSettings):
+    grpc_port: int = Field(default=50053, ge=0, le=65535)
+    database_url: str = "sqlite+aiosqlite:///.zhike/offers.db"

@@ -1,0 +1,1 @@
+"""Zhike profile service: the bank-wide 360° view of each party."""

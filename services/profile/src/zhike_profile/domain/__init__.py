@@ -1,0 +1,1 @@
+"""Profile domain: pure rules and use cases (no grpc, database or NATS imports)."""

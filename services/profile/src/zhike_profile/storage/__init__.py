@@ -1,0 +1,1 @@
+"""Profile storage: SQLAlchemy tables (private) and the repository."""

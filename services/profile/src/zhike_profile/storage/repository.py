@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhike_runtime.db import Database
+
+from zhike_profile.domain.model import LinkedSourceRecord, Profile
+from zhike_profile.storage.schema import profile, profile_source_record
+
+
+class SqlProfileRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        self._dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+
+    async def get(self, party_id: str) -> Profile | None:
+        row = (
+            await self._session.execute(select(profile).where(profile.c.party_id == party_id))
+        ).first()
+        if row is None:
+            return None
+        records = await self._session.execute(
+            select(profile_source_record)
+            .where(profile_source_record.c.party_id == party_id)
+            .order_by(profile_source_record.c.linked_at, profile_source_record.c.source_system)
+        )
+        return Profile(
+            party_id=row.party_id,
+            source_records=tuple(
+                LinkedSourceRecord(r.source_system, r.source_record_id, _utc(r.linked_at))
+                for r in records
+            ),
+            created_at=_utc(row.created_at),
+            updated_at=_utc(row.updated_at),
+        )
+
+    async def ensure(self, party_id: str, at: dt.datetime) -> None:
+        await self._session.execute(
+            self._dialect.insert(profile)
+            .values(party_id=party_id, created_at=at, updated_at=at)
+            .on_conflict_do_nothing()
+        )
+
+    async def link(self, party_id: str, record: LinkedSourceRecord) -> None:
+        statement = self._dialect.insert(profile_source_record).values(
+            source_system=record.source_system,
+            source_record_id=record.source_record_id,
+            party_id=party_id,
+            linked_at=record.linked_at,
+        )
+        await self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["source_system", "source_record_id"],
+                set_={"party_id": party_id, "linked_at": record.linked_at},
+            )
+        )
+        await self._session.execute(
+            update(profile).where(profile.c.party_id == party_id).values(updated_at=record.linked_at)
+        )
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def profile_reader(
+    database: Database,
+) -> Callable[[], AbstractAsyncContextManager[SqlProfileRepository]]:
+    """Read-only access for queries: a session per call, no transaction held open."""
+
+    @asynccontextmanager
+    async def open_repository() -> AsyncIterator[SqlProfileRepository]:
+        async with database.session() as session:
+            yield SqlProfileRepository(session)
+
+    return open_repository

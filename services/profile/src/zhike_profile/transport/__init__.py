@@ -1,0 +1,1 @@
+"""Profile transport: gRPC handlers, identity event handlers and the codec."""

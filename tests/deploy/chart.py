@@ -1,0 +1,188 @@
+"""Render, lint and validate the Helm chart offline, through Helm's own Go SDK.
+
+Helm is driven by the `helm-python-sdk` package (module `helm_python`), which binds to
+`libhelm_c` (Helm v4's Go SDK behind a C ABI): no `helm` binary, no cluster, no network.
+Rendered objects are validated with `kubernetes-validate` against the Kubernetes JSON
+schemas of the chart's declared minimum `kubeVersion` and of the newest version it ships.
+
+Also a command line, used by `make scan` to hand rendered manifests to checkov:
+
+    python -m tests.deploy.chart --out DIR [--values FILE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = REPO_ROOT / "deploy" / "helm" / "zhike"
+KIND_DIR = REPO_ROOT / "deploy" / "kind"
+KIND_VALUES = KIND_DIR / "zhike-values.yaml"
+SERVICES = ("identity", "profile", "offers", "notifications")
+RELEASE = "zhike"
+NAMESPACE = "zhike"
+
+# Kinds that come from CRDs; kubernetes-validate ships no schema for them.
+CRD_KINDS = frozenset({"ServiceMonitor", "PodMonitor", "PrometheusRule"})
+POD_OWNER_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
+
+Manifest = dict[str, Any]
+Values = dict[str, Any]
+
+
+def load_yaml_file(path: Path) -> Values:
+    """Load one YAML mapping (a values file)."""
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} does not hold a YAML mapping")
+    return loaded
+
+
+def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> Values:
+    """Deep-merge two values trees the way `helm -f a -f b` does (maps merge, rest replaces)."""
+    merged: Values = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_values(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def render_documents(
+    values: Values | None = None,
+    *,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    chart_dir: Path = CHART_DIR,
+) -> dict[str, str]:
+    """Render every template (hooks and tests included); template path -> YAML text.
+
+    Raises helm_python.HelmValuesError when the values break values.schema.json.
+    """
+    with helm.Chart.load(chart_dir) as chart:
+        rendered = chart.render(values, name=release, namespace=namespace, is_install=True)
+    return {path: text for path, text in rendered.items() if path.endswith((".yaml", ".yml"))}
+
+
+def render(
+    values: Values | None = None,
+    *,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    chart_dir: Path = CHART_DIR,
+) -> list[Manifest]:
+    """Render the chart and parse every Kubernetes object it produces."""
+    objects: list[Manifest] = []
+    for text in render_documents(
+        values, release=release, namespace=namespace, chart_dir=chart_dir
+    ).values():
+        for document in yaml.safe_load_all(text):
+            if document is None:
+                continue
+            if not isinstance(document, dict):
+                raise ValueError(f"rendered document is not an object: {document!r}")
+            objects.append(document)
+    return objects
+
+
+def notes(values: Values | None = None) -> str:
+    """The rendered NOTES.txt."""
+    with helm.Chart.load(CHART_DIR) as chart:
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return next(text for path, text in rendered.items() if path.endswith("NOTES.txt"))
+
+
+def lint_problems(values: Values | None = None) -> list[str]:
+    """`helm lint --strict`: every finding of warning severity or worse (info is ignored)."""
+    report = helm.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE)
+    problems = [
+        f"{message['path']}: {message['error']}"
+        for message in report["messages"]
+        if int(message["severity"]) >= 2
+    ]
+    problems.extend(str(error) for error in report["errors"])
+    return problems
+
+
+def declared_min_kube_version() -> str:
+    """The lower bound of `kubeVersion` in Chart.yaml, e.g. '1.27.0'."""
+    metadata = load_yaml_file(CHART_DIR / "Chart.yaml")
+    match = re.search(r">=\s*v?(\d+\.\d+\.\d+)", str(metadata.get("kubeVersion", "")))
+    if match is None:
+        raise ValueError("Chart.yaml declares no `kubeVersion: >=X.Y.Z` lower bound")
+    return match.group(1)
+
+
+def validation_kube_versions() -> tuple[str, str]:
+    """The declared minimum and the newest version kubernetes-validate ships."""
+    return declared_min_kube_version(), kubernetes_validate.latest_version()
+
+
+def validate(manifest: Manifest, kube_version: str) -> None:
+    """Validate one object strictly (unknown fields fail) against a Kubernetes version."""
+    kubernetes_validate.validate(manifest, kube_version, strict=True)
+
+
+def pod_spec(manifest: Manifest) -> dict[str, Any] | None:
+    """The pod spec of a Pod or of a workload's pod template; None for other kinds."""
+    if manifest["kind"] == "Pod":
+        spec: dict[str, Any] = manifest["spec"]
+        return spec
+    if manifest["kind"] in POD_OWNER_KINDS:
+        template_spec: dict[str, Any] = manifest["spec"]["template"]["spec"]
+        return template_spec
+    return None
+
+
+def all_containers(spec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Init containers and containers of a pod spec."""
+    yield from spec.get("initContainers", [])
+    yield from spec.get("containers", [])
+
+
+def name_of(manifest: Manifest) -> str:
+    return f"{manifest['kind']}/{manifest['metadata']['name']}"
+
+
+def write_rendered(out_dir: Path, values: Values | None) -> list[Path]:
+    """Write every rendered object to its own file under out_dir (for scanners)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.yaml"):
+        stale.unlink()
+    written: list[Path] = []
+    for index, manifest in enumerate(render(values)):
+        slug = re.sub(r"[^a-z0-9-]+", "-", name_of(manifest).lower())
+        path = out_dir / f"{index:03d}-{slug}.yaml"
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, required=True, help="directory for the manifests")
+    parser.add_argument(
+        "--values", type=Path, action="append", default=[], help="values file (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    values: Values = {}
+    for path in args.values:
+        values = merge_values(values, load_yaml_file(path))
+    written = write_rendered(args.out, values or None)
+    sys.stdout.write(f"rendered {len(written)} objects into {args.out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
