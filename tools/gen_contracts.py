@@ -49,7 +49,7 @@ def main() -> int:
     # protoc finds the mypy-protobuf plugins on PATH: make this environment's scripts visible.
     scripts = str(Path(sys.executable).parent)
     os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
-    code = protoc.main(args)
+    code = protoc.main(args)  # type: ignore[no-untyped-call]
     if code != 0:
         sys.stderr.write(f"protoc failed with exit code {code}\n")
         return int(code)

@@ -79,7 +79,7 @@ class RunningService(Generic[S]):
         definition: ServiceDefinition[S],
         settings: S,
         telemetry: Telemetry | None = None,
-        faults: FaultHooks = FaultHooks(),
+        faults: FaultHooks | None = None,
     ) -> None:
         self.definition = definition
         self.settings = settings
@@ -102,14 +102,20 @@ class RunningService(Generic[S]):
             poll_seconds=settings.outbox_poll_seconds,
             publish_timeout_seconds=settings.outbox_publish_timeout_seconds,
             retention_seconds=settings.outbox_retention_seconds,
-            after_publish=faults.after_publish,
+            after_publish=faults.after_publish if faults else None,
         )
-        self.platform = Platform(definition.name, settings, self.database, self.telemetry, self.relay)
+        self.platform = Platform(
+            definition.name, settings, self.database, self.telemetry, self.relay
+        )
         wiring = definition.wire(self.platform)
         self.consumers = [
             EventConsumer(
-                spec, self.database, self.bus, self.telemetry, settings,
-                after_commit=faults.after_commit,
+                spec,
+                self.database,
+                self.bus,
+                self.telemetry,
+                settings,
+                after_commit=faults.after_commit if faults else None,
             )
             for spec in wiring.consumers
         ]
@@ -149,8 +155,11 @@ class RunningService(Generic[S]):
         ]
         log.info(
             "service started",
-            extra={"grpc_port": self.grpc_port, "health_port": self.health_port,
-                   "database": self.database.dialect},
+            extra={
+                "grpc_port": self.grpc_port,
+                "health_port": self.health_port,
+                "database": self.database.dialect,
+            },
         )
 
     async def _watch_dependencies(self) -> None:
@@ -173,8 +182,10 @@ class RunningService(Generic[S]):
         self.relay.stop()
         backlog = await self.relay.drain(deadline_seconds=grace * 0.1)
         if backlog:
-            log.warning("stopping with unsent events; the next start publishes them",
-                        extra={"backlog": backlog})
+            log.warning(
+                "stopping with unsent events; the next start publishes them",
+                extra={"backlog": backlog},
+            )
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

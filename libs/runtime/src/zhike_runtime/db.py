@@ -14,7 +14,12 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 
 # Errors that mean "the database is not reachable now" rather than "this request is wrong".
@@ -24,6 +29,7 @@ DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+_PING_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DISCONNECT_ERRORS)
 
 
 def is_disconnect(error: BaseException) -> bool:
@@ -69,7 +75,7 @@ class Database:
             async with asyncio.timeout(timeout):
                 async with self.engine.connect() as connection:
                     await connection.execute(text("SELECT 1"))
-        except (TimeoutError, *DISCONNECT_ERRORS):
+        except _PING_ERRORS:
             return False
         return True
 

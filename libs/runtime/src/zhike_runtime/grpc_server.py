@@ -51,8 +51,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         telemetry = self._telemetry
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            metadata = {key: value for key, value in (context.invocation_metadata() or ())
-                        if isinstance(value, str)}
+            metadata = {
+                key: value
+                for key, value in (context.invocation_metadata() or ())
+                if isinstance(value, str)
+            }
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             with telemetry.tracer.start_as_current_span(
@@ -66,16 +69,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     return await behavior(request, context)
                 except grpc.aio.AbortError:
                     raise
-                except Exception as error:  # noqa: BLE001 - mapped to a status, never leaked
+                except Exception as error:
                     status = status_for(error, trace_id)
                     code = grpc_code(status)
                     span.set_status(Status(StatusCode.ERROR, code.name))
                     if isinstance(error, DomainError):
-                        log.info("rpc rejected", extra={"method": method, "code": code.name,
-                                                        "reason": str(error)[:500]})
+                        log.info(
+                            "rpc rejected",
+                            extra={"method": method, "code": code.name, "reason": str(error)[:500]},
+                        )
                     else:
-                        log.error("rpc failed", exc_info=error,
-                                  extra={"method": method, "code": code.name})
+                        log.error(
+                            "rpc failed",
+                            exc_info=error,
+                            extra={"method": method, "code": code.name},
+                        )
                     await context.abort(
                         code,
                         status.message,
@@ -88,8 +96,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     telemetry.rpc_duration.record(elapsed_ms, attributes)
                     if code is not grpc.StatusCode.OK:
                         telemetry.rpc_errors.add(1, attributes)
-                    log.info("rpc", extra={"method": method, "code": code.name,
-                                           "duration_ms": round(elapsed_ms, 2)})
+                    log.info(
+                        "rpc",
+                        extra={
+                            "method": method,
+                            "code": code.name,
+                            "duration_ms": round(elapsed_ms, 2),
+                        },
+                    )
 
         return wrapped
 
@@ -155,8 +169,11 @@ def build_server(
         register(server)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
     if enable_reflection:
-        names = [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME]
+        names = [
+            *service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
         reflection.enable_server_reflection(names, server)
     return server
 

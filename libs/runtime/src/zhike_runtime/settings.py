@@ -19,7 +19,7 @@ ENV_PREFIX = "ZHIKE_"
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    grpc_host: str = "0.0.0.0"  # noqa: S104 - a service in a pod listens on all interfaces
+    grpc_host: str = "0.0.0.0"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     # Plaintext health-only port, so probes keep working when the service port needs mTLS.
     # 0 turns it off.

@@ -33,14 +33,14 @@ class Violations:
         if self._items:
             raise InvalidArgument(list(self._items))
 
-    def text(
-        self, field: str, value: str, *, required: bool = False, max_length: int = 200
-    ) -> str:
+    def text(self, field: str, value: str, *, required: bool = False, max_length: int = 200) -> str:
         """Checks free text; returns it NFC-normalised and stripped (empty when absent)."""
         if len(value) > max_length:
             self.add(field, f"must be at most {max_length} characters, got {len(value)}")
             return ""
-        bad = sorted({f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in _FORBIDDEN_CATEGORIES})
+        bad = sorted(
+            {f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in _FORBIDDEN_CATEGORIES}
+        )
         if bad:
             self.add(field, f"contains control or invisible characters: {', '.join(bad[:5])}")
             return ""

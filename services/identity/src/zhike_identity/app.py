@@ -6,16 +6,14 @@ import datetime as dt
 from pathlib import Path
 
 from zhike.identity.v1 import identity_service_pb2
-
-from zhike_runtime.app import Platform, ServiceDefinition, Wiring
-from zhike_runtime.events.bus import StreamSpec
-from zhike_runtime.ids import new_id
-
 from zhike_identity.domain.service import IdentityService
 from zhike_identity.settings import IdentitySettings
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.transport import codec
 from zhike_identity.transport.grpc_handlers import IdentityHandlers
+from zhike_runtime.app import Platform, ServiceDefinition, Wiring
+from zhike_runtime.events.bus import StreamSpec
+from zhike_runtime.ids import new_id
 
 STREAM = StreamSpec("ZHIKE_IDENTITY", (f"{codec.SUBJECT_PREFIX}.>",))
 SERVICE_NAME = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name

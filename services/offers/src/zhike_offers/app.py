@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from zhike.offers.v1 import offers_service_pb2
-
-from zhike_runtime.app import Platform, ServiceDefinition, Wiring
-
 from zhike_offers.settings import OffersSettings
 from zhike_offers.transport.grpc_handlers import OffersHandlers
+from zhike_runtime.app import Platform, ServiceDefinition, Wiring
 
 SERVICE_NAME = offers_service_pb2.DESCRIPTOR.services_by_name["OffersService"].full_name
 

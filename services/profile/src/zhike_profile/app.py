@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from zhike.profile.v1 import profile_service_pb2
-
-from zhike_runtime.app import Platform, ServiceDefinition, Wiring
-
 from zhike_profile.domain.service import ProfileQueries
 from zhike_profile.settings import ProfileSettings
 from zhike_profile.storage.repository import profile_reader
 from zhike_profile.transport.event_handlers import identity_consumer
 from zhike_profile.transport.grpc_handlers import ProfileHandlers
+from zhike_runtime.app import Platform, ServiceDefinition, Wiring
 
 SERVICE_NAME = profile_service_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
 

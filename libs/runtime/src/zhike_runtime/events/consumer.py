@@ -192,8 +192,11 @@ class EventConsumer:
                 self._telemetry.events_applied.add(1, {"consumer": self.spec.durable})
                 log.info(
                     "event applied",
-                    extra={"consumer": self.spec.durable, "event_id": event_id,
-                           "event_type": event_type},
+                    extra={
+                        "consumer": self.spec.durable,
+                        "event_id": event_id,
+                        "event_type": event_type,
+                    },
                 )
             else:
                 self._telemetry.events_duplicate.add(1, {"consumer": self.spec.durable})
@@ -202,7 +205,9 @@ class EventConsumer:
                     extra={"consumer": self.spec.durable, "event_id": event_id},
                 )
 
-    async def _apply(self, handler: EventHandler[Any], payload: Message, context: EventContext) -> bool:
+    async def _apply(
+        self, handler: EventHandler[Any], payload: Message, context: EventContext
+    ) -> bool:
         """Records the event id and applies the effect in one transaction; False if seen before."""
         async with self._db.session() as session, session.begin():
             row = {
@@ -219,7 +224,9 @@ class EventConsumer:
             await handler.handle(session, payload, context)
         return True
 
-    async def _retry_or_dead_letter(self, message: Msg, context: EventContext, error: Exception) -> None:
+    async def _retry_or_dead_letter(
+        self, message: Msg, context: EventContext, error: Exception
+    ) -> None:
         if context.delivery >= self._settings.consumer_max_deliver:
             await self._dead_letter(message, context, error)
             return
@@ -228,8 +235,13 @@ class EventConsumer:
         log.log(
             level,
             "event failed; will retry",
-            extra={"consumer": self.spec.durable, "event_id": context.event_id,
-                   "delivery": context.delivery, "retry_in_seconds": delay, "error": repr(error)},
+            extra={
+                "consumer": self.spec.durable,
+                "event_id": context.event_id,
+                "delivery": context.delivery,
+                "retry_in_seconds": delay,
+                "error": repr(error),
+            },
         )
         await _settle(message.nak(delay=delay))
 
@@ -244,7 +256,9 @@ class EventConsumer:
             h.DELIVERIES: str(context.delivery),
         }
         try:
-            await self._bus.js.publish(dlq_subject(self.spec.durable), message.data, headers=headers)
+            await self._bus.js.publish(
+                dlq_subject(self.spec.durable), message.data, headers=headers
+            )
         except (NatsError, JetStreamError, OSError, TimeoutError) as publish_error:
             # Not parked: leave the message unacked so it comes back rather than vanish.
             log.error(
@@ -257,9 +271,13 @@ class EventConsumer:
         self._telemetry.events_dead_lettered.add(1, {"consumer": self.spec.durable})
         log.error(
             "event dead-lettered",
-            extra={"consumer": self.spec.durable, "event_id": context.event_id,
-                   "subject": message.subject, "deliveries": context.delivery,
-                   "error": repr(error)},
+            extra={
+                "consumer": self.spec.durable,
+                "event_id": context.event_id,
+                "subject": message.subject,
+                "deliveries": context.delivery,
+                "error": repr(error),
+            },
         )
 
     async def _record_lag(self, subscription: JetStreamContext.PullSubscription) -> None:
@@ -276,4 +294,6 @@ async def _settle(action: Awaitable[None]) -> None:
     try:
         await action
     except (NatsError, JetStreamError, OSError, TimeoutError) as error:
-        log.warning("could not settle message; it will be redelivered", extra={"error": repr(error)})
+        log.warning(
+            "could not settle message; it will be redelivered", extra={"error": repr(error)}
+        )

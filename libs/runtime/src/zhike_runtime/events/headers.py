@@ -4,7 +4,9 @@ from __future__ import annotations
 
 MSG_ID = "Nats-Msg-Id"  # JetStream de-duplication key = the event id
 EVENT_ID = "Zhike-Event-Id"  # the event id again, kept when a message is re-published elsewhere
-EVENT_TYPE = "Zhike-Event-Type"  # full protobuf name of the payload, e.g. zhike.identity.v1.PartyCreated
+EVENT_TYPE = (
+    "Zhike-Event-Type"  # full protobuf name of the payload, e.g. zhike.identity.v1.PartyCreated
+)
 CONTENT_TYPE = "Content-Type"
 PROTOBUF = "application/x-protobuf"
 OCCURRED_AT = "Zhike-Occurred-At"

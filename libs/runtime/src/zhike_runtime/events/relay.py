@@ -9,6 +9,7 @@ LOCKED, so several replicas share the backlog instead of publishing the same row
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -81,10 +82,8 @@ class OutboxRelay:
                 await self._housekeeping()
             if published < self._batch_size:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
-                except TimeoutError:
-                    pass
 
     async def drain(self, deadline_seconds: float) -> int:
         """Publishes what is pending until nothing is left or the deadline passes; returns backlog."""
@@ -134,7 +133,9 @@ class OutboxRelay:
         # Pipelined: all publishes are written in order, then the acks are awaited together.
         results = await asyncio.gather(
             *(
-                js.publish(row.subject, row.payload, timeout=self._timeout, headers=dict(row.headers))
+                js.publish(
+                    row.subject, row.payload, timeout=self._timeout, headers=dict(row.headers)
+                )
                 for row in rows
             ),
             return_exceptions=True,

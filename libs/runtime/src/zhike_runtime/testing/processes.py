@@ -44,7 +44,9 @@ def nats_server_binary() -> str:
 class NatsServer:
     """A nats-server with a JetStream file store that can be killed and restarted on the same store."""
 
-    def __init__(self, directory: Path, port: int | None = None, *, sync_always: bool = True) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, *, sync_always: bool = True
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.store = directory / "jetstream"
@@ -137,8 +139,15 @@ class PostgresCluster:
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres", "postgres")
         self._run(
-            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
         )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
@@ -149,8 +158,15 @@ class PostgresCluster:
 
     def start(self) -> None:
         self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.directory / "pg.log"),
-            "-w", "-t", "30", "start",
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.directory / "pg.log"),
+            "-w",
+            "-t",
+            "30",
+            "start",
         )
 
     def stop(self, mode: str = "fast") -> None:
@@ -159,7 +175,8 @@ class PostgresCluster:
     def is_running(self) -> bool:
         status = subprocess.run(
             [*_as_postgres_user(), str(self.bin / "pg_ctl"), "-D", str(self.data), "status"],
-            capture_output=True, check=False,
+            capture_output=True,
+            check=False,
         )
         return status.returncode == 0
 
@@ -170,7 +187,17 @@ class PostgresCluster:
         self._databases += 1
         name = f"zhike_test_{os.getpid()}_{self._databases}"
         subprocess.run(
-            [str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
-            check=True, capture_output=True,
+            [
+                str(self.bin / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                name,
+            ],
+            check=True,
+            capture_output=True,
         )
         return self.url(name)

@@ -37,13 +37,15 @@ async def running_service(
     database_url: str,
     nats_url: str,
     telemetry: Telemetry | None = None,
-    faults: FaultHooks = FaultHooks(),
+    faults: FaultHooks | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RunningService[S]]:
     settings = definition.settings_type(
         **(TEST_SETTINGS | {"database_url": database_url, "nats_url": nats_url} | overrides)
     )
-    service = RunningService(definition, settings, telemetry=telemetry, faults=faults)
+    service = RunningService(
+        definition, settings, telemetry=telemetry, faults=faults or FaultHooks()
+    )
     await service.start()
     try:
         yield service
@@ -74,6 +76,7 @@ async def eventually(
 
 async def wait_serving(port: int, timeout: float = 15.0) -> None:
     async def serving() -> bool:
-        return await readiness(port) == health_pb2.HealthCheckResponse.SERVING
+        status: int = await readiness(port)
+        return status == int(health_pb2.HealthCheckResponse.SERVING)
 
     await eventually(serving, timeout=timeout, interval=0.1)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from zhike_runtime.errors import ConcurrentUpdate, NotFound
-from zhike_runtime.validation import Violations
-
 from zhike_identity.domain.model import (
     IdType,
     LinkOutcome,
@@ -20,6 +17,8 @@ from zhike_identity.domain.model import (
 )
 from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.validation import validate_source_record
+from zhike_runtime.errors import ConcurrentUpdate, NotFound
+from zhike_runtime.validation import Violations
 
 # Two callers linking matching records at once: the loser of the unique-key race retries and then
 # finds the winner's party.

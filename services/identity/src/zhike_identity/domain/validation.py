@@ -6,10 +6,15 @@ import datetime as dt
 import re
 from typing import TypeVar
 
-from zhike_runtime.validation import Violations
-
-from zhike_identity.domain.model import Gender, IdType, SourceRecord, SourceRecordInput, SourceRecordKey
+from zhike_identity.domain.model import (
+    Gender,
+    IdType,
+    SourceRecord,
+    SourceRecordInput,
+    SourceRecordKey,
+)
 from zhike_identity.domain.resident_id import InvalidResidentId, parse_resident_id
+from zhike_runtime.validation import Violations
 
 E = TypeVar("E", IdType, Gender)
 
@@ -18,7 +23,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE_CHARS = re.compile(r"^[0-9+\-() ]+$")
 
 
-def validate_source_record(candidate: SourceRecordInput, today: dt.date | None = None) -> SourceRecord:
+def validate_source_record(
+    candidate: SourceRecordInput, today: dt.date | None = None
+) -> SourceRecord:
     today = today or dt.date.today()
     v = Violations()
     source_system = v.token(f"{_PREFIX}.key.source_system", candidate.source_system)

@@ -11,12 +11,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhike_identity.domain.model import DomainEvent, Party, PartyKey, SourceRecord, SourceRecordKey
+from zhike_identity.storage.schema import party, party_key, source_record
 from zhike_runtime.db import Database
 from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
-
-from zhike_identity.domain.model import DomainEvent, Party, PartyKey, SourceRecord, SourceRecordKey
-from zhike_identity.storage.schema import party, party_key, source_record
 
 
 class SqlPartyRepository:
@@ -27,7 +26,9 @@ class SqlPartyRepository:
         await self._session.execute(insert(party).values(party_id=party_id, created_at=at))
 
     async def get(self, party_id: str) -> Party | None:
-        found = await self._session.scalar(select(party.c.party_id).where(party.c.party_id == party_id))
+        found = await self._session.scalar(
+            select(party.c.party_id).where(party.c.party_id == party_id)
+        )
         if found is None:
             return None
         rows = await self._session.execute(
@@ -35,7 +36,9 @@ class SqlPartyRepository:
             .where(source_record.c.party_id == party_id)
             .order_by(source_record.c.created_at, source_record.c.source_system)
         )
-        return Party(party_id, tuple(SourceRecordKey(r.source_system, r.source_record_id) for r in rows))
+        return Party(
+            party_id, tuple(SourceRecordKey(r.source_system, r.source_record_id) for r in rows)
+        )
 
 
 class SqlPartyKeyRepository:

@@ -28,7 +28,9 @@ source_record = sa.Table(
     metadata,
     sa.Column("source_system", sa.String(64), primary_key=True),
     sa.Column("source_record_id", sa.String(128), primary_key=True),
-    sa.Column("party_id", sa.String(36), sa.ForeignKey("party.party_id"), nullable=False, index=True),
+    sa.Column(
+        "party_id", sa.String(36), sa.ForeignKey("party.party_id"), nullable=False, index=True
+    ),
     sa.Column("full_name", sa.String(200), nullable=False),
     sa.Column("id_type", sa.SmallInteger(), nullable=True),
     sa.Column("id_number", sa.String(64), nullable=False),

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from zhike.identity.v1 import events_pb2, party_pb2
-
-from zhike_runtime.events.outbox import OutgoingEvent
-
 from zhike_identity.domain.model import (
     DomainEvent,
     Party,
     PartyCreated,
     SourceRecordInput,
     SourceRecordKey,
-    SourceRecordLinked,
 )
+from zhike_runtime.events.outbox import OutgoingEvent
 
 SUBJECT_PREFIX = "zhike.identity.v1"
 PARTY_CREATED_SUBJECT = f"{SUBJECT_PREFIX}.party_created"
@@ -67,4 +65,3 @@ def outgoing_event(event: DomainEvent) -> OutgoingEvent:
             link_time=linked,
         ),
     )
-

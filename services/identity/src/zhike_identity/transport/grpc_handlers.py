@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import grpc
+
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
-
-from zhike_runtime.validation import Violations
-
 from zhike_identity.domain.service import IdentityService
 from zhike_identity.transport import codec
+from zhike_runtime.validation import Violations
 
 
 class IdentityHandlers(pb_grpc.IdentityServiceServicer):
@@ -23,7 +22,9 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
             v = Violations()
             v.add("source_record", "is required")
             v.raise_if_any()
-        outcome = await self._service.link_source_record(codec.source_record_input(request.source_record))
+        outcome = await self._service.link_source_record(
+            codec.source_record_input(request.source_record)
+        )
         return pb.LinkSourceRecordResponse(
             party_id=outcome.party_id, party_created=outcome.party_created
         )

@@ -10,11 +10,10 @@ import datetime as dt
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from zhike_runtime.errors import NotFound
-from zhike_runtime.validation import Violations
-
 from zhike_profile.domain.model import LinkedSourceRecord, Profile
 from zhike_profile.domain.ports import ProfileRepository
+from zhike_runtime.errors import NotFound
+from zhike_runtime.validation import Violations
 
 
 async def apply_party_created(profiles: ProfileRepository, party_id: str, at: dt.datetime) -> None:
@@ -43,4 +42,3 @@ class ProfileQueries:
         if profile is None:
             raise NotFound("profile", party_id)
         return profile
-

@@ -8,16 +8,15 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhike_runtime.db import Database
-
 from zhike_profile.domain.model import LinkedSourceRecord, Profile
 from zhike_profile.storage.schema import profile, profile_source_record
+from zhike_runtime.db import Database
 
 
 class SqlProfileRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+        self._dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
     async def get(self, party_id: str) -> Profile | None:
         row = (
@@ -61,7 +60,9 @@ class SqlProfileRepository:
             )
         )
         await self._session.execute(
-            update(profile).where(profile.c.party_id == party_id).values(updated_at=record.linked_at)
+            update(profile)
+            .where(profile.c.party_id == party_id)
+            .values(updated_at=record.linked_at)
         )
 
 

@@ -18,6 +18,8 @@ profile_source_record = sa.Table(
     metadata,
     sa.Column("source_system", sa.String(64), primary_key=True),
     sa.Column("source_record_id", sa.String(128), primary_key=True),
-    sa.Column("party_id", sa.String(36), sa.ForeignKey("profile.party_id"), nullable=False, index=True),
+    sa.Column(
+        "party_id", sa.String(36), sa.ForeignKey("profile.party_id"), nullable=False, index=True
+    ),
     sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from zhike.profile.v1 import profile_pb2
 
+from zhike.profile.v1 import profile_pb2
 from zhike_profile.domain.model import Profile
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
 from zhike.identity.v1 import events_pb2 as identity_events
-
-from zhike_runtime.events.consumer import ConsumerSpec, EventContext, EventHandler, PermanentEventError
-
 from zhike_profile.domain import service
 from zhike_profile.domain.model import LinkedSourceRecord
 from zhike_profile.storage.repository import SqlProfileRepository
+from zhike_runtime.events.consumer import (
+    ConsumerSpec,
+    EventContext,
+    EventHandler,
+    PermanentEventError,
+)
 
 
 def _require_party(party_id: str) -> None:
@@ -54,4 +58,3 @@ def identity_consumer() -> ConsumerSpec:
             EventHandler(identity_events.SourceRecordLinked, on_source_record_linked),
         ),
     )
-

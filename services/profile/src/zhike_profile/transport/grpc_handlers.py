@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import grpc
+
 from zhike.profile.v1 import profile_service_pb2 as pb
 from zhike.profile.v1 import profile_service_pb2_grpc as pb_grpc
-
 from zhike_profile.domain.service import ProfileQueries
 from zhike_profile.transport import codec
 

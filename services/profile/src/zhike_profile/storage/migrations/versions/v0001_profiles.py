@@ -28,9 +28,7 @@ def upgrade() -> None:
         sa.Column("party_id", sa.String(36), sa.ForeignKey("profile.party_id"), nullable=False),
         sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_index(
-        "ix_profile_source_record_party_id", "profile_source_record", ["party_id"]
-    )
+    op.create_index("ix_profile_source_record_party_id", "profile_source_record", ["party_id"])
 
 
 def downgrade() -> None:
