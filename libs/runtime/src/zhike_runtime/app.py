@@ -129,7 +129,9 @@ class RunningService(Generic[S]):
             max_concurrent_rpcs=settings.max_concurrent_rpcs,
             enable_reflection=settings.grpc_reflection,
         )
-        self.health_server = build_health_server(self.health) if settings.health_port else None
+        self.health_server = (
+            build_health_server(self.health) if settings.health_port is not None else None
+        )
         self.grpc_port = 0
         self.health_port = 0
         self._tasks: list[asyncio.Task[None]] = []

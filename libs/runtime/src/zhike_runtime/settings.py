@@ -22,8 +22,8 @@ class ServiceSettings(BaseSettings):
     grpc_host: str = "0.0.0.0"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     # Plaintext health-only port, so probes keep working when the service port needs mTLS.
-    # 0 turns it off.
-    health_port: int = Field(default=0, ge=0, le=65535)
+    # Unset: no separate health port (health is still answered on the service port).
+    health_port: int | None = Field(default=None, ge=0, le=65535)
     database_url: str = "sqlite+aiosqlite:///.zhike/service.db"
     database_pool_size: int = Field(default=10, ge=1, le=200)
     nats_url: str = "nats://127.0.0.1:4222"

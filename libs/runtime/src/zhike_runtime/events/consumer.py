@@ -96,6 +96,10 @@ class EventConsumer:
         }
         self._after_commit = after_commit
         self._stopping = False
+        # Counts for this instance (the metrics carry the same, labelled by consumer).
+        self.applied = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
         bus.add_consumer(
             ConsumerDeclaration(
                 durable=spec.durable,
@@ -189,6 +193,7 @@ class EventConsumer:
                 await self._after_commit(context)
             await _settle(message.ack())
             if applied:
+                self.applied += 1
                 self._telemetry.events_applied.add(1, {"consumer": self.spec.durable})
                 log.info(
                     "event applied",
@@ -199,6 +204,7 @@ class EventConsumer:
                     },
                 )
             else:
+                self.duplicates += 1
                 self._telemetry.events_duplicate.add(1, {"consumer": self.spec.durable})
                 log.info(
                     "duplicate event absorbed",
@@ -268,6 +274,7 @@ class EventConsumer:
             await _settle(message.nak(delay=self._settings.backoff_for(context.delivery)))
             return
         await _settle(message.term())
+        self.dead_lettered += 1
         self._telemetry.events_dead_lettered.add(1, {"consumer": self.spec.durable})
         log.error(
             "event dead-lettered",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zhike_runtime.testing.processes import NatsServer, PostgresCluster
+from zhike_runtime.testing.processes import NatsServer, PostgresCluster, throwaway_postgres
 
 
 @pytest.fixture
@@ -24,13 +24,9 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster(tmp_path_factory.mktemp("postgres"))
-    cluster.init()
-    cluster.start()
-    yield cluster
-    if cluster.is_running():  # a test may have taken it down on purpose
-        cluster.stop("immediate")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    with throwaway_postgres() as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,7 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PG_VERSION = "15"
@@ -201,3 +204,23 @@ class PostgresCluster:
             capture_output=True,
         )
         return self.url(name)
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[PostgresCluster]:
+    """A started cluster in its own temporary directory, removed afterwards.
+
+    The directory is made with mkdtemp under the system temp dir (not pytest's private tmp_path),
+    because the postgres user must be able to reach it when we run as root.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="zhike-pg-"))
+    directory.chmod(0o755)
+    cluster = PostgresCluster(directory)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        if cluster.is_running():
+            cluster.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)

@@ -16,6 +16,9 @@ from zhike_runtime.telemetry import Telemetry
 
 S = TypeVar("S", bound=ServiceSettings)
 
+SERVING: int = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
+
 # Fast retries so that failure paths finish in seconds, not minutes.
 TEST_SETTINGS: dict[str, Any] = {
     "grpc_host": "127.0.0.1",
@@ -76,7 +79,6 @@ async def eventually(
 
 async def wait_serving(port: int, timeout: float = 15.0) -> None:
     async def serving() -> bool:
-        status: int = await readiness(port)
-        return status == int(health_pb2.HealthCheckResponse.SERVING)
+        return await readiness(port) == SERVING
 
     await eventually(serving, timeout=timeout, interval=0.1)

@@ -1,0 +1,192 @@
+"""`make run`: NATS and the four services on embedded defaults, as local processes.
+
+Ports (override with environment variables): NATS 4222 (ZHIKE_DEV_NATS_PORT), identity 50051,
+profile 50052, offers 50053, notifications 50054 (ZHIKE_DEV_<SERVICE>_PORT); each service's
+plaintext health port is its port + 10. State (SQLite files, the JetStream store, logs) lives in
+ZHIKE_DEV_STATE_DIR (default .zhike/). Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+
+from zhike_runtime.cli import check_health
+from zhike_runtime.testing.processes import NatsServer
+
+SERVICES = {"identity": 50051, "profile": 50052, "offers": 50053, "notifications": 50054}
+HEALTH_OFFSET = 10
+START_TIMEOUT_SECONDS = 90.0
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    health_port: int
+    log_file: Path
+    process: subprocess.Popen[bytes]
+
+
+def _port(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SystemExit(f"{variable}: not a port number: {raw!r}") from None
+    if not 0 < port < 65536:
+        raise SystemExit(f"{variable}: port out of range: {port}")
+    return port
+
+
+def _require_free(port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit(
+                f"port {port} for {what} is already in use: stop what holds it or set another port"
+            )
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _serving(port: int) -> bool:
+    try:
+        return asyncio.run(check_health(f"127.0.0.1:{port}", "", 1.0)) == "SERVING"
+    except grpc.aio.AioRpcError:
+        return False
+
+
+class Stack:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.logs = state_dir / "logs"
+        self.nats = NatsServer(
+            state_dir / "nats", _port("ZHIKE_DEV_NATS_PORT", 4222), sync_always=False
+        )
+        self.services: list[ServiceProcess] = []
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        ports = {
+            name: _port(f"ZHIKE_DEV_{name.upper()}_PORT", port) for name, port in SERVICES.items()
+        }
+        _require_free(self.nats.port, "NATS")
+        for name, port in ports.items():
+            _require_free(port, name)
+            _require_free(port + HEALTH_OFFSET, f"{name} health")
+        self.nats.start()
+        _say(f"nats-server with JetStream on {self.nats.url} (store {self.nats.store})")
+        for name, port in ports.items():
+            self.services.append(self._start_service(name, port))
+
+    def _start_service(self, name: str, port: int) -> ServiceProcess:
+        env = os.environ | {
+            "ZHIKE_GRPC_HOST": "127.0.0.1",
+            "ZHIKE_GRPC_PORT": str(port),
+            "ZHIKE_HEALTH_PORT": str(port + HEALTH_OFFSET),
+            "ZHIKE_NATS_URL": self.nats.url,
+            "ZHIKE_DATABASE_URL": f"sqlite+aiosqlite:///{self.state_dir.resolve() / f'{name}.db'}",
+        }
+        log_file = self.logs / f"{name}.log"
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", f"zhike_{name}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return ServiceProcess(name, port, port + HEALTH_OFFSET, log_file, process)
+
+    def wait_until_serving(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        waiting = list(self.services)
+        while waiting:
+            for service in list(waiting):
+                if service.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{service.name} exited with {service.process.returncode}; "
+                        f"last lines of {service.log_file}:\n{_tail(service.log_file)}"
+                    )
+                if _serving(service.port):
+                    waiting.remove(service)
+            if time.monotonic() > deadline:
+                names = ", ".join(s.name for s in waiting)
+                raise RuntimeError(f"not SERVING after {START_TIMEOUT_SECONDS:.0f}s: {names}")
+            time.sleep(0.2)
+
+    def exited(self) -> ServiceProcess | None:
+        return next((s for s in self.services if s.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        for service in self.services:
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        for service in self.services:
+            try:
+                service.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait()
+        self.nats.stop()
+
+
+def main() -> int:
+    state_dir = Path(os.environ.get("ZHIKE_DEV_STATE_DIR", ".zhike"))
+    stop_requested = False
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stack = Stack(state_dir)
+    code = 0
+    try:
+        stack.start()
+        stack.wait_until_serving()
+        _say("\nZhike is up (all health checks SERVING):")
+        _say(f"  {'service':<14} {'gRPC':<18} {'health':<18} log")
+        for s in stack.services:
+            _say(f"  {s.name:<14} 127.0.0.1:{s.port:<8} 127.0.0.1:{s.health_port:<8} {s.log_file}")
+        _say(f"  {'nats':<14} {stack.nats.url:<37} {stack.nats.log_file}")
+        _say("\nTry: grpcurl -plaintext 127.0.0.1:50051 list   (reflection is on locally)")
+        _say("Ctrl-C stops everything.")
+        while not stop_requested:
+            gone = stack.exited()
+            if gone is not None:
+                _say(f"{gone.name} exited unexpectedly; last lines:\n{_tail(gone.log_file)}")
+                code = 1
+                break
+            time.sleep(0.5)
+    except RuntimeError as error:
+        _say(f"start-up failed: {error}")
+        code = 1
+    finally:
+        _say("stopping…")
+        stack.stop()
+        _say("stopped.")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""Idempotent consumers: redeliveries change nothing, poison events go to the dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhike.testing.v1 import events_pb2
+from zhike_runtime.events import headers as h
+from zhike_runtime.events.bus import DLQ_STREAM, EventBus, dlq_subject
+from zhike_runtime.events.consumer import (
+    AfterCommitHook,
+    ConsumerSpec,
+    EventConsumer,
+    EventContext,
+    EventHandler,
+    PermanentEventError,
+)
+from zhike_runtime.events.outbox import add_to_outbox
+from zhike_runtime.events.relay import OutboxRelay
+from zhike_runtime.events.schema import inbox_event
+from zhike_runtime.testing.services import eventually
+
+from ..conftest import PING_SUBJECT, TEST_STREAM, Backbone, ping, ping_effect
+
+DURABLE = "tests-testing"
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the consumer process dying between its commit and its ack."""
+
+
+async def apply_ping(session: AsyncSession, event: events_pb2.Ping, _ctx: EventContext) -> None:
+    if event.poison:
+        raise RuntimeError(f"cannot apply {event.key}: downstream rejects it")
+    if event.key.startswith("permanent"):
+        raise PermanentEventError(f"{event.key} can never be applied")
+    await session.execute(sa.insert(ping_effect).values(key=event.key))
+
+
+SPEC = ConsumerSpec(
+    durable=DURABLE,
+    stream=TEST_STREAM.name,
+    filter_subjects=(PING_SUBJECT,),
+    handlers=(EventHandler(events_pb2.Ping, apply_ping),),
+)
+
+
+@asynccontextmanager
+async def consuming(
+    backbone: Backbone, after_commit: AfterCommitHook | None = None
+) -> AsyncIterator[tuple[EventBus, EventConsumer, asyncio.Task[None]]]:
+    bus = backbone.bus("consumer")
+    consumer = EventConsumer(
+        SPEC,
+        backbone.database,
+        bus,
+        backbone.telemetry,
+        backbone.settings,
+        after_commit=after_commit,
+    )
+    await bus.run()
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield bus, consumer, task
+    finally:
+        consumer.stop()
+        if not task.done():
+            await asyncio.wait_for(task, timeout=10)
+        await bus.close()
+
+
+async def publish_through_outbox(backbone: Backbone, events: list[events_pb2.Ping]) -> list[str]:
+    outgoing = [ping(e.key, poison=e.poison) for e in events]
+    async with backbone.database.session() as session, session.begin():
+        await add_to_outbox(session, outgoing)
+    bus = backbone.bus("producer")
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry)
+    while await relay.publish_batch():
+        pass
+    await bus.close()
+    return [e.event_id for e in outgoing]
+
+
+async def effects(backbone: Backbone, key: str | None = None) -> int:
+    if key is None:
+        return await backbone.count(ping_effect)
+    return await backbone.count(ping_effect, ping_effect.c.key == key)
+
+
+async def test_the_same_event_delivered_twice_is_applied_once(backbone: Backbone) -> None:
+    [event_id] = await publish_through_outbox(backbone, [events_pb2.Ping(key="once")])
+    async with consuming(backbone) as (bus, _consumer, _task):
+
+        async def applied() -> bool:
+            return await effects(backbone, "once") == 1
+
+        await eventually(applied)
+        # The same event again, as a relay would republish it after the duplicate window: a new
+        # JetStream message id, the same event id.
+        headers = {
+            h.MSG_ID: f"{event_id}-republished",
+            h.EVENT_ID: event_id,
+            h.EVENT_TYPE: "zhike.testing.v1.Ping",
+        }
+        await bus.js.publish(
+            PING_SUBJECT, events_pb2.Ping(key="once").SerializeToString(), headers=headers
+        )
+
+        async def absorbed() -> bool:
+            info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+            return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+        await eventually(absorbed)
+    assert await effects(backbone, "once") == 1
+    assert await backbone.count(inbox_event) == 1
+
+
+async def test_a_consumer_killed_between_commit_and_ack_gets_a_redelivery_that_changes_nothing(
+    backbone: Backbone,
+) -> None:
+    await publish_through_outbox(backbone, [events_pb2.Ping(key=f"k{i}") for i in range(5)])
+    crashes: list[str] = []
+
+    async def crash_once(context: EventContext) -> None:
+        if not crashes:
+            crashes.append(context.event_id)
+            raise SimulatedCrash
+
+    async with consuming(backbone, after_commit=crash_once) as (_bus, _consumer, task):
+        with pytest.raises(SimulatedCrash):
+            await task  # the consumer died with the first event committed but not acked
+    assert await effects(backbone) == 1
+
+    async with consuming(backbone) as (bus, consumer, _task):
+
+        async def all_settled() -> bool:
+            info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+            return (
+                await effects(backbone) == 5 and info.num_ack_pending == 0 and info.num_pending == 0
+            )
+
+        await eventually(all_settled, timeout=15)
+        # The crashed event did come back, and the inbox absorbed it.
+        assert consumer.duplicates == 1
+        assert consumer.applied == 4
+    assert await effects(backbone) == 5
+    assert {await effects(backbone, f"k{i}") for i in range(5)} == {1}
+    assert await backbone.count(inbox_event) == 5
+
+
+async def test_a_poison_event_is_dead_lettered_after_max_deliveries_and_the_rest_flow(
+    backbone: Backbone,
+) -> None:
+    events = [events_pb2.Ping(key=f"good-{i}") for i in range(40)]
+    events.insert(10, events_pb2.Ping(key="poison", poison=True))
+    ids = await publish_through_outbox(backbone, events)
+    poison_id = ids[10]
+    async with consuming(backbone) as (bus, _consumer, _task):
+        dead = await bus.js.pull_subscribe(
+            dlq_subject(DURABLE), durable="dlq-reader", stream=DLQ_STREAM
+        )
+
+        async def good_ones_applied() -> bool:
+            return await effects(backbone) == 40
+
+        await eventually(good_ones_applied)
+        [letter] = await dead.fetch(1, timeout=10)
+        assert letter.headers is not None
+        assert letter.headers[h.EVENT_ID] == poison_id
+        assert letter.headers[h.ORIGINAL_SUBJECT] == PING_SUBJECT
+        assert "downstream rejects it" in letter.headers[h.LAST_ERROR]
+        assert letter.headers[h.DELIVERIES] == str(backbone.settings.consumer_max_deliver)
+        assert events_pb2.Ping.FromString(letter.data).key == "poison"
+
+        async def settled() -> bool:
+            info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+            return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+        await eventually(settled)
+        stream = await bus.js.stream_info(DLQ_STREAM)
+        assert stream.state.messages == 1
+    assert await effects(backbone, "poison") == 0
+
+
+async def test_a_permanent_error_goes_to_the_dead_letters_without_redelivery(
+    backbone: Backbone,
+) -> None:
+    await publish_through_outbox(
+        backbone, [events_pb2.Ping(key="permanent-1"), events_pb2.Ping(key="after")]
+    )
+    async with consuming(backbone) as (bus, consumer, _task):
+        dead = await bus.js.pull_subscribe(
+            dlq_subject(DURABLE), durable="dlq-reader", stream=DLQ_STREAM
+        )
+        [letter] = await dead.fetch(1, timeout=10)
+        assert letter.headers is not None
+        assert letter.headers[h.DELIVERIES] == "1"
+
+        async def after_applied() -> bool:
+            return await effects(backbone, "after") == 1
+
+        await eventually(after_applied)
+        assert consumer.dead_lettered == 1
+        assert consumer.duplicates == 0
+        info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+        assert info.delivered.stream_seq == 2
+        assert info.num_redelivered == 0
+
+
+async def test_a_payload_that_does_not_decode_is_dead_lettered(backbone: Backbone) -> None:
+    async with consuming(backbone) as (bus, _consumer, _task):
+        await bus.js.publish(
+            PING_SUBJECT,
+            b"\xff\xff\xff not protobuf",
+            headers={
+                h.MSG_ID: "garbage-1",
+                h.EVENT_ID: "garbage-1",
+                h.EVENT_TYPE: "zhike.testing.v1.Ping",
+            },
+        )
+        dead = await bus.js.pull_subscribe(
+            dlq_subject(DURABLE), durable="dlq-reader", stream=DLQ_STREAM
+        )
+        [letter] = await dead.fetch(1, timeout=10)
+        assert letter.headers is not None
+        assert "not a zhike.testing.v1.Ping" in letter.headers[h.LAST_ERROR]
+    assert await effects(backbone) == 0
+
+
+async def test_two_consumer_instances_share_the_work_and_apply_each_event_once(
+    backbone: Backbone,
+) -> None:
+    await publish_through_outbox(backbone, [events_pb2.Ping(key=f"k{i}") for i in range(200)])
+    async with consuming(backbone), consuming(backbone):
+
+        async def all_applied() -> bool:
+            return await effects(backbone) == 200
+
+        await eventually(all_applied, timeout=20)
+    assert await backbone.count(inbox_event) == 200
+    distinct = await backbone.count(ping_effect)
+    assert distinct == 200

@@ -1,0 +1,158 @@
+"""The outbox and its relay: nothing lost, nothing phantom, duplicates absorbed by JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from zhike.testing.v1 import events_pb2
+from zhike_runtime.events import headers as h
+from zhike_runtime.events.outbox import add_to_outbox
+from zhike_runtime.events.relay import OutboxRelay
+from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.testing.services import eventually
+
+from ..conftest import TEST_STREAM, Backbone, ping
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing on the way catches it."""
+
+
+async def stream_messages(backbone: Backbone) -> int:
+    bus = backbone.bus("probe")
+    await bus.run()
+    info = await bus.js.stream_info(TEST_STREAM.name)
+    await bus.close()
+    return int(info.state.messages)
+
+
+async def test_committed_events_are_published_with_their_id_type_and_trace_headers(
+    backbone: Backbone,
+) -> None:
+    events = [ping(f"k{i}") for i in range(20)]
+    async with backbone.database.session() as session, session.begin():
+        await add_to_outbox(session, events)
+    bus = backbone.bus()
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry, batch_size=8)
+    published = 0
+    while (n := await relay.publish_batch()) > 0:
+        published += n
+    assert published == 20
+    assert await relay.backlog() == 0
+    subscription = await bus.js.pull_subscribe(
+        "zhike.testing.v1.ping", durable="probe", stream=TEST_STREAM.name
+    )
+    messages = await subscription.fetch(20, timeout=2)
+    assert [m.headers[h.MSG_ID] for m in messages if m.headers] == [e.event_id for e in events]
+    first = messages[0]
+    assert first.headers is not None
+    assert first.headers[h.EVENT_TYPE] == "zhike.testing.v1.Ping"
+    assert first.headers[h.CONTENT_TYPE] == "application/x-protobuf"
+    assert events_pb2.Ping.FromString(first.data).key == "k0"
+    await bus.close()
+
+
+async def test_a_transaction_that_fails_after_its_outbox_row_publishes_nothing(
+    backbone: Backbone,
+) -> None:
+
+    async def doomed_transaction(key: str) -> None:
+        event = ping(key)
+        async with backbone.database.session() as session, session.begin():
+            await add_to_outbox(session, [event])
+            # A real constraint violation after the outbox insert: the same event id twice.
+            await add_to_outbox(session, [event])
+
+    for i in range(50):
+        with pytest.raises(IntegrityError):
+            await doomed_transaction(f"doomed-{i}")
+    assert await backbone.count(outbox_event) == 0
+    bus = backbone.bus()
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry)
+    assert await relay.publish_batch() == 0
+    await bus.close()
+    assert await stream_messages(backbone) == 0
+
+
+async def test_relay_crash_between_publish_and_mark_republishes_as_a_jetstream_duplicate(
+    backbone: Backbone,
+) -> None:
+    async with backbone.database.session() as session, session.begin():
+        await add_to_outbox(session, [ping(f"k{i}") for i in range(100)])
+    bus = backbone.bus()
+    await bus.run()
+
+    async def crash(_acked: list[str]) -> None:
+        raise SimulatedCrash
+
+    crashing = OutboxRelay(backbone.database, bus, backbone.telemetry, after_publish=crash)
+    with pytest.raises(SimulatedCrash):
+        await crashing.publish_batch()
+    assert await crashing.backlog() == 100  # published, but never marked sent
+
+    restarted = OutboxRelay(backbone.database, bus, backbone.telemetry)
+    assert await restarted.publish_batch() == 100
+    assert restarted.duplicates_acknowledged == 100
+    assert await restarted.backlog() == 0
+    await bus.close()
+    assert await stream_messages(backbone) == 100
+
+
+async def test_events_wait_in_the_outbox_while_nats_is_down_and_drain_after(
+    backbone: Backbone,
+) -> None:
+    bus = backbone.bus()
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry, poll_seconds=0.05)
+    task = asyncio.create_task(relay.run())
+    backbone.nats.kill()
+    async with backbone.database.session() as session, session.begin():
+        await add_to_outbox(session, [ping(f"k{i}") for i in range(30)])
+    relay.notify()
+    await asyncio.sleep(0.5)
+    assert await relay.backlog() == 30
+    backbone.nats.start()
+
+    async def drained() -> bool:
+        return await relay.backlog() == 0
+
+    await eventually(drained, timeout=20)
+    relay.stop()
+    await task
+    await bus.close()
+    assert await stream_messages(backbone) == 30
+
+
+async def test_sent_rows_are_deleted_after_their_retention(backbone: Backbone) -> None:
+    async with backbone.database.session() as session, session.begin():
+        await add_to_outbox(session, [ping("old")])
+    bus = backbone.bus()
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry, retention_seconds=0)
+    assert await relay.publish_batch() == 1
+    assert await backbone.count(outbox_event) == 1
+    await relay._housekeeping()
+    assert await backbone.count(outbox_event, outbox_event.c.published_at.is_not(None)) == 0
+    await bus.close()
+
+
+async def test_events_keep_their_commit_order_on_the_stream(backbone: Backbone) -> None:
+    async with backbone.database.session() as session:
+        for i in range(30):
+            async with session.begin():
+                await add_to_outbox(session, [ping(f"k{i:02d}")])
+    bus = backbone.bus()
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry)
+    await relay.publish_batch()
+    subscription = await bus.js.pull_subscribe(
+        "zhike.testing.v1.ping", durable="order", stream=TEST_STREAM.name
+    )
+    keys = [events_pb2.Ping.FromString(m.data).key for m in await subscription.fetch(30, timeout=2)]
+    assert keys == [f"k{i:02d}" for i in range(30)]
+    await bus.close()

@@ -1,0 +1,219 @@
+"""The shared gRPC server: error mapping, limits, health that follows dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2
+from sqlalchemy.exc import OperationalError
+
+from zhike.testing.v1 import events_pb2
+from zhike_runtime.app import Platform, RunningService, ServiceDefinition, Wiring
+from zhike_runtime.errors import FieldViolation, InvalidArgument, NotFound
+from zhike_runtime.grpc_errors import STATUS_DETAILS_KEY
+from zhike_runtime.grpc_server import LIVENESS
+from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.testing.processes import NatsServer, throwaway_postgres
+from zhike_runtime.testing.services import (
+    NOT_SERVING,
+    SERVING,
+    eventually,
+    readiness,
+    running_service,
+)
+
+Behaviour = Callable[
+    [events_pb2.Ping, grpc.aio.ServicerContext[Any, Any]], Awaitable[events_pb2.Ping]
+]
+
+
+async def invalid(
+    _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
+) -> events_pb2.Ping:
+    raise InvalidArgument(
+        [FieldViolation("party.name", "is required"), FieldViolation("party.id", "must be a UUID")]
+    )
+
+
+async def missing(
+    _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
+) -> events_pb2.Ping:
+    raise NotFound("party", "0190-…")
+
+
+async def crash(
+    _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
+) -> events_pb2.Ping:
+    raise RuntimeError("secret connection string postgres://admin:hunter2@db")
+
+
+async def database_gone(
+    _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
+) -> events_pb2.Ping:
+    raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+
+async def echo(
+    request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
+) -> events_pb2.Ping:
+    return request
+
+
+METHODS: dict[str, Behaviour] = {
+    "Invalid": invalid,
+    "Missing": missing,
+    "Crash": crash,
+    "DatabaseGone": database_gone,
+    "Echo": echo,
+}
+
+
+def wire(_platform: Platform[ServiceSettings]) -> Wiring:
+    def register(server: grpc.aio.Server) -> None:
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=events_pb2.Ping.FromString,
+                response_serializer=events_pb2.Ping.SerializeToString,
+            )
+            for name, behaviour in METHODS.items()
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("zhike.testing.v1.Probe", handlers),)
+        )
+
+    return Wiring(grpc_registrations=[register])
+
+
+PROBE = ServiceDefinition(
+    name="probe",
+    settings_type=ServiceSettings,
+    grpc_service_names=("zhike.testing.v1.Probe",),
+    migrations=None,
+    stream=None,
+    wire=wire,
+)
+
+
+@pytest.fixture
+async def probe(
+    tmp_path: Path, nats_server: NatsServer
+) -> AsyncIterator[RunningService[ServiceSettings]]:
+    async with running_service(
+        PROBE, database_url=f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}", nats_url=nats_server.url
+    ) as service:
+        yield service
+
+
+async def call(port: int, method: str, request: events_pb2.Ping) -> events_pb2.Ping:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = channel.unary_unary(
+            f"/zhike.testing.v1.Probe/{method}",
+            request_serializer=events_pb2.Ping.SerializeToString,
+            response_deserializer=events_pb2.Ping.FromString,
+        )
+        response: events_pb2.Ping = await stub(request, timeout=5)
+        return response
+
+
+def details(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    for key, value in error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    raise AssertionError("no rich status in the trailers")
+
+
+async def test_invalid_argument_names_every_offending_field(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(probe.grpc_port, "Invalid", events_pb2.Ping())
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    bad_request = error_details_pb2.BadRequest()
+    assert details(raised.value).details[0].Unpack(bad_request)
+    assert [v.field for v in bad_request.field_violations] == ["party.name", "party.id"]
+
+
+async def test_not_found_maps_to_not_found(probe: RunningService[ServiceSettings]) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(probe.grpc_port, "Missing", events_pb2.Ping())
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_unexpected_errors_are_internal_and_leak_nothing(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(probe.grpc_port, "Crash", events_pb2.Ping())
+    assert raised.value.code() is grpc.StatusCode.INTERNAL
+    assert "hunter2" not in (raised.value.details() or "")
+    assert "RuntimeError" not in (raised.value.details() or "")
+    assert "trace" in (raised.value.details() or "")
+
+
+async def test_a_lost_database_is_unavailable_with_a_retry_hint(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(probe.grpc_port, "DatabaseGone", events_pb2.Ping())
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    retry = error_details_pb2.RetryInfo()
+    assert details(raised.value).details[0].Unpack(retry)
+
+
+async def test_a_request_over_the_size_limit_is_refused_and_the_server_lives_on(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(probe.grpc_port, "Echo", events_pb2.Ping(key="x" * (5 * 1024 * 1024)))
+    assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (await call(probe.grpc_port, "Echo", events_pb2.Ping(key="ok"))).key == "ok"
+    assert await readiness(probe.grpc_port, LIVENESS) == SERVING
+
+
+async def test_health_is_also_served_on_the_plaintext_health_port(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    assert probe.health_port
+    assert probe.health_port != probe.grpc_port
+
+    async def ready() -> bool:
+        return await readiness(probe.health_port) == SERVING
+
+    await eventually(ready)
+    assert await readiness(probe.health_port, "zhike.testing.v1.Probe") == SERVING
+
+
+async def test_readiness_follows_nats_and_the_database_and_liveness_does_not(
+    nats_server: NatsServer,
+) -> None:
+    with throwaway_postgres() as cluster:
+        url = cluster.create_database()
+        async with running_service(PROBE, database_url=url, nats_url=nats_server.url) as service:
+            port = service.grpc_port
+            await expect_readiness(port, SERVING)
+
+            nats_server.kill()
+            await expect_readiness(port, NOT_SERVING)
+            assert await readiness(port, LIVENESS) == SERVING
+            nats_server.start()
+            await expect_readiness(port, SERVING)
+
+            cluster.stop("fast")
+            await expect_readiness(port, NOT_SERVING)
+            assert await readiness(port, LIVENESS) == SERVING
+            cluster.start()
+            await expect_readiness(port, SERVING)
+
+
+async def expect_readiness(port: int, status: int) -> None:
+    async def reached() -> bool:
+        return await readiness(port) == status
+
+    reached.__name__ = f"readiness == {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
+    await eventually(reached, timeout=20, interval=0.1)

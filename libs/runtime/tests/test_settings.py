@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from zhike_runtime.settings import ServiceSettings, load_settings
+
+
+def test_bad_values_stop_the_process_naming_each_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ZHIKE_GRPC_PORT", "not-a-port")
+    monkeypatch.setenv("ZHIKE_DATABASE_URL", "mysql://somewhere/db")
+    monkeypatch.setenv("ZHIKE_LOG_LEVEL", "LOUD")
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(ServiceSettings)
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert "ZHIKE_GRPC_PORT" in message
+    assert "ZHIKE_DATABASE_URL" in message
+    assert "ZHIKE_LOG_LEVEL" in message
+
+
+def test_settings_come_from_zhike_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZHIKE_GRPC_PORT", "6001")
+    monkeypatch.setenv("ZHIKE_NATS_URL", "nats://a:4222,nats://b:4222")
+    monkeypatch.setenv("ZHIKE_CONSUMER_BACKOFF_SECONDS", "[0.5, 1, 2]")
+    settings = load_settings(ServiceSettings)
+    assert settings.grpc_port == 6001
+    assert settings.nats_url == "nats://a:4222,nats://b:4222"
+    assert settings.backoff_for(1) == 0.5
+    assert settings.backoff_for(3) == 2
+    assert settings.backoff_for(9) == 2
+
+
+def test_more_backoff_steps_than_redeliveries_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZHIKE_CONSUMER_MAX_DELIVER", "2")
+    monkeypatch.setenv("ZHIKE_CONSUMER_BACKOFF_SECONDS", "[1, 2, 3]")
+    with pytest.raises(SystemExit):
+        load_settings(ServiceSettings)
+
+
+def test_nats_url_must_use_a_nats_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZHIKE_NATS_URL", "http://localhost:4222")
+    with pytest.raises(SystemExit):
+        load_settings(ServiceSettings)
