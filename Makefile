@@ -50,7 +50,7 @@ test-unit: setup ## Unit, storage and transport tests (real SQLite, PostgreSQL, 
 test-integration: setup ## Cross-service journeys with the services as real processes
 	$(PYTHON) -m pytest tests -q
 
-test: lint typecheck ## Everything CI runs: lint, types, all tests
+test: lint typecheck scan ## Everything CI runs: lint, types, chart scan, all tests
 	$(PYTHON) -m pytest libs services tests -q
 
 run: setup ## Start NATS and the four services on embedded defaults (Ctrl-C stops all)
@@ -58,6 +58,8 @@ run: setup ## Start NATS and the four services on embedded defaults (Ctrl-C stop
 
 bench: setup ## Benchmarks (figures, not pass/fail)
 	$(PYTHON) -m benchmarks
+
+include deploy/deploy.mk
 
 clean: ## Remove the environment, generated code and local state
 	rm -rf $(VENV) $(TOOLS) libs/contracts/src/zhike .zhike .mypy_cache .ruff_cache .pytest_cache

@@ -1,7 +1,8 @@
 """OpenTelemetry traces and metrics, configured by the standard OTEL_* variables.
 
 OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER: `none` (default), `console` (to stderr, keeping
-stdout for JSON logs) or `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT and friends). The trace context
+stdout for JSON logs) or `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT and friends); metrics may also be
+`prometheus`, served for scraping on OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT. The trace context
 travels in gRPC metadata and in NATS message headers as W3C `traceparent`.
 """
 
@@ -45,17 +46,31 @@ def _span_exporter() -> SpanExporter | None:
     return None
 
 
-def _metric_exporter() -> MetricExporter | None:
+def _metric_reader() -> MetricReader | None:
     name = _exporter_name("OTEL_METRICS_EXPORTER")
+    exporter: MetricExporter
     if name == "console":
-        return ConsoleMetricExporter(out=sys.stderr)
-    if name == "otlp":
+        exporter = ConsoleMetricExporter(out=sys.stderr)
+    elif name == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        return OTLPMetricExporter()
-    if name != "none":
-        raise SystemExit(f"OTEL_METRICS_EXPORTER: unsupported value {name!r} (none|console|otlp)")
-    return None
+        exporter = OTLPMetricExporter()
+    elif name == "prometheus":
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        start_http_server(
+            port=int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")),
+            addr=os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1"),
+        )
+        return PrometheusMetricReader()
+    elif name == "none":
+        return None
+    else:
+        raise SystemExit(
+            f"OTEL_METRICS_EXPORTER: unsupported value {name!r} (none|console|otlp|prometheus)"
+        )
+    return PeriodicExportingMetricReader(exporter)
 
 
 @dataclass
@@ -85,9 +100,9 @@ class Telemetry:
         for processor in extra_span_processors:
             self.tracer_provider.add_span_processor(processor)
         readers = list(metric_readers)
-        metric_exporter = _metric_exporter()
-        if metric_exporter is not None:
-            readers.append(PeriodicExportingMetricReader(metric_exporter))
+        reader = _metric_reader()
+        if reader is not None:
+            readers.append(reader)
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         self.tracer: Tracer = self.tracer_provider.get_tracer("zhike_runtime")
         meter = self.meter_provider.get_meter("zhike_runtime")

@@ -1,0 +1,157 @@
+"""Migration hook Jobs, the helm test Pod, the service configuration contract and images."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .chart import CHART_DIR, SERVICES, Manifest, render
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _by_name(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    return next(m for m in objects if m["kind"] == kind and m["metadata"]["name"] == name)
+
+
+def test_each_service_migrates_in_a_pre_install_and_pre_upgrade_hook(
+    profile_objects: list[Manifest],
+) -> None:
+    jobs = [m for m in profile_objects if m["kind"] == "Job"]
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(
+        f"zhike-{s}-migrate" for s in SERVICES
+    )
+    for job in jobs:
+        annotations = job["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"] == ["migrate"]
+        assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    account = _by_name(profile_objects, "ServiceAccount", "zhike-migrations")
+    assert account["metadata"]["annotations"]["helm.sh/hook-weight"] == "-10"
+    assert all(
+        j["spec"]["template"]["spec"]["serviceAccountName"] == "zhike-migrations" for j in jobs
+    )
+
+
+def test_migration_jobs_see_the_same_configuration_as_the_service(
+    default_objects: list[Manifest],
+) -> None:
+    config = _by_name(default_objects, "ConfigMap", "zhike-profile")["data"]
+    job = _by_name(default_objects, "Job", "zhike-profile-migrate")
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert {k: env[k] for k in config} == config
+
+
+def test_helm_test_pod_health_checks_every_service_over_grpc(
+    profile_objects: list[Manifest],
+) -> None:
+    pod = _by_name(profile_objects, "Pod", "zhike-test-health")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    commands = sorted(c["command"] for c in pod["spec"]["containers"])
+    assert commands == sorted(["zhike", "health", "--target", f"zhike-{s}:50051"] for s in SERVICES)
+
+
+def test_a_disabled_service_is_not_rendered_nor_tested() -> None:
+    objects = render({"services": {"notifications": {"enabled": False}}})
+    assert not [m for m in objects if "notifications" in m["metadata"]["name"]]
+    pod = _by_name(objects, "Pod", "zhike-test-health")
+    assert len(pod["spec"]["containers"]) == 3
+
+
+def test_configuration_contract(default_objects: list[Manifest]) -> None:
+    for service in SERVICES:
+        data: dict[str, Any] = _by_name(default_objects, "ConfigMap", f"zhike-{service}")["data"]
+        assert data["ZHIKE_GRPC_PORT"] == "50051"
+        assert data["ZHIKE_HEALTH_PORT"] == "8086"
+        assert data["ZHIKE_RUN_MIGRATIONS"] == "false"
+        assert data["ZHIKE_NATS_URL"].startswith("nats://")
+        assert data["ZHIKE_SHUTDOWN_GRACE_SECONDS"] == "20"
+        assert data["OTEL_SERVICE_NAME"] == f"zhike-{service}"
+        assert data["OTEL_TRACES_EXPORTER"] == "otlp"
+        assert data["OTEL_METRICS_EXPORTER"] == "otlp"
+        assert data["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http")
+        assert "ZHIKE_NATS_CREDS_FILE" not in data
+        deployment = _by_name(default_objects, "Deployment", f"zhike-{service}")
+        spec = deployment["spec"]["template"]["spec"]
+        assert spec["terminationGracePeriodSeconds"] > 20
+        assert spec["containers"][0]["envFrom"] == [{"configMapRef": {"name": f"zhike-{service}"}}]
+
+
+def test_images_use_registry_tag_and_digest() -> None:
+    objects = render(
+        {
+            "image": {"registry": "registry.bank.example", "tag": "1.4.2"},
+            "services": {"offers": {"image": {"digest": DIGEST}}},
+        }
+    )
+    images = {
+        m["metadata"]["name"]: m["spec"]["template"]["spec"]["containers"][0]["image"]
+        for m in objects
+        if m["kind"] == "Deployment"
+    }
+    assert images["zhike-identity"] == "registry.bank.example/zhike/identity:1.4.2"
+    assert images["zhike-offers"] == f"registry.bank.example/zhike/offers:1.4.2@{DIGEST}"
+
+
+def test_default_image_tag_is_the_app_version(default_objects: list[Manifest]) -> None:
+    deployment = _by_name(default_objects, "Deployment", "zhike-identity")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "zhike/identity:0.1.0"
+    )
+
+
+def test_monitoring_objects_need_the_prometheus_operator_api() -> None:
+    # Offline rendering has no monitoring.coreos.com/v1 API, so even when enabled the
+    # ServiceMonitor and PrometheusRule stay out, while the metrics port appears.
+    objects = render(
+        {
+            "metrics": {
+                "enabled": True,
+                "serviceMonitor": {"enabled": True},
+                "prometheusRule": {"enabled": True},
+            }
+        }
+    )
+    assert not [m for m in objects if m["kind"] in {"ServiceMonitor", "PrometheusRule"}]
+    service = _by_name(objects, "Service", "zhike-offers")
+    assert "metrics" in [p["name"] for p in service["spec"]["ports"]]
+    config = _by_name(objects, "ConfigMap", "zhike-offers")["data"]
+    assert config["OTEL_METRICS_EXPORTER"] == "prometheus"
+
+
+def test_monitoring_objects_render_where_the_operator_api_exists(tmp_path: Path) -> None:
+    # helm-python-sdk cannot declare extra API versions for an offline render, so the
+    # capability gate is switched on in a copy of the chart.
+    chart = tmp_path / "zhike"
+    shutil.copytree(CHART_DIR, chart)
+    gate = '(.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")'
+    for template in ("servicemonitor.yaml", "prometheusrule.yaml"):
+        path = chart / "templates" / template
+        text = path.read_text(encoding="utf-8")
+        assert gate in text, template
+        path.write_text(text.replace(gate, "true"), encoding="utf-8")
+    values = {
+        "metrics": {
+            "enabled": True,
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+        }
+    }
+    objects = render(values, chart_dir=chart)
+    monitor = _by_name(objects, "ServiceMonitor", "zhike")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    rules = _by_name(objects, "PrometheusRule", "zhike")["spec"]["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} == {
+        "ZhikeServiceUnavailable",
+        "ZhikeRPCErrorRateHigh",
+        "ZhikeRPCLatencyHigh",
+        "ZhikeOutboxBacklogGrowing",
+        "ZhikeConsumerLagging",
+    }
+    # Without metrics.enabled there is no port to scrape, so no ServiceMonitor either.
+    values["metrics"]["enabled"] = False
+    assert not [m for m in render(values, chart_dir=chart) if m["kind"] == "ServiceMonitor"]
