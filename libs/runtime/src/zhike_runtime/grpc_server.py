@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from zhike_runtime.errors import DomainError
+from zhike_runtime.errors import DomainError, FieldViolation, InvalidArgument
 from zhike_runtime.grpc_errors import STATUS_DETAILS_KEY, grpc_code, status_for
 from zhike_runtime.telemetry import Telemetry, extract_context
 
@@ -43,7 +44,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         return grpc.unary_unary_rpc_method_handler(
             self._wrap(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -66,6 +67,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             ) as span:
                 trace_id = f"{span.get_span_context().trace_id:032x}"
                 try:
+                    if isinstance(request, _Undecodable):
+                        # e.g. invalid UTF-8 in a string field: refuse it as bad input rather
+                        # than let grpc answer UNKNOWN with the parser's exception class.
+                        raise InvalidArgument(
+                            [FieldViolation("", f"not a valid request: {request}")]
+                        )
                     return await behavior(request, context)
                 except grpc.aio.AbortError:
                     raise
@@ -106,6 +113,30 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     )
 
         return wrapped
+
+
+class _Undecodable:
+    """Stands in for a request the protobuf parser refused, so the interceptor can answer it."""
+
+    def __init__(self, error: DecodeError) -> None:
+        self._reason = str(error)[:200]
+
+    def __str__(self) -> str:
+        return self._reason or "the message could not be parsed"
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as error:
+            return _Undecodable(error)
+
+    return deserialize
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:

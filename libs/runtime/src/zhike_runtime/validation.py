@@ -14,7 +14,7 @@ from zhike_runtime.errors import FieldViolation, InvalidArgument
 
 # Format characters that can disguise text (zero-width, bidi overrides) are refused with controls.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
-_SUBJECT_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+_SUBJECT_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Violations:
@@ -34,8 +34,11 @@ class Violations:
             raise InvalidArgument(list(self._items))
 
     def text(self, field: str, value: str, *, required: bool = False, max_length: int = 200) -> str:
-        """Checks free text; returns it NFC-normalised and stripped (empty when absent)."""
-        if len(value) > max_length:
+        """Checks free text; returns it NFC-normalised and stripped (empty when refused).
+
+        The length limit applies to the normalised text, which is what gets stored.
+        """
+        if len(value) > 4 * max_length:  # refuse huge inputs before any work on them
             self.add(field, f"must be at most {max_length} characters, got {len(value)}")
             return ""
         bad = sorted(
@@ -45,6 +48,9 @@ class Violations:
             self.add(field, f"contains control or invisible characters: {', '.join(bad[:5])}")
             return ""
         cleaned = unicodedata.normalize("NFC", value).strip()
+        if len(cleaned) > max_length:
+            self.add(field, f"must be at most {max_length} characters, got {len(cleaned)}")
+            return ""
         if required and not cleaned:
             self.add(field, "is required")
         return cleaned
@@ -58,7 +64,7 @@ class Violations:
         if len(value) > max_length:
             self.add(field, f"must be at most {max_length} characters, got {len(value)}")
             return ""
-        if not _SUBJECT_SAFE.match(value):
+        if not _SUBJECT_SAFE.fullmatch(value):
             self.add(field, "may hold only letters, digits, '-' and '_'")
             return ""
         return value

@@ -79,6 +79,9 @@ async def eventually(
 
 async def wait_serving(port: int, timeout: float = 15.0) -> None:
     async def serving() -> bool:
-        return await readiness(port) == SERVING
+        try:
+            return await readiness(port) == SERVING
+        except grpc.aio.AioRpcError:  # not listening yet
+            return False
 
     await eventually(serving, timeout=timeout, interval=0.1)

@@ -8,10 +8,14 @@ year, no check character) and convert to 18.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
+# ASCII only: str.isdigit() also accepts "①", "²" and other digit-like characters.
+_LEGACY = re.compile(r"[0-9]{15}")
+_CURRENT = re.compile(r"[0-9]{17}[0-9X]")
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,14 @@ def check_character(first17: str) -> str:
 def parse_resident_id(raw: str, today: dt.date | None = None) -> ResidentId:
     number = raw.replace(" ", "").replace("\u3000", "").upper()
     if len(number) == 15:
-        if not number.isdigit():
+        if not _LEGACY.fullmatch(number):
             raise InvalidResidentId("a 15-digit number may hold digits only")
         first17 = number[:6] + "19" + number[6:]
         number = first17 + check_character(first17)
     if len(number) != 18:
         raise InvalidResidentId(f"must have 18 characters (or 15 legacy digits), got {len(number)}")
     first17, check = number[:17], number[17]
-    if not first17.isascii() or not first17.isdigit() or not (check.isdigit() or check == "X"):
+    if not _CURRENT.fullmatch(number):
         raise InvalidResidentId("must be 17 digits followed by a digit or X")
     if number[0] == "0":
         raise InvalidResidentId("region code cannot start with 0")

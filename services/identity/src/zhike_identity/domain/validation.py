@@ -19,8 +19,8 @@ from zhike_runtime.validation import Violations
 E = TypeVar("E", IdType, Gender)
 
 _PREFIX = "source_record"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE_CHARS = re.compile(r"^[0-9+\-() ]+$")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE_CHARS = re.compile(r"[0-9+\-() ]+")
 
 
 def validate_source_record(
@@ -34,9 +34,12 @@ def validate_source_record(
     )
     full_name = v.text(f"{_PREFIX}.full_name", candidate.full_name, max_length=200)
     id_type = _enum(v, f"{_PREFIX}.id_type", IdType, candidate.id_type)
-    id_number = v.text(f"{_PREFIX}.id_number", candidate.id_number, max_length=64)
+    # Case-mapped before the checks: "ß".upper() is "SS", and the limit holds for what is stored.
+    id_number = v.text(
+        f"{_PREFIX}.id_number", candidate.id_number.replace(" ", "").upper(), max_length=64
+    )
     resident_birth: dt.date | None = None
-    if id_number and id_type is None:
+    if id_number and candidate.id_type == 0:
         v.add(f"{_PREFIX}.id_type", "is required when id_number is given")
     if id_type is IdType.RESIDENT_ID and id_number:
         try:
@@ -44,15 +47,13 @@ def validate_source_record(
             id_number, resident_birth = resident.number, resident.birth_date
         except InvalidResidentId as error:
             v.add(f"{_PREFIX}.id_number", f"not a valid resident ID number: {error}")
-    elif id_type is not None and not id_number:
+    elif id_type is not None and not candidate.id_number.strip():
         v.add(f"{_PREFIX}.id_number", "is required when id_type is given")
-    else:
-        id_number = id_number.replace(" ", "").upper()
     phone = v.text(f"{_PREFIX}.phone", candidate.phone, max_length=32)
-    if phone and not _PHONE_CHARS.match(phone):
+    if phone and not _PHONE_CHARS.fullmatch(phone):
         v.add(f"{_PREFIX}.phone", "may hold only digits, spaces, '+', '-' and parentheses")
-    email = v.text(f"{_PREFIX}.email", candidate.email, max_length=254).lower()
-    if email and not _EMAIL.match(email):
+    email = v.text(f"{_PREFIX}.email", candidate.email.lower(), max_length=254)
+    if email and not _EMAIL.fullmatch(email):
         v.add(f"{_PREFIX}.email", "is not an e-mail address")
     birth_date = _date(v, f"{_PREFIX}.birth_date", candidate.birth_date, today)
     if birth_date and resident_birth and birth_date != resident_birth:

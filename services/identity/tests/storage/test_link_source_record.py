@@ -1,0 +1,329 @@
+"""Identity use cases over real storage: the same bodies run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from zhike.identity.v1 import events_pb2
+from zhike_identity.app import DEFINITION
+from zhike_identity.domain.model import LinkOutcome, SourceRecordInput, SourceRecordKey
+from zhike_identity.domain.resident_id import check_character
+from zhike_identity.domain.service import IdentityService
+from zhike_identity.storage.repository import SqlIdentityUnitOfWork
+from zhike_identity.storage.schema import party, party_key, source_record
+from zhike_identity.transport import codec
+from zhike_runtime.db import Database
+from zhike_runtime.errors import InvalidArgument, NotFound
+from zhike_runtime.events import headers as h
+from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.ids import new_id
+from zhike_runtime.migrations import apply_migrations
+
+NOW = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.UTC)
+RESIDENT_ID = "11010519491231002X"
+
+PARTY_CREATED = events_pb2.PartyCreated.DESCRIPTOR.full_name
+SOURCE_RECORD_LINKED = events_pb2.SourceRecordLinked.DESCRIPTOR.full_name
+
+
+@dataclasses.dataclass
+class Identity:
+    service: IdentityService
+    database: Database
+    commits_with_events: list[int]
+
+
+@pytest.fixture
+async def identity(database_url: str) -> AsyncIterator[Identity]:
+    database = Database(database_url)
+    await apply_migrations(database, DEFINITION.migrations)
+    notified: list[int] = []
+    # Built exactly as app.wire builds it, with a counter in place of the relay's notify.
+    service = IdentityService(
+        unit_of_work=lambda: SqlIdentityUnitOfWork(
+            database, codec.outgoing_event, lambda: notified.append(1)
+        ),
+        new_party_id=new_id,
+        clock=lambda: NOW,
+    )
+    try:
+        yield Identity(service, database, notified)
+    finally:
+        await database.dispose()
+
+
+def record(source_system: str, source_record_id: str, **values: Any) -> SourceRecordInput:
+    return SourceRecordInput(source_system, source_record_id, **values)
+
+
+def with_resident_id(source_system: str, source_record_id: str, **values: Any) -> SourceRecordInput:
+    return record(source_system, source_record_id, id_type=1, id_number=RESIDENT_ID, **values)
+
+
+async def outbox(database: Database) -> list[dict[str, Any]]:
+    async with database.session() as session:
+        rows = await session.execute(sa.select(outbox_event).order_by(outbox_event.c.position))
+        return [dict(row._mapping) for row in rows]
+
+
+async def count(database: Database, table: sa.Table) -> int:
+    async with database.session() as session:
+        return int(await session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+async def stored_record(database: Database, key: SourceRecordKey) -> dict[str, Any]:
+    async with database.session() as session:
+        row = (
+            await session.execute(
+                sa.select(source_record).where(
+                    source_record.c.source_system == key.source_system,
+                    source_record.c.source_record_id == key.source_record_id,
+                )
+            )
+        ).one()
+        return dict(row._mapping)
+
+
+async def test_new_record_creates_a_party_and_stages_both_events(identity: Identity) -> None:
+    outcome = await identity.service.link_source_record(
+        with_resident_id("core-banking", "CIF-1", full_name="王小明")
+    )
+
+    assert outcome.party_created is True
+    assert str(uuid.UUID(outcome.party_id)) == outcome.party_id
+    rows = await outbox(identity.database)
+    assert [(r["event_type"], r["subject"]) for r in rows] == [
+        (PARTY_CREATED, codec.PARTY_CREATED_SUBJECT),
+        (SOURCE_RECORD_LINKED, codec.SOURCE_RECORD_LINKED_SUBJECT),
+    ]
+    created = events_pb2.PartyCreated.FromString(rows[0]["payload"])
+    linked = events_pb2.SourceRecordLinked.FromString(rows[1]["payload"])
+    assert created.party_id == outcome.party_id
+    assert created.create_time.ToDatetime(tzinfo=dt.UTC) == NOW
+    assert linked.party_id == outcome.party_id
+    assert (linked.source_record.source_system, linked.source_record.source_record_id) == (
+        "core-banking",
+        "CIF-1",
+    )
+    for row in rows:
+        assert row["published_at"] is None
+        assert row["headers"][h.MSG_ID] == row["event_id"]
+        assert row["headers"][h.EVENT_ID] == row["event_id"]
+        assert row["headers"][h.EVENT_TYPE] == row["event_type"]
+        assert row["headers"][h.CONTENT_TYPE] == h.PROTOBUF
+    assert rows[0]["event_id"] != rows[1]["event_id"]
+    assert identity.commits_with_events == [1]
+    assert await count(identity.database, party) == 1
+    assert await count(identity.database, party_key) == 1
+
+
+async def test_link_with_same_resident_id_joins_existing_party(identity: Identity) -> None:
+    first = await identity.service.link_source_record(with_resident_id("core-banking", "CIF-1"))
+    # The same number written the way a branch system sends it: spaces and a lower-case x.
+    second = await identity.service.link_source_record(
+        record("cards", "C-77", id_type=1, id_number="110105 19491231 002x")
+    )
+
+    assert second.party_id == first.party_id
+    assert second.party_created is False
+    rows = await outbox(identity.database)
+    assert [r["event_type"] for r in rows] == [
+        PARTY_CREATED,
+        SOURCE_RECORD_LINKED,
+        SOURCE_RECORD_LINKED,
+    ]
+    linked = events_pb2.SourceRecordLinked.FromString(rows[2]["payload"])
+    assert linked.party_id == first.party_id
+    assert linked.source_record.source_system == "cards"
+    assert await count(identity.database, party) == 1
+
+
+async def test_same_source_key_again_updates_values_and_keeps_party(identity: Identity) -> None:
+    first = await identity.service.link_source_record(
+        with_resident_id("core-banking", "CIF-1", full_name="王小明", email="old@example.cn")
+    )
+    events_before = len(await outbox(identity.database))
+
+    again = await identity.service.link_source_record(
+        with_resident_id("core-banking", "CIF-1", full_name="王晓明", email="NEW@example.cn")
+    )
+
+    assert again.party_id == first.party_id
+    assert again.party_created is False
+    assert len(await outbox(identity.database)) == events_before
+    assert identity.commits_with_events == [1]  # the update staged no events
+    stored = await stored_record(identity.database, SourceRecordKey("core-banking", "CIF-1"))
+    assert stored["full_name"] == "王晓明"
+    assert stored["email"] == "new@example.cn"
+    assert stored["party_id"] == first.party_id
+    assert await count(identity.database, source_record) == 1
+
+
+async def test_records_without_resident_id_get_separate_parties(identity: Identity) -> None:
+    first = await identity.service.link_source_record(record("crm", "1", full_name="李雷"))
+    second = await identity.service.link_source_record(record("crm", "2", full_name="李雷"))
+    # A passport number is not trusted to identify a person on its own (yet).
+    third = await identity.service.link_source_record(
+        record("cards", "P-1", id_type=2, id_number="E12345678")
+    )
+    fourth = await identity.service.link_source_record(
+        record("loans", "P-2", id_type=2, id_number="E12345678")
+    )
+
+    parties = {first.party_id, second.party_id, third.party_id, fourth.party_id}
+    assert len(parties) == 4
+    assert all(o.party_created for o in (first, second, third, fourth))
+    assert await count(identity.database, party) == 4
+    assert await count(identity.database, party_key) == 0
+
+
+async def test_get_party_lists_its_source_records(identity: Identity) -> None:
+    first = await identity.service.link_source_record(with_resident_id("core-banking", "CIF-1"))
+    await identity.service.link_source_record(with_resident_id("cards", "C-77"))
+    await identity.service.link_source_record(record("crm", "other-person"))
+
+    found = await identity.service.get_party(first.party_id)
+
+    assert found.party_id == first.party_id
+    assert set(found.source_records) == {
+        SourceRecordKey("core-banking", "CIF-1"),
+        SourceRecordKey("cards", "C-77"),
+    }
+    assert len(found.source_records) == 2
+
+
+async def test_get_party_with_unknown_uuid_is_not_found(identity: Identity) -> None:
+    unknown = str(uuid.uuid4())
+
+    with pytest.raises(NotFound) as caught:
+        await identity.service.get_party(unknown)
+
+    assert (caught.value.resource, caught.value.resource_id) == ("party", unknown)
+
+
+@pytest.mark.parametrize("party_id", ["", "not-a-uuid", "a.b.>", str(uuid.uuid4()).upper()])
+async def test_get_party_with_non_uuid_id_is_invalid_argument(
+    identity: Identity, party_id: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await identity.service.get_party(party_id)
+
+    assert [v.field for v in caught.value.violations] == ["party_id"]
+
+
+async def test_concurrent_links_with_same_resident_id_end_in_one_party(
+    identity: Identity,
+) -> None:
+    outcomes = await asyncio.gather(
+        *(
+            identity.service.link_source_record(with_resident_id(f"source-{i}", f"R-{i}"))
+            for i in range(10)
+        )
+    )
+
+    assert len({o.party_id for o in outcomes}) == 1
+    assert sum(o.party_created for o in outcomes) == 1
+    assert await count(identity.database, party) == 1
+    assert await count(identity.database, party_key) == 1
+    assert await count(identity.database, source_record) == 10
+    found = await identity.service.get_party(outcomes[0].party_id)
+    assert len(found.source_records) == 10
+    # The losers' PartyCreated rolled back with their party: one creation, ten links.
+    types = [r["event_type"] for r in await outbox(identity.database)]
+    assert types.count(PARTY_CREATED) == 1
+    assert types.count(SOURCE_RECORD_LINKED) == 10
+
+
+async def test_concurrent_links_of_the_same_source_key_store_it_once(identity: Identity) -> None:
+    outcomes = await asyncio.gather(
+        *(
+            identity.service.link_source_record(record("crm", "dup", full_name=f"name {i}"))
+            for i in range(5)
+        )
+    )
+
+    assert len({o.party_id for o in outcomes}) == 1
+    assert await count(identity.database, party) == 1
+    assert await count(identity.database, source_record) == 1
+    assert len(await outbox(identity.database)) == 2
+
+
+async def test_invalid_link_stores_nothing_and_stages_no_event(identity: Identity) -> None:
+    with pytest.raises(InvalidArgument):
+        await identity.service.link_source_record(
+            record("core.banking", "", full_name="王\x00", id_type=99, email="nobody")
+        )
+    with pytest.raises(InvalidArgument):
+        await identity.service.link_source_record(
+            record("crm", "1", id_type=1, id_number="110105194912310021")
+        )
+
+    for table in (party, party_key, source_record, outbox_event):
+        assert await count(identity.database, table) == 0, table.name
+    assert identity.commits_with_events == []
+
+
+async def test_resident_id_birth_date_and_normalised_values_are_stored(identity: Identity) -> None:
+    await identity.service.link_source_record(
+        record(
+            "crm",
+            "7",
+            full_name=" Zoe\u0301 ",
+            id_type=1,
+            id_number="110105491231002",  # legacy 15-digit form
+            birth_date=(1949, 12, 31),
+            gender=2,
+        )
+    )
+
+    stored = await stored_record(identity.database, SourceRecordKey("crm", "7"))
+    assert stored["full_name"] == "Zoé"
+    assert stored["id_number"] == RESIDENT_ID
+    assert stored["birth_date"] == dt.date(1949, 12, 31)
+    assert stored["gender"] == 2
+    assert stored["id_type"] == 1
+
+
+async def test_legacy_and_current_forms_of_one_resident_id_share_a_party(
+    identity: Identity,
+) -> None:
+    first17 = "44030619900307001"
+    legacy = first17[:6] + first17[8:]  # drops the century and the check character
+
+    first = await identity.service.link_source_record(
+        record("a", "1", id_type=1, id_number=first17 + check_character(first17))
+    )
+    second = await identity.service.link_source_record(
+        record("b", "1", id_type=1, id_number=legacy)
+    )
+
+    assert second.party_id == first.party_id
+
+
+async def test_name_that_grows_under_normalisation_is_rejected_not_a_storage_error(
+    identity: Identity,
+) -> None:
+    # 200 × U+0958 passes the 200-character check, then NFC makes it 400 characters: on
+    # PostgreSQL the VARCHAR(200) insert fails (INTERNAL to a caller) instead of INVALID_ARGUMENT.
+    result: LinkOutcome | InvalidArgument
+    try:
+        result = await identity.service.link_source_record(
+            record("crm", "nfc", full_name="\u0958" * 200)
+        )
+    except InvalidArgument as error:
+        result = error
+
+    if isinstance(result, InvalidArgument):
+        assert [v.field for v in result.violations] == ["source_record.full_name"]
+    else:
+        stored = await stored_record(identity.database, SourceRecordKey("crm", "nfc"))
+        assert stored["party_id"] == result.party_id
+        assert len(stored["full_name"]) <= 200

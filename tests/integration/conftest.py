@@ -1,0 +1,107 @@
+"""Cross-service journeys: the services run as real processes, as `make run` starts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zhike_runtime.testing.processes import NatsServer, free_port
+from zhike_runtime.testing.services import wait_serving
+
+
+@dataclass
+class ServiceProcess:
+    """One service process with its own SQLite file; logs to <dir>/<name>.log (JSON lines) and
+    spans to <dir>/<name>.spans (the console exporter writes them to stderr)."""
+
+    name: str
+    directory: Path
+    nats_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def database_file(self) -> Path:
+        return self.directory / f"{self.name}.db"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / f"{self.name}.log"
+
+    @property
+    def spans_file(self) -> Path:
+        return self.directory / f"{self.name}.spans"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = (
+            os.environ
+            | {
+                "ZHIKE_GRPC_HOST": "127.0.0.1",
+                "ZHIKE_GRPC_PORT": str(self.port),
+                "ZHIKE_NATS_URL": self.nats_url,
+                "ZHIKE_DATABASE_URL": f"sqlite+aiosqlite:///{self.database_file}",
+                "ZHIKE_OUTBOX_POLL_SECONDS": "0.1",
+                "ZHIKE_HEALTH_CHECK_INTERVAL_SECONDS": "0.2",
+                "ZHIKE_CONSUMER_BACKOFF_SECONDS": "[0.2, 0.5, 1, 1]",
+                "OTEL_TRACES_EXPORTER": "console",
+            }
+            | self.extra_env
+        )
+        with self.log_file.open("ab") as log, self.spans_file.open("ab") as spans:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"zhike_{self.name}"], env=env, stdout=log, stderr=spans
+            )
+
+    async def wait_serving(self) -> None:
+        await wait_serving(self.port, timeout=60)
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.signal(signal.SIGTERM)
+        return self.wait()
+
+    def logs(self) -> list[dict[str, Any]]:
+        lines = self.log_file.read_text().splitlines() if self.log_file.exists() else []
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def services(tmp_path: Path, nats: NatsServer) -> Iterator[dict[str, ServiceProcess]]:
+    """identity and profile processes (not yet started: tests choose when)."""
+    started = {name: ServiceProcess(name, tmp_path, nats.url) for name in ("identity", "profile")}
+    yield started
+    for service in started.values():
+        if service.process is not None and service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()

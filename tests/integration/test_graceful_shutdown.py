@@ -1,0 +1,78 @@
+"""Issue 2, journey 8 (RELIABILITY R12): SIGTERM under load finishes in-flight calls, refuses new
+ones cleanly, and loses no event."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import grpc
+
+from zhike_runtime.testing.services import eventually
+
+from .conftest import ServiceProcess
+from .journeys import link, scalar, source_record
+
+CLIENTS = 50
+
+
+async def test_sigterm_under_load_completes_in_flight_calls_and_loses_no_event(
+    services: dict[str, ServiceProcess],
+) -> None:
+    identity, profile = services["identity"], services["profile"]
+    identity.start()
+    profile.start()
+    await identity.wait_serving()
+    await profile.wait_serving()
+
+    succeeded: list[str] = []
+    refused: list[grpc.StatusCode] = []
+    unexpected: list[str] = []
+    stop_sending = asyncio.Event()
+
+    async def client(n: int, channel: grpc.aio.Channel) -> None:
+        i = 0
+        while not stop_sending.is_set():
+            try:
+                response = await link(channel, source_record("call_centre", f"CC-{n}-{i}"))
+                succeeded.append(response.party_id)
+            except grpc.aio.AioRpcError as error:
+                if error.code() is grpc.StatusCode.UNAVAILABLE:
+                    refused.append(error.code())
+                    return
+                unexpected.append(f"{error.code().name}: {error.details()}")
+                return
+            i += 1
+
+    async with grpc.aio.insecure_channel(identity.address) as channel:
+        clients = [asyncio.create_task(client(n, channel)) for n in range(CLIENTS)]
+        await asyncio.sleep(1.5)
+        identity.signal(signal.SIGTERM)
+        exit_code = await asyncio.to_thread(identity.wait, 30)
+        stop_sending.set()
+        await asyncio.gather(*clients)
+
+    assert exit_code == 0
+    assert unexpected == []
+    assert len(succeeded) > CLIENTS  # there really was load
+    # Every call that answered OK was committed, with its events in the outbox.
+    stored = scalar(identity.database_file, "SELECT count(*) FROM source_record")
+    assert stored >= len(succeeded)
+
+    # Restarted, identity publishes whatever was left; the profile ends with every record.
+    identity.start()
+    await identity.wait_serving()
+
+    async def all_applied() -> bool:
+        return scalar(profile.database_file, "SELECT count(*) FROM profile_source_record") == stored
+
+    await eventually(all_applied, timeout=30, interval=0.3)
+    assert (
+        scalar(
+            identity.database_file, "SELECT count(*) FROM outbox_event WHERE published_at IS NULL"
+        )
+        == 0
+    )
+    shutdown_logs = [e["message"] for e in identity.logs()]
+    assert "shutdown requested" in shutdown_logs
+    assert "service stopped" in shutdown_logs

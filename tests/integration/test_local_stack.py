@@ -1,0 +1,81 @@
+"""`make run`: the local stack brings all four services to SERVING and stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from zhike_runtime.devstack import HEALTH_OFFSET, SERVICES
+from zhike_runtime.testing.processes import free_port
+from zhike_runtime.testing.services import SERVING, readiness
+
+EXPECTED_SERVICES = {
+    "identity": "zhike.identity.v1.IdentityService",
+    "profile": "zhike.profile.v1.ProfileService",
+    "offers": "zhike.offers.v1.OffersService",
+    "notifications": "zhike.notifications.v1.NotificationsService",
+}
+
+
+async def listed_services(port: int) -> set[str]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for response in stub.ServerReflectionInfo(iter([request]), timeout=5):
+            return {s.name for s in response.list_services_response.service}
+    return set()
+
+
+def free_port_with_health_neighbour() -> int:
+    while True:
+        port = free_port()
+        if port + HEALTH_OFFSET < 65536:
+            return port
+
+
+async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    ports = {name: free_port_with_health_neighbour() for name in SERVICES}
+    env = os.environ | {
+        "ZHIKE_DEV_STATE_DIR": str(tmp_path / "state"),
+        "ZHIKE_DEV_NATS_PORT": str(free_port()),
+        **{f"ZHIKE_DEV_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+    }
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "zhike_runtime.devstack"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert stack.stdout is not None
+    output: list[str] = []
+    try:
+        while True:
+            line = await asyncio.wait_for(asyncio.to_thread(stack.stdout.readline), timeout=120)
+            assert line, "the stack exited before it was up:\n" + "".join(output)
+            output.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        banner = "".join(output)
+        for name, port in ports.items():
+            assert f"127.0.0.1:{port}" in banner
+            assert await readiness(port) == SERVING
+            assert await readiness(port + HEALTH_OFFSET) == SERVING
+            assert EXPECTED_SERVICES[name] in await listed_services(port)
+        stack.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.to_thread(stack.communicate, timeout=60)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    assert stack.returncode == 0
+    assert "stopped." in rest
+    for name in SERVICES:
+        log = (tmp_path / "state" / "logs" / f"{name}.log").read_text()
+        assert '"message": "service stopped"' in log
