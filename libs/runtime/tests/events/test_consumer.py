@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike.testing.v1 import events_pb2
+from zhike_runtime import cli
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import DLQ_STREAM, EventBus, dlq_subject
 from zhike_runtime.events.consumer import (
@@ -35,8 +38,12 @@ class SimulatedCrash(BaseException):
     """Stands for the consumer process dying between its commit and its ack."""
 
 
+# Keys whose downstream is "broken" until a test repairs it.
+BROKEN_DOWNSTREAM: set[str] = set()
+
+
 async def apply_ping(session: AsyncSession, event: events_pb2.Ping, _ctx: EventContext) -> None:
-    if event.poison:
+    if event.poison or event.key in BROKEN_DOWNSTREAM:
         raise RuntimeError(f"cannot apply {event.key}: downstream rejects it")
     if event.key.startswith("permanent"):
         raise PermanentEventError(f"{event.key} can never be applied")
@@ -247,3 +254,46 @@ async def test_two_consumer_instances_share_the_work_and_apply_each_event_once(
     assert await backbone.count(inbox_event) == 200
     distinct = await backbone.count(ping_effect)
     assert distinct == 200
+
+
+async def test_a_dead_letter_replayed_after_the_fix_is_applied_once(backbone: Backbone) -> None:
+    BROKEN_DOWNSTREAM.add("flaky")
+    try:
+        [event_id] = await publish_through_outbox(backbone, [events_pb2.Ping(key="flaky")])
+        async with consuming(backbone) as (bus, consumer, _task):
+
+            async def dead_lettered() -> bool:
+                return consumer.dead_lettered == 1
+
+            await eventually(dead_lettered, timeout=15)
+            BROKEN_DOWNSTREAM.discard("flaky")  # the fix is deployed
+
+            listed = await asyncio.to_thread(
+                run_cli, ["dlq", "list", "--nats", backbone.nats.url, "--consumer", DURABLE]
+            )
+            assert event_id in listed
+            assert "1 dead letter(s)" in listed
+            replayed = await asyncio.to_thread(
+                run_cli, ["dlq", "replay", "--nats", backbone.nats.url, "--consumer", DURABLE]
+            )
+            assert "replayed 1" in replayed
+
+            async def applied() -> bool:
+                return await effects(backbone, "flaky") == 1
+
+            await eventually(applied)
+            again = await asyncio.to_thread(
+                run_cli, ["dlq", "replay", "--nats", backbone.nats.url, "--consumer", DURABLE]
+            )
+            assert "replayed 0" in again
+            assert (await bus.js.stream_info(DLQ_STREAM)).state.messages == 0
+        assert await effects(backbone, "flaky") == 1
+    finally:
+        BROKEN_DOWNSTREAM.discard("flaky")
+
+
+def run_cli(argv: list[str]) -> str:
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        assert cli.main(argv) == 0
+    return output.getvalue()

@@ -1,0 +1,75 @@
+"""Inspecting and replaying the dead-letter stream (`zhike dlq list|replay`).
+
+A replay republishes the payload to its original subject with the original event id in
+`Zhike-Event-Id`, so every consumer's inbox absorbs it if it was applied already, and with a new
+`Nats-Msg-Id` (`<event id>:replay:<dead-letter seq>`): reusing the original one would make
+JetStream drop the replay as a duplicate while still inside the duplicate window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from zhike_runtime.events import headers as h
+from zhike_runtime.events.bus import DLQ_STREAM, DLQ_SUBJECT_PREFIX, dlq_subject
+
+# Headers the dead-lettering added: not part of the original event.
+_DLQ_ONLY = {h.ORIGINAL_SUBJECT, h.LAST_ERROR, h.CONSUMER, h.DELIVERIES, h.MSG_ID}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    sequence: int  # in the ZHIKE_DLQ stream
+    consumer: str
+    original_subject: str
+    event_id: str
+    event_type: str
+    deliveries: str
+    last_error: str
+    headers: dict[str, str]
+    payload: bytes
+
+
+async def list_dead_letters(js: JetStreamContext, consumer: str | None = None) -> list[DeadLetter]:
+    subject = dlq_subject(consumer) if consumer else f"{DLQ_SUBJECT_PREFIX}.>"
+    letters: list[DeadLetter] = []
+    sequence = 1
+    while True:
+        try:
+            raw = await js.get_msg(DLQ_STREAM, seq=sequence, subject=subject, next=True)
+        except NotFoundError:
+            return letters
+        headers: dict[str, str] = dict(raw.headers or {})
+        letters.append(
+            DeadLetter(
+                sequence=int(raw.seq or 0),
+                consumer=headers.get(h.CONSUMER, ""),
+                original_subject=headers.get(h.ORIGINAL_SUBJECT, ""),
+                event_id=headers.get(h.EVENT_ID, ""),
+                event_type=headers.get(h.EVENT_TYPE, ""),
+                deliveries=headers.get(h.DELIVERIES, ""),
+                last_error=headers.get(h.LAST_ERROR, ""),
+                headers=headers,
+                payload=raw.data or b"",
+            )
+        )
+        sequence = int(raw.seq or sequence) + 1
+
+
+async def replay(js: JetStreamContext, letters: Iterable[DeadLetter]) -> int:
+    """Republishes each letter to its original subject, then removes it from the dead letters."""
+    replayed = 0
+    for letter in letters:
+        if not letter.original_subject or not letter.event_id:
+            raise ValueError(f"dead letter {letter.sequence} lacks its subject or event id")
+        headers = {k: v for k, v in letter.headers.items() if k not in _DLQ_ONLY}
+        headers[h.MSG_ID] = f"{letter.event_id}:replay:{letter.sequence}"
+        headers[h.EVENT_ID] = letter.event_id
+        await js.publish(letter.original_subject, letter.payload, headers=headers)
+        await js.delete_msg(DLQ_STREAM, letter.sequence)
+        replayed += 1
+    return replayed
