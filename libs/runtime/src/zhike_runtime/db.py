@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 
 # Errors that mean "the database is not reachable now" rather than "this request is wrong".
 DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
@@ -48,8 +47,9 @@ class Database:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            # One connection per checkout: SQLite's own file lock is the arbiter between writers.
-            kwargs = {"poolclass": NullPool, "connect_args": {"timeout": 30}}
+            # A small pool: opening an aiosqlite connection costs a thread and the PRAGMAs below.
+            # Writers still queue on SQLite's file lock (BEGIN IMMEDIATE), not in the pool.
+            kwargs = {"pool_size": 5, "max_overflow": 5, "connect_args": {"timeout": 30}}
         else:
             kwargs |= {
                 "pool_size": pool_size,

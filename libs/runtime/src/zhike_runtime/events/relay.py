@@ -71,6 +71,9 @@ class OutboxRelay:
         last_housekeeping = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping:
+            # Cleared before reading, so a commit that lands while this batch is being published
+            # wakes the next round at once instead of waiting out the poll interval.
+            self._wake.clear()
             published = 0
             if self._bus.is_connected:
                 try:
@@ -81,7 +84,6 @@ class OutboxRelay:
                 last_housekeeping = loop.time()
                 await self._housekeeping()
             if published < self._batch_size:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
 
