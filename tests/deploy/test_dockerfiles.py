@@ -87,7 +87,8 @@ def test_dependencies_come_from_the_lock_before_sources(service: str) -> None:
     generate = next(i for i, s in enumerate(steps) if "gen_contracts.py" in s and "RUN" in s)
     final_sync = max(i for i, s in enumerate(steps) if "uv sync" in s)
     assert generate < final_sync
-    assert "--no-dev" in steps[final_sync]
+    # No dev or bench group (test tools, Splink) in an image.
+    assert "--no-default-groups" in steps[final_sync]
 
 
 @pytest.mark.parametrize("service", SERVICES)
