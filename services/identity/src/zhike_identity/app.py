@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from zhike.identity.v1 import identity_service_pb2
+from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.service import IdentityService
 from zhike_identity.settings import IdentitySettings
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
@@ -26,6 +27,7 @@ def wire(platform: Platform[IdentitySettings]) -> Wiring:
         ),
         new_party_id=new_id,
         clock=lambda: dt.datetime.now(dt.UTC),
+        model=default_model(),
     )
     return Wiring(grpc_registrations=[IdentityHandlers(service).register])
 

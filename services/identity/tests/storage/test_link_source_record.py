@@ -14,11 +14,12 @@ import sqlalchemy as sa
 
 from zhike.identity.v1 import events_pb2
 from zhike_identity.app import DEFINITION
+from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.model import LinkOutcome, SourceRecordInput, SourceRecordKey
 from zhike_identity.domain.resident_id import check_character
 from zhike_identity.domain.service import IdentityService
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
-from zhike_identity.storage.schema import party, party_key, source_record
+from zhike_identity.storage.schema import party, source_record
 from zhike_identity.transport import codec
 from zhike_runtime.db import Database
 from zhike_runtime.errors import InvalidArgument, NotFound
@@ -32,6 +33,7 @@ RESIDENT_ID = "11010519491231002X"
 
 PARTY_CREATED = events_pb2.PartyCreated.DESCRIPTOR.full_name
 SOURCE_RECORD_LINKED = events_pb2.SourceRecordLinked.DESCRIPTOR.full_name
+GOLDEN_RECORD_CHANGED = events_pb2.GoldenRecordChanged.DESCRIPTOR.full_name
 
 
 @dataclasses.dataclass
@@ -53,6 +55,7 @@ async def identity(database_url: str) -> AsyncIterator[Identity]:
         ),
         new_party_id=new_id,
         clock=lambda: NOW,
+        model=default_model(),
     )
     try:
         yield Identity(service, database, notified)
@@ -103,6 +106,7 @@ async def test_new_record_creates_a_party_and_stages_both_events(identity: Ident
     assert [(r["event_type"], r["subject"]) for r in rows] == [
         (PARTY_CREATED, codec.PARTY_CREATED_SUBJECT),
         (SOURCE_RECORD_LINKED, codec.SOURCE_RECORD_LINKED_SUBJECT),
+        (GOLDEN_RECORD_CHANGED, codec.GOLDEN_RECORD_CHANGED_SUBJECT),
     ]
     created = events_pb2.PartyCreated.FromString(rows[0]["payload"])
     linked = events_pb2.SourceRecordLinked.FromString(rows[1]["payload"])
@@ -122,7 +126,6 @@ async def test_new_record_creates_a_party_and_stages_both_events(identity: Ident
     assert rows[0]["event_id"] != rows[1]["event_id"]
     assert identity.commits_with_events == [1]
     assert await count(identity.database, party) == 1
-    assert await count(identity.database, party_key) == 1
 
 
 async def test_link_with_same_resident_id_joins_existing_party(identity: Identity) -> None:
@@ -138,9 +141,11 @@ async def test_link_with_same_resident_id_joins_existing_party(identity: Identit
     assert [r["event_type"] for r in rows] == [
         PARTY_CREATED,
         SOURCE_RECORD_LINKED,
+        GOLDEN_RECORD_CHANGED,
         SOURCE_RECORD_LINKED,
+        GOLDEN_RECORD_CHANGED,
     ]
-    linked = events_pb2.SourceRecordLinked.FromString(rows[2]["payload"])
+    linked = events_pb2.SourceRecordLinked.FromString(rows[3]["payload"])
     assert linked.party_id == first.party_id
     assert linked.source_record.source_system == "cards"
     assert await count(identity.database, party) == 1
@@ -158,8 +163,9 @@ async def test_same_source_key_again_updates_values_and_keeps_party(identity: Id
 
     assert again.party_id == first.party_id
     assert again.party_created is False
-    assert len(await outbox(identity.database)) == events_before
-    assert identity.commits_with_events == [1]  # the update staged no events
+    # Re-resolved in place: no link or move, only the golden record's new name.
+    new_events = (await outbox(identity.database))[events_before:]
+    assert [r["event_type"] for r in new_events] == [GOLDEN_RECORD_CHANGED]
     stored = await stored_record(identity.database, SourceRecordKey("core-banking", "CIF-1"))
     assert stored["full_name"] == "王晓明"
     assert stored["email"] == "new@example.cn"
@@ -167,10 +173,17 @@ async def test_same_source_key_again_updates_values_and_keeps_party(identity: Id
     assert await count(identity.database, source_record) == 1
 
 
-async def test_records_without_resident_id_get_separate_parties(identity: Identity) -> None:
+async def test_a_shared_name_alone_does_not_make_one_person(identity: Identity) -> None:
     first = await identity.service.link_source_record(record("crm", "1", full_name="李雷"))
     second = await identity.service.link_source_record(record("crm", "2", full_name="李雷"))
-    # A passport number is not trusted to identify a person on its own (yet).
+
+    assert first.party_id != second.party_id
+    assert first.party_created
+    assert second.party_created
+    assert await count(identity.database, party) == 2
+
+
+async def test_the_same_valid_passport_number_links_two_records(identity: Identity) -> None:
     third = await identity.service.link_source_record(
         record("cards", "P-1", id_type=2, id_number="E12345678")
     )
@@ -178,11 +191,7 @@ async def test_records_without_resident_id_get_separate_parties(identity: Identi
         record("loans", "P-2", id_type=2, id_number="E12345678")
     )
 
-    parties = {first.party_id, second.party_id, third.party_id, fourth.party_id}
-    assert len(parties) == 4
-    assert all(o.party_created for o in (first, second, third, fourth))
-    assert await count(identity.database, party) == 4
-    assert await count(identity.database, party_key) == 0
+    assert fourth.party_id == third.party_id
 
 
 async def test_get_party_lists_its_source_records(identity: Identity) -> None:
@@ -193,11 +202,15 @@ async def test_get_party_lists_its_source_records(identity: Identity) -> None:
     found = await identity.service.get_party(first.party_id)
 
     assert found.party_id == first.party_id
-    assert set(found.source_records) == {
+    assert {r.key for r in found.records} == {
         SourceRecordKey("core-banking", "CIF-1"),
         SourceRecordKey("cards", "C-77"),
     }
-    assert len(found.source_records) == 2
+    assert len(found.records) == 2
+    joined = next(r for r in found.records if r.key.source_system == "cards")
+    assert joined.evidence.matched == SourceRecordKey("core-banking", "CIF-1")
+    assert joined.evidence.weight is not None
+    assert joined.evidence.model_version == default_model().version
 
 
 async def test_get_party_with_unknown_uuid_is_not_found(identity: Identity) -> None:
@@ -232,10 +245,9 @@ async def test_concurrent_links_with_same_resident_id_end_in_one_party(
     assert len({o.party_id for o in outcomes}) == 1
     assert sum(o.party_created for o in outcomes) == 1
     assert await count(identity.database, party) == 1
-    assert await count(identity.database, party_key) == 1
     assert await count(identity.database, source_record) == 10
     found = await identity.service.get_party(outcomes[0].party_id)
-    assert len(found.source_records) == 10
+    assert len(found.records) == 10
     # The losers' PartyCreated rolled back with their party: one creation, ten links.
     types = [r["event_type"] for r in await outbox(identity.database)]
     assert types.count(PARTY_CREATED) == 1
@@ -253,7 +265,9 @@ async def test_concurrent_links_of_the_same_source_key_store_it_once(identity: I
     assert len({o.party_id for o in outcomes}) == 1
     assert await count(identity.database, party) == 1
     assert await count(identity.database, source_record) == 1
-    assert len(await outbox(identity.database)) == 2
+    types = [r["event_type"] for r in await outbox(identity.database)]
+    assert types.count(PARTY_CREATED) == 1
+    assert types.count(SOURCE_RECORD_LINKED) == 1
 
 
 async def test_invalid_link_stores_nothing_and_stages_no_event(identity: Identity) -> None:
@@ -266,7 +280,7 @@ async def test_invalid_link_stores_nothing_and_stages_no_event(identity: Identit
             record("crm", "1", id_type=1, id_number="110105194912310021")
         )
 
-    for table in (party, party_key, source_record, outbox_event):
+    for table in (party, source_record, outbox_event):
         assert await count(identity.database, table) == 0, table.name
     assert identity.commits_with_events == []
 

@@ -135,7 +135,7 @@ async def test_link_source_record_creates_then_joins_a_party(stub: Stub) -> None
     assert second.party_created is False
     got = await stub.GetParty(identity_service_pb2.GetPartyRequest(party_id=first.party_id))
     assert got.party.party_id == first.party_id
-    assert {(k.source_system, k.source_record_id) for k in got.party.source_records} == {
+    assert {(r.key.source_system, r.key.source_record_id) for r in got.party.source_records} == {
         ("core-banking", "CIF-1"),
         ("cards", "C-77"),
     }
@@ -146,10 +146,10 @@ async def test_linked_records_are_published_to_the_identity_stream(
 ) -> None:
     linked = await stub.LinkSourceRecord(link_request(source_record("crm", "1")), timeout=5)
 
-    async def both_published() -> bool:
-        return await stream_messages(identity) == 2
+    async def all_published() -> bool:
+        return await stream_messages(identity) == 3  # created, linked, golden record
 
-    await eventually(both_published, timeout=10)
+    await eventually(all_published, timeout=10)
     created = await identity.bus.js.get_msg(STREAM, seq=1)
     link = await identity.bus.js.get_msg(STREAM, seq=2)
     assert created.subject == "zhike.identity.v1.party_created"
@@ -232,16 +232,16 @@ async def test_bad_requests_name_each_field_and_leave_no_trace(
     assert await count(identity, schema.source_record) == 0
     assert await count(identity, schema.party) == 0
     assert await count(identity, outbox_event) == 0
-    # Proof that the relay is live: a good record goes out, and only its two events do.
+    # Proof that the relay is live: a good record goes out, and only its three events do.
     await stub.LinkSourceRecord(link_request(source_record("crm", "good")), timeout=5)
 
     async def good_record_published() -> bool:
-        return await stream_messages(identity) >= 2
+        return await stream_messages(identity) >= 3
 
     await eventually(good_record_published, timeout=10)
-    assert await stream_messages(identity) == 2
+    assert await stream_messages(identity) == 3
     assert await count(identity, schema.source_record) == 1
-    assert await count(identity, outbox_event) == 2
+    assert await count(identity, outbox_event) == 3
 
 
 async def test_invalid_utf8_is_answered_internal_not_unknown(

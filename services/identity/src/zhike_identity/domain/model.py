@@ -64,6 +64,7 @@ class SourceRecord:
 class LinkOutcome:
     party_id: str
     party_created: bool
+    merged_party_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,4 +94,148 @@ class SourceRecordLinked:
     at: dt.datetime
 
 
-DomainEvent = PartyCreated | SourceRecordLinked
+# --- Resolution: evidence, history, reviews, and the events they produce --------------------
+
+
+class Decider(enum.StrEnum):
+    MODEL = "model"
+    STEWARD = "steward"
+    SOURCE_KEY = "source_key"
+
+
+@dataclass(frozen=True)
+class LinkEvidence:
+    """Why a record is in its party: who decided, the record it matched, the weight, the model."""
+
+    decided_by: Decider
+    matched: SourceRecordKey | None
+    weight: float | None
+    model_version: str
+    at: dt.datetime
+    steward: str = ""
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    key: SourceRecordKey
+    party_id: str
+    record: SourceRecord
+    evidence: LinkEvidence
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PartyState:
+    party_id: str
+    created_at: dt.datetime
+    retired_into: str | None
+
+
+class PartyChange(enum.StrEnum):
+    CREATED = "created"
+    RECORD_LINKED = "record_linked"
+    RECORD_MOVED_IN = "record_moved_in"
+    RECORD_MOVED_OUT = "record_moved_out"
+    MERGED_INTO = "merged_into"
+    ABSORBED = "absorbed"
+    SPLIT = "split"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    party_id: str
+    change: PartyChange
+    at: dt.datetime
+    decided_by: Decider
+    model_version: str
+    steward: str = ""
+    other_party_id: str | None = None
+    source_records: tuple[SourceRecordKey, ...] = ()
+    reason: str = ""
+
+
+class ReviewStatus(enum.StrEnum):
+    OPEN = "open"
+    LINKED = "linked"
+    KEPT_APART = "kept_apart"
+
+
+@dataclass(frozen=True)
+class LinkReview:
+    review_id: str
+    record_a: SourceRecordKey
+    record_b: SourceRecordKey
+    weight: float
+    status: ReviewStatus
+    created_at: dt.datetime
+
+
+class LinkDecisionKind(enum.StrEnum):
+    NEVER = "never"
+    ALWAYS = "always"
+
+
+@dataclass(frozen=True)
+class GoldenValue:
+    value: str  # masked where it is an identifier
+    source: SourceRecordKey
+    basis: str
+
+
+@dataclass(frozen=True)
+class GoldenRecord:
+    full_name: GoldenValue | None
+    birth_date: GoldenValue | None
+    gender: GoldenValue | None
+    id_number: GoldenValue | None
+    phones: tuple[GoldenValue, ...]
+    emails: tuple[GoldenValue, ...]
+    address: GoldenValue | None
+
+
+@dataclass(frozen=True)
+class PartyView:
+    party_id: str
+    created_at: dt.datetime
+    records: tuple[StoredRecord, ...]
+    golden: GoldenRecord
+
+
+@dataclass(frozen=True)
+class SourceRecordMoved:
+    source_record: SourceRecordKey
+    from_party_id: str
+    to_party_id: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PartiesMerged:
+    surviving_party_id: str
+    retired_party_ids: tuple[str, ...]
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class PartySplit:
+    party_id: str
+    new_party_id: str
+    source_records: tuple[SourceRecordKey, ...]
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class GoldenRecordChanged:
+    party_id: str
+    golden: GoldenRecord
+    at: dt.datetime
+
+
+DomainEvent = (
+    PartyCreated
+    | SourceRecordLinked
+    | SourceRecordMoved
+    | PartiesMerged
+    | PartySplit
+    | GoldenRecordChanged
+)

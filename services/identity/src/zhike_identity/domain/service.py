@@ -3,33 +3,92 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
+from zhike_identity.domain.golden import golden_record
+from zhike_identity.domain.masking import mask_email, mask_id_number, mask_phone
+from zhike_identity.domain.matching.blocking import STRONG_PREFIXES, blocking_keys, counting_keys
+from zhike_identity.domain.matching.comparison import FIELDS, Frequencies, compare, veto
+from zhike_identity.domain.matching.features import RecordFeatures, extract_features
+from zhike_identity.domain.matching.model import MatchModel, match_probability
+from zhike_identity.domain.matching.resolver import BLOCK_LIMIT, SHARED_VALUE_LIMIT, pair_weight
 from zhike_identity.domain.model import (
-    IdType,
+    Decider,
+    GoldenRecordChanged,
+    HistoryEntry,
+    LinkDecisionKind,
+    LinkEvidence,
     LinkOutcome,
-    Party,
+    LinkReview,
+    PartiesMerged,
+    PartyChange,
     PartyCreated,
-    PartyKey,
+    PartySplit,
+    PartyView,
+    ReviewStatus,
     SourceRecord,
     SourceRecordInput,
+    SourceRecordKey,
     SourceRecordLinked,
+    SourceRecordMoved,
+    StoredRecord,
+)
+from zhike_identity.domain.placement import (
+    Candidate,
+    CandidateParty,
+    place,
+    raw_record,
+    score_candidates,
 )
 from zhike_identity.domain.ports import IdentityUnitOfWork
-from zhike_identity.domain.validation import validate_source_record
-from zhike_runtime.errors import ConcurrentUpdate, NotFound
+from zhike_identity.domain.validation import validate_key, validate_source_record
+from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
 from zhike_runtime.validation import Violations
 
-# Two callers linking matching records at once: the loser of the unique-key race retries and then
-# finds the winner's party.
+# The loser of a race on the same keys retries, and then sees the winner's rows.
 _ATTEMPTS = 3
+MAX_PAGE_SIZE = 200
 
 
-def resident_id_key(record: SourceRecord) -> PartyKey | None:
-    """A valid resident ID number identifies one person; other documents are not trusted yet."""
-    if record.id_type is IdType.RESIDENT_ID and record.id_number:
-        return PartyKey("RESIDENT_ID", record.id_number)
-    return None
+@dataclass(frozen=True)
+class FieldExplanation:
+    field: str
+    value_a: str
+    value_b: str
+    level: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    fields: tuple[FieldExplanation, ...]
+    prior_weight: float
+    total_weight: float
+    match_probability: float
+    link_weight: float
+    review_weight: float
+    decision: str
+    guardrail: str | None
+    model_version: str
+    same_party_now: bool
+
+
+@dataclass(frozen=True)
+class PartyQuery:
+    """One FindParties criterion; exactly one is set."""
+
+    source_record: SourceRecordKey | None = None
+    id_type: str = ""
+    id_number: str = ""
+    phone: str = ""
+    email: str = ""
+    full_name: str = ""
+    birth_date: dt.date | None = None
+
+
+def features_of(stored: StoredRecord) -> RecordFeatures:
+    return extract_features(raw_record(stored.record))
 
 
 class IdentityService:
@@ -38,51 +97,704 @@ class IdentityService:
         unit_of_work: Callable[[], IdentityUnitOfWork],
         new_party_id: Callable[[], str],
         clock: Callable[[], dt.datetime],
+        model: MatchModel,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._new_party_id = new_party_id
         self._clock = clock
+        self._model = model
+
+    # --- linking ------------------------------------------------------------------------------
 
     async def link_source_record(self, candidate: SourceRecordInput) -> LinkOutcome:
-        """Stores the record and links it to a party: the one already holding the same source key
-        or the same valid resident ID number, else a new one."""
+        """Stores the record and resolves it: to the party it matches, merging the parties it
+        bridges, or to a new party. An update of a known record is re-resolved and may move."""
         record = validate_source_record(candidate, self._clock().date())
+        features = extract_features(raw_record(record))
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return await self._link(record)
+                return await self._link(record.key, record, features)
             except ConcurrentUpdate:
                 if attempt == _ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
 
-    async def _link(self, record: SourceRecord) -> LinkOutcome:
+    async def _link(
+        self, key: SourceRecordKey, record: SourceRecord, features: RecordFeatures
+    ) -> LinkOutcome:
         now = self._clock()
+        version = self._model.version
+        keys = blocking_keys(features)
         async with self._unit_of_work() as uow:
-            existing = await uow.source_records.party_of(record.key)
-            if existing is not None:
-                await uow.source_records.update(record, now)
-                await uow.commit()
-                return LinkOutcome(existing, party_created=False)
-            key = resident_id_key(record)
-            party_id = await uow.party_keys.find(key) if key else None
-            created = party_id is None
-            if party_id is None:
-                party_id = self._new_party_id()
-                await uow.parties.add(party_id, now)
-                uow.record(PartyCreated(party_id, now))
-                if key is not None:
-                    await uow.party_keys.claim(key, party_id)
-            await uow.source_records.add(record, party_id, now)
-            uow.record(SourceRecordLinked(party_id, record.key, now))
+            await uow.lock([_key_name(key), *keys])
+            existing = await uow.records.get(key)
+            counts = await uow.records.key_counts([*keys, *counting_keys(features)])
+            usable = [
+                k for k in keys if k.startswith(STRONG_PREFIXES) or counts.get(k, 0) <= BLOCK_LIMIT
+            ]
+            stored = await uow.records.with_blocking_keys(usable, exclude=key)
+            frequencies = Frequencies(
+                _frequency_counts(features, counts),
+                await uow.records.estimated_total(),
+                SHARED_VALUE_LIMIT,
+            )
+            parties, forward = await self._candidate_parties(
+                uow, sorted({s.party_id for s in stored})
+            )
+            candidates = [
+                Candidate(s.key, forward.get(s.party_id, s.party_id), features_of(s))
+                for s in stored
+            ]
+            scored = score_candidates(self._model, features, candidates, frequencies)
+            decisions = await uow.decisions.for_record(key)
+            placement = place(
+                self._model,
+                features,
+                scored,
+                parties,
+                never=frozenset(k for k, d in decisions.items() if d is LinkDecisionKind.NEVER),
+                always=frozenset(k for k, d in decisions.items() if d is LinkDecisionKind.ALWAYS),
+            )
+            evidence = LinkEvidence(
+                decided_by=Decider.MODEL,
+                matched=placement.best.candidate.key if placement.best else None,
+                weight=placement.best.weight if placement.best else None,
+                model_version=version,
+                at=now,
+            )
+            old_party = existing.party_id if existing else None
+            target = placement.party_id
+            created = False
+            # A known record that matches nothing keeps its party if it is alone in it.
+            if (
+                target is None
+                and old_party is not None
+                and len(await uow.records.of_parties([old_party])) == 1
+            ):
+                target = old_party
+            if target is None:
+                target = self._new_party_id()
+                created = True
+                await uow.parties.add(target, now)
+                uow.record(PartyCreated(target, now))
+                await uow.history.append(
+                    [
+                        HistoryEntry(
+                            target,
+                            PartyChange.CREATED,
+                            now,
+                            Decider.MODEL,
+                            version,
+                            source_records=(key,),
+                        )
+                    ]
+                )
+            merged = await self._merge(
+                uow,
+                target,
+                placement.merge,
+                now,
+                Decider.MODEL,
+                "",
+                version,
+                "bridged by a matching record",
+            )
+            if existing is None:
+                await uow.records.add(record, target, evidence, now)
+                uow.record(SourceRecordLinked(target, key, now))
+                await uow.history.append(
+                    [
+                        HistoryEntry(
+                            target,
+                            PartyChange.RECORD_LINKED,
+                            now,
+                            Decider.MODEL,
+                            version,
+                            source_records=(key,),
+                        )
+                    ]
+                )
+            else:
+                await uow.records.update(record, now)
+                # Re-resolved: it stays, went along with a merge, or moves to its new match.
+                if old_party is not None and old_party != target and old_party not in merged:
+                    await self._move(
+                        uow, [key], old_party, target, now, Decider.MODEL, "", version, evidence
+                    )
+            await uow.records.set_blocking_keys(key, [*keys, *counting_keys(features)])
+            for review in placement.reviews:
+                await uow.reviews.open(key, review.candidate.key, review.weight, now)
+            await self._emit_golden(uow, [target], now)
             await uow.commit()
-            return LinkOutcome(party_id, party_created=created)
+        return LinkOutcome(target, party_created=created, merged_party_ids=tuple(merged))
 
-    async def get_party(self, party_id: str) -> Party:
+    async def _candidate_parties(
+        self, uow: IdentityUnitOfWork, party_ids: Sequence[str]
+    ) -> tuple[dict[str, CandidateParty], dict[str, str]]:
+        """The candidates' parties, locked, with their valid resident IDs; and a map from any
+        party merged away since the candidates were read to its survivor."""
+        if not party_ids:
+            return {}, {}
+        await uow.lock([f"party:{p}" for p in party_ids])
+        forward = {p: await _surviving(uow, p) for p in party_ids}
+        survivors = sorted(set(forward.values()))
+        await uow.lock([f"party:{p}" for p in survivors])
+        states = await uow.parties.get_many(survivors)
+        resident: dict[str, set[str]] = {p: set() for p in survivors}
+        for member in await uow.records.of_parties(survivors):
+            rid = features_of(member).resident_id
+            if rid is not None:
+                resident[member.party_id].add(rid)
+        parties = {
+            p: CandidateParty(p, states[p].created_at, frozenset(resident[p])) for p in survivors
+        }
+        return parties, {p: s for p, s in forward.items() if p != s}
+
+    async def _merge(
+        self,
+        uow: IdentityUnitOfWork,
+        survivor: str,
+        retired: Sequence[str],
+        now: dt.datetime,
+        decided_by: Decider,
+        steward: str,
+        version: str,
+        reason: str,
+    ) -> list[str]:
+        if not retired:
+            return []
+        records = await uow.records.of_parties(list(retired))
+        await uow.records.move([r.key for r in records], survivor, None)
+        entries = []
+        for party_id in retired:
+            await uow.parties.retire(party_id, survivor, now)
+            moved = tuple(r.key for r in records if r.party_id == party_id)
+            entries.append(
+                HistoryEntry(
+                    party_id,
+                    PartyChange.MERGED_INTO,
+                    now,
+                    decided_by,
+                    version,
+                    steward,
+                    survivor,
+                    moved,
+                    reason,
+                )
+            )
+            entries.append(
+                HistoryEntry(
+                    survivor,
+                    PartyChange.ABSORBED,
+                    now,
+                    decided_by,
+                    version,
+                    steward,
+                    party_id,
+                    moved,
+                    reason,
+                )
+            )
+        await uow.history.append(entries)
+        uow.record(PartiesMerged(survivor, tuple(retired), now))
+        return list(retired)
+
+    async def _move(
+        self,
+        uow: IdentityUnitOfWork,
+        keys: Sequence[SourceRecordKey],
+        source: str,
+        target: str,
+        now: dt.datetime,
+        decided_by: Decider,
+        steward: str,
+        version: str,
+        evidence: LinkEvidence | None,
+    ) -> None:
+        await uow.records.move(keys, target, evidence)
+        for key in keys:
+            uow.record(SourceRecordMoved(key, source, target, now))
+        await uow.history.append(
+            [
+                HistoryEntry(
+                    source,
+                    PartyChange.RECORD_MOVED_OUT,
+                    now,
+                    decided_by,
+                    version,
+                    steward,
+                    target,
+                    tuple(keys),
+                ),
+                HistoryEntry(
+                    target,
+                    PartyChange.RECORD_MOVED_IN,
+                    now,
+                    decided_by,
+                    version,
+                    steward,
+                    source,
+                    tuple(keys),
+                ),
+            ]
+        )
+        if not await uow.records.of_parties([source]):
+            # An emptied party forwards to where its last record went.
+            await uow.parties.retire(source, target, now)
+            await uow.history.append(
+                [
+                    HistoryEntry(
+                        source,
+                        PartyChange.MERGED_INTO,
+                        now,
+                        decided_by,
+                        version,
+                        steward,
+                        target,
+                        (),
+                        "its last record moved",
+                    )
+                ]
+            )
+        else:
+            await self._emit_golden(uow, [source], now)
+
+    async def _emit_golden(
+        self, uow: IdentityUnitOfWork, party_ids: Iterable[str], now: dt.datetime
+    ) -> None:
+        for party_id in party_ids:
+            members = await uow.records.of_parties([party_id])
+            if members:
+                golden = golden_record([(m, features_of(m)) for m in members])
+                uow.record(GoldenRecordChanged(party_id, golden, now))
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def get_party(self, party_id: str) -> PartyView:
+        _require_uuid("party_id", party_id)
+        async with self._unit_of_work() as uow:
+            surviving = await _surviving(uow, party_id)
+            state = await uow.parties.get(surviving)
+            assert state is not None
+            members = await uow.records.of_parties([surviving])
+        ordered = tuple(
+            sorted(
+                members, key=lambda m: (m.evidence.at, m.key.source_system, m.key.source_record_id)
+            )
+        )
+        golden = golden_record([(m, features_of(m)) for m in ordered])
+        return PartyView(surviving, state.created_at, ordered, golden)
+
+    async def party_history(self, party_id: str) -> list[HistoryEntry]:
+        _require_uuid("party_id", party_id)
+        async with self._unit_of_work() as uow:
+            if await uow.parties.get(party_id) is None:
+                raise NotFound("party", party_id)
+            return await uow.history.of_party(party_id)
+
+    async def find_parties(self, query: PartyQuery) -> list[str]:
+        key, matches = _query_key(query, self._clock().date())
+        async with self._unit_of_work() as uow:
+            if query.source_record is not None:
+                found = await uow.records.get(query.source_record)
+                records = [found] if found else []
+            else:
+                records = await uow.records.with_blocking_keys([key], exclude=None)
+            party_ids: list[str] = []
+            for stored in records:
+                if matches is not None and not matches(features_of(stored)):
+                    continue
+                surviving = await _surviving(uow, stored.party_id)
+                if surviving not in party_ids:
+                    party_ids.append(surviving)
+        return party_ids
+
+    async def explain_link(self, a: SourceRecordKey, b: SourceRecordKey) -> Explanation:
         v = Violations()
-        v.uuid("party_id", party_id)
+        validate_key(v, "record_a", a)
+        validate_key(v, "record_b", b)
         v.raise_if_any()
         async with self._unit_of_work() as uow:
-            party = await uow.parties.get(party_id)
-        if party is None:
+            left = await uow.records.get(a)
+            right = await uow.records.get(b)
+            if left is None:
+                raise NotFound("source_record", f"{a.source_system}/{a.source_record_id}")
+            if right is None:
+                raise NotFound("source_record", f"{b.source_system}/{b.source_record_id}")
+            fa, fb = features_of(left), features_of(right)
+            counts = await uow.records.key_counts(counting_keys(fa))
+            frequencies = Frequencies(
+                _frequency_counts(fa, counts),
+                await uow.records.estimated_total(),
+                SHARED_VALUE_LIMIT,
+            )
+            decisions = await uow.decisions.for_record(a)
+            same_party = await _surviving(uow, left.party_id) == await _surviving(
+                uow, right.party_id
+            )
+        model = self._model
+        pattern = compare(fa, fb, frequencies)
+        name_value = fa.name.full if fa.name is not None else None
+        weights = model.weights(pattern, name_value, frequencies)
+        total = pair_weight(model, fa, fb, pattern, frequencies)
+        guardrail = veto(fa, fb)
+        if decisions.get(b) is LinkDecisionKind.NEVER:
+            guardrail = "steward_never_link"
+        decision = "no_link" if guardrail else model.decide(total)
+        if decisions.get(b) is LinkDecisionKind.ALWAYS:
+            decision, guardrail = "link", "steward_always_link"
+        fields = tuple(
+            FieldExplanation(name, *_shown(name, fa, fb), level, weight)
+            for name, level, weight in zip(FIELDS, pattern, weights, strict=True)
+        )
+        return Explanation(
+            fields=fields,
+            prior_weight=model.prior_weight,
+            total_weight=total,
+            match_probability=match_probability(total),
+            link_weight=model.link_weight,
+            review_weight=model.review_weight,
+            decision=decision,
+            guardrail=guardrail,
+            model_version=model.version,
+            same_party_now=same_party,
+        )
+
+    # --- steward operations ---------------------------------------------------------------------
+
+    async def merge_parties(self, party_ids: Sequence[str], steward: str, reason: str) -> str:
+        v = Violations()
+        for i, party_id in enumerate(party_ids):
+            v.uuid(f"party_ids[{i}]", party_id)
+        if len(set(party_ids)) < 2:
+            v.add("party_ids", "needs at least two different parties")
+        _steward(v, steward, reason)
+        v.raise_if_any()
+        now = self._clock()
+        async with self._unit_of_work() as uow:
+            await uow.lock([f"party:{p}" for p in sorted(party_ids)])
+            states = await uow.parties.get_many(list(party_ids))
+            for party_id in party_ids:
+                state = states.get(party_id)
+                if state is None:
+                    raise NotFound("party", party_id)
+                if state.retired_into is not None:
+                    raise FailedPrecondition(
+                        f"party {party_id} was merged into {state.retired_into}", party_id
+                    )
+            ordered = sorted(party_ids, key=lambda p: (states[p].created_at, p))
+            survivor = ordered[0]
+            await self._merge(uow, survivor, ordered[1:], now, Decider.STEWARD, steward, "", reason)
+            await self._emit_golden(uow, [survivor], now)
+            await uow.commit()
+        return survivor
+
+    async def split_party(
+        self, party_id: str, keys: Sequence[SourceRecordKey], steward: str, reason: str
+    ) -> str:
+        v = Violations()
+        v.uuid("party_id", party_id)
+        if not keys:
+            v.add("source_records", "name at least one record to move")
+        for i, key in enumerate(keys):
+            validate_key(v, f"source_records[{i}]", key)
+        _steward(v, steward, reason)
+        v.raise_if_any()
+        now = self._clock()
+        async with self._unit_of_work() as uow:
+            await uow.lock([f"party:{party_id}"])
+            state = await uow.parties.get(party_id)
+            if state is None:
+                raise NotFound("party", party_id)
+            if state.retired_into is not None:
+                raise FailedPrecondition(
+                    f"party {party_id} was merged into {state.retired_into}", party_id
+                )
+            members = await uow.records.of_parties([party_id])
+            member_keys = {m.key for m in members}
+            leaving = list(dict.fromkeys(keys))
+            strangers = [k for k in leaving if k not in member_keys]
+            if strangers:
+                raise FailedPrecondition(
+                    f"{len(strangers)} of the records are not in party {party_id}", party_id
+                )
+            staying = [k for k in member_keys if k not in set(leaving)]
+            if not staying:
+                raise FailedPrecondition("a split must leave at least one record behind", party_id)
+            new_party = self._new_party_id()
+            await uow.parties.add(new_party, now)
+            uow.record(PartyCreated(new_party, now))
+            evidence = LinkEvidence(Decider.STEWARD, None, None, "", now, steward)
+            await uow.records.move(leaving, new_party, evidence)
+            # The steward has decided these records are different people: keep it so.
+            for gone in leaving:
+                for stay in staying:
+                    await uow.decisions.record(
+                        gone, stay, LinkDecisionKind.NEVER, steward, reason, now
+                    )
+            await uow.history.append(
+                [
+                    HistoryEntry(
+                        party_id,
+                        PartyChange.SPLIT,
+                        now,
+                        Decider.STEWARD,
+                        "",
+                        steward,
+                        new_party,
+                        tuple(leaving),
+                        reason,
+                    ),
+                    HistoryEntry(
+                        new_party,
+                        PartyChange.CREATED,
+                        now,
+                        Decider.STEWARD,
+                        "",
+                        steward,
+                        party_id,
+                        tuple(leaving),
+                        reason,
+                    ),
+                ]
+            )
+            uow.record(PartySplit(party_id, new_party, tuple(leaving), now))
+            await self._emit_golden(uow, [party_id, new_party], now)
+            await uow.commit()
+        return new_party
+
+    async def list_reviews(
+        self, page_size: int, page_token: str
+    ) -> tuple[list[tuple[LinkReview, str, str]], str]:
+        v = Violations()
+        if page_size < 0:
+            v.add("page_size", "must not be negative")
+        after = _decode_token(v, page_token)
+        v.raise_if_any()
+        size = min(page_size or 50, MAX_PAGE_SIZE)
+        async with self._unit_of_work() as uow:
+            reviews = await uow.reviews.list_open(size + 1, after)
+            result = []
+            for review in reviews[:size]:
+                a = await uow.records.get(review.record_a)
+                b = await uow.records.get(review.record_b)
+                party_a = await _surviving(uow, a.party_id) if a else ""
+                party_b = await _surviving(uow, b.party_id) if b else ""
+                result.append((review, party_a, party_b))
+        token = ""
+        if len(reviews) > size:
+            last = reviews[size - 1]
+            token = f"{last.created_at.isoformat()}|{last.review_id}"
+        return result, token
+
+    async def resolve_review(self, review_id: str, link: bool, steward: str) -> tuple[str, str]:
+        v = Violations()
+        v.uuid("review_id", review_id)
+        _steward(v, steward, "")
+        v.raise_if_any()
+        async with self._unit_of_work() as uow:
+            review = await uow.reviews.get(review_id)
+            if review is None:
+                raise NotFound("link_review", review_id)
+            if review.status is not ReviewStatus.OPEN:
+                raise FailedPrecondition(
+                    f"review {review_id} is already {review.status}", review_id
+                )
+        kind = LinkDecisionKind.ALWAYS if link else LinkDecisionKind.NEVER
+        parties = await self.record_decision(
+            review.record_a, review.record_b, kind, steward, f"review {review_id}"
+        )
+        async with self._unit_of_work() as uow:
+            await uow.reviews.close(
+                review_id,
+                ReviewStatus.LINKED if link else ReviewStatus.KEPT_APART,
+                steward,
+                self._clock(),
+            )
+            await uow.commit()
+        return parties
+
+    async def record_decision(
+        self,
+        a: SourceRecordKey,
+        b: SourceRecordKey,
+        kind: LinkDecisionKind,
+        steward: str,
+        reason: str,
+    ) -> tuple[str, str]:
+        v = Violations()
+        validate_key(v, "record_a", a)
+        validate_key(v, "record_b", b)
+        if a == b:
+            v.add("record_b", "must differ from record_a")
+        _steward(v, steward, reason)
+        v.raise_if_any()
+        now = self._clock()
+        async with self._unit_of_work() as uow:
+            await uow.lock([_key_name(a), _key_name(b)])
+            left = await uow.records.get(a)
+            right = await uow.records.get(b)
+            if left is None:
+                raise NotFound("source_record", f"{a.source_system}/{a.source_record_id}")
+            if right is None:
+                raise NotFound("source_record", f"{b.source_system}/{b.source_record_id}")
+            party_a = await _surviving(uow, left.party_id)
+            party_b = await _surviving(uow, right.party_id)
+            if kind is LinkDecisionKind.NEVER and party_a == party_b:
+                raise FailedPrecondition(
+                    "the records are in the same party: split it first (SplitParty)", party_a
+                )
+            await uow.decisions.record(a, b, kind, steward, reason, now)
+            if kind is LinkDecisionKind.ALWAYS and party_a != party_b:
+                await uow.lock([f"party:{p}" for p in sorted((party_a, party_b))])
+                states = await uow.parties.get_many([party_a, party_b])
+                survivor, retired = sorted(
+                    (party_a, party_b), key=lambda p: (states[p].created_at, p)
+                )
+                await self._merge(
+                    uow,
+                    survivor,
+                    [retired],
+                    now,
+                    Decider.STEWARD,
+                    steward,
+                    "",
+                    reason or "always link",
+                )
+                await self._emit_golden(uow, [survivor], now)
+                party_a = party_b = survivor
+            await uow.commit()
+        return party_a, party_b
+
+
+def _key_name(key: SourceRecordKey) -> str:
+    return f"record:{key.source_system}:{key.source_record_id}"
+
+
+def _frequency_counts(
+    features: RecordFeatures, counts: dict[str, int]
+) -> dict[tuple[str, str], int]:
+    result: dict[tuple[str, str], int] = {}
+    if features.name is not None:
+        result[("name", features.name.full)] = counts.get(f"nm:{features.name.full}", 0) + 1
+    if features.phone is not None:
+        result[("phone", features.phone.e164)] = counts.get(f"ph:{features.phone.e164}", 0) + 1
+    if features.email is not None:
+        result[("email", features.email)] = counts.get(f"em:{features.email}", 0) + 1
+    if features.address is not None:
+        result[("address", features.address.text)] = (
+            counts.get(f"ad:{features.address.text}", 0) + 1
+        )
+    return result
+
+
+async def _surviving(uow: IdentityUnitOfWork, party_id: str) -> str:
+    """Follows merge forwarding to the party that holds the records today."""
+    seen: set[str] = set()
+    current = party_id
+    while True:
+        state = await uow.parties.get(current)
+        if state is None:
             raise NotFound("party", party_id)
-        return party
+        if state.retired_into is None:
+            return current
+        if current in seen:
+            raise AssertionError(f"party forwarding loops at {current}")
+        seen.add(current)
+        current = state.retired_into
+
+
+def _require_uuid(field: str, value: str) -> None:
+    v = Violations()
+    v.uuid(field, value)
+    v.raise_if_any()
+
+
+def _steward(v: Violations, steward: str, reason: str) -> None:
+    v.text("steward", steward, required=True, max_length=128)
+    v.text("reason", reason, max_length=500)
+
+
+def _decode_token(v: Violations, token: str) -> tuple[dt.datetime, str] | None:
+    if not token:
+        return None
+    stamp, _, review_id = token.partition("|")
+    try:
+        return dt.datetime.fromisoformat(stamp), review_id
+    except ValueError:
+        v.add("page_token", "is not a token this service issued")
+        return None
+
+
+def _shown(name: str, a: RecordFeatures, b: RecordFeatures) -> tuple[str, str]:
+    def value(f: RecordFeatures) -> str:
+        if name == "id":
+            return mask_id_number(f.document.number) if f.document else ""
+        if name == "name":
+            return f.name.display if f.name else ""
+        if name == "birth_date":
+            return f.birth_date.isoformat() if f.birth_date else ""
+        if name == "gender":
+            return f.gender.name if f.gender else ""
+        if name == "phone":
+            return mask_phone(f.phone.e164) if f.phone else ""
+        if name == "email":
+            return mask_email(f.email) if f.email else ""
+        return f.address.text if f.address else ""
+
+    return value(a), value(b)
+
+
+def _query_key(
+    query: PartyQuery, today: dt.date
+) -> tuple[str, Callable[[RecordFeatures], bool] | None]:
+    """The blocking key that finds a query's records, and a filter for the rest of it."""
+    from zhike_identity.domain.normalise import (
+        Unusable,
+        normalise_email,
+        normalise_id,
+        normalise_name,
+        normalise_phone,
+    )
+
+    v = Violations()
+    given = [
+        bool(query.source_record),
+        bool(query.id_number),
+        bool(query.phone),
+        bool(query.email),
+        bool(query.full_name),
+    ]
+    if sum(given) != 1:
+        v.add("by", "set exactly one criterion")
+        v.raise_if_any()
+    try:
+        if query.source_record is not None:
+            validate_key(v, "source_record", query.source_record)
+            v.raise_if_any()
+            return "", None
+        if query.id_number:
+            kind = query.id_type or "RESIDENT_ID"
+            document = normalise_id(kind, query.id_number, today)
+            return f"id:{document.kind}:{document.number}", None
+        if query.phone:
+            return f"ph:{normalise_phone(query.phone).e164}", None
+        if query.email:
+            return f"em:{normalise_email(query.email)}", None
+        name = normalise_name(query.full_name)
+    except Unusable as error:
+        field = next(
+            f
+            for f, on in zip(
+                ("source_record", "id_number", "phone", "email", "full_name"), given, strict=True
+            )
+            if on
+        )
+        v.add(field, f"not usable: {error.reason}")
+        v.raise_if_any()
+        raise AssertionError("unreachable") from error
+    if query.birth_date is None:
+        v.add("name_and_birth_date.birth_date", "is required with a name")
+        v.raise_if_any()
+    born = query.birth_date
+    return f"nm:{name.full}", lambda f: f.birth_date == born

@@ -98,3 +98,9 @@ def _date(
         v.add(field, "must not be in the future or more than 150 years ago")
         return None
     return date
+
+
+def validate_key(v: Violations, field: str, key: SourceRecordKey) -> None:
+    """Checks a source record key given in a request (for lookups and steward operations)."""
+    v.token(f"{field}.source_system", key.source_system)
+    v.text(f"{field}.source_record_id", key.source_record_id, required=True, max_length=128)

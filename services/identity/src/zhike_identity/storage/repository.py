@@ -3,59 +3,49 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import insert, select, update
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhike_identity.domain.model import DomainEvent, Party, PartyKey, SourceRecord, SourceRecordKey
-from zhike_identity.storage.schema import party, party_key, source_record
+from zhike_identity.domain.model import (
+    Decider,
+    DomainEvent,
+    Gender,
+    HistoryEntry,
+    IdType,
+    LinkDecisionKind,
+    LinkEvidence,
+    LinkReview,
+    PartyChange,
+    PartyState,
+    ReviewStatus,
+    SourceRecord,
+    SourceRecordKey,
+    StoredRecord,
+)
+from zhike_identity.storage.schema import (
+    blocking_key,
+    link_decision,
+    link_review,
+    party,
+    party_history,
+    source_record,
+)
 from zhike_runtime.db import Database
 from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
+from zhike_runtime.ids import new_id
 
 
-class SqlPartyRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def add(self, party_id: str, at: dt.datetime) -> None:
-        await self._session.execute(insert(party).values(party_id=party_id, created_at=at))
-
-    async def get(self, party_id: str) -> Party | None:
-        found = await self._session.scalar(
-            select(party.c.party_id).where(party.c.party_id == party_id)
-        )
-        if found is None:
-            return None
-        rows = await self._session.execute(
-            select(source_record.c.source_system, source_record.c.source_record_id)
-            .where(source_record.c.party_id == party_id)
-            .order_by(source_record.c.created_at, source_record.c.source_system)
-        )
-        return Party(
-            party_id, tuple(SourceRecordKey(r.source_system, r.source_record_id) for r in rows)
-        )
-
-
-class SqlPartyKeyRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def find(self, key: PartyKey) -> str | None:
-        return await self._session.scalar(
-            select(party_key.c.party_id).where(
-                party_key.c.kind == key.kind, party_key.c.value == key.value
-            )
-        )
-
-    async def claim(self, key: PartyKey, party_id: str) -> None:
-        await self._session.execute(
-            insert(party_key).values(kind=key.kind, value=key.value, party_id=party_id)
-        )
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _record_values(record: SourceRecord) -> dict[str, Any]:
@@ -71,39 +61,401 @@ def _record_values(record: SourceRecord) -> dict[str, Any]:
     }
 
 
-class SqlSourceRecordRepository:
-    def __init__(self, session: AsyncSession) -> None:
+def _evidence_values(evidence: LinkEvidence) -> dict[str, Any]:
+    return {
+        "linked_by": evidence.decided_by.value,
+        "matched_system": evidence.matched.source_system if evidence.matched else None,
+        "matched_record_id": evidence.matched.source_record_id if evidence.matched else None,
+        "match_weight": evidence.weight,
+        "model_version": evidence.model_version,
+        "steward": evidence.steward,
+        "linked_at": evidence.at,
+    }
+
+
+def _stored(row: Any) -> StoredRecord:
+    key = SourceRecordKey(row.source_system, row.source_record_id)
+    matched = (
+        SourceRecordKey(row.matched_system, row.matched_record_id)
+        if row.matched_system is not None
+        else None
+    )
+    return StoredRecord(
+        key=key,
+        party_id=row.party_id,
+        record=SourceRecord(
+            key=key,
+            full_name=row.full_name,
+            id_type=IdType(row.id_type) if row.id_type else None,
+            id_number=row.id_number,
+            phone=row.phone,
+            email=row.email,
+            birth_date=row.birth_date,
+            gender=Gender(row.gender) if row.gender else None,
+            address=row.address,
+        ),
+        evidence=LinkEvidence(
+            decided_by=Decider(row.linked_by),
+            matched=matched,
+            weight=row.match_weight,
+            model_version=row.model_version,
+            at=_utc(row.linked_at or row.created_at),
+            steward=row.steward,
+        ),
+        updated_at=_utc(row.updated_at),
+    )
+
+
+def _key_clause(keys: Sequence[SourceRecordKey]) -> sa.ColumnElement[bool]:
+    return sa.tuple_(source_record.c.source_system, source_record.c.source_record_id).in_(
+        [(k.source_system, k.source_record_id) for k in keys]
+    )
+
+
+class SqlRecordStore:
+    def __init__(self, session: AsyncSession, dialect: str) -> None:
         self._session = session
+        self._dialect = dialect
 
-    async def party_of(self, key: SourceRecordKey) -> str | None:
-        return await self._session.scalar(
-            select(source_record.c.party_id).where(
-                source_record.c.source_system == key.source_system,
-                source_record.c.source_record_id == key.source_record_id,
+    async def get(self, key: SourceRecordKey) -> StoredRecord | None:
+        row = (
+            await self._session.execute(
+                sa.select(source_record).where(
+                    source_record.c.source_system == key.source_system,
+                    source_record.c.source_record_id == key.source_record_id,
+                )
             )
-        )
+        ).first()
+        return _stored(row) if row else None
 
-    async def add(self, record: SourceRecord, party_id: str, at: dt.datetime) -> None:
+    async def add(
+        self, record: SourceRecord, party_id: str, evidence: LinkEvidence, at: dt.datetime
+    ) -> None:
         await self._session.execute(
-            insert(source_record).values(
+            sa.insert(source_record).values(
                 source_system=record.key.source_system,
                 source_record_id=record.key.source_record_id,
                 party_id=party_id,
                 created_at=at,
                 updated_at=at,
                 **_record_values(record),
+                **_evidence_values(evidence),
             )
         )
 
     async def update(self, record: SourceRecord, at: dt.datetime) -> None:
         await self._session.execute(
-            update(source_record)
-            .where(
-                source_record.c.source_system == record.key.source_system,
-                source_record.c.source_record_id == record.key.source_record_id,
-            )
+            sa.update(source_record)
+            .where(_key_clause([record.key]))
             .values(updated_at=at, **_record_values(record))
         )
+
+    async def move(
+        self, keys: Sequence[SourceRecordKey], party_id: str, evidence: LinkEvidence | None
+    ) -> None:
+        if not keys:
+            return
+        values: dict[str, Any] = {"party_id": party_id}
+        if evidence is not None:
+            values |= _evidence_values(evidence)
+        await self._session.execute(
+            sa.update(source_record).where(_key_clause(keys)).values(**values)
+        )
+
+    async def of_parties(self, party_ids: Sequence[str]) -> list[StoredRecord]:
+        if not party_ids:
+            return []
+        rows = await self._session.execute(
+            sa.select(source_record)
+            .where(source_record.c.party_id.in_(list(party_ids)))
+            .order_by(source_record.c.source_system, source_record.c.source_record_id)
+        )
+        return [_stored(row) for row in rows]
+
+    async def with_blocking_keys(
+        self, keys: Sequence[str], exclude: SourceRecordKey | None
+    ) -> list[StoredRecord]:
+        if not keys:
+            return []
+        holders = (
+            sa.select(blocking_key.c.source_system, blocking_key.c.source_record_id)
+            .where(blocking_key.c.key.in_(list(keys)))
+            .distinct()
+            .subquery()
+        )
+        query = (
+            sa.select(source_record)
+            .join(
+                holders,
+                sa.and_(
+                    holders.c.source_system == source_record.c.source_system,
+                    holders.c.source_record_id == source_record.c.source_record_id,
+                ),
+            )
+            .order_by(source_record.c.source_system, source_record.c.source_record_id)
+        )
+        rows = await self._session.execute(query)
+        found = [_stored(row) for row in rows]
+        return [r for r in found if r.key != exclude]
+
+    async def set_blocking_keys(self, key: SourceRecordKey, blocking: Sequence[str]) -> None:
+        await self._session.execute(
+            sa.delete(blocking_key).where(
+                blocking_key.c.source_system == key.source_system,
+                blocking_key.c.source_record_id == key.source_record_id,
+            )
+        )
+        unique = sorted(set(blocking))
+        if unique:
+            await self._session.execute(
+                sa.insert(blocking_key),
+                [
+                    {
+                        "key": k,
+                        "source_system": key.source_system,
+                        "source_record_id": key.source_record_id,
+                    }
+                    for k in unique
+                ],
+            )
+
+    async def key_counts(self, keys: Sequence[str]) -> dict[str, int]:
+        if not keys:
+            return {}
+        rows = await self._session.execute(
+            sa.select(blocking_key.c.key, sa.func.count())
+            .where(blocking_key.c.key.in_(sorted(set(keys))))
+            .group_by(blocking_key.c.key)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    async def estimated_total(self) -> int:
+        if self._dialect == "postgresql":
+            # The planner's estimate: exact counts of a large table cost a full scan per call,
+            # and term frequencies need only the order of magnitude.
+            estimate = await self._session.scalar(
+                sa.text("SELECT reltuples::bigint FROM pg_class WHERE relname = 'source_record'")
+            )
+            if estimate is not None and estimate > 1000:
+                return int(estimate)
+        return int(
+            await self._session.scalar(sa.select(sa.func.count()).select_from(source_record)) or 0
+        )
+
+
+class SqlPartyStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, party_id: str, at: dt.datetime) -> None:
+        await self._session.execute(sa.insert(party).values(party_id=party_id, created_at=at))
+
+    async def get(self, party_id: str) -> PartyState | None:
+        found = await self.get_many([party_id])
+        return found.get(party_id)
+
+    async def get_many(self, party_ids: Sequence[str]) -> dict[str, PartyState]:
+        if not party_ids:
+            return {}
+        rows = await self._session.execute(
+            sa.select(party).where(party.c.party_id.in_(list(party_ids)))
+        )
+        return {
+            row.party_id: PartyState(row.party_id, _utc(row.created_at), row.retired_into)
+            for row in rows
+        }
+
+    async def retire(self, party_id: str, into: str, at: dt.datetime) -> None:
+        await self._session.execute(
+            sa.update(party)
+            .where(party.c.party_id == party_id)
+            .values(retired_into=into, retired_at=at)
+        )
+
+
+def _ordered(a: SourceRecordKey, b: SourceRecordKey) -> tuple[SourceRecordKey, SourceRecordKey]:
+    return (
+        (a, b)
+        if (a.source_system, a.source_record_id) <= (b.source_system, b.source_record_id)
+        else (b, a)
+    )
+
+
+class SqlDecisionStore:
+    def __init__(self, session: AsyncSession, dialect: str) -> None:
+        self._session = session
+        self._dialect = dialect
+
+    async def for_record(self, key: SourceRecordKey) -> dict[SourceRecordKey, LinkDecisionKind]:
+        c = link_decision.c
+        rows = await self._session.execute(
+            sa.select(link_decision).where(
+                sa.or_(
+                    sa.and_(c.a_system == key.source_system, c.a_record_id == key.source_record_id),
+                    sa.and_(c.b_system == key.source_system, c.b_record_id == key.source_record_id),
+                )
+            )
+        )
+        result: dict[SourceRecordKey, LinkDecisionKind] = {}
+        for row in rows:
+            a = SourceRecordKey(row.a_system, row.a_record_id)
+            other = SourceRecordKey(row.b_system, row.b_record_id) if a == key else a
+            result[other] = LinkDecisionKind(row.decision)
+        return result
+
+    async def record(
+        self,
+        a: SourceRecordKey,
+        b: SourceRecordKey,
+        kind: LinkDecisionKind,
+        steward: str,
+        reason: str,
+        at: dt.datetime,
+    ) -> None:
+        first, second = _ordered(a, b)
+        values = {
+            "a_system": first.source_system,
+            "a_record_id": first.source_record_id,
+            "b_system": second.source_system,
+            "b_record_id": second.source_record_id,
+            "decision": kind.value,
+            "steward": steward,
+            "reason": reason,
+            "decided_at": at,
+        }
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        statement = dialect.insert(link_decision).values(values)
+        await self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["a_system", "a_record_id", "b_system", "b_record_id"],
+                set_={
+                    "decision": kind.value,
+                    "steward": steward,
+                    "reason": reason,
+                    "decided_at": at,
+                },
+            )
+        )
+
+
+def _review(row: Any) -> LinkReview:
+    return LinkReview(
+        review_id=row.review_id,
+        record_a=SourceRecordKey(row.a_system, row.a_record_id),
+        record_b=SourceRecordKey(row.b_system, row.b_record_id),
+        weight=row.match_weight,
+        status=ReviewStatus(row.status),
+        created_at=_utc(row.created_at),
+    )
+
+
+class SqlReviewStore:
+    def __init__(self, session: AsyncSession, dialect: str) -> None:
+        self._session = session
+        self._dialect = dialect
+
+    async def open(
+        self, a: SourceRecordKey, b: SourceRecordKey, weight: float, at: dt.datetime
+    ) -> None:
+        first, second = _ordered(a, b)
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        await self._session.execute(
+            dialect.insert(link_review)
+            .values(
+                review_id=new_id(),
+                a_system=first.source_system,
+                a_record_id=first.source_record_id,
+                b_system=second.source_system,
+                b_record_id=second.source_record_id,
+                match_weight=weight,
+                status=ReviewStatus.OPEN.value,
+                created_at=at,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def get(self, review_id: str) -> LinkReview | None:
+        row = (
+            await self._session.execute(
+                sa.select(link_review).where(link_review.c.review_id == review_id)
+            )
+        ).first()
+        return _review(row) if row else None
+
+    async def list_open(
+        self, limit: int, after: tuple[dt.datetime, str] | None
+    ) -> list[LinkReview]:
+        c = link_review.c
+        query = sa.select(link_review).where(c.status == ReviewStatus.OPEN.value)
+        if after is not None:
+            query = query.where(sa.tuple_(c.created_at, c.review_id) > sa.tuple_(*after))
+        rows = await self._session.execute(query.order_by(c.created_at, c.review_id).limit(limit))
+        return [_review(row) for row in rows]
+
+    async def close(
+        self, review_id: str, status: ReviewStatus, steward: str, at: dt.datetime
+    ) -> None:
+        await self._session.execute(
+            sa.update(link_review)
+            .where(link_review.c.review_id == review_id)
+            .values(status=status.value, steward=steward, resolved_at=at)
+        )
+
+
+class SqlHistoryStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def append(self, entries: Sequence[HistoryEntry]) -> None:
+        if not entries:
+            return
+        await self._session.execute(
+            sa.insert(party_history),
+            [
+                {
+                    "party_id": e.party_id,
+                    "change": e.change.value,
+                    "changed_at": e.at,
+                    "decided_by": e.decided_by.value,
+                    "steward": e.steward,
+                    "model_version": e.model_version,
+                    "other_party_id": e.other_party_id,
+                    "source_records": [
+                        [k.source_system, k.source_record_id] for k in e.source_records
+                    ],
+                    "reason": e.reason,
+                }
+                for e in entries
+            ],
+        )
+
+    async def of_party(self, party_id: str) -> list[HistoryEntry]:
+        rows = await self._session.execute(
+            sa.select(party_history)
+            .where(party_history.c.party_id == party_id)
+            .order_by(party_history.c.entry_id)
+        )
+        return [
+            HistoryEntry(
+                party_id=row.party_id,
+                change=PartyChange(row.change),
+                at=_utc(row.changed_at),
+                decided_by=Decider(row.decided_by),
+                model_version=row.model_version,
+                steward=row.steward,
+                other_party_id=row.other_party_id,
+                source_records=tuple(SourceRecordKey(s, r) for s, r in row.source_records),
+                reason=row.reason,
+            )
+            for row in rows
+        ]
+
+
+def _lock_id(name: str) -> int:
+    """A signed 64-bit advisory lock id for a name (collisions only serialise more)."""
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
 
 
 class SqlIdentityUnitOfWork:
@@ -119,14 +471,33 @@ class SqlIdentityUnitOfWork:
         self._encode = encode
         self._on_commit = on_commit
         self._events: list[DomainEvent] = []
+        self._locked: set[int] = set()
 
     async def __aenter__(self) -> Self:
         self._session = self._database.session()
         await self._session.begin()
-        self.parties = SqlPartyRepository(self._session)
-        self.party_keys = SqlPartyKeyRepository(self._session)
-        self.source_records = SqlSourceRecordRepository(self._session)
+        dialect = self._database.dialect
+        self.records = SqlRecordStore(self._session, dialect)
+        self.parties = SqlPartyStore(self._session)
+        self.decisions = SqlDecisionStore(self._session, dialect)
+        self.reviews = SqlReviewStore(self._session, dialect)
+        self.history = SqlHistoryStore(self._session)
         return self
+
+    async def lock(self, names: Sequence[str]) -> None:
+        if not self._database.is_postgres:
+            return  # SQLite: BEGIN IMMEDIATE already serialises every writer
+        ids = sorted({_lock_id(n) for n in names} - self._locked)
+        if not ids:
+            return
+        # Always in ascending order, so two transactions can never wait on each other in a cycle.
+        await self._session.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(id) FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id"
+            ),
+            {"ids": ids},
+        )
+        self._locked.update(ids)
 
     def record(self, event: DomainEvent) -> None:
         self._events.append(event)

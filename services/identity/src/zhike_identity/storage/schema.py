@@ -11,16 +11,9 @@ party = sa.Table(
     metadata,
     sa.Column("party_id", sa.String(36), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-# Identifiers that prove identity on their own; the primary key makes "one party per key" hold
-# even when two replicas link matching records at the same moment.
-party_key = sa.Table(
-    "party_key",
-    metadata,
-    sa.Column("kind", sa.String(32), primary_key=True),
-    sa.Column("value", sa.String(128), primary_key=True),
-    sa.Column("party_id", sa.String(36), sa.ForeignKey("party.party_id"), nullable=False),
+    # A merged party forwards to its survivor; its id keeps that meaning for ever.
+    sa.Column("retired_into", sa.String(36), nullable=True),
+    sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 source_record = sa.Table(
@@ -41,4 +34,76 @@ source_record = sa.Table(
     sa.Column("address", sa.String(500), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Why the record is in its party (see LinkEvidence).
+    sa.Column("linked_by", sa.String(16), nullable=False, server_default="model"),
+    sa.Column("matched_system", sa.String(64), nullable=True),
+    sa.Column("matched_record_id", sa.String(128), nullable=True),
+    sa.Column("match_weight", sa.Float(), nullable=True),
+    sa.Column("model_version", sa.String(64), nullable=False, server_default=""),
+    sa.Column("steward", sa.String(128), nullable=False, server_default=""),
+    sa.Column("linked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# The candidate index: every blocking key of every record.
+blocking_key = sa.Table(
+    "blocking_key",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("source_system", sa.String(64), primary_key=True),
+    sa.Column("source_record_id", sa.String(128), primary_key=True),
+    sa.Index("ix_blocking_key_record", "source_system", "source_record_id"),
+)
+
+link_decision = sa.Table(
+    "link_decision",
+    metadata,
+    # The pair is stored in canonical order (a < b) so each pair has one row.
+    sa.Column("a_system", sa.String(64), primary_key=True),
+    sa.Column("a_record_id", sa.String(128), primary_key=True),
+    sa.Column("b_system", sa.String(64), primary_key=True),
+    sa.Column("b_record_id", sa.String(128), primary_key=True),
+    sa.Column("decision", sa.String(16), nullable=False),  # never | always
+    sa.Column("steward", sa.String(128), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_link_decision_b", "b_system", "b_record_id"),
+)
+
+link_review = sa.Table(
+    "link_review",
+    metadata,
+    sa.Column("review_id", sa.String(36), primary_key=True),
+    sa.Column("a_system", sa.String(64), nullable=False),
+    sa.Column("a_record_id", sa.String(128), nullable=False),
+    sa.Column("b_system", sa.String(64), nullable=False),
+    sa.Column("b_record_id", sa.String(128), nullable=False),
+    sa.Column("match_weight", sa.Float(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open | linked | kept_apart
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("steward", sa.String(128), nullable=False, server_default=""),
+    sa.UniqueConstraint(
+        "a_system", "a_record_id", "b_system", "b_record_id", name="uq_link_review_pair"
+    ),
+    sa.Index("ix_link_review_status", "status", "created_at"),
+)
+
+party_history = sa.Table(
+    "party_history",
+    metadata,
+    sa.Column(
+        "entry_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("party_id", sa.String(36), nullable=False, index=True),
+    sa.Column("change", sa.String(32), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_by", sa.String(16), nullable=False),
+    sa.Column("steward", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=False),
+    sa.Column("other_party_id", sa.String(36), nullable=True),
+    sa.Column("source_records", sa.JSON(), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
 )

@@ -17,3 +17,4 @@ class Profile:
     source_records: tuple[LinkedSourceRecord, ...]
     created_at: dt.datetime
     updated_at: dt.datetime
+    display_name: str = ""

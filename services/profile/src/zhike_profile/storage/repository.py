@@ -37,6 +37,7 @@ class SqlProfileRepository:
             ),
             created_at=_utc(row.created_at),
             updated_at=_utc(row.updated_at),
+            display_name=row.display_name,
         )
 
     async def ensure(self, party_id: str, at: dt.datetime) -> None:
@@ -63,6 +64,38 @@ class SqlProfileRepository:
             update(profile)
             .where(profile.c.party_id == party_id)
             .values(updated_at=record.linked_at)
+        )
+
+    async def move_records(
+        self, keys: list[tuple[str, str]], party_id: str, at: dt.datetime
+    ) -> None:
+        for source_system, source_record_id in keys:
+            await self.link(party_id, LinkedSourceRecord(source_system, source_record_id, at))
+
+    async def absorb(self, survivor: str, retired: str, at: dt.datetime) -> None:
+        await self._session.execute(
+            update(profile_source_record)
+            .where(profile_source_record.c.party_id == retired)
+            .values(party_id=survivor)
+        )
+        await self._session.execute(
+            update(profile).where(profile.c.party_id == retired).values(merged_into=survivor)
+        )
+        await self._session.execute(
+            update(profile)
+            .where(profile.c.party_id == survivor, profile.c.updated_at < at)
+            .values(updated_at=at)
+        )
+
+    async def forwarded_to(self, party_id: str) -> str | None:
+        value = await self._session.scalar(
+            select(profile.c.merged_into).where(profile.c.party_id == party_id)
+        )
+        return str(value) if value else None
+
+    async def set_display_name(self, party_id: str, name: str, at: dt.datetime) -> None:
+        await self._session.execute(
+            update(profile).where(profile.c.party_id == party_id).values(display_name=name)
         )
 
 

@@ -10,6 +10,9 @@ profile = sa.Table(
     sa.Column("party_id", sa.String(36), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Set when identity merged this party into another: reads forward there.
+    sa.Column("merged_into", sa.String(36), nullable=True),
+    sa.Column("display_name", sa.String(200), nullable=False, server_default=""),
 )
 
 # A source record belongs to one party at a time: its key is the primary key.

@@ -25,4 +25,5 @@ def profile_message(profile: Profile) -> profile_pb2.Profile:
         ],
         create_time=_timestamp(profile.created_at),
         update_time=_timestamp(profile.updated_at),
+        display_name=profile.display_name,
     )

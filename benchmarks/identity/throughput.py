@@ -1,0 +1,74 @@
+"""Batch throughput: Zhike's `resolve_csv` and the Splink baseline on the same 100,000 records.
+
+Generates about 100,000 records (zhike_identity.evaluation.generator, fixed seed), then times each
+system from reading the CSV to writing `source,source_id,party_id`, on the same machine, one after
+the other. Prints records/s (and, for information, pairwise P/R/F1); never asserts. The online
+`LinkSourceRecord` latency on PostgreSQL with a million stored records is measured elsewhere.
+If `zhike_identity.batch.resolve_csv` cannot be imported yet it says so, still runs Splink, and
+exits with status 1.
+
+    python -m benchmarks.identity.throughput [--records N] [--seed S] [--keep DIR] [--no-splink]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.identity import splink_baseline
+from benchmarks.identity.common import HEADER, Timed, load_resolver, row, run_zhike, say
+from zhike_identity.evaluation import generator
+from zhike_identity.evaluation.dataset import read_grouping
+from zhike_identity.evaluation.metrics import pairwise_scores
+
+DEFAULT_RECORDS = 100_000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.identity.throughput")
+    parser.add_argument("--records", type=int, default=DEFAULT_RECORDS)
+    parser.add_argument("--seed", type=int, default=generator.DEFAULT_SEED)
+    parser.add_argument("--keep", type=Path, help="write the CSVs and outputs here, and keep them")
+    parser.add_argument("--no-splink", action="store_true", help="skip the Splink baseline")
+    args = parser.parse_args(argv)
+
+    say(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="zhike-throughput-") as scratch:
+        directory = args.keep or Path(scratch)
+        started = time.perf_counter()
+        generated = generator.write_csv(directory, generator.persons_for(args.records), args.seed)
+        say(
+            f"generated {len(generated.records)} records of {len(generated.persons)} persons "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        records_csv = directory / "records.csv"
+        truth = read_grouping(directory / "truth.csv", "person_id")
+        table: list[str] = []
+        resolver = load_resolver()
+        if isinstance(resolver, str):
+            say(resolver)
+        else:
+            output = directory / "zhike_output.csv"
+            timed = run_zhike(resolver, records_csv, output)
+            scores = pairwise_scores(truth, read_grouping(output, "party_id"))
+            table.append(row("generated", "zhike", timed, scores))
+        if not args.no_splink:
+            output = directory / "splink_output.csv"
+            result = splink_baseline.run(records_csv, output)
+            scores = pairwise_scores(truth, read_grouping(output, "party_id"))
+            table.append(row("generated", "splink", Timed(result.records, result.seconds), scores))
+        say()
+        say(HEADER)
+        for line in table:
+            say(line)
+        say("target: Zhike batch >= 3,000 records/s")
+    return 1 if isinstance(resolver, str) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""Blocking keys: a new record is compared only with records sharing at least one key.
+
+Several keys per record, so that one noisy field (a mistyped ID digit, a changed phone, a
+homophone) still leaves another key in common. Keys are plain strings, so the service can index
+them in a table and the batch resolver in a dict.
+"""
+
+from __future__ import annotations
+
+from zhike_identity.domain.matching.features import RecordFeatures
+
+# Keys on exact identifiers: always used, however large their block (a real shared identifier
+# is what the scoring must see).
+STRONG_PREFIXES = ("id:",)
+
+
+def blocking_keys(record: RecordFeatures) -> list[str]:
+    keys: list[str] = []
+    doc = record.document
+    if doc is not None:
+        keys.append(f"id:{doc.kind}:{doc.number}")
+        # One mistyped digit leaves one half intact.
+        half = len(doc.number) // 2
+        if half >= 4:
+            keys.append(f"ih:{doc.kind}:{doc.number[:half]}")
+            keys.append(f"it:{doc.kind}:{doc.number[half:]}")
+    name = record.name
+    birth = record.birth_date.isoformat() if record.birth_date else None
+    if record.phone is not None:
+        keys.append(f"ph:{record.phone.e164}")
+    if record.email is not None:
+        keys.append(f"em:{record.email}")
+    if name is not None:
+        keys.append(f"nm:{name.full}")
+        parts = sorted(p for p in (name.surname, name.given) if p)
+        keys.append(f"ns:{':'.join(parts)}")  # either order of the name parts
+        if birth:
+            keys.append(f"sb:{name.surname}:{birth}")
+            if name.given:
+                keys.append(f"gb:{name.given}:{birth}")
+        if record.address is not None and record.address.postcode:
+            keys.append(f"sp:{name.surname}:{record.address.postcode}")
+    if birth:
+        keys.append(f"bd:{birth}")
+    return keys
+
+
+def counting_keys(record: RecordFeatures) -> list[str]:
+    """Keys stored only to count how many records share a value (never used as blocks): an
+    address held by many records (a branch's address typed in as a placeholder) stops counting."""
+    if record.address is not None:
+        return [f"ad:{record.address.text}"]
+    return []

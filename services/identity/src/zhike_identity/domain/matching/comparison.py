@@ -1,0 +1,188 @@
+"""Field-by-field comparison of two records into agreement levels (a Fellegi–Sunter pattern).
+
+Each field gets one level from a small ordered set; "null" means "not comparable" (missing on a
+side, a placeholder, or switched off by a guardrail) and contributes no weight either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
+
+from zhike_identity.domain.matching.features import RecordFeatures
+
+NULL = "null"
+
+# Levels per field, strongest agreement first. The model holds an m and u probability for each.
+LEVELS: dict[str, tuple[str, ...]] = {
+    "id": ("exact_valid", "exact", "close", "different"),
+    "name": ("exact_hanzi", "exact_pinyin", "close", "partial", "different"),
+    "birth_date": ("exact", "close", "different"),
+    "gender": ("same", "different"),
+    "phone": ("same", "different"),
+    "email": ("same", "different"),
+    "address": ("exact", "similar", "different"),
+}
+FIELDS: tuple[str, ...] = tuple(LEVELS)
+
+# Name levels under which a shared phone, e-mail or address is no evidence: households share
+# landlines and addresses, and carriers recycle mobile numbers to strangers.
+_NAMES_DISAGREE = {"partial", "different"}
+_SHARED_IDENTIFIER_FIELDS = ("phone", "email", "address")
+
+Pattern = tuple[str, ...]
+
+
+class Frequencies:
+    """How many records hold a value; a value held by too many stops counting as evidence."""
+
+    def __init__(self, counts: dict[tuple[str, str], int], total: int, shared_limit: int) -> None:
+        self._counts = counts
+        self.total = max(total, 1)
+        self.shared_limit = shared_limit
+
+    def count(self, kind: str, value: str) -> int:
+        return self._counts.get((kind, value), 0)
+
+    def too_common(self, kind: str, value: str) -> bool:
+        return self.count(kind, value) > self.shared_limit
+
+
+def veto(a: RecordFeatures, b: RecordFeatures) -> str | None:
+    """Hard rule: two *valid* resident ID numbers that differ are never the same person."""
+    ra, rb = a.resident_id, b.resident_id
+    if ra is not None and rb is not None and ra != rb:
+        return "different_valid_resident_ids"
+    return None
+
+
+def _id_level(a: RecordFeatures, b: RecordFeatures) -> str:
+    da, db = a.document, b.document
+    if da is None or db is None or da.kind != db.kind:
+        return NULL
+    if da.number == db.number:
+        return "exact_valid" if da.valid and db.valid else "exact"
+    if da.valid and db.valid and da.kind == "RESIDENT_ID":
+        return "different"  # and a veto
+    if DamerauLevenshtein.distance(da.number, db.number, score_cutoff=2) <= 1:
+        return "close"  # one mistyped or swapped digit
+    return "different"
+
+
+def _similar(x: str, y: str) -> float:
+    return JaroWinkler.similarity(x, y) if x and y else 0.0
+
+
+def _name_level(a: RecordFeatures, b: RecordFeatures) -> str:
+    na, nb = a.name, b.name
+    if na is None or nb is None:
+        return NULL
+    if na.hanzi is not None and na.hanzi == nb.hanzi:
+        return "exact_hanzi"
+    if na.full == nb.full:
+        return "exact_pinyin"  # a homophone, a romanisation, or another script
+    surnames = _similar(na.surname, nb.surname)
+    givens = _similar(na.given, nb.given)
+    # Both parts nearly equal, in either order (given-name-first Latin spellings swap them).
+    swapped = min(_similar(na.surname, nb.given), _similar(na.given, nb.surname))
+    if (
+        max(min(surnames, givens), swapped) >= 0.88
+        or JaroWinkler.similarity(na.full, nb.full) >= 0.93
+        or sorted(na.syllables) == sorted(nb.syllables)
+    ):
+        return "close"
+    # One part agrees and the other does not: siblings, twins, spouses — or one person whose
+    # other name part was mistyped beyond recognition or replaced.
+    if surnames >= 0.92 or givens >= 0.92:
+        return "partial"
+    return "different"
+
+
+def _birth_level(a: RecordFeatures, b: RecordFeatures) -> str:
+    da, db = a.birth_date, b.birth_date
+    if da is None or db is None:
+        return NULL
+    if da == db:
+        return "exact"
+    sa, sb = da.strftime("%Y%m%d"), db.strftime("%Y%m%d")
+    if DamerauLevenshtein.distance(sa, sb, score_cutoff=2) <= 1 or (
+        da.year == db.year and da.month == db.day and da.day == db.month
+    ):
+        return "close"
+    return "different"
+
+
+def _same_or_different(left: object, right: object) -> str:
+    if left is None or right is None:
+        return NULL
+    return "same" if left == right else "different"
+
+
+def _address_level(a: RecordFeatures, b: RecordFeatures) -> str:
+    aa, ab = a.address, b.address
+    if aa is None or ab is None:
+        return NULL
+    if aa.text == ab.text:
+        return "exact"
+    ta, tb = set(aa.tokens), set(ab.tokens)
+    if ta and tb and len(ta & tb) / len(ta | tb) >= 0.6:
+        return "similar"
+    if Levenshtein.normalized_similarity(aa.text, ab.text) >= 0.85:
+        return "similar"  # typing errors inside words
+    return "different"
+
+
+def _shared_value(record: RecordFeatures, field: str) -> tuple[str, str] | None:
+    if field == "phone" and record.phone is not None:
+        return ("phone", record.phone.e164)
+    if field == "email" and record.email is not None:
+        return ("email", record.email)
+    if field == "address" and record.address is not None:
+        return ("address", record.address.text)
+    return None
+
+
+def compare(
+    a: RecordFeatures, b: RecordFeatures, frequencies: Frequencies | None = None
+) -> Pattern:
+    """The agreement level of every field, in FIELDS order, with the guardrails applied."""
+    name = _name_level(a, b)
+    levels = {
+        "id": _id_level(a, b),
+        "name": name,
+        "birth_date": _birth_level(a, b),
+        "gender": _same_or_different(a.gender, b.gender),
+        "phone": _same_or_different(
+            a.phone.e164 if a.phone else None, b.phone.e164 if b.phone else None
+        ),
+        "email": _same_or_different(a.email, b.email),
+        "address": _address_level(a, b),
+    }
+    # Households and new owners of recycled numbers never share an identity document number.
+    documents_agree = levels["id"] in ("exact_valid", "exact", "close")
+    for field in _SHARED_IDENTIFIER_FIELDS:
+        level = levels[field]
+        if level in ("same", "exact", "similar"):
+            if name in _NAMES_DISAGREE and not documents_agree:
+                levels[field] = NULL
+            elif frequencies is not None:
+                value = _shared_value(a, field)
+                if value is not None and frequencies.too_common(*value):
+                    levels[field] = NULL
+    return tuple(levels[f] for f in FIELDS)
+
+
+Comparator = Callable[[RecordFeatures, RecordFeatures, Frequencies | None], Pattern]
+
+
+@dataclass(frozen=True)
+class FieldEvidence:
+    """One row of an explanation: what was compared, how it agreed, what it weighed."""
+
+    field: str
+    left: str
+    right: str
+    level: str
+    weight: float

@@ -1,0 +1,127 @@
+"""A source record reduced to comparable, normalised features (unusable values noted, not used)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from zhike_identity.domain.model import Gender
+from zhike_identity.domain.normalise import (
+    Address,
+    IdentityDocument,
+    PersonName,
+    Phone,
+    Unusable,
+    infer_id_kind,
+    normalise_address,
+    normalise_email,
+    normalise_id,
+    normalise_name,
+    normalise_phone,
+    parse_date,
+    parse_gender,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A source record as text, the way a bulk file or an API call carries it."""
+
+    source: str
+    source_id: str
+    full_name: str = ""
+    id_type: str = ""  # RESIDENT_ID, PASSPORT, … or empty
+    id_number: str = ""
+    phone: str = ""
+    email: str = ""
+    birth_date: str = ""
+    gender: str = ""
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordFeatures:
+    source: str
+    source_id: str
+    name: PersonName | None
+    document: IdentityDocument | None
+    phone: Phone | None
+    email: str | None
+    birth_date: dt.date | None
+    gender: Gender | None
+    address: Address | None
+    problems: tuple[Problem, ...] = field(default=(), compare=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.source_id)
+
+    @property
+    def resident_id(self) -> str | None:
+        """The valid resident ID number, the one identifier trusted as proof on its own."""
+        doc = self.document
+        if doc is not None and doc.kind == "RESIDENT_ID" and doc.valid:
+            return doc.number
+        return None
+
+
+def extract_features(raw: RawRecord, today: dt.date | None = None) -> RecordFeatures:
+    problems: list[Problem] = []
+
+    def attempt(field_name: str, parse: Callable[[], T]) -> T | None:
+        try:
+            return parse()
+        except Unusable as error:
+            if error.reason != "empty":
+                problems.append(Problem(field_name, error.reason))
+            return None
+
+    name = attempt("full_name", lambda: normalise_name(raw.full_name)) if raw.full_name else None
+    document = None
+    if raw.id_number.strip():
+        kind = raw.id_type.strip().upper() or infer_id_kind(raw.id_number) or "OTHER"
+        document = attempt("id_number", lambda: normalise_id(kind, raw.id_number, today))
+    phone = attempt("phone", lambda: normalise_phone(raw.phone)) if raw.phone.strip() else None
+    email = attempt("email", lambda: normalise_email(raw.email)) if raw.email.strip() else None
+    birth_date = (
+        attempt("birth_date", lambda: parse_date(raw.birth_date, today))
+        if raw.birth_date.strip()
+        else None
+    )
+    gender = attempt("gender", lambda: parse_gender(raw.gender)) if raw.gender.strip() else None
+    address = (
+        attempt("address", lambda: normalise_address(raw.address)) if raw.address.strip() else None
+    )
+    # A valid resident ID number carries the birth date and sex: trust it over a typed field,
+    # and note the disagreement.
+    if document is not None and document.valid and document.birth_date is not None:
+        if birth_date is not None and birth_date != document.birth_date:
+            problems.append(Problem("birth_date", "differs_from_id"))
+        birth_date = document.birth_date
+        if document.male is not None:
+            from_id = Gender.MALE if document.male else Gender.FEMALE
+            if gender is not None and gender != from_id:
+                problems.append(Problem("gender", "differs_from_id"))
+            gender = from_id
+    return RecordFeatures(
+        source=raw.source,
+        source_id=raw.source_id,
+        name=name,
+        document=document,
+        phone=phone,
+        email=email,
+        birth_date=birth_date,
+        gender=gender,
+        address=address,
+        problems=tuple(problems),
+    )

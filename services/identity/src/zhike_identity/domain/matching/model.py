@@ -1,0 +1,195 @@
+"""The Fellegi–Sunter model: m and u probabilities per field level, a prior, two thresholds.
+
+A pair's match weight is log2(λ/(1-λ)) + Σ log2(m/u) over its non-null levels, so every field's
+contribution is visible and adds up. Exact name agreement is adjusted by term frequency: agreeing
+on 王伟 (thousands of holders) weighs far less than agreeing on a rare name.
+Link at `link_weight` or above; between `review_weight` and `link_weight` a steward decides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+
+from zhike_identity.domain.matching.comparison import FIELDS, LEVELS, NULL, Frequencies, Pattern
+
+# Smallest probability any level may take: keeps weights finite when a level never occurred.
+_FLOOR = 1e-6
+_TF_NAME_LEVELS = ("exact_hanzi", "exact_pinyin")
+
+
+@dataclass(frozen=True)
+class MatchModel:
+    version: str
+    prior: float  # λ: the chance that two records compared at random are the same person
+    m: Mapping[str, Mapping[str, float]]  # P(level | same person)
+    u: Mapping[str, Mapping[str, float]]  # P(level | different people)
+    link_weight: float
+    review_weight: float
+    _weights: dict[str, dict[str, float]] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in FIELDS:
+            self._weights[name] = {
+                level: math.log2(
+                    max(self.m[name][level], _FLOOR) / max(self.u[name][level], _FLOOR)
+                )
+                for level in LEVELS[name]
+            }
+
+    @property
+    def prior_weight(self) -> float:
+        return float(math.log2(self.prior / (1 - self.prior)))
+
+    def level_weight(self, field_name: str, level: str) -> float:
+        return 0.0 if level == NULL else self._weights[field_name][level]
+
+    def weights(
+        self,
+        pattern: Pattern,
+        name_value: str | None = None,
+        frequencies: Frequencies | None = None,
+    ) -> list[float]:
+        """Per-field weights of a pattern; `name_value` (the agreed name) enables the TF term."""
+        result = []
+        for name, level in zip(FIELDS, pattern, strict=True):
+            weight = self.level_weight(name, level)
+            if (
+                name == "name"
+                and level in _TF_NAME_LEVELS
+                and name_value is not None
+                and frequencies is not None
+            ):
+                share = frequencies.count("name", name_value) / frequencies.total
+                # Term-frequency adjustment: u becomes the share of records holding this name.
+                tf_u = max(share, self.u["name"][level], _FLOOR)
+                weight = math.log2(max(self.m["name"][level], _FLOOR) / tf_u)
+            result.append(weight)
+        return result
+
+    def score(
+        self,
+        pattern: Pattern,
+        name_value: str | None = None,
+        frequencies: Frequencies | None = None,
+    ) -> float:
+        return self.prior_weight + sum(self.weights(pattern, name_value, frequencies))
+
+    def decide(self, weight: float) -> str:
+        if weight >= self.link_weight:
+            return "link"
+        if weight >= self.review_weight:
+            return "review"
+        return "no_link"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": self.version,
+                "prior": self.prior,
+                "m": self.m,
+                "u": self.u,
+                "link_weight": self.link_weight,
+                "review_weight": self.review_weight,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> MatchModel:
+        data = json.loads(text)
+        return cls(
+            version=str(data["version"]),
+            prior=float(data["prior"]),
+            m={f: {lv: float(p) for lv, p in levels.items()} for f, levels in data["m"].items()},
+            u={f: {lv: float(p) for lv, p in levels.items()} for f, levels in data["u"].items()},
+            link_weight=float(data["link_weight"]),
+            review_weight=float(data["review_weight"]),
+        )
+
+
+def match_probability(weight: float) -> float:
+    return 1.0 / (1.0 + math.pow(2.0, -weight))
+
+
+def default_model() -> MatchModel:
+    """The model shipped with the service (versioned; re-estimated with `estimate`)."""
+    text = resources.files("zhike_identity.domain.matching").joinpath("model.json").read_text()
+    return MatchModel.from_json(text)
+
+
+def estimate(
+    start: MatchModel,
+    candidate_patterns: Iterable[Pattern],
+    random_patterns: Iterable[Pattern],
+    *,
+    version: str,
+    iterations: int = 25,
+) -> MatchModel:
+    """Estimates the model from the data, as Splink does.
+
+    u comes from random pairs (almost all non-matches); m and λ from expectation maximisation over
+    the blocked candidate pairs, grouped by distinct pattern so each iteration is cheap.
+    """
+    u = _level_shares(random_patterns, start.u)
+    counts: dict[Pattern, int] = {}
+    for pattern in candidate_patterns:
+        counts[pattern] = counts.get(pattern, 0) + 1
+    if not counts:
+        return replace(start, u=u, version=version, _weights={})
+    m = {f: dict(levels) for f, levels in start.m.items()}
+    total = sum(counts.values())
+    prior = min(max(start.prior * 1000, 0.01), 0.5)  # candidate pairs are far richer in matches
+    for _ in range(iterations):
+        expected: dict[str, dict[str, float]] = {f: dict.fromkeys(LEVELS[f], 0.0) for f in FIELDS}
+        matches = 0.0
+        for pattern, n in counts.items():
+            log_m = math.log(prior)
+            log_u = math.log(1 - prior)
+            for name, level in zip(FIELDS, pattern, strict=True):
+                if level != NULL:
+                    log_m += math.log(max(m[name][level], _FLOOR))
+                    log_u += math.log(max(u[name][level], _FLOOR))
+            posterior = 1.0 / (1.0 + math.exp(min(log_u - log_m, 700)))
+            matches += posterior * n
+            for name, level in zip(FIELDS, pattern, strict=True):
+                if level != NULL:
+                    expected[name][level] += posterior * n
+        prior = min(max(matches / total, 1e-6), 1 - 1e-6)
+        for name in FIELDS:
+            seen = sum(expected[name].values())
+            if seen > 0:
+                m[name] = {lv: max(c / seen, _FLOOR) for lv, c in expected[name].items()}
+    return MatchModel(
+        version=version,
+        prior=start.prior,  # the population prior, not the candidate-set one
+        m=m,
+        u=u,
+        link_weight=start.link_weight,
+        review_weight=start.review_weight,
+    )
+
+
+def _level_shares(
+    patterns: Iterable[Pattern], fallback: Mapping[str, Mapping[str, float]]
+) -> dict[str, dict[str, float]]:
+    counts: dict[str, dict[str, int]] = {f: dict.fromkeys(LEVELS[f], 0) for f in FIELDS}
+    for pattern in patterns:
+        for name, level in zip(FIELDS, pattern, strict=True):
+            if level != NULL:
+                counts[name][level] += 1
+    shares: dict[str, dict[str, float]] = {}
+    for name in FIELDS:
+        seen = sum(counts[name].values())
+        if seen < 1000:  # too few comparable random pairs to trust: keep the prior belief
+            shares[name] = dict(fallback[name])
+            continue
+        shares[name] = {
+            level: max(count / seen, min(fallback[name][level], 1.0 / seen))
+            for level, count in counts[name].items()
+        }
+    return shares

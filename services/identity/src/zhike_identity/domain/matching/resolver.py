@@ -1,0 +1,174 @@
+"""Resolution of a whole set of records at once (bulk loads, evaluation).
+
+The records are put in their canonical order (by source key) first, so that everything after —
+random pairs for u, model estimation, tie-breaks, party ids — is the same whatever order the
+records arrived in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from zhike_identity.domain.matching.blocking import STRONG_PREFIXES, blocking_keys
+from zhike_identity.domain.matching.clustering import Refusal, ScoredPair, cluster
+from zhike_identity.domain.matching.comparison import Frequencies, Pattern, compare, veto
+from zhike_identity.domain.matching.features import (
+    Problem,
+    RawRecord,
+    RecordFeatures,
+    extract_features,
+)
+from zhike_identity.domain.matching.model import MatchModel, default_model, estimate
+
+# Blocks larger than this (a very common name with a birth year, say) are not enumerated: true
+# matches in them share a rarer key too. Exact identifier keys are always enumerated.
+BLOCK_LIMIT = 100
+STRONG_BLOCK_LIMIT = 2000
+# A phone, e-mail or address held by more records than this stops counting as evidence.
+SHARED_VALUE_LIMIT = 8
+RANDOM_PAIRS = 200_000
+PARTY_NAMESPACE = uuid.UUID("6f1c7c3e-7a4e-4a53-9a7b-2f1a5d0c9e11")
+
+
+def party_id_for(key: tuple[str, str]) -> str:
+    """A party id derived from the group's first source key: stable under any input order."""
+    return str(uuid.uuid5(PARTY_NAMESPACE, f"{key[0]}\x1f{key[1]}"))
+
+
+@dataclass
+class Resolution:
+    party_ids: list[str]  # one per input record, in input order
+    problems: list[tuple[int, Problem]]  # (input index, problem)
+    reviews: list[tuple[int, int, float]]  # possible matches left to a steward (input indices)
+    refusals: list[Refusal] = field(default_factory=list)
+    model: MatchModel | None = None
+    pairs_compared: int = 0
+
+
+def frequencies_of(features: Sequence[RecordFeatures]) -> Frequencies:
+    counts: dict[tuple[str, str], int] = {}
+
+    def add(kind: str, value: str) -> None:
+        counts[(kind, value)] = counts.get((kind, value), 0) + 1
+
+    for f in features:
+        if f.name is not None:
+            add("name", f.name.full)
+        if f.phone is not None:
+            add("phone", f.phone.e164)
+        if f.email is not None:
+            add("email", f.email)
+        if f.address is not None:
+            add("address", f.address.text)
+    return Frequencies(counts, len(features), SHARED_VALUE_LIMIT)
+
+
+def candidate_pairs(features: Sequence[RecordFeatures]) -> list[tuple[int, int]]:
+    blocks: dict[str, list[int]] = {}
+    for i, f in enumerate(features):
+        for key in blocking_keys(f):
+            blocks.setdefault(key, []).append(i)
+    pairs: set[tuple[int, int]] = set()
+    for key, members in blocks.items():
+        limit = STRONG_BLOCK_LIMIT if key.startswith(STRONG_PREFIXES) else BLOCK_LIMIT
+        if len(members) < 2 or len(members) > limit:
+            continue
+        for x in range(len(members)):
+            for y in range(x + 1, len(members)):
+                pairs.add((members[x], members[y]))
+    return sorted(pairs)
+
+
+def pair_weight(
+    model: MatchModel, a: RecordFeatures, b: RecordFeatures, pattern: Pattern, freq: Frequencies
+) -> float:
+    name_value = (
+        a.name.full
+        if a.name is not None and pattern[1] in ("exact_hanzi", "exact_pinyin")
+        else None
+    )
+    return model.score(pattern, name_value, freq)
+
+
+def resolve(
+    records: Sequence[RawRecord],
+    *,
+    model: MatchModel | None = None,
+    estimate_model: bool = True,
+    today: dt.date | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Resolution:
+    report = progress or (lambda _stage, _done, _total: None)
+    order = sorted(range(len(records)), key=lambda i: (records[i].source, records[i].source_id))
+    features: list[RecordFeatures] = []
+    for n, i in enumerate(order):
+        features.append(extract_features(records[i], today))
+        if n % 5000 == 0:
+            report("normalise", n, len(order))
+    report("normalise", len(order), len(order))
+    freq = frequencies_of(features)
+    pairs = candidate_pairs(features)
+    vetoed = [p for p in pairs if veto(features[p[0]], features[p[1]])]
+    patterns: list[Pattern] = []
+    for n, (a, b) in enumerate(pairs):
+        patterns.append(compare(features[a], features[b], freq))
+        if n % 20000 == 0:
+            report("compare", n, len(pairs))
+    report("compare", len(pairs), len(pairs))
+
+    chosen = model or default_model()
+    if estimate_model and len(features) >= 1000:
+        rng = random.Random(0)
+        size = len(features)
+        random_patterns = (
+            compare(features[rng.randrange(size)], features[rng.randrange(size)], None)
+            for _ in range(RANDOM_PAIRS)
+        )
+        chosen = estimate(chosen, patterns, random_patterns, version=f"{chosen.version}+estimated")
+
+    vetoed_set = set(vetoed)
+    scored = [
+        ScoredPair(a, b, pair_weight(chosen, features[a], features[b], pattern, freq))
+        for (a, b), pattern in zip(pairs, patterns, strict=True)
+        if (a, b) not in vetoed_set
+    ]
+    keys = [f.key for f in features]
+    first_of_key: dict[tuple[str, str], int] = {}
+    forced: list[tuple[int, int]] = []
+    for i, key in enumerate(keys):
+        if key in first_of_key:
+            forced.append((first_of_key[key], i))  # the same source record twice: one record
+        else:
+            first_of_key[key] = i
+    groups, refusals = cluster(
+        len(features),
+        scored,
+        link_weight=chosen.link_weight,
+        order_keys=keys,
+        resident_ids=[f.resident_id for f in features],
+        forced=forced,
+    )
+    party_by_group = {g: party_id_for(keys[g]) for g in set(groups)}
+    party_ids = [""] * len(records)
+    problems: list[tuple[int, Problem]] = []
+    for position, i in enumerate(order):
+        party_ids[i] = party_by_group[groups[position]]
+        problems.extend((i, problem) for problem in features[position].problems)
+    reviews = [
+        (order[p.left], order[p.right], p.weight)
+        for p in scored
+        if chosen.review_weight <= p.weight < chosen.link_weight
+        and groups[p.left] != groups[p.right]
+    ]
+    return Resolution(
+        party_ids=party_ids,
+        problems=sorted(problems, key=lambda item: item[0]),
+        reviews=reviews,
+        refusals=refusals,
+        model=chosen,
+        pairs_compared=len(pairs),
+    )

@@ -1,0 +1,120 @@
+"""Streaming a CSV's records through a running identity service (`resolve-csv --target`).
+
+Each row becomes a LinkSourceRecord call. The service is strict where the batch resolver is
+lenient: when it refuses fields (an ID number with a bad check character, say), the row is sent
+again without them, so it still gets a party, and the refusal is reported with the line number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from google.type import date_pb2
+
+from zhike.identity.v1 import identity_service_pb2 as pb
+from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
+from zhike.identity.v1 import party_pb2
+from zhike_identity.domain.matching.features import RawRecord
+from zhike_identity.domain.model import Gender
+from zhike_identity.domain.normalise import Unusable, parse_date, parse_gender
+
+CONCURRENCY = 16
+_STATUS_DETAILS = "grpc-status-details-bin"
+
+
+def _message(record: RawRecord, dropped: set[str]) -> party_pb2.SourceRecord:
+    message = party_pb2.SourceRecord(
+        key=party_pb2.SourceRecordKey(
+            source_system=record.source, source_record_id=record.source_id
+        )
+    )
+    if "full_name" not in dropped:
+        message.full_name = record.full_name
+    if record.id_number and "id_number" not in dropped:
+        kind = record.id_type.upper() or "OTHER"
+        message.id_type = (
+            party_pb2.IdType.Value(f"ID_TYPE_{kind}")
+            if f"ID_TYPE_{kind}" in set(party_pb2.IdType.keys())
+            else party_pb2.ID_TYPE_OTHER
+        )
+        message.id_number = record.id_number
+    if "phone" not in dropped:
+        message.phone = record.phone
+    if "email" not in dropped:
+        message.email = record.email
+    if record.birth_date and "birth_date" not in dropped:
+        try:
+            born = parse_date(record.birth_date)
+            message.birth_date.CopyFrom(
+                date_pb2.Date(year=born.year, month=born.month, day=born.day)
+            )
+        except Unusable:
+            dropped.add("birth_date")
+    if record.gender and "gender" not in dropped:
+        try:
+            gender = parse_gender(record.gender)
+        except Unusable:
+            gender = None
+        if gender is not None:
+            message.gender = (
+                party_pb2.GENDER_MALE if gender is Gender.MALE else party_pb2.GENDER_FEMALE
+            )
+    if "address" not in dropped:
+        message.address = record.address
+    return message
+
+
+def _refused_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    fields: list[str] = []
+    for key, value in error.trailing_metadata() or ():
+        if key == _STATUS_DETAILS:
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                bad_request = error_details_pb2.BadRequest()
+                if detail.Unpack(bad_request):
+                    fields += [v.field.rsplit(".", 1)[-1] for v in bad_request.field_violations]
+    return fields
+
+
+async def stream_through_service(
+    target: str, records: Sequence[RawRecord], *, progress: bool = False
+) -> tuple[list[str], list[tuple[int, str]]]:
+    party_ids = [""] * len(records)
+    problems: list[tuple[int, str]] = []
+    next_index = iter(range(len(records)))
+    done = 0
+    show = progress and sys.stderr.isatty()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.IdentityServiceStub(channel)
+
+        async def worker() -> None:
+            nonlocal done
+            for i in next_index:
+                dropped: set[str] = set()
+                for _attempt in range(3):
+                    request = pb.LinkSourceRecordRequest(
+                        source_record=_message(records[i], dropped)
+                    )
+                    try:
+                        response = await stub.LinkSourceRecord(request, timeout=30)
+                    except grpc.aio.AioRpcError as error:
+                        refused = _refused_fields(error)
+                        if error.code() is not grpc.StatusCode.INVALID_ARGUMENT or not refused:
+                            raise
+                        problems.extend((i, f"{f}: refused by the service") for f in refused)
+                        dropped.update(refused)
+                        continue
+                    party_ids[i] = response.party_id
+                    break
+                done += 1
+                if show and done % 500 == 0:
+                    sys.stderr.write(f"\rlinked {done}/{len(records)}")
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    if show:
+        sys.stderr.write("\n")
+    return party_ids, sorted(problems)
