@@ -56,8 +56,10 @@ test: lint typecheck scan ## Everything CI runs: lint, types, chart scan, all te
 run: setup ## Start NATS and the four services on embedded defaults (Ctrl-C stops all)
 	$(PYTHON) -m zhike_runtime.devstack
 
-bench: setup ## Benchmarks (figures, not pass/fail)
+bench: setup ## Benchmarks (figures, not pass/fail): platform, identity quality and speed
 	$(PYTHON) -m benchmarks
+	$(PYTHON) -m benchmarks.identity.quality
+	$(PYTHON) -m benchmarks.identity.throughput
 
 include deploy/deploy.mk
 

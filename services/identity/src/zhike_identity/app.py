@@ -7,6 +7,7 @@ from pathlib import Path
 
 from zhike.identity.v1 import identity_service_pb2
 from zhike_identity.domain.matching.model import default_model
+from zhike_identity.domain.normalise import warm_up
 from zhike_identity.domain.service import IdentityService
 from zhike_identity.settings import IdentitySettings
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
@@ -21,6 +22,7 @@ SERVICE_NAME = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService
 
 
 def wire(platform: Platform[IdentitySettings]) -> Wiring:
+    warm_up()  # load the pinyin and OpenCC tables now, not in the first customer's request
     service = IdentityService(
         unit_of_work=lambda: SqlIdentityUnitOfWork(
             platform.database, codec.outgoing_event, platform.relay.notify

@@ -1,0 +1,101 @@
+"""`zhike identity resolve-csv` end to end: quality on the generated set, order independence,
+FEBRL4, and the rules of the file format."""
+
+from __future__ import annotations
+
+import csv
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zhike_identity.evaluation import febrl, generator
+from zhike_identity.evaluation.dataset import read_grouping
+from zhike_identity.evaluation.metrics import pairwise_scores, score_files
+
+
+def run_resolve_csv(source: Path, output: Path) -> subprocess.CompletedProcess[str]:
+    zhike = Path(sys.executable).parent / "zhike"
+    return subprocess.run(
+        [str(zhike), "identity", "resolve-csv", str(source), str(output)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def partition(grouping: dict[tuple[str, str], str]) -> set[frozenset[tuple[str, str]]]:
+    groups: dict[str, set[tuple[str, str]]] = {}
+    for key, label in grouping.items():
+        groups.setdefault(label, set()).add(key)
+    return {frozenset(members) for members in groups.values()}
+
+
+def test_the_generated_evaluation_set_meets_the_quality_targets(tmp_path: Path) -> None:
+    evaluation = generator.write_csv(tmp_path)  # the documented default: 4,500 persons, fixed seed
+    assert len(evaluation.rows) >= 10_000
+    run_resolve_csv(tmp_path / "records.csv", tmp_path / "parties.csv")
+    scores = score_files(tmp_path / "truth.csv", tmp_path / "parties.csv")
+    assert scores.precision >= 0.995, scores
+    assert scores.recall >= 0.97, scores
+
+
+def test_shuffling_the_input_does_not_change_the_grouping(tmp_path: Path) -> None:
+    generator.write_csv(tmp_path, persons=1_500, seed=11)
+    with (tmp_path / "records.csv").open(encoding="utf-8") as handle:
+        header, *rows = list(csv.reader(handle))
+    groupings = []
+    for seed in (1, 2):
+        random.Random(seed).shuffle(rows)
+        shuffled = tmp_path / f"shuffled-{seed}.csv"
+        with shuffled.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([header, *rows])
+        output = tmp_path / f"parties-{seed}.csv"
+        run_resolve_csv(shuffled, output)
+        groupings.append(read_grouping(output, "party_id"))
+    assert groupings[0] == groupings[1]  # the very same party ids, not only the same groups
+    assert len(partition(groupings[0])) < len(groupings[0])  # and records were grouped at all
+
+
+def test_febrl4_mapped_onto_the_input_format(tmp_path: Path) -> None:
+    """A smoke test of generality on public data (Latin names, typos everywhere)."""
+    febrl.write_csv(tmp_path)
+    run_resolve_csv(tmp_path / "records.csv", tmp_path / "parties.csv")
+    truth = read_grouping(tmp_path / "truth.csv", "person_id")
+    scores = pairwise_scores(truth, read_grouping(tmp_path / "parties.csv", "party_id"))
+    # Measured 0.9949 (Splink on the same mapping: 0.9960); the issue asks 0.999, see the notes
+    # in docs/identity-evaluation.md on what the twins guardrail costs here.
+    assert scores.precision >= 0.999, scores
+    assert scores.f1 >= 0.99, scores
+
+
+def test_every_row_gets_a_party_and_problems_name_their_line(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "source,source_id,full_name,id_number,id_type,phone,extra_column\n"
+        "cards,1,刘建军,110105194912310021,RESIDENT_ID,00000000000,ignored\n"
+        "cards,2,,,,,\n"
+        "cards,2,劉建軍,,,,\n",
+        encoding="utf-8",
+    )
+    result = run_resolve_csv(source, tmp_path / "out.csv")
+    with (tmp_path / "out.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["source"], r["source_id"]) for r in rows] == [
+        ("cards", "1"),
+        ("cards", "2"),
+        ("cards", "2"),
+    ]
+    assert all(r["party_id"] for r in rows)
+    assert rows[1]["party_id"] == rows[2]["party_id"]  # one source key is one record
+    assert f"{source}:2: phone: placeholder" in result.stderr
+
+
+def test_a_file_without_the_key_columns_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("name,phone\n刘建军,13812345678\n", encoding="utf-8")
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        run_resolve_csv(source, tmp_path / "out.csv")
+    assert "source" in failed.value.stderr
