@@ -74,7 +74,9 @@ async def test_broker_killed_mid_stream_loses_and_duplicates_nothing(
         scalar(profile.database_file, "SELECT count(DISTINCT party_id) FROM profile_source_record")
         == RECORDS
     )
-    assert scalar(profile.database_file, "SELECT count(*) FROM inbox_event") == 2 * RECORDS
-    assert scalar(identity.database_file, "SELECT count(*) FROM outbox_event") == 2 * RECORDS
+    # Each link commits three events (PartyCreated, SourceRecordLinked, GoldenRecordChanged).
+    events = 3 * RECORDS
+    assert scalar(identity.database_file, "SELECT count(*) FROM outbox_event") == events
+    assert scalar(profile.database_file, "SELECT count(*) FROM inbox_event") == events
     assert identity.stop() == 0
     assert profile.stop() == 0
