@@ -26,6 +26,7 @@ from zhike_runtime.events.relay import AfterPublishHook, OutboxRelay
 from zhike_runtime.grpc_server import HealthReporter, build_health_server, build_server
 from zhike_runtime.logs import configure_logging
 from zhike_runtime.migrations import apply_migrations
+from zhike_runtime.paging import PageTokens
 from zhike_runtime.settings import ServiceSettings, load_settings
 from zhike_runtime.telemetry import Telemetry
 
@@ -43,6 +44,7 @@ class Platform(Generic[S]):
     database: Database
     telemetry: Telemetry
     relay: OutboxRelay
+    page_tokens: PageTokens
 
 
 @dataclass
@@ -104,8 +106,13 @@ class RunningService(Generic[S]):
             retention_seconds=settings.outbox_retention_seconds,
             after_publish=faults.after_publish if faults else None,
         )
+        key = (
+            settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
+        )
+        if key is None:
+            log.warning("ZHIKE_PAGE_TOKEN_KEY is not set: page tokens work on this replica only")
         self.platform = Platform(
-            definition.name, settings, self.database, self.telemetry, self.relay
+            definition.name, settings, self.database, self.telemetry, self.relay, PageTokens(key)
         )
         wiring = definition.wire(self.platform)
         self.consumers = [

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ZHIKE_"
@@ -47,6 +47,8 @@ class ServiceSettings(BaseSettings):
     # Delay before redelivery n+1 of a failed event: one value per retry (max_deliver - 1 values).
     consumer_backoff_seconds: list[float] = Field(default=[1.0, 2.0, 4.0, 8.0])
     consumer_ack_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Signs page tokens; every replica of a service needs the same one (from a Secret).
+    page_token_key: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod

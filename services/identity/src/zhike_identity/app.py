@@ -30,6 +30,7 @@ def wire(platform: Platform[IdentitySettings]) -> Wiring:
         new_party_id=new_id,
         clock=lambda: dt.datetime.now(dt.UTC),
         model=default_model(),
+        page_tokens=platform.page_tokens,
     )
     return Wiring(grpc_registrations=[IdentityHandlers(service).register])
 

@@ -88,7 +88,11 @@ def place(
     *,
     never: frozenset[SourceRecordKey] = frozenset(),
     always: frozenset[SourceRecordKey] = frozenset(),
+    apart: frozenset[frozenset[str]] = frozenset(),
 ) -> Placement:
+    """`never`/`always`: the steward's decisions about the incoming record and a candidate;
+    `apart`: pairs of candidate parties a steward has said hold different people (a "never link"
+    between their records, or a split), which no bridging record may join."""
     scored = sorted(
         scored,
         key=lambda s: (-s.weight, s.candidate.key.source_system, s.candidate.key.source_record_id),
@@ -118,6 +122,9 @@ def place(
         is_forced = s in forced
         if not is_forced and party_id in barred:
             refusals.append(ScoredCandidate(s.candidate, s.weight, barred[party_id]))
+            continue
+        if not is_forced and any(frozenset((party_id, other)) in apart for other in chosen):
+            refusals.append(ScoredCandidate(s.candidate, s.weight, "steward_never_link"))
             continue
         party_ids = parties[party_id].resident_ids
         if not is_forced and ids and party_ids and not party_ids <= ids:

@@ -51,6 +51,12 @@ class PartyStore(Protocol):
 
 class DecisionStore(Protocol):
     async def for_record(self, key: SourceRecordKey) -> dict[SourceRecordKey, LinkDecisionKind]: ...
+    async def never_among(
+        self, keys: Sequence[SourceRecordKey]
+    ) -> list[tuple[SourceRecordKey, SourceRecordKey]]:
+        """The "never link" pairs with both records among `keys`."""
+        ...
+
     async def record(
         self,
         a: SourceRecordKey,

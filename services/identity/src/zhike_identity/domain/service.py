@@ -44,6 +44,7 @@ from zhike_identity.domain.placement import (
 from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.validation import validate_key, validate_source_record
 from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
+from zhike_runtime.paging import PageTokens
 from zhike_runtime.validation import Violations
 
 # The loser of a race on the same keys retries, and then sees the winner's rows.
@@ -98,7 +99,9 @@ class IdentityService:
         new_party_id: Callable[[], str],
         clock: Callable[[], dt.datetime],
         model: MatchModel,
+        page_tokens: PageTokens | None = None,
     ) -> None:
+        self._page_tokens = page_tokens or PageTokens()
         self._unit_of_work = unit_of_work
         self._new_party_id = new_party_id
         self._clock = clock
@@ -138,7 +141,7 @@ class IdentityService:
                 await uow.records.estimated_total(),
                 SHARED_VALUE_LIMIT,
             )
-            parties, forward = await self._candidate_parties(
+            parties, forward, apart = await self._candidate_parties(
                 uow, sorted({s.party_id for s in stored})
             )
             candidates = [
@@ -154,6 +157,7 @@ class IdentityService:
                 parties,
                 never=frozenset(k for k, d in decisions.items() if d is LinkDecisionKind.NEVER),
                 always=frozenset(k for k, d in decisions.items() if d is LinkDecisionKind.ALWAYS),
+                apart=apart,
             )
             evidence = LinkEvidence(
                 decided_by=Decider.MODEL,
@@ -230,25 +234,33 @@ class IdentityService:
 
     async def _candidate_parties(
         self, uow: IdentityUnitOfWork, party_ids: Sequence[str]
-    ) -> tuple[dict[str, CandidateParty], dict[str, str]]:
-        """The candidates' parties, locked, with their valid resident IDs; and a map from any
-        party merged away since the candidates were read to its survivor."""
+    ) -> tuple[dict[str, CandidateParty], dict[str, str], frozenset[frozenset[str]]]:
+        """The candidates' parties, locked, with their valid resident IDs; a map from any party
+        merged away since the candidates were read to its survivor; and the pairs of these
+        parties a steward has kept apart."""
         if not party_ids:
-            return {}, {}
+            return {}, {}, frozenset()
         await uow.lock([f"party:{p}" for p in party_ids])
         forward = {p: await _surviving(uow, p) for p in party_ids}
         survivors = sorted(set(forward.values()))
         await uow.lock([f"party:{p}" for p in survivors])
         states = await uow.parties.get_many(survivors)
         resident: dict[str, set[str]] = {p: set() for p in survivors}
-        for member in await uow.records.of_parties(survivors):
+        members = await uow.records.of_parties(survivors)
+        for member in members:
             rid = features_of(member).resident_id
             if rid is not None:
                 resident[member.party_id].add(rid)
         parties = {
             p: CandidateParty(p, states[p].created_at, frozenset(resident[p])) for p in survivors
         }
-        return parties, {p: s for p, s in forward.items() if p != s}
+        party_of = {m.key: m.party_id for m in members}
+        apart = frozenset(
+            frozenset((party_of[a], party_of[b]))
+            for a, b in await uow.decisions.never_among(list(party_of))
+            if party_of[a] != party_of[b]
+        )
+        return parties, {p: s for p, s in forward.items() if p != s}, apart
 
     async def _merge(
         self,
@@ -339,8 +351,9 @@ class IdentityService:
             ]
         )
         if not await uow.records.of_parties([source]):
-            # An emptied party forwards to where its last record went.
+            # An emptied party forwards to where its last record went, for every consumer too.
             await uow.parties.retire(source, target, now)
+            uow.record(PartiesMerged(target, (source,), now))
             await uow.history.append(
                 [
                     HistoryEntry(
@@ -422,7 +435,7 @@ class IdentityService:
             if right is None:
                 raise NotFound("source_record", f"{b.source_system}/{b.source_record_id}")
             fa, fb = features_of(left), features_of(right)
-            counts = await uow.records.key_counts(counting_keys(fa))
+            counts = await uow.records.key_counts([*blocking_keys(fa), *counting_keys(fa)])
             frequencies = Frequencies(
                 _frequency_counts(fa, counts),
                 await uow.records.estimated_total(),
@@ -569,7 +582,8 @@ class IdentityService:
         v = Violations()
         if page_size < 0:
             v.add("page_size", "must not be negative")
-        after = _decode_token(v, page_token)
+        position = self._page_tokens.read(v, "page_token", "link_reviews", page_token)
+        after = _position(v, position)
         v.raise_if_any()
         size = min(page_size or 50, MAX_PAGE_SIZE)
         async with self._unit_of_work() as uow:
@@ -584,7 +598,9 @@ class IdentityService:
         token = ""
         if len(reviews) > size:
             last = reviews[size - 1]
-            token = f"{last.created_at.isoformat()}|{last.review_id}"
+            token = self._page_tokens.issue(
+                "link_reviews", [last.created_at.isoformat(), last.review_id]
+            )
         return result, token
 
     async def resolve_review(self, review_id: str, link: bool, steward: str) -> tuple[str, str]:
@@ -592,7 +608,10 @@ class IdentityService:
         v.uuid("review_id", review_id)
         _steward(v, steward, "")
         v.raise_if_any()
+        now = self._clock()
         async with self._unit_of_work() as uow:
+            # One transaction, the review locked: two stewards cannot both decide it.
+            await uow.lock([f"review:{review_id}"])
             review = await uow.reviews.get(review_id)
             if review is None:
                 raise NotFound("link_review", review_id)
@@ -600,16 +619,12 @@ class IdentityService:
                 raise FailedPrecondition(
                     f"review {review_id} is already {review.status}", review_id
                 )
-        kind = LinkDecisionKind.ALWAYS if link else LinkDecisionKind.NEVER
-        parties = await self.record_decision(
-            review.record_a, review.record_b, kind, steward, f"review {review_id}"
-        )
-        async with self._unit_of_work() as uow:
+            kind = LinkDecisionKind.ALWAYS if link else LinkDecisionKind.NEVER
+            parties = await self._decide(
+                uow, review.record_a, review.record_b, kind, steward, f"review {review_id}", now
+            )
             await uow.reviews.close(
-                review_id,
-                ReviewStatus.LINKED if link else ReviewStatus.KEPT_APART,
-                steward,
-                self._clock(),
+                review_id, ReviewStatus.LINKED if link else ReviewStatus.KEPT_APART, steward, now
             )
             await uow.commit()
         return parties
@@ -629,41 +644,44 @@ class IdentityService:
             v.add("record_b", "must differ from record_a")
         _steward(v, steward, reason)
         v.raise_if_any()
-        now = self._clock()
         async with self._unit_of_work() as uow:
-            await uow.lock([_key_name(a), _key_name(b)])
-            left = await uow.records.get(a)
-            right = await uow.records.get(b)
-            if left is None:
-                raise NotFound("source_record", f"{a.source_system}/{a.source_record_id}")
-            if right is None:
-                raise NotFound("source_record", f"{b.source_system}/{b.source_record_id}")
-            party_a = await _surviving(uow, left.party_id)
-            party_b = await _surviving(uow, right.party_id)
-            if kind is LinkDecisionKind.NEVER and party_a == party_b:
-                raise FailedPrecondition(
-                    "the records are in the same party: split it first (SplitParty)", party_a
-                )
-            await uow.decisions.record(a, b, kind, steward, reason, now)
-            if kind is LinkDecisionKind.ALWAYS and party_a != party_b:
-                await uow.lock([f"party:{p}" for p in sorted((party_a, party_b))])
-                states = await uow.parties.get_many([party_a, party_b])
-                survivor, retired = sorted(
-                    (party_a, party_b), key=lambda p: (states[p].created_at, p)
-                )
-                await self._merge(
-                    uow,
-                    survivor,
-                    [retired],
-                    now,
-                    Decider.STEWARD,
-                    steward,
-                    "",
-                    reason or "always link",
-                )
-                await self._emit_golden(uow, [survivor], now)
-                party_a = party_b = survivor
+            parties = await self._decide(uow, a, b, kind, steward, reason, self._clock())
             await uow.commit()
+        return parties
+
+    async def _decide(
+        self,
+        uow: IdentityUnitOfWork,
+        a: SourceRecordKey,
+        b: SourceRecordKey,
+        kind: LinkDecisionKind,
+        steward: str,
+        reason: str,
+        now: dt.datetime,
+    ) -> tuple[str, str]:
+        await uow.lock([_key_name(a), _key_name(b)])
+        left = await uow.records.get(a)
+        right = await uow.records.get(b)
+        if left is None:
+            raise NotFound("source_record", f"{a.source_system}/{a.source_record_id}")
+        if right is None:
+            raise NotFound("source_record", f"{b.source_system}/{b.source_record_id}")
+        party_a = await _surviving(uow, left.party_id)
+        party_b = await _surviving(uow, right.party_id)
+        if kind is LinkDecisionKind.NEVER and party_a == party_b:
+            raise FailedPrecondition(
+                "the records are in the same party: split it first (SplitParty)", party_a
+            )
+        await uow.decisions.record(a, b, kind, steward, reason, now)
+        if kind is LinkDecisionKind.ALWAYS and party_a != party_b:
+            await uow.lock([f"party:{p}" for p in sorted((party_a, party_b))])
+            states = await uow.parties.get_many([party_a, party_b])
+            survivor, retired = sorted((party_a, party_b), key=lambda p: (states[p].created_at, p))
+            await self._merge(
+                uow, survivor, [retired], now, Decider.STEWARD, steward, "", reason or "always link"
+            )
+            await self._emit_golden(uow, [survivor], now)
+            party_a = party_b = survivor
         return party_a, party_b
 
 
@@ -715,14 +733,13 @@ def _steward(v: Violations, steward: str, reason: str) -> None:
     v.text("reason", reason, max_length=500)
 
 
-def _decode_token(v: Violations, token: str) -> tuple[dt.datetime, str] | None:
-    if not token:
+def _position(v: Violations, position: list[str] | None) -> tuple[dt.datetime, str] | None:
+    if position is None:
         return None
-    stamp, _, review_id = token.partition("|")
     try:
-        return dt.datetime.fromisoformat(stamp), review_id
-    except ValueError:
-        v.add("page_token", "is not a token this service issued")
+        return dt.datetime.fromisoformat(position[0]), position[1]
+    except (ValueError, IndexError):
+        v.add("page_token", "is not a page token this service issued")
         return None
 
 
@@ -776,6 +793,9 @@ def _query_key(
         if query.id_number:
             kind = query.id_type or "RESIDENT_ID"
             document = normalise_id(kind, query.id_number, today)
+            if document.kind == "RESIDENT_ID" and not document.valid:
+                v.add("id_number", "not a valid resident ID number (check character)")
+                v.raise_if_any()
             return f"id:{document.kind}:{document.number}", None
         if query.phone:
             return f"ph:{normalise_phone(query.phone).e164}", None

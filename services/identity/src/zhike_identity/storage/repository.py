@@ -222,8 +222,16 @@ class SqlRecordStore:
     async def key_counts(self, keys: Sequence[str]) -> dict[str, int]:
         if not keys:
             return {}
+        # Parties, not records: one customer's many records must not make his own phone "common".
         rows = await self._session.execute(
-            sa.select(blocking_key.c.key, sa.func.count())
+            sa.select(blocking_key.c.key, sa.func.count(sa.distinct(source_record.c.party_id)))
+            .join(
+                source_record,
+                sa.and_(
+                    source_record.c.source_system == blocking_key.c.source_system,
+                    source_record.c.source_record_id == blocking_key.c.source_record_id,
+                ),
+            )
             .where(blocking_key.c.key.in_(sorted(set(keys))))
             .group_by(blocking_key.c.key)
         )
@@ -302,6 +310,25 @@ class SqlDecisionStore:
             other = SourceRecordKey(row.b_system, row.b_record_id) if a == key else a
             result[other] = LinkDecisionKind(row.decision)
         return result
+
+    async def never_among(
+        self, keys: Sequence[SourceRecordKey]
+    ) -> list[tuple[SourceRecordKey, SourceRecordKey]]:
+        if len(keys) < 2:
+            return []
+        c = link_decision.c
+        pairs = [(k.source_system, k.source_record_id) for k in keys]
+        rows = await self._session.execute(
+            sa.select(c.a_system, c.a_record_id, c.b_system, c.b_record_id).where(
+                c.decision == LinkDecisionKind.NEVER.value,
+                sa.tuple_(c.a_system, c.a_record_id).in_(pairs),
+                sa.tuple_(c.b_system, c.b_record_id).in_(pairs),
+            )
+        )
+        return [
+            (SourceRecordKey(r.a_system, r.a_record_id), SourceRecordKey(r.b_system, r.b_record_id))
+            for r in rows
+        ]
 
     async def record(
         self,

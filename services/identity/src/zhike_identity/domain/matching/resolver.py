@@ -94,6 +94,35 @@ def pair_weight(
     return model.score(pattern, name_value, freq)
 
 
+def estimate_on(
+    start: MatchModel,
+    features: Sequence[RecordFeatures],
+    candidate_patterns: Sequence[Pattern],
+    *,
+    version: str,
+) -> MatchModel:
+    """Estimates the model on a set of records (in canonical order) and their candidate pairs."""
+    rng = random.Random(0)
+    size = len(features)
+    random_patterns = (
+        compare(features[rng.randrange(size)], features[rng.randrange(size)], None)
+        for _ in range(RANDOM_PAIRS)
+    )
+    return estimate(start, candidate_patterns, random_patterns, version=version)
+
+
+def train(
+    records: Sequence[RawRecord], *, version: str, today: dt.date | None = None
+) -> MatchModel:
+    """A model estimated from a set of records, to ship with the service (`zhike identity
+    train-model`): the service scores one record at a time and cannot estimate as it goes."""
+    ordered = sorted(records, key=lambda r: (r.source, r.source_id))
+    features = [extract_features(r, today) for r in ordered]
+    freq = frequencies_of(features)
+    patterns = [compare(features[a], features[b], freq) for a, b in candidate_pairs(features)]
+    return estimate_on(default_model(), features, patterns, version=version)
+
+
 def resolve(
     records: Sequence[RawRecord],
     *,
@@ -122,13 +151,7 @@ def resolve(
 
     chosen = model or default_model()
     if estimate_model and len(features) >= 1000:
-        rng = random.Random(0)
-        size = len(features)
-        random_patterns = (
-            compare(features[rng.randrange(size)], features[rng.randrange(size)], None)
-            for _ in range(RANDOM_PAIRS)
-        )
-        chosen = estimate(chosen, patterns, random_patterns, version=f"{chosen.version}+estimated")
+        chosen = estimate_on(chosen, features, patterns, version=f"{chosen.version}+estimated")
 
     vetoed_set = set(vetoed)
     scored = [

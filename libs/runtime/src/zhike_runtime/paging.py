@@ -1,0 +1,48 @@
+"""Opaque, signed page tokens (RELIABILITY.md §12): a client cannot forge or alter a position.
+
+A token is base64url(JSON payload + HMAC-SHA256). It carries the query it belongs to, so a token
+from one listing is refused by another. Replicas share `ZHIKE_PAGE_TOKEN_KEY`; without it each
+process signs with a random key and a page token only works against the replica that issued it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+
+from zhike_runtime.validation import Violations
+
+_MAC_BYTES = 16
+
+
+class PageTokens:
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
+
+    def issue(self, query: str, position: list[str]) -> str:
+        payload = json.dumps({"q": query, "p": position}, separators=(",", ":")).encode()
+        mac = hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        return base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
+
+    def read(self, v: Violations, field: str, query: str, token: str) -> list[str] | None:
+        """The position in a token this service issued for `query`; a violation otherwise."""
+        if not token:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raw = b""
+        payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        expected = hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, expected):
+            v.add(field, "is not a page token this service issued")
+            return None
+        data = json.loads(payload)
+        if data.get("q") != query or not isinstance(data.get("p"), list):
+            v.add(field, "belongs to another listing")
+            return None
+        return [str(item) for item in data["p"]]

@@ -1,0 +1,777 @@
+"""The steward and lookup RPCs in-process: a real grpc.aio server, a real nats-server, SQLite."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from google.type import date_pb2
+
+from zhike.identity.v1 import identity_service_pb2 as pb
+from zhike.identity.v1 import identity_service_pb2_grpc, party_pb2
+from zhike_identity.app import DEFINITION
+from zhike_identity.domain.matching.model import default_model
+from zhike_identity.settings import IdentitySettings
+from zhike_identity.storage import schema
+from zhike_runtime.app import RunningService
+from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.testing.processes import NatsServer
+from zhike_runtime.testing.services import eventually, running_service, wait_serving
+
+if TYPE_CHECKING:
+    from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub as Stub
+
+STREAM = "ZHIKE_IDENTITY"
+MODEL = default_model()
+RESIDENT_ID = "440306198505120028"  # born 1985-05-12, female
+TABLES = (
+    schema.party,
+    schema.source_record,
+    schema.blocking_key,
+    schema.link_decision,
+    schema.link_review,
+    schema.party_history,
+    outbox_event,
+)
+
+Identity = RunningService[IdentitySettings]
+
+
+@pytest.fixture
+async def identity(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Identity]:
+    async with running_service(
+        DEFINITION,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
+        nats_url=nats_server.url,
+    ) as service:
+        await wait_serving(service.grpc_port)
+        yield service
+
+
+@pytest.fixture
+async def stub(identity: Identity) -> AsyncIterator[Stub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{identity.grpc_port}") as channel:
+        yield cast("Stub", identity_service_pb2_grpc.IdentityServiceStub(channel))
+
+
+def key(source_system: str, source_record_id: str) -> party_pb2.SourceRecordKey:
+    return party_pb2.SourceRecordKey(source_system=source_system, source_record_id=source_record_id)
+
+
+def as_tuple(k: party_pb2.SourceRecordKey) -> tuple[str, str]:
+    return (k.source_system, k.source_record_id)
+
+
+async def link(stub: Stub, source_system: str, source_record_id: str, **values: Any) -> str:
+    response = await stub.LinkSourceRecord(
+        pb.LinkSourceRecordRequest(
+            source_record=party_pb2.SourceRecord(key=key(source_system, source_record_id), **values)
+        ),
+        timeout=5,
+    )
+    return str(response.party_id)
+
+
+async def person_a(stub: Stub) -> str:
+    """Two records of one customer: a verified core record and a mobile-banking one."""
+    party_id = await link(
+        stub,
+        "core",
+        "A-1",
+        full_name="刘晓燕",
+        id_type=party_pb2.ID_TYPE_RESIDENT_ID,
+        id_number=RESIDENT_ID,
+        phone="13671829305",
+        email="xiaoyan.liu@163.com",
+    )
+    assert (
+        await link(
+            stub,
+            "mobile",
+            "A-2",
+            full_name="刘小燕",
+            phone="+86 136-7182-9305",
+            email="XIAOYAN.LIU@163.COM",
+        )
+        == party_id
+    )
+    return party_id
+
+
+async def person_b(stub: Stub) -> str:
+    party_id = await link(
+        stub, "cards", "B-1", full_name="王伟", phone="13912345670", email="wang.wei@qq.com"
+    )
+    assert (
+        await link(
+            stub, "loans", "B-2", full_name="王伟", phone="13912345670", email="wang.wei@qq.com"
+        )
+        == party_id
+    )
+    return party_id
+
+
+async def rpc_error(call: Awaitable[Any]) -> Any:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def rich_status(error: Any) -> status_pb2.Status:
+    for name, value in error.trailing_metadata() or ():
+        if name == "grpc-status-details-bin":
+            return status_pb2.Status.FromString(value)
+    raise AssertionError(f"no grpc-status-details-bin in the trailers of {error.code()}")
+
+
+def violated_fields(error: Any) -> list[str]:
+    for detail in rich_status(error).details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            return [v.field for v in bad_request.field_violations]
+    raise AssertionError("no google.rpc.BadRequest in the status details")
+
+
+async def row_counts(service: Identity) -> dict[str, int]:
+    async with service.database.session() as session:
+        return {
+            table.name: int(
+                await session.scalar(sa.select(sa.func.count()).select_from(table)) or 0
+            )
+            for table in TABLES
+        }
+
+
+async def stream_messages(service: Identity) -> int:
+    info = await service.bus.js.stream_info(STREAM)
+    return int(info.state.messages)
+
+
+async def all_published(service: Identity) -> None:
+    async def outbox_drained() -> bool:
+        return await stream_messages(service) == (await row_counts(service))["outbox_event"]
+
+    await eventually(outbox_drained, timeout=10)
+
+
+def call(stub: Stub, method: str, request: Message) -> Awaitable[Any]:
+    return cast("Awaitable[Any]", getattr(stub, method)(request, timeout=5))
+
+
+# --- every RPC end to end -------------------------------------------------------------------
+
+
+async def test_get_party_shows_evidence_and_a_masked_golden_record(stub: Stub) -> None:
+    party_id = await person_a(stub)
+
+    party = (await stub.GetParty(pb.GetPartyRequest(party_id=party_id), timeout=5)).party
+
+    assert party.party_id == party_id
+    assert party.create_time.seconds > 0
+    records = {as_tuple(r.key): r.evidence for r in party.source_records}
+    assert set(records) == {("core", "A-1"), ("mobile", "A-2")}
+    joined = records[("mobile", "A-2")]
+    assert joined.decided_by == party_pb2.DECIDER_MODEL
+    assert as_tuple(joined.matched_record) == ("core", "A-1")
+    assert joined.match_weight >= MODEL.link_weight
+    assert joined.model_version == MODEL.version
+    assert joined.decide_time.seconds > 0
+    founder = records[("core", "A-1")]
+    assert not founder.HasField("matched_record")
+    golden = party.golden_record
+    assert (golden.full_name.value, as_tuple(golden.full_name.source)) == (
+        "刘晓燕",
+        ("core", "A-1"),
+    )
+    assert golden.birth_date.value == "1985-05-12"
+    assert golden.gender.value == "FEMALE"
+    assert golden.id_number.value == "440*************28"
+    assert [p.value for p in golden.phones] == ["+86136****9305"]
+    assert [e.value for e in golden.emails] == ["x***@163.com"]
+    assert RESIDENT_ID not in str(party)
+    assert "13671829305" not in str(party)
+
+
+async def test_find_parties_by_each_criterion(stub: Stub) -> None:
+    party_id = await person_a(stub)
+    await person_b(stub)
+
+    requests = [
+        pb.FindPartiesRequest(source_record=key("mobile", "A-2")),
+        pb.FindPartiesRequest(
+            id_number=pb.IdNumberQuery(
+                id_type=party_pb2.ID_TYPE_RESIDENT_ID, id_number=RESIDENT_ID.lower()
+            )
+        ),
+        pb.FindPartiesRequest(id_number=pb.IdNumberQuery(id_number="440306850512002")),
+        pb.FindPartiesRequest(phone="+86 136-7182-9305"),
+        pb.FindPartiesRequest(email="XiaoYan.Liu@163.com"),
+        pb.FindPartiesRequest(
+            name_and_birth_date=pb.NameAndBirthDate(
+                full_name="刘晓燕", birth_date=date_pb2.Date(year=1985, month=5, day=12)
+            )
+        ),
+    ]
+    for request in requests:
+        found = await stub.FindParties(request, timeout=5)
+        assert list(found.party_ids) == [party_id], request
+
+    nothing = await stub.FindParties(pb.FindPartiesRequest(phone="13755556666"), timeout=5)
+    assert list(nothing.party_ids) == []
+
+
+async def test_explain_link_over_grpc_is_masked_and_adds_up(stub: Stub) -> None:
+    await person_a(stub)
+    await person_b(stub)
+
+    match = await stub.ExplainLink(
+        pb.ExplainLinkRequest(record_a=key("core", "A-1"), record_b=key("mobile", "A-2")),
+        timeout=5,
+    )
+    apart = await stub.ExplainLink(
+        pb.ExplainLinkRequest(record_a=key("core", "A-1"), record_b=key("cards", "B-1")),
+        timeout=5,
+    )
+
+    assert (match.decision, match.same_party_now) == ("link", True)
+    assert (apart.decision, apart.same_party_now) == ("no_link", False)
+    for explanation in (match, apart):
+        assert [f.field for f in explanation.fields] == [
+            "id",
+            "name",
+            "birth_date",
+            "gender",
+            "phone",
+            "email",
+            "address",
+        ]
+        assert explanation.total_weight == pytest.approx(
+            explanation.prior_weight + sum(f.weight for f in explanation.fields)
+        )
+        assert explanation.link_threshold == MODEL.link_weight
+        assert explanation.review_threshold == MODEL.review_weight
+        assert explanation.model_version == MODEL.version
+        for value in [v for f in explanation.fields for v in (f.value_a, f.value_b)]:
+            assert not re.search(r"\d{17}[\dX]", value)
+            assert not re.search(r"1[3-9]\d{9}", value)
+            assert "xiaoyan.liu" not in value
+
+
+async def test_merge_split_and_history_over_grpc(identity: Identity, stub: Stub) -> None:
+    first = await person_a(stub)
+    second = await person_b(stub)
+
+    merged = await stub.MergeParties(
+        pb.MergePartiesRequest(party_ids=[second, first], steward="steward-li", reason="same"),
+        timeout=5,
+    )
+    assert merged.surviving_party_id == first
+    forwarded = await stub.GetParty(pb.GetPartyRequest(party_id=second), timeout=5)
+    assert forwarded.party.party_id == first
+    assert len(forwarded.party.source_records) == 4
+
+    split = await stub.SplitParty(
+        pb.SplitPartyRequest(
+            party_id=first,
+            source_records=[key("cards", "B-1"), key("loans", "B-2")],
+            steward="steward-li",
+            reason="two customers",
+        ),
+        timeout=5,
+    )
+
+    new_party = split.new_party_id
+    assert str(uuid.UUID(new_party)) == new_party
+    kept = (await stub.GetParty(pb.GetPartyRequest(party_id=first), timeout=5)).party
+    gone = (await stub.GetParty(pb.GetPartyRequest(party_id=new_party), timeout=5)).party
+    assert {as_tuple(r.key) for r in kept.source_records} == {("core", "A-1"), ("mobile", "A-2")}
+    assert {as_tuple(r.key) for r in gone.source_records} == {("cards", "B-1"), ("loans", "B-2")}
+    assert all(r.evidence.decided_by == party_pb2.DECIDER_STEWARD for r in gone.source_records)
+    assert all(r.evidence.steward == "steward-li" for r in gone.source_records)
+    history = (
+        await stub.GetPartyHistory(pb.GetPartyHistoryRequest(party_id=first), timeout=5)
+    ).entries
+    changes = [e.change for e in history]
+    assert changes[0] == pb.PARTY_CHANGE_CREATED
+    assert changes.index(pb.PARTY_CHANGE_ABSORBED) < changes.index(pb.PARTY_CHANGE_SPLIT)
+    absorbed = history[changes.index(pb.PARTY_CHANGE_ABSORBED)]
+    assert (absorbed.decided_by, absorbed.steward, absorbed.reason) == (
+        party_pb2.DECIDER_STEWARD,
+        "steward-li",
+        "same",
+    )
+    assert absorbed.other_party_id == second
+    split_entry = history[changes.index(pb.PARTY_CHANGE_SPLIT)]
+    assert split_entry.other_party_id == new_party
+    assert {as_tuple(k) for k in split_entry.source_records} == {("cards", "B-1"), ("loans", "B-2")}
+    retired = (
+        await stub.GetPartyHistory(pb.GetPartyHistoryRequest(party_id=second), timeout=5)
+    ).entries
+    assert [e.change for e in retired][-1] == pb.PARTY_CHANGE_MERGED_INTO
+    await all_published(identity)
+
+
+async def test_reviews_are_paged_and_resolved_over_grpc(stub: Stub) -> None:
+    pairs = []
+    for i, name in enumerate(("李明华", "张伟国")):
+        values: dict[str, Any] = {
+            "full_name": name,
+            "birth_date": date_pb2.Date(year=1985, month=3, day=12 + i),
+            "gender": party_pb2.GENDER_MALE,
+        }
+        left = await link(stub, "crm", f"R-{i}", **values)
+        right = await link(stub, "loans", f"R-{i}", **values)
+        assert left != right
+        pairs.append({left, right})
+
+    first = await stub.ListLinkReviews(pb.ListLinkReviewsRequest(page_size=1), timeout=5)
+    assert len(first.reviews) == 1
+    assert first.next_page_token
+    second = await stub.ListLinkReviews(
+        pb.ListLinkReviewsRequest(page_size=1, page_token=first.next_page_token), timeout=5
+    )
+    assert len(second.reviews) == 1
+    assert second.next_page_token == ""
+    reviews = [*first.reviews, *second.reviews]
+    assert [{r.party_a, r.party_b} for r in reviews] == pairs
+    assert all(MODEL.review_weight <= r.match_weight < MODEL.link_weight for r in reviews)
+
+    resolved = await stub.ResolveLinkReview(
+        pb.ResolveLinkReviewRequest(
+            review_id=reviews[0].review_id,
+            outcome=pb.REVIEW_OUTCOME_LINK,
+            steward="steward-he",
+        ),
+        timeout=5,
+    )
+    assert resolved.party_id_a == resolved.party_id_b
+    kept_apart = await stub.ResolveLinkReview(
+        pb.ResolveLinkReviewRequest(
+            review_id=reviews[1].review_id,
+            outcome=pb.REVIEW_OUTCOME_KEEP_APART,
+            steward="steward-he",
+        ),
+        timeout=5,
+    )
+    assert kept_apart.party_id_a != kept_apart.party_id_b
+    left = await stub.ListLinkReviews(pb.ListLinkReviewsRequest(), timeout=5)
+    assert list(left.reviews) == []
+    again = await rpc_error(
+        stub.ResolveLinkReview(
+            pb.ResolveLinkReviewRequest(
+                review_id=reviews[0].review_id,
+                outcome=pb.REVIEW_OUTCOME_LINK,
+                steward="steward-he",
+            ),
+            timeout=5,
+        )
+    )
+    assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_record_link_decision_over_grpc(stub: Stub) -> None:
+    first = await person_a(stub)
+    second = await person_b(stub)
+
+    never = await stub.RecordLinkDecision(
+        pb.RecordLinkDecisionRequest(
+            record_a=key("core", "A-1"),
+            record_b=key("cards", "B-1"),
+            decision=pb.LINK_DECISION_NEVER_LINK,
+            steward="steward-wu",
+            reason="different people",
+        ),
+        timeout=5,
+    )
+    assert (never.party_id_a, never.party_id_b) == (first, second)
+    explained = await stub.ExplainLink(
+        pb.ExplainLinkRequest(record_a=key("cards", "B-1"), record_b=key("core", "A-1")),
+        timeout=5,
+    )
+    assert explained.guardrail == "steward_never_link"
+
+    always = await stub.RecordLinkDecision(
+        pb.RecordLinkDecisionRequest(
+            record_a=key("mobile", "A-2"),
+            record_b=key("loans", "B-2"),
+            decision=pb.LINK_DECISION_ALWAYS_LINK,
+            steward="steward-wu",
+        ),
+        timeout=5,
+    )
+    assert (always.party_id_a, always.party_id_b) == (first, first)
+    forwarded = await stub.GetParty(pb.GetPartyRequest(party_id=second), timeout=5)
+    assert forwarded.party.party_id == first
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def bad_requests(a: str, b: str) -> list[tuple[str, str, Message, list[str]]]:
+    """(label, method, request, fields the answer must name); a and b are real party ids."""
+    merge = pb.MergePartiesRequest
+    split = pb.SplitPartyRequest
+    decide = pb.RecordLinkDecisionRequest
+    resolve = pb.ResolveLinkReviewRequest
+    ok_key = key("core", "A-1")
+    cases: list[tuple[str, str, Message, list[str]]] = [
+        ("non-UUID party", "GetParty", pb.GetPartyRequest(party_id="a.b.>"), ["party_id"]),
+        ("empty party", "GetParty", pb.GetPartyRequest(), ["party_id"]),
+        (
+            "non-UUID history",
+            "GetPartyHistory",
+            pb.GetPartyHistoryRequest(party_id="' OR 1=1 --"),
+            ["party_id"],
+        ),
+        (
+            "non-UUID in merge",
+            "MergeParties",
+            merge(party_ids=[a, "../etc"], steward="s"),
+            ["party_ids[1]"],
+        ),
+        ("one party to merge", "MergeParties", merge(party_ids=[a], steward="s"), ["party_ids"]),
+        (
+            "the same party twice",
+            "MergeParties",
+            merge(party_ids=[a, a], steward="s"),
+            ["party_ids"],
+        ),
+        (
+            "51 parties",
+            "MergeParties",
+            merge(party_ids=[a, b] + [str(uuid.uuid4()) for _ in range(49)], steward="s"),
+            ["party_ids"],
+        ),
+        ("empty steward", "MergeParties", merge(party_ids=[a, b]), ["steward"]),
+        (
+            "whitespace steward",
+            "MergeParties",
+            merge(party_ids=[a, b], steward=" \t "),
+            ["steward"],
+        ),
+        (
+            "100 KB reason",
+            "MergeParties",
+            merge(party_ids=[a, b], steward="s", reason="x" * 100 * 1024),
+            ["reason"],
+        ),
+        (
+            "control characters in steward",
+            "MergeParties",
+            merge(party_ids=[a, b], steward="li\x00\x07"),
+            ["steward"],
+        ),
+        (
+            "RTL override in steward",
+            "SplitParty",
+            split(party_id=a, source_records=[ok_key], steward="li\u202e"),
+            ["steward"],
+        ),
+        (
+            "non-UUID split",
+            "SplitParty",
+            split(party_id="x", source_records=[ok_key], steward="s"),
+            ["party_id"],
+        ),
+        ("nothing to split off", "SplitParty", split(party_id=a, steward="s"), ["source_records"]),
+        *[
+            (
+                f"split key with {bad!r}",
+                "SplitParty",
+                split(party_id=a, source_records=[key(f"core{bad}", "A-1")], steward="s"),
+                ["source_records[0].source_system"],
+            )
+            for bad in (".x", "*", ">", " ")
+        ],
+        (
+            "empty split key",
+            "SplitParty",
+            split(party_id=a, source_records=[party_pb2.SourceRecordKey()], steward="s"),
+            ["source_records[0].source_system", "source_records[0].source_record_id"],
+        ),
+        (
+            "decision 9",
+            "RecordLinkDecision",
+            decide(
+                record_a=ok_key,
+                record_b=key("mobile", "A-2"),
+                decision=cast("pb.LinkDecision.ValueType", 9),
+                steward="s",
+            ),
+            ["decision"],
+        ),
+        (
+            "decision unspecified",
+            "RecordLinkDecision",
+            decide(record_a=ok_key, record_b=key("mobile", "A-2"), steward="s"),
+            ["decision"],
+        ),
+        (
+            "decision on wildcard keys",
+            "RecordLinkDecision",
+            decide(
+                record_a=key(">", "A-1"),
+                record_b=key("mobile", ""),
+                decision=pb.LINK_DECISION_NEVER_LINK,
+                steward="s",
+            ),
+            ["record_a.source_system", "record_b.source_record_id"],
+        ),
+        (
+            "decision on one record",
+            "RecordLinkDecision",
+            decide(
+                record_a=ok_key, record_b=ok_key, decision=pb.LINK_DECISION_NEVER_LINK, steward="s"
+            ),
+            ["record_b"],
+        ),
+        (
+            "decision without steward",
+            "RecordLinkDecision",
+            decide(
+                record_a=ok_key,
+                record_b=key("mobile", "A-2"),
+                decision=pb.LINK_DECISION_ALWAYS_LINK,
+            ),
+            ["steward"],
+        ),
+        (
+            "outcome 9",
+            "ResolveLinkReview",
+            resolve(
+                review_id=str(uuid.uuid4()),
+                outcome=cast("pb.ReviewOutcome.ValueType", 9),
+                steward="s",
+            ),
+            ["outcome"],
+        ),
+        (
+            "outcome unspecified",
+            "ResolveLinkReview",
+            resolve(review_id=str(uuid.uuid4()), steward="s"),
+            ["outcome"],
+        ),
+        (
+            "non-UUID review",
+            "ResolveLinkReview",
+            resolve(review_id="r.1", outcome=pb.REVIEW_OUTCOME_LINK, steward="s"),
+            ["review_id"],
+        ),
+        (
+            "review without steward",
+            "ResolveLinkReview",
+            resolve(review_id=str(uuid.uuid4()), outcome=pb.REVIEW_OUTCOME_LINK),
+            ["steward"],
+        ),
+        ("page_size -1", "ListLinkReviews", pb.ListLinkReviewsRequest(page_size=-1), ["page_size"]),
+        (
+            "garbage page token",
+            "ListLinkReviews",
+            pb.ListLinkReviewsRequest(page_token="garbage"),
+            ["page_token"],
+        ),
+        ("no criterion", "FindParties", pb.FindPartiesRequest(), ["by"]),
+        (
+            "id_type 99",
+            "FindParties",
+            pb.FindPartiesRequest(
+                id_number=pb.IdNumberQuery(
+                    id_type=cast("party_pb2.IdType.ValueType", 99), id_number="E1234567"
+                )
+            ),
+            ["id_number.id_type"],
+        ),
+        (
+            "empty id number",
+            "FindParties",
+            pb.FindPartiesRequest(id_number=pb.IdNumberQuery()),
+            ["id_number.id_number"],
+        ),
+        ("letters for a phone", "FindParties", pb.FindPartiesRequest(phone="call me"), ["phone"]),
+        ("not an e-mail", "FindParties", pb.FindPartiesRequest(email="nobody"), ["email"]),
+        (
+            "name without birth date",
+            "FindParties",
+            pb.FindPartiesRequest(name_and_birth_date=pb.NameAndBirthDate(full_name="刘晓燕")),
+            ["name_and_birth_date.birth_date"],
+        ),
+        (
+            "February 30",
+            "FindParties",
+            pb.FindPartiesRequest(
+                name_and_birth_date=pb.NameAndBirthDate(
+                    full_name="刘晓燕", birth_date=date_pb2.Date(year=1985, month=2, day=30)
+                )
+            ),
+            ["name_and_birth_date.birth_date"],
+        ),
+        (
+            "source key with '*'",
+            "FindParties",
+            pb.FindPartiesRequest(source_record=key("*", "A-1")),
+            ["source_record.source_system"],
+        ),
+        (
+            "explain empty keys",
+            "ExplainLink",
+            pb.ExplainLinkRequest(record_b=key("core.>", "A-1")),
+            [
+                "record_a.source_system",
+                "record_a.source_record_id",
+                "record_b.source_system",
+            ],
+        ),
+    ]
+    return cases
+
+
+async def test_bad_input_to_every_rpc_names_the_field_and_leaves_no_trace(
+    identity: Identity, stub: Stub
+) -> None:
+    a = await person_a(stub)
+    b = await person_b(stub)
+    await all_published(identity)
+    before = await row_counts(identity)
+    published = await stream_messages(identity)
+
+    wrong = []
+    methods = set()
+    for label, method, request, fields in bad_requests(a, b):
+        methods.add(method)
+        error = await rpc_error(call(stub, method, request))
+        if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+            wrong.append(f"{label}: {error.code()} {error.details()}")
+        elif violated_fields(error) != fields:
+            wrong.append(f"{label}: named {violated_fields(error)}, expected {fields}")
+
+    assert not wrong, "\n".join(wrong)
+    assert methods == set(pb.DESCRIPTOR.services_by_name["IdentityService"].methods_by_name) - {
+        "LinkSourceRecord"
+    }
+    assert await row_counts(identity) == before
+    assert await stream_messages(identity) == published
+    assert (await stub.GetParty(pb.GetPartyRequest(party_id=b), timeout=5)).party.party_id == b
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["2000-01-01T00:00:00|forged", "2026-01-01", "9999-12-31T23:59:59+14:00|x"],
+)
+async def test_a_forged_page_token_is_refused(stub: Stub, token: str) -> None:
+    # RELIABILITY.md: tokens are opaque and signed, so one the service did not issue is refused.
+    error = await rpc_error(
+        stub.ListLinkReviews(pb.ListLinkReviewsRequest(page_token=token), timeout=5)
+    )
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violated_fields(error) == ["page_token"]
+
+
+async def test_unknown_parties_records_and_reviews_are_not_found(
+    identity: Identity, stub: Stub
+) -> None:
+    a = await person_a(stub)
+    await all_published(identity)
+    before = await row_counts(identity)
+    unknown = str(uuid.uuid4())
+    missing = key("core", "nobody")
+    requests: list[tuple[str, Message]] = [
+        ("GetParty", pb.GetPartyRequest(party_id=unknown)),
+        ("GetPartyHistory", pb.GetPartyHistoryRequest(party_id=unknown)),
+        ("MergeParties", pb.MergePartiesRequest(party_ids=[a, unknown], steward="s")),
+        (
+            "SplitParty",
+            pb.SplitPartyRequest(party_id=unknown, source_records=[missing], steward="s"),
+        ),
+        ("ExplainLink", pb.ExplainLinkRequest(record_a=key("core", "A-1"), record_b=missing)),
+        (
+            "RecordLinkDecision",
+            pb.RecordLinkDecisionRequest(
+                record_a=missing,
+                record_b=key("core", "A-1"),
+                decision=pb.LINK_DECISION_ALWAYS_LINK,
+                steward="s",
+            ),
+        ),
+        (
+            "ResolveLinkReview",
+            pb.ResolveLinkReviewRequest(
+                review_id=unknown, outcome=pb.REVIEW_OUTCOME_LINK, steward="s"
+            ),
+        ),
+    ]
+
+    codes = {
+        method: (await rpc_error(call(stub, method, request))).code()
+        for method, request in requests
+    }
+
+    assert codes == {method: grpc.StatusCode.NOT_FOUND for method, _ in requests}
+    assert await row_counts(identity) == before
+
+
+async def test_merging_a_retired_party_or_splitting_off_everything_is_failed_precondition(
+    identity: Identity, stub: Stub
+) -> None:
+    a = await person_a(stub)
+    b = await person_b(stub)
+    c = await link(stub, "crm", "C-1", full_name="赵磊", phone="13511112222")
+    await stub.MergeParties(pb.MergePartiesRequest(party_ids=[a, b], steward="s"), timeout=5)
+    await all_published(identity)
+    before = await row_counts(identity)
+    published = await stream_messages(identity)
+
+    retired = await rpc_error(
+        stub.MergeParties(pb.MergePartiesRequest(party_ids=[b, c], steward="s"), timeout=5)
+    )
+    everything = await rpc_error(
+        stub.SplitParty(
+            pb.SplitPartyRequest(
+                party_id=a,
+                source_records=[
+                    key("core", "A-1"),
+                    key("mobile", "A-2"),
+                    key("cards", "B-1"),
+                    key("loans", "B-2"),
+                ],
+                steward="s",
+            ),
+            timeout=5,
+        )
+    )
+    stranger = await rpc_error(
+        stub.SplitParty(
+            pb.SplitPartyRequest(party_id=a, source_records=[key("crm", "C-1")], steward="s"),
+            timeout=5,
+        )
+    )
+    split_retired = await rpc_error(
+        stub.SplitParty(
+            pb.SplitPartyRequest(party_id=b, source_records=[key("cards", "B-1")], steward="s"),
+            timeout=5,
+        )
+    )
+    never_in_one_party = await rpc_error(
+        stub.RecordLinkDecision(
+            pb.RecordLinkDecisionRequest(
+                record_a=key("core", "A-1"),
+                record_b=key("cards", "B-1"),
+                decision=pb.LINK_DECISION_NEVER_LINK,
+                steward="s",
+            ),
+            timeout=5,
+        )
+    )
+
+    for error in (retired, everything, stranger, split_retired, never_in_one_party):
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
+    assert await row_counts(identity) == before
+    assert await stream_messages(identity) == published
