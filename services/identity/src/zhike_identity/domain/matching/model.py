@@ -122,51 +122,66 @@ def default_model() -> MatchModel:
     return MatchModel.from_json(text)
 
 
+# Fewer anchor pairs than this and a field keeps its prior m: too little evidence to move it.
+_MIN_ANCHORS = 50
+_PRIOR_STRENGTH = 200  # the prior m counts as this many anchor pairs
+_ID_ANCHOR_NAMES = ("exact_hanzi", "exact_pinyin")
+
+
 def estimate(
     start: MatchModel,
     candidate_patterns: Iterable[Pattern],
     random_patterns: Iterable[Pattern],
     *,
     version: str,
-    iterations: int = 25,
 ) -> MatchModel:
-    """Estimates the model from the data, as Splink does.
+    """Estimates the model from the data.
 
-    u comes from random pairs (almost all non-matches); m and λ from expectation maximisation over
-    the blocked candidate pairs, grouped by distinct pattern so each iteration is cheap.
+    u: the share of each level among random pairs (almost all of them different people).
+    m: the share of each level among *anchor* pairs, candidate pairs that are the same person
+    beyond reasonable doubt without the field in question — pairs agreeing on a valid document
+    number for every other field, and pairs agreeing on name, birth date and a contact or the
+    address for the
+    document field. Unlike expectation maximisation, this cannot drift into a "match" class
+    that is really "same surname", and each m can be checked by hand.
     """
     u = _level_shares(random_patterns, start.u)
-    counts: dict[Pattern, int] = {}
+    by_document: dict[str, dict[str, int]] = {f: dict.fromkeys(LEVELS[f], 0) for f in FIELDS}
+    by_person: dict[str, int] = dict.fromkeys(LEVELS["id"], 0)
+    index = {name: i for i, name in enumerate(FIELDS)}
     for pattern in candidate_patterns:
-        counts[pattern] = counts.get(pattern, 0) + 1
-    if not counts:
-        return replace(start, u=u, version=version, _weights={})
-    m = {f: dict(levels) for f, levels in start.m.items()}
-    total = sum(counts.values())
-    prior = min(max(start.prior * 1000, 0.01), 0.5)  # candidate pairs are far richer in matches
-    for _ in range(iterations):
-        expected: dict[str, dict[str, float]] = {f: dict.fromkeys(LEVELS[f], 0.0) for f in FIELDS}
-        matches = 0.0
-        for pattern, n in counts.items():
-            log_m = math.log(prior)
-            log_u = math.log(1 - prior)
+        if pattern[index["id"]] == "exact_valid":
             for name, level in zip(FIELDS, pattern, strict=True):
-                if level != NULL:
-                    log_m += math.log(max(m[name][level], _FLOOR))
-                    log_u += math.log(max(u[name][level], _FLOOR))
-            posterior = 1.0 / (1.0 + math.exp(min(log_u - log_m, 700)))
-            matches += posterior * n
-            for name, level in zip(FIELDS, pattern, strict=True):
-                if level != NULL:
-                    expected[name][level] += posterior * n
-        prior = min(max(matches / total, 1e-6), 1 - 1e-6)
-        for name in FIELDS:
-            seen = sum(expected[name].values())
-            if seen > 0:
-                m[name] = {lv: max(c / seen, _FLOOR) for lv, c in expected[name].items()}
+                if level != NULL and name != "id":
+                    by_document[name][level] += 1
+        if (
+            pattern[index["name"]] in _ID_ANCHOR_NAMES
+            and pattern[index["birth_date"]] == "exact"
+            and (
+                "same" in (pattern[index["phone"]], pattern[index["email"]])
+                or pattern[index["address"]] in ("exact", "similar")
+            )
+            and pattern[index["id"]] != NULL
+        ):
+            by_person[pattern[index["id"]]] += 1
+    by_document["id"] = by_person
+    m: dict[str, dict[str, float]] = {}
+    for name in FIELDS:
+        seen = sum(by_document[name].values())
+        if seen < _MIN_ANCHORS:
+            m[name] = dict(start.m[name])
+            continue
+        # Smoothed towards the prior: anchors are clean records (a birth date read off a valid
+        # ID always agrees), so a level they never show is rare among matches, not impossible.
+        m[name] = {
+            level: max(
+                (count + _PRIOR_STRENGTH * start.m[name][level]) / (seen + _PRIOR_STRENGTH), _FLOOR
+            )
+            for level, count in by_document[name].items()
+        }
     return MatchModel(
         version=version,
-        prior=start.prior,  # the population prior, not the candidate-set one
+        prior=start.prior,
         m=m,
         u=u,
         link_weight=start.link_weight,
