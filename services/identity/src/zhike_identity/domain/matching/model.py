@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 
 from zhike_identity.domain.matching.comparison import FIELDS, LEVELS, NULL, Frequencies, Pattern
