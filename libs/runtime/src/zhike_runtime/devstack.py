@@ -169,7 +169,8 @@ def main() -> int:
         for s in stack.services:
             _say(f"  {s.name:<14} 127.0.0.1:{s.port:<8} 127.0.0.1:{s.health_port:<8} {s.log_file}")
         _say(f"  {'nats':<14} {stack.nats.url:<37} {stack.nats.log_file}")
-        _say("\nTry: grpcurl -plaintext 127.0.0.1:50051 list   (reflection is on locally)")
+        first = stack.services[0]
+        _say(f"\nTry: grpcurl -plaintext 127.0.0.1:{first.port} list   (reflection is on locally)")
         _say("Ctrl-C stops everything.")
         while not stop_requested:
             gone = stack.exited()
