@@ -8,10 +8,13 @@ with "database is locked" when a read later turns into a write.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -29,6 +32,18 @@ DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 _PING_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DISCONNECT_ERRORS)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; every time this platform stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def insert_for(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that supports ON CONFLICT on both engines (SQLAlchemy has it per dialect)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def is_disconnect(error: BaseException) -> bool:

@@ -24,10 +24,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhike_runtime.db import DISCONNECT_ERRORS, Database
+from zhike_runtime.db import DISCONNECT_ERRORS, Database, insert_for
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import ConsumerDeclaration, EventBus, dlq_subject
 from zhike_runtime.events.schema import inbox_event
@@ -222,8 +221,9 @@ class EventConsumer:
                 "event_type": context.event_type,
                 "processed_at": dt.datetime.now(dt.UTC),
             }
-            dialect = sqlite if self._db.dialect == "sqlite" else postgresql
-            statement = dialect.insert(inbox_event).values(row).on_conflict_do_nothing()
+            statement = (
+                insert_for(self._db.dialect, inbox_event).values(row).on_conflict_do_nothing()
+            )
             result = await session.execute(statement)
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 return False

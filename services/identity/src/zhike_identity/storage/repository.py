@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,15 +36,10 @@ from zhike_identity.storage.schema import (
     party_history,
     source_record,
 )
-from zhike_runtime.db import Database
+from zhike_runtime.db import Database, as_utc, insert_for
 from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
 from zhike_runtime.ids import new_id
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _record_values(record: SourceRecord) -> dict[str, Any]:
@@ -99,10 +93,10 @@ def _stored(row: Any) -> StoredRecord:
             matched=matched,
             weight=row.match_weight,
             model_version=row.model_version,
-            at=_utc(row.linked_at or row.created_at),
+            at=as_utc(row.linked_at or row.created_at),
             steward=row.steward,
         ),
-        updated_at=_utc(row.updated_at),
+        updated_at=as_utc(row.updated_at),
     )
 
 
@@ -269,7 +263,7 @@ class SqlPartyStore:
             sa.select(party).where(party.c.party_id.in_(list(party_ids)))
         )
         return {
-            row.party_id: PartyState(row.party_id, _utc(row.created_at), row.retired_into)
+            row.party_id: PartyState(row.party_id, as_utc(row.created_at), row.retired_into)
             for row in rows
         }
 
@@ -350,8 +344,7 @@ class SqlDecisionStore:
             "reason": reason,
             "decided_at": at,
         }
-        dialect = postgresql if self._dialect == "postgresql" else sqlite
-        statement = dialect.insert(link_decision).values(values)
+        statement = insert_for(self._dialect, link_decision).values(values)
         await self._session.execute(
             statement.on_conflict_do_update(
                 index_elements=["a_system", "a_record_id", "b_system", "b_record_id"],
@@ -372,7 +365,7 @@ def _review(row: Any) -> LinkReview:
         record_b=SourceRecordKey(row.b_system, row.b_record_id),
         weight=row.match_weight,
         status=ReviewStatus(row.status),
-        created_at=_utc(row.created_at),
+        created_at=as_utc(row.created_at),
     )
 
 
@@ -385,9 +378,8 @@ class SqlReviewStore:
         self, a: SourceRecordKey, b: SourceRecordKey, weight: float, at: dt.datetime
     ) -> None:
         first, second = _ordered(a, b)
-        dialect = postgresql if self._dialect == "postgresql" else sqlite
         await self._session.execute(
-            dialect.insert(link_review)
+            insert_for(self._dialect, link_review)
             .values(
                 review_id=new_id(),
                 a_system=first.source_system,
@@ -466,7 +458,7 @@ class SqlHistoryStore:
             HistoryEntry(
                 party_id=row.party_id,
                 change=PartyChange(row.change),
-                at=_utc(row.changed_at),
+                at=as_utc(row.changed_at),
                 decided_by=Decider(row.decided_by),
                 model_version=row.model_version,
                 steward=row.steward,

@@ -5,18 +5,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike_profile.domain.model import LinkedSourceRecord, Profile
 from zhike_profile.storage.schema import profile, profile_source_record
-from zhike_runtime.db import Database
+from zhike_runtime.db import Database, as_utc, insert_for
 
 
 class SqlProfileRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        self._dialect = session.get_bind().dialect.name
 
     async def get(self, party_id: str) -> Profile | None:
         row = (
@@ -32,23 +31,23 @@ class SqlProfileRepository:
         return Profile(
             party_id=row.party_id,
             source_records=tuple(
-                LinkedSourceRecord(r.source_system, r.source_record_id, _utc(r.linked_at))
+                LinkedSourceRecord(r.source_system, r.source_record_id, as_utc(r.linked_at))
                 for r in records
             ),
-            created_at=_utc(row.created_at),
-            updated_at=_utc(row.updated_at),
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
             display_name=row.display_name,
         )
 
     async def ensure(self, party_id: str, at: dt.datetime) -> None:
         await self._session.execute(
-            self._dialect.insert(profile)
+            insert_for(self._dialect, profile)
             .values(party_id=party_id, created_at=at, updated_at=at)
             .on_conflict_do_nothing()
         )
 
     async def link(self, party_id: str, record: LinkedSourceRecord) -> None:
-        statement = self._dialect.insert(profile_source_record).values(
+        statement = insert_for(self._dialect, profile_source_record).values(
             source_system=record.source_system,
             source_record_id=record.source_record_id,
             party_id=party_id,
@@ -97,11 +96,6 @@ class SqlProfileRepository:
         await self._session.execute(
             update(profile).where(profile.c.party_id == party_id).values(display_name=name)
         )
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def profile_reader(
