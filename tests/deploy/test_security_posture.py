@@ -110,3 +110,19 @@ def test_nats_credentials_are_mounted_from_an_existing_secret() -> None:
     assert config["ZHIKE_NATS_CREDS_FILE"] == "/etc/zhike/nats/nats.creds"
     mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "nats-creds")
     assert mount["readOnly"] is True
+
+
+def _page_token_env(objects: list[Manifest]) -> list[dict[str, object]]:
+    found = []
+    for deployment in (m for m in objects if m["kind"] == "Deployment"):
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        found += [e for e in env if e["name"] == "ZHIKE_PAGE_TOKEN_KEY"]
+    return found
+
+
+def test_the_page_token_key_comes_from_an_existing_secret_on_every_replica() -> None:
+    assert _page_token_env(render()) == []  # off unless configured
+    objects = render({"pageTokens": {"existingSecret": "zhike-page-tokens"}})
+    found = _page_token_env(objects)
+    assert len(found) == 4
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in found} == {"zhike-page-tokens"}  # type: ignore[index]

@@ -122,6 +122,13 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.telemetry.otlpEndpoint | quote }}
     secretKeyRef:
       name: {{ required (printf "services.%s.database.existingSecret is required" .name) .svc.database.existingSecret | quote }}
       key: {{ required (printf "services.%s.database.existingSecretKey is required" .name) .svc.database.existingSecretKey | quote }}
+{{- with .root.Values.pageTokens.existingSecret }}
+- name: ZHIKE_PAGE_TOKEN_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $.root.Values.pageTokens.existingSecretKey | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Container securityContext (restricted). */}}
