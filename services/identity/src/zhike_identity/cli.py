@@ -26,14 +26,30 @@ def register(commands: Any) -> None:
     )
     resolve.add_argument("--model", type=Path, help="a model JSON file to use as it is")
     resolve.add_argument(
+        "--store",
+        metavar="URL",
+        help="also write the resolved records into a fresh identity store at URL "
+        "(sqlite+aiosqlite:///path or postgresql+asyncpg://…), ready for the service",
+    )
+    resolve.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
     resolve.set_defaults(func=_resolve_csv)
+    train = sub.add_parser(
+        "train-model", help="estimate the matching model from a CSV of records (for the service)"
+    )
+    train.add_argument("input", type=Path, help="UTF-8 CSV in the resolve-csv input format")
+    train.add_argument("output", type=Path, help="where to write the model JSON")
+    train.add_argument("--version", required=True, help="the model version recorded with links")
+    train.set_defaults(func=_train_model)
 
 
 def _resolve_csv(args: argparse.Namespace) -> int:
     if not args.input.exists():
         sys.stderr.write(f"{args.input}: no such file\n")
+        return 2
+    if args.target and args.store:
+        sys.stderr.write("--store needs in-process resolution: with --target, the service stores\n")
         return 2
     if args.target:
         from zhike_identity.remote import stream_through_service
@@ -50,6 +66,8 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         )
         return 0
     model = MatchModel.from_json(args.model.read_text()) if args.model else None
+    if args.store and not _store_is_fresh(args.store):
+        return 1
     report = resolve_csv(
         args.input,
         args.output,
@@ -61,4 +79,67 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         f"{report.records} records → {report.parties} parties, {report.possible_matches} possible "
         f"matches for review, {report.problems} problems, {report.records_per_second:.0f} records/s\n"
     )
+    if args.store:
+        return _store(args, model, report.records)
+    return 0
+
+
+def _store_is_fresh(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    from zhike_identity.storage.bulk import ensure_fresh
+
+    try:
+        asyncio.run(ensure_fresh(url))
+    except ValueError as error:
+        sys.stderr.write(f"{make_url(url).render_as_string(hide_password=True)}: {error}\n")
+        return False
+    return True
+
+
+def _store(args: argparse.Namespace, model: MatchModel | None, count: int) -> int:
+    """Writes the records just resolved (their parties read back from OUTPUT) into a fresh store."""
+    import csv
+
+    from sqlalchemy.engine import make_url
+
+    from zhike_identity.domain.matching.model import default_model
+    from zhike_identity.domain.matching.resolver import Resolution
+    from zhike_identity.storage.bulk import write_store
+
+    records = read_records(args.input)
+    with args.output.open(newline="", encoding="utf-8") as handle:
+        party_ids = [row["party_id"] for row in csv.DictReader(handle)]
+    # The version resolve() gives the model it used: estimated from the input unless given.
+    version = (model or default_model()).version
+    if model is None and count >= 1000:
+        version += "+estimated"
+    shown = make_url(args.store).render_as_string(hide_password=True)
+    try:
+        stored = asyncio.run(
+            write_store(
+                args.store,
+                records,
+                Resolution(party_ids=party_ids, problems=[], reviews=[]),
+                model_version=version,
+            )
+        )
+    except ValueError as error:  # a store that already holds records, an unstorable key
+        sys.stderr.write(f"{shown}: not stored: {error}\n")
+        return 1
+    blanked = ", ".join(f"{n} {f}" for f, n in sorted(stored.blanked.items())) or "none"
+    sys.stderr.write(
+        f"stored {stored.records} records in {stored.parties} parties ({stored.blocking_keys} "
+        f"index keys) at {shown} in {stored.seconds:.1f} s; values the service refuses, stored "
+        f"blank: {blanked}\n"
+    )
+    return 0
+
+
+def _train_model(args: argparse.Namespace) -> int:
+    from zhike_identity.domain.matching.resolver import train
+
+    model = train(read_records(args.input), version=args.version)
+    args.output.write_text(model.to_json() + "\n", encoding="utf-8")
+    sys.stderr.write(f"model {model.version} written to {args.output}\n")
     return 0

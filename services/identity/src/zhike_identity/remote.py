@@ -20,7 +20,7 @@ from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from zhike.identity.v1 import party_pb2
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.model import Gender
-from zhike_identity.domain.normalise import Unusable, parse_date, parse_gender
+from zhike_identity.domain.normalise import Unusable, infer_id_kind, parse_date, parse_gender
 
 CONCURRENCY = 16
 _STATUS_DETAILS = "grpc-status-details-bin"
@@ -35,7 +35,8 @@ def _message(record: RawRecord, dropped: set[str]) -> party_pb2.SourceRecord:
     if "full_name" not in dropped:
         message.full_name = record.full_name
     if record.id_number and "id_number" not in dropped:
-        kind = record.id_type.upper() or "OTHER"
+        # Inferred as the batch resolver does, so both paths read the same file the same way.
+        kind = record.id_type.upper() or infer_id_kind(record.id_number) or "OTHER"
         message.id_type = (
             party_pb2.IdType.Value(f"ID_TYPE_{kind}")
             if f"ID_TYPE_{kind}" in set(party_pb2.IdType.keys())

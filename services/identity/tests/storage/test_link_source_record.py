@@ -17,7 +17,7 @@ from zhike_identity.app import DEFINITION
 from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.model import LinkOutcome, SourceRecordInput, SourceRecordKey
 from zhike_identity.domain.resident_id import check_character
-from zhike_identity.domain.service import IdentityService
+from zhike_identity.domain.service import IdentityService, PartyQuery
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import party, source_record
 from zhike_identity.transport import codec
@@ -341,3 +341,28 @@ async def test_name_that_grows_under_normalisation_is_rejected_not_a_storage_err
         stored = await stored_record(identity.database, SourceRecordKey("crm", "nfc"))
         assert stored["party_id"] == result.party_id
         assert len(stored["full_name"]) <= 200
+
+
+async def test_a_long_address_is_indexed_and_links_on_both_databases(identity: Identity) -> None:
+    # 288 characters: longer than the candidate index's key column.
+    address = "广东省深圳市南山区" + "科技园南区高新南一道" * 27
+    first = await identity.service.link_source_record(
+        with_resident_id("core-banking", "CIF-1", full_name="王小明", address=address)
+    )
+    second = await identity.service.link_source_record(
+        with_resident_id("cards", "C-1", full_name="王小明", address=address)
+    )
+    assert second.party_id == first.party_id
+    found = await identity.service.find_parties(
+        PartyQuery(id_type="RESIDENT_ID", id_number=RESIDENT_ID)
+    )
+    assert found == [first.party_id]
+
+
+async def test_placeholder_values_are_ignored_not_refused(identity: Identity) -> None:
+    outcome = await identity.service.link_source_record(
+        record("branch", "B-1", full_name="李雷", phone="无", email="N/A", address="-")
+    )
+    stored = await stored_record(identity.database, SourceRecordKey("branch", "B-1"))
+    assert stored["party_id"] == outcome.party_id
+    assert (stored["phone"], stored["email"], stored["address"]) == ("", "", "")

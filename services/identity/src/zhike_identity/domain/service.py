@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from zhike_identity.domain.golden import golden_record
 from zhike_identity.domain.masking import mask_email, mask_id_number, mask_phone
-from zhike_identity.domain.matching.blocking import STRONG_PREFIXES, blocking_keys, counting_keys
+from zhike_identity.domain.matching.blocking import (
+    STRONG_PREFIXES,
+    blocking_keys,
+    counting_keys,
+    index_key,
+)
 from zhike_identity.domain.matching.comparison import FIELDS, Frequencies, compare, veto
-from zhike_identity.domain.matching.features import RecordFeatures, extract_features
+from zhike_identity.domain.matching.features import RawRecord, RecordFeatures, extract_features
 from zhike_identity.domain.matching.model import MatchModel, match_probability
 from zhike_identity.domain.matching.resolver import BLOCK_LIMIT, SHARED_VALUE_LIMIT, pair_weight
 from zhike_identity.domain.model import (
@@ -88,8 +94,16 @@ class PartyQuery:
     birth_date: dt.date | None = None
 
 
+@functools.lru_cache(maxsize=100_000)
+def _features(raw: RawRecord) -> RecordFeatures:
+    return extract_features(raw)
+
+
 def features_of(stored: StoredRecord) -> RecordFeatures:
-    return extract_features(raw_record(stored.record))
+    """A stored record's features, cached: the same candidates come back call after call, and
+    normalising them again was an eighth of a link's time. Keyed by the values themselves, so an
+    updated record is never served stale features."""
+    return _features(raw_record(stored.record))
 
 
 class IdentityService:
@@ -241,10 +255,15 @@ class IdentityService:
         if not party_ids:
             return {}, {}, frozenset()
         await uow.lock([f"party:{p}" for p in party_ids])
-        forward = {p: await _surviving(uow, p) for p in party_ids}
+        states = await uow.parties.get_many(party_ids)
+        forward = {
+            p: p if p in states and states[p].retired_into is None else await _surviving(uow, p)
+            for p in party_ids
+        }
         survivors = sorted(set(forward.values()))
-        await uow.lock([f"party:{p}" for p in survivors])
-        states = await uow.parties.get_many(survivors)
+        if set(survivors) != set(party_ids):
+            await uow.lock([f"party:{p}" for p in survivors])
+            states = await uow.parties.get_many(survivors)
         resident: dict[str, set[str]] = {p: set() for p in survivors}
         members = await uow.records.of_parties(survivors)
         for member in members:
@@ -694,14 +713,18 @@ def _frequency_counts(
 ) -> dict[tuple[str, str], int]:
     result: dict[tuple[str, str], int] = {}
     if features.name is not None:
-        result[("name", features.name.full)] = counts.get(f"nm:{features.name.full}", 0) + 1
+        result[("name", features.name.full)] = (
+            counts.get(index_key(f"nm:{features.name.full}"), 0) + 1
+        )
     if features.phone is not None:
-        result[("phone", features.phone.e164)] = counts.get(f"ph:{features.phone.e164}", 0) + 1
+        result[("phone", features.phone.e164)] = (
+            counts.get(index_key(f"ph:{features.phone.e164}"), 0) + 1
+        )
     if features.email is not None:
-        result[("email", features.email)] = counts.get(f"em:{features.email}", 0) + 1
+        result[("email", features.email)] = counts.get(index_key(f"em:{features.email}"), 0) + 1
     if features.address is not None:
         result[("address", features.address.text)] = (
-            counts.get(f"ad:{features.address.text}", 0) + 1
+            counts.get(index_key(f"ad:{features.address.text}"), 0) + 1
         )
     return result
 
@@ -798,9 +821,9 @@ def _query_key(
                 v.raise_if_any()
             return f"id:{document.kind}:{document.number}", None
         if query.phone:
-            return f"ph:{normalise_phone(query.phone).e164}", None
+            return index_key(f"ph:{normalise_phone(query.phone).e164}"), None
         if query.email:
-            return f"em:{normalise_email(query.email)}", None
+            return index_key(f"em:{normalise_email(query.email)}"), None
         name = normalise_name(query.full_name)
     except Unusable as error:
         field = next(
@@ -817,4 +840,4 @@ def _query_key(
         v.add("name_and_birth_date.birth_date", "is required with a name")
         v.raise_if_any()
     born = query.birth_date
-    return f"nm:{name.full}", lambda f: f.birth_date == born
+    return index_key(f"nm:{name.full}"), lambda f: f.birth_date == born

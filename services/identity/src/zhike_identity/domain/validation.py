@@ -13,6 +13,7 @@ from zhike_identity.domain.model import (
     SourceRecordInput,
     SourceRecordKey,
 )
+from zhike_identity.domain.normalise import is_placeholder
 from zhike_identity.domain.resident_id import InvalidResidentId, parse_resident_id
 from zhike_runtime.validation import Violations
 
@@ -32,7 +33,9 @@ def validate_source_record(
     source_record_id = v.text(
         f"{_PREFIX}.key.source_record_id", candidate.source_record_id, required=True, max_length=128
     )
-    full_name = v.text(f"{_PREFIX}.full_name", candidate.full_name, max_length=200)
+    full_name = v.text(
+        f"{_PREFIX}.full_name", _unless_placeholder(candidate.full_name), max_length=200
+    )
     id_type = _enum(v, f"{_PREFIX}.id_type", IdType, candidate.id_type)
     # Case-mapped before the checks: "ß".upper() is "SS", and the limit holds for what is stored.
     id_number = v.text(
@@ -49,17 +52,17 @@ def validate_source_record(
             v.add(f"{_PREFIX}.id_number", f"not a valid resident ID number: {error}")
     elif id_type is not None and not candidate.id_number.strip():
         v.add(f"{_PREFIX}.id_number", "is required when id_type is given")
-    phone = v.text(f"{_PREFIX}.phone", candidate.phone, max_length=32)
+    phone = v.text(f"{_PREFIX}.phone", _unless_placeholder(candidate.phone), max_length=32)
     if phone and not _PHONE_CHARS.fullmatch(phone):
         v.add(f"{_PREFIX}.phone", "may hold only digits, spaces, '+', '-' and parentheses")
-    email = v.text(f"{_PREFIX}.email", candidate.email.lower(), max_length=254)
+    email = v.text(f"{_PREFIX}.email", _unless_placeholder(candidate.email).lower(), max_length=254)
     if email and not _EMAIL.fullmatch(email):
         v.add(f"{_PREFIX}.email", "is not an e-mail address")
     birth_date = _date(v, f"{_PREFIX}.birth_date", candidate.birth_date, today)
     if birth_date and resident_birth and birth_date != resident_birth:
         v.add(f"{_PREFIX}.birth_date", "differs from the birth date in the resident ID number")
     gender = _enum(v, f"{_PREFIX}.gender", Gender, candidate.gender)
-    address = v.text(f"{_PREFIX}.address", candidate.address, max_length=500)
+    address = v.text(f"{_PREFIX}.address", _unless_placeholder(candidate.address), max_length=500)
     v.raise_if_any()
     return SourceRecord(
         key=SourceRecordKey(source_system, source_record_id),
@@ -72,6 +75,11 @@ def validate_source_record(
         gender=gender,
         address=address,
     )
+
+
+def _unless_placeholder(value: str) -> str:
+    """Source systems fill blanks with "无", "N/A", "-": that is no value, not a bad one."""
+    return "" if is_placeholder(value) else value
 
 
 def _enum(v: Violations, field: str, kind: type[E], value: int) -> E | None:

@@ -41,6 +41,9 @@ from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
 from zhike_runtime.ids import new_id
 
+# Keys held by more records than this are counted by records, not resolved to parties.
+_EXACT_PARTY_COUNT_LIMIT = 200
+
 
 def _record_values(record: SourceRecord) -> dict[str, Any]:
     return {
@@ -214,22 +217,38 @@ class SqlRecordStore:
             )
 
     async def key_counts(self, keys: Sequence[str]) -> dict[str, int]:
+        """How many parties hold each key's value.
+
+        Records are counted from the index alone (cheap however common the value); where a key
+        has few records, those are resolved to distinct parties, so that one customer's many
+        records do not make his own phone look shared. Above that, records stand in for
+        parties: the value is common either way.
+        """
         if not keys:
             return {}
-        # Parties, not records: one customer's many records must not make his own phone "common".
+        unique = sorted(set(keys))
         rows = await self._session.execute(
-            sa.select(blocking_key.c.key, sa.func.count(sa.distinct(source_record.c.party_id)))
-            .join(
-                source_record,
-                sa.and_(
-                    source_record.c.source_system == blocking_key.c.source_system,
-                    source_record.c.source_record_id == blocking_key.c.source_record_id,
-                ),
-            )
-            .where(blocking_key.c.key.in_(sorted(set(keys))))
+            sa.select(blocking_key.c.key, sa.func.count())
+            .where(blocking_key.c.key.in_(unique))
             .group_by(blocking_key.c.key)
         )
-        return {row[0]: int(row[1]) for row in rows}
+        counts = {row[0]: int(row[1]) for row in rows}
+        few = [k for k, n in counts.items() if 1 < n <= _EXACT_PARTY_COUNT_LIMIT]
+        if few:
+            rows = await self._session.execute(
+                sa.select(blocking_key.c.key, sa.func.count(sa.distinct(source_record.c.party_id)))
+                .join(
+                    source_record,
+                    sa.and_(
+                        source_record.c.source_system == blocking_key.c.source_system,
+                        source_record.c.source_record_id == blocking_key.c.source_record_id,
+                    ),
+                )
+                .where(blocking_key.c.key.in_(few))
+                .group_by(blocking_key.c.key)
+            )
+            counts |= {row[0]: int(row[1]) for row in rows}
+        return counts
 
     async def estimated_total(self) -> int:
         if self._dialect == "postgresql":

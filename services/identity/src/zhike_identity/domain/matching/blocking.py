@@ -7,11 +7,23 @@ them in a table and the batch resolver in a dict.
 
 from __future__ import annotations
 
+import hashlib
+
 from zhike_identity.domain.matching.features import RecordFeatures
 
 # Keys on exact identifiers: always used, however large their block (a real shared identifier
 # is what the scoring must see).
 STRONG_PREFIXES = ("id:",)
+# The candidate index stores keys in a column of this width: a longer key is stored as a digest.
+MAX_KEY_LENGTH = 200
+
+
+def index_key(key: str) -> str:
+    """The form a key takes in the candidate index (a digest when too long for its column)."""
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    prefix = key[:3]
+    return prefix + "#" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def blocking_keys(record: RecordFeatures) -> list[str]:
@@ -42,12 +54,12 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
             keys.append(f"sp:{name.surname}:{record.address.postcode}")
     if birth:
         keys.append(f"bd:{birth}")
-    return keys
+    return [index_key(k) for k in keys]
 
 
 def counting_keys(record: RecordFeatures) -> list[str]:
     """Keys stored only to count how many records share a value (never used as blocks): an
     address held by many records (a branch's address typed in as a placeholder) stops counting."""
     if record.address is not None:
-        return [f"ad:{record.address.text}"]
+        return [index_key(f"ad:{record.address.text}")]
     return []
