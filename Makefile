@@ -60,6 +60,7 @@ bench: setup ## Benchmarks (figures, not pass/fail): platform, identity quality 
 	$(PYTHON) -m benchmarks
 	$(PYTHON) -m benchmarks.identity.quality
 	$(PYTHON) -m benchmarks.identity.throughput
+	$(PYTHON) -m benchmarks.identity.online  # 1,000,000 records on PostgreSQL: about 12 minutes
 
 include deploy/deploy.mk
 
