@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -116,6 +117,7 @@ class IdentityService:
         page_tokens: PageTokens | None = None,
     ) -> None:
         self._page_tokens = page_tokens or PageTokens()
+        self._total: tuple[float, int] | None = None  # (when read, how many records)
         self._unit_of_work = unit_of_work
         self._new_party_id = new_party_id
         self._clock = clock
@@ -152,7 +154,7 @@ class IdentityService:
             stored = await uow.records.with_blocking_keys(usable, exclude=key)
             frequencies = Frequencies(
                 _frequency_counts(features, counts),
-                await uow.records.estimated_total(),
+                await self._estimated_total(uow),
                 SHARED_VALUE_LIMIT,
             )
             parties, forward, apart = await self._candidate_parties(
@@ -245,6 +247,15 @@ class IdentityService:
             await self._emit_golden(uow, [target], now)
             await uow.commit()
         return LinkOutcome(target, party_created=created, merged_party_ids=tuple(merged))
+
+    async def _estimated_total(self, uow: IdentityUnitOfWork) -> int:
+        """The store's size for term frequencies. A large store is re-read at most once a minute:
+        it moves slowly and only its order of magnitude matters. A small one is cheap to count
+        and changes fast relative to its size, so it is read every time."""
+        now = time.monotonic()
+        if self._total is None or self._total[1] < 100_000 or now - self._total[0] > 60.0:
+            self._total = (now, await uow.records.estimated_total())
+        return self._total[1]
 
     async def _candidate_parties(
         self, uow: IdentityUnitOfWork, party_ids: Sequence[str]
@@ -457,7 +468,7 @@ class IdentityService:
             counts = await uow.records.key_counts([*blocking_keys(fa), *counting_keys(fa)])
             frequencies = Frequencies(
                 _frequency_counts(fa, counts),
-                await uow.records.estimated_total(),
+                await self._estimated_total(uow),
                 SHARED_VALUE_LIMIT,
             )
             decisions = await uow.decisions.for_record(a)

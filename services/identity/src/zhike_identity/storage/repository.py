@@ -204,16 +204,18 @@ class SqlRecordStore:
         )
         unique = sorted(set(blocking))
         if unique:
+            # One multi-row INSERT: asyncpg would otherwise run one statement per key.
             await self._session.execute(
-                sa.insert(blocking_key),
-                [
-                    {
-                        "key": k,
-                        "source_system": key.source_system,
-                        "source_record_id": key.source_record_id,
-                    }
-                    for k in unique
-                ],
+                sa.insert(blocking_key).values(
+                    [
+                        {
+                            "key": k,
+                            "source_system": key.source_system,
+                            "source_record_id": key.source_record_id,
+                        }
+                        for k in unique
+                    ]
+                )
             )
 
     async def key_counts(self, keys: Sequence[str]) -> dict[str, int]:
