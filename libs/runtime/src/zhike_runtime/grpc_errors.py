@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from zhike_runtime.db import is_disconnect
@@ -57,11 +58,11 @@ def status_for(error: BaseException, trace_id: str) -> status_pb2.Status:
     return _status(code_pb2.INTERNAL, f"internal error (trace {trace_id})")
 
 
-def _status(code: int, message: str, *details: object) -> status_pb2.Status:
+def _status(code: int, message: str, *details: Message) -> status_pb2.Status:
     status = status_pb2.Status(code=code, message=message)
     for detail in details:
         packed = any_pb2.Any()
-        packed.Pack(detail)  # type: ignore[arg-type]
+        packed.Pack(detail)
         status.details.append(packed)
     return status
 

@@ -41,6 +41,13 @@ from zhike_identity.domain.model import (
     SourceRecordMoved,
     StoredRecord,
 )
+from zhike_identity.domain.normalise import (
+    Unusable,
+    normalise_email,
+    normalise_id,
+    normalise_name,
+    normalise_phone,
+)
 from zhike_identity.domain.placement import (
     Candidate,
     CandidateParty,
@@ -800,14 +807,6 @@ def _query_key(
     query: PartyQuery, today: dt.date
 ) -> tuple[str, Callable[[RecordFeatures], bool] | None]:
     """The blocking key that finds a query's records, and a filter for the rest of it."""
-    from zhike_identity.domain.normalise import (
-        Unusable,
-        normalise_email,
-        normalise_id,
-        normalise_name,
-        normalise_phone,
-    )
-
     v = Violations()
     given = [
         bool(query.source_record),

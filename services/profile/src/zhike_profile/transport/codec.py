@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import datetime as dt
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from zhike.profile.v1 import profile_pb2
 from zhike_profile.domain.model import Profile
 
 
-def _timestamp(value: object) -> Timestamp:
+def _timestamp(value: dt.datetime) -> Timestamp:
     stamp = Timestamp()
-    stamp.FromDatetime(value)  # type: ignore[arg-type]
+    stamp.FromDatetime(value)
     return stamp
 
 
