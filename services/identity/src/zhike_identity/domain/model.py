@@ -125,6 +125,15 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class PartyMember:
+    """A record's place in its party, without its values: enough for guardrails."""
+
+    key: SourceRecordKey
+    party_id: str
+    resident_id: str | None  # stored resident ID numbers were validated, so they are valid
+
+
+@dataclass(frozen=True)
 class PartyState:
     party_id: str
     created_at: dt.datetime

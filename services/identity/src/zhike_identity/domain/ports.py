@@ -13,6 +13,7 @@ from zhike_identity.domain.model import (
     LinkDecisionKind,
     LinkEvidence,
     LinkReview,
+    PartyMember,
     PartyState,
     ReviewStatus,
     SourceRecord,
@@ -34,6 +35,10 @@ class RecordStore(Protocol):
         ...
 
     async def of_parties(self, party_ids: Sequence[str]) -> list[StoredRecord]: ...
+    async def members_of(self, party_ids: Sequence[str]) -> list[PartyMember]:
+        """The parties' records by key, with their resident ID numbers (one narrow query)."""
+        ...
+
     async def with_blocking_keys(
         self, keys: Sequence[str], exclude: SourceRecordKey | None
     ) -> list[StoredRecord]: ...

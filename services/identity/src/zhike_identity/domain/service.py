@@ -283,11 +283,10 @@ class IdentityService:
             await uow.lock([f"party:{p}" for p in survivors])
             states = await uow.parties.get_many(survivors)
         resident: dict[str, set[str]] = {p: set() for p in survivors}
-        members = await uow.records.of_parties(survivors)
+        members = await uow.records.members_of(survivors)
         for member in members:
-            rid = features_of(member).resident_id
-            if rid is not None:
-                resident[member.party_id].add(rid)
+            if member.resident_id is not None:
+                resident[member.party_id].add(member.resident_id)
         parties = {
             p: CandidateParty(p, states[p].created_at, frozenset(resident[p])) for p in survivors
         }

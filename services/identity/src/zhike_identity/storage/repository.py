@@ -22,6 +22,7 @@ from zhike_identity.domain.model import (
     LinkEvidence,
     LinkReview,
     PartyChange,
+    PartyMember,
     PartyState,
     ReviewStatus,
     SourceRecord,
@@ -168,6 +169,24 @@ class SqlRecordStore:
             .order_by(source_record.c.source_system, source_record.c.source_record_id)
         )
         return [_stored(row) for row in rows]
+
+    async def members_of(self, party_ids: Sequence[str]) -> list[PartyMember]:
+        if not party_ids:
+            return []
+        c = source_record.c
+        rows = await self._session.execute(
+            sa.select(c.source_system, c.source_record_id, c.party_id, c.id_type, c.id_number)
+            .where(c.party_id.in_(list(party_ids)))
+            .order_by(c.source_system, c.source_record_id)
+        )
+        return [
+            PartyMember(
+                SourceRecordKey(r.source_system, r.source_record_id),
+                r.party_id,
+                r.id_number if r.id_type == IdType.RESIDENT_ID and r.id_number else None,
+            )
+            for r in rows
+        ]
 
     async def with_blocking_keys(
         self, keys: Sequence[str], exclude: SourceRecordKey | None
