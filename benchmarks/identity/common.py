@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from zhike_identity.batch import resolve_csv
 from zhike_identity.evaluation.metrics import PairwiseScores
-
-Resolver = Callable[[Path, Path], object]
 
 
 @dataclass(frozen=True)
@@ -24,31 +20,9 @@ class Timed:
         return self.records / self.seconds if self.seconds else 0.0
 
 
-def load_resolver() -> Resolver | str:
-    """`zhike_identity.batch.resolve_csv`, or why it cannot be imported (it is built in parallel)."""
-    try:
-        module = importlib.import_module("zhike_identity.batch")
-    except ImportError as error:
-        return f"zhike_identity.batch is not importable yet: {error}"
-    resolve_csv = getattr(module, "resolve_csv", None)
-    if not callable(resolve_csv):
-        return "zhike_identity.batch has no resolve_csv yet"
-
-    def resolve(input_path: Path, output_path: Path) -> object:
-        return resolve_csv(input_path, output_path, progress=False)
-
-    return resolve
-
-
-def count_rows(records_csv: Path) -> int:
-    with records_csv.open(encoding="utf-8") as file:
-        return sum(1 for _ in file) - 1
-
-
-def run_zhike(resolve: Resolver, records_csv: Path, output_csv: Path) -> Timed:
-    started = time.perf_counter()
-    resolve(records_csv, output_csv)
-    return Timed(records=count_rows(records_csv), seconds=time.perf_counter() - started)
+def run_zhike(records_csv: Path, output_csv: Path) -> Timed:
+    report = resolve_csv(records_csv, output_csv, progress=False)
+    return Timed(records=report.records, seconds=report.seconds)
 
 
 def say(text: str = "") -> None:

@@ -7,8 +7,7 @@
 
 For each, it prints pairwise precision, recall, F1, seconds and records/s for Zhike and for the
 Splink baseline (benchmarks/identity/splink_baseline.py), then the worst false merges and missed
-pairs of Zhike's output. Figures only — it never asserts. If `zhike_identity.batch.resolve_csv`
-cannot be imported yet it says so, still runs Splink, and exits with status 1.
+pairs of Zhike's output. Figures only — it never asserts.
 
     python -m benchmarks.identity.quality [--persons N] [--seed S] [--keep DIR] [--no-splink]
 """
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.identity import splink_baseline
-from benchmarks.identity.common import HEADER, Timed, load_resolver, row, run_zhike, say
+from benchmarks.identity.common import HEADER, Timed, row, run_zhike, say
 from zhike_identity.evaluation import febrl, generator
 from zhike_identity.evaluation.dataset import read_grouping, read_records
 from zhike_identity.evaluation.metrics import breakdown, pairwise_scores
@@ -38,29 +37,24 @@ def _describe(records_csv: Path) -> dict[tuple[str, str], str]:
     }
 
 
-def evaluate(name: str, directory: Path, *, run_splink: bool, worst: int) -> tuple[list[str], bool]:
-    """Rows of the results table for one dataset; the flag says whether Zhike ran."""
+def evaluate(name: str, directory: Path, *, run_splink: bool, worst: int) -> list[str]:
+    """Rows of the results table for one dataset."""
     records_csv, truth_csv = directory / "records.csv", directory / "truth.csv"
     truth = read_grouping(truth_csv, "person_id")
     lines = []
-    resolver = load_resolver()
-    ran = not isinstance(resolver, str)
-    if isinstance(resolver, str):
-        say(resolver)
-    else:
-        output = directory / "zhike_output.csv"
-        timed = run_zhike(resolver, records_csv, output)
-        predicted = read_grouping(output, "party_id")
-        lines.append(row(name, "zhike", timed, pairwise_scores(truth, predicted)))
-        if worst:
-            say(f"--- {name}: Zhike's worst cases")
-            say(breakdown(truth, predicted, worst, _describe(records_csv)))
+    output = directory / "zhike_output.csv"
+    timed = run_zhike(records_csv, output)
+    predicted = read_grouping(output, "party_id")
+    lines.append(row(name, "zhike", timed, pairwise_scores(truth, predicted)))
+    if worst:
+        say(f"--- {name}: Zhike's worst cases")
+        say(breakdown(truth, predicted, worst, _describe(records_csv)))
     if run_splink:
         output = directory / "splink_output.csv"
         result = splink_baseline.run(records_csv, output)
         scores = pairwise_scores(truth, read_grouping(output, "party_id"))
         lines.append(row(name, "splink", Timed(result.records, result.seconds), scores))
-    return lines, ran
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,21 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         febrl.write_csv(root / "febrl4")
         say("febrl4: 10,000 records, 5,000 true pairs")
         table: list[str] = []
-        all_ran = True
         for name in ("generated", "febrl4"):
-            lines, ran = evaluate(
-                name, root / name, run_splink=not args.no_splink, worst=args.worst
+            table.extend(
+                evaluate(name, root / name, run_splink=not args.no_splink, worst=args.worst)
             )
-            table.extend(lines)
-            all_ran = all_ran and ran
         say()
         say(HEADER)
         for line in table:
             say(line)
         say("targets: generated precision >= 0.995 and recall >= 0.97; febrl4 F1 >= 0.999")
-    if not all_ran:
-        say("zhike_identity.batch.resolve_csv is not available: only Splink was measured")
-        return 1
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.model import MatchModel
-from zhike_identity.domain.matching.resolver import resolve
+from zhike_identity.domain.matching.resolver import Resolution, resolve
 
 COLUMNS = (
     "source",
@@ -37,6 +37,7 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class ResolveReport:
+    model_version: str  # the model that decided (estimated from the input unless one was given)
     records: int
     parties: int
     problems: int
@@ -94,6 +95,26 @@ def resolve_csv(
     estimate_model: bool = True,
     errors: TextIO | None = None,
 ) -> ResolveReport:
+    return resolve_file(
+        input_path,
+        output_path,
+        progress=progress,
+        model=model,
+        estimate_model=estimate_model,
+        errors=errors,
+    )[2]
+
+
+def resolve_file(
+    input_path: Path,
+    output_path: Path,
+    *,
+    progress: bool = False,
+    model: MatchModel | None = None,
+    estimate_model: bool = True,
+    errors: TextIO | None = None,
+) -> tuple[list[RawRecord], Resolution, ResolveReport]:
+    """`resolve_csv`, also handing back the records and their resolution (for a bulk load)."""
     started = time.perf_counter()
     stderr = errors or sys.stderr
     records = read_records(input_path)
@@ -107,10 +128,13 @@ def resolve_csv(
         # Line numbers as an editor shows them: the header is line 1.
         stderr.write(f"{input_path}:{index + 2}: {problem.field}: {problem.reason}\n")
     write_assignments(output_path, records, resolution.party_ids)
-    return ResolveReport(
+    assert resolution.model is not None
+    report = ResolveReport(
+        model_version=resolution.model.version,
         records=len(records),
         parties=len(set(resolution.party_ids)),
         problems=len(resolution.problems),
         possible_matches=len(resolution.reviews),
         seconds=time.perf_counter() - started,
     )
+    return records, resolution, report

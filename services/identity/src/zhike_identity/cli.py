@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zhike_identity.batch import read_records, resolve_csv, write_assignments
+from zhike_identity.batch import read_records, resolve_file, write_assignments
+from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.model import MatchModel
+from zhike_identity.domain.matching.resolver import Resolution
 
 
 def register(commands: Any) -> None:
@@ -68,7 +70,7 @@ def _resolve_csv(args: argparse.Namespace) -> int:
     model = MatchModel.from_json(args.model.read_text()) if args.model else None
     if args.store and not _store_is_fresh(args.store):
         return 1
-    report = resolve_csv(
+    records, resolution, report = resolve_file(
         args.input,
         args.output,
         progress=not args.no_progress,
@@ -80,7 +82,7 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         f"matches for review, {report.problems} problems, {report.records_per_second:.0f} records/s\n"
     )
     if args.store:
-        return _store(args, model, report.records)
+        return _store(args.store, records, resolution, report.model_version)
     return 0
 
 
@@ -97,33 +99,15 @@ def _store_is_fresh(url: str) -> bool:
     return True
 
 
-def _store(args: argparse.Namespace, model: MatchModel | None, count: int) -> int:
-    """Writes the records just resolved (their parties read back from OUTPUT) into a fresh store."""
-    import csv
-
+def _store(url: str, records: list[RawRecord], resolution: Resolution, version: str) -> int:
+    """Writes the records just resolved into a fresh store."""
     from sqlalchemy.engine import make_url
 
-    from zhike_identity.domain.matching.model import default_model
-    from zhike_identity.domain.matching.resolver import Resolution
     from zhike_identity.storage.bulk import write_store
 
-    records = read_records(args.input)
-    with args.output.open(newline="", encoding="utf-8") as handle:
-        party_ids = [row["party_id"] for row in csv.DictReader(handle)]
-    # The version resolve() gives the model it used: estimated from the input unless given.
-    version = (model or default_model()).version
-    if model is None and count >= 1000:
-        version += "+estimated"
-    shown = make_url(args.store).render_as_string(hide_password=True)
+    shown = make_url(url).render_as_string(hide_password=True)
     try:
-        stored = asyncio.run(
-            write_store(
-                args.store,
-                records,
-                Resolution(party_ids=party_ids, problems=[], reviews=[]),
-                model_version=version,
-            )
-        )
+        stored = asyncio.run(write_store(url, records, resolution, model_version=version))
     except ValueError as error:  # a store that already holds records, an unstorable key
         sys.stderr.write(f"{shown}: not stored: {error}\n")
         return 1

@@ -74,14 +74,6 @@ class Party:
 
 
 @dataclass(frozen=True)
-class PartyKey:
-    """An identifier that, on its own, proves two records are the same person."""
-
-    kind: str
-    value: str
-
-
-@dataclass(frozen=True)
 class PartyCreated:
     party_id: str
     at: dt.datetime

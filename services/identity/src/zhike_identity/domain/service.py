@@ -248,7 +248,9 @@ class IdentityService:
                     await self._move(
                         uow, [key], old_party, target, now, Decider.MODEL, "", version, evidence
                     )
-            await uow.records.set_blocking_keys(key, [*keys, *counting_keys(features)])
+            await uow.records.set_blocking_keys(
+                key, [*keys, *counting_keys(features)], replacing=existing is not None
+            )
             for review in placement.reviews:
                 await uow.reviews.open(key, review.candidate.key, review.weight, now)
             await self._emit_golden(uow, [target], now)

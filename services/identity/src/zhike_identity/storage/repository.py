@@ -214,13 +214,16 @@ class SqlRecordStore:
         found = [_stored(row) for row in rows]
         return [r for r in found if r.key != exclude]
 
-    async def set_blocking_keys(self, key: SourceRecordKey, blocking: Sequence[str]) -> None:
-        await self._session.execute(
-            sa.delete(blocking_key).where(
-                blocking_key.c.source_system == key.source_system,
-                blocking_key.c.source_record_id == key.source_record_id,
+    async def set_blocking_keys(
+        self, key: SourceRecordKey, blocking: Sequence[str], *, replacing: bool
+    ) -> None:
+        if replacing:
+            await self._session.execute(
+                sa.delete(blocking_key).where(
+                    blocking_key.c.source_system == key.source_system,
+                    blocking_key.c.source_record_id == key.source_record_id,
+                )
             )
-        )
         unique = sorted(set(blocking))
         if unique:
             # One multi-row INSERT: asyncpg would otherwise run one statement per key.

@@ -6,9 +6,6 @@ side, a placeholder, or switched off by a guardrail) and contributes no weight e
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
 
 from zhike_identity.domain.matching.features import RecordFeatures
@@ -172,17 +169,3 @@ def compare(
                 if value is not None and frequencies.too_common(*value):
                     levels[field] = NULL
     return tuple(levels[f] for f in FIELDS)
-
-
-Comparator = Callable[[RecordFeatures, RecordFeatures, Frequencies | None], Pattern]
-
-
-@dataclass(frozen=True)
-class FieldEvidence:
-    """One row of an explanation: what was compared, how it agreed, what it weighed."""
-
-    field: str
-    left: str
-    right: str
-    level: str
-    weight: float
