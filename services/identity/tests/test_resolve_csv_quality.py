@@ -65,11 +65,12 @@ def test_febrl4_mapped_onto_the_input_format(tmp_path: Path) -> None:
     run_resolve_csv(tmp_path / "records.csv", tmp_path / "parties.csv")
     truth = read_grouping(tmp_path / "truth.csv", "person_id")
     scores = pairwise_scores(truth, read_grouping(tmp_path / "parties.csv", "party_id"))
-    # Measured F1 0.9898 (precision 1.0, recall 0.9798; Splink on the same mapping: 0.9960). The
-    # issue asks 0.999: not reached, see docs/identity-evaluation.md for what costs recall here
-    # (the twins guardrail, and given names replaced together with the ID number).
+    # Measured F1 0.9966 (precision 1.0, recall 0.9932; Splink on the same mapping: 0.9960). The
+    # issue asks 0.999: not reached. 23 of the 34 missed pairs are FEBRL duplicates whose given
+    # name and document number were both replaced: to the household and twins guardrail they
+    # are twins (docs/identity-evaluation.md).
     assert scores.precision >= 0.999, scores
-    assert scores.f1 >= 0.985, scores
+    assert scores.f1 >= 0.995, scores
 
 
 def test_every_row_gets_a_party_and_problems_name_their_line(tmp_path: Path) -> None:

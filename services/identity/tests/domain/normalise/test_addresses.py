@@ -58,6 +58,16 @@ def test_postcode_is_taken_from_the_start_the_end_or_a_label() -> None:
     assert normalise_address("南山区科苑路518057号大厦").postcode is None
 
 
+def test_an_address_abroad_ends_in_its_postcode() -> None:
+    address = normalise_address("12 Pinkerton Circuit, Richlands VIC 4560")
+    assert address.postcode == "4560"
+    assert address.text == "12pinkertoncircuitrichlandsvic"
+    assert normalise_address("Unter den Linden 5, Berlin 10117").postcode == "10117"
+    # A house number first is not a postcode, nor are four digits in a Chinese address.
+    assert normalise_address("1600 Amphitheatre Parkway Mountain View").postcode is None
+    assert normalise_address("深圳市南山区科苑路1501").postcode is None
+
+
 def test_traditional_hanzi_fold_to_simplified() -> None:
     assert (
         normalise_address("臺北市中正區重慶南路一段122號").text

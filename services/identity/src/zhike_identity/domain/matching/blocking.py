@@ -31,9 +31,10 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
     doc = record.document
     if doc is not None:
         keys.append(f"id:{doc.kind}:{doc.number}")
-        # One mistyped digit leaves one half intact.
+        # One mistyped digit leaves one half intact (short numbers too: a 7-digit number's
+        # halves of 3 and 4 digits still split a store into blocks of manageable size).
         half = len(doc.number) // 2
-        if half >= 4:
+        if half >= 3:
             keys.append(f"ih:{doc.kind}:{doc.number[:half]}")
             keys.append(f"it:{doc.kind}:{doc.number[half:]}")
     name = record.name
@@ -52,6 +53,9 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
                 keys.append(f"gb:{name.given}:{birth}")
         if record.address is not None and record.address.postcode:
             keys.append(f"sp:{name.surname}:{record.address.postcode}")
+            if name.given:
+                # Latin names' order is a guess: the other part with the postcode too.
+                keys.append(f"gp:{name.given}:{record.address.postcode}")
     if birth:
         keys.append(f"bd:{birth}")
     return [index_key(k) for k in keys]

@@ -84,15 +84,21 @@ def _name_level(a: RecordFeatures, b: RecordFeatures) -> str:
     givens = _similar(na.given, nb.given)
     # Both parts nearly equal, in either order (given-name-first Latin spellings swap them).
     swapped = min(_similar(na.surname, nb.given), _similar(na.given, nb.surname))
+    # The whole-name comparison is for names split differently ("liujian jun"); where the
+    # surnames agree, the given names alone decide (王安 and 王娜, "wangan" and "wangna", are
+    # twins' names, not a typo).
     if (
         max(min(surnames, givens), swapped) >= 0.88
-        or JaroWinkler.similarity(na.full, nb.full) >= 0.93
+        or (surnames < 0.92 and JaroWinkler.similarity(na.full, nb.full) >= 0.93)
         or sorted(na.syllables) == sorted(nb.syllables)
     ):
         return "close"
-    # One part agrees and the other does not: siblings, twins, spouses — or one person whose
-    # other name part was mistyped beyond recognition or replaced.
-    if surnames >= 0.92 or givens >= 0.92:
+    # One part agrees and the other does not or is missing: siblings, twins, spouses — or one
+    # person whose other name part was mistyped beyond recognition, replaced or left out. The
+    # parts are compared across too: a Latin name's order is a guess ("Webb" vs "Amber Webb").
+    parts_a = [p for p in (na.surname, na.given) if p]
+    parts_b = [p for p in (nb.surname, nb.given) if p]
+    if any(_similar(x, y) >= 0.92 for x in parts_a for y in parts_b):
         return "partial"
     return "different"
 
@@ -145,10 +151,40 @@ def compare(
     a: RecordFeatures, b: RecordFeatures, frequencies: Frequencies | None = None
 ) -> Pattern:
     """The agreement level of every field, in FIELDS order, with the guardrails applied."""
-    name = _name_level(a, b)
-    levels = {
+    levels = _levels(a, b)
+    household = _shared_by_household(levels)
+    for field in _SHARED_IDENTIFIER_FIELDS:
+        if levels[field] in _AGREES:
+            value = _shared_value(a, field)
+            if field in household or (
+                frequencies is not None and value is not None and frequencies.too_common(*value)
+            ):
+                levels[field] = NULL
+    return tuple(levels[f] for f in FIELDS)
+
+
+def shared_by_household(a: RecordFeatures, b: RecordFeatures) -> tuple[str, ...]:
+    """The shared identifiers (phone, e-mail, address) the household guardrail sets aside for
+    this pair: those two records agree on while their names disagree and no document agrees.
+    The evaluation uses it to tell the misses this rule causes from the rest."""
+    return _shared_by_household(_levels(a, b))
+
+
+_AGREES = ("same", "exact", "similar")
+
+
+def _shared_by_household(levels: dict[str, str]) -> tuple[str, ...]:
+    # Households and new owners of recycled numbers never share an identity document number.
+    documents_agree = levels["id"] in ("exact_valid", "exact", "close")
+    if levels["name"] not in _NAMES_DISAGREE or documents_agree:
+        return ()
+    return tuple(f for f in _SHARED_IDENTIFIER_FIELDS if levels[f] in _AGREES)
+
+
+def _levels(a: RecordFeatures, b: RecordFeatures) -> dict[str, str]:
+    return {
         "id": _id_level(a, b),
-        "name": name,
+        "name": _name_level(a, b),
         "birth_date": _birth_level(a, b),
         "gender": _same_or_different(a.gender, b.gender),
         "phone": _same_or_different(
@@ -157,15 +193,3 @@ def compare(
         "email": _same_or_different(a.email, b.email),
         "address": _address_level(a, b),
     }
-    # Households and new owners of recycled numbers never share an identity document number.
-    documents_agree = levels["id"] in ("exact_valid", "exact", "close")
-    for field in _SHARED_IDENTIFIER_FIELDS:
-        level = levels[field]
-        if level in ("same", "exact", "similar"):
-            if name in _NAMES_DISAGREE and not documents_agree:
-                levels[field] = NULL
-            elif frequencies is not None:
-                value = _shared_value(a, field)
-                if value is not None and frequencies.too_common(*value):
-                    levels[field] = NULL
-    return tuple(levels[f] for f in FIELDS)

@@ -137,18 +137,18 @@ def estimate(
 ) -> MatchModel:
     """Estimates the model from the data.
 
-    u: the share of each level among random pairs (almost all of them different people).
+    u: the share of each level among random pairs, leaving out the few that are surely the
+    same person (`_surely_same`).
     m: the share of each level among *anchor* pairs, candidate pairs that are the same person
     beyond reasonable doubt without the field in question — pairs agreeing on a valid document
     number for every other field, and pairs agreeing on name, birth date and a contact or the
-    address for the
-    document field. Unlike expectation maximisation, this cannot drift into a "match" class
+    address for the document field. Unlike expectation maximisation, this cannot drift into a "match" class
     that is really "same surname", and each m can be checked by hand.
     """
-    u = _level_shares(random_patterns, start.u)
+    index = {name: i for i, name in enumerate(FIELDS)}
+    u = _level_shares((p for p in random_patterns if not _surely_same(p, index)), start.u)
     by_document: dict[str, dict[str, int]] = {f: dict.fromkeys(LEVELS[f], 0) for f in FIELDS}
     by_person: dict[str, int] = dict.fromkeys(LEVELS["id"], 0)
-    index = {name: i for i, name in enumerate(FIELDS)}
     for pattern in candidate_patterns:
         if pattern[index["id"]] == "exact_valid":
             for name, level in zip(FIELDS, pattern, strict=True):
@@ -186,6 +186,26 @@ def estimate(
         u=u,
         link_weight=start.link_weight,
         review_weight=start.review_weight,
+    )
+
+
+def _surely_same(pattern: Pattern, index: Mapping[str, int]) -> bool:
+    """A pair the same person beyond reasonable doubt: the same document number and the same
+    name or birth date, or the same name and birth date and a shared contact or address.
+
+    u is P(level | different people). A random pair is almost always two people, but not
+    always: in a store where most persons have a duplicate (FEBRL4: 10,000 records, one
+    duplicate each) true pairs drawn at random are as frequent as chance agreements, and would
+    count the very levels that identify a person as chance.
+    """
+    same_document = pattern[index["id"]] in ("exact_valid", "exact")
+    same_name = pattern[index["name"]] in ("exact_hanzi", "exact_pinyin", "close")
+    same_birth = pattern[index["birth_date"]] == "exact"
+    shared = "same" in (pattern[index["phone"]], pattern[index["email"]]) or pattern[
+        index["address"]
+    ] in ("exact", "similar")
+    return (same_document and (same_name or same_birth)) or (
+        pattern[index["name"]] in _ID_ANCHOR_NAMES and same_birth and shared
     )
 
 

@@ -101,6 +101,9 @@ _POSTCODE_LABELLED = re.compile(
 )
 _POSTCODE_FIRST = re.compile(r"^[(\[]?([0-9]{6})(?![0-9])[)\]]?")
 _POSTCODE_LAST = re.compile(r"(?<![0-9])[(\[]?([0-9]{6})[)\]]?[ .,;。，；]*$")
+# Addresses abroad (Latin script): a trailing group of 4 or 5 digits is the postcode of most
+# countries that use digits (Australia 2000, the United States and Germany 10115).
+_POSTCODE_LAST_ABROAD = re.compile(r"(?<![0-9])([0-9]{4,5})[ .,;]*$")
 _WORD = re.compile(r"[^\W_]+")
 _ADDRESS_PLACEHOLDERS = frozenset(
     {"地址不详", "不详地址", "无地址", "同上", "见身份证", "同身份证", "同户籍地址", "地址"}
@@ -112,7 +115,7 @@ class Address:
     text: str  # comparison form: no spaces/punctuation, province and city prefixes removed
     province: str | None  # "北京", "广东" (no 省/市/自治区 suffix) when present
     city: str | None  # "北京", "深圳" when present
-    postcode: str | None  # 6 digits when present
+    postcode: str | None  # 6 digits when present (4 or 5 in an address abroad)
     tokens: tuple[str, ...]  # overlapping bigrams of `text`, or the words of a Latin address
 
 
@@ -125,7 +128,10 @@ def normalise_address(raw: str) -> Address:
     if is_placeholder(text) or text.replace(" ", "") in _ADDRESS_PLACEHOLDERS:
         raise Unusable("placeholder")
     postcode = None
-    for pattern in (_POSTCODE_LABELLED, _POSTCODE_FIRST, _POSTCODE_LAST):
+    patterns = [_POSTCODE_LABELLED, _POSTCODE_FIRST, _POSTCODE_LAST]
+    if not HAN.search(text):
+        patterns.append(_POSTCODE_LAST_ABROAD)
+    for pattern in patterns:
         match = pattern.search(text)
         if match:
             postcode = match[1]

@@ -1,0 +1,22 @@
+"""Blocking keys: a one-digit typo or a part of the name swapped still leaves a key in common."""
+
+from __future__ import annotations
+
+from zhike_identity.domain.matching.blocking import blocking_keys
+from zhike_identity.domain.matching.features import RawRecord, extract_features
+
+
+def shared_keys(a: RawRecord, b: RawRecord) -> set[str]:
+    return set(blocking_keys(extract_features(a))) & set(blocking_keys(extract_features(b)))
+
+
+def test_a_short_document_number_with_one_typo_shares_a_half() -> None:
+    a = RawRecord("x", "a", full_name="vanessa george", id_type="OTHER", id_number="3116798")
+    b = RawRecord("x", "b", full_name="vanessa geogre", id_type="OTHER", id_number="3116789")
+    assert shared_keys(a, b) == {"ih:OTHER:311"}
+
+
+def test_either_name_part_with_the_postcode_is_a_key() -> None:
+    a = RawRecord("x", "a", full_name="jessica hanna", address="7 jerrabomberra avenue nsw 2821")
+    b = RawRecord("x", "b", full_name="jesdicai hanna", address="7 jerrabombera avenue nsw 2821")
+    assert shared_keys(a, b) == {"gp:hanna:2821"}
