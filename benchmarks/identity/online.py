@@ -50,6 +50,7 @@ from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.resolver import resolve
 from zhike_identity.evaluation import generator
 from zhike_identity.storage.bulk import service_record, write_store
+from zhike_runtime.app import settle_memory
 from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.testing.processes import NatsServer, PostgresCluster, throwaway_postgres
 from zhike_runtime.testing.services import running_service
@@ -247,6 +248,7 @@ async def _online(
         ) as service,
         grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel,
     ):
+        settle_memory()  # as `zhike_runtime.app.run` does once a service has started
         link = pb_grpc.IdentityServiceStub(channel).LinkSourceRecord
         for call in warm_up:
             await link(call.request, timeout=30)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -208,6 +209,15 @@ class RunningService(Generic[S]):
         log.info("service stopped")
 
 
+def settle_memory() -> None:
+    """Keeps what start-up built (modules, the model, tables, the pools: some 200,000 objects)
+    out of every later full garbage collection. Python's collector walks all tracked objects on
+    each full pass, and these live as long as the process; left in, each pass cost tens of
+    milliseconds of a request's time. Collected first, so no garbage is frozen with them."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _serve(definition: ServiceDefinition[S], settings: S) -> None:
     service = RunningService(definition, settings)
     stop = asyncio.Event()
@@ -215,6 +225,7 @@ async def _serve(definition: ServiceDefinition[S], settings: S) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await service.start()
+    settle_memory()
     await stop.wait()
     log.info("shutdown requested")
     try:

@@ -117,12 +117,22 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class KeyCounts:
+    """Per candidate-index key: the records holding it (what limits a block, as in the batch
+    resolver), and the parties holding it (what term frequencies and shared-value rules count)."""
+
+    records: dict[str, int]
+    parties: dict[str, int]
+
+
+@dataclass(frozen=True)
 class PartyMember:
     """A record's place in its party, without its values: enough for guardrails."""
 
     key: SourceRecordKey
     party_id: str
     resident_id: str | None  # stored resident ID numbers were validated, so they are valid
+    kept_apart: bool = False  # a steward's "never link" names this record
 
 
 @dataclass(frozen=True)

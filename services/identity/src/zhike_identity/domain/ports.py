@@ -10,6 +10,7 @@ from typing import Protocol, Self
 from zhike_identity.domain.model import (
     DomainEvent,
     HistoryEntry,
+    KeyCounts,
     LinkDecisionKind,
     LinkEvidence,
     LinkReview,
@@ -35,10 +36,6 @@ class RecordStore(Protocol):
         ...
 
     async def of_parties(self, party_ids: Sequence[str]) -> list[StoredRecord]: ...
-    async def members_of(self, party_ids: Sequence[str]) -> list[PartyMember]:
-        """The parties' records by key, with their resident ID numbers (one narrow query)."""
-        ...
-
     async def with_blocking_keys(
         self, keys: Sequence[str], exclude: SourceRecordKey | None
     ) -> list[StoredRecord]: ...
@@ -48,7 +45,7 @@ class RecordStore(Protocol):
         """Indexes the record under its keys; `replacing` drops its old keys first."""
         ...
 
-    async def key_counts(self, keys: Sequence[str]) -> dict[str, int]: ...
+    async def key_counts(self, keys: Sequence[str]) -> KeyCounts: ...
     async def estimated_total(self) -> int: ...
 
 
@@ -56,15 +53,22 @@ class PartyStore(Protocol):
     async def add(self, party_id: str, at: dt.datetime) -> None: ...
     async def get(self, party_id: str) -> PartyState | None: ...
     async def get_many(self, party_ids: Sequence[str]) -> dict[str, PartyState]: ...
+    async def with_members(
+        self, party_ids: Sequence[str]
+    ) -> tuple[dict[str, PartyState], list[PartyMember]]:
+        """The parties and their records (keys, resident ID numbers, whether a steward's
+        "never link" names them), in one query."""
+        ...
+
     async def retire(self, party_id: str, into: str, at: dt.datetime) -> None: ...
 
 
 class DecisionStore(Protocol):
     async def for_record(self, key: SourceRecordKey) -> dict[SourceRecordKey, LinkDecisionKind]: ...
     async def never_among(
-        self, keys: Sequence[SourceRecordKey]
+        self, party_ids: Sequence[str]
     ) -> list[tuple[SourceRecordKey, SourceRecordKey]]:
-        """The "never link" pairs with both records among `keys`."""
+        """The "never link" pairs with both records in these parties."""
         ...
 
     async def record(

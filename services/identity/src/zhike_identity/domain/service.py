@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from zhike_identity.domain.matching.blocking import (
     index_key,
 )
 from zhike_identity.domain.matching.comparison import FIELDS, Frequencies, compare, veto
-from zhike_identity.domain.matching.features import RawRecord, RecordFeatures, extract_features
+from zhike_identity.domain.matching.features import RecordFeatures, extract_features
 from zhike_identity.domain.matching.model import MatchModel, match_probability
 from zhike_identity.domain.matching.resolver import BLOCK_LIMIT, SHARED_VALUE_LIMIT, pair_weight
 from zhike_identity.domain.model import (
@@ -102,16 +101,11 @@ class PartyQuery:
     birth_date: dt.date | None = None
 
 
-@functools.lru_cache(maxsize=100_000)
-def _features(raw: RawRecord) -> RecordFeatures:
-    return extract_features(raw)
-
-
 def features_of(stored: StoredRecord) -> RecordFeatures:
-    """A stored record's features, cached: the same candidates come back call after call, and
-    normalising them again was an eighth of a link's time. Keyed by the values themselves, so an
-    updated record is never served stale features."""
-    return _features(raw_record(stored.record))
+    """A stored record's features, normalised again (about 40 µs). Not cached: at a million
+    records candidates rarely repeat, and a cache of a hundred thousand entries held ~900,000
+    objects that each full garbage collection walked, pausing the service for half a second."""
+    return extract_features(raw_record(stored.record))
 
 
 class IdentityService:
@@ -155,12 +149,16 @@ class IdentityService:
             await uow.lock([_key_name(key), *keys])
             existing = await uow.records.get(key)
             counts = await uow.records.key_counts([*keys, *counting_keys(features)])
+            # Blocks are limited by their records, as in the batch resolver: a value held by more
+            # records than BLOCK_LIMIT is rarer evidence than what the other keys bring.
             usable = [
-                k for k in keys if k.startswith(STRONG_PREFIXES) or counts.get(k, 0) <= BLOCK_LIMIT
+                k
+                for k in keys
+                if k.startswith(STRONG_PREFIXES) or counts.records.get(k, 0) <= BLOCK_LIMIT
             ]
             stored = await uow.records.with_blocking_keys(usable, exclude=key)
             frequencies = Frequencies(
-                _frequency_counts(features, counts),
+                _frequency_counts(features, counts.parties),
                 await self._estimated_total(uow),
                 SHARED_VALUE_LIMIT,
             )
@@ -172,7 +170,9 @@ class IdentityService:
                 for s in stored
             ]
             scored = score_candidates(self._model, features, candidates, frequencies)
-            decisions = await uow.decisions.for_record(key)
+            # Records are never deleted and a steward decides only about stored records, so a
+            # record seen for the first time has no decisions: one query fewer on most links.
+            decisions = await uow.decisions.for_record(key) if existing is not None else {}
             placement = place(
                 self._model,
                 features,
@@ -192,6 +192,7 @@ class IdentityService:
             old_party = existing.party_id if existing else None
             target = placement.party_id
             created = False
+            history: list[HistoryEntry] = []
             # A known record that matches nothing keeps its party if it is alone in it.
             if (
                 target is None
@@ -204,17 +205,15 @@ class IdentityService:
                 created = True
                 await uow.parties.add(target, now)
                 uow.record(PartyCreated(target, now))
-                await uow.history.append(
-                    [
-                        HistoryEntry(
-                            target,
-                            PartyChange.CREATED,
-                            now,
-                            Decider.MODEL,
-                            version,
-                            source_records=(key,),
-                        )
-                    ]
+                history.append(
+                    HistoryEntry(
+                        target,
+                        PartyChange.CREATED,
+                        now,
+                        Decider.MODEL,
+                        version,
+                        source_records=(key,),
+                    )
                 )
             merged = await self._merge(
                 uow,
@@ -229,17 +228,15 @@ class IdentityService:
             if existing is None:
                 await uow.records.add(record, target, evidence, now)
                 uow.record(SourceRecordLinked(target, key, now))
-                await uow.history.append(
-                    [
-                        HistoryEntry(
-                            target,
-                            PartyChange.RECORD_LINKED,
-                            now,
-                            Decider.MODEL,
-                            version,
-                            source_records=(key,),
-                        )
-                    ]
+                history.append(
+                    HistoryEntry(
+                        target,
+                        PartyChange.RECORD_LINKED,
+                        now,
+                        Decider.MODEL,
+                        version,
+                        source_records=(key,),
+                    )
                 )
             else:
                 await uow.records.update(record, now)
@@ -251,9 +248,15 @@ class IdentityService:
             await uow.records.set_blocking_keys(
                 key, [*keys, *counting_keys(features)], replacing=existing is not None
             )
+            await uow.history.append(history)
             for review in placement.reviews:
                 await uow.reviews.open(key, review.candidate.key, review.weight, now)
-            await self._emit_golden(uow, [target], now)
+            if created and not merged:
+                # The new party holds this record alone: its golden record needs no query.
+                alone = StoredRecord(key, target, record, evidence, now)
+                uow.record(GoldenRecordChanged(target, golden_record([(alone, features)]), now))
+            else:
+                await self._emit_golden(uow, [target], now)
             await uow.commit()
         return LinkOutcome(target, party_created=created, merged_party_ids=tuple(merged))
 
@@ -275,7 +278,7 @@ class IdentityService:
         if not party_ids:
             return {}, {}, frozenset()
         await uow.lock([f"party:{p}" for p in party_ids])
-        states = await uow.parties.get_many(party_ids)
+        states, members = await uow.parties.with_members(party_ids)
         forward = {
             p: p if p in states and states[p].retired_into is None else await _surviving(uow, p)
             for p in party_ids
@@ -283,9 +286,8 @@ class IdentityService:
         survivors = sorted(set(forward.values()))
         if set(survivors) != set(party_ids):
             await uow.lock([f"party:{p}" for p in survivors])
-            states = await uow.parties.get_many(survivors)
+            states, members = await uow.parties.with_members(survivors)
         resident: dict[str, set[str]] = {p: set() for p in survivors}
-        members = await uow.records.members_of(survivors)
         for member in members:
             if member.resident_id is not None:
                 resident[member.party_id].add(member.resident_id)
@@ -293,9 +295,10 @@ class IdentityService:
             p: CandidateParty(p, states[p].created_at, frozenset(resident[p])) for p in survivors
         }
         party_of = {m.key: m.party_id for m in members}
+        kept_apart = any(m.kept_apart for m in members)
         apart = frozenset(
             frozenset((party_of[a], party_of[b]))
-            for a, b in await uow.decisions.never_among(list(party_of))
+            for a, b in (await uow.decisions.never_among(survivors) if kept_apart else [])
             if party_of[a] != party_of[b]
         )
         return parties, {p: s for p, s in forward.items() if p != s}, apart
@@ -475,7 +478,7 @@ class IdentityService:
             fa, fb = features_of(left), features_of(right)
             counts = await uow.records.key_counts([*blocking_keys(fa), *counting_keys(fa)])
             frequencies = Frequencies(
-                _frequency_counts(fa, counts),
+                _frequency_counts(fa, counts.parties),
                 await self._estimated_total(uow),
                 SHARED_VALUE_LIMIT,
             )

@@ -18,6 +18,7 @@ from zhike_identity.domain.model import (
     Gender,
     HistoryEntry,
     IdType,
+    KeyCounts,
     LinkDecisionKind,
     LinkEvidence,
     LinkReview,
@@ -170,24 +171,6 @@ class SqlRecordStore:
         )
         return [_stored(row) for row in rows]
 
-    async def members_of(self, party_ids: Sequence[str]) -> list[PartyMember]:
-        if not party_ids:
-            return []
-        c = source_record.c
-        rows = await self._session.execute(
-            sa.select(c.source_system, c.source_record_id, c.party_id, c.id_type, c.id_number)
-            .where(c.party_id.in_(list(party_ids)))
-            .order_by(c.source_system, c.source_record_id)
-        )
-        return [
-            PartyMember(
-                SourceRecordKey(r.source_system, r.source_record_id),
-                r.party_id,
-                r.id_number if r.id_type == IdType.RESIDENT_ID and r.id_number else None,
-            )
-            for r in rows
-        ]
-
     async def with_blocking_keys(
         self, keys: Sequence[str], exclude: SourceRecordKey | None
     ) -> list[StoredRecord]:
@@ -240,8 +223,8 @@ class SqlRecordStore:
                 )
             )
 
-    async def key_counts(self, keys: Sequence[str]) -> dict[str, int]:
-        """How many parties hold each key's value.
+    async def key_counts(self, keys: Sequence[str]) -> KeyCounts:
+        """How many records hold each key's value, and how many parties.
 
         Records are counted from the index alone (cheap however common the value); where a key
         has few records, those are resolved to distinct parties, so that one customer's many
@@ -249,30 +232,49 @@ class SqlRecordStore:
         parties: the value is common either way.
         """
         if not keys:
-            return {}
+            return KeyCounts({}, {})
         unique = sorted(set(keys))
-        rows = await self._session.execute(
-            sa.select(blocking_key.c.key, sa.func.count())
+        counted = (
+            sa.select(blocking_key.c.key, sa.func.count().label("records"))
             .where(blocking_key.c.key.in_(unique))
             .group_by(blocking_key.c.key)
+            .cte("counted")
         )
-        counts = {row[0]: int(row[1]) for row in rows}
-        few = [k for k, n in counts.items() if 1 < n <= _EXACT_PARTY_COUNT_LIMIT]
-        if few:
-            rows = await self._session.execute(
-                sa.select(blocking_key.c.key, sa.func.count(sa.distinct(source_record.c.party_id)))
-                .join(
+        holder = blocking_key.alias("holder")
+        parties_holding = (
+            sa.select(sa.func.count(sa.distinct(source_record.c.party_id)))
+            .select_from(
+                holder.join(
                     source_record,
                     sa.and_(
-                        source_record.c.source_system == blocking_key.c.source_system,
-                        source_record.c.source_record_id == blocking_key.c.source_record_id,
+                        source_record.c.source_system == holder.c.source_system,
+                        source_record.c.source_record_id == holder.c.source_record_id,
                     ),
                 )
-                .where(blocking_key.c.key.in_(few))
-                .group_by(blocking_key.c.key)
             )
-            counts |= {row[0]: int(row[1]) for row in rows}
-        return counts
+            .where(holder.c.key == counted.c.key)
+            .scalar_subquery()
+        )
+        # One round trip: the parties are counted (a join) only for keys with few records.
+        rows = await self._session.execute(
+            sa.select(
+                counted.c.key,
+                counted.c.records,
+                sa.case(
+                    (
+                        counted.c.records.between(2, _EXACT_PARTY_COUNT_LIMIT),
+                        parties_holding,
+                    ),
+                    else_=counted.c.records,
+                ),
+            )
+        )
+        records: dict[str, int] = {}
+        parties: dict[str, int] = {}
+        for key, held_by_records, held_by_parties in rows:
+            records[key] = int(held_by_records)
+            parties[key] = int(held_by_parties)
+        return KeyCounts(records, parties)
 
     async def estimated_total(self) -> int:
         if self._dialect == "postgresql":
@@ -309,6 +311,61 @@ class SqlPartyStore:
             row.party_id: PartyState(row.party_id, as_utc(row.created_at), row.retired_into)
             for row in rows
         }
+
+    async def with_members(
+        self, party_ids: Sequence[str]
+    ) -> tuple[dict[str, PartyState], list[PartyMember]]:
+        """The parties and their members in one round trip, each member flagged when a steward's
+        "never link" names it (rare: only then are the decisions themselves read)."""
+        if not party_ids:
+            return {}, []
+        r, d = source_record.c, link_decision.c
+
+        def never(system: sa.ColumnElement[str], record_id: sa.ColumnElement[str]) -> Any:
+            return (
+                sa.select(sa.literal(1))
+                .where(
+                    d.decision == LinkDecisionKind.NEVER.value,
+                    system == r.source_system,
+                    record_id == r.source_record_id,
+                )
+                .exists()
+            )
+
+        rows = await self._session.execute(
+            sa.select(
+                party.c.party_id,
+                party.c.created_at,
+                party.c.retired_into,
+                r.source_system,
+                r.source_record_id,
+                r.id_type,
+                r.id_number,
+                sa.or_(never(d.a_system, d.a_record_id), never(d.b_system, d.b_record_id)).label(
+                    "kept_apart"
+                ),
+            )
+            .select_from(party.outerjoin(source_record, r.party_id == party.c.party_id))
+            .where(party.c.party_id.in_(list(party_ids)))
+            .order_by(party.c.party_id, r.source_system, r.source_record_id)
+        )
+        states: dict[str, PartyState] = {}
+        members: list[PartyMember] = []
+        for row in rows:
+            states[row.party_id] = PartyState(
+                row.party_id, as_utc(row.created_at), row.retired_into
+            )
+            if row.source_system is None:
+                continue  # a party without records (merged away)
+            members.append(
+                PartyMember(
+                    SourceRecordKey(row.source_system, row.source_record_id),
+                    row.party_id,
+                    row.id_number if row.id_type == IdType.RESIDENT_ID and row.id_number else None,
+                    bool(row.kept_apart),
+                )
+            )
+        return states, members
 
     async def retire(self, party_id: str, into: str, at: dt.datetime) -> None:
         await self._session.execute(
@@ -349,17 +406,30 @@ class SqlDecisionStore:
         return result
 
     async def never_among(
-        self, keys: Sequence[SourceRecordKey]
+        self, party_ids: Sequence[str]
     ) -> list[tuple[SourceRecordKey, SourceRecordKey]]:
-        if len(keys) < 2:
+        if not party_ids:
             return []
         c = link_decision.c
-        pairs = [(k.source_system, k.source_record_id) for k in keys]
+        a, b = source_record.alias("a"), source_record.alias("b")
+        parties = list(party_ids)
+        # Joined by party in the database: listing the parties' members as (system, id) pairs
+        # made a statement of hundreds of parameters, prepared anew for each length.
         rows = await self._session.execute(
-            sa.select(c.a_system, c.a_record_id, c.b_system, c.b_record_id).where(
+            sa.select(c.a_system, c.a_record_id, c.b_system, c.b_record_id)
+            .select_from(
+                link_decision.join(
+                    a,
+                    sa.and_(a.c.source_system == c.a_system, a.c.source_record_id == c.a_record_id),
+                ).join(
+                    b,
+                    sa.and_(b.c.source_system == c.b_system, b.c.source_record_id == c.b_record_id),
+                )
+            )
+            .where(
                 c.decision == LinkDecisionKind.NEVER.value,
-                sa.tuple_(c.a_system, c.a_record_id).in_(pairs),
-                sa.tuple_(c.b_system, c.b_record_id).in_(pairs),
+                a.c.party_id.in_(parties),
+                b.c.party_id.in_(parties),
             )
         )
         return [
