@@ -6,12 +6,13 @@
    and resolves them in memory with `resolve()` — the batch resolver (records/s).
 3. Bulk-loads the result into a fresh identity store (`zhike_identity.storage.bulk.write_store`:
    COPY, then VACUUM ANALYZE), then ANALYZE once more as an operator would (seconds).
-4. Starts the identity service in-process on that database with a real nats-server, and sends
-   LinkSourceRecord over gRPC for new records, about half of them new records of persons already
-   stored (a stored record's values under a new source key, some fields left out) and half of new
-   persons (the generator with another seed): first one caller at a time (p50/p90/p99/max), then
-   8 concurrent callers (throughput, and latency under that load). The client runs in the same
-   process as the service, so its own time (encoding, the event loop) is inside the figures.
+4. Starts the identity service as deployed (`python -m zhike_identity`, its own process) on
+   that database with a real nats-server, and sends LinkSourceRecord over gRPC for new records,
+   about half of them new records of persons already stored (a stored record's values under a
+   new source key, some fields left out) and half of new persons (the generator with another
+   seed): first one caller at a time (p50/p90/p99/max), then 8 concurrent callers (throughput,
+   and latency under that load). The client shares the machine's 2 cores with the service,
+   PostgreSQL and nats-server.
 5. With pg_stat_statements, prints where the database time of the one-caller phase went.
 
 Prints figures; never asserts.
@@ -31,6 +32,8 @@ import datetime as dt
 import os
 import platform
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -45,15 +48,18 @@ from benchmarks.identity.common import say
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from zhike.identity.v1 import party_pb2
-from zhike_identity.app import DEFINITION
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.resolver import resolve
 from zhike_identity.evaluation import generator
 from zhike_identity.storage.bulk import service_record, write_store
-from zhike_runtime.app import settle_memory
 from zhike_runtime.errors import InvalidArgument
-from zhike_runtime.testing.processes import NatsServer, PostgresCluster, throwaway_postgres
-from zhike_runtime.testing.services import running_service
+from zhike_runtime.testing.processes import (
+    NatsServer,
+    PostgresCluster,
+    free_port,
+    throwaway_postgres,
+)
+from zhike_runtime.testing.services import wait_serving
 
 DEFAULT_RECORDS = 1_000_000
 DEFAULT_CALLS = 2_000
@@ -231,60 +237,89 @@ async def _top_statements(cluster: PostgresCluster, database: str, calls: int) -
         )
 
 
+def _start_service(database_url: str, nats_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The identity service as deployed: its own process (`python -m zhike_identity`), so the
+    client's work is not on the service's event loop."""
+    port = free_port()
+    environment = os.environ | {
+        "ZHIKE_GRPC_HOST": "127.0.0.1",
+        "ZHIKE_GRPC_PORT": str(port),
+        "ZHIKE_DATABASE_URL": database_url,
+        "ZHIKE_NATS_URL": nats_url,
+        "ZHIKE_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen([sys.executable, "-m", "zhike_identity"], env=environment), port
+
+
 async def _online(
     cluster: PostgresCluster,
-    database_url: str,
+    port: int,
     database: str,
-    nats: NatsServer,
     sequential: Sequence[Call],
     concurrent: Sequence[Call],
     warm_up: Sequence[Call],
     callers: int,
     stored_parties: frozenset[str],
 ) -> None:
-    async with (
-        running_service(
-            DEFINITION, database_url=database_url, nats_url=nats.url, log_level="WARNING"
-        ) as service,
-        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel,
-    ):
-        settle_memory()  # as `zhike_runtime.app.run` does once a service has started
-        link = pb_grpc.IdentityServiceStub(channel).LinkSourceRecord
-        for call in warm_up:
-            await link(call.request, timeout=30)
-
-        await _reset_statements(cluster, database)
-        outcomes = Outcomes(stored_parties)
-        latencies: list[float] = []
-        for call in sequential:
-            started = time.perf_counter()
-            response = await link(call.request, timeout=30)
-            latencies.append((time.perf_counter() - started) * 1000)
-            outcomes.add(call, response)
-        say(_latency_line("LinkSourceRecord, 1 caller", latencies))
-        say(
-            f"  stored persons' new records linked to their party: {outcomes.known_linked}/"
-            f"{outcomes.known}; new persons' records put into a stored party: "
-            f"{outcomes.new_joined_stored}/{outcomes.new}"
+    await wait_serving(port, timeout=120)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        await _measure(
+            cluster,
+            database,
+            pb_grpc.IdentityServiceStub(channel).LinkSourceRecord,
+            sequential,
+            concurrent,
+            warm_up,
+            callers,
+            stored_parties,
         )
-        if _percentile(latencies, 0.99) > LATENCY_TARGET_MS:
-            say(f"  p99 above the {LATENCY_TARGET_MS:.0f} ms target")
-        await _top_statements(cluster, database, len(sequential))
 
-        queue = iter(concurrent)
-        loaded: list[float] = []
 
-        async def caller() -> None:
-            for call in queue:
-                started = time.perf_counter()
-                await link(call.request, timeout=30)
-                loaded.append((time.perf_counter() - started) * 1000)
+async def _measure(
+    cluster: PostgresCluster,
+    database: str,
+    link: grpc.aio.UnaryUnaryMultiCallable[pb.LinkSourceRecordRequest, pb.LinkSourceRecordResponse],
+    sequential: Sequence[Call],
+    concurrent: Sequence[Call],
+    warm_up: Sequence[Call],
+    callers: int,
+    stored_parties: frozenset[str],
+) -> None:
+    for call in warm_up:
+        await link(call.request, timeout=30)
 
+    await _reset_statements(cluster, database)
+    outcomes = Outcomes(stored_parties)
+    latencies: list[float] = []
+    for call in sequential:
         started = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(callers)))
-        elapsed = time.perf_counter() - started
-        say(_latency_line(f"LinkSourceRecord, {callers} callers", loaded))
-        say(f"  throughput with {callers} callers: {len(loaded) / elapsed:.0f} records/s")
+        response = await link(call.request, timeout=30)
+        latencies.append((time.perf_counter() - started) * 1000)
+        outcomes.add(call, response)
+    say(_latency_line("LinkSourceRecord, 1 caller", latencies))
+    say(
+        f"  stored persons' new records linked to their party: {outcomes.known_linked}/"
+        f"{outcomes.known}; new persons' records put into a stored party: "
+        f"{outcomes.new_joined_stored}/{outcomes.new}"
+    )
+    if _percentile(latencies, 0.99) > LATENCY_TARGET_MS:
+        say(f"  p99 above the {LATENCY_TARGET_MS:.0f} ms target")
+    await _top_statements(cluster, database, len(sequential))
+
+    queue = iter(concurrent)
+    loaded: list[float] = []
+
+    async def caller() -> None:
+        for call in queue:
+            started = time.perf_counter()
+            await link(call.request, timeout=30)
+            loaded.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    elapsed = time.perf_counter() - started
+    say(_latency_line(f"LinkSourceRecord, {callers} callers", loaded))
+    say(f"  throughput with {callers} callers: {len(loaded) / elapsed:.0f} records/s")
 
 
 async def _reset_statements(cluster: PostgresCluster, database: str) -> None:
@@ -366,13 +401,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         nats = NatsServer(Path(scratch) / "nats")
         nats.start()
+        service, port = _start_service(database_url, nats.url)
         try:
             asyncio.run(
                 _online(
                     cluster,
-                    database_url,
+                    port,
                     database,
-                    nats,
                     sequential,
                     concurrent,
                     warm_up,
@@ -381,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         finally:
+            service.terminate()
+            service.wait(timeout=60)
             nats.stop()
     say(
         "Splink: benchmarks/identity/splink_baseline.py resolves a whole file (run()); it offers "

@@ -20,3 +20,12 @@ def test_either_name_part_with_the_postcode_is_a_key() -> None:
     a = RawRecord("x", "a", full_name="jessica hanna", address="7 jerrabomberra avenue nsw 2821")
     b = RawRecord("x", "b", full_name="jesdicai hanna", address="7 jerrabombera avenue nsw 2821")
     assert shared_keys(a, b) == {"gp:hanna:2821"}
+
+
+def test_a_name_typed_quite_differently_meets_its_record_by_birth_date_and_initial() -> None:
+    a = RawRecord("x", "a", full_name="emiily hingston", birth_date="1971-12-19")
+    b = RawRecord("x", "b", full_name="emily hingstxon", birth_date="1971-12-19")
+    assert shared_keys(a, b) == {"bi:1971-12-19:e", "bi:1971-12-19:h"}
+    # Not everyone born that day: a stranger with other initials shares no key.
+    c = RawRecord("x", "c", full_name="zhang wei", birth_date="1971-12-19")
+    assert shared_keys(a, c) == set()

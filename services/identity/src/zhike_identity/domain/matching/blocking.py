@@ -57,7 +57,14 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
                 # Latin names' order is a guess: the other part with the postcode too.
                 keys.append(f"gp:{name.given}:{record.address.postcode}")
     if birth:
-        keys.append(f"bd:{birth}")
+        if name is not None:
+            # The birth date with either name part's initial: a name typed quite differently
+            # still meets its record, without comparing everyone born that day.
+            keys.append(f"bi:{birth}:{name.surname[:1]}")
+            if name.given:
+                keys.append(f"bi:{birth}:{name.given[:1]}")
+        else:
+            keys.append(f"bd:{birth}")
     return [index_key(k) for k in keys]
 
 
