@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ from zhike_identity.domain.model import (
     Decider,
     GoldenRecordChanged,
     HistoryEntry,
+    KeyCounts,
     LinkDecisionKind,
     LinkEvidence,
     LinkOutcome,
@@ -148,7 +150,9 @@ class IdentityService:
         async with self._unit_of_work() as uow:
             await uow.lock([_key_name(key), *keys])
             existing = await uow.records.get(key)
-            counts = await uow.records.key_counts([*keys, *counting_keys(features)])
+            counts = await uow.records.key_counts(
+                [*keys, *counting_keys(features)], by_party=_shared_value_keys(features)
+            )
             # Blocks are limited by their records, as in the batch resolver: a value held by more
             # records than BLOCK_LIMIT is rarer evidence than what the other keys bring.
             usable = [
@@ -158,21 +162,36 @@ class IdentityService:
             ]
             stored = await uow.records.with_blocking_keys(usable, exclude=key)
             frequencies = Frequencies(
-                _frequency_counts(features, counts.parties),
+                _frequency_counts(features, counts),
                 await self._estimated_total(uow),
                 SHARED_VALUE_LIMIT,
             )
-            parties, forward, apart = await self._candidate_parties(
-                uow, sorted({s.party_id for s in stored})
-            )
-            candidates = [
-                Candidate(s.key, forward.get(s.party_id, s.party_id), features_of(s))
-                for s in stored
-            ]
+            candidates = [Candidate(s.key, s.party_id, features_of(s)) for s in stored]
             scored = score_candidates(self._model, features, candidates, frequencies)
             # Records are never deleted and a steward decides only about stored records, so a
             # record seen for the first time has no decisions: one query fewer on most links.
             decisions = await uow.decisions.for_record(key) if existing is not None else {}
+            # Only the parties the record may join, be reviewed against or is kept from are read
+            # and locked; a common name brings dozens of candidates that score far too low.
+            relevant = sorted(
+                {
+                    s.candidate.party_id
+                    for s in scored
+                    if s.weight >= self._model.review_weight or s.candidate.key in decisions
+                }
+            )
+            parties, forward, apart = await self._candidate_parties(uow, relevant)
+            if forward:
+                scored = [
+                    dataclasses.replace(
+                        s,
+                        candidate=dataclasses.replace(
+                            s.candidate,
+                            party_id=forward.get(s.candidate.party_id, s.candidate.party_id),
+                        ),
+                    )
+                    for s in scored
+                ]
             placement = place(
                 self._model,
                 features,
@@ -476,9 +495,11 @@ class IdentityService:
             if right is None:
                 raise NotFound("source_record", f"{b.source_system}/{b.source_record_id}")
             fa, fb = features_of(left), features_of(right)
-            counts = await uow.records.key_counts([*blocking_keys(fa), *counting_keys(fa)])
+            counts = await uow.records.key_counts(
+                [*blocking_keys(fa), *counting_keys(fa)], by_party=_shared_value_keys(fa)
+            )
             frequencies = Frequencies(
-                _frequency_counts(fa, counts.parties),
+                _frequency_counts(fa, counts),
                 await self._estimated_total(uow),
                 SHARED_VALUE_LIMIT,
             )
@@ -730,24 +751,35 @@ def _key_name(key: SourceRecordKey) -> str:
     return f"record:{key.source_system}:{key.source_record_id}"
 
 
-def _frequency_counts(
-    features: RecordFeatures, counts: dict[str, int]
-) -> dict[tuple[str, str], int]:
+def _shared_value_keys(features: RecordFeatures) -> list[str]:
+    """The index keys of the values a household or one customer's many records share (phone,
+    e-mail, address): counted by party, so that a customer's own phone does not look shared."""
+    keys = []
+    if features.phone is not None:
+        keys.append(index_key(f"ph:{features.phone.e164}"))
+    if features.email is not None:
+        keys.append(index_key(f"em:{features.email}"))
+    if features.address is not None:
+        keys.append(index_key(f"ad:{features.address.text}"))
+    return keys
+
+
+def _frequency_counts(features: RecordFeatures, counts: KeyCounts) -> dict[tuple[str, str], int]:
+    """How often the record's values are held, the record itself included: a name by records
+    (as the batch resolver counts it), shared values by parties."""
     result: dict[tuple[str, str], int] = {}
     if features.name is not None:
-        result[("name", features.name.full)] = (
-            counts.get(index_key(f"nm:{features.name.full}"), 0) + 1
-        )
+        held = counts.records.get(index_key(f"nm:{features.name.full}"), 0)
+        result[("name", features.name.full)] = held + 1
     if features.phone is not None:
-        result[("phone", features.phone.e164)] = (
-            counts.get(index_key(f"ph:{features.phone.e164}"), 0) + 1
-        )
+        held = counts.parties.get(index_key(f"ph:{features.phone.e164}"), 0)
+        result[("phone", features.phone.e164)] = held + 1
     if features.email is not None:
-        result[("email", features.email)] = counts.get(index_key(f"em:{features.email}"), 0) + 1
+        held = counts.parties.get(index_key(f"em:{features.email}"), 0)
+        result[("email", features.email)] = held + 1
     if features.address is not None:
-        result[("address", features.address.text)] = (
-            counts.get(index_key(f"ad:{features.address.text}"), 0) + 1
-        )
+        held = counts.parties.get(index_key(f"ad:{features.address.text}"), 0)
+        result[("address", features.address.text)] = held + 1
     return result
 
 

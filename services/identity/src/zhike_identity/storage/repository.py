@@ -163,7 +163,13 @@ _KEY_COUNTS = sa.select(
     _counted.c.key,
     _counted.c.records,
     sa.case(
-        (_counted.c.records.between(2, _EXACT_PARTY_COUNT_LIMIT), _parties_holding),
+        (
+            sa.and_(
+                _counted.c.records.between(2, _EXACT_PARTY_COUNT_LIMIT),
+                _counted.c.key.in_(sa.bindparam("by_party", expanding=True)),
+            ),
+            _parties_holding,
+        ),
         else_=_counted.c.records,
     ),
 )
@@ -290,8 +296,9 @@ class SqlRecordStore:
                 )
             )
 
-    async def key_counts(self, keys: Sequence[str]) -> KeyCounts:
-        """How many records hold each key's value, and how many parties.
+    async def key_counts(self, keys: Sequence[str], by_party: Sequence[str] = ()) -> KeyCounts:
+        """How many records hold each key's value, and for the keys in `by_party` how many
+        parties (for the others, `parties` repeats the records).
 
         Records are counted from the index alone (cheap however common the value); where a key
         has few records, those are resolved to distinct parties, so that one customer's many
@@ -301,7 +308,9 @@ class SqlRecordStore:
         if not keys:
             return KeyCounts({}, {})
         # One round trip: the parties are counted (a join) only for keys with few records.
-        rows = await self._session.execute(_KEY_COUNTS, {"keys": sorted(set(keys))})
+        rows = await self._session.execute(
+            _KEY_COUNTS, {"keys": sorted(set(keys)), "by_party": sorted(set(by_party))}
+        )
         records: dict[str, int] = {}
         parties: dict[str, int] = {}
         for key, held_by_records, held_by_parties in rows:
