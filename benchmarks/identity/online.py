@@ -267,9 +267,7 @@ async def _online(
             cluster,
             database,
             pb_grpc.IdentityServiceStub(channel).LinkSourceRecord,
-            sequential,
-            concurrent,
-            warm_up,
+            (warm_up, sequential, concurrent),
             callers,
             stored_parties,
         )
@@ -279,12 +277,12 @@ async def _measure(
     cluster: PostgresCluster,
     database: str,
     link: grpc.aio.UnaryUnaryMultiCallable[pb.LinkSourceRecordRequest, pb.LinkSourceRecordResponse],
-    sequential: Sequence[Call],
-    concurrent: Sequence[Call],
-    warm_up: Sequence[Call],
+    phases: tuple[Sequence[Call], Sequence[Call], Sequence[Call]],
     callers: int,
     stored_parties: frozenset[str],
 ) -> None:
+    """Warm-up calls, then `sequential` one caller at a time, then `concurrent` by `callers`."""
+    warm_up, sequential, concurrent = phases
     for call in warm_up:
         await link(call.request, timeout=30)
 
