@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -46,6 +46,15 @@ class RecordStore(Protocol):
         ...
 
     async def key_counts(self, keys: Sequence[str], by_party: Sequence[str] = ()) -> KeyCounts: ...
+    async def keys_after(self, after: SourceRecordKey | None, limit: int) -> list[SourceRecordKey]:
+        """The next `limit` record keys in key order (for walking the whole store)."""
+        ...
+
+    async def get_many(self, keys: Sequence[SourceRecordKey]) -> list[StoredRecord]: ...
+    async def replace_blocking_keys(self, index: Mapping[SourceRecordKey, Sequence[str]]) -> int:
+        """Re-indexes these records under exactly these keys; returns how many rows it dropped."""
+        ...
+
     async def estimated_total(self) -> int: ...
 
 

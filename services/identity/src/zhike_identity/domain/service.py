@@ -148,7 +148,7 @@ class IdentityService:
         version = self._model.version
         keys = blocking_keys(features)
         async with self._unit_of_work() as uow:
-            await uow.lock([_key_name(key), *keys])
+            await uow.lock([record_lock_name(key), *keys])
             existing = await uow.records.get(key)
             counts = await uow.records.key_counts(
                 [*keys, *counting_keys(features)], by_party=_shared_value_keys(features)
@@ -721,7 +721,7 @@ class IdentityService:
         reason: str,
         now: dt.datetime,
     ) -> tuple[str, str]:
-        await uow.lock([_key_name(a), _key_name(b)])
+        await uow.lock([record_lock_name(a), record_lock_name(b)])
         left = await uow.records.get(a)
         right = await uow.records.get(b)
         if left is None:
@@ -747,7 +747,8 @@ class IdentityService:
         return party_a, party_b
 
 
-def _key_name(key: SourceRecordKey) -> str:
+def record_lock_name(key: SourceRecordKey) -> str:
+    """The lock a change to this record holds (on PostgreSQL) until its transaction ends."""
     return f"record:{key.source_system}:{key.source_record_id}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -269,6 +269,49 @@ class SqlRecordStore:
         rows = await self._session.execute(_RECORDS_WITH_KEYS, {"keys": list(keys)})
         found = [_stored(row) for row in rows]
         return [r for r in found if r.key != exclude]
+
+    async def keys_after(self, after: SourceRecordKey | None, limit: int) -> list[SourceRecordKey]:
+        c = source_record.c
+        query = sa.select(c.source_system, c.source_record_id)
+        if after is not None:
+            query = query.where(
+                sa.tuple_(c.source_system, c.source_record_id)
+                > sa.tuple_(sa.literal(after.source_system), sa.literal(after.source_record_id))
+            )
+        rows = await self._session.execute(
+            query.order_by(c.source_system, c.source_record_id).limit(limit)
+        )
+        return [SourceRecordKey(row[0], row[1]) for row in rows]
+
+    async def get_many(self, keys: Sequence[SourceRecordKey]) -> list[StoredRecord]:
+        if not keys:
+            return []
+        rows = await self._session.execute(
+            sa.select(source_record)
+            .where(_key_clause(keys))
+            .order_by(source_record.c.source_system, source_record.c.source_record_id)
+        )
+        return [_stored(row) for row in rows]
+
+    async def replace_blocking_keys(self, index: Mapping[SourceRecordKey, Sequence[str]]) -> int:
+        if not index:
+            return 0
+        b = blocking_key.c
+        dropped = await self._session.execute(
+            sa.delete(blocking_key).where(
+                sa.tuple_(b.source_system, b.source_record_id).in_(
+                    [(k.source_system, k.source_record_id) for k in index]
+                )
+            )
+        )
+        rows = [
+            {"key": k, "source_system": key.source_system, "source_record_id": key.source_record_id}
+            for key, keys in index.items()
+            for k in sorted(set(keys))
+        ]
+        if rows:
+            await self._session.execute(sa.insert(blocking_key), rows)
+        return int(dropped.rowcount)  # type: ignore[attr-defined]
 
     async def set_blocking_keys(
         self, key: SourceRecordKey, blocking: Sequence[str], *, replacing: bool
