@@ -52,6 +52,24 @@ def as_input(record: SourceRecord, source_system: str, source_record_id: str) ->
     )
 
 
+def stored_person_with_a_resident_id(records: list[RawRecord]) -> tuple[int, SourceRecord]:
+    """A stored record with a valid resident ID (its index, as the store holds it)."""
+    return next(
+        (i, service_record(r, dt.date.today()).record)
+        for i, r in enumerate(records)
+        if r.id_type == "RESIDENT_ID" and r.full_name
+    )
+
+
+def identity_service(database: Database) -> IdentityService:
+    return IdentityService(
+        unit_of_work=lambda: SqlIdentityUnitOfWork(database, codec.outgoing_event, lambda: None),
+        new_party_id=new_id,
+        clock=lambda: dt.datetime.now(dt.UTC),
+        model=default_model(),
+    )
+
+
 async def count(database: Database, table: sa.Table) -> int:
     async with database.session() as session:
         return int(await session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
@@ -113,21 +131,12 @@ async def test_a_service_started_on_the_bulk_store_links_a_stored_persons_new_re
     resolution = resolve(records)
     await write_store(database_url, records, resolution, model_version=VERSION)
     # A stored record with a valid resident ID: the same person, seen by a new source system.
-    index, known = next(
-        (i, service_record(r, dt.date.today()).record)
-        for i, r in enumerate(records)
-        if r.id_type == "RESIDENT_ID" and r.full_name
-    )
+    index, known = stored_person_with_a_resident_id(records)
     assert known.id_number
 
     database = Database(database_url)
     await apply_migrations(database, DEFINITION.migrations)  # already applied: a no-op
-    service = IdentityService(
-        unit_of_work=lambda: SqlIdentityUnitOfWork(database, codec.outgoing_event, lambda: None),
-        new_party_id=new_id,
-        clock=lambda: dt.datetime.now(dt.UTC),
-        model=default_model(),
-    )
+    service = identity_service(database)
     try:
         outcome = await service.link_source_record(as_input(known, "branch_wealth", "W-NEW-1"))
         assert outcome.party_id == resolution.party_ids[index]

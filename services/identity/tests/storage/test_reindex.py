@@ -11,18 +11,19 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from zhike_identity.domain.matching.features import RawRecord
-from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.matching.resolver import resolve
-from zhike_identity.domain.service import IdentityService
 from zhike_identity.reindex import rebuild_index
 from zhike_identity.storage.bulk import index_keys, service_record, write_store
-from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import blocking_key, source_record
-from zhike_identity.transport import codec
 from zhike_runtime.db import Database
-from zhike_runtime.ids import new_id
 
-from .test_bulk import VERSION, as_input, generated
+from .test_bulk import (
+    VERSION,
+    as_input,
+    generated,
+    identity_service,
+    stored_person_with_a_resident_id,
+)
 
 
 async def index_rows(database: Database) -> set[tuple[str, str, str]]:
@@ -77,19 +78,8 @@ async def test_reindex_rebuilds_a_stale_index_and_new_records_meet_the_stored_ag
         assert await index_rows(database) == expected
 
         # And the service finds a stored person again.
-        index, known = next(
-            (i, service_record(r, dt.date.today()).record)
-            for i, r in enumerate(records)
-            if r.id_type == "RESIDENT_ID" and r.full_name
-        )
-        service = IdentityService(
-            unit_of_work=lambda: SqlIdentityUnitOfWork(
-                database, codec.outgoing_event, lambda: None
-            ),
-            new_party_id=new_id,
-            clock=lambda: dt.datetime.now(dt.UTC),
-            model=default_model(),
-        )
+        index, known = stored_person_with_a_resident_id(records)
+        service = identity_service(database)
         outcome = await service.link_source_record(as_input(known, "branch_wealth", "W-NEW-2"))
         assert outcome.party_id == resolution.party_ids[index]
     finally:
