@@ -210,7 +210,7 @@ class RunningService(Generic[S]):
 
 
 def settle_memory() -> None:
-    """Keeps what start-up built (modules, the model, tables, the pools: some 200,000 objects)
+    """Keeps what start-up built (modules, the model, tables, the pools: ~300,000 objects)
     out of every later full garbage collection. Python's collector walks all tracked objects on
     each full pass, and these live as long as the process; left in, each pass cost tens of
     milliseconds of a request's time. Collected first, so no garbage is frozen with them."""
