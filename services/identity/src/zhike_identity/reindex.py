@@ -11,7 +11,6 @@ their rows in one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from zhike_identity.domain.model import SourceRecordKey
@@ -38,7 +37,6 @@ async def rebuild_index(
     database_url: str,
     *,
     batch_size: int = DEFAULT_BATCH,
-    progress: Callable[[int], None] | None = None,
 ) -> ReindexReport:
     started = time.perf_counter()
     database = Database(database_url)
@@ -59,8 +57,6 @@ async def rebuild_index(
             records += len(index)
             rows_after += sum(len(k) for k in index.values())
             after = keys[-1]
-            if progress is not None:
-                progress(records)
     finally:
         await database.dispose()
     return ReindexReport(records, rows_before, rows_after, time.perf_counter() - started)

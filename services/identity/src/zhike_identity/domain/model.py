@@ -132,7 +132,7 @@ class PartyMember:
     key: SourceRecordKey
     party_id: str
     resident_id: str | None  # stored resident ID numbers were validated, so they are valid
-    kept_apart: bool = False  # a steward's "never link" names this record
+    kept_apart: bool  # a steward's "never link" names this record
 
 
 @dataclass(frozen=True)
