@@ -29,3 +29,21 @@ def test_a_name_typed_quite_differently_meets_its_record_by_birth_date_and_initi
     # Not everyone born that day: a stranger with other initials shares no key.
     c = RawRecord("x", "c", full_name="zhang wei", birth_date="1971-12-19")
     assert shared_keys(a, c) == set()
+
+
+def test_a_record_mistyped_in_name_birth_date_and_postcode_meets_its_record_at_home() -> None:
+    a = RawRecord(
+        "x",
+        "a",
+        full_name="emiily hingston",
+        birth_date="1971-12-19",
+        address="15 paul coe crescent mooroolbark sa 2565",
+    )
+    b = RawRecord(
+        "x",
+        "b",
+        full_name="emiily hingstxon",
+        birth_date="1971-13-19",
+        address="15 paul coe crescent mooroolbark sa 2556",
+    )
+    assert shared_keys(a, b) == {"ai:15paulcoecrescentmooroolbarksa:e"}

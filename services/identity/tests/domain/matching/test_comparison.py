@@ -38,3 +38,23 @@ def test_typos_and_other_splits_stay_close() -> None:
 
 def test_unrelated_names_differ() -> None:
     assert name_level("rhiannon bishop", "nicholas hope") == "different"
+
+
+def test_a_one_part_name_mistyped_on_both_sides_is_close() -> None:
+    assert name_level("kaitlin", "katilin") == "close"
+    assert name_level("kaitlin", "kaitlin bowen") == "partial"  # a part missing, not mistyped
+
+
+def levels(a: RawRecord, b: RawRecord) -> dict[str, str]:
+    pattern = compare(extract_features(a), extract_features(b))
+    return dict(zip(FIELDS, pattern, strict=True))
+
+
+def test_an_address_with_a_mistyped_word_is_similar() -> None:
+    a = RawRecord("x", "a", address="3 weavell place tilbrook robina tas 7018")
+    b = RawRecord("x", "b", address="3 weavell place tilbrogk tas 7018")
+    assert levels(a, b)["address"] == "similar"
+    # Another house in the same street stays different: numbers are never "mistyped words".
+    c = RawRecord("x", "c", address="5 weavell place tilbrook robina tas 7018")
+    d = RawRecord("x", "d", address="35 weavell place tas 7018")
+    assert levels(c, d)["address"] == "different"

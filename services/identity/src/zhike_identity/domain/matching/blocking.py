@@ -56,6 +56,10 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
             if name.given:
                 # Latin names' order is a guess: the other part with the postcode too.
                 keys.append(f"gp:{name.given}:{record.address.postcode}")
+    if name is not None and record.address is not None:
+        # The address with the surname's initial: a record whose name, birth date and postcode
+        # were all mistyped still meets its record at home, without comparing a whole building.
+        keys.append(f"ai:{record.address.text}:{name.surname[:1]}")
     if birth:
         if name is not None:
             # The birth date with either name part's initial: a name typed quite differently

@@ -81,7 +81,8 @@ def _name_level(a: RecordFeatures, b: RecordFeatures) -> str:
     if na.full == nb.full:
         return "exact_pinyin"  # a homophone, a romanisation, or another script
     surnames = _similar(na.surname, nb.surname)
-    givens = _similar(na.given, nb.given)
+    # A name of one part on both sides ("kaitlin", "katilin") is compared by that part alone.
+    givens = 1.0 if not na.given and not nb.given else _similar(na.given, nb.given)
     # Both parts nearly equal, in either order (given-name-first Latin spellings swap them).
     swapped = min(_similar(na.surname, nb.given), _similar(na.given, nb.surname))
     # The whole-name comparison is for names split differently ("liujian jun"); where the
@@ -130,11 +131,34 @@ def _address_level(a: RecordFeatures, b: RecordFeatures) -> str:
     if aa.text == ab.text:
         return "exact"
     ta, tb = set(aa.tokens), set(ab.tokens)
-    if ta and tb and len(ta & tb) / len(ta | tb) >= 0.6:
-        return "similar"
+    if ta and tb:
+        shared = len(ta & tb) + _mistyped_words(ta - tb, tb - ta)
+        if shared / (len(ta) + len(tb) - shared) >= 0.6:
+            return "similar"
     if Levenshtein.normalized_similarity(aa.text, ab.text) >= 0.85:
         return "similar"  # typing errors inside words
     return "different"
+
+
+def _is_long_word(token: str) -> bool:
+    # Latin words only: Han addresses are compared by character pairs, where one character
+    # more or less is already counted.
+    return len(token) >= 5 and token.isascii() and token.isalpha()
+
+
+def _mistyped_words(left: set[str], right: set[str]) -> int:
+    """How many words of `left` appear in `right` with one letter mistyped, missing or swapped.
+    Only words of five letters or more: a house number or a short word that differs by one
+    character is another place, not a typo."""
+    candidates = sorted(w for w in right if _is_long_word(w))
+    found = 0
+    for word in sorted(w for w in left if _is_long_word(w)):
+        for other in candidates:
+            if DamerauLevenshtein.distance(word, other, score_cutoff=1) <= 1:
+                candidates.remove(other)
+                found += 1
+                break
+    return found
 
 
 def _shared_value(record: RecordFeatures, field: str) -> tuple[str, str] | None:
