@@ -20,8 +20,10 @@ class Timed:
         return self.records / self.seconds if self.seconds else 0.0
 
 
-def run_zhike(records_csv: Path, output_csv: Path) -> Timed:
-    report = resolve_csv(records_csv, output_csv, progress=False)
+def run_zhike(records_csv: Path, output_csv: Path, *, household_guardrail: bool = True) -> Timed:
+    report = resolve_csv(
+        records_csv, output_csv, progress=False, household_guardrail=household_guardrail
+    )
     return Timed(records=report.records, seconds=report.seconds)
 
 
@@ -30,7 +32,7 @@ def say(text: str = "") -> None:
     sys.stdout.flush()
 
 
-HEADER = f"{'dataset':<12} {'system':<8} {'records':>8} {'precision':>9} {'recall':>7} {'F1':>7} {'seconds':>8} {'records/s':>10}"
+HEADER = f"{'dataset':<12} {'system':<20} {'records':>8} {'precision':>9} {'recall':>7} {'F1':>7} {'seconds':>8} {'records/s':>10}"
 
 
 def row(dataset: str, system: str, timed: Timed, scores: PairwiseScores | None) -> str:
@@ -40,6 +42,6 @@ def row(dataset: str, system: str, timed: Timed, scores: PairwiseScores | None) 
         else f"{'-':>9} {'-':>7} {'-':>7}"
     )
     return (
-        f"{dataset:<12} {system:<8} {timed.records:>8} {quality} {timed.seconds:>8.2f} "
+        f"{dataset:<12} {system:<20} {timed.records:>8} {quality} {timed.seconds:>8.2f} "
         f"{timed.records_per_second:>10.0f}"
     )

@@ -94,6 +94,7 @@ def resolve_csv(
     model: MatchModel | None = None,
     estimate_model: bool = True,
     errors: TextIO | None = None,
+    household_guardrail: bool = True,
 ) -> ResolveReport:
     return resolve_file(
         input_path,
@@ -102,6 +103,7 @@ def resolve_csv(
         model=model,
         estimate_model=estimate_model,
         errors=errors,
+        household_guardrail=household_guardrail,
     )[2]
 
 
@@ -113,6 +115,7 @@ def resolve_file(
     model: MatchModel | None = None,
     estimate_model: bool = True,
     errors: TextIO | None = None,
+    household_guardrail: bool = True,
 ) -> tuple[list[RawRecord], Resolution, ResolveReport]:
     """`resolve_csv`, also handing back the records and their resolution (for a bulk load)."""
     started = time.perf_counter()
@@ -123,6 +126,7 @@ def resolve_file(
         model=model,
         estimate_model=estimate_model,
         progress=_ProgressBar(stderr, progress),
+        household_guardrail=household_guardrail,
     )
     for index, problem in resolution.problems:
         # Line numbers as an editor shows them: the header is line 1.

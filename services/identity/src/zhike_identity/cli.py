@@ -36,6 +36,14 @@ def register(commands: Any) -> None:
     resolve.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
+    resolve.add_argument(
+        "--without-household-guardrail",
+        action="store_true",
+        help="evaluation only, for data known to hold no households or twins (FEBRL): let a "
+        "shared address, phone or e-mail count as evidence between records whose names "
+        "disagree; never for a bank's records (the service always keeps this guardrail), so "
+        "not with --target or --store",
+    )
     resolve.set_defaults(func=_resolve_csv)
     train = sub.add_parser(
         "train-model", help="estimate the matching model from a CSV of records (for the service)"
@@ -63,6 +71,12 @@ def _resolve_csv(args: argparse.Namespace) -> int:
     if args.target and args.store:
         sys.stderr.write("--store needs in-process resolution: with --target, the service stores\n")
         return 2
+    if args.without_household_guardrail and (args.target or args.store):
+        sys.stderr.write(
+            "--without-household-guardrail is for evaluation: the service keeps the guardrail, "
+            "so it cannot be used with --target or --store\n"
+        )
+        return 2
     if args.target:
         from zhike_identity.remote import stream_through_service
 
@@ -86,6 +100,7 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         model=model,
         estimate_model=model is None,
+        household_guardrail=not args.without_household_guardrail,
     )
     sys.stderr.write(
         f"{report.records} records → {report.parties} parties, {report.possible_matches} possible "

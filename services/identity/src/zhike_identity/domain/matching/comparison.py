@@ -172,11 +172,18 @@ def _shared_value(record: RecordFeatures, field: str) -> tuple[str, str] | None:
 
 
 def compare(
-    a: RecordFeatures, b: RecordFeatures, frequencies: Frequencies | None = None
+    a: RecordFeatures,
+    b: RecordFeatures,
+    frequencies: Frequencies | None = None,
+    *,
+    household_guardrail: bool = True,
 ) -> Pattern:
-    """The agreement level of every field, in FIELDS order, with the guardrails applied."""
+    """The agreement level of every field, in FIELDS order, with the guardrails applied.
+
+    `household_guardrail=False` is for evaluating the model on data known to hold no households
+    or twins (FEBRL); the service always applies it."""
     levels = _levels(a, b)
-    household = _shared_by_household(levels)
+    household = _shared_by_household(levels) if household_guardrail else ()
     for field in _SHARED_IDENTIFIER_FIELDS:
         if levels[field] in _AGREES:
             value = _shared_value(a, field)

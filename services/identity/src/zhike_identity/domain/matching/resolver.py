@@ -100,12 +100,18 @@ def estimate_on(
     candidate_patterns: Sequence[Pattern],
     *,
     version: str,
+    household_guardrail: bool = True,
 ) -> MatchModel:
     """Estimates the model on a set of records (in canonical order) and their candidate pairs."""
     rng = random.Random(0)
     size = len(features)
     random_patterns = (
-        compare(features[rng.randrange(size)], features[rng.randrange(size)], None)
+        compare(
+            features[rng.randrange(size)],
+            features[rng.randrange(size)],
+            None,
+            household_guardrail=household_guardrail,
+        )
         for _ in range(RANDOM_PAIRS)
     )
     return estimate(start, candidate_patterns, random_patterns, version=version)
@@ -130,6 +136,7 @@ def resolve(
     estimate_model: bool = True,
     today: dt.date | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    household_guardrail: bool = True,
 ) -> Resolution:
     report = progress or (lambda _stage, _done, _total: None)
     order = sorted(range(len(records)), key=lambda i: (records[i].source, records[i].source_id))
@@ -144,14 +151,22 @@ def resolve(
     vetoed = [p for p in pairs if veto(features[p[0]], features[p[1]])]
     patterns: list[Pattern] = []
     for n, (a, b) in enumerate(pairs):
-        patterns.append(compare(features[a], features[b], freq))
+        patterns.append(
+            compare(features[a], features[b], freq, household_guardrail=household_guardrail)
+        )
         if n % 20000 == 0:
             report("compare", n, len(pairs))
     report("compare", len(pairs), len(pairs))
 
     chosen = model or default_model()
     if estimate_model and len(features) >= 1000:
-        chosen = estimate_on(chosen, features, patterns, version=f"{chosen.version}+estimated")
+        chosen = estimate_on(
+            chosen,
+            features,
+            patterns,
+            version=f"{chosen.version}+estimated",
+            household_guardrail=household_guardrail,
+        )
 
     vetoed_set = set(vetoed)
     scored = [
