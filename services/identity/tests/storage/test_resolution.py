@@ -33,7 +33,7 @@ from zhike_identity.domain.model import (
 )
 from zhike_identity.domain.service import Explanation, IdentityService, PartyQuery
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
-from zhike_identity.storage.schema import party
+from zhike_identity.storage.schema import link_decision, party
 from zhike_identity.transport import codec
 from zhike_runtime.db import Database
 from zhike_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -529,6 +529,71 @@ async def test_always_link_merges_the_two_parties(identity: Identity) -> None:
     assert (absorbed.decided_by, absorbed.steward) == (Decider.STEWARD, "steward-wu")
     (merge,) = await events_of_type(identity.database, PARTIES_MERGED, events_pb2.PartiesMerged)
     assert (merge.surviving_party_id, list(merge.retired_party_ids)) == (x.party_id, [y.party_id])
+
+
+async def two_parties_with_different_resident_ids(identity: Identity) -> tuple[str, str]:
+    x = await identity.link(
+        record("core", "R-1", full_name="赵磊", id_type=1, id_number=ID_MAN_1990)
+    )
+    y = await identity.link(
+        record("cards", "R-2", full_name="赵磊", id_type=1, id_number=ID_OTHER_MAN_1990)
+    )
+    assert x.party_id != y.party_id
+    identity.clock.advance()
+    return x.party_id, y.party_id
+
+
+async def assert_unchanged(identity: Identity, parties: Sequence[str], events: int) -> None:
+    for party_id in parties:
+        assert (await identity.service.get_party(party_id)).party_id == party_id
+        assert changes(await identity.service.party_history(party_id)) == [
+            PartyChange.CREATED,
+            PartyChange.RECORD_LINKED,
+        ]
+    assert len(await outbox(identity.database)) == events
+
+
+async def test_a_steward_cannot_merge_parties_with_different_valid_resident_ids(
+    identity: Identity,
+) -> None:
+    x, y = await two_parties_with_different_resident_ids(identity)
+    events = len(await outbox(identity.database))
+
+    with pytest.raises(FailedPrecondition, match="different valid resident ID numbers"):
+        await identity.service.merge_parties([x, y], "steward-li", "looks like one man")
+    with pytest.raises(FailedPrecondition, match="different valid resident ID numbers"):
+        await identity.service.record_decision(
+            key("core", "R-1"), key("cards", "R-2"), LinkDecisionKind.ALWAYS, "steward-li", ""
+        )
+
+    await assert_unchanged(identity, (x, y), events)
+    async with identity.database.session() as session:
+        decisions = await session.execute(sa.select(sa.func.count()).select_from(link_decision))
+        assert decisions.scalar_one() == 0  # the refused "always link" was not recorded
+
+
+async def test_a_steward_cannot_merge_records_another_steward_kept_apart(
+    identity: Identity,
+) -> None:
+    x = await identity.link(ma("core", "X-1", "13300000007", "ma.x@163.com"))
+    y = await identity.link(ma("cards", "Y-1", "13300000008", "ma.y@163.com"))
+    z = await identity.link(ma("loans", "Z-1", "13300000009", "ma.z@163.com"))
+    assert len({x.party_id, y.party_id, z.party_id}) == 3
+    identity.clock.advance()
+    await identity.service.record_decision(
+        key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.NEVER, "steward-wu", "twins"
+    )
+    events = len(await outbox(identity.database))
+
+    with pytest.raises(FailedPrecondition, match="kept apart by a steward's never-link"):
+        await identity.service.merge_parties([x.party_id, y.party_id, z.party_id], "steward-li", "")
+    await assert_unchanged(identity, (x.party_id, y.party_id, z.party_id), events)
+
+    # An "always link" for the pair replaces the "never link", and merges them.
+    await identity.service.record_decision(
+        key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.ALWAYS, "steward-li", "not twins"
+    )
+    assert await identity.keys_of(x.party_id) == {key("core", "X-1"), key("cards", "Y-1")}
 
 
 # --- 7. reviews -----------------------------------------------------------------------------

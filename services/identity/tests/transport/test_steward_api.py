@@ -398,12 +398,29 @@ async def test_record_link_decision_over_grpc(stub: Stub) -> None:
     )
     assert explained.guardrail == "steward_never_link"
 
+    # Linking other records of the two parties would join A-1 and B-1: the "never link" holds.
+    contradiction = await rpc_error(
+        stub.RecordLinkDecision(
+            pb.RecordLinkDecisionRequest(
+                record_a=key("mobile", "A-2"),
+                record_b=key("loans", "B-2"),
+                decision=pb.LINK_DECISION_ALWAYS_LINK,
+                steward="steward-li",
+            ),
+            timeout=5,
+        )
+    )
+    assert contradiction.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "never-link" in (contradiction.details() or "")
+
+    # An "always link" for the very pair replaces the "never link" and merges the parties.
     always = await stub.RecordLinkDecision(
         pb.RecordLinkDecisionRequest(
-            record_a=key("mobile", "A-2"),
-            record_b=key("loans", "B-2"),
+            record_a=key("core", "A-1"),
+            record_b=key("cards", "B-1"),
             decision=pb.LINK_DECISION_ALWAYS_LINK,
             steward="steward-wu",
+            reason="one customer after all: ID cards checked",
         ),
         timeout=5,
     )
@@ -724,6 +741,14 @@ async def test_merging_a_retired_party_or_splitting_off_everything_is_failed_pre
     a = await person_a(stub)
     b = await person_b(stub)
     c = await link(stub, "crm", "C-1", full_name="赵磊", phone="13511112222")
+    d = await link(
+        stub,
+        "fx",
+        "D-1",
+        full_name="赵磊",
+        id_type=party_pb2.ID_TYPE_RESIDENT_ID,
+        id_number="110105199003070017",  # another valid number than person A's
+    )
     await stub.MergeParties(pb.MergePartiesRequest(party_ids=[a, b], steward="s"), timeout=5)
     await all_published(identity)
     before = await row_counts(identity)
@@ -771,7 +796,19 @@ async def test_merging_a_retired_party_or_splitting_off_everything_is_failed_pre
         )
     )
 
-    for error in (retired, everything, stranger, split_retired, never_in_one_party):
+    two_resident_ids = await rpc_error(
+        stub.MergeParties(pb.MergePartiesRequest(party_ids=[a, d], steward="s"), timeout=5)
+    )
+    assert "different valid resident ID numbers" in (two_resident_ids.details() or "")
+
+    for error in (
+        retired,
+        everything,
+        stranger,
+        split_retired,
+        never_in_one_party,
+        two_resident_ids,
+    ):
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
     assert await row_counts(identity) == before
     assert await stream_messages(identity) == published

@@ -557,6 +557,7 @@ class IdentityService:
                     raise FailedPrecondition(
                         f"party {party_id} was merged into {state.retired_into}", party_id
                     )
+            await _ensure_mergeable(uow, party_ids)
             ordered = sorted(party_ids, key=lambda p: (states[p].created_at, p))
             survivor = ordered[0]
             await self._merge(uow, survivor, ordered[1:], now, Decider.STEWARD, steward, "", reason)
@@ -737,6 +738,8 @@ class IdentityService:
         await uow.decisions.record(a, b, kind, steward, reason, now)
         if kind is LinkDecisionKind.ALWAYS and party_a != party_b:
             await uow.lock([f"party:{p}" for p in sorted((party_a, party_b))])
+            # Checked after recording: this decision replaces a "never link" between a and b.
+            await _ensure_mergeable(uow, (party_a, party_b))
             states = await uow.parties.get_many([party_a, party_b])
             survivor, retired = sorted((party_a, party_b), key=lambda p: (states[p].created_at, p))
             await self._merge(
@@ -745,6 +748,35 @@ class IdentityService:
             await self._emit_golden(uow, [survivor], now)
             party_a = party_b = survivor
         return party_a, party_b
+
+
+async def _ensure_mergeable(uow: IdentityUnitOfWork, party_ids: Sequence[str]) -> None:
+    """Refuses a steward's merge that the guardrails forbid whoever decides: two valid resident
+    ID numbers in one party (never one person; an ID typed wrongly is corrected in its source
+    record), or two records a steward has kept apart (an "always link" for them lifts that)."""
+    _, members = await uow.parties.with_members(party_ids)
+    holders: dict[str, str] = {}
+    for member in members:
+        if member.resident_id is not None:
+            holders.setdefault(member.resident_id, member.party_id)
+    if len(holders) > 1:
+        parties = sorted(set(holders.values()))
+        raise FailedPrecondition(
+            f"parties {', '.join(parties)} hold different valid resident ID numbers: "
+            "never one person",
+            parties[0],
+        )
+    if not any(member.kept_apart for member in members):
+        return
+    party_of = {member.key: member.party_id for member in members}
+    for a, b in await uow.decisions.never_among(party_ids):
+        if party_of[a] != party_of[b]:
+            raise FailedPrecondition(
+                f"records {a.source_system}/{a.source_record_id} and "
+                f"{b.source_system}/{b.source_record_id} are kept apart by a steward's "
+                "never-link decision: record an always-link decision for them first",
+                party_of[a],
+            )
 
 
 def record_lock_name(key: SourceRecordKey) -> str:
