@@ -3,6 +3,11 @@
 Each row becomes a LinkSourceRecord call. The service is strict where the batch resolver is
 lenient: when it refuses fields (an ID number with a bad check character, say), the row is sent
 again without them, so it still gets a party, and the refusal is reported with the line number.
+
+A party named in an early answer may be merged away by a later record that bridges it to
+another, and a repeated source key may move its record; so once every row is linked, each record's
+party is looked up again (FindParties by source key), and the output names the parties as they
+stand at the end.
 """
 
 from __future__ import annotations
@@ -84,8 +89,8 @@ def _refused_fields(error: grpc.aio.AioRpcError) -> list[str]:
 async def stream_through_service(
     target: str, records: Sequence[RawRecord], *, progress: bool = False
 ) -> tuple[list[str], list[tuple[int, str]]]:
-    party_ids = [""] * len(records)
     problems: list[tuple[int, str]] = []
+    linked = [False] * len(records)
     next_index = iter(range(len(records)))
     done = 0
     show = progress and sys.stderr.isatty()
@@ -101,7 +106,7 @@ async def stream_through_service(
                         source_record=_message(records[i], dropped)
                     )
                     try:
-                        response = await stub.LinkSourceRecord(request, timeout=30)
+                        await stub.LinkSourceRecord(request, timeout=30)
                     except grpc.aio.AioRpcError as error:
                         refused = _refused_fields(error)
                         if error.code() is not grpc.StatusCode.INVALID_ARGUMENT or not refused:
@@ -109,13 +114,45 @@ async def stream_through_service(
                         problems.extend((i, f"{f}: refused by the service") for f in refused)
                         dropped.update(refused)
                         continue
-                    party_ids[i] = response.party_id
+                    linked[i] = True
                     break
+                else:
+                    problems.append((i, "not linked: the service refused the record"))
                 done += 1
                 if show and done % 500 == 0:
                     sys.stderr.write(f"\rlinked {done}/{len(records)}")
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        keys = sorted(
+            {(r.source, r.source_id) for r, ok in zip(records, linked, strict=True) if ok}
+        )
+        final = await _current_parties(stub, keys)
     if show:
         sys.stderr.write("\n")
-    return party_ids, sorted(problems)
+    return [final.get((r.source, r.source_id), "") for r in records], sorted(problems)
+
+
+async def _current_parties(
+    stub: pb_grpc.IdentityServiceStub, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """Each source record's party as it stands now (the survivor of any merge)."""
+    parties: dict[tuple[str, str], str] = {}
+    pending = iter(keys)
+
+    async def worker() -> None:
+        for source, source_id in pending:
+            request = pb.FindPartiesRequest(
+                source_record=party_pb2.SourceRecordKey(
+                    source_system=source, source_record_id=source_id
+                )
+            )
+            answer = await stub.FindParties(request, timeout=30)
+            if len(answer.party_ids) != 1:
+                raise RuntimeError(
+                    f"{source}/{source_id}: the service holds it in {len(answer.party_ids)} "
+                    "parties after linking it"
+                )
+            parties[(source, source_id)] = answer.party_ids[0]
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return parties
