@@ -14,6 +14,7 @@ import pytest
 from zhike_identity.evaluation import febrl, generator
 from zhike_identity.evaluation.dataset import read_grouping
 from zhike_identity.evaluation.metrics import pairwise_scores, score_files
+from zhike_runtime.testing.processes import free_port
 
 
 def run_resolve_csv(
@@ -132,3 +133,16 @@ def test_a_file_without_the_key_columns_is_refused(tmp_path: Path) -> None:
     with pytest.raises(subprocess.CalledProcessError) as failed:
         run_resolve_csv(source, tmp_path / "out.csv")
     assert "source" in failed.value.stderr
+
+
+def test_an_unreachable_service_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("source,source_id,full_name\ncards,1,刘建军\n", encoding="utf-8")
+    target = f"127.0.0.1:{free_port()}"  # nothing listens there
+
+    result = run_resolve_csv(source, tmp_path / "out.csv", f"--target={target}", check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{target}: UNAVAILABLE:")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.csv").exists()

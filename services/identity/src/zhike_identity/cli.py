@@ -78,12 +78,16 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         )
         return 2
     if args.target:
-        from zhike_identity.remote import stream_through_service
+        from zhike_identity.remote import StreamFailed, stream_through_service
 
         records = read_records(args.input)
-        party_ids, problems = asyncio.run(
-            stream_through_service(args.target, records, progress=not args.no_progress)
-        )
+        try:
+            party_ids, problems = asyncio.run(
+                stream_through_service(args.target, records, progress=not args.no_progress)
+            )
+        except StreamFailed as error:
+            sys.stderr.write(f"{args.target}: {error}; no output written\n")
+            return 1
         for index, problem in problems:
             sys.stderr.write(f"{args.input}:{index + 2}: {problem}\n")
         write_assignments(args.output, records, party_ids)

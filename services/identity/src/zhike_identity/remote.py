@@ -28,6 +28,12 @@ from zhike_identity.domain.model import Gender
 from zhike_identity.domain.normalise import Unusable, infer_id_kind, parse_date, parse_gender
 
 CONCURRENCY = 16
+
+
+class StreamFailed(Exception):
+    """The service could not take the file: unreachable, or it answered an unexpected error."""
+
+
 _STATUS_DETAILS = "grpc-status-details-bin"
 
 
@@ -89,11 +95,21 @@ def _refused_fields(error: grpc.aio.AioRpcError) -> list[str]:
 async def stream_through_service(
     target: str, records: Sequence[RawRecord], *, progress: bool = False
 ) -> tuple[list[str], list[tuple[int, str]]]:
+    """Each record's party id ("" for a record the service refused) and the problems by row."""
+    show = progress and sys.stderr.isatty()
+    try:
+        return await _stream(target, records, show)
+    except grpc.aio.AioRpcError as error:
+        raise StreamFailed(f"{error.code().name}: {error.details()}") from error
+
+
+async def _stream(
+    target: str, records: Sequence[RawRecord], show: bool
+) -> tuple[list[str], list[tuple[int, str]]]:
     problems: list[tuple[int, str]] = []
     linked = [False] * len(records)
     next_index = iter(range(len(records)))
     done = 0
-    show = progress and sys.stderr.isatty()
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.IdentityServiceStub(channel)
 
@@ -148,7 +164,7 @@ async def _current_parties(
             )
             answer = await stub.FindParties(request, timeout=30)
             if len(answer.party_ids) != 1:
-                raise RuntimeError(
+                raise StreamFailed(
                     f"{source}/{source_id}: the service holds it in {len(answer.party_ids)} "
                     "parties after linking it"
                 )
