@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from zhike_identity.batch import resolve_csv
+from zhike_identity.batch import resolve_file
 from zhike_identity.evaluation.metrics import PairwiseScores
 
 
@@ -21,7 +21,7 @@ class Timed:
 
 
 def run_zhike(records_csv: Path, output_csv: Path, *, household_guardrail: bool = True) -> Timed:
-    report = resolve_csv(
+    _, _, report = resolve_file(
         records_csv, output_csv, progress=False, household_guardrail=household_guardrail
     )
     return Timed(records=report.records, seconds=report.seconds)

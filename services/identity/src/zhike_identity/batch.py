@@ -86,27 +86,6 @@ class _ProgressBar:
         self._stream.flush()
 
 
-def resolve_csv(
-    input_path: Path,
-    output_path: Path,
-    *,
-    progress: bool = False,
-    model: MatchModel | None = None,
-    estimate_model: bool = True,
-    errors: TextIO | None = None,
-    household_guardrail: bool = True,
-) -> ResolveReport:
-    return resolve_file(
-        input_path,
-        output_path,
-        progress=progress,
-        model=model,
-        estimate_model=estimate_model,
-        errors=errors,
-        household_guardrail=household_guardrail,
-    )[2]
-
-
 def resolve_file(
     input_path: Path,
     output_path: Path,
@@ -117,7 +96,8 @@ def resolve_file(
     errors: TextIO | None = None,
     household_guardrail: bool = True,
 ) -> tuple[list[RawRecord], Resolution, ResolveReport]:
-    """`resolve_csv`, also handing back the records and their resolution (for a bulk load)."""
+    """`zhike identity resolve-csv` in process: the records, their resolution (for a bulk load)
+    and the report."""
     started = time.perf_counter()
     stderr = errors or sys.stderr
     records = read_records(input_path)
