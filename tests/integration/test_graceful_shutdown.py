@@ -27,20 +27,27 @@ async def test_sigterm_under_load_completes_in_flight_calls_and_loses_no_event(
 
     succeeded: list[str] = []
     refused: list[grpc.StatusCode] = []
+    never_handled: list[str] = []
     unexpected: list[str] = []
     stop_sending = asyncio.Event()
 
     async def client(n: int, channel: grpc.aio.Channel) -> None:
         i = 0
         while not stop_sending.is_set():
+            source_id = f"CC-{n}-{i}"
             try:
-                response = await link(channel, source_record("call_centre", f"CC-{n}-{i}"))
+                response = await link(channel, source_record("call_centre", source_id))
                 succeeded.append(response.party_id)
             except grpc.aio.AioRpcError as error:
                 if error.code() is grpc.StatusCode.UNAVAILABLE:
                     refused.append(error.code())
-                    return
-                unexpected.append(f"{error.code().name}: {error.details()}")
+                elif error.code() is grpc.StatusCode.CANCELLED:
+                    # gRPC core answers CANCELLED, not UNAVAILABLE, for a call that reached the
+                    # server but no handler before it shut down (grpc/grpc#41785): checked below
+                    # to have had no effect, so a retry is as safe as after UNAVAILABLE.
+                    never_handled.append(source_id)
+                else:
+                    unexpected.append(f"{error.code().name}: {error.details()}")
                 return
             i += 1
 
@@ -58,6 +65,9 @@ async def test_sigterm_under_load_completes_in_flight_calls_and_loses_no_event(
     # Every call that answered OK was committed, with its events in the outbox.
     stored = scalar(identity.database_file, "SELECT count(*) FROM source_record")
     assert stored >= len(succeeded)
+    for source_id in never_handled:
+        query = f"SELECT count(*) FROM source_record WHERE source_record_id = '{source_id}'"
+        assert scalar(identity.database_file, query) == 0, source_id
 
     # Restarted, identity publishes whatever was left; the profile ends with every record.
     identity.start()
