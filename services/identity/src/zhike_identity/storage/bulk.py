@@ -83,9 +83,6 @@ OPTIONAL_FIELDS = (
     "address",
 )
 _KEY_FIELDS = frozenset({"source_system", "source_record_id"})
-# A key longer than its column cannot be indexed; it is left out and counted.
-_KEY_TYPE = blocking_key.c.key.type
-MAX_KEY_LENGTH: int = (_KEY_TYPE.length if isinstance(_KEY_TYPE, sa.String) else None) or 200
 HISTORY_REASON = "initial bulk load"
 # Below this many records, preparing in this process is faster than starting workers.
 _PARALLEL_FROM = 50_000
@@ -161,7 +158,6 @@ class BulkReport:
     blanked: Mapping[str, int]  # per field: records stored with it blank (the service refuses it)
     records_with_blanked_fields: int
     duplicate_keys: int  # input rows that repeated an earlier row's key (the last one is kept)
-    keys_too_long: int  # blocking keys left out because they exceed the column
     events: int  # outbox rows written (0 unless publish_events)
     seconds: float
     phases: Mapping[str, float] = field(default_factory=dict)
@@ -311,7 +307,6 @@ class _Rows:
     blanked: Counter[str]
     records_with_blanked_fields: int
     duplicate_keys: int
-    keys_too_long: int
 
 
 def _rows(
@@ -333,7 +328,7 @@ def _rows(
     records: list[tuple[Any, ...]] = []
     keys: list[tuple[str, str, str]] = []
     blanked: Counter[str] = Counter()
-    with_blanks = too_long = 0
+    with_blanks = 0
     events: list[DomainEvent] = []
     for item in kept:
         r = item.record
@@ -363,11 +358,8 @@ def _rows(
                 now,
             )
         )
-        for k in item.keys:
-            if len(k) > MAX_KEY_LENGTH:
-                too_long += 1
-            else:
-                keys.append((k, r.key.source_system, r.key.source_record_id))
+        # Keys longer than the column arrive as digests (blocking.index_key).
+        keys.extend((k, r.key.source_system, r.key.source_record_id) for k in item.keys)
         if item.blanked:
             with_blanks += 1
             blanked.update(item.blanked)
@@ -401,7 +393,6 @@ def _rows(
         blanked=blanked,
         records_with_blanked_fields=with_blanks,
         duplicate_keys=len(prepared) - len(kept),
-        keys_too_long=too_long,
     )
 
 
@@ -477,7 +468,6 @@ async def write_store(
         blanked=dict(rows.blanked),
         records_with_blanked_fields=rows.records_with_blanked_fields,
         duplicate_keys=rows.duplicate_keys,
-        keys_too_long=rows.keys_too_long,
         events=len(outgoing),
         seconds=time.perf_counter() - started,
         phases=phases,
