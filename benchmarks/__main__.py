@@ -23,6 +23,7 @@ from zhike.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import profile_service_pb2 as profile_pb
 from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
+from zhike_runtime.auth.client import BearerToken
 from zhike_runtime.devstack import SERVICES, Stack
 from zhike_runtime.testing.processes import free_port
 
@@ -53,10 +54,10 @@ def _report(name: str, millis: list[float]) -> None:
     )
 
 
-async def _measure(identity: str, profile: str) -> None:
+async def _measure(identity: str, profile: str, token: str) -> None:
     async with (
-        grpc.aio.insecure_channel(identity) as identity_channel,
-        grpc.aio.insecure_channel(profile) as profile_channel,
+        grpc.aio.insecure_channel(identity, interceptors=[BearerToken(token)]) as identity_channel,
+        grpc.aio.insecure_channel(profile, interceptors=[BearerToken(token)]) as profile_channel,
     ):
         link = identity_grpc.IdentityServiceStub(identity_channel).LinkSourceRecord
         get_profile = profile_grpc.ProfileServiceStub(profile_channel).GetProfile
@@ -114,7 +115,10 @@ def main() -> int:
             sys.stdout.write(
                 f"Zhike walking skeleton on SQLite + local NATS, {os.cpu_count()} cores\n"
             )
-            asyncio.run(_measure(f"127.0.0.1:{ports['identity']}", f"127.0.0.1:{ports['profile']}"))
+            token = stack.issuer.mint(["source_system", "channel_app"], subject="benchmark")
+            asyncio.run(
+                _measure(f"127.0.0.1:{ports['identity']}", f"127.0.0.1:{ports['profile']}", token)
+            )
         finally:
             stack.stop()
     return 0

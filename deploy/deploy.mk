@@ -24,6 +24,10 @@ HELM_TIMEOUT       ?= 10m
 
 KIND_DIR  := deploy/kind
 CHART_DIR := deploy/helm/zhike
+# The NATS users' authorization block (public keys and the allow-list), made by `make deploy`
+# from zhike_runtime/events/nats_permissions.py and layered over nats-values.yaml.
+NATS_AUTH_VALUES := .tools/kind/nats-authorization.json
+ZHIKE_CLI        := $(PYTHON) -m zhike_runtime.cli
 
 # checkov pins ~45 dependencies (boto3, networkx<2.7, packaging<24, ...) that would fight the
 # workspace lock, so it lives in its own tool venv, installed at a pinned version.
@@ -78,9 +82,31 @@ deploy: deploy-tools-check ## install NATS, PostgreSQL (CloudNativePG), the data
 	helm repo add nats https://nats-io.github.io/k8s/helm/charts/ --force-update
 	helm repo add cnpg https://cloudnative-pg.github.io/charts --force-update
 	helm repo update nats cnpg
+	kubectl create namespace '$(ZHIKE_NAMESPACE)' --dry-run=client -o yaml | kubectl apply -f -
+	@# NATS users (docs/operations.md, "NATS permissions"): an NKey seed per user in its own
+	@# Secret zhike-nats-<user>, made once and kept (a re-run never changes a running pod's
+	@# identity). Seeds go through pipes only; the server is told the public keys alone.
+	@set -e; mkdir -p '$(dir $(NATS_AUTH_VALUES))'; nkeys=""; \
+	for user in $$($(ZHIKE_CLI) nats users); do \
+	  secret=zhike-nats-$$user; \
+	  if ! kubectl -n '$(ZHIKE_NAMESPACE)' get secret $$secret >/dev/null 2>&1; then \
+	    $(ZHIKE_CLI) nats new-seed | kubectl -n '$(ZHIKE_NAMESPACE)' create secret generic \
+	      $$secret --from-file=nkey.seed=/dev/stdin; \
+	  fi; \
+	  public=$$(kubectl -n '$(ZHIKE_NAMESPACE)' get secret $$secret -o 'jsonpath={.data.nkey\.seed}' \
+	    | base64 -d | $(ZHIKE_CLI) nats public-key); \
+	  nkeys="$$nkeys --nkey $$user=$$public"; \
+	done; \
+	$(ZHIKE_CLI) nats chart-values $$nkeys > '$(NATS_AUTH_VALUES)'
 	helm upgrade --install nats nats/nats --version '$(NATS_CHART_VERSION)' \
 	  --namespace '$(NATS_NAMESPACE)' --create-namespace \
-	  --values $(KIND_DIR)/nats-values.yaml --wait --timeout '$(HELM_TIMEOUT)'
+	  --values $(KIND_DIR)/nats-values.yaml --values '$(NATS_AUTH_VALUES)' \
+	  --wait --timeout '$(HELM_TIMEOUT)'
+	@# Callers' tokens: kind has no identity provider, so the services trust the local stack's
+	@# development issuer (.zhike/auth/, made on first use); `zhike token` mints for both.
+	$(PYTHON) -c 'from pathlib import Path; from zhike_runtime.auth.development import DevelopmentIssuer; DevelopmentIssuer(Path(".zhike/auth"))'
+	kubectl -n '$(ZHIKE_NAMESPACE)' create configmap zhike-jwks --from-file=jwks.json=.zhike/auth/jwks.json \
+	  --dry-run=client -o yaml | kubectl apply -f -
 	helm upgrade --install cnpg cnpg/cloudnative-pg --version '$(CNPG_CHART_VERSION)' \
 	  --namespace '$(CNPG_NAMESPACE)' --create-namespace --wait --timeout '$(HELM_TIMEOUT)'
 	@for ns in '$(PG_NAMESPACE)' '$(ZHIKE_NAMESPACE)'; do \

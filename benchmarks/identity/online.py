@@ -59,7 +59,12 @@ from zhike_runtime.testing.processes import (
     free_port,
     throwaway_postgres,
 )
-from zhike_runtime.testing.services import wait_serving
+from zhike_runtime.testing.services import (
+    authorised_channel,
+    fixed_field_keys,
+    process_environment,
+    wait_serving,
+)
 
 DEFAULT_RECORDS = 1_000_000
 DEFAULT_CALLS = 2_000
@@ -241,13 +246,17 @@ def _start_service(database_url: str, nats_url: str) -> tuple[subprocess.Popen[b
     """The identity service as deployed: its own process (`python -m zhike_identity`), so the
     client's work is not on the service's event loop."""
     port = free_port()
-    environment = os.environ | {
-        "ZHIKE_GRPC_HOST": "127.0.0.1",
-        "ZHIKE_GRPC_PORT": str(port),
-        "ZHIKE_DATABASE_URL": database_url,
-        "ZHIKE_NATS_URL": nats_url,
-        "ZHIKE_LOG_LEVEL": "WARNING",
-    }
+    environment = (
+        os.environ
+        | {
+            "ZHIKE_GRPC_HOST": "127.0.0.1",
+            "ZHIKE_GRPC_PORT": str(port),
+            "ZHIKE_DATABASE_URL": database_url,
+            "ZHIKE_NATS_URL": nats_url,
+            "ZHIKE_LOG_LEVEL": "WARNING",
+        }
+        | process_environment()
+    )
     return subprocess.Popen([sys.executable, "-m", "zhike_identity"], env=environment), port
 
 
@@ -262,7 +271,7 @@ async def _online(
     stored_parties: frozenset[str],
 ) -> None:
     await wait_serving(port, timeout=120)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with authorised_channel(f"127.0.0.1:{port}", roles=["source_system"]) as channel:
         await _measure(
             cluster,
             database,
@@ -381,7 +390,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         model_version = resolution.model.version if resolution.model else "unknown"
         report = asyncio.run(
-            write_store(database_url, records, resolution, model_version=model_version)
+            write_store(
+                database_url,
+                records,
+                resolution,
+                keys=fixed_field_keys(),  # the service gets the same keys (process_environment)
+                model_version=model_version,
+            )
         )
         phases = ", ".join(f"{name} {s:.1f} s" for name, s in report.phases.items())
         say(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from zhike_runtime.testing.processes import NatsServer, free_port
-from zhike_runtime.testing.services import wait_serving
+from zhike_runtime.testing.services import process_environment, wait_serving
 
 
 @dataclass
@@ -59,6 +59,7 @@ class ServiceProcess:
                 "ZHIKE_CONSUMER_BACKOFF_SECONDS": "[0.2, 0.5, 1, 1]",
                 "OTEL_TRACES_EXPORTER": "console",
             }
+            | process_environment()
             | self.extra_env
         )
         with self.log_file.open("ab") as log, self.spans_file.open("ab") as spans:

@@ -9,7 +9,7 @@ import itertools
 import grpc
 
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import eventually
+from zhike_runtime.testing.services import authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link, scalar, source_record
@@ -44,7 +44,7 @@ async def test_broker_killed_mid_stream_loses_and_duplicates_nothing(
         await asyncio.sleep(2.0)
         nats.start()  # same port, same JetStream store
 
-    async with grpc.aio.insecure_channel(identity.address) as channel:
+    async with authorised_channel(identity.address) as channel:
         await asyncio.gather(
             restart_broker_later(), *(link_records(channel) for _ in range(CONCURRENCY))
         )

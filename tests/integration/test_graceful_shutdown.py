@@ -8,7 +8,7 @@ import signal
 
 import grpc
 
-from zhike_runtime.testing.services import eventually
+from zhike_runtime.testing.services import authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link, scalar, source_record
@@ -51,7 +51,7 @@ async def test_sigterm_under_load_completes_in_flight_calls_and_loses_no_event(
                 return
             i += 1
 
-    async with grpc.aio.insecure_channel(identity.address) as channel:
+    async with authorised_channel(identity.address) as channel:
         clients = [asyncio.create_task(client(n, channel)) for n in range(CLIENTS)]
         await asyncio.sleep(1.5)
         identity.signal(signal.SIGTERM)

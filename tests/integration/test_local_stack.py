@@ -7,11 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from zhike.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 from zhike_runtime.devstack import HEALTH_OFFSET, SERVICES
 from zhike_runtime.testing.processes import free_port
 from zhike_runtime.testing.services import SERVING, readiness
@@ -69,6 +72,8 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
             assert await readiness(port) == SERVING
             assert await readiness(port + HEALTH_OFFSET) == SERVING
             assert EXPECTED_SERVICES[name] in await listed_services(port)
+        assert "zhike token --role" in banner
+        await a_minted_token_opens_the_identity_api(tmp_path / "state", ports["identity"])
         stack.send_signal(signal.SIGINT)
         rest, _ = await asyncio.to_thread(stack.communicate, timeout=60)
     finally:
@@ -79,3 +84,36 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
     for name in SERVICES:
         log = (tmp_path / "state" / "logs" / f"{name}.log").read_text()
         assert '"message": "service stopped"' in log
+
+
+def zhike_token(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    zhike = Path(sys.executable).parent / "zhike"
+    return subprocess.run(
+        [str(zhike), "token", "--state-dir", str(state_dir), *args],
+        capture_output=True,
+        text=True,
+        env=os.environ | env,
+        check=False,
+    )
+
+
+async def a_minted_token_opens_the_identity_api(state_dir: Path, port: int) -> None:
+    minted = zhike_token(state_dir, "--role", "branch_teller")
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        get_party = identity_service_pb2_grpc.IdentityServiceStub(channel).GetParty
+        missing = str(uuid.uuid4())
+        with pytest.raises(grpc.aio.AioRpcError) as without:
+            await get_party(identity_service_pb2.GetPartyRequest(party_id=missing), timeout=5)
+        with pytest.raises(grpc.aio.AioRpcError) as with_token:
+            await get_party(
+                identity_service_pb2.GetPartyRequest(party_id=missing),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=5,
+            )
+    assert without.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert with_token.value.code() is grpc.StatusCode.NOT_FOUND  # through, to the store
+    refused = zhike_token(state_dir, "--role", "branch_teller", ZHIKE_PROFILE="production")
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert "refused with ZHIKE_PROFILE=production" in refused.stderr

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-import grpc
-
-from zhike_runtime.testing.services import eventually
+from zhike_runtime.testing.services import authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link, profile_or_none, source_record
@@ -25,8 +23,8 @@ async def test_a_linked_record_appears_in_the_profile_under_one_trace_across_ser
     trace_id = os.urandom(16).hex()
     traceparent = f"00-{trace_id}-{os.urandom(8).hex()}-01"
     async with (
-        grpc.aio.insecure_channel(identity.address) as identity_channel,
-        grpc.aio.insecure_channel(profile.address) as profile_channel,
+        authorised_channel(identity.address) as identity_channel,
+        authorised_channel(profile.address) as profile_channel,
     ):
         linked = await link(
             identity_channel,
@@ -66,13 +64,13 @@ async def test_profile_started_after_the_events_catches_up(
     identity, profile = services["identity"], services["profile"]
     identity.start()
     await identity.wait_serving()
-    async with grpc.aio.insecure_channel(identity.address) as channel:
+    async with authorised_channel(identity.address) as channel:
         party_ids = [
             (await link(channel, source_record("cards", f"C-{i}"))).party_id for i in range(20)
         ]
     profile.start()
     await profile.wait_serving()
-    async with grpc.aio.insecure_channel(profile.address) as channel:
+    async with authorised_channel(profile.address) as channel:
 
         async def all_profiles_exist() -> bool:
             return all([await profile_or_none(channel, p) is not None for p in party_ids])

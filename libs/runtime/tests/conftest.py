@@ -16,6 +16,7 @@ from zhike_runtime.migrations import apply_migrations
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry
 from zhike_runtime.testing.processes import NatsServer
+from zhike_runtime.testing.services import TEST_SETTINGS
 
 TEST_STREAM = StreamSpec("ZHIKE_TESTING", ("zhike.testing.v1.>",))
 PING_SUBJECT = "zhike.testing.v1.ping"
@@ -36,6 +37,7 @@ def ping(key: str, *, poison: bool = False) -> OutgoingEvent:
 
 def fast_settings(database_url: str, nats_url: str, **overrides: object) -> ServiceSettings:
     values: dict[str, object] = {
+        **TEST_SETTINGS,
         "database_url": database_url,
         "nats_url": nats_url,
         "consumer_backoff_seconds": [0.2, 0.2, 0.2, 0.2],

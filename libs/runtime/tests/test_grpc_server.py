@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from zhike.testing.v1 import events_pb2
 from zhike_runtime.app import Platform, RunningService, ServiceDefinition, Wiring
+from zhike_runtime.auth.permissions import MethodRule
 from zhike_runtime.errors import FieldViolation, InvalidArgument, NotFound
 from zhike_runtime.grpc_errors import STATUS_DETAILS_KEY
 from zhike_runtime.grpc_server import LIVENESS
@@ -22,6 +23,7 @@ from zhike_runtime.testing.processes import NatsServer, throwaway_postgres
 from zhike_runtime.testing.services import (
     NOT_SERVING,
     SERVING,
+    authorised_channel,
     eventually,
     readiness,
     running_service,
@@ -97,6 +99,9 @@ PROBE = ServiceDefinition(
     migrations=None,
     stream=None,
     wire=wire,
+    access_rules={
+        f"/zhike.testing.v1.Probe/{name}": MethodRule("identity.party.read") for name in METHODS
+    },
 )
 
 
@@ -111,7 +116,7 @@ async def probe(
 
 
 async def call(port: int, method: str, request: events_pb2.Ping) -> events_pb2.Ping:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with authorised_channel(f"127.0.0.1:{port}") as channel:
         stub = channel.unary_unary(
             f"/zhike.testing.v1.Probe/{method}",
             request_serializer=events_pb2.Ping.SerializeToString,

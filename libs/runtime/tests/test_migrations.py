@@ -14,19 +14,24 @@ async def table_names(database: Database) -> set[str]:
     return set(names)
 
 
-async def test_migrations_create_the_outbox_and_inbox_and_are_idempotent(database_url: str) -> None:
+async def test_migrations_create_the_outbox_inbox_and_audit_tables_and_are_idempotent(database_url: str) -> None:
     database = Database(database_url)
     try:
         await apply_migrations(database, None)
         await apply_migrations(database, None)
-        assert {"outbox_event", "inbox_event", RUNTIME_VERSION_TABLE} <= await table_names(database)
+        assert {
+            "outbox_event",
+            "inbox_event",
+            "audit_record",
+            RUNTIME_VERSION_TABLE,
+        } <= await table_names(database)
         async with database.engine.connect() as connection:
             versions = (
                 await connection.execute(
                     sa.text(f"SELECT version_num FROM {RUNTIME_VERSION_TABLE}")
                 )
             ).all()
-        assert [v[0] for v in versions] == ["runtime_0001"]
+        assert [v[0] for v in versions] == ["runtime_0002"]
     finally:
         await database.dispose()
 

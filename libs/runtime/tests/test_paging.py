@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from zhike_runtime.errors import InvalidArgument
-from zhike_runtime.paging import PageTokens
+from zhike_runtime.paging import DEFAULT_PAGE_SIZE, PageTokens, page_size
 from zhike_runtime.validation import Violations
 
 
@@ -45,3 +45,27 @@ def test_an_altered_position_or_another_key_or_listing_is_refused() -> None:
         read(PageTokens(b"x" * 32), token)
     with pytest.raises(InvalidArgument):
         read(tokens, token, query="parties")
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [(0, DEFAULT_PAGE_SIZE), (1, 1), (200, 200), (201, 200), (10**6, 200), (2**31 - 1, 200)],
+)
+def test_page_size_defaults_at_zero_and_clamps_to_the_maximum(
+    requested: int, expected: int
+) -> None:
+    v = Violations()
+    assert page_size(v, "page_size", requested, maximum=200) == expected
+    assert not v
+
+
+def test_a_negative_page_size_is_a_violation_naming_the_field() -> None:
+    v = Violations()
+    page_size(v, "reviews.page_size", -1, maximum=200)
+    with pytest.raises(InvalidArgument) as raised:
+        v.raise_if_any()
+    assert [f.field for f in raised.value.violations] == ["reviews.page_size"]
+
+
+def test_the_default_never_exceeds_a_smaller_maximum() -> None:
+    assert page_size(Violations(), "page_size", 0, maximum=10) == 10

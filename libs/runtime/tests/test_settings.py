@@ -3,6 +3,35 @@ from __future__ import annotations
 import pytest
 
 from zhike_runtime.settings import ServiceSettings, load_settings
+from zhike_runtime.testing.services import process_environment
+
+
+@pytest.fixture(autouse=True)
+def platform_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every service needs (a key set for callers' tokens), so each test fails for the
+    reason it names."""
+    for name, value in process_environment().items():
+        monkeypatch.setenv(name, value)
+
+
+def test_without_a_key_set_for_tokens_the_process_stops_naming_the_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ZHIKE_AUTH_JWKS_FILE")
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(ServiceSettings)
+    assert stopped.value.code == 2
+    assert "ZHIKE_AUTH_JWKS_FILE or ZHIKE_AUTH_JWKS_URL" in capsys.readouterr().err
+
+
+def test_a_jwks_url_must_be_http(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ZHIKE_AUTH_JWKS_FILE")
+    monkeypatch.setenv("ZHIKE_AUTH_JWKS_URL", "file:///etc/passwd")
+    with pytest.raises(SystemExit):
+        load_settings(ServiceSettings)
+    assert "ZHIKE_AUTH_JWKS_URL" in capsys.readouterr().err
 
 
 def test_bad_values_stop_the_process_naming_each_variable(
@@ -32,14 +61,20 @@ def test_settings_come_from_zhike_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.backoff_for(9) == 2
 
 
-def test_more_backoff_steps_than_redeliveries_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_more_backoff_steps_than_redeliveries_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("ZHIKE_CONSUMER_MAX_DELIVER", "2")
     monkeypatch.setenv("ZHIKE_CONSUMER_BACKOFF_SECONDS", "[1, 2, 3]")
     with pytest.raises(SystemExit):
         load_settings(ServiceSettings)
+    assert "ZHIKE_CONSUMER_BACKOFF_SECONDS" in capsys.readouterr().err
 
 
-def test_nats_url_must_use_a_nats_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nats_url_must_use_a_nats_scheme(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("ZHIKE_NATS_URL", "http://localhost:4222")
     with pytest.raises(SystemExit):
         load_settings(ServiceSettings)
+    assert "ZHIKE_NATS_URL" in capsys.readouterr().err

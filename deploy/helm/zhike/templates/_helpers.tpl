@@ -83,17 +83,53 @@ renders it, the Deployment hashes it (checksum/config) and the migration Job inl
 (the ConfigMap does not exist yet when a pre-install hook runs). Context: dict root/name/svc.
 */}}
 {{- define "zhike.configData" -}}
+{{- include "zhike.checkTlsValues" .root -}}
+{{- include "zhike.checkNatsValues" . -}}
+{{- include "zhike.checkAuthValues" .root -}}
 {{- $v := .root.Values -}}
 ZHIKE_GRPC_PORT: {{ $v.ports.grpc | quote }}
 ZHIKE_HEALTH_PORT: {{ $v.ports.health | quote }}
 ZHIKE_NATS_URL: {{ $v.nats.url | quote }}
 ZHIKE_STREAM_REPLICAS: {{ $v.nats.streamReplicas | quote }}
+ZHIKE_STREAM_MAX_AGE_SECONDS: {{ $v.nats.streamMaxAgeSeconds | int64 | quote }}
 ZHIKE_RUN_MIGRATIONS: "false"
 ZHIKE_GRPC_REFLECTION: {{ ternary "true" "false" $v.config.grpcReflection | quote }}
 ZHIKE_LOG_LEVEL: {{ $v.config.logLevel | quote }}
 ZHIKE_SHUTDOWN_GRACE_SECONDS: {{ $v.config.shutdownGraceSeconds | quote }}
+ZHIKE_PROFILE: "production"
+ZHIKE_AUTH_ISSUER: {{ $v.auth.issuer | quote }}
+ZHIKE_AUTH_AUDIENCE: {{ $v.auth.audience | quote }}
+ZHIKE_AUTH_LEEWAY_SECONDS: {{ $v.auth.leewaySeconds | quote }}
+{{- if $v.auth.jwksUrl }}
+ZHIKE_AUTH_JWKS_URL: {{ $v.auth.jwksUrl | quote }}
+{{- else }}
+ZHIKE_AUTH_JWKS_FILE: {{ printf "/etc/zhike/auth/jwks/%s" $v.auth.jwksConfigMap.key | quote }}
+{{- end }}
+{{- if $v.auth.roles }}
+ZHIKE_AUTH_ROLES_FILE: "/etc/zhike/auth/roles/roles.json"
+{{- end }}
+ZHIKE_AUDIT_RETENTION_DAYS: {{ $v.audit.retentionDays | quote }}
+{{- with $v.databaseTls.sslMode }}
+ZHIKE_DATABASE_SSL_MODE: {{ . | quote }}
+{{- end }}
+{{- if $v.databaseTls.rootCA.existingSecret }}
+ZHIKE_DATABASE_SSL_ROOT_CERT: {{ printf "/etc/zhike/database-ca/%s" $v.databaseTls.rootCA.existingSecretKey | quote }}
+{{- end }}
 {{- if .svc.natsCredentials.existingSecret }}
 ZHIKE_NATS_CREDS_FILE: {{ printf "/etc/zhike/nats/%s" .svc.natsCredentials.existingSecretKey | quote }}
+{{- end }}
+{{- if .svc.natsNkeySeed.existingSecret }}
+ZHIKE_NATS_NKEY_SEED_FILE: {{ printf "/etc/zhike/nats-nkey/%s" .svc.natsNkeySeed.existingSecretKey | quote }}
+{{- end }}
+{{- if $v.natsTls.enabled }}
+ZHIKE_NATS_TLS_CA_FILE: {{ printf "/etc/zhike/nats-tls/%s" $v.natsTls.caFile | quote }}
+{{- if $v.natsTls.clientCertificate }}
+ZHIKE_NATS_TLS_CERT_FILE: {{ printf "/etc/zhike/nats-tls/%s" $v.natsTls.certFile | quote }}
+ZHIKE_NATS_TLS_KEY_FILE: {{ printf "/etc/zhike/nats-tls/%s" $v.natsTls.keyFile | quote }}
+{{- end }}
+{{- if $v.natsTls.handshakeFirst }}
+ZHIKE_NATS_TLS_HANDSHAKE_FIRST: "true"
+{{- end }}
 {{- end }}
 OTEL_SERVICE_NAME: {{ printf "zhike-%s" .name | quote }}
 OTEL_TRACES_EXPORTER: {{ $v.telemetry.tracesExporter | quote }}
@@ -141,11 +177,26 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.telemetry.otlpEndpoint | quote }}
 {{ toYaml .Values.podSecurityContext }}
 {{- end -}}
 
-{{/* Volumes every Zhike pod gets: /tmp scratch, plus the NATS creds when configured. Context: dict root/name/svc. */}}
+{{/* Volumes of every Zhike pod (Deployment and migration Job, whose settings check the same files): /tmp scratch, plus the NATS credentials and TLS files when configured. Context: dict root/name/svc. */}}
 {{- define "zhike.volumes" -}}
 - name: tmp
   emptyDir:
     sizeLimit: {{ .root.Values.tmpVolumeSizeLimit }}
+{{- $auth := .root.Values.auth }}
+{{- if not $auth.jwksUrl }}
+# Mounted whole (no subPath), so a key rotation in the ConfigMap reaches the pod.
+- name: auth-jwks
+  configMap:
+    name: {{ $auth.jwksConfigMap.name | quote }}
+    items:
+      - key: {{ $auth.jwksConfigMap.key | quote }}
+        path: {{ $auth.jwksConfigMap.key | quote }}
+{{- end }}
+{{- if $auth.roles }}
+- name: auth-roles
+  configMap:
+    name: {{ printf "%s-auth-roles" (include "zhike.fullname" .root) | trunc 63 | trimSuffix "-" | quote }}
+{{- end }}
 {{- if .svc.natsCredentials.existingSecret }}
 - name: nats-creds
   secret:
@@ -155,16 +206,177 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.telemetry.otlpEndpoint | quote }}
       - key: {{ .svc.natsCredentials.existingSecretKey | quote }}
         path: {{ .svc.natsCredentials.existingSecretKey | quote }}
 {{- end }}
+{{- if .svc.natsNkeySeed.existingSecret }}
+- name: nats-nkey
+  secret:
+    secretName: {{ .svc.natsNkeySeed.existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      - key: {{ .svc.natsNkeySeed.existingSecretKey | quote }}
+        path: {{ .svc.natsNkeySeed.existingSecretKey | quote }}
+{{- end }}
+{{- $natsTls := .root.Values.natsTls }}
+{{- if $natsTls.enabled }}
+- name: nats-tls
+  secret:
+    secretName: {{ $natsTls.existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      - key: {{ $natsTls.caFile | quote }}
+        path: {{ $natsTls.caFile | quote }}
+      {{- if $natsTls.clientCertificate }}
+      - key: {{ $natsTls.certFile | quote }}
+        path: {{ $natsTls.certFile | quote }}
+      - key: {{ $natsTls.keyFile | quote }}
+        path: {{ $natsTls.keyFile | quote }}
+      {{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "zhike.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- if not .root.Values.auth.jwksUrl }}
+- name: auth-jwks
+  mountPath: /etc/zhike/auth/jwks
+  readOnly: true
+{{- end }}
+{{- if .root.Values.auth.roles }}
+- name: auth-roles
+  mountPath: /etc/zhike/auth/roles
+  readOnly: true
+{{- end }}
 {{- if .svc.natsCredentials.existingSecret }}
 - name: nats-creds
   mountPath: /etc/zhike/nats
   readOnly: true
 {{- end }}
+{{- if .svc.natsNkeySeed.existingSecret }}
+- name: nats-nkey
+  mountPath: /etc/zhike/nats-nkey
+  readOnly: true
+{{- end }}
+{{- if .root.Values.natsTls.enabled }}
+- name: nats-tls
+  mountPath: /etc/zhike/nats-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/*
+NATS values that the schema cannot relate to each other (the services' settings refuse the same).
+Context: dict root/name/svc.
+*/}}
+{{- define "zhike.checkNatsValues" -}}
+{{- if and .svc.natsCredentials.existingSecret .svc.natsNkeySeed.existingSecret -}}
+{{- fail (printf "services.%s: set natsCredentials or natsNkeySeed, not both" .name) -}}
+{{- end -}}
+{{- $t := .root.Values.natsTls -}}
+{{- if $t.enabled -}}
+{{- if not $t.existingSecret -}}
+{{- fail "natsTls.enabled needs natsTls.existingSecret (the CA of the NATS servers)" -}}
+{{- end -}}
+{{- range $url := splitList "," .root.Values.nats.url -}}
+{{- if not (hasPrefix "tls://" (trim $url)) -}}
+{{- fail "natsTls.enabled needs tls:// URLs in nats.url" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+TLS values that the schema cannot relate to each other; stops the render naming the values.
+Call with the root context.
+*/}}
+{{- define "zhike.checkTlsValues" -}}
+{{- $g := .Values.grpcTls -}}
+{{- if and (or $g.clientCA.existingSecret $g.allowedClientNames) (not $g.enabled) -}}
+{{- fail "grpcTls.clientCA and grpcTls.allowedClientNames need grpcTls.enabled=true" -}}
+{{- end -}}
+{{- if and $g.allowedClientNames (not $g.clientCA.existingSecret) -}}
+{{- fail "grpcTls.allowedClientNames needs grpcTls.clientCA.existingSecret (names are read from verified client certificates)" -}}
+{{- end -}}
+{{- $d := .Values.databaseTls -}}
+{{- $verifying := has $d.sslMode (list "verify-ca" "verify-full") -}}
+{{- if and $verifying (not $d.rootCA.existingSecret) -}}
+{{- fail (printf "databaseTls.sslMode=%s needs databaseTls.rootCA.existingSecret" $d.sslMode) -}}
+{{- end -}}
+{{- if and $d.rootCA.existingSecret (not $verifying) -}}
+{{- fail "databaseTls.rootCA is used only with databaseTls.sslMode verify-ca or verify-full" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+TLS of the gRPC service port: environment, volumes and mounts of a service's Deployment (the
+migration Jobs serve nothing, so they get none of it). Secret volumes are mounted whole, never
+with subPath, so a renewed Secret reaches the running pod and the service reloads it.
+Context: dict root/name/svc; include only when grpcTls.enabled.
+*/}}
+{{- define "zhike.grpcTlsEnv" -}}
+{{- $g := .root.Values.grpcTls -}}
+- name: ZHIKE_TLS_CERT_FILE
+  value: "/etc/zhike/grpc-tls/tls.crt"
+- name: ZHIKE_TLS_KEY_FILE
+  value: "/etc/zhike/grpc-tls/tls.key"
+{{- if $g.clientCA.existingSecret }}
+- name: ZHIKE_TLS_CLIENT_CA_FILE
+  value: {{ printf "/etc/zhike/grpc-client-ca/%s" $g.clientCA.existingSecretKey | quote }}
+{{- end }}
+{{- with $g.allowedClientNames }}
+- name: ZHIKE_TLS_ALLOWED_CLIENT_NAMES
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "zhike.grpcTlsVolumes" -}}
+{{- $g := .root.Values.grpcTls -}}
+- name: grpc-tls
+  secret:
+    secretName: {{ required (printf "grpcTls.serverSecrets.%s is required when grpcTls.enabled" .name) (get $g.serverSecrets .name) | quote }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- if $g.clientCA.existingSecret }}
+- name: grpc-client-ca
+  secret:
+    secretName: {{ $g.clientCA.existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      - key: {{ $g.clientCA.existingSecretKey | quote }}
+        path: {{ $g.clientCA.existingSecretKey | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "zhike.grpcTlsVolumeMounts" -}}
+- name: grpc-tls
+  mountPath: /etc/zhike/grpc-tls
+  readOnly: true
+{{- if .root.Values.grpcTls.clientCA.existingSecret }}
+- name: grpc-client-ca
+  mountPath: /etc/zhike/grpc-client-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The PostgreSQL CA (Deployment and migration Job); include only when databaseTls.rootCA.existingSecret is set. Context: dict root/name/svc. */}}
+{{- define "zhike.databaseCaVolumes" -}}
+{{- $ca := .root.Values.databaseTls.rootCA -}}
+- name: database-ca
+  secret:
+    secretName: {{ $ca.existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      - key: {{ $ca.existingSecretKey | quote }}
+        path: {{ $ca.existingSecretKey | quote }}
+{{- end -}}
+
+{{- define "zhike.databaseCaVolumeMounts" -}}
+- name: database-ca
+  mountPath: /etc/zhike/database-ca
+  readOnly: true
 {{- end -}}
 
 {{/* DNS egress rule (UDP and TCP 53 to the cluster DNS). */}}
@@ -213,4 +425,15 @@ checkov.io/skip{{ $n }}: CKV_K8S_9=helm test Pod runs a one-shot gRPC health che
 {{- else }}
 checkov.io/skip{{ $n }}: CKV_K8S_35=ZHIKE_DATABASE_URL is read from the environment by the settings contract; it comes from an existing Secret via secretKeyRef, never a literal
 {{- end }}
+{{- end -}}
+
+{{/* Caller-identity values the schema cannot relate to each other. Context: root. */}}
+{{- define "zhike.checkAuthValues" -}}
+{{- $a := .Values.auth -}}
+{{- if not $a.issuer -}}
+{{- fail "auth.issuer: required, the `iss` of the bank's identity provider (docs/security.md)" -}}
+{{- end -}}
+{{- if eq (empty $a.jwksUrl) (empty $a.jwksConfigMap.name) -}}
+{{- fail "auth: set exactly one of auth.jwksUrl and auth.jwksConfigMap.name (the key set that verifies callers' tokens)" -}}
+{{- end -}}
 {{- end -}}

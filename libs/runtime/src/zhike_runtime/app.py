@@ -10,18 +10,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
 import grpc
 
-from zhike_runtime.db import Database
-from zhike_runtime.events.bus import EventBus, StreamSpec
+from zhike_runtime.auth.access import AccessControl, load_roles
+from zhike_runtime.auth.audit import AuditLog
+from zhike_runtime.auth.permissions import METHOD_RULES, MethodRule
+from zhike_runtime.auth.tokens import KeySet, TokenVerifier
+from zhike_runtime.crypto import field_keys
+from zhike_runtime.db import Database, database_for
+from zhike_runtime.events.bus import EventBus, NatsAccess, StreamSpec
 from zhike_runtime.events.consumer import AfterCommitHook, ConsumerSpec, EventConsumer
 from zhike_runtime.events.relay import AfterPublishHook, OutboxRelay
 from zhike_runtime.grpc_server import HealthReporter, build_health_server, build_server
@@ -30,6 +36,7 @@ from zhike_runtime.migrations import apply_migrations
 from zhike_runtime.paging import PageTokens
 from zhike_runtime.settings import ServiceSettings, load_settings
 from zhike_runtime.telemetry import Telemetry
+from zhike_runtime.tls import allow_list_interceptors, certificate_files, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +71,8 @@ class ServiceDefinition(Generic[S]):
     migrations: Path | None
     stream: StreamSpec | None
     wire: Callable[[Platform[S]], Wiring]
+    # The platform's access table; only the runtime's own tests define other services.
+    access_rules: Mapping[str, MethodRule] = field(default_factory=lambda: METHOD_RULES)
 
 
 @dataclass(frozen=True)
@@ -87,13 +96,14 @@ class RunningService(Generic[S]):
         self.definition = definition
         self.settings = settings
         self.telemetry = telemetry or Telemetry(definition.name)
-        self.database = Database(settings.database_url, settings.database_pool_size)
+        self.database = database_for(settings)
         self.bus = EventBus(
             settings.nats_url,
             client_name=f"zhike-{definition.name}",
-            creds_file=str(settings.nats_creds_file) if settings.nats_creds_file else None,
+            access=NatsAccess.from_settings(settings, user=definition.name),
             stream_replicas=settings.stream_replicas,
             duplicate_window_seconds=settings.stream_duplicate_window_seconds,
+            max_age_seconds=settings.stream_max_age_seconds,
         )
         if definition.stream is not None:
             self.bus.add_stream(definition.stream)
@@ -128,13 +138,18 @@ class RunningService(Generic[S]):
             for spec in wiring.consumers
         ]
         self.health = HealthReporter(definition.grpc_service_names)
+        self.audit = AuditLog(self.database, dt.timedelta(days=settings.audit_retention_days))
+        self.access = access_control(settings, self.audit, definition.access_rules)
         self.server = build_server(
             self.telemetry,
             self.health,
             wiring.grpc_registrations,
             definition.grpc_service_names,
+            access=self.access,
+            pre_interceptors=allow_list_interceptors(settings),
             max_message_bytes=settings.max_message_bytes,
             max_concurrent_rpcs=settings.max_concurrent_rpcs,
+            deadline_cap_seconds=settings.max_rpc_seconds,
             enable_reflection=settings.grpc_reflection,
         )
         self.health_server = (
@@ -146,10 +161,18 @@ class RunningService(Generic[S]):
 
     async def start(self) -> None:
         if self.settings.run_migrations:
-            await apply_migrations(self.database, self.definition.migrations)
+            await apply_migrations(
+                self.database, self.definition.migrations, field_keys(self.settings)
+            )
         await self.health.start()
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        self.grpc_port = self.server.add_insecure_port(address)
+        # TLS when configured: then the service port speaks nothing else; the health port
+        # below stays plaintext for the kubelet's probes.
+        tls_files = certificate_files(self.settings)
+        if tls_files is None:
+            self.grpc_port = self.server.add_insecure_port(address)
+        else:
+            self.grpc_port = self.server.add_secure_port(address, server_credentials(tls_files))
         await self.server.start()
         if self.health_server is not None:
             self.health_port = self.health_server.add_insecure_port(
@@ -161,6 +184,7 @@ class RunningService(Generic[S]):
             loop.create_task(self.bus.run(), name="nats-connect"),
             loop.create_task(self.relay.run(), name="outbox-relay"),
             loop.create_task(self._watch_dependencies(), name="readiness"),
+            loop.create_task(self.audit.run_retention(), name="audit-retention"),
             *(loop.create_task(c.run(), name=f"consumer-{c.spec.durable}") for c in self.consumers),
         ]
         log.info(
@@ -168,6 +192,7 @@ class RunningService(Generic[S]):
             extra={
                 "grpc_port": self.grpc_port,
                 "health_port": self.health_port,
+                "tls": tls_files is not None,
                 "database": self.database.dialect,
             },
         )
@@ -209,6 +234,31 @@ class RunningService(Generic[S]):
         log.info("service stopped")
 
 
+def access_control(
+    settings: ServiceSettings, audit: AuditLog, rules: Mapping[str, MethodRule]
+) -> AccessControl:
+    keys = KeySet(
+        file=settings.auth_jwks_file,
+        url=settings.auth_jwks_url,
+        refresh_seconds=settings.auth_jwks_refresh_seconds,
+    )
+    verifier = TokenVerifier(
+        keys,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        algorithms=tuple(settings.auth_algorithms),
+        leeway_seconds=settings.auth_leeway_seconds,
+    )
+    return AccessControl(
+        verifier,
+        load_roles(settings.auth_roles_file),
+        audit,
+        rules=rules,
+        roles_claim=settings.auth_roles_claim,
+        party_claim=settings.auth_party_claim,
+    )
+
+
 def settle_memory() -> None:
     """Keeps what start-up built (modules, the model, tables, the pools: ~300,000 objects)
     out of every later full garbage collection. Python's collector walks all tracked objects on
@@ -235,9 +285,9 @@ async def _serve(definition: ServiceDefinition[S], settings: S) -> None:
 
 
 async def _migrate(definition: ServiceDefinition[S], settings: S) -> None:
-    database = Database(settings.database_url, settings.database_pool_size)
+    database = database_for(settings)
     try:
-        await apply_migrations(database, definition.migrations)
+        await apply_migrations(database, definition.migrations, field_keys(settings))
     finally:
         await database.dispose()
     log.info("migrations applied")

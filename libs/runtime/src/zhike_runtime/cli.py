@@ -1,8 +1,10 @@
 """The `zhike` command line.
 
 `zhike health --target HOST:PORT [--service NAME]` exits 0 only when the service answers SERVING
-(used by `helm test` and by scripts). `zhike dlq list|replay` inspects and replays dead letters. Services add their own sub-commands through the
-`zhike.cli` entry-point group: a callable that receives the sub-parsers object and registers one.
+(used by `helm test` and by scripts). `zhike dlq list|replay` inspects and replays dead letters.
+`zhike rotate-keys` re-seals a service's encrypted values under the active data key
+(`key_rotation`). Services add their own sub-commands through the `zhike.cli` entry-point group:
+a callable that receives the sub-parsers object and registers one.
 """
 
 from __future__ import annotations
@@ -14,15 +16,27 @@ from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import entry_points
 
 import grpc
-import nats
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from pydantic import ValidationError
 
+from zhike_runtime import key_rotation
+from zhike_runtime.auth import commands as auth_commands
+from zhike_runtime.events import nats_permissions
+from zhike_runtime.events.bus import NatsAccess, connect_to_nats
 from zhike_runtime.events.dead_letters import list_dead_letters, replay
+from zhike_runtime.settings import NatsSettings, describe_errors
+from zhike_runtime.tls import add_client_tls_arguments, client_credentials, open_channel
 
 
-async def check_health(target: str, service: str, timeout: float) -> str:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def check_health(
+    target: str,
+    service: str,
+    timeout: float,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> str:
+    async with open_channel(target, credentials) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
@@ -30,7 +44,12 @@ async def check_health(target: str, service: str, timeout: float) -> str:
 
 def _health(args: argparse.Namespace) -> int:
     try:
-        status = asyncio.run(check_health(args.target, args.service, args.timeout))
+        credentials = client_credentials(args)
+    except (OSError, ValueError) as error:
+        sys.stderr.write(f"{error}\n")
+        return 2
+    try:
+        status = asyncio.run(check_health(args.target, args.service, args.timeout, credentials))
     except grpc.aio.AioRpcError as error:
         sys.stderr.write(f"{args.target}: {error.code().name}: {error.details()}\n")
         return 1
@@ -38,8 +57,56 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if status == "SERVING" else 1
 
 
-async def _with_jetstream(url: str, action: Callable[[JetStreamContext], Awaitable[int]]) -> int:
-    connection = await nats.connect(servers=[u.strip() for u in url.split(",")], connect_timeout=3)
+# `zhike dlq` connects as the services do: ZHIKE_NATS_* from the environment (so it works as it
+# is inside a pod), each overridden by its option. Its user is dlq-admin, whose inbox its
+# permissions name (docs/operations.md, "NATS permissions").
+_NATS_OPTIONS = (
+    ("--nats", "nats_url", "NATS URL(s) (default: ZHIKE_NATS_URL, else nats://127.0.0.1:4222)"),
+    ("--creds", "nats_creds_file", "NATS creds file (default: ZHIKE_NATS_CREDS_FILE)"),
+    ("--nkey-seed", "nats_nkey_seed_file", "NKey seed file (default: ZHIKE_NATS_NKEY_SEED_FILE)"),
+    ("--tls-ca", "nats_tls_ca_file", "CA of the NATS servers (default: ZHIKE_NATS_TLS_CA_FILE)"),
+    ("--tls-cert", "nats_tls_cert_file", "client certificate (default: ZHIKE_NATS_TLS_CERT_FILE)"),
+    ("--tls-key", "nats_tls_key_file", "client key (default: ZHIKE_NATS_TLS_KEY_FILE)"),
+)
+
+
+def _add_nats_arguments(parser: argparse.ArgumentParser) -> None:
+    for option, setting, help_text in _NATS_OPTIONS:
+        parser.add_argument(option, dest=setting, default=None, help=help_text)
+    parser.add_argument(
+        "--tls-handshake-first",
+        dest="nats_tls_handshake_first",
+        action="store_const",
+        const=True,
+        default=None,
+        help="TLS before the server's greeting (default: ZHIKE_NATS_TLS_HANDSHAKE_FIRST)",
+    )
+
+
+async def _with_jetstream(
+    args: argparse.Namespace, action: Callable[[JetStreamContext], Awaitable[int]]
+) -> int:
+    given = {
+        setting: getattr(args, setting)
+        for setting in [s for _, s, _ in _NATS_OPTIONS] + ["nats_tls_handshake_first"]
+        if getattr(args, setting) is not None
+    }
+    try:
+        settings = NatsSettings(**given)
+    except ValidationError as error:
+        sys.stderr.write("invalid configuration:\n")
+        sys.stderr.writelines(f"  {line}\n" for line in describe_errors(error))
+        return 2
+    access = NatsAccess.from_settings(settings, user=nats_permissions.DLQ_ADMIN)
+    try:
+        connection = await connect_to_nats(
+            settings.nats_url, "zhike-dlq", access, connect_timeout=3, allow_reconnect=False
+        )
+    except (NatsError, OSError, TimeoutError) as error:
+        # Not redacted: a connection error carries no personal data, and the quoted reason
+        # ('Authorization Violation') is what the operator needs.
+        sys.stderr.write(f"cannot connect to NATS: {type(error).__name__}: {error}\n")
+        return 1
     try:
         return await action(connection.jetstream())
     finally:
@@ -57,7 +124,7 @@ def _dlq_list(args: argparse.Namespace) -> int:
         sys.stdout.write(f"{len(letters)} dead letter(s)\n")
         return 0
 
-    return asyncio.run(_with_jetstream(args.nats, show))
+    return asyncio.run(_with_jetstream(args, show))
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
@@ -74,7 +141,7 @@ def _dlq_replay(args: argparse.Namespace) -> int:
         sys.stdout.write(f"replayed {count} dead letter(s) of {args.consumer}\n")
         return 0
 
-    return asyncio.run(_with_jetstream(args.nats, run))
+    return asyncio.run(_with_jetstream(args, run))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,20 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--target", required=True, help="HOST:PORT of the service or health port")
     health.add_argument("--service", default="", help='service name ("" = readiness, "liveness")')
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
+    add_client_tls_arguments(health)
     health.set_defaults(func=_health)
     dlq = commands.add_parser("dlq", help="inspect and replay the dead-letter stream")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
     listing = dlq_commands.add_parser("list", help="list dead letters")
-    listing.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s)")
+    _add_nats_arguments(listing)
     listing.add_argument("--consumer", help="durable consumer name, e.g. profile-identity")
     listing.set_defaults(func=_dlq_list)
     replaying = dlq_commands.add_parser("replay", help="republish dead letters to their subjects")
-    replaying.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL(s)")
+    _add_nats_arguments(replaying)
     replaying.add_argument("--consumer", required=True, help="durable consumer name")
     replaying.add_argument(
         "--seq", type=int, action="append", help="dead-letter sequence (repeatable; default: all)"
     )
     replaying.set_defaults(func=_dlq_replay)
+    key_rotation.register(commands)
+    auth_commands.register(commands)
+    nats_permissions.register_cli(commands)
     for entry in entry_points(group="zhike.cli"):
         entry.load()(commands)
     return parser

@@ -3,12 +3,14 @@
 Ports (override with environment variables): NATS 4222 (ZHIKE_DEV_NATS_PORT), identity 50051,
 profile 50052, offers 50053, notifications 50054 (ZHIKE_DEV_<SERVICE>_PORT); each service's
 plaintext health port is its port + 10. State (SQLite files, the JetStream store, logs) lives in
-ZHIKE_DEV_STATE_DIR (default .zhike/). Ctrl-C stops everything cleanly.
+ZHIKE_DEV_STATE_DIR (default .zhike/), with the throwaway keys that seal personal data at rest
+(field-keys.json, made on the first run). Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -21,11 +23,15 @@ from types import FrameType
 
 import grpc
 
+from zhike_runtime.auth.commands import ISSUER_DIRECTORY
+from zhike_runtime.auth.development import DevelopmentIssuer
 from zhike_runtime.cli import check_health
+from zhike_runtime.crypto import generate_key
 from zhike_runtime.testing.processes import NatsServer
 
 SERVICES = {"identity": 50051, "profile": 50052, "offers": 50053, "notifications": 50054}
 HEALTH_OFFSET = 10
+FIELD_KEYS_FILE = "field-keys.json"
 START_TIMEOUT_SECONDS = 90.0
 
 
@@ -83,6 +89,10 @@ class Stack:
             state_dir / "nats", _port("ZHIKE_DEV_NATS_PORT", 4222), sync_always=False
         )
         self.services: list[ServiceProcess] = []
+        # A throwaway token issuer: the services trust its key set, `zhike token` mints with it.
+        self.issuer = DevelopmentIssuer(state_dir / ISSUER_DIRECTORY)
+        # Throwaway field keys, made once: the stores sealed under them stay readable next time.
+        self.field_keys = development_field_keys(state_dir / FIELD_KEYS_FILE)
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -99,13 +109,19 @@ class Stack:
             self.services.append(self._start_service(name, port))
 
     def _start_service(self, name: str, port: int) -> ServiceProcess:
-        env = os.environ | {
-            "ZHIKE_GRPC_HOST": "127.0.0.1",
-            "ZHIKE_GRPC_PORT": str(port),
-            "ZHIKE_HEALTH_PORT": str(port + HEALTH_OFFSET),
-            "ZHIKE_NATS_URL": self.nats.url,
-            "ZHIKE_DATABASE_URL": f"sqlite+aiosqlite:///{self.state_dir.resolve() / f'{name}.db'}",
-        }
+        env = (
+            os.environ
+            | {
+                "ZHIKE_GRPC_HOST": "127.0.0.1",
+                "ZHIKE_GRPC_PORT": str(port),
+                "ZHIKE_HEALTH_PORT": str(port + HEALTH_OFFSET),
+                "ZHIKE_NATS_URL": self.nats.url,
+                "ZHIKE_DATABASE_URL": f"sqlite+aiosqlite:///{self.state_dir.resolve() / f'{name}.db'}",
+                "ZHIKE_PROFILE": "development",
+            }
+            | self.issuer.service_settings()
+            | self.field_keys
+        )
         log_file = self.logs / f"{name}.log"
         with log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -149,6 +165,27 @@ class Stack:
         self.nats.stop()
 
 
+def development_field_keys(path: Path) -> dict[str, str]:
+    """ZHIKE_DATA_KEYS, ZHIKE_DATA_KEY_ID and ZHIKE_BLIND_INDEX_KEY for the local stack: random
+    keys written to `path` (owner-only) on the first run and read back on later ones. Keys set
+    in the environment win (nothing is generated then)."""
+    names = ("ZHIKE_DATA_KEYS", "ZHIKE_DATA_KEY_ID", "ZHIKE_BLIND_INDEX_KEY")
+    if any(name in os.environ for name in names):
+        return {}
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = {
+            "ZHIKE_DATA_KEYS": json.dumps({"dev1": generate_key()}),
+            "ZHIKE_DATA_KEY_ID": "dev1",
+            "ZHIKE_BLIND_INDEX_KEY": generate_key(),
+        }
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(keys, handle, indent=2)
+    loaded: dict[str, str] = json.loads(path.read_text())
+    return {name: loaded[name] for name in names}
+
+
 def main() -> int:
     state_dir = Path(os.environ.get("ZHIKE_DEV_STATE_DIR", ".zhike"))
     stop_requested = False
@@ -171,6 +208,12 @@ def main() -> int:
         _say(f"  {'nats':<14} {stack.nats.url:<37} {stack.nats.log_file}")
         first = stack.services[0]
         _say(f"\nTry: grpcurl -plaintext 127.0.0.1:{first.port} list   (reflection is on locally)")
+        _say("Every other call needs a token; mint a development one (roles: auth/permissions.py):")
+        _say("  TOKEN=$(.venv/bin/zhike token --role branch_teller)")
+        _say(
+            f'  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d \'{{"party_id": "…"}}\' '
+            f"127.0.0.1:{first.port} zhike.identity.v1.IdentityService/GetParty"
+        )
         _say("Ctrl-C stops everything.")
         while not stop_requested:
             gone = stack.exited()

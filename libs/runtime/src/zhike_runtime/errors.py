@@ -49,5 +49,26 @@ class ConcurrentUpdate(DomainError):
     """Another writer changed the same rows first; the caller may retry the whole use case."""
 
 
+class Unauthenticated(DomainError):
+    """The caller did not prove who it is (no, bad or expired token). Says why, never the token."""
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this."""
+
+    def __init__(self, method: str, reason: str) -> None:
+        self.method = method
+        self.reason = reason
+        super().__init__(f"{method}: {reason}")
+
+
+class DeadlineExceeded(DomainError):
+    """The call ran out of time (the caller's deadline or the server's cap) and was stopped."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"stopped after {seconds:.3f}s")
+
+
 class Unavailable(DomainError):
     """A dependency (database, message bus) cannot be reached right now; retry later."""

@@ -14,9 +14,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from zhike_runtime.db import is_disconnect
 from zhike_runtime.errors import (
     ConcurrentUpdate,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -49,6 +52,15 @@ def status_for(error: BaseException, trace_id: str) -> status_pb2.Status:
             ]
         )
         return _status(code_pb2.FAILED_PRECONDITION, error.reason, failure)
+    if isinstance(error, Unauthenticated):
+        return _status(code_pb2.UNAUTHENTICATED, str(error))
+    if isinstance(error, PermissionDenied):
+        denied = error_details_pb2.ErrorInfo(
+            reason="PERMISSION_DENIED", domain="zhike", metadata={"method": error.method}
+        )
+        return _status(code_pb2.PERMISSION_DENIED, str(error), denied)
+    if isinstance(error, DeadlineExceeded):
+        return _status(code_pb2.DEADLINE_EXCEEDED, "the call ran out of time and was stopped")
     if isinstance(error, ConcurrentUpdate):
         return _status(code_pb2.ABORTED, "concurrent update; retry the request")
     if isinstance(error, Unavailable) or is_disconnect(error):

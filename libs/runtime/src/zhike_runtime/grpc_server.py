@@ -6,9 +6,10 @@ line, request/error/latency metrics, and maps exceptions through `grpc_errors.st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -17,21 +18,32 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from zhike_runtime.errors import DomainError, FieldViolation, InvalidArgument
+from zhike_runtime.auth.access import (
+    PURPOSE_HEADER,
+    AccessControl,
+    CallAccess,
+    bind_call,
+    unbind_call,
+)
+from zhike_runtime.auth.permissions import PUBLIC_PREFIXES
+from zhike_runtime.errors import DeadlineExceeded, DomainError, FieldViolation, InvalidArgument
 from zhike_runtime.grpc_errors import STATUS_DETAILS_KEY, grpc_code, status_for
 from zhike_runtime.telemetry import Telemetry, extract_context
 
 log = logging.getLogger(__name__)
 
 LIVENESS = "liveness"
-_QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, telemetry: Telemetry) -> None:
+    def __init__(
+        self, telemetry: Telemetry, access: AccessControl, *, deadline_cap_seconds: float
+    ) -> None:
         self._telemetry = telemetry
+        self._access = access
+        self._deadline_cap = deadline_cap_seconds
 
     async def intercept_service(
         self,
@@ -40,8 +52,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or method.startswith(_QUIET_PREFIXES) or handler.unary_unary is None:
+        if handler is None or method.startswith(PUBLIC_PREFIXES):
             return handler
+        if handler.unary_unary is None:
+            return _refusing(handler)
         return grpc.unary_unary_rpc_method_handler(
             self._wrap(method, handler.unary_unary),
             request_deserializer=_tolerant(handler.request_deserializer),
@@ -50,15 +64,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def _wrap(self, method: str, behavior: Behavior) -> Behavior:
         telemetry = self._telemetry
+        access_control = self._access
+        deadline_cap = self._deadline_cap
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            metadata = {
-                key: value
-                for key, value in (context.invocation_metadata() or ())
-                if isinstance(value, str)
-            }
+            pairs = tuple(context.invocation_metadata() or ())
+            metadata = {key: value for key, value in pairs if isinstance(value, str)}
             started = time.perf_counter()
             code = grpc.StatusCode.OK
+            access: CallAccess | None = None
             with telemetry.tracer.start_as_current_span(
                 method.lstrip("/"),
                 context=extract_context(metadata),
@@ -67,13 +81,27 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             ) as span:
                 trace_id = f"{span.get_span_context().trace_id:032x}"
                 try:
+                    # Who is calling, before anything about the request is looked at.
+                    caller = await access_control.authenticate(pairs)
                     if isinstance(request, _Undecodable):
                         # e.g. invalid UTF-8 in a string field: refuse it as bad input rather
                         # than let grpc answer UNKNOWN with the parser's exception class.
                         raise InvalidArgument(
                             [FieldViolation("", f"not a valid request: {request}")]
                         )
-                    return await behavior(request, context)
+                    access = await access_control.authorise(
+                        method, request, caller, metadata.get(PURPOSE_HEADER, "")[:200], trace_id
+                    )
+                    bound = bind_call(access)
+                    try:
+                        response = await _within_deadline(
+                            behavior(request, context), context, deadline_cap
+                        )
+                    finally:
+                        unbind_call(bound)
+                    # Audited before the response leaves: no audit record, no personal data.
+                    await access_control.record(access, "OK", trace_id)
+                    return response
                 except grpc.aio.AbortError:
                     raise
                 except Exception as error:
@@ -91,6 +119,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                             exc_info=error,
                             extra={"method": method, "code": code.name},
                         )
+                    if access is not None:
+                        await _record_failure(access_control, access, code, trace_id)
                     await context.abort(
                         code,
                         status.message,
@@ -113,6 +143,55 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     )
 
         return wrapped
+
+
+async def _within_deadline(
+    call: Awaitable[Any], context: grpc.aio.ServicerContext[Any, Any], cap_seconds: float
+) -> Any:
+    """Runs a handler for at most the caller's deadline, and never longer than the server's cap
+    (a client that sets no deadline, or days, must not hold a worker or locks that long)."""
+    remaining = context.time_remaining()
+    limit = cap_seconds if remaining is None else min(remaining, cap_seconds)
+    try:
+        async with asyncio.timeout(limit) as scope:
+            return await call
+    except TimeoutError:
+        if scope.expired():
+            raise DeadlineExceeded(limit) from None
+        raise
+
+
+async def _record_failure(
+    access_control: AccessControl, access: CallAccess, code: grpc.StatusCode, trace_id: str
+) -> None:
+    try:
+        await access_control.record(access, code.name, trace_id)
+    except Exception:
+        # The call failed already; its status goes back as it is, the missing record is logged.
+        log.exception("audit record of a failed call not written", extra={"method": access.method})
+
+
+def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Streaming methods are not in the access model yet: refused until they are."""
+
+    async def refuse(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, "streaming methods are not open to callers"
+        )
+
+    kinds = {
+        "unary_stream": grpc.unary_stream_rpc_method_handler,
+        "stream_unary": grpc.stream_unary_rpc_method_handler,
+        "stream_stream": grpc.stream_stream_rpc_method_handler,
+    }
+    for kind, make in kinds.items():
+        if getattr(handler, kind) is not None:
+            return make(
+                refuse,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
 
 
 class _Undecodable:
@@ -187,12 +266,19 @@ def build_server(
     registrations: Iterable[Callable[[grpc.aio.Server], None]],
     service_names: Iterable[str],
     *,
+    access: AccessControl,
+    pre_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     max_message_bytes: int,
     max_concurrent_rpcs: int,
+    deadline_cap_seconds: float,
     enable_reflection: bool,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(telemetry)],
+        # Transport checks (the client certificate's name) before tokens, audit or handlers.
+        interceptors=[
+            *pre_interceptors,
+            ServiceInterceptor(telemetry, access, deadline_cap_seconds=deadline_cap_seconds),
+        ],
         options=server_options(max_message_bytes),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )

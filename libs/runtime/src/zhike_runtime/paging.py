@@ -17,6 +17,20 @@ import secrets
 from zhike_runtime.validation import Violations
 
 _MAC_BYTES = 16
+DEFAULT_PAGE_SIZE = 50
+
+
+def page_size(v: Violations, field: str, requested: int, *, maximum: int) -> int:
+    """How many items a page holds (RELIABILITY.md S11, bad-input class 12): 0 — proto3's
+    "not set" — gives the default, anything above `maximum` is clamped to it (a client asking
+    for a million rows gets a full page and a next token, not an error or a million rows),
+    and a negative size is a violation naming `field`."""
+    if requested < 0:
+        v.add(field, "must not be negative")
+        return 0
+    if requested == 0:
+        return min(DEFAULT_PAGE_SIZE, maximum)
+    return min(requested, maximum)
 
 
 class PageTokens:

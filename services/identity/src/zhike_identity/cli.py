@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from zhike_identity.batch import read_records, resolve_file, write_assignments
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.model import MatchModel
 from zhike_identity.domain.matching.resolver import Resolution
+from zhike_runtime.tls import add_client_tls_arguments, client_credentials
 
 
 def register(commands: Any) -> None:
@@ -26,12 +28,19 @@ def register(commands: Any) -> None:
     resolve.add_argument(
         "--target", help="HOST:PORT of a running identity service to stream the records through"
     )
+    add_client_tls_arguments(resolve)  # for --target
+    resolve.add_argument(
+        "--token",
+        default=os.environ.get("ZHIKE_TOKEN", ""),
+        help="with --target: the bearer token (a source_system role's); default $ZHIKE_TOKEN",
+    )
     resolve.add_argument("--model", type=Path, help="a model JSON file to use as it is")
     resolve.add_argument(
         "--store",
         metavar="URL",
         help="also write the resolved records into a fresh identity store at URL "
-        "(sqlite+aiosqlite:///path or postgresql+asyncpg://…), ready for the service",
+        "(sqlite+aiosqlite:///path or postgresql+asyncpg://…), ready for the service; "
+        "needs the service's ZHIKE_DATA_KEYS, ZHIKE_DATA_KEY_ID and ZHIKE_BLIND_INDEX_KEY",
     )
     resolve.add_argument(
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
@@ -55,7 +64,8 @@ def register(commands: Any) -> None:
     reindex = sub.add_parser(
         "reindex",
         help="rebuild a store's candidate index from its records (after an upgrade that "
-        "changes the blocking keys; safe while the service runs)",
+        "changes the blocking keys, or a new ZHIKE_BLIND_INDEX_KEY; safe while the service "
+        "runs; needs the service's field keys in the environment)",
     )
     reindex.add_argument(
         "--store", metavar="URL", required=True, help="the identity store's database URL"
@@ -80,10 +90,24 @@ def _resolve_csv(args: argparse.Namespace) -> int:
     if args.target:
         from zhike_identity.remote import StreamFailed, stream_through_service
 
+        if not args.token:
+            sys.stderr.write("--target needs a bearer token: --token or ZHIKE_TOKEN\n")
+            return 2
+        try:
+            credentials = client_credentials(args)
+        except (OSError, ValueError) as error:
+            sys.stderr.write(f"{error}\n")
+            return 2
         records = read_records(args.input)
         try:
             party_ids, problems = asyncio.run(
-                stream_through_service(args.target, records, progress=not args.no_progress)
+                stream_through_service(
+                    args.target,
+                    records,
+                    token=args.token,
+                    progress=not args.no_progress,
+                    credentials=credentials,
+                )
             )
         except StreamFailed as error:
             sys.stderr.write(f"{args.target}: {error}; no output written\n")
@@ -119,9 +143,11 @@ def _store_is_fresh(url: str) -> bool:
     from sqlalchemy.engine import make_url
 
     from zhike_identity.storage.bulk import ensure_fresh
+    from zhike_runtime.settings import load_field_keys
 
+    keys = load_field_keys()  # before hours of resolution: stops here if the keys are missing
     try:
-        asyncio.run(ensure_fresh(url))
+        asyncio.run(ensure_fresh(url, keys))
     except ValueError as error:
         sys.stderr.write(f"{make_url(url).render_as_string(hide_password=True)}: {error}\n")
         return False
@@ -133,10 +159,13 @@ def _store(url: str, records: list[RawRecord], resolution: Resolution, version: 
     from sqlalchemy.engine import make_url
 
     from zhike_identity.storage.bulk import write_store
+    from zhike_runtime.settings import load_field_keys
 
     shown = make_url(url).render_as_string(hide_password=True)
     try:
-        stored = asyncio.run(write_store(url, records, resolution, model_version=version))
+        stored = asyncio.run(
+            write_store(url, records, resolution, keys=load_field_keys(), model_version=version)
+        )
     except ValueError as error:  # a store that already holds records, an unstorable key
         sys.stderr.write(f"{shown}: not stored: {error}\n")
         return 1
@@ -162,11 +191,13 @@ def _reindex(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
     from zhike_identity.reindex import rebuild_index
+    from zhike_runtime.settings import load_field_keys
 
     if args.batch_size < 1:
         sys.stderr.write("--batch-size must be at least 1\n")
         return 2
-    report = asyncio.run(rebuild_index(args.store, batch_size=args.batch_size))
+    keys = load_field_keys()
+    report = asyncio.run(rebuild_index(args.store, keys=keys, batch_size=args.batch_size))
     shown = make_url(args.store).render_as_string(hide_password=True)
     sys.stderr.write(
         f"re-indexed {report.records} records at {shown}: {report.rows_before} index rows "

@@ -6,6 +6,10 @@ with a name part's initial, among others), records stored before it are indexed 
 keys and new records no longer meet them. Run this once after such an upgrade; it is safe while
 the service runs: each batch locks its records as a link does, reads them again, and replaces
 their rows in one transaction.
+
+The index is stored blinded under ZHIKE_BLIND_INDEX_KEY (storage/protection.py), so this is also
+how that key is changed: start the service with the new key, then re-index (records not yet
+re-indexed are not found as candidates or by look-ups until their batch is done).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from dataclasses import dataclass
 from zhike_identity.domain.model import SourceRecordKey
 from zhike_identity.domain.service import record_lock_name
 from zhike_identity.storage.bulk import index_keys
+from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.transport import codec
+from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.db import Database
 
 # Each record in a batch holds an advisory lock until the batch commits; PostgreSQL's lock table
@@ -36,27 +42,31 @@ class ReindexReport:
 async def rebuild_index(
     database_url: str,
     *,
+    keys: FieldKeys,
     batch_size: int = DEFAULT_BATCH,
 ) -> ReindexReport:
     started = time.perf_counter()
     database = Database(database_url)
+    protection = RecordProtection(keys)
     records = rows_before = rows_after = 0
     after: SourceRecordKey | None = None
     try:
         while True:
-            async with SqlIdentityUnitOfWork(database, codec.outgoing_event, lambda: None) as uow:
-                keys = await uow.records.keys_after(after, batch_size)
-                if not keys:
+            async with SqlIdentityUnitOfWork(
+                database, codec.outgoing_event, lambda: None, protection
+            ) as uow:
+                batch = await uow.records.keys_after(after, batch_size)
+                if not batch:
                     break
-                await uow.lock([record_lock_name(k) for k in keys])
+                await uow.lock([record_lock_name(k) for k in batch])
                 # Read after the locks: a link that changed a record meanwhile has committed.
-                stored = await uow.records.get_many(keys)
+                stored = await uow.records.get_many(batch)
                 index = {s.key: index_keys(s.record) for s in stored}
                 rows_before += await uow.records.replace_blocking_keys(index)
                 await uow.commit()
             records += len(index)
             rows_after += sum(len(k) for k in index.values())
-            after = keys[-1]
+            after = batch[-1]
     finally:
         await database.dispose()
     return ReindexReport(records, rows_before, rows_after, time.perf_counter() - started)

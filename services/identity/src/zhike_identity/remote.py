@@ -26,6 +26,8 @@ from zhike.identity.v1 import party_pb2
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.model import Gender
 from zhike_identity.domain.normalise import Unusable, infer_id_kind, parse_date, parse_gender
+from zhike_runtime.auth.client import BearerToken
+from zhike_runtime.tls import open_channel
 
 CONCURRENCY = 16
 
@@ -93,24 +95,35 @@ def _refused_fields(error: grpc.aio.AioRpcError) -> list[str]:
 
 
 async def stream_through_service(
-    target: str, records: Sequence[RawRecord], *, progress: bool = False
+    target: str,
+    records: Sequence[RawRecord],
+    *,
+    token: str,
+    progress: bool = False,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> tuple[list[str], list[tuple[int, str]]]:
-    """Each record's party id ("" for a record the service refused) and the problems by row."""
+    """Each record's party id ("" for a record the service refused) and the problems by row.
+    `token`: the bearer token the service checks (a source-system role's);
+    `credentials`: TLS to the service (zhike_runtime.tls.channel_credentials); None: plaintext."""
     show = progress and sys.stderr.isatty()
     try:
-        return await _stream(target, records, show)
+        return await _stream(target, records, show, credentials, token)
     except grpc.aio.AioRpcError as error:
         raise StreamFailed(f"{error.code().name}: {error.details()}") from error
 
 
 async def _stream(
-    target: str, records: Sequence[RawRecord], show: bool
+    target: str,
+    records: Sequence[RawRecord],
+    show: bool,
+    credentials: grpc.ChannelCredentials | None,
+    token: str,
 ) -> tuple[list[str], list[tuple[int, str]]]:
     problems: list[tuple[int, str]] = []
     linked = [False] * len(records)
     next_index = iter(range(len(records)))
     done = 0
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with open_channel(target, credentials, interceptors=[BearerToken(token)]) as channel:
         stub = pb_grpc.IdentityServiceStub(channel)
 
         async def worker() -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from zhike_runtime.settings import ServiceSettings
 
@@ -8,3 +8,8 @@ from zhike_runtime.settings import ServiceSettings
 class IdentitySettings(ServiceSettings):
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     database_url: str = "sqlite+aiosqlite:///.zhike/identity.db"
+    # Required here: this service stores ID numbers, phones and e-mails, sealed under these keys
+    # (zhike_runtime.crypto); without them it does not start.
+    data_keys: SecretStr
+    data_key_id: str
+    blind_index_key: SecretStr

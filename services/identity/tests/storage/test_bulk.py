@@ -18,6 +18,7 @@ from zhike_identity.domain.resident_id import check_character
 from zhike_identity.domain.service import IdentityService
 from zhike_identity.evaluation import generator
 from zhike_identity.storage.bulk import StoreNotEmpty, index_keys, service_record, write_store
+from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import blocking_key, party, party_history, source_record
 from zhike_identity.transport import codec
@@ -25,7 +26,10 @@ from zhike_runtime.db import Database
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.ids import new_id
 from zhike_runtime.migrations import apply_migrations
+from zhike_runtime.testing.services import fixed_field_keys
 
+KEYS = fixed_field_keys()
+PROTECTION = RecordProtection(KEYS)
 PERSONS = 120  # about 260 records
 SEED = 7
 VERSION = "bulk-test"
@@ -63,7 +67,9 @@ def stored_person_with_a_resident_id(records: list[RawRecord]) -> tuple[int, Sou
 
 def identity_service(database: Database) -> IdentityService:
     return IdentityService(
-        unit_of_work=lambda: SqlIdentityUnitOfWork(database, codec.outgoing_event, lambda: None),
+        unit_of_work=lambda: SqlIdentityUnitOfWork(
+            database, codec.outgoing_event, lambda: None, PROTECTION
+        ),
         new_party_id=new_id,
         clock=lambda: dt.datetime.now(dt.UTC),
         model=default_model(),
@@ -91,7 +97,7 @@ async def test_bulk_load_stores_every_record_in_its_resolved_party(database_url:
     records = generated()
     resolution = resolve(records)
 
-    report = await write_store(database_url, records, resolution, model_version=VERSION)
+    report = await write_store(database_url, records, resolution, keys=KEYS, model_version=VERSION)
 
     database = Database(database_url)
     try:
@@ -129,7 +135,7 @@ async def test_a_service_started_on_the_bulk_store_links_a_stored_persons_new_re
 ) -> None:
     records = generated()
     resolution = resolve(records)
-    await write_store(database_url, records, resolution, model_version=VERSION)
+    await write_store(database_url, records, resolution, keys=KEYS, model_version=VERSION)
     # A stored record with a valid resident ID: the same person, seen by a new source system.
     index, known = stored_person_with_a_resident_id(records)
     assert known.id_number
@@ -150,11 +156,11 @@ async def test_a_service_started_on_the_bulk_store_links_a_stored_persons_new_re
 async def test_bulk_load_refuses_a_store_that_already_holds_records(database_url: str) -> None:
     records = generated()
     resolution = resolve(records)
-    await write_store(database_url, records, resolution, model_version=VERSION)
+    await write_store(database_url, records, resolution, keys=KEYS, model_version=VERSION)
 
     more = [dataclasses.replace(r, source_id=f"AGAIN-{r.source_id}") for r in records]
     with pytest.raises(StoreNotEmpty) as refused:
-        await write_store(database_url, more, resolve(more), model_version=VERSION)
+        await write_store(database_url, more, resolve(more), keys=KEYS, model_version=VERSION)
 
     assert isinstance(refused.value, ValueError)
     assert refused.value.records == len(records)
@@ -174,7 +180,7 @@ async def test_values_the_service_refuses_are_stored_blank_and_counted(database_
     ]
     resolution = Resolution(party_ids=[new_id(), new_id()], problems=[], reviews=[])
 
-    report = await write_store(database_url, records, resolution, model_version=VERSION)
+    report = await write_store(database_url, records, resolution, keys=KEYS, model_version=VERSION)
 
     assert report.blanked == {"id_number": 1}
     assert report.records_with_blanked_fields == 1
@@ -197,7 +203,7 @@ async def test_publish_events_stages_party_created_and_record_linked(database_ur
     resolution = resolve(records)
 
     report = await write_store(
-        database_url, records, resolution, model_version=VERSION, publish_events=True
+        database_url, records, resolution, keys=KEYS, model_version=VERSION, publish_events=True
     )
 
     database = Database(database_url)

@@ -18,6 +18,7 @@ from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.model import LinkOutcome, SourceRecordInput, SourceRecordKey
 from zhike_identity.domain.resident_id import check_character
 from zhike_identity.domain.service import IdentityService, PartyQuery
+from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import party, source_record
 from zhike_identity.transport import codec
@@ -27,6 +28,7 @@ from zhike_runtime.events import headers as h
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.ids import new_id
 from zhike_runtime.migrations import apply_migrations
+from zhike_runtime.testing.services import fixed_field_keys
 
 NOW = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.UTC)
 RESIDENT_ID = "11010519491231002X"
@@ -34,6 +36,8 @@ RESIDENT_ID = "11010519491231002X"
 PARTY_CREATED = events_pb2.PartyCreated.DESCRIPTOR.full_name
 SOURCE_RECORD_LINKED = events_pb2.SourceRecordLinked.DESCRIPTOR.full_name
 GOLDEN_RECORD_CHANGED = events_pb2.GoldenRecordChanged.DESCRIPTOR.full_name
+
+PROTECTION = RecordProtection(fixed_field_keys())
 
 
 @dataclasses.dataclass
@@ -51,7 +55,7 @@ async def identity(database_url: str) -> AsyncIterator[Identity]:
     # Built exactly as app.wire builds it, with a counter in place of the relay's notify.
     service = IdentityService(
         unit_of_work=lambda: SqlIdentityUnitOfWork(
-            database, codec.outgoing_event, lambda: notified.append(1)
+            database, codec.outgoing_event, lambda: notified.append(1), PROTECTION
         ),
         new_party_id=new_id,
         clock=lambda: NOW,
@@ -83,6 +87,7 @@ async def count(database: Database, table: sa.Table) -> int:
 
 
 async def stored_record(database: Database, key: SourceRecordKey) -> dict[str, Any]:
+    """The stored row, its sealed columns opened."""
     async with database.session() as session:
         row = (
             await session.execute(
@@ -92,7 +97,8 @@ async def stored_record(database: Database, key: SourceRecordKey) -> dict[str, A
                 )
             )
         ).one()
-        return dict(row._mapping)
+        id_number, phone, email = PROTECTION.open(row)
+        return dict(row._mapping) | {"id_number": id_number, "phone": phone, "email": email}
 
 
 async def test_new_record_creates_a_party_and_stages_both_events(identity: Identity) -> None:

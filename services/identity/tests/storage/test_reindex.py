@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,11 @@ from zhike_identity.reindex import rebuild_index
 from zhike_identity.storage.bulk import index_keys, service_record, write_store
 from zhike_identity.storage.schema import blocking_key, source_record
 from zhike_runtime.db import Database
+from zhike_runtime.testing.services import process_environment
 
 from .test_bulk import (
+    KEYS,
+    PROTECTION,
     VERSION,
     as_input,
     generated,
@@ -37,12 +41,12 @@ async def index_rows(database: Database) -> set[tuple[str, str, str]]:
 
 
 def expected_rows(records: list[RawRecord]) -> set[tuple[str, str, str]]:
-    """The index the current code computes from the values the store holds."""
+    """The index the current code computes from the values the store holds, blinded."""
     today = dt.date.today()
     return {
         (k, r.source, r.source_id)
         for r in records
-        for k in index_keys(service_record(r, today).record)
+        for k in PROTECTION.index_keys(index_keys(service_record(r, today).record))
     }
 
 
@@ -51,7 +55,7 @@ async def test_reindex_rebuilds_a_stale_index_and_new_records_meet_the_stored_ag
 ) -> None:
     records = generated()
     resolution = resolve(records)
-    await write_store(database_url, records, resolution, model_version=VERSION)
+    await write_store(database_url, records, resolution, keys=KEYS, model_version=VERSION)
     database = Database(database_url)
     try:
         expected = expected_rows(records)
@@ -70,7 +74,7 @@ async def test_reindex_rebuilds_a_stale_index_and_new_records_meet_the_stored_ag
                 )
             )
 
-        report = await rebuild_index(database_url, batch_size=37)  # several batches
+        report = await rebuild_index(database_url, keys=KEYS, batch_size=37)  # several batches
 
         assert report.records == len(records)
         assert report.rows_before == len(records)
@@ -89,13 +93,16 @@ async def test_reindex_rebuilds_a_stale_index_and_new_records_meet_the_stored_ag
 def test_reindex_command_reports_what_it_did(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}"
     records = generated()[:40]
-    asyncio.run(write_store(url, records, resolve(records), model_version=VERSION))
+    asyncio.run(write_store(url, records, resolve(records), keys=KEYS, model_version=VERSION))
     zhike = Path(sys.executable).parent / "zhike"
+    # The service's field keys, as a migration job or an operator's shell has them.
+    environment = os.environ | process_environment()
     done = subprocess.run(
         [str(zhike), "identity", "reindex", "--store", url, "--batch-size", "7"],
         capture_output=True,
         text=True,
         check=True,
+        env=environment,
     )
     assert f"re-indexed {len(records)} records" in done.stderr
     refused = subprocess.run(
@@ -103,6 +110,7 @@ def test_reindex_command_reports_what_it_did(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
+        env=environment,
     )
     assert refused.returncode == 2
     assert "--batch-size" in refused.stderr

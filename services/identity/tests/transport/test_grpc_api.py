@@ -23,7 +23,13 @@ from zhike_runtime.app import RunningService
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import eventually, readiness, running_service, wait_serving
+from zhike_runtime.testing.services import (
+    authorised_channel,
+    eventually,
+    readiness,
+    running_service,
+    wait_serving,
+)
 
 if TYPE_CHECKING:
     from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub as Stub
@@ -49,7 +55,7 @@ async def identity(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Ide
 
 @pytest.fixture
 async def channel(identity: Identity) -> AsyncIterator[Any]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{identity.grpc_port}") as opened:
+    async with authorised_channel(f"127.0.0.1:{identity.grpc_port}") as opened:
         yield opened
 
 

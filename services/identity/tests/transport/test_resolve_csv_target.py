@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
 import random
 import sqlite3
+import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
-
-import grpc
 
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc
@@ -20,7 +20,12 @@ from zhike_identity.evaluation import generator
 from zhike_identity.evaluation.dataset import RecordKey, read_grouping
 from zhike_identity.evaluation.metrics import pairwise_scores
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import running_service, wait_serving
+from zhike_runtime.testing.services import (
+    TEST_ISSUER,
+    authorised_channel,
+    running_service,
+    wait_serving,
+)
 
 
 def partition(grouping: dict[RecordKey, str]) -> set[frozenset[RecordKey]]:
@@ -60,11 +65,12 @@ async def resolve_through_a_fresh_service(
             "--no-progress",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=os.environ | {"ZHIKE_TOKEN": BULK_LOADER_TOKEN},
         )
         _, stderr = await process.communicate()
         assert process.returncode == 0, stderr.decode()
         grouping = read_grouping(output, "party_id")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        async with authorised_channel(f"127.0.0.1:{service.grpc_port}") as channel:
             stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
             for party_id in set(grouping.values()) - {""}:
                 # Each row names its record's party as it stands at the end, not a party
@@ -75,6 +81,30 @@ async def resolve_through_a_fresh_service(
         query = "SELECT count(*) FROM party WHERE retired_into IS NOT NULL"
         (retired,) = db.execute(query).fetchone()
     return grouping, retired, stderr.decode()
+
+
+# What a bank would give its bulk-loading job: write records, read the parties they formed.
+BULK_LOADER_TOKEN = TEST_ISSUER.mint(["source_system", "call_centre_agent"], subject="bulk-loader")
+
+
+def test_streaming_without_a_token_stops_with_a_clear_message(tmp_path: Path) -> None:
+    zhike = Path(sys.executable).parent / "zhike"
+    (tmp_path / "in.csv").write_text("source,source_id,full_name\ncore,1,刘建军\n")
+    environment = {k: v for k, v in os.environ.items() if k != "ZHIKE_TOKEN"}
+    result = subprocess.run(
+        [
+            *(str(zhike), "identity", "resolve-csv"),
+            *(str(tmp_path / "in.csv"), str(tmp_path / "o")),
+            *("--target", "127.0.0.1:1"),
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "--target needs a bearer token: --token or ZHIKE_TOKEN\n"
+    assert not (tmp_path / "o").exists()
 
 
 async def test_streaming_through_the_service_in_any_order_gives_one_grouping(

@@ -12,7 +12,12 @@ from grpc_health.v1 import health_pb2
 from zhike.notifications.v1 import notifications_service_pb2, notifications_service_pb2_grpc
 from zhike_notifications.app import DEFINITION, SERVICE_NAME
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import readiness, running_service, wait_serving
+from zhike_runtime.testing.services import (
+    authorised_channel,
+    readiness,
+    running_service,
+    wait_serving,
+)
 
 SERVING = int(health_pb2.HealthCheckResponse.SERVING)
 
@@ -29,7 +34,7 @@ async def test_notifications_service_is_serving_and_send_is_unimplemented(
         assert await readiness(service.grpc_port, SERVICE_NAME) == SERVING
         assert await readiness(service.grpc_port, "liveness") == SERVING
 
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        async with authorised_channel(f"127.0.0.1:{service.grpc_port}") as channel:
             stub = notifications_service_pb2_grpc.NotificationsServiceStub(channel)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stub.SendNotification(

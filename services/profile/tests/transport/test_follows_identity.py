@@ -17,7 +17,12 @@ from zhike.profile.v1 import profile_pb2, profile_service_pb2, profile_service_p
 from zhike_identity.app import DEFINITION as IDENTITY
 from zhike_profile.app import DEFINITION as PROFILE
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import eventually, running_service, wait_serving
+from zhike_runtime.testing.services import (
+    authorised_channel,
+    eventually,
+    running_service,
+    wait_serving,
+)
 
 if TYPE_CHECKING:
     from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub
@@ -50,8 +55,8 @@ async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]
         ) as profile:
             await wait_serving(profile.grpc_port)
             async with (
-                grpc.aio.insecure_channel(f"127.0.0.1:{identity.grpc_port}") as identity_channel,
-                grpc.aio.insecure_channel(f"127.0.0.1:{profile.grpc_port}") as profile_channel,
+                authorised_channel(f"127.0.0.1:{identity.grpc_port}") as identity_channel,
+                authorised_channel(f"127.0.0.1:{profile.grpc_port}") as profile_channel,
             ):
                 yield Stack(
                     cast(
@@ -174,7 +179,7 @@ async def test_merged_profiles_combine_and_the_retired_id_answers_with_the_survi
     await wait_for(stack, second, B_RECORDS)
 
     merged = await stack.identity.MergeParties(
-        pb.MergePartiesRequest(party_ids=[first, second], steward="steward-li"), timeout=5
+        pb.MergePartiesRequest(party_ids=[first, second]), timeout=5
     )
 
     survivor = merged.surviving_party_id
@@ -187,7 +192,7 @@ async def test_a_split_divides_the_profile_by_source_record(stack: Stack) -> Non
     first = await person_a(stack)
     second = await person_b(stack)
     merged = await stack.identity.MergeParties(
-        pb.MergePartiesRequest(party_ids=[first, second], steward="steward-li"), timeout=5
+        pb.MergePartiesRequest(party_ids=[first, second]), timeout=5
     )
     assert merged.surviving_party_id == first
     await wait_for(stack, first, A_RECORDS | B_RECORDS)
@@ -199,7 +204,6 @@ async def test_a_split_divides_the_profile_by_source_record(stack: Stack) -> Non
                 party_pb2.SourceRecordKey(source_system=s, source_record_id=r)
                 for s, r in sorted(B_RECORDS)
             ],
-            steward="steward-li",
             reason="two customers",
         ),
         timeout=5,

@@ -14,7 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 from zhike.profile.v1 import profile_service_pb2, profile_service_pb2_grpc
 from zhike_profile.app import DEFINITION
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import running_service
+from zhike_runtime.testing.services import authorised_channel, running_service
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ async def channel(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Any]
             nats_url=nats_server.url,
             shutdown_grace_seconds=1.0,
         ) as service,
-        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as opened,
+        authorised_channel(f"127.0.0.1:{service.grpc_port}") as opened,
     ):
         yield opened
 

@@ -24,7 +24,12 @@ from zhike_runtime.app import RunningService
 from zhike_runtime.events import headers as h
 from zhike_runtime.ids import new_id
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import eventually, running_service, wait_serving
+from zhike_runtime.testing.services import (
+    authorised_channel,
+    eventually,
+    running_service,
+    wait_serving,
+)
 
 DLQ_STREAM = "ZHIKE_DLQ"
 DLQ_SUBJECT = "zhike.dlq.profile-identity"
@@ -61,8 +66,8 @@ async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]
         ) as profile:
             await wait_serving(profile.grpc_port)
             async with (
-                grpc.aio.insecure_channel(f"127.0.0.1:{identity.grpc_port}") as identity_channel,
-                grpc.aio.insecure_channel(f"127.0.0.1:{profile.grpc_port}") as profile_channel,
+                authorised_channel(f"127.0.0.1:{identity.grpc_port}") as identity_channel,
+                authorised_channel(f"127.0.0.1:{profile.grpc_port}") as profile_channel,
             ):
                 yield Stack(identity, profile, identity_channel, profile_channel)
 

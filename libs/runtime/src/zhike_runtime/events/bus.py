@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -20,11 +24,15 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
 from nats.js.errors import Error as JetStreamError
+
+from zhike_runtime.redaction import describe_error
+from zhike_runtime.settings import NatsSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +61,125 @@ def dlq_subject(durable: str) -> str:
     return f"{DLQ_SUBJECT_PREFIX}.{durable}"
 
 
+class PayloadTooLarge(Exception):
+    """A message larger than the server's max_payload. It is never sent: the server would refuse
+    it and close the connection of the client that sent it, failing every publish in flight."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the NATS max_payload of {limit} bytes")
+
+
+def message_size(payload: bytes, headers: Mapping[str, str] | None) -> int:
+    """What the server counts against max_payload: the payload and the encoded header block
+    (`NATS/1.0`, then `Key: value` lines, each ending in CRLF, then an empty line)."""
+    if not headers:
+        return len(payload)
+    header_block = len(b"NATS/1.0\r\n\r\n") + sum(
+        len(key.encode()) + len(value.encode()) + 4 for key, value in headers.items()
+    )
+    return header_block + len(payload)
+
+
+INBOX_PREFIX = "_INBOX"
+
+
+def inbox_prefix(user: str) -> str:
+    """Where the answers to a user's requests arrive (JetStream API replies, the messages its
+    pulls fetch): _INBOX.<user>.>, so that NATS permissions can give each user its own replies
+    only (events/nats_permissions.py)."""
+    return f"{INBOX_PREFIX}.{user}"
+
+
+@dataclass(frozen=True)
+class NatsAccess:
+    """Who a client is to NATS and how its connection is protected."""
+
+    inbox_prefix: str = INBOX_PREFIX
+    creds_file: Path | None = None
+    nkey_seed_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_handshake_first: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: NatsSettings, user: str) -> NatsAccess:
+        return cls(
+            inbox_prefix=inbox_prefix(user),
+            creds_file=settings.nats_creds_file,
+            nkey_seed_file=settings.nats_nkey_seed_file,
+            tls_ca_file=settings.nats_tls_ca_file,
+            tls_cert_file=settings.nats_tls_cert_file,
+            tls_key_file=settings.nats_tls_key_file,
+            tls_handshake_first=settings.nats_tls_handshake_first,
+        )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """None unless a CA or a client certificate is configured; a tls:// URL without either
+        then verifies the servers against the system's CAs (nats-py's default context)."""
+        if self.tls_ca_file is None and self.tls_cert_file is None:
+            return None
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH,
+            cafile=str(self.tls_ca_file) if self.tls_ca_file is not None else None,
+        )
+        if self.tls_cert_file is not None:
+            context.load_cert_chain(
+                self.tls_cert_file,
+                self.tls_key_file if self.tls_key_file is not None else None,
+            )
+        return context
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments of nats.connect for this identity and protection."""
+        options: dict[str, Any] = {
+            "inbox_prefix": self.inbox_prefix,
+            "tls_handshake_first": self.tls_handshake_first,
+        }
+        if self.creds_file is not None:
+            options["user_credentials"] = str(self.creds_file)
+        if self.nkey_seed_file is not None:
+            # nats-py re-reads the seed file to sign each connection's nonce and wipes the
+            # key from memory afterwards, so the seed is not held for the process's life.
+            options["nkeys_seed"] = str(self.nkey_seed_file)
+        context = self.tls_context()
+        if context is not None:
+            options["tls"] = context
+        return options
+
+
+async def connect_to_nats(url: str, name: str, access: NatsAccess, **options: Any) -> Client:
+    """Connects to one of the comma-separated `url`s as `access` says (the services' bus and
+    the `zhike dlq` command connect the same way)."""
+    return await nats.connect(
+        servers=[u.strip() for u in url.split(",")],
+        name=name,
+        **access.connect_options(),
+        **options,
+    )
+
+
 class EventBus:
     def __init__(
         self,
         url: str,
         client_name: str,
         *,
-        creds_file: str | None = None,
+        access: NatsAccess | None = None,
         stream_replicas: int = 1,
         duplicate_window_seconds: float = 120.0,
+        max_age_seconds: float | None = None,
     ) -> None:
-        self._servers = [u.strip() for u in url.split(",")]
+        self._url = url
         self._client_name = client_name
-        self._creds_file = creds_file
+        self._access = access or NatsAccess()
         self._replicas = stream_replicas
         self._duplicate_window = duplicate_window_seconds
+        # Events carry personal data (a name in GoldenRecordChanged): a stream, dead letters
+        # included, keeps them no longer than this (None: forever, for the runtime's own tests).
+        self._max_age = max_age_seconds
         self._streams: list[StreamSpec] = []
         self._consumers: list[ConsumerDeclaration] = []
         self._nc: Client | None = None
@@ -95,15 +207,36 @@ class EventBus:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
+    @property
+    def max_payload(self) -> int | None:
+        """The largest message the connected server accepts (None before the first connect)."""
+        return self._nc.max_payload if self._nc is not None else None
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        headers: dict[str, str],
+        timeout: float | None = None,
+    ) -> PubAck:
+        """Publishes to JetStream and returns its ack; raises PayloadTooLarge, without sending,
+        for a message the server would refuse."""
+        limit = self.max_payload
+        size = message_size(payload, headers)
+        if limit is not None and size > limit:
+            raise PayloadTooLarge(size, limit)
+        return await self.js.publish(subject, payload, timeout=timeout, headers=headers)
+
     async def run(self) -> None:
         """Connects (retrying until it succeeds) and declares everything; returns when ready."""
         delay = 0.2
         while self._nc is None and not self._stopping:
             try:
-                self._nc = await nats.connect(
-                    servers=self._servers,
-                    name=self._client_name,
-                    user_credentials=self._creds_file,
+                self._nc = await connect_to_nats(
+                    self._url,
+                    self._client_name,
+                    self._access,
                     connect_timeout=2,
                     reconnect_time_wait=0.5,
                     max_reconnect_attempts=-1,
@@ -113,7 +246,7 @@ class EventBus:
                     error_cb=self._on_error,
                 )
             except (NatsError, OSError, TimeoutError) as error:
-                log.warning("NATS not reachable yet", extra={"error": str(error)})
+                log.warning("NATS not reachable yet", extra={"error": describe_error(error)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         await self._declare_until_done()
@@ -123,7 +256,9 @@ class EventBus:
             try:
                 await self._declare()
             except (NatsError, JetStreamError, OSError, TimeoutError) as error:
-                log.warning("declaring streams failed; retrying", extra={"error": repr(error)})
+                log.warning(
+                    "declaring streams failed; retrying", extra={"error": describe_error(error)}
+                )
                 await asyncio.sleep(1.0)
                 continue
             self._declared = True
@@ -140,6 +275,7 @@ class EventBus:
                 retention=RetentionPolicy.LIMITS,
                 num_replicas=self._replicas,
                 duplicate_window=self._duplicate_window,
+                max_age=self._max_age,
                 discard=DiscardPolicy.OLD,
             )
             for spec in self._streams
@@ -153,6 +289,7 @@ class EventBus:
                 retention=RetentionPolicy.LIMITS,
                 num_replicas=self._replicas,
                 duplicate_window=self._duplicate_window,
+                max_age=self._max_age,
             )
         )
         for config in configs:
@@ -160,7 +297,10 @@ class EventBus:
                 await js.add_stream(config)
             except JetStreamError as error:
                 # Already there with other settings (an operator changed them, or we did): update.
-                log.info("updating stream", extra={"stream": config.name, "reason": str(error)})
+                log.info(
+                    "updating stream",
+                    extra={"stream": config.name, "reason": describe_error(error)},
+                )
                 await js.update_stream(config)
         for consumer in self._consumers:
             await self._wait_for_stream(consumer.stream)
@@ -200,7 +340,7 @@ class EventBus:
         task.add_done_callback(self._background.discard)
 
     async def _on_error(self, error: Exception) -> None:
-        log.warning("NATS error", extra={"error": repr(error)})
+        log.warning("NATS error", extra={"error": describe_error(error)})
 
     async def close(self) -> None:
         """Drains subscriptions and pending publishes, then closes the connection."""
@@ -209,5 +349,5 @@ class EventBus:
             try:
                 await asyncio.wait_for(self._nc.drain(), timeout=5)
             except (NatsError, TimeoutError) as error:
-                log.warning("NATS drain did not finish", extra={"error": repr(error)})
+                log.warning("NATS drain did not finish", extra={"error": describe_error(error)})
                 await self._nc.close()

@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike_runtime.db import DISCONNECT_ERRORS, Database, insert_for
 from zhike_runtime.events import headers as h
-from zhike_runtime.events.bus import ConsumerDeclaration, EventBus, dlq_subject
+from zhike_runtime.events.bus import ConsumerDeclaration, EventBus, PayloadTooLarge, dlq_subject
 from zhike_runtime.events.schema import inbox_event
+from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry, extract_context
 
@@ -130,7 +131,7 @@ class EventConsumer:
             except (NatsError, JetStreamError, OSError) as error:
                 log.warning(
                     "fetch failed; retrying",
-                    extra={"consumer": self.spec.durable, "error": repr(error)},
+                    extra={"consumer": self.spec.durable, "error": describe_error(error)},
                 )
                 await asyncio.sleep(0.5)
                 continue
@@ -147,7 +148,7 @@ class EventConsumer:
             try:
                 await subscription.unsubscribe()
             except (NatsError, JetStreamError) as error:
-                log.info("unsubscribe failed", extra={"error": repr(error)})
+                log.info("unsubscribe failed", extra={"error": describe_error(error)})
 
     async def _process(self, message: Msg) -> None:
         headers = message.headers or {}
@@ -181,11 +182,11 @@ class EventConsumer:
                     raise PermanentEventError(f"payload is not a {event_type}: {error}") from error
                 applied = await self._apply(handler, payload, context)
             except PermanentEventError as error:
-                span.set_status(Status(StatusCode.ERROR, str(error)))
+                span.set_status(Status(StatusCode.ERROR, describe_error(error)))
                 await self._dead_letter(message, context, error)
                 return
             except Exception as error:  # noqa: BLE001 - any failure is retried, then dead-lettered
-                span.set_status(Status(StatusCode.ERROR, repr(error)))
+                span.set_status(Status(StatusCode.ERROR, describe_error(error)))
                 await self._retry_or_dead_letter(message, context, error)
                 return
             if self._after_commit is not None:
@@ -246,30 +247,31 @@ class EventConsumer:
                 "event_id": context.event_id,
                 "delivery": context.delivery,
                 "retry_in_seconds": delay,
-                "error": repr(error),
+                "error": describe_error(error),
             },
         )
         await _settle(message.nak(delay=delay))
 
     async def _dead_letter(self, message: Msg, context: EventContext, error: BaseException) -> None:
         headers = dict(message.headers or {})
+        # The stream sequence makes a replayed letter that fails again a new dead letter, while
+        # redeliveries of one message (same sequence) still park once.
+        sequence = message.metadata.sequence.stream
         headers |= {
-            h.MSG_ID: f"{self.spec.durable}:{context.event_id or message.metadata.sequence.stream}",
+            h.MSG_ID: f"{self.spec.durable}:{context.event_id or '-'}:{sequence}",
             h.EVENT_ID: context.event_id,
             h.ORIGINAL_SUBJECT: message.subject,
-            h.LAST_ERROR: repr(error)[:2000],
+            h.LAST_ERROR: describe_error(error),
             h.CONSUMER: self.spec.durable,
             h.DELIVERIES: str(context.delivery),
         }
         try:
-            await self._bus.js.publish(
-                dlq_subject(self.spec.durable), message.data, headers=headers
-            )
-        except (NatsError, JetStreamError, OSError, TimeoutError) as publish_error:
+            await self._bus.publish(dlq_subject(self.spec.durable), message.data, headers=headers)
+        except (NatsError, JetStreamError, OSError, TimeoutError, PayloadTooLarge) as publish_error:
             # Not parked: leave the message unacked so it comes back rather than vanish.
             log.error(
                 "dead-letter publish failed; event left for redelivery",
-                extra={"event_id": context.event_id, "error": repr(publish_error)},
+                extra={"event_id": context.event_id, "error": describe_error(publish_error)},
             )
             await _settle(message.nak(delay=self._settings.backoff_for(context.delivery)))
             return
@@ -283,7 +285,7 @@ class EventConsumer:
                 "event_id": context.event_id,
                 "subject": message.subject,
                 "deliveries": context.delivery,
-                "error": repr(error),
+                "error": describe_error(error),
             },
         )
 
@@ -302,5 +304,6 @@ async def _settle(action: Awaitable[None]) -> None:
         await action
     except (NatsError, JetStreamError, OSError, TimeoutError) as error:
         log.warning(
-            "could not settle message; it will be redelivered", extra={"error": repr(error)}
+            "could not settle message; it will be redelivered",
+            extra={"error": describe_error(error)},
         )

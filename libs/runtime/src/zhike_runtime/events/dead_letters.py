@@ -16,6 +16,7 @@ from nats.js.errors import NotFoundError
 
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import DLQ_STREAM, DLQ_SUBJECT_PREFIX, dlq_subject
+from zhike_runtime.redaction import redact_text
 
 # Headers the dead-lettering added: not part of the original event.
 _DLQ_ONLY = {h.ORIGINAL_SUBJECT, h.LAST_ERROR, h.CONSUMER, h.DELIVERIES, h.MSG_ID}
@@ -44,6 +45,10 @@ async def list_dead_letters(js: JetStreamContext, consumer: str | None = None) -
         except NotFoundError:
             return letters
         headers: dict[str, str] = dict(raw.headers or {})
+        # Written value-free by the consumer; masked again for letters parked by older releases,
+        # whose last error was the exception's full text.
+        if h.LAST_ERROR in headers:
+            headers[h.LAST_ERROR] = redact_text(headers[h.LAST_ERROR])
         letters.append(
             DeadLetter(
                 sequence=int(raw.seq or 0),

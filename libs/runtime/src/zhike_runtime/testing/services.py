@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import base64
+import hashlib
+import json
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from zhike_runtime.app import FaultHooks, RunningService, ServiceDefinition
+from zhike_runtime.auth.client import BearerToken
+from zhike_runtime.auth.development import (
+    DEVELOPMENT_AUDIENCE,
+    DEVELOPMENT_ISSUER,
+    DevelopmentIssuer,
+)
+from zhike_runtime.auth.permissions import DEFAULT_ROLES
+from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry
 
@@ -19,8 +32,54 @@ S = TypeVar("S", bound=ServiceSettings)
 SERVING: int = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 
+# One development issuer per test process: services under test trust its key set, and `channel`
+# mints its tokens.
+TEST_ISSUER = DevelopmentIssuer(Path(tempfile.mkdtemp(prefix="zhike-test-issuer-")))
+
+
+def _test_key(label: str) -> str:
+    return base64.b64encode(hashlib.sha256(f"zhike test key: {label}".encode()).digest()).decode()
+
+
+# Fixed field keys, derived from constant labels (tests only; a real deployment's come from a
+# Secret): what one test wrote, another part of it can open, and a second key is at hand for
+# rotation tests.
+TEST_DATA_KEY_ID = "test1"
+TEST_SECOND_DATA_KEY_ID = "test2"
+TEST_FIELD_KEY_SETTINGS: dict[str, str] = {
+    "data_keys": json.dumps(
+        {k: _test_key(f"data {k}") for k in (TEST_DATA_KEY_ID, TEST_SECOND_DATA_KEY_ID)}
+    ),
+    "data_key_id": TEST_DATA_KEY_ID,
+    "blind_index_key": _test_key("blind index"),
+}
+
+
+def fixed_field_keys(
+    active_key_id: str = TEST_DATA_KEY_ID,
+    key_ids: Sequence[str] = (TEST_DATA_KEY_ID, TEST_SECOND_DATA_KEY_ID),
+) -> FieldKeys:
+    """The tests' field keys, sealing new values under `active_key_id`, with only `key_ids` in
+    the ring (a retired key left out)."""
+    data_keys = json.loads(TEST_FIELD_KEY_SETTINGS["data_keys"])
+    return FieldKeys.from_config(
+        json.dumps({k: data_keys[k] for k in key_ids}),
+        active_key_id,
+        TEST_FIELD_KEY_SETTINGS["blind_index_key"],
+    )
+
+
+def field_key_environment() -> dict[str, str]:
+    """The tests' field keys as the ZHIKE_* variables a process reads."""
+    return {f"ZHIKE_{name.upper()}": value for name, value in TEST_FIELD_KEY_SETTINGS.items()}
+
+
 # Fast retries so that failure paths finish in seconds, not minutes.
 TEST_SETTINGS: dict[str, Any] = {
+    "profile": "development",
+    "auth_jwks_file": TEST_ISSUER.jwks_file,
+    "auth_issuer": DEVELOPMENT_ISSUER,
+    "auth_audience": DEVELOPMENT_AUDIENCE,
     "grpc_host": "127.0.0.1",
     "grpc_port": 0,
     "health_port": 0,
@@ -30,7 +89,16 @@ TEST_SETTINGS: dict[str, Any] = {
     "outbox_poll_seconds": 0.1,
     "health_check_interval_seconds": 0.2,
     "shutdown_grace_seconds": 5.0,
+    **TEST_FIELD_KEY_SETTINGS,
 }
+
+
+def process_environment() -> dict[str, str]:
+    """The ZHIKE_* variables a service started as a process needs to join the tests' platform
+    (the counterpart of TEST_SETTINGS for in-process services)."""
+    return (
+        TEST_ISSUER.service_settings() | {"ZHIKE_PROFILE": "development"} | field_key_environment()
+    )
 
 
 @asynccontextmanager
@@ -85,3 +153,21 @@ async def wait_serving(port: int, timeout: float = 15.0) -> None:
             return False
 
     await eventually(serving, timeout=timeout, interval=0.1)
+
+
+def authorised_channel(
+    address: str,
+    *,
+    roles: Sequence[str] | None = None,
+    party_id: str | None = None,
+    subject: str = "test-user",
+) -> grpc.aio.Channel:
+    """A client channel to a service under test, carrying a bearer token for `roles` (every
+    configured role by default) and, for a customer-delegated token, `party_id`.
+
+    Use as `async with authorised_channel(f"127.0.0.1:{service.grpc_port}") as ch:`.
+    """
+    token = TEST_ISSUER.mint(
+        list(DEFAULT_ROLES) if roles is None else roles, subject=subject, party_id=party_id
+    )
+    return grpc.aio.insecure_channel(address, interceptors=[BearerToken(token)])

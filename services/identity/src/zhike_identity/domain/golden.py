@@ -3,13 +3,13 @@
 Name from a record with a valid resident ID number over one without (a verified identity beats a
 call-centre note), most recent first among equals; birth date and sex from a valid resident ID
 number when there is one; all phones and e-mails, most recent first; the most recent address.
+Values are as stored: the API masks them for callers who may not see them (transport/codec.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from zhike_identity.domain.masking import mask_email, mask_id_number, mask_phone
 from zhike_identity.domain.matching.features import RecordFeatures
 from zhike_identity.domain.model import GoldenRecord, GoldenValue, StoredRecord
 
@@ -37,7 +37,7 @@ def golden_record(records: Sequence[tuple[StoredRecord, RecordFeatures]]) -> Gol
         if features.gender is not None:
             gender = GoldenValue(features.gender.name, stored.key, basis)
         if features.document is not None:
-            id_number = GoldenValue(mask_id_number(features.document.number), stored.key, basis)
+            id_number = GoldenValue(features.document.number, stored.key, basis)
     else:
         for stored, features in recent:
             if birth is None and features.birth_date is not None:
@@ -45,9 +45,7 @@ def golden_record(records: Sequence[tuple[StoredRecord, RecordFeatures]]) -> Gol
             if gender is None and features.gender is not None:
                 gender = GoldenValue(features.gender.name, stored.key, "most recent")
             if id_number is None and features.document is not None:
-                id_number = GoldenValue(
-                    mask_id_number(features.document.number), stored.key, "most recent"
-                )
+                id_number = GoldenValue(features.document.number, stored.key, "most recent")
     phones: list[GoldenValue] = []
     emails: list[GoldenValue] = []
     seen: set[str] = set()
@@ -55,12 +53,10 @@ def golden_record(records: Sequence[tuple[StoredRecord, RecordFeatures]]) -> Gol
     for stored, features in recent:
         if features.phone is not None and features.phone.e164 not in seen:
             seen.add(features.phone.e164)
-            phones.append(
-                GoldenValue(mask_phone(features.phone.e164), stored.key, "most recent first")
-            )
+            phones.append(GoldenValue(features.phone.e164, stored.key, "most recent first"))
         if features.email is not None and features.email not in seen:
             seen.add(features.email)
-            emails.append(GoldenValue(mask_email(features.email), stored.key, "most recent first"))
+            emails.append(GoldenValue(features.email, stored.key, "most recent first"))
         if address is None and features.address is not None:
             address = GoldenValue(stored.record.address, stored.key, "most recent")
     return GoldenRecord(

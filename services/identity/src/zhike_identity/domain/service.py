@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from zhike_identity.domain.golden import golden_record
-from zhike_identity.domain.masking import mask_email, mask_id_number, mask_phone
+from zhike_runtime.masking import mask_email, mask_id_number, mask_phone
 from zhike_identity.domain.matching.blocking import (
     STRONG_PREFIXES,
     blocking_keys,
@@ -59,12 +59,11 @@ from zhike_identity.domain.placement import (
 from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.validation import validate_key, validate_source_record
 from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
-from zhike_runtime.paging import PageTokens
+from zhike_runtime.paging import PageTokens, page_size
 from zhike_runtime.validation import Violations
 
 # The loser of a race on the same keys retries, and then sees the winner's rows.
 _ATTEMPTS = 3
-MAX_PAGE_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,10 @@ class IdentityService:
         clock: Callable[[], dt.datetime],
         model: MatchModel,
         page_tokens: PageTokens | None = None,
+        max_page_size: int = 200,
     ) -> None:
         self._page_tokens = page_tokens or PageTokens()
+        self._max_page_size = max_page_size
         self._total: tuple[float, int] | None = None  # (when read, how many records)
         self._unit_of_work = unit_of_work
         self._new_party_id = new_party_id
@@ -640,15 +641,13 @@ class IdentityService:
         return new_party
 
     async def list_reviews(
-        self, page_size: int, page_token: str
+        self, requested_size: int, page_token: str
     ) -> tuple[list[tuple[LinkReview, str, str]], str]:
         v = Violations()
-        if page_size < 0:
-            v.add("page_size", "must not be negative")
+        size = page_size(v, "page_size", requested_size, maximum=self._max_page_size)
         position = self._page_tokens.read(v, "page_token", "link_reviews", page_token)
         after = _position(v, position)
         v.raise_if_any()
-        size = min(page_size or 50, MAX_PAGE_SIZE)
         async with self._unit_of_work() as uow:
             reviews = await uow.reviews.list_open(size + 1, after)
             result = []

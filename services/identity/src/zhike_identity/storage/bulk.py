@@ -6,13 +6,15 @@ that the service can start on that store and keep linking new records online:
 
 - `party`: one row per distinct party id, created now;
 - `source_record`: each record's values as `LinkSourceRecord` stores them (validated: ID number
-  normalised, id type and gender as numbers, birth date as a date). A value the service would
+  normalised, id type and gender as numbers, birth date as a date; ID number, phone and e-mail
+  sealed under the active data key). A value the service would
   refuse (an ID number with a bad check character, a birth date that contradicts the ID number,
   a control character…) is stored blank, as `resolve-csv --target` does, and counted in the
   report. The link evidence says the model linked it, with the model version and the time; there
   is no single "matched record" for a group resolved as a whole, so that column stays empty;
 - `blocking_key`: the candidate index, `blocking_keys + counting_keys` of the stored values (the
-  same features the service computes from stored rows when it scores candidates);
+  same features the service computes from stored rows when it scores candidates), blinded as
+  the service stores them (storage/protection.py);
 - `party_history`: one CREATED entry per party naming all its records.
 
 No outbox events by default. A bulk load is an initial load: the consumers (the profile service)
@@ -66,7 +68,9 @@ from zhike_identity.domain.model import (
 from zhike_identity.domain.normalise import Unusable, infer_id_kind, parse_date, parse_gender
 from zhike_identity.domain.placement import raw_record
 from zhike_identity.domain.validation import validate_source_record
+from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.schema import blocking_key, party, party_history, source_record
+from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.db import Database
 from zhike_runtime.errors import FieldViolation, InvalidArgument
 from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
@@ -250,21 +254,32 @@ def index_keys(record: SourceRecord) -> list[str]:
 class _Prepared:
     index: int
     record: SourceRecord
+    sealed: dict[str, str]  # id_number, phone, email as stored
     blanked: frozenset[str]
-    keys: list[str]
+    keys: list[str]  # as stored: blinded
 
 
 def _prepare_chunk(
-    chunk: Sequence[tuple[int, RawRecord]], today: dt.date
+    chunk: Sequence[tuple[int, RawRecord]], today: dt.date, protection: RecordProtection
 ) -> tuple[list[_Prepared], tuple[int, tuple[FieldViolation, ...]] | None]:
-    """Runs in a worker process for large loads: returns plain data, never an exception."""
+    """Runs in a worker process for large loads (sealing and hashing there too): returns plain
+    data, never an exception."""
     prepared: list[_Prepared] = []
     for index, raw in chunk:
         try:
             form = service_record(raw, today)
         except InvalidArgument as error:
             return prepared, (index, error.violations)
-        prepared.append(_Prepared(index, form.record, form.blanked, index_keys(form.record)))
+        r = form.record
+        prepared.append(
+            _Prepared(
+                index,
+                r,
+                protection.seal(r.key, r.id_number, r.phone, r.email),
+                form.blanked,
+                protection.index_keys(index_keys(r)),
+            )
+        )
     return prepared, None
 
 
@@ -273,10 +288,12 @@ def _chunks(records: Sequence[RawRecord], size: int) -> Iterator[list[tuple[int,
         yield [(i, records[i]) for i in range(start, min(start + size, len(records)))]
 
 
-async def _prepare(records: Sequence[RawRecord], today: dt.date, workers: int) -> list[_Prepared]:
+async def _prepare(
+    records: Sequence[RawRecord], today: dt.date, workers: int, protection: RecordProtection
+) -> list[_Prepared]:
     results: list[tuple[list[_Prepared], tuple[int, tuple[FieldViolation, ...]] | None]]
     if workers <= 1 or len(records) < _PARALLEL_FROM:
-        results = [_prepare_chunk(chunk, today) for chunk in _chunks(records, _CHUNK)]
+        results = [_prepare_chunk(chunk, today, protection) for chunk in _chunks(records, _CHUNK)]
     else:
         loop = asyncio.get_running_loop()
         # Spawned, not forked: the caller may hold threads (gRPC, aiosqlite) a fork would copy.
@@ -284,7 +301,7 @@ async def _prepare(records: Sequence[RawRecord], today: dt.date, workers: int) -
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             results = await asyncio.gather(
                 *(
-                    loop.run_in_executor(pool, _prepare_chunk, chunk, today)
+                    loop.run_in_executor(pool, _prepare_chunk, chunk, today, protection)
                     for chunk in _chunks(records, _CHUNK)
                 )
             )
@@ -341,9 +358,9 @@ def _rows(
                 party_id,
                 r.full_name,
                 int(r.id_type) if r.id_type else None,
-                r.id_number,
-                r.phone,
-                r.email,
+                item.sealed["id_number"],
+                item.sealed["phone"],
+                item.sealed["email"],
                 r.birth_date,
                 int(r.gender) if r.gender else None,
                 r.address,
@@ -358,7 +375,6 @@ def _rows(
                 now,
             )
         )
-        # Keys longer than the column arrive as digests (blocking.index_key).
         keys.extend((k, r.key.source_system, r.key.source_record_id) for k in item.keys)
         if item.blanked:
             with_blanks += 1
@@ -401,6 +417,7 @@ async def write_store(
     records: Sequence[RawRecord],
     resolution: Resolution,
     *,
+    keys: FieldKeys,
     model_version: str,
     publish_events: bool = False,
     encode: Callable[[DomainEvent], OutgoingEvent] | None = None,
@@ -411,8 +428,9 @@ async def write_store(
 
     Applies the migrations first. Raises `StoreNotEmpty` (a ValueError) if the store already
     holds parties or records, and `UnstorableKey` if a record's source key is one the service
-    refuses; either way nothing is written. `encode` turns domain events into outbox rows
-    (default: the service's own codec); it is used only with `publish_events`.
+    refuses; either way nothing is written. `keys` seal the personal data and blind the index
+    as the service would. `encode` turns domain events into outbox rows (default: the service's
+    own codec); it is used only with `publish_events`.
     """
     if len(resolution.party_ids) != len(records):
         raise ValueError(
@@ -421,7 +439,9 @@ async def write_store(
     started = time.perf_counter()
     phases: dict[str, float] = {}
     now = clock()
-    prepared = await _prepare(records, now.date(), workers or os.cpu_count() or 1)
+    prepared = await _prepare(
+        records, now.date(), workers or os.cpu_count() or 1, RecordProtection(keys)
+    )
     rows = _rows(
         prepared,
         resolution.party_ids,
@@ -443,7 +463,7 @@ async def write_store(
     database = Database(database_url)
     try:
         mark = time.perf_counter()
-        await apply_migrations(database, _migrations())
+        await apply_migrations(database, _migrations(), keys)
         phases["migrations"] = time.perf_counter() - mark
         mark = time.perf_counter()
         async with database.engine.begin() as connection:
@@ -474,12 +494,12 @@ async def write_store(
     )
 
 
-async def ensure_fresh(database_url: str) -> None:
+async def ensure_fresh(database_url: str, keys: FieldKeys) -> None:
     """Applies the migrations and raises `StoreNotEmpty` unless the store is empty: a check a
     caller can make before hours of resolution (`write_store` checks again, under a lock)."""
     database = Database(database_url)
     try:
-        await apply_migrations(database, _migrations())
+        await apply_migrations(database, _migrations(), keys)
         async with database.engine.begin() as connection:
             await _refuse_unless_empty(connection, database.is_postgres)
     finally:

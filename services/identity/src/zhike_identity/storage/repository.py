@@ -30,6 +30,7 @@ from zhike_identity.domain.model import (
     SourceRecordKey,
     StoredRecord,
 )
+from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.schema import (
     blocking_key,
     link_decision,
@@ -47,13 +48,11 @@ from zhike_runtime.ids import new_id
 _EXACT_PARTY_COUNT_LIMIT = 200
 
 
-def _record_values(record: SourceRecord) -> dict[str, Any]:
+def _record_values(record: SourceRecord, protection: RecordProtection) -> dict[str, Any]:
     return {
         "full_name": record.full_name,
         "id_type": int(record.id_type) if record.id_type else None,
-        "id_number": record.id_number,
-        "phone": record.phone,
-        "email": record.email,
+        **protection.seal(record.key, record.id_number, record.phone, record.email),
         "birth_date": record.birth_date,
         "gender": int(record.gender) if record.gender else None,
         "address": record.address,
@@ -72,8 +71,9 @@ def _evidence_values(evidence: LinkEvidence) -> dict[str, Any]:
     }
 
 
-def _stored(row: Any) -> StoredRecord:
+def _stored(row: Any, protection: RecordProtection) -> StoredRecord:
     key = SourceRecordKey(row.source_system, row.source_record_id)
+    id_number, phone, email = protection.open(row)
     matched = (
         SourceRecordKey(row.matched_system, row.matched_record_id)
         if row.matched_system is not None
@@ -86,9 +86,9 @@ def _stored(row: Any) -> StoredRecord:
             key=key,
             full_name=row.full_name,
             id_type=IdType(row.id_type) if row.id_type else None,
-            id_number=row.id_number,
-            phone=row.phone,
-            email=row.email,
+            id_number=id_number,
+            phone=phone,
+            email=email,
             birth_date=row.birth_date,
             gender=Gender(row.gender) if row.gender else None,
             address=row.address,
@@ -209,9 +209,13 @@ _PARTIES_WITH_MEMBERS = (
 
 
 class SqlRecordStore:
-    def __init__(self, session: AsyncSession, dialect: str) -> None:
+    """Source records and the candidate index. Takes and returns plain values and plain blocking
+    keys; what reaches the tables is sealed and blinded (protection.py)."""
+
+    def __init__(self, session: AsyncSession, dialect: str, protection: RecordProtection) -> None:
         self._session = session
         self._dialect = dialect
+        self._protection = protection
 
     async def get(self, key: SourceRecordKey) -> StoredRecord | None:
         row = (
@@ -219,7 +223,7 @@ class SqlRecordStore:
                 _RECORD_BY_KEY, {"system": key.source_system, "record_id": key.source_record_id}
             )
         ).first()
-        return _stored(row) if row else None
+        return _stored(row, self._protection) if row else None
 
     async def add(
         self, record: SourceRecord, party_id: str, evidence: LinkEvidence, at: dt.datetime
@@ -231,7 +235,7 @@ class SqlRecordStore:
                 party_id=party_id,
                 created_at=at,
                 updated_at=at,
-                **_record_values(record),
+                **_record_values(record, self._protection),
                 **_evidence_values(evidence),
             )
         )
@@ -240,7 +244,7 @@ class SqlRecordStore:
         await self._session.execute(
             sa.update(source_record)
             .where(_key_clause([record.key]))
-            .values(updated_at=at, **_record_values(record))
+            .values(updated_at=at, **_record_values(record, self._protection))
         )
 
     async def move(
@@ -259,15 +263,17 @@ class SqlRecordStore:
         if not party_ids:
             return []
         rows = await self._session.execute(_RECORDS_OF_PARTIES, {"party_ids": list(party_ids)})
-        return [_stored(row) for row in rows]
+        return [_stored(row, self._protection) for row in rows]
 
     async def with_blocking_keys(
         self, keys: Sequence[str], exclude: SourceRecordKey | None
     ) -> list[StoredRecord]:
         if not keys:
             return []
-        rows = await self._session.execute(_RECORDS_WITH_KEYS, {"keys": list(keys)})
-        found = [_stored(row) for row in rows]
+        rows = await self._session.execute(
+            _RECORDS_WITH_KEYS, {"keys": self._protection.index_keys(keys)}
+        )
+        found = [_stored(row, self._protection) for row in rows]
         return [r for r in found if r.key != exclude]
 
     async def keys_after(self, after: SourceRecordKey | None, limit: int) -> list[SourceRecordKey]:
@@ -291,7 +297,7 @@ class SqlRecordStore:
             .where(_key_clause(keys))
             .order_by(source_record.c.source_system, source_record.c.source_record_id)
         )
-        return [_stored(row) for row in rows]
+        return [_stored(row, self._protection) for row in rows]
 
     async def replace_blocking_keys(self, index: Mapping[SourceRecordKey, Sequence[str]]) -> int:
         if not index:
@@ -307,7 +313,7 @@ class SqlRecordStore:
         rows = [
             {"key": k, "source_system": key.source_system, "source_record_id": key.source_record_id}
             for key, keys in index.items()
-            for k in sorted(set(keys))
+            for k in sorted(set(self._protection.index_keys(keys)))
         ]
         if rows:
             await self._session.execute(sa.insert(blocking_key), rows)
@@ -323,7 +329,7 @@ class SqlRecordStore:
                     blocking_key.c.source_record_id == key.source_record_id,
                 )
             )
-        unique = sorted(set(blocking))
+        unique = sorted(set(self._protection.index_keys(blocking)))
         if unique:
             # One multi-row INSERT: asyncpg would otherwise run one statement per key.
             await self._session.execute(
@@ -350,15 +356,20 @@ class SqlRecordStore:
         """
         if not keys:
             return KeyCounts({}, {})
+        plain = {self._protection.index_key(k): k for k in set(keys)}
         # One round trip: the parties are counted (a join) only for keys with few records.
         rows = await self._session.execute(
-            _KEY_COUNTS, {"keys": sorted(set(keys)), "by_party": sorted(set(by_party))}
+            _KEY_COUNTS,
+            {
+                "keys": sorted(plain),
+                "by_party": sorted(set(self._protection.index_keys(by_party))),
+            },
         )
         records: dict[str, int] = {}
         parties: dict[str, int] = {}
         for key, held_by_records, held_by_parties in rows:
-            records[key] = int(held_by_records)
-            parties[key] = int(held_by_parties)
+            records[plain[key]] = int(held_by_records)
+            parties[plain[key]] = int(held_by_parties)
         return KeyCounts(records, parties)
 
     async def estimated_total(self) -> int:
@@ -376,8 +387,9 @@ class SqlRecordStore:
 
 
 class SqlPartyStore:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, protection: RecordProtection) -> None:
         self._session = session
+        self._protection = protection
 
     async def add(self, party_id: str, at: dt.datetime) -> None:
         await self._session.execute(sa.insert(party).values(party_id=party_id, created_at=at))
@@ -413,11 +425,16 @@ class SqlPartyStore:
             )
             if row.source_system is None:
                 continue  # a party without records (merged away)
+            resident_id = None
+            if row.id_type == IdType.RESIDENT_ID and row.id_number:
+                resident_id = self._protection.open_id_number(
+                    row.source_system, row.source_record_id, row.id_number
+                )
             members.append(
                 PartyMember(
                     SourceRecordKey(row.source_system, row.source_record_id),
                     row.party_id,
-                    row.id_number if row.id_type == IdType.RESIDENT_ID and row.id_number else None,
+                    resident_id,
                     bool(row.kept_apart),
                 )
             )
@@ -654,10 +671,12 @@ class SqlIdentityUnitOfWork:
         database: Database,
         encode: Callable[[DomainEvent], OutgoingEvent],
         on_commit: Callable[[], None],
+        protection: RecordProtection,
     ) -> None:
         self._database = database
         self._encode = encode
         self._on_commit = on_commit
+        self._protection = protection
         self._events: list[DomainEvent] = []
         self._locked: set[int] = set()
 
@@ -665,8 +684,8 @@ class SqlIdentityUnitOfWork:
         self._session = self._database.session()
         await self._session.begin()
         dialect = self._database.dialect
-        self.records = SqlRecordStore(self._session, dialect)
-        self.parties = SqlPartyStore(self._session)
+        self.records = SqlRecordStore(self._session, dialect, self._protection)
+        self.parties = SqlPartyStore(self._session, self._protection)
         self.decisions = SqlDecisionStore(self._session, dialect)
         self.reviews = SqlReviewStore(self._session, dialect)
         self.history = SqlHistoryStore(self._session)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from zhike_runtime.crypto import EncryptedColumns
+
 metadata = sa.MetaData()
 
 party = sa.Table(
@@ -26,9 +28,10 @@ source_record = sa.Table(
     ),
     sa.Column("full_name", sa.String(200), nullable=False),
     sa.Column("id_type", sa.SmallInteger(), nullable=True),
-    sa.Column("id_number", sa.String(64), nullable=False),
-    sa.Column("phone", sa.String(32), nullable=False),
-    sa.Column("email", sa.String(254), nullable=False),
+    # Sealed (zhike_runtime.crypto, see ENCRYPTED_COLUMNS): ciphertext tokens, "" when absent.
+    sa.Column("id_number", sa.Text(), nullable=False),
+    sa.Column("phone", sa.Text(), nullable=False),
+    sa.Column("email", sa.Text(), nullable=False),
     sa.Column("birth_date", sa.Date(), nullable=True),
     sa.Column("gender", sa.SmallInteger(), nullable=True),
     sa.Column("address", sa.String(500), nullable=False),
@@ -44,7 +47,8 @@ source_record = sa.Table(
     sa.Column("linked_at", sa.DateTime(timezone=True), nullable=True),
 )
 
-# The candidate index: every blocking key of every record.
+# The candidate index: every blocking key of every record, as a blind index (its two-letter
+# prefix such as "id:" in clear, the rest a keyed hash: storage/protection.py).
 blocking_key = sa.Table(
     "blocking_key",
     metadata,
@@ -107,3 +111,11 @@ party_history = sa.Table(
     sa.Column("source_records", sa.JSON(), nullable=False),
     sa.Column("reason", sa.String(500), nullable=False),
 )
+
+# The personal data sealed at rest, each value bound to its column and record: the repository
+# seals and opens them, `zhike rotate-keys --service identity` re-seals them (entry point
+# `zhike.encrypted_columns`).
+SOURCE_RECORD_SEALED = EncryptedColumns(
+    "source_record", ("source_system", "source_record_id"), ("id_number", "phone", "email")
+)
+ENCRYPTED_COLUMNS = (SOURCE_RECORD_SEALED,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -27,6 +28,7 @@ from zhike_identity.domain.model import (
 )
 from zhike_identity.domain.service import Explanation
 from zhike_runtime.events.outbox import OutgoingEvent
+from zhike_runtime.masking import mask_address, mask_email, mask_id_number, mask_phone
 
 SUBJECT_PREFIX = "zhike.identity.v1"
 PARTY_CREATED_SUBJECT = f"{SUBJECT_PREFIX}.party_created"
@@ -97,27 +99,43 @@ def _evidence(evidence: LinkEvidence) -> party_pb2.LinkEvidence:
     return message
 
 
-def _golden_value(value: GoldenValue | None) -> party_pb2.GoldenValue | None:
+def _golden_value(
+    value: GoldenValue | None, mask: Callable[[str], str] = str
+) -> party_pb2.GoldenValue | None:
     if value is None:
         return None
     return party_pb2.GoldenValue(
-        value=value.value, source=source_record_key(value.source), basis=value.basis
+        value=mask(value.value), source=source_record_key(value.source), basis=value.basis
     )
 
 
-def golden_message(golden: GoldenRecord) -> party_pb2.GoldenRecord:
+def golden_message(golden: GoldenRecord, *, unmasked: bool) -> party_pb2.GoldenRecord:
+    """The golden record for a caller: identifiers and the address masked unless the caller
+    may read personal data (the access table's unmask permission; such reads are audited)."""
+
+    def masked(mask: Callable[[str], str]) -> Callable[[str], str]:
+        return str if unmasked else mask
+
     return party_pb2.GoldenRecord(
         full_name=_golden_value(golden.full_name),
         birth_date=_golden_value(golden.birth_date),
         gender=_golden_value(golden.gender),
-        id_number=_golden_value(golden.id_number),
-        phones=[v for v in map(_golden_value, golden.phones) if v is not None],
-        emails=[v for v in map(_golden_value, golden.emails) if v is not None],
-        address=_golden_value(golden.address),
+        id_number=_golden_value(golden.id_number, masked(mask_id_number)),
+        phones=[m for v in golden.phones if (m := _golden_value(v, masked(mask_phone)))],
+        emails=[m for v in golden.emails if (m := _golden_value(v, masked(mask_email)))],
+        address=_golden_value(golden.address, masked(mask_address)),
     )
 
 
-def party_message(view: PartyView) -> party_pb2.Party:
+def golden_event_message(golden: GoldenRecord) -> party_pb2.GoldenRecord:
+    """The golden record as GoldenRecordChanged carries it: the name and its provenance only.
+    The profile, the only consumer, shows the name; birth date, sex, address and the (masked)
+    identifiers stay behind identity's API, where access rules and the audit log apply, rather
+    than sit in every stream replica for its max age (docs/events.md)."""
+    return party_pb2.GoldenRecord(full_name=_golden_value(golden.full_name))
+
+
+def party_message(view: PartyView, *, unmasked: bool) -> party_pb2.Party:
     return party_pb2.Party(
         party_id=view.party_id,
         source_records=[
@@ -126,7 +144,7 @@ def party_message(view: PartyView) -> party_pb2.Party:
             )
             for r in view.records
         ],
-        golden_record=golden_message(view.golden),
+        golden_record=golden_message(view.golden, unmasked=unmasked),
         create_time=timestamp(view.created_at),
     )
 
@@ -214,7 +232,7 @@ def outgoing_event(event: DomainEvent) -> OutgoingEvent:
                 GOLDEN_RECORD_CHANGED_SUBJECT,
                 events_pb2.GoldenRecordChanged(
                     party_id=event.party_id,
-                    golden_record=golden_message(event.golden),
+                    golden_record=golden_event_message(event.golden),
                     change_time=timestamp(event.at),
                 ),
             )

@@ -12,6 +12,7 @@ from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from zhike_identity.domain.model import IdType, LinkDecisionKind
 from zhike_identity.domain.service import IdentityService, PartyQuery
 from zhike_identity.transport import codec
+from zhike_runtime.auth.access import current_call
 from zhike_runtime.validation import Violations
 
 Context: TypeAlias = "grpc.aio.ServicerContext[object, object]"
@@ -29,6 +30,11 @@ def _enum_name(v: Violations, field: str, value: int, names: dict[int, str]) -> 
         v.add(field, f"unknown value {value}")
         return ""
     return names[value]
+
+
+def _actor() -> str:
+    """Who decided a steward operation: the authenticated subject, never a request field."""
+    return current_call().caller.subject
 
 
 class IdentityHandlers(pb_grpc.IdentityServiceServicer):
@@ -53,7 +59,9 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
 
     async def GetParty(self, request: pb.GetPartyRequest, context: Context) -> pb.GetPartyResponse:
         view = await self._service.get_party(request.party_id)
-        return pb.GetPartyResponse(party=codec.party_message(view))
+        call = current_call()
+        call.about_party(view.party_id)
+        return pb.GetPartyResponse(party=codec.party_message(view, unmasked=call.unmasked))
 
     async def FindParties(
         self, request: pb.FindPartiesRequest, context: Context
@@ -88,6 +96,8 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
                     v.add("name_and_birth_date.birth_date", "is not a calendar date")
             query = PartyQuery(full_name=full_name, birth_date=born)
         v.raise_if_any()
+        if which != "source_record":
+            current_call().audit_use_of(str(which))
         return pb.FindPartiesResponse(party_ids=await self._service.find_parties(query))
 
     async def ExplainLink(
@@ -112,7 +122,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
             v.add("party_ids", f"at most {MAX_PARTIES_PER_MERGE} parties per merge")
             v.raise_if_any()
         survivor = await self._service.merge_parties(
-            list(request.party_ids), request.steward, request.reason
+            list(request.party_ids), _actor(), request.reason
         )
         return pb.MergePartiesResponse(surviving_party_id=survivor)
 
@@ -126,7 +136,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
         new_party = await self._service.split_party(
             request.party_id,
             [codec.domain_key(k) for k in request.source_records],
-            request.steward,
+            _actor(),
             request.reason,
         )
         return pb.SplitPartyResponse(new_party_id=new_party)
@@ -159,7 +169,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
             v.add("outcome", "must be REVIEW_OUTCOME_LINK or REVIEW_OUTCOME_KEEP_APART")
         v.raise_if_any()
         party_a, party_b = await self._service.resolve_review(
-            request.review_id, request.outcome == pb.REVIEW_OUTCOME_LINK, request.steward
+            request.review_id, request.outcome == pb.REVIEW_OUTCOME_LINK, _actor()
         )
         return pb.ResolveLinkReviewResponse(party_id_a=party_a, party_id_b=party_b)
 
@@ -178,7 +188,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
             codec.domain_key(request.record_a),
             codec.domain_key(request.record_b),
             kinds[request.decision],
-            request.steward,
+            _actor(),
             request.reason,
         )
         return pb.RecordLinkDecisionResponse(party_id_a=party_a, party_id_b=party_b)

@@ -1,0 +1,1 @@
+"""Caller identity, access control and the audit log (issue 9: security)."""

@@ -1,0 +1,153 @@
+"""The audit log: one row per unmasked read of personal data, per steward or admin write, per
+search by personal data, and per refused attempt. Each service keeps it in its own database
+(table `audit_record`, created by the runtime's migrations) for `retention` (≥ 3 years by
+default), read back with `zhike audit`.
+
+An unmasked read is audited *before* its response leaves: if the record cannot be written the
+caller gets UNAVAILABLE, not the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from zhike_runtime.db import Database, as_utc
+
+log = logging.getLogger(__name__)
+
+audit_metadata = sa.MetaData()
+
+audit_record = sa.Table(
+    "audit_record",
+    audit_metadata,
+    sa.Column(
+        "record_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("roles", sa.String(500), nullable=False),
+    sa.Column("method", sa.String(255), nullable=False),
+    sa.Column("party_id", sa.String(64), nullable=False),
+    sa.Column("fields", sa.String(500), nullable=False),
+    sa.Column("purpose", sa.String(200), nullable=False),
+    sa.Column("outcome", sa.String(64), nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    actor: str
+    roles: tuple[str, ...]
+    method: str
+    party_id: str
+    fields: tuple[str, ...]
+    purpose: str
+    outcome: str  # OK, or the status code name of a refusal or failure
+    trace_id: str = ""
+    recorded_at: dt.datetime | None = None
+
+
+class AuditLog:
+    def __init__(self, database: Database, retention: dt.timedelta) -> None:
+        self._database = database
+        self.retention = retention
+
+    async def append(self, entry: AuditEntry) -> None:
+        async with self._database.session() as session, session.begin():
+            await session.execute(
+                sa.insert(audit_record).values(
+                    recorded_at=entry.recorded_at or dt.datetime.now(dt.UTC),
+                    actor=entry.actor[:255],
+                    roles=",".join(entry.roles)[:500],
+                    method=entry.method[:255],
+                    party_id=entry.party_id[:64],
+                    fields=",".join(entry.fields)[:500],
+                    purpose=entry.purpose[:200],
+                    outcome=entry.outcome[:64],
+                    trace_id=entry.trace_id[:32],
+                )
+            )
+
+    async def read(
+        self,
+        *,
+        party_id: str | None = None,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        query = sa.select(audit_record).order_by(audit_record.c.record_id).limit(limit)
+        if party_id is not None:
+            query = query.where(audit_record.c.party_id == party_id)
+        if actor is not None:
+            query = query.where(audit_record.c.actor == actor)
+        if since is not None:
+            query = query.where(audit_record.c.recorded_at >= since)
+        async with self._database.session() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            AuditEntry(
+                actor=row.actor,
+                roles=_split(row.roles),
+                method=row.method,
+                party_id=row.party_id,
+                fields=_split(row.fields),
+                purpose=row.purpose,
+                outcome=row.outcome,
+                trace_id=row.trace_id,
+                recorded_at=as_utc(row.recorded_at),
+            )
+            for row in rows
+        ]
+
+    async def expire(self, now: dt.datetime | None = None) -> int:
+        """Deletes records older than the retention period; returns how many."""
+        cutoff = (now or dt.datetime.now(dt.UTC)) - self.retention
+        async with self._database.session() as session, session.begin():
+            result = await session.execute(
+                sa.delete(audit_record).where(audit_record.c.recorded_at < cutoff)
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def run_retention(self, interval_seconds: float = 3600.0) -> None:
+        while True:
+            try:
+                removed = await self.expire()
+            except Exception:
+                log.exception("audit retention pass failed; the next pass retries")
+            else:
+                if removed:
+                    log.info("audit records past retention removed", extra={"removed": removed})
+            await asyncio.sleep(interval_seconds)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part for part in value.split(",") if part)
+
+
+def format_entries(entries: Sequence[AuditEntry]) -> list[str]:
+    return [
+        "\t".join(
+            [
+                e.recorded_at.isoformat() if e.recorded_at else "",
+                e.actor,
+                ",".join(e.roles),
+                e.method,
+                e.party_id,
+                ",".join(e.fields),
+                e.purpose,
+                e.outcome,
+            ]
+        )
+        for e in entries
+    ]

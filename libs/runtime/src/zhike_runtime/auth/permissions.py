@@ -1,0 +1,96 @@
+"""The platform's one access table: every RPC of every service, the permission it needs, and
+what else its calls imply (a party-scoped request field, audit). Deny by default: a method that
+is not in this table is refused, and a test walks every service descriptor against it.
+
+Roles map to permissions in configuration (`ZHIKE_AUTH_ROLES_FILE`); `DEFAULT_ROLES` is the
+table a bank starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Methods any caller may use without a token: probes, and the public contract (reflection is
+# off in production; locally it reveals only what proto/ already publishes).
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True)
+class MethodRule:
+    permission: str
+    # The request field that names the party a call is about. Customer-delegated tokens (with a
+    # party claim) may call only methods that have one, and only for their own party.
+    party_field: str | None = None
+    # Holding this permission as well unmasks personal data in the response; such reads are
+    # audited (who, which party, which fields).
+    unmask_permission: str | None = None
+    unmasked_fields: tuple[str, ...] = ()
+    # Every call is audited: steward and admin writes, searches by personal data.
+    audited: bool = False
+
+
+_IDENTITY = "/zhike.identity.v1.IdentityService/"
+_PROFILE = "/zhike.profile.v1.ProfileService/"
+_OFFERS = "/zhike.offers.v1.OffersService/"
+_NOTIFICATIONS = "/zhike.notifications.v1.NotificationsService/"
+_PARTY_PII = ("id_number", "phones", "emails", "address")
+
+METHOD_RULES: Mapping[str, MethodRule] = {
+    _IDENTITY + "LinkSourceRecord": MethodRule("identity.record.write"),
+    _IDENTITY + "GetParty": MethodRule(
+        "identity.party.read",
+        party_field="party_id",
+        unmask_permission="identity.party.read_pii",
+        unmasked_fields=_PARTY_PII,
+    ),
+    # Searches by ID number, phone, e-mail or name are audited by the handler (not by source key).
+    _IDENTITY + "FindParties": MethodRule("identity.party.find"),
+    _IDENTITY + "ExplainLink": MethodRule("identity.steward.read"),
+    _IDENTITY + "GetPartyHistory": MethodRule("identity.party.read", party_field="party_id"),
+    _IDENTITY + "MergeParties": MethodRule("identity.steward.write", audited=True),
+    _IDENTITY + "SplitParty": MethodRule("identity.steward.write", audited=True),
+    _IDENTITY + "ListLinkReviews": MethodRule("identity.steward.read"),
+    _IDENTITY + "ResolveLinkReview": MethodRule("identity.steward.write", audited=True),
+    _IDENTITY + "RecordLinkDecision": MethodRule("identity.steward.write", audited=True),
+    _PROFILE + "GetProfile": MethodRule("profile.read", party_field="party_id"),
+    _OFFERS + "DecideOffers": MethodRule("offers.decide", party_field="party_id"),
+    _NOTIFICATIONS + "SendNotification": MethodRule("notifications.send", audited=True),
+}
+
+# Roles as a bank starts with them. A customer-delegated token (mobile app) carries the
+# channel_app role and a party claim, which confines it to that party's own data.
+DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
+    "channel_app": ("identity.party.read", "profile.read", "offers.decide"),
+    "branch_teller": (
+        "identity.party.read",
+        "identity.party.read_pii",
+        "identity.party.find",
+        "profile.read",
+        "offers.decide",
+    ),
+    "call_centre_agent": (
+        "identity.party.read",
+        "identity.party.find",
+        "profile.read",
+        "offers.decide",
+    ),
+    "data_steward": (
+        "identity.party.read",
+        "identity.party.read_pii",
+        "identity.party.find",
+        "identity.steward.read",
+        "identity.steward.write",
+        "profile.read",
+    ),
+    "marketing_operations": ("profile.read", "offers.decide", "notifications.send"),
+    # Source-system adapters (core deposits, cards, loans…) feeding their records in.
+    "source_system": ("identity.record.write",),
+    "sre": ("audit.read",),
+}
+
+PERMISSIONS = frozenset(
+    {rule.permission for rule in METHOD_RULES.values()}
+    | {rule.unmask_permission for rule in METHOD_RULES.values() if rule.unmask_permission}
+    | {"audit.read"}
+)

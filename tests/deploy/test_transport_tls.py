@@ -1,0 +1,201 @@
+"""S1 in the chart: gRPC TLS (and mTLS) and PostgreSQL verify-full, with every certificate and CA
+mounted from an existing Secret, the probes on the plaintext health port, and every rendered
+object valid."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+
+from .chart import (
+    CRD_KINDS,
+    SERVICES,
+    Manifest,
+    name_of,
+    pod_spec,
+    render,
+    validate,
+    validation_kube_versions,
+)
+
+TLS_VALUES: dict[str, Any] = {
+    "grpcTls": {
+        "enabled": True,
+        "clientCA": {"existingSecret": "zhike-client-ca"},
+        "allowedClientNames": ["teller-gateway.bank.internal", "spiffe://bank/ns/channels/sa/app"],
+        "helmTest": {"existingSecret": "zhike-helm-test-tls"},
+    },
+    "databaseTls": {"sslMode": "verify-full", "rootCA": {"existingSecret": "zhike-postgres-ca"}},
+}
+
+
+@pytest.fixture(scope="module")
+def tls_objects() -> list[Manifest]:
+    return render(TLS_VALUES)
+
+
+def _one(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    return next(m for m in objects if m["kind"] == kind and m["metadata"]["name"] == name)
+
+
+def _container(manifest: Manifest) -> dict[str, Any]:
+    spec = pod_spec(manifest)
+    assert spec is not None
+    container: dict[str, Any] = spec["containers"][0]
+    return container
+
+
+def _env(manifest: Manifest) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in _container(manifest).get("env", [])}
+
+
+def _volumes(manifest: Manifest) -> dict[str, dict[str, Any]]:
+    spec = pod_spec(manifest)
+    assert spec is not None
+    return {v["name"]: v for v in spec["volumes"]}
+
+
+def _mounts(manifest: Manifest) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in _container(manifest)["volumeMounts"]}
+
+
+@pytest.mark.parametrize("kube_version", validation_kube_versions())
+def test_every_object_rendered_with_tls_is_valid_kubernetes(
+    tls_objects: list[Manifest], kube_version: str
+) -> None:
+    invalid: list[str] = []
+    for manifest in tls_objects:
+        if manifest["kind"] in CRD_KINDS:
+            continue
+        try:
+            validate(manifest, kube_version)
+        except kubernetes_validate.ValidationError as error:
+            invalid.append(f"{name_of(manifest)}: {error.message}")
+    assert invalid == []
+
+
+def test_each_service_serves_grpc_with_its_own_certificate_and_the_client_ca(
+    tls_objects: list[Manifest],
+) -> None:
+    for service in SERVICES:
+        deployment = _one(tls_objects, "Deployment", f"zhike-{service}")
+        env = _env(deployment)
+        assert env["ZHIKE_TLS_CERT_FILE"] == "/etc/zhike/grpc-tls/tls.crt"
+        assert env["ZHIKE_TLS_KEY_FILE"] == "/etc/zhike/grpc-tls/tls.key"
+        assert env["ZHIKE_TLS_CLIENT_CA_FILE"] == "/etc/zhike/grpc-client-ca/ca.crt"
+        assert json.loads(env["ZHIKE_TLS_ALLOWED_CLIENT_NAMES"]) == [
+            "teller-gateway.bank.internal",
+            "spiffe://bank/ns/channels/sa/app",
+        ]
+        volumes = _volumes(deployment)
+        assert volumes["grpc-tls"]["secret"]["secretName"] == f"zhike-{service}-grpc-tls"
+        assert volumes["grpc-client-ca"]["secret"]["secretName"] == "zhike-client-ca"
+        mounts = _mounts(deployment)
+        for name, path in (
+            ("grpc-tls", "/etc/zhike/grpc-tls"),
+            ("grpc-client-ca", "/etc/zhike/grpc-client-ca"),
+        ):
+            assert mounts[name]["mountPath"] == path
+            assert mounts[name]["readOnly"] is True
+            # A subPath mount would never see a renewed Secret; the service reloads the files.
+            assert "subPath" not in mounts[name]
+
+
+def test_probes_stay_on_the_plaintext_health_port(tls_objects: list[Manifest]) -> None:
+    for service in SERVICES:
+        container = _container(_one(tls_objects, "Deployment", f"zhike-{service}"))
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == ports["health"] != ports["grpc"]
+
+
+def test_postgres_verify_full_reaches_services_and_migrations(
+    tls_objects: list[Manifest],
+) -> None:
+    for service in SERVICES:
+        config = _one(tls_objects, "ConfigMap", f"zhike-{service}")["data"]
+        assert config["ZHIKE_DATABASE_SSL_MODE"] == "verify-full"
+        assert config["ZHIKE_DATABASE_SSL_ROOT_CERT"] == "/etc/zhike/database-ca/ca.crt"
+        for workload in (
+            _one(tls_objects, "Deployment", f"zhike-{service}"),
+            _one(tls_objects, "Job", f"zhike-{service}-migrate"),
+        ):
+            assert _volumes(workload)["database-ca"]["secret"]["secretName"] == "zhike-postgres-ca"
+            assert _mounts(workload)["database-ca"]["mountPath"] == "/etc/zhike/database-ca"
+        job = _one(tls_objects, "Job", f"zhike-{service}-migrate")
+        assert _env(job)["ZHIKE_DATABASE_SSL_MODE"] == "verify-full"
+        # The migrations serve nothing: no server certificate in the Job.
+        assert "grpc-tls" not in _volumes(job)
+        assert "ZHIKE_TLS_CERT_FILE" not in _env(job)
+
+
+def test_helm_test_checks_each_service_over_mtls(tls_objects: list[Manifest]) -> None:
+    pod = _one(tls_objects, "Pod", "zhike-test-health")
+    for container in pod["spec"]["containers"]:
+        command = container["command"]
+        assert command[command.index("--target") + 1].endswith(":50051")
+        assert command[command.index("--ca-file") + 1] == "/etc/zhike/test-tls/ca.crt"
+        assert command[command.index("--cert-file") + 1] == "/etc/zhike/test-tls/tls.crt"
+    volume = _volumes(pod)["test-tls"]
+    assert volume["secret"]["secretName"] == "zhike-helm-test-tls"
+
+
+def test_without_a_helm_test_certificate_helm_test_uses_the_health_port() -> None:
+    objects = render({"grpcTls": {"enabled": True}})
+    pod = _one(objects, "Pod", "zhike-test-health")
+    targets = sorted(c["command"][3] for c in pod["spec"]["containers"])
+    assert targets == sorted(f"zhike-{s}:8086" for s in SERVICES)
+    assert "test-tls" not in _volumes(pod)
+
+
+def test_tls_is_off_by_default(default_objects: list[Manifest]) -> None:
+    for manifest in default_objects:
+        if pod_spec(manifest) is None:
+            continue
+        assert not {"grpc-tls", "grpc-client-ca", "database-ca"} & set(_volumes(manifest))
+        assert not [n for n in _env(manifest) if n.startswith(("ZHIKE_TLS_", "ZHIKE_DATABASE_SSL"))]
+
+
+BAD_TLS_VALUES: list[tuple[str, dict[str, Any], type[Exception]]] = [
+    (
+        "allow-list without a client CA",
+        {"grpcTls": {"enabled": True, "allowedClientNames": ["a.bank"]}},
+        helm.HelmError,
+    ),
+    (
+        "client CA with TLS off",
+        {"grpcTls": {"clientCA": {"existingSecret": "zhike-client-ca"}}},
+        helm.HelmError,
+    ),
+    (
+        "a service without its server Secret",
+        {"grpcTls": {"enabled": True, "serverSecrets": {"offers": ""}}},
+        helm.HelmValuesError,
+    ),
+    (
+        "a server Secret for an unknown service",
+        {"grpcTls": {"serverSecrets": {"payments": "x"}}},
+        helm.HelmValuesError,
+    ),
+    ("verify-full without a CA", {"databaseTls": {"sslMode": "verify-full"}}, helm.HelmError),
+    ("unknown sslmode", {"databaseTls": {"sslMode": "verify"}}, helm.HelmValuesError),
+    (
+        "a CA the sslmode ignores",
+        {"databaseTls": {"sslMode": "require", "rootCA": {"existingSecret": "ca"}}},
+        helm.HelmError,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "values", "error"), BAD_TLS_VALUES, ids=[case for case, _, _ in BAD_TLS_VALUES]
+)
+def test_inconsistent_tls_values_do_not_render(
+    case: str, values: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        render(values)
