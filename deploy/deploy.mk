@@ -107,6 +107,12 @@ deploy: deploy-tools-check ## install NATS, PostgreSQL (CloudNativePG), the data
 	$(PYTHON) -c 'from pathlib import Path; from zhike_runtime.auth.development import DevelopmentIssuer; DevelopmentIssuer(Path(".zhike/auth"))'
 	kubectl -n '$(ZHIKE_NAMESPACE)' create configmap zhike-jwks --from-file=jwks.json=.zhike/auth/jwks.json \
 	  --dry-run=client -o yaml | kubectl apply -f -
+	@# Field-encryption keys (identity's ID numbers, phones, e-mails): made once and kept, since
+	@# new keys would make stored values unreadable. Through a pipe only, never an argument.
+	@if ! kubectl -n '$(ZHIKE_NAMESPACE)' get secret zhike-field-keys >/dev/null 2>&1; then \
+	  $(PYTHON) -c 'import json; from zhike_runtime.crypto import generate_key; print("data-keys=" + json.dumps({"k1": generate_key()}), "data-key-id=k1", "blind-index-key=" + generate_key(), sep="\n")' \
+	  | kubectl -n '$(ZHIKE_NAMESPACE)' create secret generic zhike-field-keys --from-env-file=/dev/stdin; \
+	fi
 	helm upgrade --install cnpg cnpg/cloudnative-pg --version '$(CNPG_CHART_VERSION)' \
 	  --namespace '$(CNPG_NAMESPACE)' --create-namespace --wait --timeout '$(HELM_TIMEOUT)'
 	@for ns in '$(PG_NAMESPACE)' '$(ZHIKE_NAMESPACE)'; do \

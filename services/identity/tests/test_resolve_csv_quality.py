@@ -140,7 +140,9 @@ def test_an_unreachable_service_is_a_clear_error_and_writes_nothing(tmp_path: Pa
     source.write_text("source,source_id,full_name\ncards,1,刘建军\n", encoding="utf-8")
     target = f"127.0.0.1:{free_port()}"  # nothing listens there
 
-    result = run_resolve_csv(source, tmp_path / "out.csv", f"--target={target}", check=False)
+    result = run_resolve_csv(
+        source, tmp_path / "out.csv", f"--target={target}", "--token=any", check=False
+    )
 
     assert result.returncode == 1
     assert result.stderr.startswith(f"{target}: UNAVAILABLE:")

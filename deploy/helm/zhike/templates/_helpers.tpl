@@ -165,6 +165,18 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.telemetry.otlpEndpoint | quote }}
       name: {{ . | quote }}
       key: {{ $.root.Values.pageTokens.existingSecretKey | quote }}
 {{- end }}
+{{- $keys := .root.Values.fieldKeys }}
+{{- if $keys.existingSecret }}
+{{- range $env, $key := dict "ZHIKE_DATA_KEYS" $keys.dataKeysKey "ZHIKE_DATA_KEY_ID" $keys.dataKeyIdKey "ZHIKE_BLIND_INDEX_KEY" $keys.blindIndexKeyKey }}
+- name: {{ $env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $keys.existingSecret | quote }}
+      key: {{ $key | quote }}
+{{- end }}
+{{- else if and (eq .name "identity") .svc.enabled }}
+{{- fail "fieldKeys.existingSecret: required, identity encrypts ID numbers, phones and e-mails at rest (docs/operations.md, \"Key rotation\")" }}
+{{- end }}
 {{- end -}}
 
 {{/* Container securityContext (restricted). */}}
