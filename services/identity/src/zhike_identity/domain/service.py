@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from zhike_identity.domain.golden import golden_record
-from zhike_runtime.masking import mask_email, mask_id_number, mask_phone
 from zhike_identity.domain.matching.blocking import (
     STRONG_PREFIXES,
     blocking_keys,
@@ -59,6 +58,7 @@ from zhike_identity.domain.placement import (
 from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.validation import validate_key, validate_source_record
 from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
+from zhike_runtime.masking import mask_email, mask_id_number, mask_phone
 from zhike_runtime.paging import PageTokens, page_size
 from zhike_runtime.validation import Violations
 
