@@ -34,8 +34,10 @@ gen: ## Generate Python code from proto/ (not committed)
 	@rm -f $(GEN_STAMP)
 	@$(MAKE) --no-print-directory $(GEN_STAMP)
 
-lock: $(UV) ## Re-resolve the dependencies into uv.lock
+lock: $(UV) ## Re-resolve the dependencies into uv.lock (and the image build's hashed uv pin)
 	$(UV) lock
+	$(UV) export --frozen --hashes --no-emit-project --only-group image-build \
+	  -o deploy/image/build-requirements.txt
 
 lint: setup ## ruff over all our code
 	$(VENV)/bin/ruff check .

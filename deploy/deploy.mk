@@ -23,6 +23,7 @@ CNPG_CHART_VERSION ?= 0.23.0
 HELM_TIMEOUT       ?= 10m
 
 KIND_DIR  := deploy/kind
+IMAGE_DOCKERFILE := deploy/image/Dockerfile
 CHART_DIR := deploy/helm/zhike
 # The NATS users' authorization block (public keys and the allow-list), made by `make deploy`
 # from zhike_runtime/events/nats_permissions.py and layered over nats-values.yaml.
@@ -67,9 +68,11 @@ kind-up: deploy-tools-check ## create the local kind cluster (1 control plane, 3
 
 images: deploy-tools-check ## build the four service images (zhike/<svc>:dev by default)
 	@test -f uv.lock || { echo "error: uv.lock is missing; run 'uv lock' first" >&2; exit 1; }
+	@# One Dockerfile for all four (deploy/image/Dockerfile); the base and tool layers are shared.
 	@set -e; for svc in $(ZHIKE_SERVICES); do \
 	  echo "==> building $(IMAGE_PREFIX)/$$svc:$(IMAGE_TAG)"; \
-	  docker build -f services/$$svc/Dockerfile -t '$(IMAGE_PREFIX)/'$$svc':$(IMAGE_TAG)' . ; \
+	  docker build -f $(IMAGE_DOCKERFILE) --build-arg SERVICE=$$svc \
+	    -t '$(IMAGE_PREFIX)/'$$svc':$(IMAGE_TAG)' . ; \
 	done
 
 kind-load: deploy-tools-check ## load the built images into the kind cluster
@@ -139,6 +142,15 @@ deploy: deploy-tools-check ## install NATS, PostgreSQL (CloudNativePG), the data
 	done
 	kubectl apply -f $(KIND_DIR)/postgres.yaml
 	kubectl -n '$(PG_NAMESPACE)' wait --for=condition=Ready cluster/zhike-pg --timeout='$(HELM_TIMEOUT)'
+	@# The migration hooks connect at once as each service's role to its database: wait until
+	@# CloudNativePG reports every role (with its password) and every database reconciled, not
+	@# merely submitted. The role filter needs kubectl >= 1.28.
+	@set -e; for svc in $(ZHIKE_SERVICES); do \
+	  kubectl -n '$(PG_NAMESPACE)' wait cluster/zhike-pg --timeout='$(HELM_TIMEOUT)' \
+	    --for=jsonpath="{.status.managedRolesStatus.byStatus.reconciled[?(@==\"zhike_$$svc\")]}=zhike_$$svc"; \
+	done
+	kubectl -n '$(PG_NAMESPACE)' wait --for=jsonpath='{.status.applied}'=true --timeout='$(HELM_TIMEOUT)' \
+	  $(foreach svc,$(ZHIKE_SERVICES),database/zhike-$(svc))
 	helm upgrade --install '$(ZHIKE_RELEASE)' $(CHART_DIR) \
 	  --namespace '$(ZHIKE_NAMESPACE)' --values $(KIND_DIR)/zhike-values.yaml \
 	  --set image.tag='$(IMAGE_TAG)' --wait --timeout '$(HELM_TIMEOUT)'
@@ -153,9 +165,8 @@ $(CHECKOV):
 	$(CHECKOV_PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
 
-scan: $(CHECKOV) ## checkov over the Dockerfiles and the chart rendered with default and kind values
+scan: $(CHECKOV) ## checkov over the Dockerfile and the chart rendered with default and kind values
 	$(PYTHON) -m tests.deploy.chart --out $(RENDERED_DIR)/default
 	$(PYTHON) -m tests.deploy.chart --out $(RENDERED_DIR)/kind --values $(KIND_DIR)/zhike-values.yaml
-	$(CHECKOV) --skip-download --quiet --compact --framework dockerfile \
-	  $(foreach svc,$(ZHIKE_SERVICES),-f services/$(svc)/Dockerfile)
+	$(CHECKOV) --skip-download --quiet --compact --framework dockerfile -f $(IMAGE_DOCKERFILE)
 	$(CHECKOV) --skip-download --quiet --compact --framework kubernetes -d $(RENDERED_DIR)

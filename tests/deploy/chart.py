@@ -42,10 +42,12 @@ Values = dict[str, Any]
 # without it): its identity provider and the Secret of its field-encryption keys. Renders in these tests layer it under the values given.
 INSTALLATION_VALUES: Values = {
     "fieldKeys": {"existingSecret": "zhike-field-keys"},
+    # The production defaults run 2 replicas per service, which need a shared page-token key.
+    "pageTokens": {"existingSecret": "zhike-page-tokens"},
     "auth": {
         "issuer": "https://idp.bank.example/realms/zhike",
         "jwksUrl": "https://idp.bank.example/realms/zhike/protocol/openid-connect/certs",
-    }
+    },
 }
 
 

@@ -93,16 +93,20 @@ def test_every_object_carries_the_standard_labels(profile_objects: list[Manifest
         assert not missing, f"{name_of(manifest)} lacks {missing}"
 
 
-def test_services_expose_grpc_and_health_with_app_protocol(
-    profile_objects: list[Manifest],
-) -> None:
+def test_services_expose_grpc_with_app_protocol(profile_objects: list[Manifest]) -> None:
+    # Only the gRPC port (tests/deploy/test_network_and_availability.py says when others join).
     services = [m for m in profile_objects if m["kind"] == "Service"]
     assert len(services) == len(SERVICES)
     for service in services:
-        ports = {p["name"]: p for p in service["spec"]["ports"]}
-        assert ports["grpc"]["port"] == 50051
-        assert ports["health"]["port"] == 8086
-        assert {p["appProtocol"] for p in ports.values()} == {"grpc"}
+        assert service["spec"]["ports"] == [
+            {
+                "name": "grpc",
+                "port": 50051,
+                "targetPort": "grpc",
+                "protocol": "TCP",
+                "appProtocol": "grpc",
+            }
+        ]
 
 
 def test_service_accounts_mount_no_token(profile_objects: list[Manifest]) -> None:

@@ -8,8 +8,9 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
-from .chart import REPO_ROOT
+from .chart import KIND_DIR, REPO_ROOT, SERVICES
 
 DEPLOY_MK = REPO_ROOT / "deploy" / "deploy.mk"
 KIND_TARGETS = ("kind-up", "images", "kind-load", "deploy", "deploy-test", "kind-down")
@@ -46,3 +47,48 @@ def test_kind_targets_fail_early_naming_the_missing_tools(target: str, tmp_path:
     assert result.returncode != 0
     assert "required tool(s) not found on PATH: docker kind helm kubectl" in result.stderr
     assert result.stdout == ""
+
+
+def _postgres_objects() -> tuple[list[str], list[str]]:
+    """Names of the CloudNativePG Database objects and managed roles of the kind cluster."""
+    documents = list(yaml.safe_load_all((KIND_DIR / "postgres.yaml").read_text(encoding="utf-8")))
+    cluster = next(d for d in documents if d["kind"] == "Cluster")
+    roles = [role["name"] for role in cluster["spec"]["managed"]["roles"]]
+    databases = [d["metadata"]["name"] for d in documents if d["kind"] == "Database"]
+    return databases, roles
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_deploy_waits_for_the_databases_and_roles_before_installing_zhike() -> None:
+    # The migration hooks connect as the service's role to its database at once: both must be
+    # reconciled by CloudNativePG first, not merely submitted. `make -n` prints the recipe as
+    # it would run, variables expanded.
+    make = shutil.which("make")
+    assert make is not None
+    result = subprocess.run(
+        [make, "-n", "--no-print-directory", "-f", str(DEPLOY_MK), "deploy"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    recipe = result.stdout
+    applied = recipe.index("kubectl apply -f deploy/kind/postgres.yaml")
+    install = recipe.index("helm upgrade --install 'zhike' deploy/helm/zhike")
+    between = recipe[applied:install].replace("\\\n", " ")  # continuation lines joined
+    databases, roles = _postgres_objects()
+    assert sorted(databases) == sorted(f"zhike-{s}" for s in SERVICES)
+    database_wait = next(
+        line
+        for line in between.splitlines()
+        if "wait --for=jsonpath='{.status.applied}'=true" in line
+    )
+    assert "--timeout=" in database_wait
+    for database in databases:
+        assert f" database/{database}" in database_wait, database
+    assert sorted(roles) == sorted(f"zhike_{s}" for s in SERVICES)
+    role_wait = next(line for line in between.splitlines() if "managedRolesStatus" in line)
+    # One wait per role, in a loop over the services: each role must be reported reconciled.
+    assert 'reconciled[?(@==\\"zhike_$svc\\")]}=zhike_$svc' in role_wait, role_wait
+    assert "for svc in identity profile offers notifications; do" in between

@@ -149,9 +149,46 @@ def test_monitoring_objects_render_where_the_operator_api_exists(tmp_path: Path)
         "ZhikeServiceUnavailable",
         "ZhikeRPCErrorRateHigh",
         "ZhikeRPCLatencyHigh",
-        "ZhikeOutboxBacklogGrowing",
+        "ZhikeOutboxBacklogOld",
         "ZhikeConsumerLagging",
+        "ZhikeEventsDeadLettered",
+        "ZhikeNATSDisconnected",
+        "ZhikeTargetDown",
+        "ZhikeTargetAbsent",
     }
     # Without metrics.enabled there is no port to scrape, so no ServiceMonitor either.
     values["metrics"]["enabled"] = False
     assert not [m for m in render(values, chart_dir=chart) if m["kind"] == "ServiceMonitor"]
+
+
+def test_the_migration_network_policy_is_a_hook_created_before_the_jobs(
+    profile_objects: list[Manifest],
+) -> None:
+    # Pre-install hooks run before any normal resource exists: under a platform default-deny
+    # the first install's migration Jobs reach DNS and PostgreSQL only if their policy is a
+    # hook too, created first (lower weight) and kept until the Jobs have run.
+    policy = _by_name(profile_objects, "NetworkPolicy", "zhike-migrations")
+    annotations = policy["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    for job in (m for m in profile_objects if m["kind"] == "Job"):
+        job_annotations = job["metadata"]["annotations"]
+        assert int(annotations["helm.sh/hook-weight"]) < int(job_annotations["helm.sh/hook-weight"])
+
+
+def test_migration_jobs_carry_the_lock_and_statement_timeouts() -> None:
+    def job_env(objects: list[Manifest]) -> dict[str, Any]:
+        job = _by_name(objects, "Job", "zhike-offers-migrate")
+        return {
+            e["name"]: e.get("value")
+            for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    defaults = job_env(render())
+    assert defaults["ZHIKE_MIGRATION_LOCK_TIMEOUT_SECONDS"] == "5"
+    assert defaults["ZHIKE_MIGRATION_STATEMENT_TIMEOUT_SECONDS"] == "300"
+    tuned = job_env(
+        render({"migrations": {"lockTimeoutSeconds": 2, "statementTimeoutSeconds": 900}})
+    )
+    assert tuned["ZHIKE_MIGRATION_LOCK_TIMEOUT_SECONDS"] == "2"
+    assert tuned["ZHIKE_MIGRATION_STATEMENT_TIMEOUT_SECONDS"] == "900"

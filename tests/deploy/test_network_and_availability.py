@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .chart import SERVICES, Manifest, render
+from .chart import NAMESPACE, SERVICES, Manifest, render
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -66,7 +66,7 @@ def _service_policy(objects: list[Manifest], service: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_policy_allows_only_dns_nats_postgres_otlp_and_peers(
+def test_service_policy_allows_only_dns_nats_postgres_and_otlp(
     default_objects: list[Manifest], service: str
 ) -> None:
     spec = _service_policy(default_objects, service)
@@ -78,7 +78,6 @@ def test_service_policy_allows_only_dns_nats_postgres_otlp_and_peers(
         ("TCP", 4222),
         ("TCP", 4317),
         ("TCP", 5432),
-        ("TCP", 50051),
         ("UDP", 53),
     ]
     assert all(rule.get("to") for rule in spec["egress"]), "an egress rule allows any peer"
@@ -153,3 +152,156 @@ def test_autoscaling_replaces_fixed_replicas() -> None:
         if m["kind"] == "Deployment" and m["metadata"]["name"] == "zhike-notifications"
     )
     assert "replicas" not in deployment["spec"]
+
+
+# --- Lateral movement (issue 10, defect 4): each port admits only the callers it serves. ---
+
+NATS_SERVER_POD = {
+    "app.kubernetes.io/name": "nats",
+    "app.kubernetes.io/instance": "nats",
+    "app.kubernetes.io/component": "nats",
+}
+NATS_BOX_POD = {
+    "app.kubernetes.io/name": "nats",
+    "app.kubernetes.io/instance": "nats",
+    "app.kubernetes.io/component": "nats-box",
+}
+
+
+def _peer_admits(peer: dict[str, Any], labels: dict[str, str], namespace: str) -> bool:
+    """Whether a NetworkPolicyPeer admits a pod with these labels in this namespace (a policy
+    of the release namespace; ipBlocks name no pod)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        namespace_labels = {"kubernetes.io/metadata.name": namespace}
+        if not _selects(peer["namespaceSelector"], namespace_labels):
+            return False
+    elif namespace != NAMESPACE:
+        return False
+    return "podSelector" not in peer or _selects(peer["podSelector"], labels)
+
+
+def _ingress_rule(spec: dict[str, Any], port: int) -> dict[str, Any] | None:
+    rules = [r for r in spec.get("ingress", []) if port in [p["port"] for p in r["ports"]]]
+    assert len(rules) <= 1
+    return rules[0] if rules else None
+
+
+def _by_name(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    return next(m for m in objects if m["kind"] == kind and m["metadata"]["name"] == name)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_grpc_port_admits_the_helm_test_pod_but_not_the_other_services(
+    default_objects: list[Manifest], service: str
+) -> None:
+    grpc = _ingress_rule(_service_policy(default_objects, service), 50051)
+    assert grpc is not None
+    test_pod = _pod_labels(_by_name(default_objects, "Pod", "zhike-test-health"))
+    assert any(_peer_admits(peer, test_pod, NAMESPACE) for peer in grpc["from"])
+    for workload in (m for m in default_objects if m["kind"] in {"Deployment", "Job"}):
+        labels = _pod_labels(workload)
+        admitted = [p for p in grpc["from"] if _peer_admits(p, labels, NAMESPACE)]
+        assert admitted == [], f"{workload['metadata']['name']} may call {service}"
+
+
+def test_the_grpc_port_admits_the_configured_channels() -> None:
+    objects = render(
+        {
+            "networkPolicy": {
+                "ingress": {
+                    "allowedNamespaces": ["channels"],
+                    "allowedPodSelectors": [{"app": "branch-gateway"}],
+                }
+            }
+        }
+    )
+    grpc = _ingress_rule(_service_policy(objects, "profile"), 50051)
+    assert grpc is not None
+    assert any(_peer_admits(p, {"app": "mobile-bff"}, "channels") for p in grpc["from"])
+    assert any(_peer_admits(p, {"app": "branch-gateway"}, NAMESPACE) for p in grpc["from"])
+    assert not any(_peer_admits(p, {"app": "mobile-bff"}, NAMESPACE) for p in grpc["from"])
+    assert not any(_peer_admits(p, {"app": "x"}, "elsewhere") for p in grpc["from"])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_services_may_not_call_one_another(profile_objects: list[Manifest], service: str) -> None:
+    egress_ports = [
+        port["port"]
+        for rule in _service_policy(profile_objects, service)["egress"]
+        for port in rule["ports"]
+    ]
+    assert 50051 not in egress_ports
+
+
+def test_an_empty_metrics_allow_list_opens_the_metrics_port_to_no_one() -> None:
+    objects = render({"metrics": {"enabled": True, "allowedNamespaces": []}})
+    for service in SERVICES:
+        spec = _service_policy(objects, service)
+        assert _ingress_rule(spec, 9464) is None
+        # `from: null` (or an empty list) would admit every source.
+        assert all(rule.get("from", "absent") for rule in spec["ingress"])
+
+
+def test_the_metrics_port_admits_only_the_allowed_namespaces() -> None:
+    objects = render({"metrics": {"enabled": True}})
+    metrics = _ingress_rule(_service_policy(objects, "identity"), 9464)
+    assert metrics is not None
+    assert metrics["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+
+
+def _service_ports(objects: list[Manifest]) -> dict[str, list[str]]:
+    return {
+        m["metadata"]["name"]: [p["name"] for p in m["spec"]["ports"]]
+        for m in objects
+        if m["kind"] == "Service"
+    }
+
+
+def test_the_service_exposes_only_the_grpc_port(profile_objects: list[Manifest]) -> None:
+    assert _service_ports(profile_objects) == {f"zhike-{s}": ["grpc"] for s in SERVICES}
+
+
+def test_the_service_adds_the_metrics_port_for_the_service_monitor_only_with_metrics() -> None:
+    objects = render({"metrics": {"enabled": True}})
+    assert _service_ports(objects) == {f"zhike-{s}": ["grpc", "metrics"] for s in SERVICES}
+
+
+def test_helm_test_without_a_client_certificate_reaches_the_health_port_it_checks() -> None:
+    # With TLS on the service port and no certificate for the helm test Pod, the Pod checks
+    # the plaintext health port through the Service: then, and only then, it is on the Service
+    # and admitted past the probe CIDRs.
+    objects = render(
+        {
+            "grpcTls": {"enabled": True},
+            "networkPolicy": {"ingress": {"probeCIDRs": ["10.0.0.0/16"]}},
+        }
+    )
+    assert _service_ports(objects)["zhike-offers"] == ["grpc", "health"]
+    test_pod = _pod_labels(_by_name(objects, "Pod", "zhike-test-health"))
+    health = _ingress_rule(_service_policy(objects, "offers"), 8086)
+    assert health is not None
+    assert any(_peer_admits(p, test_pod, NAMESPACE) for p in health["from"])
+    assert {"ipBlock": {"cidr": "10.0.0.0/16"}} in health["from"]
+    deployment = _pod_labels(_by_name(objects, "Deployment", "zhike-identity"))
+    assert not any(_peer_admits(p, deployment, NAMESPACE) for p in health["from"])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_nats_egress_reaches_the_nats_servers_but_not_nats_box(
+    profile_objects: list[Manifest], service: str
+) -> None:
+    spec = _service_policy(profile_objects, service)
+    nats = next(r for r in spec["egress"] if r["ports"][0]["port"] == 4222)
+    assert any(_peer_admits(p, NATS_SERVER_POD, "nats") for p in nats["to"])
+    assert not any(_peer_admits(p, NATS_BOX_POD, "nats") for p in nats["to"])
+
+
+def test_with_no_caller_configured_the_grpc_port_admits_no_one() -> None:
+    objects = render({"tests": {"enabled": False}})
+    spec = _service_policy(objects, "identity")
+    assert _ingress_rule(spec, 50051) is None
+    assert all(rule.get("from", "absent") for rule in spec["ingress"])

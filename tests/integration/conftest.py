@@ -57,6 +57,9 @@ class ServiceProcess:
                 "ZHIKE_OUTBOX_POLL_SECONDS": "0.1",
                 "ZHIKE_HEALTH_CHECK_INTERVAL_SECONDS": "0.2",
                 "ZHIKE_CONSUMER_BACKOFF_SECONDS": "[0.2, 0.5, 1, 1]",
+                # No Service endpoints to leave here: stop at once unless a test asks for the
+                # lame-duck delay (test_rolling_update).
+                "ZHIKE_LAME_DUCK_SECONDS": "0",
                 "OTEL_TRACES_EXPORTER": "console",
             }
             | process_environment()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from sqlalchemy.exc import OperationalError
 
 from zhike.testing.v1 import events_pb2
@@ -17,12 +19,14 @@ from zhike_runtime.app import Platform, RunningService, ServiceDefinition, Wirin
 from zhike_runtime.auth.permissions import MethodRule
 from zhike_runtime.errors import FieldViolation, InvalidArgument, NotFound
 from zhike_runtime.grpc_errors import STATUS_DETAILS_KEY
-from zhike_runtime.grpc_server import LIVENESS
+from zhike_runtime.grpc_server import BROKER, LIVENESS
 from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.telemetry import Telemetry
 from zhike_runtime.testing.processes import NatsServer, throwaway_postgres
 from zhike_runtime.testing.services import (
     NOT_SERVING,
     SERVING,
+    TEST_SETTINGS,
     authorised_channel,
     eventually,
     readiness,
@@ -194,21 +198,44 @@ async def test_health_is_also_served_on_the_plaintext_health_port(
     assert await readiness(probe.health_port, "zhike.testing.v1.Probe") == SERVING
 
 
-async def test_readiness_follows_nats_and_the_database_and_liveness_does_not(
+async def test_readiness_follows_the_database_not_nats_and_liveness_follows_neither(
     nats_server: NatsServer,
 ) -> None:
+    metrics = InMemoryMetricReader()
     with throwaway_postgres() as cluster:
         url = cluster.create_database()
-        async with running_service(PROBE, database_url=url, nats_url=nats_server.url) as service:
+        async with running_service(
+            PROBE,
+            database_url=url,
+            nats_url=nats_server.url,
+            telemetry=Telemetry(PROBE.name, metric_readers=[metrics]),
+        ) as service:
             port = service.grpc_port
             await expect_readiness(port, SERVING)
+            await expect_readiness(port, SERVING, BROKER)
+            assert nats_connected(metrics) == {"probe": 1}
 
+            # A broker outage: requests need only the database (writes wait in the outbox), so
+            # the pod stays in the Service endpoints and answers; the broker's state is a metric.
             nats_server.kill()
-            await expect_readiness(port, NOT_SERVING)
-            assert await readiness(port, LIVENESS) == SERVING
-            nats_server.start()
-            await expect_readiness(port, SERVING)
 
+            async def broker_lost() -> bool:
+                return not service.bus.is_connected
+
+            await eventually(broker_lost)
+            await asyncio.sleep(3 * TEST_SETTINGS["health_check_interval_seconds"])
+            assert await readiness(port) == SERVING
+            assert (await call(port, "Echo", events_pb2.Ping(key="k"))).key == "k"
+            assert await readiness(port, LIVENESS) == SERVING
+            await expect_readiness(port, NOT_SERVING, BROKER)
+            assert nats_connected(metrics) == {"probe": 0}
+            nats_server.start()
+            await expect_readiness(port, SERVING, BROKER)
+            assert nats_connected(metrics) == {"probe": 1}
+            assert await readiness(port) == SERVING
+
+            # A database outage: no request can succeed, so the pod leaves the endpoints, and
+            # comes back without a restart.
             cluster.stop("fast")
             await expect_readiness(port, NOT_SERVING)
             assert await readiness(port, LIVENESS) == SERVING
@@ -216,9 +243,25 @@ async def test_readiness_follows_nats_and_the_database_and_liveness_does_not(
             await expect_readiness(port, SERVING)
 
 
-async def expect_readiness(port: int, status: int) -> None:
-    async def reached() -> bool:
-        return await readiness(port) == status
+def nats_connected(reader: InMemoryMetricReader) -> dict[str, int]:
+    """The latest zhike.nats.connected value of each service, from a real metric collection."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        str(point.attributes["service"]): int(point.value)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "zhike.nats.connected"
+        for point in metric.data.data_points
+        if isinstance(point, NumberDataPoint) and point.attributes is not None
+    }
 
-    reached.__name__ = f"readiness == {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
+
+async def expect_readiness(port: int, status: int, service: str = "") -> None:
+    async def reached() -> bool:
+        return await readiness(port, service) == status
+
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    reached.__name__ = f"health of {service!r} == {name}"
     await eventually(reached, timeout=20, interval=0.1)

@@ -1,11 +1,26 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import time
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from zhike_runtime.db import Database
-from zhike_runtime.migrations import RUNTIME_VERSION_TABLE, apply_migrations
+from zhike_runtime.migrations import (
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    DEFAULT_STATEMENT_TIMEOUT_SECONDS,
+    RUNTIME_SCRIPTS,
+    RUNTIME_VERSION_TABLE,
+    SERVICE_VERSION_TABLE,
+    MigrationTimeout,
+    apply_migrations,
+)
+from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.testing.processes import PostgresCluster
+from zhike_runtime.testing.services import TEST_SETTINGS
 
 
 async def table_names(database: Database) -> set[str]:
@@ -14,7 +29,9 @@ async def table_names(database: Database) -> set[str]:
     return set(names)
 
 
-async def test_migrations_create_the_outbox_inbox_and_audit_tables_and_are_idempotent(database_url: str) -> None:
+async def test_migrations_create_the_outbox_inbox_and_audit_tables_and_are_idempotent(
+    database_url: str,
+) -> None:
     database = Database(database_url)
     try:
         await apply_migrations(database, None)
@@ -48,3 +65,151 @@ async def test_replicas_starting_together_migrate_once(database_url: str) -> Non
     finally:
         for database in databases:
             await database.dispose()
+
+
+# --- DDL never queues behind live traffic (issue 10, defect 5) ---
+# A migration's ALTER TABLE waits for an ACCESS EXCLUSIVE lock; while it waits, every later
+# query on that table queues behind it. The migration session's lock_timeout bounds that wait
+# and its statement_timeout bounds how long a statement may hold what it took.
+
+WIDGET_V1 = """
+revision = "widget_0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE widget (id integer PRIMARY KEY)")
+    op.execute(
+        "CREATE TABLE migration_session AS SELECT current_setting('lock_timeout') AS lock_timeout,"
+        " current_setting('statement_timeout') AS statement_timeout"
+    )
+"""
+
+WIDGET_V2 = """
+revision = "widget_0002"
+down_revision = "widget_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE widget ADD COLUMN colour text")
+"""
+
+SLOW_V2 = """
+revision = "widget_0002"
+down_revision = "widget_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("SELECT pg_sleep(5)")
+"""
+
+
+def _scripts(directory: Path, *revisions: str) -> Path:
+    """A service's migration script directory holding these revision bodies, in order."""
+    (directory / "versions").mkdir(parents=True, exist_ok=True)
+    (directory / "env.py").write_text(
+        "from zhike_runtime.migrations import run_in_alembic_env\n\nrun_in_alembic_env()\n",
+        encoding="utf-8",
+    )
+    shutil.copy(RUNTIME_SCRIPTS / "script.py.mako", directory / "script.py.mako")
+    for number, body in enumerate(revisions, start=1):
+        (directory / "versions" / f"v{number:04d}.py").write_text(
+            "from alembic import op\n" + body, encoding="utf-8"
+        )
+    return directory
+
+
+async def _service_version(database: Database) -> str:
+    async with database.engine.connect() as connection:
+        version = await connection.scalar(
+            sa.text(f"SELECT version_num FROM {SERVICE_VERSION_TABLE}")
+        )
+    return str(version)
+
+
+async def test_the_migration_session_runs_with_the_lock_and_statement_timeouts(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    database = Database(postgres_cluster.create_database())
+    try:
+        await apply_migrations(
+            database,
+            _scripts(tmp_path / "scripts", WIDGET_V1),
+            lock_timeout_seconds=1.5,
+            statement_timeout_seconds=45,
+        )
+        async with database.engine.connect() as connection:
+            seen = (await connection.execute(sa.text("SELECT * FROM migration_session"))).one()
+            assert tuple(seen) == ("1500ms", "45s")
+            # SET LOCAL: the limits end with the migration's transaction, so a pooled
+            # connection that later serves requests does not carry them.
+            after = await connection.scalar(sa.text("SELECT current_setting('lock_timeout')"))
+            assert after == "0"
+    finally:
+        await database.dispose()
+
+
+async def test_a_migration_blocked_by_live_traffic_fails_fast_and_changes_nothing(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    database = Database(postgres_cluster.create_database())
+    traffic = Database(database.url)
+    scripts = tmp_path / "scripts"
+    try:
+        await apply_migrations(database, _scripts(scripts, WIDGET_V1))
+        _scripts(scripts, WIDGET_V1, WIDGET_V2)
+        async with traffic.engine.connect() as reader:
+            # A live transaction that read the table holds ACCESS SHARE until it ends.
+            await reader.execute(sa.text("SELECT count(*) FROM widget"))
+            started = time.monotonic()
+            with pytest.raises(MigrationTimeout) as stopped:
+                await apply_migrations(database, scripts, lock_timeout_seconds=0.5)
+            assert time.monotonic() - started < 5
+            message = str(stopped.value)
+            assert "lock" in message
+            assert "ZHIKE_MIGRATION_LOCK_TIMEOUT_SECONDS" in message
+            assert "Nothing was changed" in message
+            await reader.rollback()
+        assert await _service_version(database) == "widget_0001"
+        await apply_migrations(database, scripts)  # traffic gone: it goes through
+        assert await _service_version(database) == "widget_0002"
+    finally:
+        await traffic.dispose()
+        await database.dispose()
+
+
+async def test_a_migration_statement_running_past_the_statement_timeout_is_stopped(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    database = Database(postgres_cluster.create_database())
+    try:
+        with pytest.raises(MigrationTimeout) as stopped:
+            await apply_migrations(
+                database,
+                _scripts(tmp_path / "scripts", WIDGET_V1, SLOW_V2),
+                statement_timeout_seconds=0.5,
+            )
+        assert "ZHIKE_MIGRATION_STATEMENT_TIMEOUT_SECONDS" in str(stopped.value)
+        assert "widget" not in await table_names(database)  # one transaction: all rolled back
+    finally:
+        await database.dispose()
+
+
+def test_the_timeouts_are_settings() -> None:
+    settings = ServiceSettings(
+        **TEST_SETTINGS,
+        migration_lock_timeout_seconds=2,
+        migration_statement_timeout_seconds=90,
+    )
+    assert settings.migration_lock_timeout_seconds == 2
+    assert settings.migration_statement_timeout_seconds == 90
+    # The services' defaults are those of apply_migrations' other callers (zhike CLI tools).
+    defaults = ServiceSettings(**TEST_SETTINGS)
+    assert defaults.migration_lock_timeout_seconds == DEFAULT_LOCK_TIMEOUT_SECONDS
+    assert defaults.migration_statement_timeout_seconds == DEFAULT_STATEMENT_TIMEOUT_SECONDS

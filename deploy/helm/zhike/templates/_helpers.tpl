@@ -86,6 +86,7 @@ renders it, the Deployment hashes it (checksum/config) and the migration Job inl
 {{- include "zhike.checkTlsValues" .root -}}
 {{- include "zhike.checkNatsValues" . -}}
 {{- include "zhike.checkAuthValues" .root -}}
+{{- include "zhike.checkPageTokenValues" . -}}
 {{- $v := .root.Values -}}
 ZHIKE_GRPC_PORT: {{ $v.ports.grpc | quote }}
 ZHIKE_HEALTH_PORT: {{ $v.ports.health | quote }}
@@ -95,6 +96,7 @@ ZHIKE_STREAM_MAX_AGE_SECONDS: {{ $v.nats.streamMaxAgeSeconds | int64 | quote }}
 ZHIKE_RUN_MIGRATIONS: "false"
 ZHIKE_GRPC_REFLECTION: {{ ternary "true" "false" $v.config.grpcReflection | quote }}
 ZHIKE_LOG_LEVEL: {{ $v.config.logLevel | quote }}
+ZHIKE_LAME_DUCK_SECONDS: {{ $v.config.lameDuckSeconds | quote }}
 ZHIKE_SHUTDOWN_GRACE_SECONDS: {{ $v.config.shutdownGraceSeconds | quote }}
 ZHIKE_PROFILE: "production"
 ZHIKE_AUTH_ISSUER: {{ $v.auth.issuer | quote }}
@@ -448,4 +450,113 @@ checkov.io/skip{{ $n }}: CKV_K8S_35=ZHIKE_DATABASE_URL is read from the environm
 {{- if eq (empty $a.jwksUrl) (empty $a.jwksConfigMap.name) -}}
 {{- fail "auth: set exactly one of auth.jwksUrl and auth.jwksConfigMap.name (the key set that verifies callers' tokens)" -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+Whether the `helm test` Pod checks the plaintext health port instead of the gRPC port: with
+grpcTls on and no certificate for it (grpcTls.helmTest), it cannot speak to the TLS port.
+"true" or empty. Call with the root context.
+*/}}
+{{- define "zhike.helmTestUsesHealthPort" -}}
+{{- $tls := .Values.grpcTls -}}
+{{- if and .Values.tests.enabled $tls.enabled (not $tls.helmTest.existingSecret) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicyPeer of the `helm test` Pod (a list item). Call with the root context. */}}
+{{- define "zhike.testPodPeer" -}}
+- podSelector:
+    matchLabels:
+      {{- include "zhike.releaseSelectorLabels" . | nindent 6 }}
+      app.kubernetes.io/component: tests
+{{- end -}}
+
+{{/*
+Who may call the gRPC port (NetworkPolicyPeers, a YAML list; empty when no one may): the
+configured clients and, when rendered, the helm test Pod. Never the other Zhike services.
+Call with the root context.
+*/}}
+{{- define "zhike.grpcCallers" -}}
+{{- $ingress := .Values.networkPolicy.ingress -}}
+{{- if .Values.tests.enabled }}
+{{ include "zhike.testPodPeer" . }}
+{{- end }}
+{{- range $ingress.allowedNamespaces }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ . | quote }}
+{{- end }}
+{{- range $ingress.allowedPodSelectors }}
+- podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
+{{- with $ingress.extraFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Page tokens: with several replicas (or an HPA that may add them) every pod must sign with the
+same key, or a listing's next page fails on any pod but the one that issued the token; the
+service only logs that. Context: dict root/name/svc.
+*/}}
+{{- define "zhike.checkPageTokenValues" -}}
+{{- if not .root.Values.pageTokens.existingSecret -}}
+{{- $replicas := "" -}}
+{{- if .svc.autoscaling.enabled -}}
+{{- $replicas = "autoscaling is on" -}}
+{{- else if gt (int .svc.replicaCount) 1 -}}
+{{- $replicas = printf "replicaCount is %d" (int .svc.replicaCount) -}}
+{{- end -}}
+{{- if $replicas -}}
+{{- fail (printf "services.%s: %s, so pageTokens.existingSecret is required: without a shared key each pod signs page tokens with its own and a listing's next page fails on every other pod (docs/operations.md, Prerequisites)" .name $replicas) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+checksum/config of a service's pod template: a hash of every ConfigMap the chart renders that
+the pod reads only at start (its environment, and the auth roles file), so a change rolls the
+pods. The JWKS ConfigMap is not the chart's and is re-read when it changes. Context: dict
+root/name/svc.
+*/}}
+{{- define "zhike.configChecksum" -}}
+{{- $data := include "zhike.configData" . -}}
+{{- with .root.Values.auth.roles -}}
+{{- $data = printf "%s\n---\n%s" $data (toJson .) -}}
+{{- end -}}
+{{- $data | sha256sum -}}
+{{- end -}}
+
+{{/*
+Operator-supplied environment sources, volumes and mounts (the global ones, then the
+service's), for the service pods and their migration Jobs. Context: dict root/name/svc.
+*/}}
+{{- define "zhike.extraEnvFrom" -}}
+{{- with .root.Values.extraEnvFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- with .svc.extraEnvFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "zhike.extraVolumes" -}}
+{{- with .root.Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- with .svc.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "zhike.extraVolumeMounts" -}}
+{{- with .root.Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- with .svc.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}

@@ -162,7 +162,11 @@ class RunningService(Generic[S]):
     async def start(self) -> None:
         if self.settings.run_migrations:
             await apply_migrations(
-                self.database, self.definition.migrations, field_keys(self.settings)
+                self.database,
+                self.definition.migrations,
+                field_keys(self.settings),
+                lock_timeout_seconds=self.settings.migration_lock_timeout_seconds,
+                statement_timeout_seconds=self.settings.migration_statement_timeout_seconds,
             )
         await self.health.start()
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
@@ -198,18 +202,31 @@ class RunningService(Generic[S]):
         )
 
     async def _watch_dependencies(self) -> None:
+        # Readiness follows what a request needs: the database. A call never waits for NATS
+        # (its events go to the outbox in its transaction and leave when the broker is back),
+        # so a broker outage must not take every pod out of its Service; it is reported as
+        # the zhike_nats_connected gauge (alerted on) and the health entry BROKER instead.
         while True:
             database_ok = await self.database.ping()
-            await self.health.update(database_ok and self.bus.is_connected)
+            broker_ok = self.bus.is_connected
+            self.telemetry.gauges.nats_connected = broker_ok
+            await self.health.update(database_ok, broker_connected=broker_ok)
             await asyncio.sleep(self.settings.health_check_interval_seconds)
 
     async def stop(self) -> None:
-        """Graceful: not ready at once, in-flight RPCs finish, the current event is settled,
-        pending outbox rows get a last chance to go out, NATS is drained."""
+        """Graceful: not ready at once, yet still answering for the lame-duck delay, then
+        in-flight RPCs finish, the current event is settled, pending outbox rows get a last
+        chance to go out, NATS is drained."""
         grace = self.settings.shutdown_grace_seconds
         await self.health.shutting_down()
         for consumer in self.consumers:
             consumer.stop()
+        if self.settings.lame_duck_seconds > 0:
+            # Kubernetes removes a terminating pod from the Service endpoints in parallel with
+            # the SIGTERM, and callers and proxies learn of it a few seconds later: calls keep
+            # arriving meanwhile, and stopping the server now would refuse them.
+            log.info("lame duck", extra={"seconds": self.settings.lame_duck_seconds})
+            await asyncio.sleep(self.settings.lame_duck_seconds)
         await self.server.stop(grace * 0.6)
         consumer_tasks = [t for t in self._tasks if t.get_name().startswith("consumer-")]
         if consumer_tasks:
@@ -279,7 +296,9 @@ async def _serve(definition: ServiceDefinition[S], settings: S) -> None:
     await stop.wait()
     log.info("shutdown requested")
     try:
-        await asyncio.wait_for(service.stop(), timeout=settings.shutdown_grace_seconds)
+        await asyncio.wait_for(
+            service.stop(), timeout=settings.lame_duck_seconds + settings.shutdown_grace_seconds
+        )
     except TimeoutError:
         log.error("shutdown exceeded the grace period; exiting anyway")
 
@@ -287,7 +306,13 @@ async def _serve(definition: ServiceDefinition[S], settings: S) -> None:
 async def _migrate(definition: ServiceDefinition[S], settings: S) -> None:
     database = database_for(settings)
     try:
-        await apply_migrations(database, definition.migrations, field_keys(settings))
+        await apply_migrations(
+            database,
+            definition.migrations,
+            field_keys(settings),
+            lock_timeout_seconds=settings.migration_lock_timeout_seconds,
+            statement_timeout_seconds=settings.migration_statement_timeout_seconds,
+        )
     finally:
         await database.dispose()
     log.info("migrations applied")

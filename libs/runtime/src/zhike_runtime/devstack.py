@@ -118,6 +118,8 @@ class Stack:
                 "ZHIKE_NATS_URL": self.nats.url,
                 "ZHIKE_DATABASE_URL": f"sqlite+aiosqlite:///{self.state_dir.resolve() / f'{name}.db'}",
                 "ZHIKE_PROFILE": "development",
+                # No load balancer to take the process out of rotation: Ctrl-C stops at once.
+                "ZHIKE_LAME_DUCK_SECONDS": "0",
             }
             | self.issuer.service_settings()
             | self.field_keys

@@ -33,6 +33,9 @@ from zhike_runtime.telemetry import Telemetry, extract_context
 log = logging.getLogger(__name__)
 
 LIVENESS = "liveness"
+# The broker connection, for operators and tests (`zhike health --service nats`); no probe asks
+# it, since requests do not need the broker (writes wait in the outbox).
+BROKER = "nats"
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
@@ -103,6 +106,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     await access_control.record(access, "OK", trace_id)
                     return response
                 except grpc.aio.AbortError:
+                    # The handler answered with a status of its own (e.g. UNIMPLEMENTED): count
+                    # that status, not OK.
+                    code = _code_of(context.code())
                     raise
                 except Exception as error:
                     status = status_for(error, trace_id)
@@ -127,10 +133,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
                     )
                 finally:
-                    elapsed_ms = (time.perf_counter() - started) * 1000
+                    elapsed = time.perf_counter() - started
                     attributes = {"rpc.method": method, "rpc.grpc.status_code": code.name}
                     telemetry.rpc_requests.add(1, attributes)
-                    telemetry.rpc_duration.record(elapsed_ms, attributes)
+                    telemetry.rpc_duration.record(elapsed, attributes)
                     if code is not grpc.StatusCode.OK:
                         telemetry.rpc_errors.add(1, attributes)
                     log.info(
@@ -138,11 +144,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         extra={
                             "method": method,
                             "code": code.name,
-                            "duration_ms": round(elapsed_ms, 2),
+                            "duration_ms": round(elapsed * 1000, 2),
                         },
                     )
 
         return wrapped
+
+
+def _code_of(value: object) -> grpc.StatusCode:
+    """The StatusCode a context holds (grpc keeps the enum, or its integer on some paths)."""
+    if isinstance(value, grpc.StatusCode):
+        return value
+    for code in grpc.StatusCode:
+        if code.value[0] == value:
+            return code
+    return grpc.StatusCode.UNKNOWN
 
 
 async def _within_deadline(
@@ -230,34 +246,41 @@ def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
 
 
 class HealthReporter:
-    """Readiness ("" and each service name) follows dependencies; "liveness" only the process."""
+    """Readiness ("" and each service name) follows what a request needs, the database;
+    BROKER reports the NATS connection; "liveness" only the process."""
 
     def __init__(self, service_names: Iterable[str]) -> None:
         self.servicer = health.aio.HealthServicer()
         self._readiness_names = ["", *service_names]
         self.serving = False
+        self.broker_connected = False
 
     async def start(self) -> None:
         await self.servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         await self._set_readiness(False)
+        await self.servicer.set(BROKER, _status(False))
 
-    async def update(self, ready: bool) -> None:
+    async def update(self, ready: bool, *, broker_connected: bool) -> None:
         if ready != self.serving:
             log.info("readiness changed", extra={"serving": ready})
+        if broker_connected != self.broker_connected:
+            log.info("broker connection changed", extra={"connected": broker_connected})
         await self._set_readiness(ready)
+        self.broker_connected = broker_connected
+        await self.servicer.set(BROKER, _status(broker_connected))
 
     async def _set_readiness(self, ready: bool) -> None:
         self.serving = ready
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if ready
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
         for name in self._readiness_names:
-            await self.servicer.set(name, status)
+            await self.servicer.set(name, _status(ready))
 
     async def shutting_down(self) -> None:
         await self.servicer.enter_graceful_shutdown()
+
+
+def _status(up: bool) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    response = health_pb2.HealthCheckResponse
+    return response.SERVING if up else response.NOT_SERVING
 
 
 def build_server(

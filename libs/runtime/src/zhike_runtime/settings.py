@@ -157,9 +157,18 @@ class ServiceSettings(FieldKeySettings, NatsSettings):
     # A consumer that is down longer than this misses events; 30 days covers any outage.
     stream_max_age_seconds: float = Field(default=30 * 86400, ge=3600, le=366 * 86400)
     run_migrations: bool = True
+    # PostgreSQL limits of a migration's transaction (zhike_runtime.migrations): DDL gives up
+    # on a lock after this long instead of making live traffic queue behind it, and a
+    # statement may run at most this long. Either way the migration rolls back whole.
+    migration_lock_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    migration_statement_timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
     grpc_reflection: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=600)
+    # After SIGTERM, health answers NOT_SERVING but calls are still served this long, while
+    # Kubernetes takes the pod out of the Service endpoints (callers learn of it late); only
+    # then does the shutdown grace above begin. 0 stops at once (tests, make run).
+    lame_duck_seconds: float = Field(default=5.0, ge=0, le=120)
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_concurrent_rpcs: int = Field(default=1000, ge=1)
     # The most items one page of a listing returns, whatever page_size the caller asks for.

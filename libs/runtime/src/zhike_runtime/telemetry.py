@@ -4,10 +4,17 @@ OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER: `none` (default), `console` (to st
 stdout for JSON logs) or `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT and friends); metrics may also be
 `prometheus`, served for scraping on OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT. The trace context
 travels in gRPC metadata and in NATS message headers as W3C `traceparent`.
+
+Every metric data point carries `service` (identity, profile, ...): resource attributes such as
+`service.name` reach Prometheus only on `target_info`, so per-service rules need the label on
+the series themselves, and on the data point it arrives the same whether scraped or sent over
+OTLP through a collector. Durations are in seconds, Prometheus's base unit. docs/operations.md
+lists every metric under its Prometheus name.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -15,7 +22,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -73,12 +80,44 @@ def _metric_reader() -> MetricReader | None:
     return PeriodicExportingMetricReader(exporter)
 
 
+# Bucket bounds of the RPC duration histogram, in seconds (the SDK's defaults are made for
+# milliseconds): fine below 100 ms where calls live, and a bound at 1 s, the latency alert's line.
+RPC_DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+
+class ServiceCounter:
+    """A counter whose every data point carries the service's `service` label."""
+
+    def __init__(self, counter: Counter, service: str) -> None:
+        self._counter = counter
+        self._service = service
+
+    def add(self, amount: int, attributes: Mapping[str, str] | None = None) -> None:
+        self._counter.add(amount, {**(attributes or {}), "service": self._service})
+
+
+class ServiceHistogram:
+    """A histogram whose every data point carries the service's `service` label."""
+
+    def __init__(self, histogram: Histogram, service: str) -> None:
+        self._histogram = histogram
+        self._service = service
+
+    def record(self, amount: float, attributes: Mapping[str, str] | None = None) -> None:
+        self._histogram.record(amount, {**(attributes or {}), "service": self._service})
+
+
 @dataclass
 class Gauges:
     """Latest values for the observable gauges, updated by the loops that know them."""
 
     outbox_backlog: int = 0
+    # created_at of the oldest unsent outbox event; None when everything is sent.
+    outbox_oldest_unsent: dt.datetime | None = None
     consumer_pending: dict[str, int] = field(default_factory=dict)
+    nats_connected: bool = False
 
 
 class Telemetry:
@@ -107,38 +146,84 @@ class Telemetry:
         self.tracer: Tracer = self.tracer_provider.get_tracer("zhike_runtime")
         meter = self.meter_provider.get_meter("zhike_runtime")
         self.gauges = Gauges()
-        self.rpc_requests = meter.create_counter("zhike.rpc.requests", description="RPCs handled")
-        self.rpc_errors = meter.create_counter("zhike.rpc.errors", description="RPCs not OK")
-        self.rpc_duration = meter.create_histogram(
-            "zhike.rpc.duration", unit="ms", description="RPC handling time"
+        self._service = service
+        self.rpc_requests = ServiceCounter(
+            meter.create_counter("zhike.rpc.requests", description="RPCs handled"), service
         )
-        self.events_applied = meter.create_counter(
-            "zhike.events.applied", description="Events applied by consumers"
+        self.rpc_errors = ServiceCounter(
+            meter.create_counter("zhike.rpc.errors", description="RPCs not OK"), service
         )
-        self.events_duplicate = meter.create_counter(
-            "zhike.events.duplicate", description="Redelivered events absorbed by the inbox"
+        self.rpc_duration = ServiceHistogram(
+            meter.create_histogram(
+                "zhike.rpc.duration",
+                unit="s",
+                description="RPC handling time",
+                explicit_bucket_boundaries_advisory=RPC_DURATION_BUCKETS,
+            ),
+            service,
         )
-        self.events_dead_lettered = meter.create_counter(
-            "zhike.events.dead_lettered", description="Events sent to the dead-letter stream"
+        self.events_applied = ServiceCounter(
+            meter.create_counter("zhike.events.applied", description="Events applied by consumers"),
+            service,
         )
-        self.events_published = meter.create_counter(
-            "zhike.outbox.published", description="Outbox events acknowledged by JetStream"
+        self.events_duplicate = ServiceCounter(
+            meter.create_counter(
+                "zhike.events.duplicate", description="Redelivered events absorbed by the inbox"
+            ),
+            service,
+        )
+        self.events_dead_lettered = ServiceCounter(
+            meter.create_counter(
+                "zhike.events.dead_lettered", description="Events sent to the dead-letter stream"
+            ),
+            service,
+        )
+        self.events_published = ServiceCounter(
+            meter.create_counter(
+                "zhike.outbox.published", description="Outbox events acknowledged by JetStream"
+            ),
+            service,
         )
         meter.create_observable_gauge(
             "zhike.outbox.backlog", callbacks=[self._observe_backlog], description="Unsent events"
+        )
+        meter.create_observable_gauge(
+            "zhike.outbox.oldest_unsent_age",
+            callbacks=[self._observe_oldest_unsent],
+            unit="s",
+            description="Age of the oldest committed event not yet published (0 when none)",
         )
         meter.create_observable_gauge(
             "zhike.consumer.pending",
             callbacks=[self._observe_pending],
             description="Events waiting for or being processed by each durable consumer",
         )
+        # Not part of readiness (requests do not need the broker): this gauge is what alerts
+        # on a broker outage.
+        meter.create_observable_gauge(
+            "zhike.nats.connected",
+            callbacks=[self._observe_nats],
+            description="1 while connected to NATS with the streams declared, else 0",
+        )
+
+    def _observe_nats(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(int(self.gauges.nats_connected), {"service": self._service})]
 
     def _observe_backlog(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self.gauges.outbox_backlog)]
+        return [Observation(self.gauges.outbox_backlog, {"service": self._service})]
+
+    def _observe_oldest_unsent(self, _options: CallbackOptions) -> Iterable[Observation]:
+        # Computed at each collection, so the age keeps growing between the relay's refreshes
+        # of the oldest row (a stuck relay must not freeze the figure the alert watches).
+        oldest = self.gauges.outbox_oldest_unsent
+        age = 0.0
+        if oldest is not None:
+            age = max(0.0, (dt.datetime.now(dt.UTC) - oldest).total_seconds())
+        return [Observation(age, {"service": self._service})]
 
     def _observe_pending(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [
-            Observation(value, {"consumer": name})
+            Observation(value, {"consumer": name, "service": self._service})
             for name, value in self.gauges.consumer_pending.items()
         ]
 

@@ -22,6 +22,7 @@ from zhike_identity.storage import schema
 from zhike_runtime.app import RunningService
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.grpc_server import BROKER
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
     authorised_channel,
@@ -352,7 +353,7 @@ async def test_reflection_lists_the_identity_service(channel: Any) -> None:
     assert "grpc.health.v1.Health" in names
 
 
-async def test_readiness_follows_nats_and_liveness_does_not(
+async def test_without_nats_it_is_ready_and_links_wait_in_the_outbox_until_nats_is_back(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     nats_server.stop()
@@ -361,12 +362,26 @@ async def test_readiness_follows_nats_and_liveness_does_not(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
         nats_url=nats_server.url,
     ) as service:
+
+        async def ready() -> bool:
+            return await readiness(service.grpc_port) == SERVING
+
+        # Readiness needs the database only: the outbox holds the events until NATS answers.
+        await eventually(ready)
+        assert await readiness(service.grpc_port, SERVICE_NAME) == SERVING
         assert await readiness(service.grpc_port, "liveness") == SERVING
-        assert await readiness(service.grpc_port) == NOT_SERVING
-        assert await readiness(service.grpc_port, SERVICE_NAME) == NOT_SERVING
+        assert await readiness(service.grpc_port, BROKER) == NOT_SERVING
+        async with authorised_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+            linked = await stub.LinkSourceRecord(link_request(source_record("crm", "1")), timeout=5)
+        assert linked.party_created is True
+        assert await count(service, outbox_event) == 3
 
         nats_server.start()
         await wait_serving(service.grpc_port, timeout=20)
 
+        async def published() -> bool:
+            return await stream_messages(service) == 3
+
+        await eventually(published, timeout=10)
         assert await readiness(service.grpc_port, SERVICE_NAME) == SERVING
-        assert await readiness(service.grpc_port, "liveness") == SERVING

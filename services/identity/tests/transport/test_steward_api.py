@@ -248,6 +248,21 @@ async def test_a_caller_with_read_pii_sees_the_golden_record_unmasked_and_is_aud
     assert entry.fields == ("id_number", "phones", "emails", "address")
 
 
+async def test_every_one_of_200_unmasked_reads_leaves_its_own_audit_record(
+    identity: Identity, stub: Stub
+) -> None:
+    party_id = await person_a(stub)
+    async with authorised_channel(
+        f"127.0.0.1:{identity.grpc_port}", roles=["data_steward"], subject="steward-zhao"
+    ) as channel:
+        steward = cast("Stub", identity_service_pb2_grpc.IdentityServiceStub(channel))
+        for _ in range(200):
+            await steward.GetParty(pb.GetPartyRequest(party_id=party_id), timeout=5)
+    records = await identity.audit.read(actor="steward-zhao")
+    assert len(records) == 200
+    assert {(r.party_id, r.outcome) for r in records} == {(party_id, "OK")}
+
+
 async def test_find_parties_by_each_criterion_audits_searches_by_personal_data(
     identity: Identity, stub: Stub
 ) -> None:

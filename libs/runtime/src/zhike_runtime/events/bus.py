@@ -1,7 +1,8 @@
 """The NATS connection: reconnects forever, declares streams and consumers idempotently.
 
-The service starts serving (with readiness NOT_SERVING) even when NATS is not there yet; `run`
-keeps trying to connect, and (re)declares the streams after every (re)connect, so a broker that
+The service starts serving even when NATS is not there yet (readiness needs only the database:
+events wait in the outbox, and `zhike_nats_connected` reports the broker); `run` keeps trying to
+connect, and (re)declares the streams after every (re)connect, so a broker that
 comes back with an empty store gets its streams again.
 """
 

@@ -100,6 +100,14 @@ class EventConsumer:
         self.applied = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        # The series exist from the start at 0: a counter first seen at 1 shows no increase()
+        # to Prometheus, and the first dead letter would not alert.
+        for counter in (
+            telemetry.events_applied,
+            telemetry.events_duplicate,
+            telemetry.events_dead_lettered,
+        ):
+            counter.add(0, {"consumer": spec.durable})
         bus.add_consumer(
             ConsumerDeclaration(
                 durable=spec.durable,

@@ -197,10 +197,24 @@ class OutboxRelay:
             )
         return int(count or 0)
 
+    async def oldest_unsent(self) -> dt.datetime | None:
+        """When the oldest unsent event was committed; None when everything is sent."""
+        async with self._db.session() as session:
+            oldest: dt.datetime | None = await session.scalar(
+                select(func.min(outbox_event.c.created_at)).where(
+                    outbox_event.c.published_at.is_(None)
+                )
+            )
+        if oldest is None:
+            return None
+        # SQLite hands the stored UTC time back without its zone.
+        return oldest if oldest.tzinfo is not None else oldest.replace(tzinfo=dt.UTC)
+
     async def _housekeeping(self) -> None:
-        """Refreshes the backlog gauge and deletes sent rows past their retention."""
+        """Refreshes the backlog gauges and deletes sent rows past their retention."""
         try:
             self._telemetry.gauges.outbox_backlog = await self.backlog()
+            self._telemetry.gauges.outbox_oldest_unsent = await self.oldest_unsent()
             cutoff = dt.datetime.now(dt.UTC) - self._retention
             async with self._db.session() as session, session.begin():
                 await session.execute(

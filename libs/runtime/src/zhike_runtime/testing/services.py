@@ -24,6 +24,7 @@ from zhike_runtime.auth.development import (
 )
 from zhike_runtime.auth.permissions import DEFAULT_ROLES
 from zhike_runtime.crypto import FieldKeys
+from zhike_runtime.grpc_server import BROKER
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry
 
@@ -89,6 +90,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "outbox_poll_seconds": 0.1,
     "health_check_interval_seconds": 0.2,
     "shutdown_grace_seconds": 5.0,
+    # No Service endpoints to leave in a test: stop at once (test_rolling_update sets a delay).
+    "lame_duck_seconds": 0.0,
     **TEST_FIELD_KEY_SETTINGS,
 }
 
@@ -146,9 +149,12 @@ async def eventually(
 
 
 async def wait_serving(port: int, timeout: float = 15.0) -> None:
+    """Waits until the service is ready and connected to NATS, so that its events flow (a
+    probe needs only the first: requests do not wait for the broker)."""
+
     async def serving() -> bool:
         try:
-            return await readiness(port) == SERVING
+            return await readiness(port) == SERVING and await readiness(port, BROKER) == SERVING
         except grpc.aio.AioRpcError:  # not listening yet
             return False
 
