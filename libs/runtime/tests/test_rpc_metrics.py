@@ -63,7 +63,7 @@ def requests_by_code(reader: InMemoryMetricReader) -> dict[str, int]:
                     continue
                 for point in metric.data.data_points:
                     assert isinstance(point, NumberDataPoint)
-                    code = str(point.attributes["rpc.grpc.status_code"])
+                    code = str((point.attributes or {})["rpc.grpc.status_code"])
                     counts[code] = counts.get(code, 0) + int(point.value)
     return counts
 
