@@ -1,0 +1,125 @@
+"""What changed between two assessments of a party: the facts offers and notifications react
+to, published in `ProfileChanged` events. Only changes that matter downstream are listed (a new
+balance moves the totals every day; that is the holdings' own event, not one of these)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from zhike_profile.domain.assessment.assessment import Assessment
+from zhike_profile.domain.assessment.risk import RiskStatus
+from zhike_profile.domain.facts import CustomerRisk
+
+
+@dataclass(frozen=True)
+class TierChanged:
+    before: str  # tier names: "silver"
+    after: str  # "gold"
+    before_label: str
+    after_label: str
+    reason: str  # why the new tier: "Gold: holds a platinum card (card centre)"
+
+    def __str__(self) -> str:
+        return f"tier {self.before_label} → {self.after_label} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class ValueBandChanged:
+    before: str
+    after: str
+
+    def __str__(self) -> str:
+        return f"value band {self.before} → {self.after}"
+
+
+@dataclass(frozen=True)
+class SegmentEntered:
+    segment: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"entered segment {self.segment}"
+
+
+@dataclass(frozen=True)
+class SegmentLeft:
+    segment: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"left segment {self.segment}"
+
+
+@dataclass(frozen=True)
+class RiskLevelChanged:
+    """The level a sale may rely on changed: a new assessment, or a first or renewed one
+    (None: no valid assessment)."""
+
+    before: CustomerRisk | None
+    after: CustomerRisk | None
+    expires_on: dt.date | None  # the new assessment's expiry
+
+    def __str__(self) -> str:
+        def name(level: CustomerRisk | None) -> str:
+            return "none" if level is None else level.name
+
+        return f"risk level {name(self.before)} → {name(self.after)}"
+
+
+@dataclass(frozen=True)
+class RiskLevelExpired:
+    level: CustomerRisk
+    expired_on: dt.date
+
+    def __str__(self) -> str:
+        return f"risk level {self.level.name} expired on {self.expired_on.isoformat()}"
+
+
+Change = (
+    TierChanged
+    | ValueBandChanged
+    | SegmentEntered
+    | SegmentLeft
+    | RiskLevelChanged
+    | RiskLevelExpired
+)
+
+
+def changes(before: Assessment, after: Assessment) -> tuple[Change, ...]:
+    """The changes from `before` to `after`, in a fixed order: tier, value band, segments left
+    and entered (by name), risk. `changes(a, a)` is empty."""
+    found: list[Change] = []
+    if before.tier.name != after.tier.name:
+        found.append(
+            TierChanged(
+                before=before.tier.name,
+                after=after.tier.name,
+                before_label=before.tier.label,
+                after_label=after.tier.label,
+                reason=after.tier.reason,
+            )
+        )
+    if before.value.band != after.value.band:
+        found.append(ValueBandChanged(before.value.band, after.value.band))
+    was = {segment.name: segment for segment in before.segments}
+    now = {segment.name: segment for segment in after.segments}
+    found.extend(
+        SegmentLeft(name, was[name].description) for name in sorted(was.keys() - now.keys())
+    )
+    found.extend(
+        SegmentEntered(name, now[name].description) for name in sorted(now.keys() - was.keys())
+    )
+    old = before.risk.effective_level
+    new = after.risk.effective_level
+    if old != new:
+        if (
+            old is not None
+            and after.risk.status is RiskStatus.EXPIRED
+            and after.risk.level == old
+            and after.risk.expires_on is not None
+        ):
+            found.append(RiskLevelExpired(old, after.risk.expires_on))
+        else:
+            found.append(RiskLevelChanged(old, new, after.risk.expires_on))
+    return tuple(found)
