@@ -12,7 +12,7 @@ GEN_STAMP := libs/contracts/src/zhike/py.typed
 PROTOS := $(shell find proto -name '*.proto')
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help setup gen lint typecheck test test-unit test-integration run bench clean
+.PHONY: help setup gen lint typecheck test test-unit test-integration run demo bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml)
 	$(UV) sync --frozen --all-packages --python $(PYTHON_BOOT)
 	touch $@
 
@@ -44,19 +44,26 @@ lint: setup ## ruff over all our code
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup ## mypy --strict over all our code
-	$(VENV)/bin/mypy libs/runtime/src services/*/src tools tests benchmarks $(foreach s,identity profile offers notifications,services/$(s)/tests) libs/runtime/tests
+	$(VENV)/bin/mypy libs/runtime/src services/*/src tools/gen_contracts.py tools/simulator/src tools/simulator/tests tests benchmarks $(foreach s,identity profile offers notifications,services/$(s)/tests) libs/runtime/tests
 
 test-unit: setup ## Unit, storage and transport tests (real SQLite, PostgreSQL, nats-server)
-	$(PYTHON) -m pytest libs services -q
+	$(PYTHON) -m pytest libs services tools -q
 
 test-integration: setup ## Cross-service journeys with the services as real processes
 	$(PYTHON) -m pytest tests -q
 
 test: lint typecheck scan ## Everything CI runs: lint, types, chart scan, all tests
-	$(PYTHON) -m pytest libs services tests -q
+	$(PYTHON) -m pytest libs services tools tests -q
 
 run: setup ## Start NATS and the four services on embedded defaults (Ctrl-C stops all)
 	$(PYTHON) -m zhike_runtime.devstack
+
+# The stack `make run` started (same state directory and ports); DEMO_ARGS adds options, e.g.
+# DEMO_ARGS="--customers 1000 --seed 7" (`zhike simulate --help` lists them).
+demo: setup ## Fill the running `make run` stack with a simulated bank (200 customers, 90 days)
+	$(VENV)/bin/zhike simulate --state-dir "$${ZHIKE_DEV_STATE_DIR:-.zhike}" --customers 200 \
+	  --identity-target "127.0.0.1:$${ZHIKE_DEV_IDENTITY_PORT:-50051}" \
+	  --profile-target "127.0.0.1:$${ZHIKE_DEV_PROFILE_PORT:-50052}" $(DEMO_ARGS)
 
 bench: setup ## Benchmarks (figures, not pass/fail): platform, identity quality and speed
 	$(PYTHON) -m benchmarks

@@ -39,7 +39,7 @@ async def test_the_allow_list_names_what_the_service_declares(
     )
     service = RunningService(definition, settings)  # built, not started: nothing connects
     try:
-        owned = () if definition.stream is None else (definition.stream,)
+        owned = definition.streams
         consumed = tuple(
             DurableConsumer(consumer.spec.durable, consumer.spec.stream)
             for consumer in service.consumers

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from zhike_runtime.masking import mask_address, mask_email, mask_id_number, mask_phone
+from zhike_runtime.masking import (
+    mask_account_id,
+    mask_address,
+    mask_email,
+    mask_id_number,
+    mask_phone,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,3 +57,11 @@ def test_an_email_keeps_its_first_letter_and_domain() -> None:
 )
 def test_an_address_keeps_at_most_its_leading_administrative_part(value: str, masked: str) -> None:
     assert mask_address(value) == masked
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [("6222021234567890123", "****0123"), ("SAV-0101-88", "****1-88"), ("1234", "****"), ("", "")],
+)
+def test_an_account_id_keeps_its_last_four_characters(value: str, masked: str) -> None:
+    assert mask_account_id(value) == masked

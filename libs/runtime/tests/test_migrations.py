@@ -48,7 +48,7 @@ async def test_migrations_create_the_outbox_inbox_and_audit_tables_and_are_idemp
                     sa.text(f"SELECT version_num FROM {RUNTIME_VERSION_TABLE}")
                 )
             ).all()
-        assert [v[0] for v in versions] == ["runtime_0002"]
+        assert [v[0] for v in versions] == ["runtime_0003"]
     finally:
         await database.dispose()
 

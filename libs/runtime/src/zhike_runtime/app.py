@@ -14,10 +14,10 @@ import datetime as dt
 import gc
 import logging
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -53,6 +53,9 @@ class Platform(Generic[S]):
     telemetry: Telemetry
     relay: OutboxRelay
     page_tokens: PageTokens
+    # For a service that publishes outside its outbox (profile's IngestSourceEvents answers
+    # only once JetStream has stored each event).
+    bus: EventBus
 
 
 @dataclass
@@ -61,6 +64,9 @@ class Wiring:
 
     grpc_registrations: list[Callable[[grpc.aio.Server], None]] = field(default_factory=list)
     consumers: list[ConsumerSpec] = field(default_factory=list)
+    # Loops that run while the service runs (profile: telling expired risk assessments); each
+    # handles its own errors, and is cancelled at shutdown.
+    background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,15 @@ class ServiceDefinition(Generic[S]):
     wire: Callable[[Platform[S]], Wiring]
     # The platform's access table; only the runtime's own tests define other services.
     access_rules: Mapping[str, MethodRule] = field(default_factory=lambda: METHOD_RULES)
+    # Streams the service owns besides its own events' (profile: ZHIKE_SOURCE, where the
+    # banks' source adapters and its IngestSourceEvents publish the source systems' facts).
+    extra_streams: tuple[StreamSpec, ...] = ()
+
+    @property
+    def streams(self) -> tuple[StreamSpec, ...]:
+        """Every stream the service owns (and declares)."""
+        own = (self.stream,) if self.stream is not None else ()
+        return (*own, *self.extra_streams)
 
 
 @dataclass(frozen=True)
@@ -105,8 +120,8 @@ class RunningService(Generic[S]):
             duplicate_window_seconds=settings.stream_duplicate_window_seconds,
             max_age_seconds=settings.stream_max_age_seconds,
         )
-        if definition.stream is not None:
-            self.bus.add_stream(definition.stream)
+        for stream in definition.streams:
+            self.bus.add_stream(stream)
         self.relay = OutboxRelay(
             self.database,
             self.bus,
@@ -123,9 +138,16 @@ class RunningService(Generic[S]):
         if key is None:
             log.warning("ZHIKE_PAGE_TOKEN_KEY is not set: page tokens work on this replica only")
         self.platform = Platform(
-            definition.name, settings, self.database, self.telemetry, self.relay, PageTokens(key)
+            definition.name,
+            settings,
+            self.database,
+            self.telemetry,
+            self.relay,
+            PageTokens(key),
+            self.bus,
         )
         wiring = definition.wire(self.platform)
+        self._background = wiring.background
         self.consumers = [
             EventConsumer(
                 spec,
@@ -133,6 +155,7 @@ class RunningService(Generic[S]):
                 self.bus,
                 self.telemetry,
                 settings,
+                on_commit=self.relay.notify,
                 after_commit=faults.after_commit if faults else None,
             )
             for spec in wiring.consumers
@@ -190,6 +213,7 @@ class RunningService(Generic[S]):
             loop.create_task(self._watch_dependencies(), name="readiness"),
             loop.create_task(self.audit.run_retention(), name="audit-retention"),
             *(loop.create_task(c.run(), name=f"consumer-{c.spec.durable}") for c in self.consumers),
+            *(loop.create_task(run(), name=name) for name, run in self._background.items()),
         ]
         log.info(
             "service started",

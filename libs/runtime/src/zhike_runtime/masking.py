@@ -7,6 +7,7 @@ an event sees. One pattern for the platform, after JR/T 0171-2020 Annex A style 
 | phone | country code, first 3 and last 4 digits | `+86138****5678` |
 | e-mail | first letter and the domain | `z***@example.com` |
 | address | the leading administrative part (at most 6 characters, at most a third) | `北京市朝阳区****` |
+| account number or reference | the last 4 characters | `****6789` |
 
 Names are not masked: every channel greets the customer by name.
 """
@@ -44,3 +45,10 @@ def mask_address(value: str) -> str:
         return ""
     kept = min(6, len(text) // 3)
     return text[:kept] + _HIDDEN
+
+
+def mask_account_id(value: str) -> str:
+    """Account numbers and references: enough to tell a customer's accounts apart, no more."""
+    if len(value) <= 4:
+        return "*" * len(value)
+    return _HIDDEN + value[-4:]

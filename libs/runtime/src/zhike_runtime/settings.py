@@ -184,6 +184,11 @@ class ServiceSettings(FieldKeySettings, NatsSettings):
     # Delay before redelivery n+1 of a failed event: one value per retry (max_deliver - 1 values).
     consumer_backoff_seconds: list[float] = Field(default=[1.0, 2.0, 4.0, 8.0])
     consumer_ack_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Inbox rows (the event ids a consumer has applied) are deleted after this long. It must
+    # outlast the stream's max age: an event still in the stream can be redelivered, and its
+    # inbox row is what absorbs it. Unset: the stream max age plus 7 days.
+    consumer_inbox_retention_seconds: float | None = Field(default=None, gt=0)
+    consumer_inbox_prune_interval_seconds: float = Field(default=3600.0, gt=0, le=86400)
     # Signs page tokens; every replica of a service needs the same one (from a Secret).
     page_token_key: SecretStr | None = None
     # A server-side cap on every call's run time, whatever deadline (or none) the caller set.
@@ -276,6 +281,23 @@ class ServiceSettings(FieldKeySettings, NatsSettings):
                 "ZHIKE_STREAM_MAX_AGE_SECONDS"
             )
         return self
+
+    @model_validator(mode="after")
+    def _inbox_outlasts_the_stream(self) -> ServiceSettings:
+        retention = self.consumer_inbox_retention_seconds
+        if retention is not None and retention <= self.stream_max_age_seconds:
+            raise ValueError(
+                "ZHIKE_CONSUMER_INBOX_RETENTION_SECONDS: must exceed ZHIKE_STREAM_MAX_AGE_SECONDS "
+                "(a redelivered event older than its inbox row would be applied twice)"
+            )
+        return self
+
+    @property
+    def inbox_retention_seconds(self) -> float:
+        """How long consumers keep inbox rows: as set, or the stream max age plus 7 days."""
+        if self.consumer_inbox_retention_seconds is not None:
+            return self.consumer_inbox_retention_seconds
+        return self.stream_max_age_seconds + 7 * 86400
 
     @model_validator(mode="after")
     def _backoff_fits_deliveries(self) -> ServiceSettings:

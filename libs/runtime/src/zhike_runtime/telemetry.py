@@ -178,6 +178,13 @@ class Telemetry:
             ),
             service,
         )
+        self.events_unhandled = ServiceCounter(
+            meter.create_counter(
+                "zhike.events.unhandled",
+                description="Events of a type the consumer has no handler for (recorded, acked)",
+            ),
+            service,
+        )
         self.events_published = ServiceCounter(
             meter.create_counter(
                 "zhike.outbox.published", description="Outbox events acknowledged by JetStream"

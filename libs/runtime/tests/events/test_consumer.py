@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -27,6 +27,8 @@ from zhike_runtime.events.consumer import (
 from zhike_runtime.events.outbox import add_to_outbox
 from zhike_runtime.events.relay import OutboxRelay
 from zhike_runtime.events.schema import inbox_event
+from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.telemetry import Telemetry
 from zhike_runtime.testing.services import eventually
 
 from ..conftest import PING_SUBJECT, TEST_STREAM, Backbone, ping, ping_effect
@@ -60,15 +62,22 @@ SPEC = ConsumerSpec(
 
 @asynccontextmanager
 async def consuming(
-    backbone: Backbone, after_commit: AfterCommitHook | None = None
+    backbone: Backbone,
+    after_commit: AfterCommitHook | None = None,
+    *,
+    spec: ConsumerSpec = SPEC,
+    settings: ServiceSettings | None = None,
+    on_commit: Callable[[], None] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> AsyncIterator[tuple[EventBus, EventConsumer, asyncio.Task[None]]]:
     bus = backbone.bus("consumer")
     consumer = EventConsumer(
-        SPEC,
+        spec,
         backbone.database,
         bus,
-        backbone.telemetry,
-        backbone.settings,
+        telemetry or backbone.telemetry,
+        settings or backbone.settings,
+        on_commit=on_commit,
         after_commit=after_commit,
     )
     await bus.run()

@@ -21,6 +21,7 @@ from nats.errors import Error as NatsError
 
 from zhike_runtime.events.nats_permissions import (
     DLQ_ADMIN,
+    SOURCE_ADAPTER,
     allow_list,
     chart_values,
     new_seed,
@@ -94,6 +95,12 @@ FORBIDDEN_PUBLISHES = [
     ("notifications", "$JS.API.STREAM.PURGE.ZHIKE_DLQ"),
     ("identity", "$JS.API.STREAM.MSG.GET.ZHIKE_DLQ"),
     (DLQ_ADMIN, "zhike.dlq.profile-identity"),
+    # The source adapters feed the profile's source stream and nothing else.
+    ("offers", "zhike.source.v1.core_deposits"),
+    (SOURCE_ADAPTER, "zhike.identity.v1.party_created"),
+    (SOURCE_ADAPTER, "zhike.profile.v1.profile_changed"),
+    (SOURCE_ADAPTER, "$JS.API.STREAM.DELETE.ZHIKE_SOURCE"),
+    (SOURCE_ADAPTER, "$JS.API.CONSUMER.MSG.NEXT.ZHIKE_SOURCE.profile-source"),
 ]
 
 
@@ -128,6 +135,8 @@ FORBIDDEN_SUBSCRIPTIONS = [
     ("notifications", "$JS.EVENT.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.X.Y"),
     ("profile", "zhike.dlq.>", "zhike.dlq.offers-profile"),
     (DLQ_ADMIN, "zhike.identity.v1.>", "zhike.identity.v1.party_created"),
+    (SOURCE_ADAPTER, "zhike.source.v1.>", "zhike.source.v1.cards"),
+    (SOURCE_ADAPTER, "_INBOX.profile.>", "_INBOX.profile.abc"),
 ]
 
 
@@ -182,7 +191,7 @@ async def test_a_request_is_answered_on_the_users_own_inbox(connect: Connect) ->
 def test_every_service_has_a_user_and_anonymous_is_not_one_of_them() -> None:
     keys = {user: public_key(new_seed()) for user in users()}
     authorization = server_authorization(keys)
-    assert set(users()) == {*SERVICES, DLQ_ADMIN}
+    assert set(users()) == {*SERVICES, DLQ_ADMIN, SOURCE_ADAPTER}
     assert [entry["nkey"] for entry in authorization["users"]] == list(keys.values())
     assert set(authorization) == {"users"}  # no no_auth_user, no default permissions
     for entry in authorization["users"]:
@@ -223,3 +232,19 @@ def test_only_the_consumer_may_ack_and_park_for_its_durable() -> None:
     parking = [u for u, p in lists.items() if "zhike.dlq.profile-identity" in p.publish]
     assert acking == ["profile"]
     assert parking == ["profile"]
+
+
+async def test_a_source_adapter_publishes_to_the_source_stream_and_gets_its_ack(
+    connect: Connect,
+) -> None:
+    """What an adapter needs is on its list: a JetStream publish, acknowledged on its inbox."""
+    observer = (await connect(OBSERVER)).connection
+    await observer.jetstream().add_stream(name="ZHIKE_SOURCE", subjects=["zhike.source.v1.>"])
+    adapter = await connect(SOURCE_ADAPTER)
+
+    ack = await adapter.connection.jetstream().publish(
+        "zhike.source.v1.core_deposits", b"a fact", headers={"Nats-Msg-Id": "core_deposits:e-1"}
+    )
+
+    assert (ack.stream, ack.seq) == ("ZHIKE_SOURCE", 1)
+    assert adapter.errors == []

@@ -471,6 +471,43 @@ async def test_merge_then_split_restores_the_original_grouping(identity: Identit
     assert (explanation.decision, explanation.guardrail) == ("no_link", "steward_never_link")
 
 
+async def test_every_change_of_a_records_party_carries_a_higher_link_version(
+    identity: Identity,
+) -> None:
+    """Consumers keep the link with the highest version (the profile does), so a record's
+    versions must rise with each change of its party, in commit order, whatever the times say."""
+    a1 = await identity.link(lin("core", "V-1", "13600000011", "lin.v@163.com"))
+    await identity.link(lin("cards", "V-2", "13600000011", "lin.v@163.com"))
+    b1 = await identity.link(lin("loans", "W-1", "13700000012", "lin.w@qq.com"))
+    survivor = await identity.service.merge_parties(
+        [a1.party_id, b1.party_id], "steward-li", "one customer"
+    )  # W-1 joins the survivor: version 2, carried by no per-record event
+    new_party = await identity.service.split_party(
+        survivor, [key("loans", "W-1")], "steward-li", "two customers"
+    )
+    identity.clock.now = START  # a clock that went back changes nothing
+    moved = await identity.link(
+        record("cards", "V-2", full_name="周杰", phone="13511112222", email="zhou.jie@qq.com")
+    )
+
+    (linked,) = [
+        e
+        for e in await events_of_type(
+            identity.database,
+            events_pb2.SourceRecordLinked.DESCRIPTOR.full_name,
+            events_pb2.SourceRecordLinked,
+        )
+        if e.source_record.source_record_id == "W-1"
+    ]
+    (split,) = await events_of_type(identity.database, PARTY_SPLIT, events_pb2.PartySplit)
+    (move,) = await events_of_type(
+        identity.database, SOURCE_RECORD_MOVED, events_pb2.SourceRecordMoved
+    )
+    assert linked.link_version == 1
+    assert (split.new_party_id, list(split.link_versions)) == (new_party, [3])
+    assert (move.to_party_id, move.link_version) == (moved.party_id, 2)
+
+
 # --- 6. steward decisions -------------------------------------------------------------------
 
 

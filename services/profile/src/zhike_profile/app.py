@@ -2,24 +2,56 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from zhike.profile.v1 import profile_service_pb2
-from zhike_profile.domain.service import ProfileQueries
+from zhike_profile.config import load_assessment_config
+from zhike_profile.domain.service import Facts, ProfileClock, ProfileQueries, ProfileUpdates
 from zhike_profile.settings import ProfileSettings
-from zhike_profile.storage.repository import profile_reader
-from zhike_profile.transport.event_handlers import identity_consumer
+from zhike_profile.storage.repository import SqlProfileUnitOfWork
+from zhike_profile.transport import codec, source_codec
+from zhike_profile.transport.event_handlers import (
+    SOURCE_STREAM,
+    identity_consumer,
+    source_consumer,
+)
 from zhike_profile.transport.grpc_handlers import ProfileHandlers
+from zhike_profile.transport.risk_expiry import RiskExpiryWatch
 from zhike_runtime.app import Platform, ServiceDefinition, Wiring
+from zhike_runtime.events.bus import StreamSpec
 
 SERVICE_NAME = profile_service_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name
+# The profile's own events (ProfileChanged).
+STREAM = StreamSpec("ZHIKE_PROFILE", (f"{codec.SUBJECT_PREFIX}.>",))
+# The source systems' facts: published by their adapters and by IngestSourceEvents.
+SOURCES = StreamSpec(SOURCE_STREAM, (f"{source_codec.SUBJECT_PREFIX}.>",))
 
 
 def wire(platform: Platform[ProfileSettings]) -> Wiring:
-    queries = ProfileQueries(profile_reader(platform.database))
+    settings = platform.settings
+    # A bad configuration file stops the service here, naming every problem.
+    config = load_assessment_config(settings.assessment_config_dir)
+    clock = ProfileClock(ZoneInfo(settings.business_time_zone), lambda: dt.datetime.now(dt.UTC))
+    facts = Facts(config, clock)
+    updates = ProfileUpdates(facts)
+
+    def unit_of_work() -> SqlProfileUnitOfWork:
+        return SqlProfileUnitOfWork(platform.database, codec.outgoing_event, platform.relay.notify)
+
+    queries = ProfileQueries(unit_of_work, facts, platform.page_tokens, settings.max_page_size)
+    handlers = ProfileHandlers(
+        queries, platform.bus, publish_timeout_seconds=settings.outbox_publish_timeout_seconds
+    )
+    expiry = RiskExpiryWatch(updates, unit_of_work, settings.risk_expiry_check_seconds)
     return Wiring(
-        grpc_registrations=[ProfileHandlers(queries).register],
-        consumers=[identity_consumer()],
+        grpc_registrations=[handlers.register],
+        consumers=[
+            identity_consumer(updates, unit_of_work),
+            source_consumer(updates, unit_of_work, clock.now),
+        ],
+        background={"risk-expiry": expiry.run},
     )
 
 
@@ -28,6 +60,7 @@ DEFINITION = ServiceDefinition(
     settings_type=ProfileSettings,
     grpc_service_names=(SERVICE_NAME,),
     migrations=Path(__file__).resolve().parent / "storage" / "migrations",
-    stream=None,
+    stream=STREAM,
+    extra_streams=(SOURCES,),
     wire=wire,
 )

@@ -5,168 +5,334 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from zhike_profile.app import DEFINITION
-from zhike_profile.domain import service
-from zhike_profile.domain.model import LinkedSourceRecord, Profile
-from zhike_profile.domain.service import ProfileQueries
-from zhike_profile.storage.repository import SqlProfileRepository, profile_reader
+from zhike.profile.v1 import events_pb2
+from zhike_profile.domain.facts import SourceKey
+from zhike_profile.domain.model import LinkedSourceRecord
+from zhike_profile.domain.source_events import SourceEvent
 from zhike_profile.storage.schema import profile, profile_source_record
-from zhike_runtime.db import Database
+from zhike_profile.transport.source_codec import decode_source_event
 from zhike_runtime.errors import InvalidArgument, NotFound
-from zhike_runtime.migrations import apply_migrations
+from zhike_runtime.validation import Violations
 
-T0 = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
+from ..profile_harness import Harness
+from ..source_facts import (
+    T0,
+    account_opened,
+    balance_changed,
+    risk_assessed,
+    source_event,
+)
+
 T1 = T0 + dt.timedelta(minutes=1)
 T2 = T0 + dt.timedelta(minutes=2)
+CRM_1 = SourceKey("crm", "1")
+CRM_2 = SourceKey("crm", "2")
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    await apply_migrations(db, DEFINITION.migrations)
+async def harness(database_url: str) -> AsyncIterator[Harness]:
+    started = await Harness.start(database_url)
     try:
-        yield db
+        yield started
     finally:
-        await db.dispose()
+        await started.close()
 
 
 def party() -> str:
     return str(uuid.uuid4())
 
 
-async def party_created(database: Database, party_id: str, at: dt.datetime) -> None:
-    async with database.session() as session, session.begin():
-        await service.apply_party_created(SqlProfileRepository(session), party_id, at)
-
-
-async def source_record_linked(
-    database: Database, party_id: str, system: str, record_id: str, at: dt.datetime
-) -> None:
-    async with database.session() as session, session.begin():
-        await service.apply_source_record_linked(
-            SqlProfileRepository(session), party_id, LinkedSourceRecord(system, record_id, at)
-        )
-
-
-async def get(database: Database, party_id: str) -> Profile:
-    return await ProfileQueries(profile_reader(database)).get_profile(party_id)
-
-
-async def count(database: Database, table: sa.Table) -> int:
-    async with database.session() as session:
+async def count(harness: Harness, table: sa.Table) -> int:
+    async with harness.database.session() as session:
         return int(await session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
 
-async def test_party_created_makes_an_empty_profile(database: Database) -> None:
+async def records(harness: Harness, party_id: str) -> tuple[LinkedSourceRecord, ...]:
+    return (await harness.queries.get_profile(party_id, with_facts=False)).profile.source_records
+
+
+async def test_party_created_makes_an_empty_profile(harness: Harness) -> None:
     party_id = party()
 
-    await party_created(database, party_id, T0)
+    await harness.created("e1", party_id, T0)
 
-    found = await get(database, party_id)
-    assert found == Profile(party_id, (), created_at=T0, updated_at=T0)
-
-
-async def test_party_created_twice_changes_nothing(database: Database) -> None:
-    party_id = party()
-    await party_created(database, party_id, T0)
-
-    await party_created(database, party_id, T1)
-
-    found = await get(database, party_id)
-    assert (found.created_at, found.updated_at) == (T0, T0)
-    assert await count(database, profile) == 1
+    found = (await harness.profile(party_id)).profile
+    assert (found.party_id, found.source_records, found.created_at) == (party_id, (), T0)
 
 
-async def test_linked_records_are_listed_in_link_order(database: Database) -> None:
-    party_id = party()
-    await party_created(database, party_id, T0)
-
-    await source_record_linked(database, party_id, "cards", "C-77", T2)
-    await source_record_linked(database, party_id, "core-banking", "CIF-1", T1)
-
-    found = await get(database, party_id)
-    assert found.source_records == (
-        LinkedSourceRecord("core-banking", "CIF-1", T1),
-        LinkedSourceRecord("cards", "C-77", T2),
-    )
-    assert found.created_at == T0
-    assert all(r.linked_at.tzinfo is not None for r in found.source_records)
-
-
-async def test_source_record_linked_before_party_created_yields_one_profile(
-    database: Database,
+async def test_a_party_is_created_at_its_earliest_event_whichever_arrives_first(
+    harness: Harness,
 ) -> None:
     party_id = party()
 
-    await source_record_linked(database, party_id, "core-banking", "CIF-1", T1)
-    await party_created(database, party_id, T0)
+    await harness.linked("e2", CRM_1, party_id, 1, T1)
+    await harness.created("e1", party_id, T0)
+    await harness.created("e3", party_id, T2)
 
-    found = await get(database, party_id)
-    assert found.party_id == party_id
-    assert found.source_records == (LinkedSourceRecord("core-banking", "CIF-1", T1),)
-    assert await count(database, profile) == 1
-    assert await count(database, profile_source_record) == 1
+    assert (await harness.profile(party_id)).profile.created_at == T0
+    assert await count(harness, profile) == 1
 
 
-async def test_the_same_link_applied_twice_keeps_one_record(database: Database) -> None:
+async def test_linked_records_are_listed_in_link_order(harness: Harness) -> None:
     party_id = party()
 
-    await source_record_linked(database, party_id, "crm", "1", T1)
-    await source_record_linked(database, party_id, "crm", "1", T1)
+    await harness.linked("e1", SourceKey("cards", "C-77"), party_id, 1, T2)
+    await harness.linked("e2", SourceKey("core-banking", "CIF-1"), party_id, 1, T1)
 
-    assert (await get(database, party_id)).source_records == (LinkedSourceRecord("crm", "1", T1),)
-    assert await count(database, profile_source_record) == 1
+    assert await records(harness, party_id) == (
+        LinkedSourceRecord("core-banking", "CIF-1", T1),
+        LinkedSourceRecord("cards", "C-77", T2),
+    )
 
 
-async def test_linking_a_record_to_another_party_moves_it(database: Database) -> None:
+async def test_the_same_link_delivered_twice_keeps_one_record(harness: Harness) -> None:
+    party_id = party()
+
+    assert await harness.linked("e1", CRM_1, party_id, 1, T1)
+    assert not await harness.linked("e1", CRM_1, party_id, 1, T1)
+
+    assert await records(harness, party_id) == (LinkedSourceRecord("crm", "1", T1),)
+    assert await count(harness, profile_source_record) == 1
+
+
+async def test_a_newer_link_moves_the_record(harness: Harness) -> None:
     first, second = party(), party()
-    await party_created(database, first, T0)
-    await party_created(database, second, T0)
-    await source_record_linked(database, first, "crm", "1", T1)
-    await source_record_linked(database, first, "crm", "2", T1)
+    await harness.linked("e1", CRM_1, first, 1, T1)
+    await harness.linked("e2", CRM_2, first, 1, T1)
 
-    await source_record_linked(database, second, "crm", "1", T2)
+    await harness.linked("e3", CRM_1, second, 2, T2)
 
-    assert (await get(database, first)).source_records == (LinkedSourceRecord("crm", "2", T1),)
-    assert (await get(database, second)).source_records == (LinkedSourceRecord("crm", "1", T2),)
-    assert await count(database, profile_source_record) == 2
+    assert await records(harness, first) == (LinkedSourceRecord("crm", "2", T1),)
+    assert await records(harness, second) == (LinkedSourceRecord("crm", "1", T2),)
 
 
-async def test_a_failed_transaction_leaves_no_profile(database: Database) -> None:
+async def test_a_delayed_retry_of_an_older_link_never_puts_a_moved_record_back(
+    harness: Harness,
+) -> None:
+    """The defect this replaces: link() overwrote unconditionally, so the consumer's retry of
+    a link that had failed once (the same event, redelivered after the move was applied) put
+    the record back on its old party for good."""
+    first, second = party(), party()
+    await harness.linked("moved", CRM_1, second, 2, T2)
+
+    await harness.linked("linked", CRM_1, first, 1, T1)  # the retry, late
+
+    assert await records(harness, first) == ()
+    assert await records(harness, second) == (LinkedSourceRecord("crm", "1", T2),)
+
+
+async def test_a_newer_link_wins_over_an_older_one_even_with_an_earlier_clock(
+    harness: Harness,
+) -> None:
+    """Identity's link version orders a record's links, not the times on them."""
+    first, second = party(), party()
+    await harness.linked("e1", CRM_1, first, 1, T2)
+
+    await harness.linked("e2", CRM_1, second, 2, T1)
+    await harness.linked("e1-again", CRM_1, first, 1, T2)
+
+    assert await records(harness, second) == (LinkedSourceRecord("crm", "1", T1),)
+
+
+async def test_a_link_to_a_party_merged_away_lands_on_the_survivor(harness: Harness) -> None:
+    survivor, retired = party(), party()
+    await harness.linked("e1", CRM_1, survivor, 1, T0)
+    await harness.merged("e2", survivor, [retired], T1)
+
+    await harness.linked("e3", CRM_2, retired, 1, T0)  # sent before the merge, arrived after
+
+    assert {r.key for r in await records(harness, survivor)} == {CRM_1, CRM_2}
+    assert (await harness.profile(retired)).profile.party_id == survivor
+
+
+async def test_a_party_is_found_by_any_of_its_source_records(harness: Harness) -> None:
+    survivor, retired = party(), party()
+    await harness.linked("e1", CRM_1, retired, 1, T0)
+    await harness.merged("e2", survivor, [retired], T1)
+
+    found = await harness.queries.get_profile(source=CRM_1)
+
+    assert found.profile.party_id == survivor
+    with pytest.raises(NotFound):
+        await harness.queries.get_profile(source=SourceKey("crm", "unknown"))
+
+
+async def test_a_failed_transaction_leaves_no_profile(harness: Harness) -> None:
     party_id = party()
 
     async def link_then_fail() -> None:
-        async with database.session() as session, session.begin():
-            await service.apply_source_record_linked(
-                SqlProfileRepository(session), party_id, LinkedSourceRecord("crm", "1", T1)
-            )
+        async with harness.unit() as unit:
+            await unit.parties.ensure(party_id, T0)
             raise RuntimeError("handler failed")
 
     with pytest.raises(RuntimeError, match="handler failed"):
         await link_then_fail()
 
-    assert await count(database, profile) == 0
-    assert await count(database, profile_source_record) == 0
+    assert await count(harness, profile) == 0
 
 
-async def test_get_profile_for_unknown_party_is_not_found(database: Database) -> None:
+async def test_get_profile_for_unknown_party_is_not_found(harness: Harness) -> None:
     unknown = party()
 
     with pytest.raises(NotFound) as caught:
-        await get(database, unknown)
+        await harness.profile(unknown)
 
     assert (caught.value.resource, caught.value.resource_id) == ("profile", unknown)
 
 
 @pytest.mark.parametrize("party_id", ["", "not-a-uuid", "a.b.>"])
 async def test_get_profile_with_malformed_id_names_party_id(
-    database: Database, party_id: str
+    harness: Harness, party_id: str
 ) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await get(database, party_id)
+        await harness.profile(party_id)
 
     assert [v.field for v in caught.value.violations] == ["party_id"]
+
+
+# --- source facts ---------------------------------------------------------------------------
+
+
+async def test_a_balance_older_than_the_one_held_changes_nothing(harness: Harness) -> None:
+    party_id = party()
+    await harness.linked("l1", CRM_1, party_id, 1)
+    await harness.source(source_event("crm", "1", "a1", 1, **account_opened("ACC", "USD")))
+    await harness.source(source_event("crm", "1", "b3", 3, **balance_changed("ACC", "USD", 0)))
+
+    await harness.source(source_event("crm", "1", "b2", 2, **balance_changed("ACC", "USD", 900)))
+
+    assert await harness.balances(party_id) == {"USD": 0}
+
+
+async def test_facts_before_the_records_link_count_from_the_moment_it_arrives(
+    harness: Harness,
+) -> None:
+    party_id = party()
+    await harness.source(source_event("crm", "1", "b2", 2, **balance_changed("ACC", "USD", 600000)))
+    await harness.source(source_event("crm", "1", "a1", 1, **account_opened("ACC", "USD")))
+    assert await harness.changes() == []  # no party yet: nothing to tell
+
+    await harness.linked("l1", CRM_1, party_id, 1)
+
+    assert await harness.balances(party_id) == {"USD": 600000}
+    (changed,) = await harness.changes()
+    assert changed.cause == events_pb2.CHANGE_CAUSE_IDENTITY
+    opened = [f.holding_opened for f in changed.facts if f.HasField("holding_opened")]
+    assert [(o.account_id, o.currency_code) for o in opened] == [("ACC", "USD")]
+    assert _balance_changes(changed) == [("USD", 0, 600000)]
+
+
+async def test_usd_6000_withdrawn_to_0_is_told_as_the_usd_balance_change(
+    harness: Harness,
+) -> None:
+    party_id = party()
+    await harness.linked("l1", CRM_1, party_id, 1)
+    await harness.source(source_event("crm", "1", "a1", 1, **account_opened("ACC", "USD")))
+    await harness.source(source_event("crm", "1", "b2", 2, **balance_changed("ACC", "USD", 600000)))
+
+    await harness.source(
+        source_event("crm", "1", "b3", 3, **balance_changed("ACC", "USD", 0, change=-600000))
+    )
+
+    assert await harness.balances(party_id) == {"USD": 0}
+    last = (await harness.changes())[-1]
+    assert last.party_id == party_id
+    assert last.cause == events_pb2.CHANGE_CAUSE_SOURCE_EVENT
+    assert _balance_changes(last) == [("USD", 600000, 0)]
+    assert [f.segment_left.segment for f in last.facts if f.HasField("segment_left")] == [
+        "foreign_currency_holder",
+        "usd_holder",
+    ]
+
+
+async def test_each_profile_changed_of_a_party_has_the_next_version(harness: Harness) -> None:
+    party_id = party()
+    await harness.linked("l1", CRM_1, party_id, 1)
+    await harness.source(source_event("crm", "1", "a1", 1, **account_opened("ACC", "USD")))
+    await harness.source(source_event("crm", "1", "b2", 2, **balance_changed("ACC", "USD", 100)))
+    await harness.source(source_event("crm", "1", "b2", 2, **balance_changed("ACC", "USD", 100)))
+
+    versions = [c.profile_version for c in await harness.changes() if c.party_id == party_id]
+
+    assert versions == list(range(1, len(versions) + 1))
+    assert (await harness.profile(party_id)).profile.version == versions[-1]
+
+
+async def test_a_batch_of_source_events_is_told_once_per_party(harness: Harness) -> None:
+    """The consumer applies a fetch of events in one transaction: one ProfileChanged per party
+    for all of them, saying where they left it."""
+    first, second = party(), party()
+    await harness.linked("l1", CRM_1, first, 1)
+    await harness.linked("l2", CRM_2, second, 1)
+    told_before = len(await harness.changes())
+    messages = [
+        source_event("crm", "1", "a1", 1, **account_opened("ACC", "USD")),
+        source_event("crm", "1", "b2", 2, **balance_changed("ACC", "USD", 100)),
+        source_event("crm", "1", "b3", 3, **balance_changed("ACC", "USD", 700)),
+        source_event("crm", "2", "a1", 1, **account_opened("ACC", "EUR")),
+        source_event("crm", "3", "a1", 1, **account_opened("ACC", "EUR")),  # not linked yet
+    ]
+    events = [decoded(harness, message) for message in messages]
+
+    await harness.deliver("batch", lambda unit: harness.updates.apply_source_events(unit, events))
+
+    told = (await harness.changes())[told_before:]
+    assert sorted(c.party_id for c in told) == sorted([first, second])
+    (to_first,) = [c for c in told if c.party_id == first]
+    assert _balance_changes(to_first) == [("USD", 0, 700)]
+
+
+def decoded(harness: Harness, message: Any) -> SourceEvent:
+    v = Violations()
+    event = decode_source_event(v, "", message, harness.now)
+    v.raise_if_any()
+    assert event is not None
+    return event
+
+
+async def test_an_expired_risk_assessment_is_told_once_on_the_day_it_expires(
+    harness: Harness,
+) -> None:
+    party_id = party()
+    await harness.linked("l1", CRM_1, party_id, 1)
+    assessed = risk_assessed(3, dt.date(2025, 11, 3), dt.date(2026, 11, 3))
+    await harness.source(source_event("crm", "1", "r1", 1, **assessed))
+    (valid,) = [
+        f for c in await harness.changes() for f in c.facts if f.HasField("risk_level_changed")
+    ]
+    assert (valid.risk_level_changed.before, valid.risk_level_changed.after) == (0, 3)
+    assert await harness.updates.tell_expired_risks(harness.unit) == 0  # 2 November: valid
+
+    harness.now = T0 + dt.timedelta(days=1)  # 3 November in Shanghai: no longer valid
+    assert await harness.updates.tell_expired_risks(harness.unit) == 1
+    assert await harness.updates.tell_expired_risks(harness.unit) == 0  # told once
+
+    last = (await harness.changes())[-1]
+    assert (last.party_id, last.cause) == (party_id, events_pb2.CHANGE_CAUSE_TIME)
+    (expired,) = [
+        f.risk_assessment_expired for f in last.facts if f.HasField("risk_assessment_expired")
+    ]
+    assert expired.customer_risk == 3
+    assert (expired.expire_date.year, expired.expire_date.month, expired.expire_date.day) == (
+        2026,
+        11,
+        3,
+    )
+
+
+def _balance_changes(changed: events_pb2.ProfileChanged) -> list[tuple[str, int, int]]:
+    return [
+        (
+            f.balance_changed.currency_code,
+            f.balance_changed.before_minor_units,
+            f.balance_changed.after_minor_units,
+        )
+        for f in changed.facts
+        if f.HasField("balance_changed")
+        and f.balance_changed.side == events_pb2.BALANCE_SIDE_ASSETS
+    ]

@@ -1,8 +1,9 @@
 """S9, the other half: the NATS allow-list is enough to run on. Identity and profile, in-process,
 each connect with its own NKey to a nats-server that knows only the allow-list's users; identity's
-outbox publishes a party's events, the profile consumes them, a malformed event goes to the
-dead-letter stream, and `zhike dlq` (user dlq-admin) lists and replays it. The server logs no
-permissions violation on the way."""
+outbox publishes a party's events, the profile consumes them, a source adapter (user
+source-adapter) publishes a balance that the profile applies and tells in a ProfileChanged on its
+own stream, a malformed event goes to the dead-letter stream, and `zhike dlq` (user dlq-admin)
+lists and replays it. The server logs no permissions violation on the way."""
 
 from __future__ import annotations
 
@@ -22,13 +23,15 @@ from zhike_identity.transport.codec import PARTY_CREATED_SUBJECT
 from zhike_profile.app import DEFINITION as PROFILE
 from zhike_runtime import cli
 from zhike_runtime.events import headers as h
-from zhike_runtime.testing.nats_users import PermissionedNats
+from zhike_runtime.testing.nats_users import OBSERVER, PermissionedNats
 from zhike_runtime.testing.services import (
     authorised_channel,
     eventually,
     running_service,
     wait_serving,
 )
+
+from ..source_facts import account_opened, balance_changed, publish, source_event
 
 if TYPE_CHECKING:
     from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub
@@ -100,6 +103,32 @@ async def test_profile_follows_identity_each_with_only_its_own_nats_permissions(
 
                 await eventually(profile_shows_the_party, timeout=15)
 
+                adapter = await nats.connect("source-adapter")
+                for event in (
+                    source_event("core", "A-1", "e-1", 1, **account_opened("ACC-1", "USD")),
+                    source_event(
+                        "core", "A-1", "e-2", 2, **balance_changed("ACC-1", "USD", 600000)
+                    ),
+                ):
+                    await publish(adapter.jetstream(), event)
+                await adapter.close()
+
+                async def profile_shows_the_usd() -> bool:
+                    response = await profile_api.GetProfile(
+                        profile_service_pb2.GetProfileRequest(party_id=linked.party_id),
+                        timeout=2,
+                    )
+                    balances = {
+                        b.currency_code: b.assets_minor_units for b in response.profile.balances
+                    }
+                    return balances.get("USD") == 600000
+
+                await eventually(profile_shows_the_usd, timeout=15)
+                observer = await nats.connect(OBSERVER)
+                changes = await observer.jetstream().stream_info("ZHIKE_PROFILE")
+                await observer.close()
+                assert changes.state.messages >= 1  # ProfileChanged, on the profile's stream
+
             # A producer bug: a party_created that is not one, on identity's own subject with
             # identity's own credentials. The profile parks it under its durable's DLQ subject.
             producer = await nats.connect("identity")
@@ -131,7 +160,7 @@ async def test_profile_follows_identity_each_with_only_its_own_nats_permissions(
                 return len(await dead_letters()) == 1
 
             await eventually(parked, timeout=15)
-            (consumer,) = profile.consumers
+            (consumer,) = [c for c in profile.consumers if c.spec.durable == "profile-identity"]
             assert consumer.dead_lettered == 1
 
             # Replayed to identity's subject by dlq-admin: the profile gets it again (and, as it

@@ -4,6 +4,9 @@ rejected record, a merge and a split, profile reads, and an event the profile ca
 Then every JSON log line both services wrote, every header of every message on the identity
 stream and the dead letters, and every payload are scanned for the customers' personal data.
 
+Their accounts and consents come from core banking through IngestSourceEvents, and the profile
+tells what changed in ProfileChanged: the source and profile streams are scanned too.
+
 Expected (docs/events.md, "Personal data in events"): no log line and no header holds a name, an
 ID number, a phone or an e-mail; no payload holds an ID number, a phone or an e-mail; names appear
 only in GoldenRecordChanged (the profile shows them) and in the dead letter kept from one.
@@ -39,6 +42,8 @@ from zhike_runtime.testing.services import (
     running_service,
     wait_serving,
 )
+
+from ..source_facts import account_opened, balance_changed, consent, source_event
 
 if TYPE_CHECKING:
     from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub
@@ -174,6 +179,30 @@ async def bank_journeys(stack: Stack) -> None:
 
         await eventually(named, timeout=15)
 
+    # Their accounts, from core banking: what ProfileChanged then tells offers and notifications.
+    for index, party_id in enumerate(parties):
+        await stack.profile.IngestSourceEvents(
+            profile_service_pb2.IngestSourceEventsRequest(
+                events=[
+                    source_event("core", f"C-{index}", f"o-{index}", 1, **account_opened("SAV")),
+                    source_event(
+                        "core", f"C-{index}", f"b-{index}", 2, **balance_changed("SAV", "CNY", 8800)
+                    ),
+                    source_event("core", f"C-{index}", f"c-{index}", 1, **consent(True)),
+                ]
+            ),
+            timeout=5,
+        )
+
+        async def told() -> bool:
+            found = await stack.profile.GetProfile(
+                profile_service_pb2.GetProfileRequest(party_id=party_id),  # noqa: B023
+                timeout=2,
+            )
+            return len(found.profile.consents) == 1 and len(found.profile.holdings) == 1
+
+        await eventually(told, timeout=15)
+
     # Searches by personal data, a masked read, and records refused as invalid.
     first = CUSTOMERS[0]
     found = await stack.identity.FindParties(
@@ -288,7 +317,11 @@ async def test_no_log_line_header_or_payload_carries_the_customers_identifiers(
     with captured_json_logs() as lines:
         await bank_journeys(stack)
     js = stack.identity_service.bus.js
-    messages = await every_message(js, IDENTITY_STREAM) + await every_message(js, DLQ_STREAM)
+    messages = [
+        message
+        for stream in (IDENTITY_STREAM, "ZHIKE_SOURCE", "ZHIKE_PROFILE", DLQ_STREAM)
+        for message in await every_message(js, stream)
+    ]
 
     # The scan saw real traffic: both services logged calls and applied events; every kind of
     # identity event and the dead letter are on the streams.
@@ -301,6 +334,8 @@ async def test_no_log_line_header_or_payload_carries_the_customers_identifiers(
         "PartiesMerged",
         "PartySplit",
         "GoldenRecordChanged",
+        "SourceEvent",
+        "ProfileChanged",
     }
     assert sum(m.stream == DLQ_STREAM for m in messages) == 1
 

@@ -53,7 +53,22 @@ METHOD_RULES: Mapping[str, MethodRule] = {
     _IDENTITY + "ListLinkReviews": MethodRule("identity.steward.read"),
     _IDENTITY + "ResolveLinkReview": MethodRule("identity.steward.write", audited=True),
     _IDENTITY + "RecordLinkDecision": MethodRule("identity.steward.write", audited=True),
-    _PROFILE + "GetProfile": MethodRule("profile.read", party_field="party_id"),
+    # Account ids may be card or account numbers: masked unless the caller may read them.
+    _PROFILE + "GetProfile": MethodRule(
+        "profile.read",
+        party_field="party_id",
+        unmask_permission="profile.read_pii",
+        unmasked_fields=("holdings.account_id",),
+    ),
+    _PROFILE + "ListHoldings": MethodRule(
+        "profile.read",
+        party_field="party_id",
+        unmask_permission="profile.read_pii",
+        unmasked_fields=("account_id",),
+    ),
+    _PROFILE + "ListInteractions": MethodRule("profile.read", party_field="party_id"),
+    _PROFILE + "SearchProfiles": MethodRule("profile.search"),
+    _PROFILE + "IngestSourceEvents": MethodRule("profile.source.write"),
     _OFFERS + "DecideOffers": MethodRule("offers.decide", party_field="party_id"),
     _NOTIFICATIONS + "SendNotification": MethodRule("notifications.send", audited=True),
 }
@@ -67,6 +82,7 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "identity.party.read_pii",
         "identity.party.find",
         "profile.read",
+        "profile.read_pii",
         "offers.decide",
     ),
     "call_centre_agent": (
@@ -82,10 +98,16 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "identity.steward.read",
         "identity.steward.write",
         "profile.read",
+        "profile.read_pii",
     ),
-    "marketing_operations": ("profile.read", "offers.decide", "notifications.send"),
-    # Source-system adapters (core deposits, cards, loans…) feeding their records in.
-    "source_system": ("identity.record.write",),
+    "marketing_operations": (
+        "profile.read",
+        "profile.search",
+        "offers.decide",
+        "notifications.send",
+    ),
+    # Source-system adapters (core deposits, cards, loans…) feeding their records and facts in.
+    "source_system": ("identity.record.write", "profile.source.write"),
     "sre": ("audit.read",),
 }
 

@@ -1,11 +1,25 @@
 """Idempotent event consumers on durable JetStream pull consumers.
 
 For each message: the event id goes into the inbox table in the same transaction as the handler's
-effect; a redelivered event finds its id there and changes nothing. Acks are explicit and sent only
-after the commit. A failing event is NAKed with a growing delay (JetStream's BackOff does not apply
-to NAKs, so the delay is passed explicitly); after `max_deliver` attempts, or at once for an event
+effect (one `UnitOfWork`, so a handler may also stage outgoing events and take locks); a
+redelivered event finds its id there and changes nothing. Acks are explicit and sent only after
+the commit. A failing event is NAKed with a growing delay (JetStream's BackOff does not apply to
+NAKs, so the delay is passed explicitly); after `max_deliver` attempts, or at once for an event
 that can never succeed, it goes to the dead-letter stream with its subject and last error, and is
 terminated so the events behind it keep flowing.
+
+Also, for every consumer:
+- an event type with no handler is recorded in the inbox, counted
+  (`zhike.events.unhandled{consumer,event_type}`) and logged once (without its payload), then
+  acked: never silently dropped, never re-counted on redelivery;
+- while fetched messages wait or are being handled, `in_progress()` is sent for them every third
+  of AckWait (for at most 10 AckWaits), so a slow handler keeps its message instead of having it
+  redelivered to another;
+- inbox rows older than `ServiceSettings.inbox_retention_seconds` (longer than the stream keeps
+  events) are deleted every `consumer_inbox_prune_interval_seconds`;
+- with `ConsumerSpec.batch_handler`, the new events of one fetch are applied in one transaction;
+  if that fails, each event is applied alone, so a poison event is retried and dead-lettered by
+  itself.
 """
 
 from __future__ import annotations
@@ -13,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -23,20 +38,38 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike_runtime.db import DISCONNECT_ERRORS, Database, insert_for
+from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import ConsumerDeclaration, EventBus, PayloadTooLarge, dlq_subject
 from zhike_runtime.events.schema import inbox_event
 from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry, extract_context
+from zhike_runtime.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
+
+# in_progress() is sent this often, as a fraction of AckWait: twice before the deadline, so one
+# lost or late heartbeat does not cost a redelivery.
+KEEP_ALIVE_FRACTION = 1 / 3
+# ... but for no longer than this many AckWaits after the fetch: a handler that hangs must not
+# hold its message (and the ones fetched with it) for ever; past it JetStream redelivers them,
+# and the inbox absorbs whatever did commit.
+KEEP_ALIVE_LIMIT = 10
+# Inbox rows deleted per statement when pruning, so no transaction holds many row locks for long.
+PRUNE_CHUNK = 5000
+# The inbox's column sizes (events/schema.py): a header longer than these can never be recorded.
+_MAX_EVENT_ID = 64
+_MAX_EVENT_TYPE = 255
 
 
 class PermanentEventError(Exception):
@@ -49,11 +82,15 @@ class EventContext:
     event_type: str
     subject: str
     delivery: int
+    # The transaction the event is applied in: stage outgoing events and take locks through it.
+    # The consumer commits it (with the inbox row); handlers never do.
+    unit: UnitOfWork
 
 
 @dataclass(frozen=True)
 class EventHandler(Generic[M]):
-    """Applies one event type inside the consumer's transaction (the session is already begun)."""
+    """Applies one event type inside the consumer's transaction (the session is `context.unit`'s,
+    already begun)."""
 
     message_type: type[M]
     handle: Callable[[AsyncSession, M, EventContext], Awaitable[None]]
@@ -64,15 +101,58 @@ class EventHandler(Generic[M]):
 
 
 @dataclass(frozen=True)
+class ReceivedEvent:
+    """One new event of a batch: its decoded payload, its context and the handler for its type."""
+
+    message: Message
+    context: EventContext
+    handler: EventHandler[Any]
+
+
+# Applies a batch of new events (stream order, none seen before) in the unit's transaction.
+BatchHandler = Callable[[UnitOfWork, Sequence[ReceivedEvent]], Awaitable[None]]
+
+
+async def apply_in_turn(unit: UnitOfWork, events: Sequence[ReceivedEvent]) -> None:
+    """The simplest batch handler: each event's own handler, in turn, in one transaction (one
+    commit for the batch). A service with set-based writes supplies its own instead."""
+    for event in events:
+        await event.handler.handle(unit.session, event.message, event.context)
+
+
+@dataclass(frozen=True)
 class ConsumerSpec:
     durable: str  # <consumer>-<producer>
     stream: str
     filter_subjects: tuple[str, ...]
     handlers: tuple[EventHandler[Any], ...]
+    # The unit each event (or batch) is applied in, when the service's handlers need its
+    # repositories; default: a plain UnitOfWork that wakes the relay after a commit.
+    unit_of_work: Callable[[], UnitOfWork] | None = None
+    # Opt-in: apply the new events of each fetch in one transaction. `handlers` still apply
+    # each event alone when the batch fails, so they must have the same effect.
+    batch_handler: BatchHandler | None = None
 
 
 # Test seam for crash scenarios: awaited after the effect committed and before the ack.
 AfterCommitHook = Callable[[EventContext], Awaitable[None]]
+
+
+class _Outcome(Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    UNHANDLED = "unhandled"
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """What the consumer reads from one message before applying it."""
+
+    message: Msg
+    event_id: str
+    event_type: str
+    delivery: int
+    handler: EventHandler[Any] | None
 
 
 class EventConsumer:
@@ -84,6 +164,7 @@ class EventConsumer:
         telemetry: Telemetry,
         settings: ServiceSettings,
         *,
+        on_commit: Callable[[], None] | None = None,
         after_commit: AfterCommitHook | None = None,
     ) -> None:
         self.spec = spec
@@ -94,20 +175,26 @@ class EventConsumer:
         self._handlers: Mapping[str, EventHandler[Any]] = {
             handler.event_type: handler for handler in spec.handlers
         }
+        self._on_commit = on_commit
         self._after_commit = after_commit
         self._stopping = False
+        self._labels = {"consumer": spec.durable}
         # Counts for this instance (the metrics carry the same, labelled by consumer).
         self.applied = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self.unhandled = 0
+        self.batches_applied = 0
+        self.batches_failed = 0
         # The series exist from the start at 0: a counter first seen at 1 shows no increase()
         # to Prometheus, and the first dead letter would not alert.
         for counter in (
             telemetry.events_applied,
             telemetry.events_duplicate,
             telemetry.events_dead_lettered,
+            telemetry.events_unhandled,
         ):
-            counter.add(0, {"consumer": spec.durable})
+            counter.add(0, self._labels)
         bus.add_consumer(
             ConsumerDeclaration(
                 durable=spec.durable,
@@ -124,6 +211,13 @@ class EventConsumer:
 
     async def run(self) -> None:
         await self._bus.wait_ready()
+        pruning = asyncio.create_task(self._prune_periodically(), name=f"prune-{self.spec.durable}")
+        try:
+            await self._consume()
+        finally:
+            pruning.cancel()
+
+    async def _consume(self) -> None:
         subscription: JetStreamContext.PullSubscription | None = None
         loop = asyncio.get_running_loop()
         last_lag_check = 0.0
@@ -143,12 +237,8 @@ class EventConsumer:
                 )
                 await asyncio.sleep(0.5)
                 continue
-            for message in messages:
-                if self._stopping:
-                    # Not started: hand it back for another replica (or our next start) at once.
-                    await _settle(message.nak())
-                    continue
-                await self._process(message)
+            if messages:
+                await self._process_fetched(messages)
             if subscription is not None and loop.time() - last_lag_check > 5.0:
                 last_lag_check = loop.time()
                 await self._record_lag(subscription)
@@ -158,120 +248,326 @@ class EventConsumer:
             except (NatsError, JetStreamError) as error:
                 log.info("unsubscribe failed", extra={"error": describe_error(error)})
 
-    async def _process(self, message: Msg) -> None:
+    async def _process_fetched(self, messages: Sequence[Msg]) -> None:
+        """Applies one fetch (as a batch, or one by one), keeping the unsettled ones alive."""
+        unsettled: dict[int, Msg] = {id(m): m for m in messages}
+        keep_alive = asyncio.create_task(self._keep_alive(unsettled))
+        try:
+            if self.spec.batch_handler is not None and len(messages) > 1 and not self._stopping:
+                await self._process_batch(messages, unsettled)
+            for message in messages:
+                if id(message) not in unsettled:
+                    continue  # settled by the batch
+                if self._stopping:
+                    # Not started: hand it back for another replica (or our next start) at once.
+                    await _settle(message.nak())
+                else:
+                    await self._process(message)
+                del unsettled[id(message)]
+        finally:
+            keep_alive.cancel()
+
+    async def _keep_alive(self, unsettled: Mapping[int, Msg]) -> None:
+        """Tells JetStream every fetched message not yet settled is still being worked on, so
+        its AckWait restarts instead of expiring while earlier ones or a slow handler run."""
+        ack_wait = self._settings.consumer_ack_wait_seconds
+        interval = ack_wait * KEEP_ALIVE_FRACTION
+        for _ in range(round(KEEP_ALIVE_LIMIT / KEEP_ALIVE_FRACTION)):
+            await asyncio.sleep(interval)
+            for message in list(unsettled.values()):
+                try:
+                    await message.in_progress()
+                except (NatsError, JetStreamError, OSError, TimeoutError) as error:
+                    log.info(
+                        "could not extend the ack deadline",
+                        extra={"consumer": self.spec.durable, "error": describe_error(error)},
+                    )
+        log.warning(
+            "handling has taken too long; its messages are left to be redelivered",
+            extra={
+                "consumer": self.spec.durable,
+                "unsettled": len(unsettled),
+                "seconds": ack_wait * KEEP_ALIVE_LIMIT,
+            },
+        )
+
+    def _read(self, message: Msg) -> _Delivery:
         headers = message.headers or {}
-        event_id = headers.get(h.EVENT_ID) or headers.get(h.MSG_ID) or ""
-        event_type = headers.get(h.EVENT_TYPE, "")
-        delivery = message.metadata.num_delivered or 1
-        context = EventContext(event_id, event_type, message.subject, delivery)
-        tracer = self._telemetry.tracer
-        with tracer.start_as_current_span(
-            f"consume {event_type or message.subject}",
+        return _Delivery(
+            message=message,
+            event_id=headers.get(h.EVENT_ID) or headers.get(h.MSG_ID) or "",
+            event_type=headers.get(h.EVENT_TYPE, ""),
+            delivery=message.metadata.num_delivered or 1,
+            handler=self._handlers.get(headers.get(h.EVENT_TYPE, "")),
+        )
+
+    def _decode(self, delivery: _Delivery) -> Message | None:
+        """The payload, None for a type without a handler; raises PermanentEventError for a
+        message that can never be recorded or applied."""
+        if not delivery.event_id:
+            raise PermanentEventError("message has no event id header")
+        if len(delivery.event_id) > _MAX_EVENT_ID:
+            raise PermanentEventError(f"event id longer than {_MAX_EVENT_ID} characters")
+        if not delivery.event_type:
+            raise PermanentEventError("message has no event type header")
+        if len(delivery.event_type) > _MAX_EVENT_TYPE:
+            raise PermanentEventError(f"event type longer than {_MAX_EVENT_TYPE} characters")
+        if delivery.handler is None:
+            return None
+        try:
+            payload: Message = delivery.handler.message_type.FromString(delivery.message.data)
+        except DecodeError as error:
+            raise PermanentEventError(f"payload is not a {delivery.event_type}: {error}") from error
+        return payload
+
+    def _unit(self) -> UnitOfWork:
+        if self.spec.unit_of_work is not None:
+            return self.spec.unit_of_work()
+        return UnitOfWork(self._db, on_commit=self._on_commit)
+
+    def _context(self, delivery: _Delivery, unit: UnitOfWork) -> EventContext:
+        return EventContext(
+            delivery.event_id,
+            delivery.event_type,
+            delivery.message.subject,
+            delivery.delivery,
+            unit,
+        )
+
+    # --- one event at a time -------------------------------------------------------------------
+
+    async def _process(self, message: Msg) -> None:
+        delivery = self._read(message)
+        headers = message.headers or {}
+        with self._telemetry.tracer.start_as_current_span(
+            f"consume {delivery.event_type or message.subject}",
             context=extract_context(headers),
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "nats",
                 "messaging.destination.name": message.subject,
                 "messaging.consumer.group.name": self.spec.durable,
-                "messaging.message.id": event_id,
+                "messaging.message.id": delivery.event_id,
             },
         ) as span:
-            handler = self._handlers.get(event_type)
-            if handler is None:
-                # Another consumer's event type on a shared subject filter: nothing to do here.
-                await _settle(message.ack())
-                return
             try:
-                if not event_id:
-                    raise PermanentEventError("message has no event id header")
-                try:
-                    payload = handler.message_type.FromString(message.data)
-                except DecodeError as error:
-                    raise PermanentEventError(f"payload is not a {event_type}: {error}") from error
-                applied = await self._apply(handler, payload, context)
+                payload = self._decode(delivery)
+                outcome, context = await self._apply(delivery, payload)
             except PermanentEventError as error:
                 span.set_status(Status(StatusCode.ERROR, describe_error(error)))
-                await self._dead_letter(message, context, error)
+                await self._dead_letter(delivery, error)
                 return
             except Exception as error:  # noqa: BLE001 - any failure is retried, then dead-lettered
-                span.set_status(Status(StatusCode.ERROR, describe_error(error)))
-                await self._retry_or_dead_letter(message, context, error)
+                failure = _reported(error)
+                span.set_status(Status(StatusCode.ERROR, describe_error(failure)))
+                await self._retry_or_dead_letter(delivery, failure)
                 return
             if self._after_commit is not None:
                 await self._after_commit(context)
             await _settle(message.ack())
-            if applied:
-                self.applied += 1
-                self._telemetry.events_applied.add(1, {"consumer": self.spec.durable})
-                log.info(
-                    "event applied",
-                    extra={
-                        "consumer": self.spec.durable,
-                        "event_id": event_id,
-                        "event_type": event_type,
-                    },
-                )
-            else:
-                self.duplicates += 1
-                self._telemetry.events_duplicate.add(1, {"consumer": self.spec.durable})
-                log.info(
-                    "duplicate event absorbed",
-                    extra={"consumer": self.spec.durable, "event_id": event_id},
-                )
+            self._count([(delivery, outcome)])
 
     async def _apply(
-        self, handler: EventHandler[Any], payload: Message, context: EventContext
-    ) -> bool:
-        """Records the event id and applies the effect in one transaction; False if seen before."""
-        async with self._db.session() as session, session.begin():
-            row = {
-                "consumer": self.spec.durable,
-                "event_id": context.event_id,
-                "event_type": context.event_type,
-                "processed_at": dt.datetime.now(dt.UTC),
-            }
-            statement = (
-                insert_for(self._db.dialect, inbox_event).values(row).on_conflict_do_nothing()
-            )
-            result = await session.execute(statement)
+        self, delivery: _Delivery, payload: Message | None
+    ) -> tuple[_Outcome, EventContext]:
+        """Records the event id and applies the effect in one transaction."""
+        async with self._unit() as unit:
+            context = self._context(delivery, unit)
+            row = _inbox_row(self.spec.durable, delivery, dt.datetime.now(dt.UTC))
+            statement = insert_for(unit.dialect, inbox_event).values(row).on_conflict_do_nothing()
+            result = await unit.session.execute(statement)
             if result.rowcount == 0:  # type: ignore[attr-defined]
-                return False
-            await handler.handle(session, payload, context)
-        return True
+                return _Outcome.DUPLICATE, context
+            if delivery.handler is None or payload is None:
+                await unit.commit()
+                return _Outcome.UNHANDLED, context
+            await delivery.handler.handle(unit.session, payload, context)
+            await unit.commit()
+        return _Outcome.APPLIED, context
 
-    async def _retry_or_dead_letter(
-        self, message: Msg, context: EventContext, error: Exception
-    ) -> None:
-        if context.delivery >= self._settings.consumer_max_deliver:
-            await self._dead_letter(message, context, error)
+    # --- a batch in one transaction ------------------------------------------------------------
+
+    async def _process_batch(self, messages: Sequence[Msg], unsettled: dict[int, Msg]) -> None:
+        """Applies the well-formed events of one fetch in one transaction and settles them.
+        Leaves in `unsettled` whatever must go one by one: malformed messages (to be dead-
+        lettered alone) and, if the batch fails, all of them."""
+        assert self.spec.batch_handler is not None
+        deliveries: list[tuple[_Delivery, Message | None]] = []
+        for message in messages:
+            delivery = self._read(message)
+            try:
+                deliveries.append((delivery, self._decode(delivery)))
+            except PermanentEventError:
+                continue  # the one-by-one path dead-letters it with its reason
+        if not deliveries:
             return
-        delay = self._settings.backoff_for(context.delivery)
+        # One span for the batch, linked to each event's producer span.
+        producers = (
+            trace.get_current_span(extract_context(d.message.headers or {})).get_span_context()
+            for d, _payload in deliveries
+        )
+        links = [Link(producer) for producer in producers if producer.is_valid]
+        with self._telemetry.tracer.start_as_current_span(
+            f"consume batch {self.spec.durable}",
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.consumer.group.name": self.spec.durable,
+                "messaging.batch.message_count": len(deliveries),
+            },
+        ) as span:
+            try:
+                outcomes = await self._apply_batch(deliveries)
+            except Exception as error:  # noqa: BLE001 - the events are applied one by one instead
+                span.set_status(Status(StatusCode.ERROR, describe_error(error)))
+                self.batches_failed += 1
+                log.info(
+                    "batch failed; applying its events one by one",
+                    extra={
+                        "consumer": self.spec.durable,
+                        "events": len(deliveries),
+                        "error": describe_error(error),
+                    },
+                )
+                return
+        self.batches_applied += 1
+        if self._after_commit is not None:
+            for _delivery, _outcome, context in outcomes:
+                await self._after_commit(context)
+        for delivery, _outcome, _context in outcomes:
+            await _settle(delivery.message.ack())
+            del unsettled[id(delivery.message)]
+        self._count([(delivery, outcome) for delivery, outcome, _context in outcomes], batch=True)
+
+    async def _apply_batch(
+        self, deliveries: Sequence[tuple[_Delivery, Message | None]]
+    ) -> list[tuple[_Delivery, _Outcome, EventContext]]:
+        """One transaction: the inbox rows of every event, then the batch handler with the ones
+        not seen before. Returns each delivery's outcome and context, in fetch order."""
+        assert self.spec.batch_handler is not None
+        async with self._unit() as unit:
+            now = dt.datetime.now(dt.UTC)
+            first: dict[str, _Delivery] = {}
+            for delivery, _payload in deliveries:
+                first.setdefault(
+                    delivery.event_id, delivery
+                )  # a republished copy in the same fetch
+            statement = (
+                insert_for(unit.dialect, inbox_event)
+                .values([_inbox_row(self.spec.durable, d, now) for d in first.values()])
+                .on_conflict_do_nothing()
+                .returning(inbox_event.c.event_id)
+            )
+            new_ids = set((await unit.session.execute(statement)).scalars())
+            outcomes: list[tuple[_Delivery, _Outcome, EventContext]] = []
+            received: list[ReceivedEvent] = []
+            for delivery, payload in deliveries:
+                context = self._context(delivery, unit)
+                if first[delivery.event_id] is not delivery or delivery.event_id not in new_ids:
+                    outcomes.append((delivery, _Outcome.DUPLICATE, context))
+                elif delivery.handler is None or payload is None:
+                    outcomes.append((delivery, _Outcome.UNHANDLED, context))
+                else:
+                    outcomes.append((delivery, _Outcome.APPLIED, context))
+                    received.append(ReceivedEvent(payload, context, delivery.handler))
+            if received:
+                await self.spec.batch_handler(unit, received)
+            await unit.commit()
+        return outcomes
+
+    # --- outcomes ------------------------------------------------------------------------------
+
+    def _count(
+        self, outcomes: Sequence[tuple[_Delivery, _Outcome]], *, batch: bool = False
+    ) -> None:
+        """Counters and log lines for settled events: a line per event one at a time, a line
+        per batch in a batch (thousands of lines a second would cost a core's share)."""
+        applied = duplicates = 0
+        for delivery, outcome in outcomes:
+            if outcome is _Outcome.APPLIED:
+                applied += 1
+                if not batch:
+                    log.info(
+                        "event applied",
+                        extra={
+                            "consumer": self.spec.durable,
+                            "event_id": delivery.event_id,
+                            "event_type": delivery.event_type,
+                        },
+                    )
+            elif outcome is _Outcome.DUPLICATE:
+                duplicates += 1
+                if not batch:
+                    log.info(
+                        "duplicate event absorbed",
+                        extra={"consumer": self.spec.durable, "event_id": delivery.event_id},
+                    )
+            else:
+                self.unhandled += 1
+                self._telemetry.events_unhandled.add(
+                    1, {"consumer": self.spec.durable, "event_type": delivery.event_type}
+                )
+                # Ids and type only: the payload may carry personal data.
+                log.warning(
+                    "event type without a handler; recorded and acknowledged",
+                    extra={
+                        "consumer": self.spec.durable,
+                        "event_id": delivery.event_id,
+                        "event_type": delivery.event_type,
+                        "subject": delivery.message.subject,
+                    },
+                )
+        if batch:
+            log.info(
+                "batch applied",
+                extra={
+                    "consumer": self.spec.durable,
+                    "applied": applied,
+                    "duplicates": duplicates,
+                    "first_event_id": outcomes[0][0].event_id,
+                    "last_event_id": outcomes[-1][0].event_id,
+                },
+            )
+        if applied:
+            self.applied += applied
+            self._telemetry.events_applied.add(applied, self._labels)
+        if duplicates:
+            self.duplicates += duplicates
+            self._telemetry.events_duplicate.add(duplicates, self._labels)
+
+    async def _retry_or_dead_letter(self, delivery: _Delivery, error: BaseException) -> None:
+        if delivery.delivery >= self._settings.consumer_max_deliver:
+            await self._dead_letter(delivery, error)
+            return
+        delay = self._settings.backoff_for(delivery.delivery)
         level = logging.WARNING if not isinstance(error, DISCONNECT_ERRORS) else logging.INFO
         log.log(
             level,
             "event failed; will retry",
             extra={
                 "consumer": self.spec.durable,
-                "event_id": context.event_id,
-                "delivery": context.delivery,
+                "event_id": delivery.event_id,
+                "delivery": delivery.delivery,
                 "retry_in_seconds": delay,
                 "error": describe_error(error),
             },
         )
-        await _settle(message.nak(delay=delay))
+        await _settle(delivery.message.nak(delay=delay))
 
-    async def _dead_letter(self, message: Msg, context: EventContext, error: BaseException) -> None:
+    async def _dead_letter(self, delivery: _Delivery, error: BaseException) -> None:
+        message = delivery.message
         headers = dict(message.headers or {})
         # The stream sequence makes a replayed letter that fails again a new dead letter, while
         # redeliveries of one message (same sequence) still park once.
         sequence = message.metadata.sequence.stream
         headers |= {
-            h.MSG_ID: f"{self.spec.durable}:{context.event_id or '-'}:{sequence}",
-            h.EVENT_ID: context.event_id,
+            h.MSG_ID: f"{self.spec.durable}:{delivery.event_id or '-'}:{sequence}",
+            h.EVENT_ID: delivery.event_id,
             h.ORIGINAL_SUBJECT: message.subject,
             h.LAST_ERROR: describe_error(error),
             h.CONSUMER: self.spec.durable,
-            h.DELIVERIES: str(context.delivery),
+            h.DELIVERIES: str(delivery.delivery),
         }
         try:
             await self._bus.publish(dlq_subject(self.spec.durable), message.data, headers=headers)
@@ -279,23 +575,66 @@ class EventConsumer:
             # Not parked: leave the message unacked so it comes back rather than vanish.
             log.error(
                 "dead-letter publish failed; event left for redelivery",
-                extra={"event_id": context.event_id, "error": describe_error(publish_error)},
+                extra={"event_id": delivery.event_id, "error": describe_error(publish_error)},
             )
-            await _settle(message.nak(delay=self._settings.backoff_for(context.delivery)))
+            await _settle(message.nak(delay=self._settings.backoff_for(delivery.delivery)))
             return
         await _settle(message.term())
         self.dead_lettered += 1
-        self._telemetry.events_dead_lettered.add(1, {"consumer": self.spec.durable})
+        self._telemetry.events_dead_lettered.add(1, self._labels)
         log.error(
             "event dead-lettered",
             extra={
                 "consumer": self.spec.durable,
-                "event_id": context.event_id,
+                "event_id": delivery.event_id,
                 "subject": message.subject,
-                "deliveries": context.delivery,
+                "deliveries": delivery.delivery,
                 "error": describe_error(error),
             },
         )
+
+    # --- housekeeping --------------------------------------------------------------------------
+
+    async def prune_inbox(self, older_than: dt.datetime) -> int:
+        """Deletes this consumer's inbox rows processed before `older_than`; returns how many."""
+        deleted = 0
+        while True:
+            chunk = (
+                select(inbox_event.c.event_id)
+                .where(
+                    inbox_event.c.consumer == self.spec.durable,
+                    inbox_event.c.processed_at < older_than,
+                )
+                .limit(PRUNE_CHUNK)
+            )
+            async with self._db.session() as session, session.begin():
+                result = await session.execute(
+                    delete(inbox_event).where(
+                        inbox_event.c.consumer == self.spec.durable,
+                        inbox_event.c.event_id.in_(chunk.scalar_subquery()),
+                    )
+                )
+            count = int(result.rowcount)  # type: ignore[attr-defined]
+            deleted += count
+            if count < PRUNE_CHUNK:
+                return deleted
+
+    async def _prune_periodically(self) -> None:
+        retention = dt.timedelta(seconds=self._settings.inbox_retention_seconds)
+        while True:
+            try:
+                deleted = await self.prune_inbox(dt.datetime.now(dt.UTC) - retention)
+            except (SQLAlchemyError, OSError) as error:
+                log.warning(
+                    "inbox pruning failed; will try again",
+                    extra={"consumer": self.spec.durable, "error": describe_error(error)},
+                )
+            else:
+                if deleted:
+                    log.info(
+                        "inbox pruned", extra={"consumer": self.spec.durable, "deleted": deleted}
+                    )
+            await asyncio.sleep(self._settings.consumer_inbox_prune_interval_seconds)
 
     async def _record_lag(self, subscription: JetStreamContext.PullSubscription) -> None:
         try:
@@ -304,6 +643,24 @@ class EventConsumer:
             return
         pending = (info.num_pending or 0) + (info.num_ack_pending or 0)
         self._telemetry.gauges.consumer_pending[self.spec.durable] = pending
+
+
+def _reported(error: Exception) -> BaseException:
+    """The error a failed event is logged and dead-lettered with: the database error itself
+    where the unit of work wrapped it as ConcurrentUpdate (to a consumer a conflict is one more
+    failure to retry, and a dead letter should name what actually failed)."""
+    if isinstance(error, ConcurrentUpdate) and error.__cause__ is not None:
+        return error.__cause__
+    return error
+
+
+def _inbox_row(consumer: str, delivery: _Delivery, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "consumer": consumer,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "processed_at": now,
+    }
 
 
 async def _settle(action: Awaitable[None]) -> None:

@@ -3,8 +3,9 @@
 `SERVICES` below is the one source. From it come:
 
 - `server_authorization()`: the `authorization` block of a nats-server configuration, one NKey
-  user per service plus `dlq-admin` (the `zhike dlq` command), and nothing for a connection
-  without credentials, which the server then refuses;
+  user per service plus `dlq-admin` (the `zhike dlq` command) and `source-adapter` (the banks'
+  source-system adapters), and nothing for a connection without credentials, which the server
+  then refuses;
 - `chart_values()`: the same block as values of the official NATS Helm chart (`make deploy`);
 - `markdown_table()`: the table in docs/operations.md, "NATS permissions".
 
@@ -26,7 +27,10 @@ dead_letters.py):
   read the events another one pulls;
 - `dlq-admin` reads and deletes dead letters (`$JS.API.STREAM.MSG.GET|DELETE.ZHIKE_DLQ`) and
   republishes them to their original subjects, which makes it able to publish every producer's
-  events: its seed belongs to the operators and is mounted in no pod.
+  events: its seed belongs to the operators and is mounted in no pod;
+- `source-adapter` publishes the source systems' facts to the profile's ZHIKE_SOURCE stream
+  (`zhike.source.v1.<source_system>`) and receives JetStream's acks on its own inbox: nothing
+  else, not even reading the stream back.
 
 No service reads advisories (`$JS.EVENT.>`) or answers requests, so none may subscribe to
 anything but its inbox; anything not listed, including every other `$JS.API` call (deleting or
@@ -75,13 +79,24 @@ class Permissions:
 
 # The allow-list. A service that starts producing or consuming gets its line here in the same
 # change (tests/integration/test_nats_allow_list.py compares it with what each service declares).
+# The source systems' facts: owned by the profile (it declares the stream and consumes it),
+# published to by the banks' adapters and by the profile's IngestSourceEvents.
+SOURCE_STREAM = StreamSpec("ZHIKE_SOURCE", ("zhike.source.v1.>",))
 SERVICES: tuple[ServiceGrant, ...] = (
     ServiceGrant("identity", owns=(StreamSpec("ZHIKE_IDENTITY", ("zhike.identity.v1.>",)),)),
-    ServiceGrant("profile", consumes=(DurableConsumer("profile-identity", "ZHIKE_IDENTITY"),)),
+    ServiceGrant(
+        "profile",
+        owns=(StreamSpec("ZHIKE_PROFILE", ("zhike.profile.v1.>",)), SOURCE_STREAM),
+        consumes=(
+            DurableConsumer("profile-identity", "ZHIKE_IDENTITY"),
+            DurableConsumer("profile-source", "ZHIKE_SOURCE"),
+        ),
+    ),
     ServiceGrant("offers"),
     ServiceGrant("notifications"),
 )
 DLQ_ADMIN = "dlq-admin"
+SOURCE_ADAPTER = "source-adapter"
 
 
 def _inbox(user: str) -> str:
@@ -122,10 +137,15 @@ def dlq_admin_permissions() -> Permissions:
     )
 
 
+def source_adapter_permissions() -> Permissions:
+    return Permissions(SOURCE_STREAM.subjects, (_inbox(SOURCE_ADAPTER),))
+
+
 def allow_list() -> dict[str, Permissions]:
     """Every user and its permissions, in the order of the document."""
     users = {grant.user: service_permissions(grant) for grant in SERVICES}
     users[DLQ_ADMIN] = dlq_admin_permissions()
+    users[SOURCE_ADAPTER] = source_adapter_permissions()
     return users
 
 

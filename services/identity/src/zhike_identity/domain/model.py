@@ -84,6 +84,8 @@ class SourceRecordLinked:
     party_id: str
     source_record: SourceRecordKey
     at: dt.datetime
+    # The record's link version (RecordStore.move): consumers order a record's links by it.
+    link_version: int = 1
 
 
 # --- Resolution: evidence, history, reviews, and the events they produce --------------------
@@ -218,6 +220,7 @@ class SourceRecordMoved:
     from_party_id: str
     to_party_id: str
     at: dt.datetime
+    link_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,7 @@ class PartySplit:
     new_party_id: str
     source_records: tuple[SourceRecordKey, ...]
     at: dt.datetime
+    link_versions: tuple[int, ...] = ()  # one per source record, in its order
 
 
 @dataclass(frozen=True)

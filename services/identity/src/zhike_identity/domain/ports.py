@@ -31,8 +31,10 @@ class RecordStore(Protocol):
     async def update(self, record: SourceRecord, at: dt.datetime) -> None: ...
     async def move(
         self, keys: Sequence[SourceRecordKey], party_id: str, evidence: LinkEvidence | None
-    ) -> None:
-        """Puts the records in the party (keeping their evidence unless new evidence is given)."""
+    ) -> dict[SourceRecordKey, int]:
+        """Puts the records in the party (keeping their evidence unless new evidence is given)
+        and returns each one's new link version: one more than before, so a record's versions
+        follow the order in which its party changes commit (a record starts at 1)."""
         ...
 
     async def of_parties(self, party_ids: Sequence[str]) -> list[StoredRecord]: ...

@@ -384,9 +384,9 @@ class IdentityService:
         version: str,
         evidence: LinkEvidence | None,
     ) -> None:
-        await uow.records.move(keys, target, evidence)
+        versions = await uow.records.move(keys, target, evidence)
         for key in keys:
-            uow.record(SourceRecordMoved(key, source, target, now))
+            uow.record(SourceRecordMoved(key, source, target, now, versions.get(key, 0)))
         await uow.history.append(
             [
                 HistoryEntry(
@@ -602,7 +602,7 @@ class IdentityService:
             await uow.parties.add(new_party, now)
             uow.record(PartyCreated(new_party, now))
             evidence = LinkEvidence(Decider.STEWARD, None, None, "", now, steward)
-            await uow.records.move(leaving, new_party, evidence)
+            versions = await uow.records.move(leaving, new_party, evidence)
             # The steward has decided these records are different people: keep it so.
             for gone in leaving:
                 for stay in staying:
@@ -635,7 +635,15 @@ class IdentityService:
                     ),
                 ]
             )
-            uow.record(PartySplit(party_id, new_party, tuple(leaving), now))
+            uow.record(
+                PartySplit(
+                    party_id,
+                    new_party,
+                    tuple(leaving),
+                    now,
+                    tuple(versions.get(k, 0) for k in leaving),
+                )
+            )
             await self._emit_golden(uow, [party_id, new_party], now)
             await uow.commit()
         return new_party

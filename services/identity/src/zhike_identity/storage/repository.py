@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike_identity.domain.model import (
@@ -40,9 +37,9 @@ from zhike_identity.storage.schema import (
     source_record,
 )
 from zhike_runtime.db import Database, as_utc, insert_for
-from zhike_runtime.errors import ConcurrentUpdate
-from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
+from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.ids import new_id
+from zhike_runtime.unit_of_work import UnitOfWork
 
 # Keys held by more records than this are counted by records, not resolved to parties.
 _EXACT_PARTY_COUNT_LIMIT = 200
@@ -249,15 +246,30 @@ class SqlRecordStore:
 
     async def move(
         self, keys: Sequence[SourceRecordKey], party_id: str, evidence: LinkEvidence | None
-    ) -> None:
+    ) -> dict[SourceRecordKey, int]:
         if not keys:
-            return
-        values: dict[str, Any] = {"party_id": party_id}
+            return {}
+        # The increment happens under the row's write lock, so versions follow commit order.
+        values: dict[str, Any] = {
+            "party_id": party_id,
+            "link_version": source_record.c.link_version + 1,
+        }
         if evidence is not None:
             values |= _evidence_values(evidence)
-        await self._session.execute(
-            sa.update(source_record).where(_key_clause(keys)).values(**values)
+        rows = await self._session.execute(
+            sa.update(source_record)
+            .where(_key_clause(keys))
+            .values(**values)
+            .returning(
+                source_record.c.source_system,
+                source_record.c.source_record_id,
+                source_record.c.link_version,
+            )
         )
+        return {
+            SourceRecordKey(row.source_system, row.source_record_id): int(row.link_version)
+            for row in rows
+        }
 
     async def of_parties(self, party_ids: Sequence[str]) -> list[StoredRecord]:
         if not party_ids:
@@ -656,15 +668,9 @@ class SqlHistoryStore:
         ]
 
 
-def _lock_id(name: str) -> int:
-    """A signed 64-bit advisory lock id for a name (collisions only serialise more)."""
-    return int.from_bytes(
-        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
-    )
-
-
-class SqlIdentityUnitOfWork:
-    """State and outbox rows in one transaction. A unique-key race surfaces as ConcurrentUpdate."""
+class SqlIdentityUnitOfWork(UnitOfWork):
+    """The runtime's unit of work (state and outbox rows in one transaction, advisory locks,
+    conflicts as ConcurrentUpdate) with identity's repositories and its event codec."""
 
     def __init__(
         self,
@@ -673,59 +679,19 @@ class SqlIdentityUnitOfWork:
         on_commit: Callable[[], None],
         protection: RecordProtection,
     ) -> None:
-        self._database = database
+        super().__init__(database, on_commit=on_commit)
         self._encode = encode
-        self._on_commit = on_commit
         self._protection = protection
-        self._events: list[DomainEvent] = []
-        self._locked: set[int] = set()
 
     async def __aenter__(self) -> Self:
-        self._session = self._database.session()
-        await self._session.begin()
-        dialect = self._database.dialect
-        self.records = SqlRecordStore(self._session, dialect, self._protection)
-        self.parties = SqlPartyStore(self._session, self._protection)
-        self.decisions = SqlDecisionStore(self._session, dialect)
-        self.reviews = SqlReviewStore(self._session, dialect)
-        self.history = SqlHistoryStore(self._session)
+        await super().__aenter__()
+        session, dialect = self.session, self.dialect
+        self.records = SqlRecordStore(session, dialect, self._protection)
+        self.parties = SqlPartyStore(session, self._protection)
+        self.decisions = SqlDecisionStore(session, dialect)
+        self.reviews = SqlReviewStore(session, dialect)
+        self.history = SqlHistoryStore(session)
         return self
 
-    async def lock(self, names: Sequence[str]) -> None:
-        if not self._database.is_postgres:
-            return  # SQLite: BEGIN IMMEDIATE already serialises every writer
-        ids = sorted({_lock_id(n) for n in names} - self._locked)
-        if not ids:
-            return
-        # Always in ascending order, so two transactions can never wait on each other in a cycle.
-        await self._session.execute(
-            sa.text(
-                "SELECT pg_advisory_xact_lock(id) FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id"
-            ),
-            {"ids": ids},
-        )
-        self._locked.update(ids)
-
     def record(self, event: DomainEvent) -> None:
-        self._events.append(event)
-
-    async def commit(self) -> None:
-        await add_to_outbox(self._session, [self._encode(event) for event in self._events])
-        await self._session.commit()
-        if self._events:
-            self._on_commit()
-        self._events.clear()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self._session.in_transaction():
-                await self._session.rollback()
-        finally:
-            await self._session.close()
-        if isinstance(exc, IntegrityError):
-            raise ConcurrentUpdate(str(exc.orig)) from exc
+        self.stage(self._encode(event))

@@ -45,6 +45,8 @@ source_record = sa.Table(
     sa.Column("model_version", sa.String(64), nullable=False, server_default=""),
     sa.Column("steward", sa.String(128), nullable=False, server_default=""),
     sa.Column("linked_at", sa.DateTime(timezone=True), nullable=True),
+    # One more with every change of the record's party; events carry it (consumers order by it).
+    sa.Column("link_version", sa.BigInteger(), nullable=False, server_default="1"),
 )
 
 # The candidate index: every blocking key of every record, as a blind index (its two-letter

@@ -196,6 +196,7 @@ def outgoing_event(event: DomainEvent) -> OutgoingEvent:
                     party_id=event.party_id,
                     source_record=source_record_key(event.source_record),
                     link_time=timestamp(event.at),
+                    link_version=event.link_version,
                 ),
             )
         case SourceRecordMoved():
@@ -206,6 +207,7 @@ def outgoing_event(event: DomainEvent) -> OutgoingEvent:
                     from_party_id=event.from_party_id,
                     to_party_id=event.to_party_id,
                     move_time=timestamp(event.at),
+                    link_version=event.link_version,
                 ),
             )
         case PartiesMerged():
@@ -225,6 +227,7 @@ def outgoing_event(event: DomainEvent) -> OutgoingEvent:
                     new_party_id=event.new_party_id,
                     source_records=[source_record_key(k) for k in event.source_records],
                     split_time=timestamp(event.at),
+                    link_versions=list(event.link_versions),
                 ),
             )
         case GoldenRecordChanged():

@@ -1,91 +1,450 @@
-"""Profile use cases.
+"""Profile use cases: applying source facts and identity's decisions, and answering reads.
 
-Identity events may arrive in any order (a retried publish can overtake the one before it), so
-each handler creates the profile if it is missing rather than assume PartyCreated came first.
+Order-safety, in one place:
+- a source fact is applied to its record's stored facts unless what is stored is as new or
+  newer (its account sequence or record version): storage's conditional writes;
+- a record's link is replaced only by a link event with a higher (link version, time): a late
+  or retried move can never put the record back on a party it has left;
+- a merge makes the retired party forward to the survivor, for good: the records resolved to
+  it follow at once, and any link to it that arrives later resolves to the survivor;
+- a fact for a record identity has not linked yet is stored like any other: the record's
+  profile shows it from the moment the link arrives (nothing is dropped or waits for replay).
+
+Every change that touches a party ends with `_publish`: the party's facts are assembled and
+assessed, compared with what its last ProfileChanged described, and the difference (if any) is
+recorded as the next ProfileChanged, in the same transaction.
+
+Locks (PostgreSQL; SQLite serialises writers anyway), always records before parties, each set
+taken in one call: a record's facts and link change under its record lock; a party's snapshot
+and version under its party lock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
-from zhike_profile.domain.model import LinkedSourceRecord, Profile
-from zhike_profile.domain.ports import ProfileRepository
+from zhike_profile.domain.assessment import Assessment, AssessmentConfig, assess
+from zhike_profile.domain.facts import PartyFacts, SourceKey
+from zhike_profile.domain.model import ProfileRow, ProfileView, SearchCriteria
+from zhike_profile.domain.party_facts import first_of_month, party_facts, window_start
+from zhike_profile.domain.ports import ProfileUnitOfWork, StoredInteraction
+from zhike_profile.domain.snapshot import (
+    EMPTY,
+    ChangeCause,
+    ProfileChanged,
+    differences,
+    take,
+)
+from zhike_profile.domain.source_events import SourceEvent
 from zhike_runtime.errors import NotFound
+from zhike_runtime.paging import PageTokens, page_size
 from zhike_runtime.validation import Violations
-
-
-async def apply_party_created(profiles: ProfileRepository, party_id: str, at: dt.datetime) -> None:
-    await profiles.ensure(party_id, at)
-
-
-async def apply_source_record_linked(
-    profiles: ProfileRepository, party_id: str, record: LinkedSourceRecord
-) -> None:
-    await profiles.ensure(party_id, record.linked_at)
-    await profiles.link(party_id, record)
-
-
-async def apply_parties_merged(
-    profiles: ProfileRepository, survivor: str, retired: list[str], at: dt.datetime
-) -> None:
-    """Merged parties' profiles combine into the survivor's; the retired ids forward to it."""
-    await profiles.ensure(survivor, at)
-    for party_id in retired:
-        await profiles.ensure(party_id, at)
-        await profiles.absorb(survivor, party_id, at)
-
-
-async def apply_party_split(
-    profiles: ProfileRepository,
-    party_id: str,
-    new_party_id: str,
-    keys: list[tuple[str, str]],
-    at: dt.datetime,
-) -> None:
-    """A split divides the profile by source record: the listed ones go to the new party."""
-    await profiles.ensure(party_id, at)
-    await profiles.ensure(new_party_id, at)
-    await profiles.move_records(keys, new_party_id, at)
-
-
-async def apply_source_record_moved(
-    profiles: ProfileRepository, key: tuple[str, str], to_party_id: str, at: dt.datetime
-) -> None:
-    await profiles.ensure(to_party_id, at)
-    await profiles.move_records([key], to_party_id, at)
-
-
-async def apply_golden_name(
-    profiles: ProfileRepository, party_id: str, name: str, at: dt.datetime
-) -> None:
-    await profiles.ensure(party_id, at)
-    await profiles.set_display_name(party_id, name, at)
-
 
 # A forwarding chain longer than this means corrupt data, not a real history of merges.
 _MAX_FORWARDS = 100
+# Tries at locking the party a record resolves to while merges move it on (each one a merge
+# that landed between reading and locking: more than a few means something is wrong).
+_MAX_LOCK_ROUNDS = 10
+_NAME = r"[a-z][a-z0-9_]*"
+
+
+@dataclass(frozen=True)
+class RecordLink:
+    """Identity put a record on a party (SourceRecordLinked, SourceRecordMoved, PartySplit)."""
+
+    key: SourceKey
+    party_id: str
+    version: int
+    at: dt.datetime
+
+
+def record_lock(key: SourceKey) -> str:
+    return f"profile-record:{key.source_system}:{key.source_record_id}"
+
+
+def party_lock(party_id: str) -> str:
+    return f"profile-party:{party_id}"
+
+
+# Opens a unit of work: `async with units() as unit:` (reads only: it is never committed).
+UnitFactory = Callable[[], AbstractAsyncContextManager[ProfileUnitOfWork]]
+
+
+class ProfileClock:
+    """Today, in the bank's time zone: assessments are as of a day, months are local months."""
+
+    def __init__(self, zone: ZoneInfo, now: Callable[[], dt.datetime]) -> None:
+        self.zone = zone
+        self._now = now
+
+    def now(self) -> dt.datetime:
+        return self._now()
+
+    def today(self) -> dt.date:
+        return self._now().astimezone(self.zone).date()
+
+    def month_of(self, at: dt.datetime) -> dt.date:
+        return first_of_month(at.astimezone(self.zone).date())
+
+    def start_of(self, day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), self.zone).astimezone(dt.UTC)
+
+
+class Facts:
+    """Assembles and assesses a party's facts inside a unit of work."""
+
+    def __init__(self, config: AssessmentConfig, clock: ProfileClock) -> None:
+        self.config = config
+        self.clock = clock
+
+    async def of(
+        self, unit: ProfileUnitOfWork, party_id: str, keys: Sequence[SourceKey]
+    ) -> PartyFacts:
+        today = self.clock.today()
+        stored = await unit.facts.stored(keys, self.clock.start_of(window_start(today)))
+        return party_facts(party_id, today, stored, self.config.rates, self.clock.zone)
+
+    def assess(self, facts: PartyFacts) -> Assessment:
+        return assess(facts, self.config)
+
+
+class ProfileUpdates:
+    """The writes: each method runs inside the caller's unit of work (the event consumer's,
+    with the inbox row) and never commits it."""
+
+    def __init__(self, facts: Facts) -> None:
+        self._facts = facts
+        self._clock = facts.clock
+
+    # --- source systems ---------------------------------------------------------------------
+
+    async def apply_source_event(self, unit: ProfileUnitOfWork, event: SourceEvent) -> None:
+        await self.apply_source_events(unit, [event])
+
+    async def apply_source_events(
+        self, unit: ProfileUnitOfWork, events: Sequence[SourceEvent]
+    ) -> None:
+        """Applies the events (one, or a consumer's batch) and tells each party they touched
+        what changed, once: one ProfileChanged per party for the whole transaction."""
+        keys = sorted({event.source for event in events})
+        await unit.lock([record_lock(key) for key in keys])
+        parties = await self._lock_parties_of(unit, keys)
+        for event in events:
+            await unit.facts.apply(event, self._clock.month_of(event.at))
+        if parties:
+            await self._publish(unit, parties, ChangeCause.SOURCE_EVENT)
+
+    async def _lock_parties_of(
+        self, unit: ProfileUnitOfWork, keys: Sequence[SourceKey]
+    ) -> set[str]:
+        """The parties the (locked) records belong to, locked; records not linked yet have
+        none. Read again after locking: a merge may have moved a record on in between."""
+        locked: set[str] = set()
+        for _ in range(_MAX_LOCK_ROUNDS):
+            parties = {link.party_id for link in (await unit.parties.links(keys)).values()}
+            if parties <= locked:
+                return parties
+            await unit.lock([party_lock(p) for p in sorted(parties - locked)])
+            locked |= parties
+        raise RuntimeError("the records' parties kept changing while they were being locked")
+
+    # --- identity ---------------------------------------------------------------------------
+
+    async def party_created(self, unit: ProfileUnitOfWork, party_id: str, at: dt.datetime) -> None:
+        await unit.parties.ensure(party_id, at)
+
+    async def records_linked(self, unit: ProfileUnitOfWork, links: Sequence[RecordLink]) -> None:
+        """Links, moves and splits: each record goes to its party unless the link held is newer."""
+        keys = sorted({link.key for link in links})
+        await unit.lock([record_lock(key) for key in keys])
+        for link in links:
+            await unit.parties.ensure(link.party_id, link.at)
+        held = await unit.parties.links(keys)
+        latest: dict[SourceKey, RecordLink] = {}
+        for link in links:
+            current = held.get(link.key)
+            if current is not None and not current.older_than(link.version, link.at):
+                continue  # a late or repeated event: the record has moved on since
+            chosen = latest.get(link.key)
+            if chosen is None or (chosen.version, chosen.at) < (link.version, link.at):
+                latest[link.key] = link
+        if not latest:
+            return
+        # The parties the records leave and join, locked. A merge (which takes no record locks)
+        # may move a record's party or retire a target meanwhile: read both again once locked.
+        locked: set[str] = set()
+        for _ in range(_MAX_LOCK_ROUNDS):
+            now_held = await unit.parties.links(sorted(latest))
+            leaving = {link.party_id for link in now_held.values()}
+            targets = {
+                p: await self._resolve(unit, p) for p in {x.party_id for x in latest.values()}
+            }
+            wanted = leaving | set(targets.values())
+            if wanted <= locked:
+                break
+            await unit.lock([party_lock(p) for p in sorted(wanted - locked)])
+            locked |= wanted
+        else:
+            raise RuntimeError("the parties kept being merged while they were being locked")
+        for key, link in sorted(latest.items()):
+            await unit.parties.set_link(
+                key, link.party_id, targets[link.party_id], link.version, link.at
+            )
+        await self._publish(unit, {*leaving, *targets.values()}, ChangeCause.IDENTITY)
+
+    async def parties_merged(
+        self, unit: ProfileUnitOfWork, survivor: str, retired: Sequence[str], at: dt.datetime
+    ) -> None:
+        """The retired parties forward to the survivor from now on; their records follow."""
+        for party_id in (survivor, *retired):
+            await unit.parties.ensure(party_id, at)
+        await unit.lock([party_lock(p) for p in (survivor, *retired)])
+        newly = [p for p in retired if await unit.parties.retire(p, survivor, at)]
+        targets = await self._lock_resolved(unit, {survivor}, set(retired))
+        target = targets[survivor]
+        for party_id in retired:
+            await unit.parties.reassign(party_id, target)
+        await self._publish(
+            unit, [target, *newly], ChangeCause.IDENTITY, merged_into={p: target for p in newly}
+        )
+
+    async def golden_name(
+        self, unit: ProfileUnitOfWork, party_id: str, name: str, at: dt.datetime
+    ) -> None:
+        await unit.parties.ensure(party_id, at)
+        await unit.parties.set_display_name(party_id, name, at)
+
+    async def _resolve(self, unit: ProfileUnitOfWork, party_id: str) -> str:
+        current = party_id
+        for _ in range(_MAX_FORWARDS):
+            forwarded = await unit.parties.forwarded_to(current)
+            if forwarded is None:
+                return current
+            current = forwarded
+        raise RuntimeError("forwarding chain too long: corrupt merge data")
+
+    async def _lock_resolved(
+        self, unit: ProfileUnitOfWork, party_ids: set[str], also: set[str]
+    ) -> dict[str, str]:
+        """Each party's survivor (itself unless merged away), locked with `also`; resolved
+        again after locking, as a merge may have retired one in between."""
+        locked: set[str] = set()
+        for _ in range(_MAX_LOCK_ROUNDS):
+            targets = {p: await self._resolve(unit, p) for p in party_ids}
+            wanted = {*targets.values(), *also} - locked
+            if not wanted:
+                return targets
+            await unit.lock([party_lock(p) for p in sorted(wanted)])
+            locked |= wanted
+        raise RuntimeError("the parties kept being merged while they were being locked")
+
+    # --- time -------------------------------------------------------------------------------
+
+    async def refresh(self, unit: ProfileUnitOfWork, party_id: str) -> None:
+        """Publishes what time alone changed (a risk assessment that expired, and with it
+        whatever else moved since the party's last change)."""
+        await unit.lock([party_lock(party_id)])
+        if await unit.parties.forwarded_to(party_id) is None:
+            await self._publish(unit, [party_id], ChangeCause.TIME)
+
+    async def tell_expired_risks(self, units: UnitFactory, limit: int = 500) -> int:
+        """One round: each party whose risk assessment, told valid, has expired by today gets
+        its ProfileChanged (RiskAssessmentExpired), each in its own transaction. Returns how
+        many were looked at (fewer than `limit`: none are left)."""
+        today = self._clock.today()
+        async with units() as unit:
+            due = await unit.parties.risk_expiring(today, limit)
+        for party_id in due:
+            async with units() as unit:
+                await self.refresh(unit, party_id)
+                await unit.commit()
+        return len(due)
+
+    # --- publishing -------------------------------------------------------------------------
+
+    async def _publish(
+        self,
+        unit: ProfileUnitOfWork,
+        party_ids: Sequence[str] | set[str],
+        cause: ChangeCause,
+        merged_into: Mapping[str, str] | None = None,
+    ) -> None:
+        now = self._clock.now()
+        for party_id in sorted(set(party_ids)):
+            published = await unit.parties.published(party_id)
+            moved_on = (merged_into or {}).get(party_id, "")
+            if moved_on or await unit.parties.forwarded_to(party_id) is not None:
+                snapshot = EMPTY  # merged away: its records count for the survivor now
+            else:
+                keys = await unit.parties.record_keys(party_id)
+                facts = await self._facts.of(unit, party_id, keys)
+                snapshot = take(facts, self._facts.assess(facts))
+            found = differences(published.snapshot, snapshot)
+            if not found and not moved_on:
+                if snapshot != published.snapshot:
+                    # Nothing to tell (total assets moved with the rates): keep it searchable.
+                    await unit.parties.publish(party_id, published.version, snapshot, now)
+                continue
+            version = published.version + 1
+            await unit.parties.publish(party_id, version, snapshot, now)
+            unit.record(ProfileChanged(party_id, version, now, cause, found, moved_on))
+
+
+@dataclass(frozen=True)
+class InteractionPage:
+    party_id: str
+    interactions: tuple[StoredInteraction, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    profiles: tuple[ProfileRow, ...]
+    next_page_token: str
 
 
 class ProfileQueries:
     def __init__(
-        self, profiles: Callable[[], AbstractAsyncContextManager[ProfileRepository]]
+        self,
+        units: UnitFactory,
+        facts: Facts,
+        page_tokens: PageTokens | None = None,
+        max_page_size: int = 500,
     ) -> None:
-        self._profiles = profiles
+        self._units = units
+        self._facts = facts
+        self._page_tokens = page_tokens or PageTokens()
+        self._max_page_size = max_page_size
 
-    async def get_profile(self, party_id: str) -> Profile:
+    async def get_profile(
+        self, party_id: str = "", source: SourceKey | None = None, *, with_facts: bool = True
+    ) -> ProfileView:
+        """By party id (a merged party answers with its survivor's profile) or by a source
+        record linked to the party."""
+        v = Violations()
+        if source is None:
+            v.uuid("party_id", party_id)
+        v.raise_if_any()
+        async with self._units() as unit:
+            if source is not None:
+                link = (await unit.parties.links([source])).get(source)
+                if link is None:
+                    raise NotFound(
+                        "source_record", f"{source.source_system}/{source.source_record_id}"
+                    )
+                current = await self._survivor(unit, link.party_id)
+            else:
+                current = await self._survivor(unit, party_id)
+            profile = await unit.parties.get(current)
+            if profile is None:
+                raise NotFound("profile", party_id)
+            if not with_facts:
+                return ProfileView(profile)
+            facts = await self._facts.of(
+                unit, current, tuple(r.key for r in profile.source_records)
+            )
+        return ProfileView(profile, facts, self._facts.assess(facts))
+
+    async def list_interactions(
+        self, party_id: str, requested_size: int, page_token: str
+    ) -> InteractionPage:
         v = Violations()
         v.uuid("party_id", party_id)
+        size = page_size(v, "page_size", requested_size, maximum=self._max_page_size)
+        query = f"interactions|{party_id}"
+        position = self._page_tokens.read(v, "page_token", query, page_token)
+        after = _interaction_position(v, position)
         v.raise_if_any()
-        async with self._profiles() as profiles:
-            current = party_id
-            for _ in range(_MAX_FORWARDS):
-                forwarded = await profiles.forwarded_to(current)
-                if forwarded is None:
-                    break
-                current = forwarded  # a merged party answers with its survivor's profile
-            profile = await profiles.get(current)
-        if profile is None:
-            raise NotFound("profile", party_id)
-        return profile
+        async with self._units() as unit:
+            current = await self._survivor(unit, party_id)
+            profile = await unit.parties.get(current)
+            if profile is None:
+                raise NotFound("profile", party_id)
+            keys = tuple(r.key for r in profile.source_records)
+            found = await unit.facts.interactions(keys, size + 1, after) if keys else []
+        token = ""
+        if len(found) > size:
+            last = found[size - 1]
+            token = self._page_tokens.issue(
+                query,
+                [
+                    last.interaction.at.isoformat(),
+                    last.interaction.source.source_system,
+                    last.event_id,
+                ],
+            )
+        return InteractionPage(current, tuple(found[:size]), token)
+
+    async def search(
+        self, criteria: SearchCriteria, requested_size: int, page_token: str
+    ) -> SearchPage:
+        v = Violations()
+        named = False
+        for field, value in (
+            ("tier", criteria.tier),
+            ("segment", criteria.segment),
+            ("value_band", criteria.value_band),
+        ):
+            if value:
+                named = True
+                _name(v, field, value)
+        low, high = criteria.min_total_assets_cny_minor, criteria.max_total_assets_cny_minor
+        for field, bound in (
+            ("min_total_assets_minor_units", low),
+            ("max_total_assets_minor_units", high),
+        ):
+            if bound is not None:
+                named = True
+                if bound < 0:
+                    v.add(field, "must not be negative")
+        if low is not None and high is not None and 0 <= high < low:
+            v.add("max_total_assets_minor_units", "must not be below min_total_assets_minor_units")
+        if not named:
+            v.add("tier", "set at least one of tier, segment, value_band or a total-assets bound")
+        size = page_size(v, "page_size", requested_size, maximum=self._max_page_size)
+        position = self._page_tokens.read(v, "page_token", criteria.query(), page_token)
+        after = None
+        if position is not None:
+            if len(position) != 1:
+                v.add("page_token", "is not a page token this service issued")
+            else:
+                after = position[0]
+        v.raise_if_any()
+        async with self._units() as unit:
+            rows = await unit.parties.search(criteria, after, size + 1)
+        token = ""
+        if len(rows) > size:
+            token = self._page_tokens.issue(criteria.query(), [rows[size - 1].party_id])
+        return SearchPage(tuple(rows[:size]), token)
+
+    async def _survivor(self, unit: ProfileUnitOfWork, party_id: str) -> str:
+        current = party_id
+        for _ in range(_MAX_FORWARDS):
+            forwarded = await unit.parties.forwarded_to(current)
+            if forwarded is None:
+                return current
+            current = forwarded  # a merged party answers with its survivor's profile
+        raise RuntimeError("forwarding chain too long: corrupt merge data")
+
+
+def _name(v: Violations, field: str, value: str) -> None:
+    if len(value) > 32 or not re.fullmatch(_NAME, value):
+        v.add(field, "must be a name: lower-case letters, digits and '_', at most 32")
+
+
+def _interaction_position(
+    v: Violations, position: list[str] | None
+) -> tuple[dt.datetime, str, str] | None:
+    if position is None:
+        return None
+    try:
+        at, system, event_id = position
+        return (dt.datetime.fromisoformat(at), system, event_id)
+    except ValueError:
+        v.add("page_token", "is not a page token this service issued")
+        return None

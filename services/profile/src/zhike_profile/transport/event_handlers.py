@@ -1,123 +1,227 @@
-"""Identity events → profile use cases, applied inside the consumer's inbox transaction."""
+"""Events → profile use cases, applied inside the consumer's unit of work (with its inbox row).
+
+Two consumers, one table of handlers each:
+- `profile-identity` on ZHIKE_IDENTITY: identity's parties and links;
+- `profile-source` on ZHIKE_SOURCE: the source systems' facts, from streaming adapters and from
+  IngestSourceEvents alike. A malformed one is dead-lettered with the field named; one for a
+  record identity has not linked yet is applied to the record's facts all the same (they count
+  for a profile from the moment the link arrives): never dropped or dead-lettered for that.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike.identity.v1 import events_pb2 as identity_events
 from zhike.identity.v1 import party_pb2 as identity_party
-from zhike_profile.domain import service
-from zhike_profile.domain.model import LinkedSourceRecord
-from zhike_profile.storage.repository import SqlProfileRepository
+from zhike.source.v1 import source_event_pb2 as source_pb
+from zhike_profile.domain.facts import SourceKey
+from zhike_profile.domain.ports import ProfileUnitOfWork
+from zhike_profile.domain.service import ProfileUpdates, RecordLink
+from zhike_profile.domain.source_events import SourceEvent
+from zhike_profile.storage.repository import SqlProfileUnitOfWork
+from zhike_profile.transport.source_codec import (
+    SUBJECT_PREFIX,
+    decode_source_event,
+    message_id,
+    subject_for,
+)
+from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.events.consumer import (
     ConsumerSpec,
     EventContext,
     EventHandler,
     PermanentEventError,
+    ReceivedEvent,
 )
+from zhike_runtime.unit_of_work import UnitOfWork
+from zhike_runtime.validation import Violations
+
+SOURCE_STREAM = "ZHIKE_SOURCE"
+SOURCE_DURABLE = "profile-source"
+IDENTITY_DURABLE = "profile-identity"
 
 
-def _require_party(party_id: str) -> None:
+def _profile_unit(unit: UnitOfWork) -> ProfileUnitOfWork:
+    if not isinstance(unit, SqlProfileUnitOfWork):
+        raise TypeError("the profile's consumers run in the profile's unit of work")
+    return unit
+
+
+def _unit(context: EventContext) -> ProfileUnitOfWork:
+    return _profile_unit(context.unit)
+
+
+def _require_party(party_id: str, field: str = "party_id") -> None:
     if not party_id:
-        raise PermanentEventError("event has no party_id")
+        raise PermanentEventError(f"event has no {field}")
 
 
-async def on_party_created(
-    session: AsyncSession, event: identity_events.PartyCreated, _context: EventContext
-) -> None:
-    _require_party(event.party_id)
-    await service.apply_party_created(
-        SqlProfileRepository(session), event.party_id, event.create_time.ToDatetime(tzinfo=dt.UTC)
-    )
-
-
-async def on_source_record_linked(
-    session: AsyncSession, event: identity_events.SourceRecordLinked, _context: EventContext
-) -> None:
-    _require_party(event.party_id)
-    key = event.source_record
-    if not key.source_system or not key.source_record_id:
-        raise PermanentEventError("event has no source record key")
-    await service.apply_source_record_linked(
-        SqlProfileRepository(session),
-        event.party_id,
-        LinkedSourceRecord(
-            key.source_system, key.source_record_id, event.link_time.ToDatetime(tzinfo=dt.UTC)
-        ),
-    )
-
-
-def _key(message: identity_party.SourceRecordKey) -> tuple[str, str]:
+def _key(message: identity_party.SourceRecordKey) -> SourceKey:
     if not message.source_system or not message.source_record_id:
         raise PermanentEventError("event has an incomplete source record key")
-    return (message.source_system, message.source_record_id)
+    return SourceKey(message.source_system, message.source_record_id)
 
 
-async def on_parties_merged(
-    session: AsyncSession, event: identity_events.PartiesMerged, _context: EventContext
-) -> None:
-    _require_party(event.surviving_party_id)
-    if not event.retired_party_ids or event.surviving_party_id in event.retired_party_ids:
-        raise PermanentEventError("a merge needs retired parties other than the survivor")
-    await service.apply_parties_merged(
-        SqlProfileRepository(session),
-        event.surviving_party_id,
-        list(event.retired_party_ids),
-        event.merge_time.ToDatetime(tzinfo=dt.UTC),
-    )
+def _time(stamp: object) -> dt.datetime:
+    try:
+        return stamp.ToDatetime(tzinfo=dt.UTC)  # type: ignore[attr-defined, no-any-return]
+    except (ValueError, OverflowError) as error:
+        raise PermanentEventError("event has an impossible time") from error
 
 
-async def on_party_split(
-    session: AsyncSession, event: identity_events.PartySplit, _context: EventContext
-) -> None:
-    _require_party(event.party_id)
-    _require_party(event.new_party_id)
-    await service.apply_party_split(
-        SqlProfileRepository(session),
-        event.party_id,
-        event.new_party_id,
-        [_key(k) for k in event.source_records],
-        event.split_time.ToDatetime(tzinfo=dt.UTC),
-    )
+class IdentityEventHandlers:
+    def __init__(self, updates: ProfileUpdates) -> None:
+        self._updates = updates
+
+    async def party_created(
+        self, _session: AsyncSession, event: identity_events.PartyCreated, context: EventContext
+    ) -> None:
+        _require_party(event.party_id)
+        await self._updates.party_created(_unit(context), event.party_id, _time(event.create_time))
+
+    async def source_record_linked(
+        self,
+        _session: AsyncSession,
+        event: identity_events.SourceRecordLinked,
+        context: EventContext,
+    ) -> None:
+        _require_party(event.party_id)
+        link = RecordLink(
+            _key(event.source_record), event.party_id, event.link_version, _time(event.link_time)
+        )
+        await self._updates.records_linked(_unit(context), [link])
+
+    async def source_record_moved(
+        self,
+        _session: AsyncSession,
+        event: identity_events.SourceRecordMoved,
+        context: EventContext,
+    ) -> None:
+        _require_party(event.to_party_id, "to_party_id")
+        link = RecordLink(
+            _key(event.source_record), event.to_party_id, event.link_version, _time(event.move_time)
+        )
+        await self._updates.records_linked(_unit(context), [link])
+
+    async def parties_merged(
+        self, _session: AsyncSession, event: identity_events.PartiesMerged, context: EventContext
+    ) -> None:
+        _require_party(event.surviving_party_id, "surviving_party_id")
+        if not event.retired_party_ids or event.surviving_party_id in event.retired_party_ids:
+            raise PermanentEventError("a merge needs retired parties other than the survivor")
+        await self._updates.parties_merged(
+            _unit(context),
+            event.surviving_party_id,
+            list(event.retired_party_ids),
+            _time(event.merge_time),
+        )
+
+    async def party_split(
+        self, _session: AsyncSession, event: identity_events.PartySplit, context: EventContext
+    ) -> None:
+        _require_party(event.party_id)
+        _require_party(event.new_party_id, "new_party_id")
+        versions = list(event.link_versions) or [0] * len(event.source_records)
+        if len(versions) != len(event.source_records):
+            raise PermanentEventError("a split needs one link version per source record")
+        at = _time(event.split_time)
+        links = [
+            RecordLink(_key(key), event.new_party_id, version, at)
+            for key, version in zip(event.source_records, versions, strict=True)
+        ]
+        await self._updates.records_linked(_unit(context), links)
+
+    async def golden_record_changed(
+        self,
+        _session: AsyncSession,
+        event: identity_events.GoldenRecordChanged,
+        context: EventContext,
+    ) -> None:
+        _require_party(event.party_id)
+        await self._updates.golden_name(
+            _unit(context),
+            event.party_id,
+            event.golden_record.full_name.value,
+            _time(event.change_time),
+        )
 
 
-async def on_source_record_moved(
-    session: AsyncSession, event: identity_events.SourceRecordMoved, _context: EventContext
-) -> None:
-    _require_party(event.to_party_id)
-    await service.apply_source_record_moved(
-        SqlProfileRepository(session),
-        _key(event.source_record),
-        event.to_party_id,
-        event.move_time.ToDatetime(tzinfo=dt.UTC),
-    )
-
-
-async def on_golden_record_changed(
-    session: AsyncSession, event: identity_events.GoldenRecordChanged, _context: EventContext
-) -> None:
-    _require_party(event.party_id)
-    await service.apply_golden_name(
-        SqlProfileRepository(session),
-        event.party_id,
-        event.golden_record.full_name.value,
-        event.change_time.ToDatetime(tzinfo=dt.UTC),
-    )
-
-
-def identity_consumer() -> ConsumerSpec:
+def identity_consumer(
+    updates: ProfileUpdates, unit_of_work: Callable[[], SqlProfileUnitOfWork]
+) -> ConsumerSpec:
+    handlers = IdentityEventHandlers(updates)
     return ConsumerSpec(
-        durable="profile-identity",
+        durable=IDENTITY_DURABLE,
         stream="ZHIKE_IDENTITY",
         filter_subjects=("zhike.identity.v1.>",),
         handlers=(
-            EventHandler(identity_events.PartyCreated, on_party_created),
-            EventHandler(identity_events.SourceRecordLinked, on_source_record_linked),
-            EventHandler(identity_events.SourceRecordMoved, on_source_record_moved),
-            EventHandler(identity_events.PartiesMerged, on_parties_merged),
-            EventHandler(identity_events.PartySplit, on_party_split),
-            EventHandler(identity_events.GoldenRecordChanged, on_golden_record_changed),
+            EventHandler(identity_events.PartyCreated, handlers.party_created),
+            EventHandler(identity_events.SourceRecordLinked, handlers.source_record_linked),
+            EventHandler(identity_events.SourceRecordMoved, handlers.source_record_moved),
+            EventHandler(identity_events.PartiesMerged, handlers.parties_merged),
+            EventHandler(identity_events.PartySplit, handlers.party_split),
+            EventHandler(identity_events.GoldenRecordChanged, handlers.golden_record_changed),
         ),
+        unit_of_work=unit_of_work,
+    )
+
+
+class SourceEventHandler:
+    def __init__(self, updates: ProfileUpdates, now: Callable[[], dt.datetime]) -> None:
+        self._updates = updates
+        self._now = now
+
+    def decode(self, message: source_pb.SourceEvent, context: EventContext) -> SourceEvent:
+        v = Violations()
+        event = decode_source_event(v, "", message, self._now())
+        try:
+            v.raise_if_any()
+        except InvalidArgument as error:
+            raise PermanentEventError(f"malformed source event: {error}") from None
+        assert event is not None  # no violations: decoded
+        system = event.source.source_system
+        if context.subject != subject_for(system):
+            raise PermanentEventError(
+                f"published on the subject of another source system (expected "
+                f"{SUBJECT_PREFIX}.<source_record.source_system>)"
+            )
+        if context.event_id != message_id(system, event.event_id):
+            # The inbox key must be the event's own, or a duplicate from the other door would
+            # be applied twice.
+            raise PermanentEventError("Nats-Msg-Id must be <source_system>:<event_id>")
+        return event
+
+    async def __call__(
+        self, _session: AsyncSession, message: source_pb.SourceEvent, context: EventContext
+    ) -> None:
+        await self._updates.apply_source_events(_unit(context), [self.decode(message, context)])
+
+    async def batch(self, unit: UnitOfWork, received: Sequence[ReceivedEvent]) -> None:
+        """A fetch's new events in one transaction, each party told once. A malformed one
+        fails the batch: its events then go one by one, and that one alone is dead-lettered."""
+        events = [
+            self.decode(cast(source_pb.SourceEvent, item.message), item.context)
+            for item in received
+        ]
+        await self._updates.apply_source_events(_profile_unit(unit), events)
+
+
+def source_consumer(
+    updates: ProfileUpdates,
+    unit_of_work: Callable[[], SqlProfileUnitOfWork],
+    now: Callable[[], dt.datetime],
+) -> ConsumerSpec:
+    handler = SourceEventHandler(updates, now)
+    return ConsumerSpec(
+        durable=SOURCE_DURABLE,
+        stream=SOURCE_STREAM,
+        filter_subjects=(f"{SUBJECT_PREFIX}.>",),
+        handlers=(EventHandler(source_pb.SourceEvent, handler),),
+        unit_of_work=unit_of_work,
+        batch_handler=handler.batch,
     )

@@ -1,0 +1,206 @@
+"""Batches (ConsumerSpec.batch_handler): the new events of one fetch are applied in one
+transaction, each still exactly once through the inbox; a batch that fails is applied one event
+at a time, so a poison event is retried and dead-lettered alone (RELIABILITY R5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhike.testing.v1 import events_pb2
+from zhike_runtime.events import headers as h
+from zhike_runtime.events.bus import DLQ_STREAM, dlq_subject
+from zhike_runtime.events.consumer import (
+    ConsumerSpec,
+    EventContext,
+    EventHandler,
+    ReceivedEvent,
+    apply_in_turn,
+)
+from zhike_runtime.events.outbox import OutgoingEvent
+from zhike_runtime.events.schema import inbox_event, outbox_event
+from zhike_runtime.testing.services import eventually
+from zhike_runtime.unit_of_work import UnitOfWork
+
+from ..conftest import PING_SUBJECT, TEST_STREAM, Backbone, ping_effect
+from .test_consumer import DURABLE, consuming, effects, publish_through_outbox
+
+ECHO_SUBJECT = "zhike.testing.v1.echo"
+
+# What the handlers saw, reset by each test: the size of each batch and the unit it ran in, and
+# every delivery number of each key.
+batches: list[tuple[int, set[int]]] = []
+deliveries: dict[str, list[int]] = {}
+
+
+async def apply_and_echo(
+    session: AsyncSession, event: events_pb2.Ping, context: EventContext
+) -> None:
+    """The effect, and an outgoing event staged in the same transaction."""
+    deliveries.setdefault(event.key, []).append(context.delivery)
+    if event.poison:
+        raise RuntimeError(f"cannot apply {event.key}: downstream rejects it")
+    await session.execute(sa.insert(ping_effect).values(key=event.key))
+    context.unit.stage(OutgoingEvent(ECHO_SUBJECT, events_pb2.Ping(key=f"echo-{event.key}")))
+
+
+async def recorded_batch(unit: UnitOfWork, events: Sequence[ReceivedEvent]) -> None:
+    batches.append((len(events), {id(event.context.unit) for event in events} | {id(unit)}))
+    await apply_in_turn(unit, events)
+
+
+BATCHED = ConsumerSpec(
+    durable=DURABLE,
+    stream=TEST_STREAM.name,
+    filter_subjects=(PING_SUBJECT,),
+    handlers=(EventHandler(events_pb2.Ping, apply_and_echo),),
+    batch_handler=recorded_batch,
+)
+
+
+def reset() -> None:
+    batches.clear()
+    deliveries.clear()
+
+
+async def echoes(backbone: Backbone) -> int:
+    return await backbone.count(outbox_event, outbox_event.c.subject == ECHO_SUBJECT)
+
+
+async def test_the_events_of_a_fetch_are_applied_in_one_transaction_each_once(
+    backbone: Backbone,
+) -> None:
+    reset()
+    count = 150
+    await publish_through_outbox(backbone, [events_pb2.Ping(key=f"k{i}") for i in range(count)])
+    wakes: list[int] = []
+    async with consuming(backbone, spec=BATCHED, on_commit=lambda: wakes.append(1)) as (
+        bus,
+        consumer,
+        _task,
+    ):
+
+        async def settled() -> bool:
+            info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+            return consumer.applied == count and info.num_ack_pending == 0
+
+        await eventually(settled, timeout=20)
+        assert consumer.batches_failed == 0
+    assert max(size for size, _units in batches) > 1
+    # Every event of a batch was handed the batch's own unit: one transaction per batch.
+    assert all(len(units) == 1 for _size, units in batches)
+    assert sum(size for size, _units in batches) == count
+    assert await effects(backbone) == count
+    assert await backbone.count(inbox_event) == count
+    # Staged in the consumer's transaction; the relay is woken once per commit.
+    assert await echoes(backbone) == count
+    alone = count - sum(size for size, _units in batches)  # fetches of a single message
+    assert len(wakes) == len(batches) + alone
+
+
+async def test_events_already_in_the_inbox_or_twice_in_a_fetch_are_applied_once(
+    backbone: Backbone,
+) -> None:
+    reset()
+    ids = await publish_through_outbox(backbone, [events_pb2.Ping(key=f"k{i}") for i in range(10)])
+    # k0..k2 applied before (their effects are already there), k3 republished after the
+    # duplicate window: a second message with the same event id in the same fetch.
+    async with backbone.database.session() as session, session.begin():
+        for key, event_id in zip(("k0", "k1", "k2"), ids, strict=False):
+            await session.execute(sa.insert(ping_effect).values(key=key))
+            await session.execute(
+                sa.insert(inbox_event).values(
+                    consumer=DURABLE,
+                    event_id=event_id,
+                    event_type="zhike.testing.v1.Ping",
+                    processed_at=sa.func.now(),
+                )
+            )
+    bus = backbone.bus("republisher")
+    await bus.run()
+    await bus.js.publish(
+        PING_SUBJECT,
+        events_pb2.Ping(key="k3").SerializeToString(),
+        headers={h.MSG_ID: "k3-again", h.EVENT_ID: ids[3], h.EVENT_TYPE: "zhike.testing.v1.Ping"},
+    )
+    await bus.close()
+    async with consuming(backbone, spec=BATCHED) as (bus, consumer, _task):
+
+        async def settled() -> bool:
+            info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+            return consumer.applied == 7 and info.num_pending == 0 and info.num_ack_pending == 0
+
+        await eventually(settled)
+        assert consumer.duplicates == 4
+    assert batches == [(7, batches[0][1])]
+    assert {await effects(backbone, f"k{i}") for i in range(10)} == {1}
+    assert await backbone.count(inbox_event) == 10
+    assert await echoes(backbone) == 7
+
+
+async def test_a_poison_event_in_a_batch_is_retried_and_dead_lettered_alone(
+    backbone: Backbone,
+) -> None:
+    reset()
+    good = [events_pb2.Ping(key=f"good-{i}") for i in range(100)]
+    events = [*good[:50], events_pb2.Ping(key="poison", poison=True), *good[50:]]
+    ids = await publish_through_outbox(backbone, events)
+    max_deliver = backbone.settings.consumer_max_deliver
+    async with consuming(backbone, spec=BATCHED) as (bus, consumer, _task):
+        dead = await bus.js.pull_subscribe(
+            dlq_subject(DURABLE), durable="dlq-reader", stream=DLQ_STREAM
+        )
+        [letter] = await dead.fetch(1, timeout=20)
+        assert letter.headers is not None
+        assert letter.headers[h.EVENT_ID] == ids[50]
+        assert letter.headers[h.DELIVERIES] == str(max_deliver)
+        assert "downstream rejects it" in letter.headers[h.LAST_ERROR]
+
+        async def settled() -> bool:
+            info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+            return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+        await eventually(settled)
+        assert consumer.batches_failed >= 1
+        assert consumer.dead_lettered == 1
+        assert consumer.applied == 100
+        assert (await bus.js.stream_info(DLQ_STREAM)).state.messages == 1
+    # Exactly max_deliver deliveries of the poison (each tried in its batch, then alone).
+    assert sorted(set(deliveries["poison"])) == list(range(1, max_deliver + 1))
+    assert {await effects(backbone, e.key) for e in good} == {1}
+    assert await effects(backbone, "poison") == 0
+    # The failed batches rolled back whole: no phantom outgoing event from them.
+    assert await echoes(backbone) == 100
+
+
+async def test_a_malformed_message_in_a_fetch_is_dead_lettered_and_the_batch_applied(
+    backbone: Backbone,
+) -> None:
+    reset()
+    await publish_through_outbox(backbone, [events_pb2.Ping(key="a"), events_pb2.Ping(key="b")])
+    bus = backbone.bus("garbage")
+    await bus.run()
+    await bus.js.publish(
+        PING_SUBJECT,
+        b"\xff\xff not protobuf",
+        headers={h.MSG_ID: "g-1", h.EVENT_ID: "g-1", h.EVENT_TYPE: "zhike.testing.v1.Ping"},
+    )
+    await bus.close()
+    await publish_through_outbox(backbone, [events_pb2.Ping(key="c")])
+    async with consuming(backbone, spec=BATCHED) as (bus, consumer, _task):
+        dead = await bus.js.pull_subscribe(
+            dlq_subject(DURABLE), durable="dlq-reader", stream=DLQ_STREAM
+        )
+        [letter] = await dead.fetch(1, timeout=10)
+        assert letter.headers is not None
+        assert letter.headers[h.EVENT_ID] == "g-1"
+
+        async def applied() -> bool:
+            return consumer.applied == 3
+
+        await eventually(applied)
+        assert consumer.batches_failed == 0
+    assert [size for size, _units in batches] == [3]
+    assert await effects(backbone) == 3

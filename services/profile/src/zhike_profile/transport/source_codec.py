@@ -1,0 +1,495 @@
+"""zhike.source.v1.SourceEvent → the domain's SourceEvent, validated.
+
+The same checks run at both doors: `IngestSourceEvents` refuses a bad event with
+INVALID_ARGUMENT naming the field (`events[3].balance_changed.currency`), and the stream
+consumer dead-letters it with the same words. Every field a fact needs is checked here (proto3
+defaults that mean "missing", unknown enum numbers, impossible dates and times, amounts of the
+wrong sign, codes that could carry personal data), so the domain only sees well-formed facts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.type import date_pb2, timeofday_pb2
+
+from zhike.source.v1 import source_event_pb2 as pb
+from zhike_profile.domain.facts import (
+    CardTier,
+    Channel,
+    Consent,
+    ConsentEvidence,
+    CustomerRisk,
+    Direction,
+    InteractionKind,
+    Preferences,
+    ProductLine,
+    ProductRisk,
+    Purpose,
+    QuietHours,
+    RiskAssessment,
+    SourceKey,
+)
+from zhike_profile.domain.source_events import (
+    AddTransaction,
+    Change,
+    CloseAccount,
+    OpenAccount,
+    RecordInteraction,
+    SetBalance,
+    SetCardTier,
+    SetConsent,
+    SetOverdue,
+    SetPreferences,
+    SetProductRisk,
+    SetRiskAssessment,
+    SourceEvent,
+)
+from zhike_runtime.validation import Violations
+
+SUBJECT_PREFIX = "zhike.source.v1"
+EVENT_TYPE = pb.SourceEvent.DESCRIPTOR.full_name
+# The inbox keeps event ids of up to 64 characters; the key is "<source_system>:<event_id>".
+MAX_MESSAGE_ID = 64
+# An event stamped further ahead than this is refused: its clock is wrong, and months and
+# averages would count it in the future.
+MAX_CLOCK_AHEAD = dt.timedelta(days=1)
+MAX_OVERDUE_DAYS = 36_500
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_MERCHANT_CATEGORY = re.compile(r"[0-9]{4}")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+_PAN_LIKE = re.compile(r"[0-9]{13,19}")
+# Codes only (ATM id, reason code, app version): nothing that reads as text about a person.
+_DETAIL = re.compile(r"[A-Za-z0-9._:/-]{1,64}")
+
+_PRODUCT_LINES = {
+    pb.PRODUCT_LINE_CURRENT_ACCOUNT: ProductLine.CURRENT_ACCOUNT,
+    pb.PRODUCT_LINE_SAVINGS: ProductLine.SAVINGS,
+    pb.PRODUCT_LINE_TIME_DEPOSIT: ProductLine.TIME_DEPOSIT,
+    pb.PRODUCT_LINE_CREDIT_CARD: ProductLine.CREDIT_CARD,
+    pb.PRODUCT_LINE_DEBIT_CARD: ProductLine.DEBIT_CARD,
+    pb.PRODUCT_LINE_MORTGAGE: ProductLine.MORTGAGE,
+    pb.PRODUCT_LINE_PERSONAL_LOAN: ProductLine.PERSONAL_LOAN,
+    pb.PRODUCT_LINE_INVESTMENT: ProductLine.INVESTMENT,
+}
+PRODUCT_LINE_NUMBERS = {line: number for number, line in _PRODUCT_LINES.items()}
+_CARD_TIERS = {
+    pb.CARD_TIER_STANDARD: CardTier.STANDARD,
+    pb.CARD_TIER_GOLD: CardTier.GOLD,
+    pb.CARD_TIER_PLATINUM: CardTier.PLATINUM,
+    pb.CARD_TIER_DIAMOND: CardTier.DIAMOND,
+}
+_CARD_LINES = {
+    pb.CARD_TYPE_CREDIT: ProductLine.CREDIT_CARD,
+    pb.CARD_TYPE_DEBIT: ProductLine.DEBIT_CARD,
+}
+_LOAN_LINES = {
+    pb.LOAN_TYPE_MORTGAGE: ProductLine.MORTGAGE,
+    pb.LOAN_TYPE_PERSONAL: ProductLine.PERSONAL_LOAN,
+}
+_PRODUCT_RISKS = {number: ProductRisk(number) for number in range(1, 6)}
+_CUSTOMER_RISKS = {number: CustomerRisk(number) for number in range(1, 6)}
+_DIRECTIONS = {pb.DIRECTION_CREDIT: Direction.CREDIT, pb.DIRECTION_DEBIT: Direction.DEBIT}
+_CHANNELS = {
+    number: number
+    for number in pb.TransactionChannel.values()
+    if number != pb.TRANSACTION_CHANNEL_UNSPECIFIED
+}
+_CARD_PURCHASE_CHANNELS = {
+    pb.TRANSACTION_CHANNEL_CARD_PRESENT,
+    pb.TRANSACTION_CHANNEL_CARD_NOT_PRESENT,
+}
+_INTERACTIONS = {
+    pb.INTERACTION_KIND_BRANCH_VISIT: InteractionKind.BRANCH_VISIT,
+    pb.INTERACTION_KIND_CALL_CENTRE_CALL: InteractionKind.CALL_CENTRE_CALL,
+    pb.INTERACTION_KIND_APP_LOGIN: InteractionKind.APP_LOGIN,
+    pb.INTERACTION_KIND_ATM_USE: InteractionKind.ATM_USE,
+}
+CONTACT_CHANNELS = {
+    pb.CONTACT_CHANNEL_SMS: Channel.SMS,
+    pb.CONTACT_CHANNEL_EMAIL: Channel.EMAIL,
+    pb.CONTACT_CHANNEL_PUSH: Channel.PUSH,
+    pb.CONTACT_CHANNEL_PHONE_CALL: Channel.PHONE_CALL,
+    pb.CONTACT_CHANNEL_BRANCH: Channel.BRANCH,
+}
+CONTACT_PURPOSES = {
+    pb.CONTACT_PURPOSE_MARKETING: Purpose.MARKETING,
+    pb.CONTACT_PURPOSE_SERVICE: Purpose.SERVICE,
+    pb.CONTACT_PURPOSE_RISK_ALERTS: Purpose.RISK_ALERTS,
+}
+
+E = TypeVar("E")
+
+
+def subject_for(source_system: str) -> str:
+    """zhike.source.v1.<source_system> (validated as a single subject token first)."""
+    return f"{SUBJECT_PREFIX}.{source_system}"
+
+
+def message_id(source_system: str, event_id: str) -> str:
+    """The event's key: Nats-Msg-Id, and the consumer's inbox id."""
+    return f"{source_system}:{event_id}"
+
+
+def _path(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _is_card_number(value: str) -> bool:
+    """13-19 digits passing Luhn: a card number (PAN), which must never be stored or sent."""
+    if not _PAN_LIKE.fullmatch(value):
+        return False
+    total = 0
+    for index, char in enumerate(reversed(value)):
+        digit = int(char)
+        if index % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+class _Fields:
+    """The checks of one message, with the path of its fields."""
+
+    def __init__(self, v: Violations, prefix: str) -> None:
+        self.v = v
+        self.prefix = prefix
+
+    def at(self, name: str) -> str:
+        return _path(self.prefix, name)
+
+    def account_id(self, value: str) -> str:
+        field = self.at("account_id")
+        text = self.v.text(field, value, required=True, max_length=64)
+        if text and _is_card_number(text.replace(" ", "")):
+            self.v.add(field, "must not be a card number (PAN): send the card account's reference")
+            return ""
+        return text
+
+    def currency(self, value: str, name: str = "currency") -> str:
+        if not _CURRENCY.fullmatch(value):
+            self.v.add(self.at(name), "must be an ISO 4217 code: three upper-case letters")
+            return ""
+        return value
+
+    def code(self, name: str, value: str, *, required: bool, max_length: int = 32) -> str:
+        return self.v.token(self.at(name), value, required=required, max_length=max_length)
+
+    def text(self, name: str, value: str, *, required: bool, max_length: int) -> str:
+        return self.v.text(self.at(name), value, required=required, max_length=max_length)
+
+    def enum(self, name: str, value: int, known: Mapping[Any, E]) -> E | None:
+        if value == 0:
+            self.v.add(self.at(name), "is required")
+            return None
+        if value not in known:
+            self.v.add(self.at(name), f"unknown value {value}")
+            return None
+        return known[value]
+
+    def amount(self, name: str, value: int, *, positive: bool) -> int:
+        if positive and value <= 0:
+            self.v.add(self.at(name), "must be positive")
+        elif value < 0:
+            self.v.add(self.at(name), "must not be negative")
+        return value
+
+    def date(self, name: str, value: date_pb2.Date, present: bool) -> dt.date | None:
+        if not present:
+            self.v.add(self.at(name), "is required")
+            return None
+        try:
+            return dt.date(value.year, value.month, value.day)
+        except ValueError:
+            self.v.add(self.at(name), "is not a valid date")
+            return None
+
+    def time(self, name: str, value: Timestamp, present: bool) -> dt.datetime | None:
+        if not present:
+            self.v.add(self.at(name), "is required")
+            return None
+        if not 0 <= value.nanos <= 999_999_999:
+            self.v.add(self.at(name), "nanos must be within 0 and 999,999,999")
+            return None
+        try:
+            return value.ToDatetime(tzinfo=dt.UTC)
+        except (ValueError, OverflowError):
+            self.v.add(self.at(name), "must be between years 1 and 9999")
+            return None
+
+    def time_of_day(self, name: str, value: timeofday_pb2.TimeOfDay) -> dt.time | None:
+        try:
+            return dt.time(value.hours, value.minutes, value.seconds)
+        except ValueError:
+            self.v.add(self.at(name), "is not a valid time of day")
+            return None
+
+
+def decode_source_event(
+    v: Violations, prefix: str, message: pb.SourceEvent, now: dt.datetime
+) -> SourceEvent | None:
+    """The event, or None with every problem added to `v` (paths start with `prefix`)."""
+    top = _Fields(v, prefix)
+    source: SourceKey | None = None
+    if not message.HasField("source_record"):
+        v.add(top.at("source_record"), "is required")
+    else:
+        key = message.source_record
+        system = v.token(top.at("source_record.source_system"), key.source_system)
+        record = v.text(
+            top.at("source_record.source_record_id"),
+            key.source_record_id,
+            required=True,
+            max_length=128,
+        )
+        if system and record:
+            source = SourceKey(system, record)
+    event_id = v.token(top.at("event_id"), message.event_id)
+    if event_id and source and len(message_id(source.source_system, event_id)) > MAX_MESSAGE_ID:
+        v.add(
+            top.at("event_id"),
+            f"is too long: source system and event id together must be at most "
+            f"{MAX_MESSAGE_ID - 1} characters",
+        )
+    at = top.time("event_time", message.event_time, message.HasField("event_time"))
+    if at is not None and at > now + MAX_CLOCK_AHEAD:
+        v.add(top.at("event_time"), "is more than a day in the future")
+    if message.sequence < 1:
+        v.add(top.at("sequence"), "must be at least 1")
+    which = message.WhichOneof("fact")
+    changes: tuple[Change, ...] = ()
+    if which is None:
+        v.add(top.at("fact"), "set one fact (account_opened, balance_changed, …)")
+    else:
+        decode = _FACTS[which]
+        changes = decode(_Fields(v, top.at(which)), getattr(message, which))
+    if v or source is None or at is None:
+        return None
+    return SourceEvent(source, event_id, at, message.sequence, changes)
+
+
+def _account_opened(f: _Fields, m: pb.AccountOpened) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    line = f.enum("product_line", m.product_line, _PRODUCT_LINES)
+    code = f.text("product_code", m.product_code, required=True, max_length=64)
+    currency = f.currency(m.currency)
+    branch = f.code("branch_code", m.branch_code, required=False)
+    opened = f.date("open_date", m.open_date, m.HasField("open_date"))
+    if line is None or opened is None:
+        return ()
+    return (OpenAccount(account, line, code, currency, branch, opened),)
+
+
+def _account_closed(f: _Fields, m: pb.AccountClosed) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    closed = f.date("close_date", m.close_date, m.HasField("close_date"))
+    return () if closed is None else (CloseAccount(account, closed),)
+
+
+def _balance_changed(f: _Fields, m: pb.BalanceChanged) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    currency = f.currency(m.currency)
+    return (SetBalance(account, currency, m.balance_minor_units),)
+
+
+def _transaction_posted(f: _Fields, m: pb.TransactionPosted) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    currency = f.currency(m.currency)
+    amount = f.amount("amount_minor_units", m.amount_minor_units, positive=True)
+    direction = f.enum("direction", m.direction, _DIRECTIONS)
+    channel = f.enum("channel", m.channel, _CHANNELS)
+    if m.merchant_category and not _MERCHANT_CATEGORY.fullmatch(m.merchant_category):
+        f.v.add(f.at("merchant_category"), "must be four digits (ISO 18245) or empty")
+    if m.salary and direction is not Direction.CREDIT:
+        f.v.add(f.at("salary"), "a salary is a credit (direction DIRECTION_CREDIT)")
+    if direction is None or channel is None:
+        return ()
+    purchase = direction is Direction.DEBIT and channel in _CARD_PURCHASE_CHANNELS
+    return (AddTransaction(account, currency, amount, direction, m.salary, purchase),)
+
+
+def _card_issued(f: _Fields, m: pb.CardIssued) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    line = f.enum("card_type", m.card_type, _CARD_LINES)
+    tier = f.enum("card_tier", m.card_tier, _CARD_TIERS)
+    code = f.text("product_code", m.product_code, required=True, max_length=64)
+    currency = f.currency(m.currency)
+    branch = f.code("branch_code", m.branch_code, required=False)
+    issued = f.date("issue_date", m.issue_date, m.HasField("issue_date"))
+    if line is None or tier is None or issued is None:
+        return ()
+    return (
+        OpenAccount(account, line, code, currency, branch, issued),
+        SetCardTier(account, tier),
+    )
+
+
+def _card_tier_changed(f: _Fields, m: pb.CardTierChanged) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    tier = f.enum("card_tier", m.card_tier, _CARD_TIERS)
+    return () if tier is None else (SetCardTier(account, tier),)
+
+
+def _loan_drawn(f: _Fields, m: pb.LoanDrawn) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    line = f.enum("loan_type", m.loan_type, _LOAN_LINES)
+    code = f.text("product_code", m.product_code, required=True, max_length=64)
+    currency = f.currency(m.currency)
+    f.amount("amount_minor_units", m.amount_minor_units, positive=True)
+    outstanding = f.amount("outstanding_minor_units", m.outstanding_minor_units, positive=False)
+    branch = f.code("branch_code", m.branch_code, required=False)
+    drawn = f.date("draw_date", m.draw_date, m.HasField("draw_date"))
+    if line is None or drawn is None:
+        return ()
+    return (
+        OpenAccount(account, line, code, currency, branch, drawn),
+        SetBalance(account, currency, outstanding),
+    )
+
+
+def _loan_repaid(f: _Fields, m: pb.LoanRepaid) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    currency = f.currency(m.currency)
+    f.amount("amount_minor_units", m.amount_minor_units, positive=True)
+    outstanding = f.amount("outstanding_minor_units", m.outstanding_minor_units, positive=False)
+    return (SetBalance(account, currency, outstanding),)
+
+
+def _loan_overdue(f: _Fields, m: pb.LoanOverdue) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    if not 0 <= m.overdue_days <= MAX_OVERDUE_DAYS:
+        f.v.add(f.at("overdue_days"), f"must be within 0 and {MAX_OVERDUE_DAYS}")
+    return (SetOverdue(account, m.overdue_days),)
+
+
+def _investment_bought(f: _Fields, m: pb.InvestmentBought) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    code = f.text("product_code", m.product_code, required=True, max_length=64)
+    risk = f.enum("product_risk", m.product_risk, _PRODUCT_RISKS)
+    currency = f.currency(m.currency)
+    f.amount("amount_minor_units", m.amount_minor_units, positive=True)
+    holding = f.amount("holding_minor_units", m.holding_minor_units, positive=False)
+    branch = f.code("branch_code", m.branch_code, required=False)
+    traded = f.date("trade_date", m.trade_date, m.HasField("trade_date"))
+    if risk is None or traded is None:
+        return ()
+    return (
+        OpenAccount(account, ProductLine.INVESTMENT, code, currency, branch, traded),
+        SetProductRisk(account, risk),
+        SetBalance(account, currency, holding),
+    )
+
+
+def _investment_redeemed(f: _Fields, m: pb.InvestmentRedeemed) -> tuple[Change, ...]:
+    account = f.account_id(m.account_id)
+    currency = f.currency(m.currency)
+    f.amount("amount_minor_units", m.amount_minor_units, positive=True)
+    holding = f.amount("holding_minor_units", m.holding_minor_units, positive=False)
+    return (SetBalance(account, currency, holding),)
+
+
+def _interaction_recorded(f: _Fields, m: pb.InteractionRecorded) -> tuple[Change, ...]:
+    kind = f.enum("kind", m.kind, _INTERACTIONS)
+    branch = f.code("branch_code", m.branch_code, required=kind is InteractionKind.BRANCH_VISIT)
+    if m.detail and not _DETAIL.fullmatch(m.detail):
+        f.v.add(f.at("detail"), "must be a code: letters, digits and . _ : / -, at most 64")
+    if kind is None:
+        return ()
+    return (RecordInteraction(kind, branch, m.detail),)
+
+
+def _consent(f: _Fields, m: pb.ConsentGiven | pb.ConsentWithdrawn, given: bool) -> Change | None:
+    channel = f.enum("channel", m.channel, CONTACT_CHANNELS)
+    purpose = f.enum("purpose", m.purpose, CONTACT_PURPOSES)
+    if not m.HasField("evidence"):
+        f.v.add(f.at("evidence"), "is required")
+        return None
+    evidence = _Fields(f.v, f.at("evidence"))
+    where = evidence.text(
+        "captured_where", m.evidence.captured_where, required=True, max_length=100
+    )
+    captured = evidence.time(
+        "capture_time", m.evidence.capture_time, m.evidence.HasField("capture_time")
+    )
+    version = evidence.text("text_version", m.evidence.text_version, required=True, max_length=32)
+    if channel is None or purpose is None or captured is None:
+        return None
+    return SetConsent(Consent(channel, purpose, given, ConsentEvidence(captured, where, version)))
+
+
+def _consent_given(f: _Fields, m: pb.ConsentGiven) -> tuple[Change, ...]:
+    change = _consent(f, m, True)
+    return () if change is None else (change,)
+
+
+def _consent_withdrawn(f: _Fields, m: pb.ConsentWithdrawn) -> tuple[Change, ...]:
+    change = _consent(f, m, False)
+    return () if change is None else (change,)
+
+
+def _preference_changed(f: _Fields, m: pb.PreferenceChanged) -> tuple[Change, ...]:
+    language = m.language
+    if language and (len(language) > 35 or not _LANGUAGE.fullmatch(language)):
+        f.v.add(f.at("language"), "must be a BCP 47 language tag, e.g. zh-CN")
+    zone = m.time_zone
+    if zone:
+        try:
+            if len(zone) > 64 or zone.startswith(("/", ".")):
+                raise ValueError(zone)
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            f.v.add(f.at("time_zone"), "must be an IANA time zone, e.g. Asia/Shanghai")
+    quiet: QuietHours | None = None
+    has_start, has_end = m.HasField("quiet_hours_start"), m.HasField("quiet_hours_end")
+    if has_start != has_end:
+        f.v.add(
+            f.at("quiet_hours_end" if has_start else "quiet_hours_start"), "set both or neither"
+        )
+    elif has_start:
+        start = f.time_of_day("quiet_hours_start", m.quiet_hours_start)
+        end = f.time_of_day("quiet_hours_end", m.quiet_hours_end)
+        if start is not None and end is not None:
+            if start == end:
+                f.v.add(f.at("quiet_hours_end"), "must differ from quiet_hours_start")
+            quiet = QuietHours(start, end)
+    channel = None
+    if m.preferred_channel:
+        channel = f.enum("preferred_channel", m.preferred_channel, CONTACT_CHANNELS)
+    return (SetPreferences(Preferences(language, zone, quiet, channel)),)
+
+
+def _risk_assessment_completed(f: _Fields, m: pb.RiskAssessmentCompleted) -> tuple[Change, ...]:
+    level = f.enum("customer_risk", m.customer_risk, _CUSTOMER_RISKS)
+    assessed = f.date("assess_date", m.assess_date, m.HasField("assess_date"))
+    expires = f.date("expire_date", m.expire_date, m.HasField("expire_date"))
+    if assessed is not None and expires is not None and expires <= assessed:
+        f.v.add(f.at("expire_date"), "must be after assess_date")
+    if level is None or assessed is None or expires is None:
+        return ()
+    return (SetRiskAssessment(RiskAssessment(level, assessed, expires)),)
+
+
+_FACTS: dict[str, Callable[[_Fields, Any], tuple[Change, ...]]] = {
+    "account_opened": _account_opened,
+    "account_closed": _account_closed,
+    "balance_changed": _balance_changed,
+    "transaction_posted": _transaction_posted,
+    "card_issued": _card_issued,
+    "card_tier_changed": _card_tier_changed,
+    "loan_drawn": _loan_drawn,
+    "loan_repaid": _loan_repaid,
+    "loan_overdue": _loan_overdue,
+    "investment_bought": _investment_bought,
+    "investment_redeemed": _investment_redeemed,
+    "interaction_recorded": _interaction_recorded,
+    "consent_given": _consent_given,
+    "consent_withdrawn": _consent_withdrawn,
+    "preference_changed": _preference_changed,
+    "risk_assessment_completed": _risk_assessment_completed,
+}

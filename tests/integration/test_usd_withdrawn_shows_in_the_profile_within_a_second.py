@@ -1,0 +1,129 @@
+"""The story that started the platform: a customer moved all his USD out, and for weeks kept
+getting a USD FX product by SMS. Now core deposits tells the profile (IngestSourceEvents) that
+his USD 6,000.00 went to 0.00; within one second his profile shows USD 0 and a ProfileChanged
+naming the USD balance change is on the profile's stream, for offers and notifications to act
+on. Identity and profile run as processes, as `make run` starts them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+import grpc
+
+from zhike.identity.v1 import party_pb2
+from zhike.profile.v1 import events_pb2
+from zhike.profile.v1 import profile_service_pb2 as profile_pb
+from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
+from zhike.source.v1 import source_event_pb2 as pb
+from zhike_runtime.testing.processes import NatsServer
+from zhike_runtime.testing.services import authorised_channel, eventually
+
+from .conftest import ServiceProcess
+from .journeys import link
+from .source_systems import day, fact, ingest, profile_changes
+
+ACCOUNT = "D-0001-USD"
+
+
+async def usd_balance(channel: grpc.aio.Channel, party_id: str) -> int | None:
+    stub = profile_grpc.ProfileServiceStub(channel)
+    try:
+        response = await stub.GetProfile(profile_pb.GetProfileRequest(party_id=party_id), timeout=5)
+    except grpc.aio.AioRpcError as error:
+        if error.code() is grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+    usd = [b.assets_minor_units for b in response.profile.balances if b.currency_code == "USD"]
+    return usd[0] if usd else None
+
+
+def usd_change(changed: events_pb2.ProfileChanged) -> tuple[int, int] | None:
+    for item in changed.facts:
+        if item.HasField("balance_changed") and item.balance_changed.currency_code == "USD":
+            return (item.balance_changed.before_minor_units, item.balance_changed.after_minor_units)
+    return None
+
+
+async def test_usd_withdrawn_to_zero_shows_in_the_profile_and_is_told_within_a_second(
+    services: dict[str, ServiceProcess], nats: NatsServer
+) -> None:
+    identity, profile = services["identity"], services["profile"]
+    identity.start()
+    profile.start()
+    await identity.wait_serving()
+    await profile.wait_serving()
+    async with (
+        authorised_channel(identity.address) as identity_channel,
+        authorised_channel(profile.address) as profile_channel,
+    ):
+        customer = party_pb2.SourceRecord(
+            key=party_pb2.SourceRecordKey(source_system="core_deposits", source_record_id="D-1"),
+            full_name="刘建军",
+            phone="13812345678",
+        )
+        party_id = (await link(identity_channel, customer)).party_id
+        await ingest(
+            profile_channel,
+            fact(
+                "core_deposits",
+                "D-1",
+                "open-1",
+                1,
+                account_opened=pb.AccountOpened(
+                    account_id=ACCOUNT,
+                    product_line=pb.PRODUCT_LINE_SAVINGS,
+                    product_code="SAV-USD",
+                    currency="USD",
+                    branch_code="0101",
+                    open_date=day(dt.date(2024, 3, 1)),
+                ),
+            ),
+            fact(
+                "core_deposits",
+                "D-1",
+                "deposit-1",
+                2,
+                balance_changed=pb.BalanceChanged(
+                    account_id=ACCOUNT,
+                    currency="USD",
+                    change_minor_units=600000,
+                    balance_minor_units=600000,
+                ),
+            ),
+        )
+
+        async def he_holds_usd_6000() -> bool:
+            return await usd_balance(profile_channel, party_id) == 600000
+
+        await eventually(he_holds_usd_6000, timeout=15)
+
+        async with profile_changes(nats.url) as told:
+            started = time.monotonic()
+            await ingest(
+                profile_channel,
+                fact(
+                    "core_deposits",
+                    "D-1",
+                    "withdrawal-1",
+                    3,
+                    balance_changed=pb.BalanceChanged(
+                        account_id=ACCOUNT,
+                        currency="USD",
+                        change_minor_units=-600000,
+                        balance_minor_units=0,
+                    ),
+                ),
+            )
+            while True:  # (the deposit's own ProfileChanged may still be on its way)
+                changed = await asyncio.wait_for(told.get(), timeout=5)
+                if changed.party_id == party_id and usd_change(changed) == (600000, 0):
+                    break
+            elapsed = time.monotonic() - started
+            shown = await usd_balance(profile_channel, party_id)
+
+        assert usd_change(changed) == (600000, 0)  # "USD 6,000.00 → 0.00"
+        assert changed.cause == events_pb2.CHANGE_CAUSE_SOURCE_EVENT
+        assert shown == 0
+        assert elapsed < 1.0, f"told after {elapsed:.3f}s"
