@@ -39,7 +39,8 @@ Manifest = dict[str, Any]
 Values = dict[str, Any]
 
 # What every installation must add to the production defaults (the chart refuses to render
-# without it): its identity provider and the Secret of its field-encryption keys. Renders in these tests layer it under the values given.
+# without it): its identity provider and the Secret of its field-encryption keys. Renders in
+# these tests layer it under the values given.
 INSTALLATION_VALUES: Values = {
     "fieldKeys": {"existingSecret": "zhike-field-keys"},
     # The production defaults run 2 replicas per service, which need a shared page-token key.

@@ -51,6 +51,19 @@ def insert_for(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Inse
     return sqlite.insert(table)
 
 
+def sqlstate(error: BaseException | None) -> str | None:
+    """The SQLSTATE of a database error, wherever the driver keeps it: on SQLAlchemy's `orig`
+    (asyncpg's adapter, psycopg's pgcode) or on the driver's own exception behind it."""
+    original = getattr(error, "orig", None)
+    driver = original.__cause__ if original is not None else None
+    code = (
+        getattr(original, "sqlstate", None)
+        or getattr(original, "pgcode", None)
+        or getattr(driver, "sqlstate", None)
+    )
+    return str(code) if code else None
+
+
 def is_disconnect(error: BaseException) -> bool:
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True

@@ -25,6 +25,8 @@ import traceback
 
 from sqlalchemy.exc import DBAPIError, StatementError
 
+from zhike_runtime.db import sqlstate
+
 MASK = "***"
 MAX_LENGTH = 300
 
@@ -83,11 +85,7 @@ def _describe_database_error(error: StatementError) -> str:
     parts = [f"{name}({type(original).__name__})" if original is not None else name]
     # asyncpg's own exception (the adapter's __cause__) knows the constraint and the table.
     driver = original.__cause__ if original is not None else None
-    code = (
-        getattr(original, "sqlstate", None)
-        or getattr(original, "pgcode", None)
-        or getattr(driver, "sqlstate", None)
-    )
+    code = sqlstate(error)
     if code:
         parts.append(f"sqlstate={code}")
     sqlite_name = getattr(original, "sqlite_errorname", None)

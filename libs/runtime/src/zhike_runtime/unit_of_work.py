@@ -55,7 +55,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhike_runtime.db import Database
+from zhike_runtime.db import Database, sqlstate
 from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
 from zhike_runtime.redaction import describe_error
@@ -83,10 +83,7 @@ def is_conflict(error: BaseException | None) -> bool:
     if isinstance(error, IntegrityError):
         return True
     if isinstance(error, DBAPIError):
-        original = error.orig
-        driver = original.__cause__ if original is not None else None
-        code = getattr(original, "sqlstate", None) or getattr(driver, "sqlstate", None)
-        return code in (_SERIALIZATION_FAILURE, _DEADLOCK_DETECTED)
+        return sqlstate(error) in (_SERIALIZATION_FAILURE, _DEADLOCK_DETECTED)
     return False
 
 

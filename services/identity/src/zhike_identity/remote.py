@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -39,7 +40,16 @@ class StreamFailed(Exception):
 _STATUS_DETAILS = "grpc-status-details-bin"
 
 
-def _message(record: RawRecord, dropped: set[str]) -> party_pb2.SourceRecord:
+_ID_TYPES = frozenset(party_pb2.IdType.keys())
+
+
+def source_record_message(
+    record: RawRecord, dropped: AbstractSet[str] = frozenset()
+) -> party_pb2.SourceRecord:
+    """The SourceRecord an adapter sends for this text record, less the `dropped` fields.
+
+    Dates and genders are parsed as the batch resolver reads them, and a value that cannot be
+    read is left out; the ID type is inferred the same way, so both paths read a file alike."""
     message = party_pb2.SourceRecord(
         key=party_pb2.SourceRecordKey(
             source_system=record.source, source_record_id=record.source_id
@@ -48,12 +58,10 @@ def _message(record: RawRecord, dropped: set[str]) -> party_pb2.SourceRecord:
     if "full_name" not in dropped:
         message.full_name = record.full_name
     if record.id_number and "id_number" not in dropped:
-        # Inferred as the batch resolver does, so both paths read the same file the same way.
         kind = record.id_type.upper() or infer_id_kind(record.id_number) or "OTHER"
+        name = f"ID_TYPE_{kind}"
         message.id_type = (
-            party_pb2.IdType.Value(f"ID_TYPE_{kind}")
-            if f"ID_TYPE_{kind}" in set(party_pb2.IdType.keys())
-            else party_pb2.ID_TYPE_OTHER
+            party_pb2.IdType.Value(name) if name in _ID_TYPES else party_pb2.ID_TYPE_OTHER
         )
         message.id_number = record.id_number
     if "phone" not in dropped:
@@ -63,11 +71,12 @@ def _message(record: RawRecord, dropped: set[str]) -> party_pb2.SourceRecord:
     if record.birth_date and "birth_date" not in dropped:
         try:
             born = parse_date(record.birth_date)
+        except Unusable:
+            pass
+        else:
             message.birth_date.CopyFrom(
                 date_pb2.Date(year=born.year, month=born.month, day=born.day)
             )
-        except Unusable:
-            dropped.add("birth_date")
     if record.gender and "gender" not in dropped:
         try:
             gender = parse_gender(record.gender)
@@ -132,7 +141,7 @@ async def _stream(
                 dropped: set[str] = set()
                 for _attempt in range(3):
                     request = pb.LinkSourceRecordRequest(
-                        source_record=_message(records[i], dropped)
+                        source_record=source_record_message(records[i], dropped)
                     )
                     try:
                         await stub.LinkSourceRecord(request, timeout=30)

@@ -3,71 +3,20 @@ nats-server, driven through identity's gRPC API and read through the profile's."
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import grpc
-import pytest
 
 from zhike.identity.v1 import identity_service_pb2 as pb
-from zhike.identity.v1 import identity_service_pb2_grpc, party_pb2
-from zhike.profile.v1 import profile_pb2, profile_service_pb2, profile_service_pb2_grpc
-from zhike_identity.app import DEFINITION as IDENTITY
-from zhike_profile.app import DEFINITION as PROFILE
-from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import (
-    authorised_channel,
-    eventually,
-    running_service,
-    wait_serving,
-)
+from zhike.identity.v1 import party_pb2
+from zhike.profile.v1 import profile_pb2, profile_service_pb2
+from zhike_runtime.testing.services import eventually
 
-if TYPE_CHECKING:
-    from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub
-    from zhike.profile.v1.profile_service_pb2_grpc import ProfileServiceAsyncStub
+from .identity_and_profile import Stack
 
 RESIDENT_ID = "440306198505120028"  # born 1985-05-12, female
 A_RECORDS = {("core", "A-1"), ("mobile", "A-2")}
 B_RECORDS = {("cards", "B-1"), ("loans", "B-2")}
-
-
-@dataclasses.dataclass
-class Stack:
-    identity: IdentityServiceAsyncStub
-    profile: ProfileServiceAsyncStub
-
-
-@pytest.fixture
-async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]:
-    # Identity first: it owns the ZHIKE_IDENTITY stream the profile consumer binds to.
-    async with running_service(
-        IDENTITY,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
-        nats_url=nats_server.url,
-    ) as identity:
-        await wait_serving(identity.grpc_port)
-        async with running_service(
-            PROFILE,
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",
-            nats_url=nats_server.url,
-        ) as profile:
-            await wait_serving(profile.grpc_port)
-            async with (
-                authorised_channel(f"127.0.0.1:{identity.grpc_port}") as identity_channel,
-                authorised_channel(f"127.0.0.1:{profile.grpc_port}") as profile_channel,
-            ):
-                yield Stack(
-                    cast(
-                        "IdentityServiceAsyncStub",
-                        identity_service_pb2_grpc.IdentityServiceStub(identity_channel),
-                    ),
-                    cast(
-                        "ProfileServiceAsyncStub",
-                        profile_service_pb2_grpc.ProfileServiceStub(profile_channel),
-                    ),
-                )
 
 
 async def link(stack: Stack, source_system: str, source_record_id: str, **values: Any) -> str:

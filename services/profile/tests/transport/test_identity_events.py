@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 import sqlalchemy as sa
 from google.protobuf.message import Message
 
-from zhike.identity.v1 import events_pb2, identity_service_pb2, identity_service_pb2_grpc, party_pb2
-from zhike.profile.v1 import profile_pb2, profile_service_pb2, profile_service_pb2_grpc
-from zhike_identity.app import DEFINITION as IDENTITY
-from zhike_identity.settings import IdentitySettings
-from zhike_profile.app import DEFINITION as PROFILE
-from zhike_profile.settings import ProfileSettings
+from zhike.identity.v1 import events_pb2, identity_service_pb2, party_pb2
+from zhike.profile.v1 import profile_pb2, profile_service_pb2
 from zhike_profile.storage import schema
-from zhike_runtime.app import RunningService
 from zhike_runtime.events import headers as h
 from zhike_runtime.ids import new_id
-from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import (
-    authorised_channel,
-    eventually,
-    running_service,
-    wait_serving,
-)
+from zhike_runtime.testing.services import eventually
+
+from .identity_and_profile import Stack
 
 DLQ_STREAM = "ZHIKE_DLQ"
 DLQ_SUBJECT = "zhike.dlq.profile-identity"
@@ -38,44 +25,13 @@ SOURCE_RECORD_LINKED_SUBJECT = "zhike.identity.v1.source_record_linked"
 RESIDENT_ID = "11010519491231002X"
 
 
-@dataclasses.dataclass
-class Stack:
-    identity: RunningService[IdentitySettings]
-    profile: RunningService[ProfileSettings]
-    identity_channel: Any
-    profile_channel: Any
-
-    @property
-    def js(self) -> Any:
-        return self.profile.bus.js
-
-
-@pytest.fixture
-async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]:
-    # Identity first: it owns the ZHIKE_IDENTITY stream the profile consumer binds to.
-    async with running_service(
-        IDENTITY,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
-        nats_url=nats_server.url,
-    ) as identity:
-        await wait_serving(identity.grpc_port)
-        async with running_service(
-            PROFILE,
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",
-            nats_url=nats_server.url,
-        ) as profile:
-            await wait_serving(profile.grpc_port)
-            async with (
-                authorised_channel(f"127.0.0.1:{identity.grpc_port}") as identity_channel,
-                authorised_channel(f"127.0.0.1:{profile.grpc_port}") as profile_channel,
-            ):
-                yield Stack(identity, profile, identity_channel, profile_channel)
+def js(stack: Stack) -> Any:
+    return stack.profile_service.bus.js
 
 
 async def find_profile(stack: Stack, party_id: str) -> profile_pb2.Profile | None:
-    stub = profile_service_pb2_grpc.ProfileServiceStub(stack.profile_channel)
     try:
-        response = await stub.GetProfile(
+        response = await stack.profile.GetProfile(
             profile_service_pb2.GetProfileRequest(party_id=party_id), timeout=2
         )
     except grpc.aio.AioRpcError as error:
@@ -103,7 +59,7 @@ async def publish(stack: Stack, subject: str, message: Message | bytes, event_ty
     """Publishes to JetStream exactly as the identity outbox relay does."""
     event_id = new_id()
     payload = message if isinstance(message, bytes) else message.SerializeToString()
-    await stack.js.publish(
+    await js(stack).publish(
         subject,
         payload,
         headers={
@@ -126,12 +82,12 @@ def linked(party_id: str, system: str, record_id: str) -> events_pb2.SourceRecor
 
 
 async def dlq_messages(stack: Stack) -> int:
-    info = await stack.js.stream_info(DLQ_STREAM)
+    info = await js(stack).stream_info(DLQ_STREAM)
     return int(info.state.messages)
 
 
 async def test_linked_source_records_appear_in_the_profile(stack: Stack) -> None:
-    identity = identity_service_pb2_grpc.IdentityServiceStub(stack.identity_channel)
+    identity = stack.identity
 
     def link(system: str, record_id: str) -> identity_service_pb2.LinkSourceRecordRequest:
         return identity_service_pb2.LinkSourceRecordRequest(
@@ -197,7 +153,7 @@ async def test_malformed_events_are_dead_lettered_and_later_events_still_apply(
 
     await eventually(both_dead_lettered, timeout=10)
     assert await dlq_messages(stack) == 2
-    parked = [await stack.js.get_msg(DLQ_STREAM, seq=seq) for seq in (1, 2)]
+    parked = [await js(stack).get_msg(DLQ_STREAM, seq=seq) for seq in (1, 2)]
     assert [m.subject for m in parked] == [DLQ_SUBJECT, DLQ_SUBJECT]
     by_event = {m.headers[h.EVENT_ID]: m for m in parked}
     assert set(by_event) == {no_party_id, undecodable_id}
@@ -208,6 +164,6 @@ async def test_malformed_events_are_dead_lettered_and_later_events_still_apply(
     assert orphan.headers[h.CONSUMER] == "profile-identity"
     assert by_event[undecodable_id].headers[h.LAST_ERROR]
     # Dead-lettered, not applied: the good party's profile is the only one.
-    async with stack.profile.database.session() as session:
+    async with stack.profile_service.database.session() as session:
         parties = (await session.scalars(sa.select(schema.profile.c.party_id))).all()
     assert parties == [good_party]

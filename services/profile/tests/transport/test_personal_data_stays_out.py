@@ -15,9 +15,7 @@ only in GoldenRecordChanged (the profile shows them) and in the dead letter kept
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import grpc
 import pytest
@@ -26,28 +24,15 @@ from nats.js import JetStreamContext
 
 from zhike.identity.v1 import events_pb2 as identity_events
 from zhike.identity.v1 import identity_service_pb2 as pb
-from zhike.identity.v1 import identity_service_pb2_grpc, party_pb2
-from zhike.profile.v1 import profile_service_pb2, profile_service_pb2_grpc
-from zhike_identity.app import DEFINITION as IDENTITY
-from zhike_profile.app import DEFINITION as PROFILE
-from zhike_runtime.app import RunningService
+from zhike.identity.v1 import party_pb2
+from zhike.profile.v1 import profile_service_pb2
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import DLQ_STREAM
-from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.testing.logs import captured_json_logs
-from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import (
-    authorised_channel,
-    eventually,
-    running_service,
-    wait_serving,
-)
+from zhike_runtime.testing.services import eventually
 
 from ..source_facts import account_opened, balance_changed, consent, source_event
-
-if TYPE_CHECKING:
-    from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub
-    from zhike.profile.v1.profile_service_pb2_grpc import ProfileServiceAsyncStub
+from .identity_and_profile import Stack
 
 IDENTITY_STREAM = "ZHIKE_IDENTITY"
 
@@ -82,44 +67,6 @@ CUSTOMERS = (
 )
 NAMES = tuple(c.name for c in CUSTOMERS)
 IDENTIFIERS = tuple(value for c in CUSTOMERS for value in c.identifiers)
-
-
-@dataclasses.dataclass
-class Stack:
-    identity_service: RunningService[ServiceSettings]
-    identity: IdentityServiceAsyncStub
-    profile: ProfileServiceAsyncStub
-
-
-@pytest.fixture
-async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_service(
-        IDENTITY,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
-        nats_url=nats_server.url,
-    ) as identity:
-        await wait_serving(identity.grpc_port)
-        async with running_service(
-            PROFILE,
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",
-            nats_url=nats_server.url,
-        ) as profile:
-            await wait_serving(profile.grpc_port)
-            async with (
-                authorised_channel(f"127.0.0.1:{identity.grpc_port}") as identity_channel,
-                authorised_channel(f"127.0.0.1:{profile.grpc_port}") as profile_channel,
-            ):
-                yield Stack(
-                    cast("RunningService[ServiceSettings]", identity),
-                    cast(
-                        "IdentityServiceAsyncStub",
-                        identity_service_pb2_grpc.IdentityServiceStub(identity_channel),
-                    ),
-                    cast(
-                        "ProfileServiceAsyncStub",
-                        profile_service_pb2_grpc.ProfileServiceStub(profile_channel),
-                    ),
-                )
 
 
 def record(system: str, record_id: str, **values: Any) -> pb.LinkSourceRecordRequest:

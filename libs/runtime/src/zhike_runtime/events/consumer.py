@@ -293,12 +293,13 @@ class EventConsumer:
 
     def _read(self, message: Msg) -> _Delivery:
         headers = message.headers or {}
+        event_type = headers.get(h.EVENT_TYPE, "")
         return _Delivery(
             message=message,
             event_id=headers.get(h.EVENT_ID) or headers.get(h.MSG_ID) or "",
-            event_type=headers.get(h.EVENT_TYPE, ""),
+            event_type=event_type,
             delivery=message.metadata.num_delivered or 1,
-            handler=self._handlers.get(headers.get(h.EVENT_TYPE, "")),
+            handler=self._handlers.get(event_type),
         )
 
     def _decode(self, delivery: _Delivery) -> Message | None:
@@ -448,11 +449,10 @@ class EventConsumer:
         assert self.spec.batch_handler is not None
         async with self._unit() as unit:
             now = dt.datetime.now(dt.UTC)
+            # The first copy of each event id (a republished copy may come in the same fetch).
             first: dict[str, _Delivery] = {}
             for delivery, _payload in deliveries:
-                first.setdefault(
-                    delivery.event_id, delivery
-                )  # a republished copy in the same fetch
+                first.setdefault(delivery.event_id, delivery)
             statement = (
                 insert_for(unit.dialect, inbox_event)
                 .values([_inbox_row(self.spec.durable, d, now) for d in first.values()])

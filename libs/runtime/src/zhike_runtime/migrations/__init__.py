@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from zhike_runtime.crypto import FieldKeys
-from zhike_runtime.db import Database
+from zhike_runtime.db import Database, sqlstate
 
 RUNTIME_SCRIPTS = Path(__file__).resolve().parent
 RUNTIME_VERSION_TABLE = "zhike_runtime_version"
@@ -76,15 +76,15 @@ def _milliseconds(seconds: float) -> str:
 def _timeout_error(
     error: DBAPIError, lock_timeout_seconds: float, statement_timeout_seconds: float
 ) -> MigrationTimeout | None:
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate == _LOCK_NOT_AVAILABLE:
+    code = sqlstate(error)
+    if code == _LOCK_NOT_AVAILABLE:
         return MigrationTimeout(
             f"migration stopped: a lock it needs was not granted within {lock_timeout_seconds:g} s "
             "(ZHIKE_MIGRATION_LOCK_TIMEOUT_SECONDS); another session holds a conflicting lock "
             "(see pg_locks and pg_stat_activity). Nothing was changed: run it again when that "
             "session has finished, or at a quieter time"
         )
-    if sqlstate == _QUERY_CANCELED:
+    if code == _QUERY_CANCELED:
         return MigrationTimeout(
             f"migration stopped: a statement ran longer than {statement_timeout_seconds:g} s "
             "(ZHIKE_MIGRATION_STATEMENT_TIMEOUT_SECONDS). Nothing was changed: raise the limit "

@@ -102,8 +102,10 @@ def _evidence(evidence: LinkEvidence) -> party_pb2.LinkEvidence:
 def _golden_value(
     value: GoldenValue | None, mask: Callable[[str], str] = str
 ) -> party_pb2.GoldenValue | None:
-    if value is None:
-        return None
+    return None if value is None else _golden_listed(value, mask)
+
+
+def _golden_listed(value: GoldenValue, mask: Callable[[str], str]) -> party_pb2.GoldenValue:
     return party_pb2.GoldenValue(
         value=mask(value.value), source=source_record_key(value.source), basis=value.basis
     )
@@ -121,8 +123,8 @@ def golden_message(golden: GoldenRecord, *, unmasked: bool) -> party_pb2.GoldenR
         birth_date=_golden_value(golden.birth_date),
         gender=_golden_value(golden.gender),
         id_number=_golden_value(golden.id_number, masked(mask_id_number)),
-        phones=[m for v in golden.phones if (m := _golden_value(v, masked(mask_phone)))],
-        emails=[m for v in golden.emails if (m := _golden_value(v, masked(mask_email)))],
+        phones=[_golden_listed(v, masked(mask_phone)) for v in golden.phones],
+        emails=[_golden_listed(v, masked(mask_email)) for v in golden.emails],
         address=_golden_value(golden.address, masked(mask_address)),
     )
 

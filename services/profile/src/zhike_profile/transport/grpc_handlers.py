@@ -101,9 +101,7 @@ class ProfileHandlers(pb_grpc.ProfileServiceServicer):
         needs_facts = mask is None or any(
             path.split(".")[0] in codec.FACT_FIELDS for path in mask.paths
         )
-        view = await self._queries.get_profile(
-            request.party_id, source if by_key else None, with_facts=needs_facts
-        )
+        view = await self._queries.get_profile(request.party_id, source, with_facts=needs_facts)
         call = current_call()
         call.about_party(view.profile.party_id)
         full = codec.profile_message(view, unmasked=call.unmasked)

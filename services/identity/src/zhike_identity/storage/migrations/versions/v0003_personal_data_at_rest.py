@@ -134,4 +134,9 @@ def _blind_index(bind: sa.Connection, blind: Blinder) -> None:
 
 
 def downgrade() -> None:
-    raise NotImplementedError("personal data is not turned back into plain text")
+    # One-way on purpose: a downgrade would write every identifier back in plain text. To go
+    # back, restore the backup taken before the upgrade (docs/operations.md, "Key rotation").
+    raise RuntimeError(
+        "identity_0003 cannot be downgraded: it would store personal data in plain text again; "
+        "restore the backup taken before the upgrade instead"
+    )
