@@ -70,13 +70,36 @@ METHOD_RULES: Mapping[str, MethodRule] = {
     _PROFILE + "SearchProfiles": MethodRule("profile.search"),
     _PROFILE + "IngestSourceEvents": MethodRule("profile.source.write"),
     _OFFERS + "DecideOffers": MethodRule("offers.decide", party_field="party_id"),
+    _OFFERS + "RecordResponse": MethodRule("offers.respond", party_field="party_id"),
+    # Catalogue writes change what every customer is offered: audited.
+    _OFFERS + "CreateOffer": MethodRule("offers.catalogue.write", audited=True),
+    _OFFERS + "UpdateOffer": MethodRule("offers.catalogue.write", audited=True),
+    _OFFERS + "RetireOffer": MethodRule("offers.catalogue.write", audited=True),
+    _OFFERS + "GetOffer": MethodRule("offers.catalogue.read"),
+    _OFFERS + "ListOffers": MethodRule("offers.catalogue.read"),
+    _OFFERS + "SimulateOffer": MethodRule("offers.simulate"),
+    # Who read a party's decisions (factors, explanations) is itself on record.
+    _OFFERS + "ListDecisions": MethodRule("offers.audit", party_field="party_id", audited=True),
+    _OFFERS + "GetContactPreferences": MethodRule(
+        "offers.contact_preferences", party_field="party_id"
+    ),
+    # The customer's PIPL art. 24 switch: who changed it, and for whom, is on record.
+    _OFFERS + "SetContactPreferences": MethodRule(
+        "offers.contact_preferences", party_field="party_id", audited=True
+    ),
     _NOTIFICATIONS + "SendNotification": MethodRule("notifications.send", audited=True),
 }
 
 # Roles as a bank starts with them. A customer-delegated token (mobile app) carries the
 # channel_app role and a party claim, which confines it to that party's own data.
 DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
-    "channel_app": ("identity.party.read", "profile.read", "offers.decide"),
+    "channel_app": (
+        "identity.party.read",
+        "profile.read",
+        "offers.decide",
+        "offers.respond",
+        "offers.contact_preferences",
+    ),
     "branch_teller": (
         "identity.party.read",
         "identity.party.read_pii",
@@ -84,12 +107,17 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "profile.read",
         "profile.read_pii",
         "offers.decide",
+        "offers.respond",
+        # A customer may opt out wherever they talk to the bank (PIPL art. 24).
+        "offers.contact_preferences",
     ),
     "call_centre_agent": (
         "identity.party.read",
         "identity.party.find",
         "profile.read",
         "offers.decide",
+        "offers.respond",
+        "offers.contact_preferences",
     ),
     "data_steward": (
         "identity.party.read",
@@ -104,8 +132,13 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "profile.read",
         "profile.search",
         "offers.decide",
+        "offers.catalogue.read",
+        "offers.catalogue.write",
+        "offers.simulate",
         "notifications.send",
     ),
+    # Internal audit and compliance: the decision log, and the offer versions it names.
+    "auditor": ("offers.audit", "offers.catalogue.read"),
     # Source-system adapters (core deposits, cards, loans…) feeding their records and facts in.
     "source_system": ("identity.record.write", "profile.source.write"),
     "sre": ("audit.read",),

@@ -1,0 +1,275 @@
+"""One contact policy per customer, over the party's contact history (pure).
+
+Rules, checked in this order; the first that applies names the suppression:
+
+- do-not-contact: no marketing offer at all (service offers still go).
+- consent: on an outbound channel (sms, email, push) a marketing offer needs the party's
+  marketing consent for that channel; a service offer is held back only when service contact on
+  that channel was refused.
+- decline cool-down: after a DECLINE of an offer, nothing of it for the offer's
+  `cool_down_days` (else the policy's default).
+- ignored: `ignore_limit` IGNOREs of an offer with no click or accept between them suppress it
+  for `ignore_suppression_days` from the last of them; the count then starts again.
+- offer cap: at most the offer's `max_contacts` contacts (outbound decisions and impressions) in
+  its last `window_days`.
+- budget: marketing contacts across all channels, in rolling windows that end at `now` (never
+  calendar periods): by default at most 2 in 7 days and 6 in 30 days. A contact counted is a
+  marketing offer decided outbound (DECIDED_OUTBOUND, counted when decided: a contact later
+  withdrawn still counts, erring toward fewer messages) or shown on a channel listed in
+  `budget_channels`; the budget limits marketing decisions on those channels. By default these
+  are the outbound channels: an offer shown where the customer came to the bank (app, branch,
+  call centre) is not a contact the bank started, and is governed by the per-offer rules.
+
+Events after `now` are ignored, so a decision can be replayed as of its time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import enum
+import operator
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from zhike_offers.domain.catalogue import Offer
+from zhike_offers.domain.eligibility import CHANNELS, OUTBOUND_CHANNELS
+from zhike_offers.domain.facts import ConsentPurpose, OfferFacts
+
+
+class ContactKind(enum.StrEnum):
+    DECIDED_OUTBOUND = "decided_outbound"  # an outbound decision handed to notifications
+    IMPRESSION = "impression"  # shown on a channel
+    CLICK = "click"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    IGNORE = "ignore"  # shown and not acted upon
+    DELIVERED = "delivered"  # notifications delivered the outbound message
+
+
+@dataclass(frozen=True, order=True)
+class ContactEvent:
+    at: dt.datetime
+    offer_id: str
+    channel: str
+    kind: ContactKind
+    # The offer's category when the contact happened (a later change of category does not
+    # rewrite what the customer already received).
+    marketing: bool = True
+
+
+_CANONICAL = operator.attrgetter("at", "offer_id", "channel", "kind", "marketing")
+
+
+class ContactHistory:
+    """A party's contact events, in a canonical order (whatever order they were listed in),
+    indexed once for the checks of one decision."""
+
+    def __init__(self, events: Iterable[ContactEvent] = ()) -> None:
+        # The dataclass order, as a C-built key tuple: several times faster than __lt__.
+        self.events: tuple[ContactEvent, ...] = tuple(sorted(events, key=_CANONICAL))
+        by_offer: defaultdict[str, list[ContactEvent]] = defaultdict(list)
+        for event in self.events:
+            by_offer[event.offer_id].append(event)
+        self._by_offer = dict(by_offer)
+
+    def of_offer(self, offer_id: str) -> Sequence[ContactEvent]:
+        return self._by_offer.get(offer_id, ())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ContactHistory) and other.events == self.events
+
+    def __hash__(self) -> int:
+        return hash(self.events)
+
+    def __repr__(self) -> str:
+        return f"ContactHistory({len(self.events)} events)"
+
+
+class SuppressionRule(enum.StrEnum):
+    DO_NOT_CONTACT = "do_not_contact"
+    NO_CONSENT = "no_consent"
+    DECLINE_COOL_DOWN = "decline_cool_down"
+    IGNORED = "ignored"
+    OFFER_CAP = "offer_cap"
+    BUDGET = "budget"
+
+
+@dataclass(frozen=True)
+class Suppression:
+    rule: SuppressionRule
+    explanation: str  # names the rule and its numbers
+    until: dt.datetime | None = None  # when it lifts, if that is known
+
+
+@dataclass(frozen=True)
+class BudgetWindow:
+    days: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class RemainingBudget:
+    remaining: int  # marketing contacts still allowed now
+    window: BudgetWindow  # the window that allows the fewest
+    used: int
+
+
+_COUNTED = frozenset({ContactKind.DECIDED_OUTBOUND, ContactKind.IMPRESSION})
+_ENGAGED = frozenset({ContactKind.CLICK, ContactKind.ACCEPT})
+
+
+@dataclass(frozen=True)
+class ContactPolicy:
+    budget: tuple[BudgetWindow, ...] = (BudgetWindow(7, 2), BudgetWindow(30, 6))
+    budget_channels: frozenset[str] = OUTBOUND_CHANNELS
+    ignore_limit: int = 3
+    ignore_suppression_days: int = 60
+    decline_cool_down_days: int = 30
+
+    def __post_init__(self) -> None:
+        for index, window in enumerate(self.budget):
+            if window.days < 1 or window.limit < 0:
+                raise ValueError(f"budget[{index}]: days must be ≥ 1 and limit ≥ 0")
+        unknown = sorted(self.budget_channels - set(CHANNELS))
+        if unknown:
+            raise ValueError(f"budget_channels: unknown {', '.join(unknown)}")
+        if self.ignore_limit < 1 or self.ignore_suppression_days < 0:
+            raise ValueError("ignore_limit must be ≥ 1 and ignore_suppression_days ≥ 0")
+        if self.decline_cool_down_days < 0:
+            raise ValueError("decline_cool_down_days must be ≥ 0")
+
+    def check(
+        self,
+        offer: Offer,
+        *,
+        channel: str,
+        facts: OfferFacts,
+        history: ContactHistory,
+        now: dt.datetime,
+        with_budget: bool = True,
+    ) -> Suppression | None:
+        """None when the policy lets `offer` reach the party on `channel` now, else the first
+        rule that holds it back. A decision checks the budget once for all its offers
+        (`with_budget=False` here), as several chosen offers share it."""
+        events = [event for event in history.of_offer(offer.offer_id) if event.at <= now]
+        return (
+            self.permission(offer, channel=channel, facts=facts)
+            or self._cool_down(offer, events, now)
+            or self._ignored(events, now)
+            or self._offer_cap(offer, events, now)
+            or (self._budget(offer, channel, history, now) if with_budget else None)
+        )
+
+    def permission(self, offer: Offer, *, channel: str, facts: OfferFacts) -> Suppression | None:
+        """The party's own say, whatever the history: do-not-contact and consent."""
+        if offer.marketing and facts.do_not_contact:
+            return Suppression(
+                SuppressionRule.DO_NOT_CONTACT,
+                "do-not-contact: the party receives no marketing offers",
+            )
+        if channel in OUTBOUND_CHANNELS:
+            if offer.marketing and facts.consent(channel, ConsentPurpose.MARKETING) is not True:
+                return Suppression(
+                    SuppressionRule.NO_CONSENT, f"consent: no marketing consent for {channel}"
+                )
+            if not offer.marketing and facts.consent(channel, ConsentPurpose.SERVICE) is False:
+                return Suppression(
+                    SuppressionRule.NO_CONSENT, f"consent: service contact refused for {channel}"
+                )
+        return None
+
+    def remaining_budget(self, history: ContactHistory, now: dt.datetime) -> RemainingBudget | None:
+        """How many more marketing contacts the budget allows now (None: no budget set)."""
+        times = [
+            event.at
+            for event in history.events
+            if event.marketing and event.at <= now and self._counts(event)
+        ]
+        tightest: RemainingBudget | None = None
+        for window in self.budget:
+            # Rolling: the window is (now - days, now], whatever the calendar says.
+            used = len(times) - bisect.bisect_right(times, now - dt.timedelta(days=window.days))
+            remaining = max(window.limit - used, 0)
+            if tightest is None or remaining < tightest.remaining:
+                tightest = RemainingBudget(remaining, window, used)
+        return tightest
+
+    def limited_by_budget(self, offer: Offer, channel: str) -> bool:
+        return offer.marketing and channel in self.budget_channels
+
+    def _counts(self, event: ContactEvent) -> bool:
+        return event.kind is ContactKind.DECIDED_OUTBOUND or (
+            event.kind is ContactKind.IMPRESSION and event.channel in self.budget_channels
+        )
+
+    def _cool_down(
+        self, offer: Offer, events: Sequence[ContactEvent], now: dt.datetime
+    ) -> Suppression | None:
+        days = offer.contact_limits.cool_down_days
+        days = self.decline_cool_down_days if days is None else days
+        declines = [event.at for event in events if event.kind is ContactKind.DECLINE]
+        if not declines:
+            return None
+        until = declines[-1] + dt.timedelta(days=days)
+        if now >= until:
+            return None
+        return Suppression(
+            SuppressionRule.DECLINE_COOL_DOWN,
+            f"decline cool-down: declined within the last {days} days",
+            until,
+        )
+
+    def _ignored(self, events: Sequence[ContactEvent], now: dt.datetime) -> Suppression | None:
+        period = dt.timedelta(days=self.ignore_suppression_days)
+        count = 0
+        until: dt.datetime | None = None
+        for event in events:
+            if until is not None and event.at < until:
+                continue  # inside a suppression: nothing counts toward the next one
+            if event.kind in _ENGAGED:
+                count = 0
+            elif event.kind is ContactKind.IGNORE:
+                count += 1
+                if count >= self.ignore_limit:
+                    until, count = event.at + period, 0
+        if until is None or now >= until:
+            return None
+        return Suppression(
+            SuppressionRule.IGNORED,
+            f"ignored: {self.ignore_limit} impressions ignored, suppressed for "
+            f"{self.ignore_suppression_days} days",
+            until,
+        )
+
+    def _offer_cap(
+        self, offer: Offer, events: Sequence[ContactEvent], now: dt.datetime
+    ) -> Suppression | None:
+        limits = offer.contact_limits
+        since = now - dt.timedelta(days=limits.window_days)
+        used = sum(1 for event in events if event.kind in _COUNTED and event.at > since)
+        if used < limits.max_contacts:
+            return None
+        return Suppression(
+            SuppressionRule.OFFER_CAP,
+            f"offer cap: {used} contacts with this offer in the last {limits.window_days} days "
+            f"(limit {limits.max_contacts})",
+        )
+
+    def _budget(
+        self, offer: Offer, channel: str, history: ContactHistory, now: dt.datetime
+    ) -> Suppression | None:
+        if not self.limited_by_budget(offer, channel):
+            return None
+        budget = self.remaining_budget(history, now)
+        if budget is None or budget.remaining > 0:
+            return None
+        return Suppression(SuppressionRule.BUDGET, budget_explanation(budget))
+
+
+def budget_explanation(budget: RemainingBudget) -> str:
+    return (
+        f"budget: {budget.used} marketing contacts in the last {budget.window.days} days "
+        f"(limit {budget.window.limit})"
+    )
