@@ -102,8 +102,10 @@ def nats(tmp_path: Path) -> Iterator[NatsServer]:
 
 @pytest.fixture
 def services(tmp_path: Path, nats: NatsServer) -> Iterator[dict[str, ServiceProcess]]:
-    """identity and profile processes (not yet started: tests choose when)."""
-    started = {name: ServiceProcess(name, tmp_path, nats.url) for name in ("identity", "profile")}
+    """identity, profile and offers processes (not yet started: tests choose when)."""
+    started = {
+        name: ServiceProcess(name, tmp_path, nats.url) for name in ("identity", "profile", "offers")
+    }
     yield started
     for service in started.values():
         if service.process is not None and service.process.poll() is None:

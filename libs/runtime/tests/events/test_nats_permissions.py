@@ -228,10 +228,15 @@ def test_a_seed_is_never_taken_for_a_public_key() -> None:
 
 def test_only_the_consumer_may_ack_and_park_for_its_durable() -> None:
     lists = allow_list()
-    acking = [u for u, p in lists.items() if any(s.startswith("$JS.ACK.") for s in p.publish)]
-    parking = [u for u, p in lists.items() if "zhike.dlq.profile-identity" in p.publish]
-    assert acking == ["profile"]
-    assert parking == ["profile"]
+    for durable, stream, consumer in (
+        ("profile-identity", "ZHIKE_IDENTITY", "profile"),
+        ("offers-profile", "ZHIKE_PROFILE", "offers"),
+    ):
+        ack = f"$JS.ACK.{stream}.{durable}."
+        acking = [u for u, p in lists.items() if any(s.startswith(ack) for s in p.publish)]
+        parking = [u for u, p in lists.items() if f"zhike.dlq.{durable}" in p.publish]
+        assert acking == [consumer]
+        assert parking == [consumer]
 
 
 async def test_a_source_adapter_publishes_to_the_source_stream_and_gets_its_ack(

@@ -1,24 +1,139 @@
-"""Composition root."""
+"""Composition root: settings → database → caches → use cases → handlers."""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
 from zhike.offers.v1 import offers_service_pb2
+from zhike_offers.catalogue import load_catalogue
+from zhike_offers.domain.eligibility import RuleEnvironment
+from zhike_offers.domain.service import (
+    Arbiter,
+    CatalogueAdmin,
+    CatalogueCache,
+    OfferDecisions,
+    OffersClock,
+    OutboundDecisions,
+    ProfileReactions,
+    PropensityCache,
+    Retention,
+)
 from zhike_offers.settings import OffersSettings
+from zhike_offers.storage.repository import SqlOffersUnitOfWork, autocommit_sessions
+from zhike_offers.transport import event_codec
+from zhike_offers.transport.background import every
+from zhike_offers.transport.event_handlers import profile_consumer
 from zhike_offers.transport.grpc_handlers import OffersHandlers
 from zhike_runtime.app import Platform, ServiceDefinition, Wiring
+from zhike_runtime.events.bus import StreamSpec
 
 SERVICE_NAME = offers_service_pb2.DESCRIPTOR.services_by_name["OffersService"].full_name
+# The offers' own events (OfferDecided, OfferWithdrawn).
+STREAM = StreamSpec("ZHIKE_OFFERS", (f"{event_codec.SUBJECT_PREFIX}.>",))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def wire(platform: Platform[OffersSettings]) -> Wiring:
-    return Wiring(grpc_registrations=[OffersHandlers().register])
+    settings = platform.settings
+    # One rule environment per process (~80 ms); a bad catalogue file stops the service here,
+    # naming every problem.
+    environment = RuleEnvironment()
+    defaults = load_catalogue(environment, settings.catalogue_dir)
+    config = settings.decision_config()
+    clock = OffersClock(_now, ZoneInfo(settings.business_time_zone))
+
+    def unit_of_work() -> SqlOffersUnitOfWork:
+        return SqlOffersUnitOfWork(
+            platform.database, event_codec.outgoing_event, platform.relay.notify
+        )
+
+    decision_sessions = autocommit_sessions(platform.database)
+
+    def decision_unit_of_work() -> SqlOffersUnitOfWork:
+        return SqlOffersUnitOfWork(
+            platform.database, event_codec.outgoing_event, sessions=decision_sessions
+        )
+
+    catalogues = CatalogueCache(unit_of_work, environment, defaults, clock)
+    models = PropensityCache(unit_of_work)
+    arbiter = Arbiter(config)
+    outbound = OutboundDecisions(catalogues, models, arbiter, clock)
+    decisions = OfferDecisions(
+        unit_of_work,
+        catalogues,
+        models,
+        arbiter,
+        outbound,
+        clock,
+        page_tokens=platform.page_tokens,
+        max_page_size=settings.max_page_size,
+        default_max_offers=settings.default_max_offers,
+        decision_units=decision_unit_of_work,
+    )
+    admin = CatalogueAdmin(
+        unit_of_work,
+        catalogues,
+        models,
+        outbound,
+        clock,
+        config,
+        page_tokens=platform.page_tokens,
+        max_page_size=settings.max_page_size,
+        sample_size=settings.simulation_sample_size,
+        max_sample_size=settings.simulation_max_sample_size,
+    )
+    retention = Retention(
+        unit_of_work,
+        catalogues,
+        config,
+        clock,
+        decision_log_days=settings.decision_log_retention_days,
+    )
+    handlers = OffersHandlers(
+        decisions,
+        admin,
+        max_page_size=settings.max_page_size,
+        default_max_offers=settings.default_max_offers,
+        max_sample_size=settings.simulation_max_sample_size,
+        now=clock.now,
+    )
+
+    def consumer_unit_of_work() -> SqlOffersUnitOfWork:
+        return SqlOffersUnitOfWork(
+            platform.database,
+            event_codec.outgoing_event,
+            platform.relay.notify,
+            before=outbound.ready,
+        )
+
+    reactions = ProfileReactions(catalogues, outbound, clock)
+    return Wiring(
+        grpc_registrations=[handlers.register],
+        consumers=[profile_consumer(reactions, consumer_unit_of_work)],
+        background={
+            "catalogue-refresh": every(
+                settings.catalogue_refresh_seconds, "catalogue refresh", catalogues.refresh
+            ),
+            "propensity-refresh": every(
+                settings.propensity_refresh_seconds, "propensity refresh", models.refresh
+            ),
+            "decision-retention": every(
+                settings.retention_check_seconds, "retention round", retention.prune
+            ),
+        },
+    )
 
 
 DEFINITION = ServiceDefinition(
     name="offers",
     settings_type=OffersSettings,
     grpc_service_names=(SERVICE_NAME,),
-    migrations=None,
-    stream=None,
+    migrations=Path(__file__).resolve().parent / "storage" / "migrations",
+    stream=STREAM,
     wire=wire,
 )

@@ -92,7 +92,11 @@ SERVICES: tuple[ServiceGrant, ...] = (
             DurableConsumer("profile-source", "ZHIKE_SOURCE"),
         ),
     ),
-    ServiceGrant("offers"),
+    ServiceGrant(
+        "offers",
+        owns=(StreamSpec("ZHIKE_OFFERS", ("zhike.offers.v1.>",)),),
+        consumes=(DurableConsumer("offers-profile", "ZHIKE_PROFILE"),),
+    ),
     ServiceGrant("notifications"),
 )
 DLQ_ADMIN = "dlq-admin"

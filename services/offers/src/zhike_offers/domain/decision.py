@@ -33,7 +33,7 @@ import datetime as dt
 import enum
 import functools
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
@@ -207,9 +207,12 @@ def decide(
     *,
     seed: int | None = None,
     config: DecisionConfig | None = None,
+    exclude: Collection[str] = (),
 ) -> Decision:
     """Rank the offers for `facts` on the request's channel as of `now` (aware). With the
-    Thompson estimator a `seed` is required: the caller records it so the decision replays."""
+    Thompson estimator a `seed` is required: the caller records it so the decision replays.
+    Offers in `exclude` are no candidates (an outbound decision leaves out the offers already
+    decided for the party and not withdrawn, so they take no share of the budget)."""
     config = config or _default_config()
     if now.tzinfo is None:
         raise ValueError("now must carry a time zone")
@@ -231,7 +234,7 @@ def decide(
     not_chosen: list[NotChosen] = []
     ranked: list[tuple[Factors, Offer]] = []
     for index, offer in enumerate(catalogue.offers):
-        if offer.retired:
+        if offer.retired or offer.offer_id in exclude:
             continue  # not a candidate at all
         if not request.explain and not rules_hold[index]:
             continue  # rejected, and nobody asked why

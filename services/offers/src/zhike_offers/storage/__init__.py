@@ -1,1 +1,1 @@
-"""Offers storage: the service has no tables of its own yet (the runtime's outbox and inbox only)."""
+"""Offers storage: SQLAlchemy tables (private) and the repository."""

@@ -1,79 +1,152 @@
+"""gRPC handlers: decode, call the use case, encode. Errors are mapped by the runtime.
+
+Who may call what, and for which party, the runtime's interceptor has already decided from the
+access rules: a customer-delegated token reaches DecideOffers, RecordResponse and the contact
+preferences only for its own party (another party is NOT_FOUND before any handler runs).
+"""
+
 from __future__ import annotations
 
-from typing import NoReturn, TypeAlias
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias, TypeVar
 
 import grpc
 
+from zhike.offers.v1 import offers_pb2
 from zhike.offers.v1 import offers_service_pb2 as pb
 from zhike.offers.v1 import offers_service_pb2_grpc as pb_grpc
+from zhike_offers.domain.service import CatalogueAdmin, OfferDecisions, StoredOffer
+from zhike_offers.transport import codec
+from zhike_runtime.auth.access import current_call
+from zhike_runtime.errors import InvalidArgument
 
 Context: TypeAlias = "grpc.aio.ServicerContext[object, object]"
+T = TypeVar("T")
 
 
-async def _not_yet(context: Context) -> NoReturn:
-    # Said explicitly: a method left to the generated base class would raise
-    # NotImplementedError, which the runtime's interceptor answers as INTERNAL.
-    await context.abort(
-        grpc.StatusCode.UNIMPLEMENTED, "offer decisioning is not available in this release"
-    )
-    raise AssertionError("abort() raises")
+async def _offer_named(offer: offers_pb2.Offer, saving: Awaitable[T]) -> T:
+    """The use case's answer; its problems with the offer named by the request's fields
+    (`offer.value_cny`, `offer.templates[1]`), not the catalogue document's."""
+    try:
+        return await saving
+    except InvalidArgument as error:
+        raise codec.offer_error(error, "offer", offer) from None
 
 
 class OffersHandlers(pb_grpc.OffersServiceServicer):
-    """The contract is served; decisioning arrives with the offers issue, so every RPC says so."""
+    def __init__(
+        self,
+        decisions: OfferDecisions,
+        catalogue: CatalogueAdmin,
+        *,
+        max_page_size: int,
+        default_max_offers: int,
+        max_sample_size: int,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._decisions = decisions
+        self._catalogue = catalogue
+        self._max_page_size = max_page_size
+        self._default_max_offers = default_max_offers
+        self._max_sample_size = max_sample_size
+        self._now = now
+
+    # --- decisions ------------------------------------------------------------------------
 
     async def DecideOffers(
         self, request: pb.DecideOffersRequest, context: Context
     ) -> pb.DecideOffersResponse:
-        await _not_yet(context)
+        party_id, decision_request = codec.decide_request(
+            request, default_max_offers=self._default_max_offers
+        )
+        decided = await self._decisions.decide(
+            party_id, decision_request, requested_by=current_call().caller.subject
+        )
+        return codec.decide_response(decided, explain=request.explain)
 
     async def RecordResponse(
         self, request: pb.RecordResponseRequest, context: Context
     ) -> pb.RecordResponseResponse:
-        await _not_yet(context)
-
-    async def CreateOffer(
-        self, request: pb.CreateOfferRequest, context: Context
-    ) -> pb.CreateOfferResponse:
-        await _not_yet(context)
-
-    async def UpdateOffer(
-        self, request: pb.UpdateOfferRequest, context: Context
-    ) -> pb.UpdateOfferResponse:
-        await _not_yet(context)
-
-    async def RetireOffer(
-        self, request: pb.RetireOfferRequest, context: Context
-    ) -> pb.RetireOfferResponse:
-        await _not_yet(context)
-
-    async def GetOffer(self, request: pb.GetOfferRequest, context: Context) -> pb.GetOfferResponse:
-        await _not_yet(context)
-
-    async def ListOffers(
-        self, request: pb.ListOffersRequest, context: Context
-    ) -> pb.ListOffersResponse:
-        await _not_yet(context)
-
-    async def SimulateOffer(
-        self, request: pb.SimulateOfferRequest, context: Context
-    ) -> pb.SimulateOfferResponse:
-        await _not_yet(context)
+        duplicate = await self._decisions.record_response(
+            codec.response_record(request, self._now())
+        )
+        return pb.RecordResponseResponse(duplicate=duplicate)
 
     async def ListDecisions(
         self, request: pb.ListDecisionsRequest, context: Context
     ) -> pb.ListDecisionsResponse:
-        await _not_yet(context)
+        party_id, size = codec.list_decisions_request(request, max_page_size=self._max_page_size)
+        page = await self._decisions.list_decisions(party_id, size, request.page_token)
+        return pb.ListDecisionsResponse(
+            entries=[codec.log_entry_message(entry) for entry in page.entries],
+            next_page_token=page.next_page_token,
+        )
 
     async def GetContactPreferences(
         self, request: pb.GetContactPreferencesRequest, context: Context
     ) -> pb.GetContactPreferencesResponse:
-        await _not_yet(context)
+        preferences = await self._decisions.contact_preferences(
+            codec.party_request(request.party_id)
+        )
+        return pb.GetContactPreferencesResponse(preferences=codec.preferences_message(preferences))
 
     async def SetContactPreferences(
         self, request: pb.SetContactPreferencesRequest, context: Context
     ) -> pb.SetContactPreferencesResponse:
-        await _not_yet(context)
+        party_id, do_not_contact, personalised = codec.set_preferences_request(request)
+        preferences = await self._decisions.set_contact_preferences(
+            party_id, do_not_contact, personalised
+        )
+        return pb.SetContactPreferencesResponse(preferences=codec.preferences_message(preferences))
+
+    # --- the catalogue --------------------------------------------------------------------
+
+    async def CreateOffer(
+        self, request: pb.CreateOfferRequest, context: Context
+    ) -> pb.CreateOfferResponse:
+        document = codec.create_request(request)
+        stored: StoredOffer = await _offer_named(request.offer, self._catalogue.create(document))
+        return pb.CreateOfferResponse(offer=codec.stored_offer_message(stored))
+
+    async def UpdateOffer(
+        self, request: pb.UpdateOfferRequest, context: Context
+    ) -> pb.UpdateOfferResponse:
+        document, expected_version = codec.update_request(request)
+        stored: StoredOffer = await _offer_named(
+            request.offer, self._catalogue.update(document, expected_version)
+        )
+        return pb.UpdateOfferResponse(offer=codec.stored_offer_message(stored))
+
+    async def RetireOffer(
+        self, request: pb.RetireOfferRequest, context: Context
+    ) -> pb.RetireOfferResponse:
+        offer_id, expected_version, reason = codec.retire_request(request)
+        stored = await self._catalogue.retire(offer_id, expected_version, reason)
+        return pb.RetireOfferResponse(offer=codec.stored_offer_message(stored))
+
+    async def GetOffer(self, request: pb.GetOfferRequest, context: Context) -> pb.GetOfferResponse:
+        offer_id, version = codec.offer_key(request)
+        stored = await self._catalogue.get(offer_id, version)
+        return pb.GetOfferResponse(offer=codec.stored_offer_message(stored))
+
+    async def ListOffers(
+        self, request: pb.ListOffersRequest, context: Context
+    ) -> pb.ListOffersResponse:
+        size = codec.list_offers_request(request, max_page_size=self._max_page_size)
+        page = await self._catalogue.list(size, request.page_token, request.include_retired)
+        return codec.offer_page_response(page)
+
+    async def SimulateOffer(
+        self, request: pb.SimulateOfferRequest, context: Context
+    ) -> pb.SimulateOfferResponse:
+        document, sample_size, segment = codec.simulate_request(
+            request, max_sample_size=self._max_sample_size
+        )
+        result = await _offer_named(
+            request.offer, self._catalogue.simulate(document, sample_size, segment)
+        )
+        return codec.simulation_response(result)
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_OffersServiceServicer_to_server(self, server)

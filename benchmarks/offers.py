@@ -1,0 +1,474 @@
+"""Offer decisioning on PostgreSQL: DecideOffers latency and rate, ProfileChanged → offer events.
+
+1. Starts a throwaway PostgreSQL 15 cluster, a nats-server and the offers service as deployed
+   (`python -m zhike_offers`, its own process; `--replicas 2` starts two behind the client's
+   round robin, as a Kubernetes Service would spread calls).
+2. Tops the default catalogue up to `--offers` live offers through CreateOffer (variants of the
+   defaults: other thresholds, currencies, tiers and segments).
+3. Publishes one ProfileChanged per party for `--parties` parties on the profile's stream (as
+   the profile service publishes them: balances per currency, holdings, tier, segments,
+   consent, risk level) and measures how fast offers applies them, re-deciding outbound
+   offers as it goes (events/s).
+4. DecideOffers for random parties on the mobile app: one caller at a time (p50/p99),
+   alternating with a trivial gRPC call to the same server (the health Check); then
+   `--callers` concurrent callers for `--seconds` (decisions/s, and latency under that load).
+5. ProfileChanged → OfferDecided (USD 6,000 arrives for a consenting C3 customer) and
+   ProfileChanged → OfferWithdrawn (the USD leaves), one party at a time (p50/p99).
+
+Prints figures; never asserts.
+
+    python -m benchmarks.offers [--parties N] [--offers K] [--calls C] [--callers M]
+
+`--parties 5000 --calls 300 --seconds 10` is a quick check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import nats
+from google.protobuf import timestamp_pb2
+from google.type import date_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.msg import Msg
+
+from benchmarks.identity.common import say
+from zhike.identity.v1 import party_pb2
+from zhike.offers.v1 import events_pb2 as offer_events
+from zhike.offers.v1 import offers_pb2
+from zhike.offers.v1 import offers_service_pb2 as offers_pb
+from zhike.offers.v1 import offers_service_pb2_grpc as offers_grpc
+from zhike.profile.v1 import events_pb2 as profile_events
+from zhike.profile.v1 import profile_pb2
+from zhike.source.v1 import source_event_pb2 as source_pb
+from zhike_runtime.events import headers as h
+from zhike_runtime.testing.processes import NatsServer, free_port, throwaway_postgres
+from zhike_runtime.testing.services import authorised_channel, process_environment, wait_serving
+
+DEFAULT_PARTIES = 100_000
+DEFAULT_OFFERS = 50
+DEFAULT_CALLS = 2_000
+DEFAULT_CALLERS = 8
+DEFAULT_SECONDS = 30.0
+DEFAULT_LATENCY_SAMPLES = 200
+TARGET_P99_MS = 10.0
+TARGET_RATE = 1_000.0
+
+PROFILE_STREAM = "ZHIKE_PROFILE"
+PROFILE_SUBJECT = "zhike.profile.v1.profile_changed"
+OFFERS_CONSUMER = "offers-profile"
+CURRENCIES = ("CNY", "USD", "EUR", "HKD")
+TIERS = ("standard", "standard", "standard", "silver", "gold", "platinum")
+SEGMENTS = ("usd_holder", "young_professional", "mortgage_holder", "premium", "dormant")
+PRODUCTS = (
+    (source_pb.PRODUCT_LINE_CURRENT_ACCOUNT, "CUR-CNY", "CNY"),
+    (source_pb.PRODUCT_LINE_SAVINGS, "SAV-USD", "USD"),
+    (source_pb.PRODUCT_LINE_CREDIT_CARD, "CC-GOLD", "CNY"),
+    (source_pb.PRODUCT_LINE_MORTGAGE, "MTG-30Y", "CNY"),
+    (source_pb.PRODUCT_LINE_INVESTMENT, "WM_CNY_3M", "CNY"),
+)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _latency_line(label: str, millis: Sequence[float]) -> str:
+    return (
+        f"{label:<40} p50 {_percentile(millis, 0.50):6.2f}  p90 {_percentile(millis, 0.90):6.2f}"
+        f"  p99 {_percentile(millis, 0.99):6.2f}  max {max(millis):7.2f} ms  (n={len(millis)})"
+    )
+
+
+def _stamp(at: dt.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(at)
+    return stamp
+
+
+def _start(database_url: str, nats_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    environment = (
+        os.environ
+        | {
+            "ZHIKE_GRPC_HOST": "127.0.0.1",
+            "ZHIKE_GRPC_PORT": str(port),
+            "ZHIKE_DATABASE_URL": database_url,
+            "ZHIKE_NATS_URL": nats_url,
+            "ZHIKE_LOG_LEVEL": "WARNING",
+        }
+        | process_environment()
+    )
+    return subprocess.Popen([sys.executable, "-m", "zhike_offers"], env=environment), port
+
+
+# --- the catalogue -------------------------------------------------------------------------
+
+
+def _variant(n: int, rng: random.Random) -> offers_pb2.Offer:
+    """A live marketing offer unlike the defaults: a threshold on one currency, sometimes a tier
+    or a segment, on the app and one outbound channel."""
+    currency = rng.choice(CURRENCIES)
+    threshold = rng.choice((1_000, 5_000, 20_000, 50_000, 200_000))
+    eligibility = [f'assets["{currency}"] >= {threshold}.0']
+    depends = [offers_pb2.FACT_KIND_ASSETS, offers_pb2.FACT_KIND_CONSENT]
+    if rng.random() < 0.3:
+        eligibility.append(f'tier in ["{rng.choice(TIERS[3:])}", "platinum"]')
+        depends.append(offers_pb2.FACT_KIND_TIER)
+    if rng.random() < 0.3:
+        eligibility.append(f'"{rng.choice(SEGMENTS)}" in segments')
+        depends.append(offers_pb2.FACT_KIND_SEGMENTS)
+    outbound_channel = rng.choice((offers_pb2.CHANNEL_SMS, offers_pb2.CHANNEL_PUSH))
+    return offers_pb2.Offer(
+        offer_id=f"bench_offer_{n:03d}",
+        names=offers_pb2.OfferNames(zh_cn=f"基准产品 {n}", en=f"Benchmark product {n}"),
+        product_code=f"BENCH-{n:03d}",
+        category=offers_pb2.OFFER_CATEGORY_MARKETING,
+        channels=[offers_pb2.CHANNEL_MOBILE_APP, outbound_channel],
+        placements=["home_banner"],
+        eligibility=eligibility,
+        applicability=[f'!("BENCH-{n:03d}" in products)'],
+        value_cny=str(rng.choice((50, 200, 600, 1500))),
+        levers="1",
+        contact_limits=offers_pb2.ContactLimits(max_contacts=2, window_days=30),
+        outbound=rng.random() < 0.5,
+        templates=[
+            offers_pb2.ChannelTemplate(channel=offers_pb2.CHANNEL_MOBILE_APP, template_id="card"),
+            offers_pb2.ChannelTemplate(channel=outbound_channel, template_id=f"bench_{n}"),
+        ],
+        depends_on=depends,
+    )
+
+
+async def _top_up_catalogue(address: str, wanted: int, seed: int) -> int:
+    async with authorised_channel(address, roles=["marketing_operations"]) as channel:
+        stub = offers_grpc.OffersServiceStub(channel)
+        live = 0
+        token = ""
+        while True:
+            page = await stub.ListOffers(
+                offers_pb.ListOffersRequest(page_size=100, page_token=token), timeout=30
+            )
+            live += len(page.offers)
+            token = page.next_page_token
+            if not token:
+                break
+        rng = random.Random(seed)
+        for n in range(wanted - live):
+            await stub.CreateOffer(offers_pb.CreateOfferRequest(offer=_variant(n, rng)), timeout=30)
+        return max(live, wanted)
+
+
+# --- the profile's events ------------------------------------------------------------------
+
+
+def _headers(event_id: str) -> dict[str, str]:
+    return {
+        h.MSG_ID: event_id,
+        h.EVENT_ID: event_id,
+        h.EVENT_TYPE: profile_events.ProfileChanged.DESCRIPTOR.full_name,
+        h.CONTENT_TYPE: h.PROTOBUF,
+    }
+
+
+def _consent(given: bool, at: dt.datetime) -> profile_events.ProfileFact:
+    return profile_events.ProfileFact(
+        consent_changed=profile_events.ConsentChanged(
+            channel=source_pb.CONTACT_CHANNEL_SMS,
+            purpose=source_pb.CONTACT_PURPOSE_MARKETING,
+            given=given,
+            evidence=profile_pb2.ConsentEvidence(
+                captured_where="mobile_banking", capture_time=_stamp(at), text_version="mkt-1"
+            ),
+        )
+    )
+
+
+def _risk(level: int, expires: dt.date) -> profile_events.ProfileFact:
+    return profile_events.ProfileFact(
+        risk_level_changed=profile_events.RiskLevelChanged(
+            after=level,  # type: ignore[arg-type]
+            expire_date=date_pb2.Date(year=expires.year, month=expires.month, day=expires.day),
+        )
+    )
+
+
+def _balance(currency: str, before: int, after: int) -> profile_events.ProfileFact:
+    return profile_events.ProfileFact(
+        balance_changed=profile_events.BalanceChanged(
+            currency_code=currency,
+            side=profile_events.BALANCE_SIDE_ASSETS,
+            before_minor_units=before,
+            after_minor_units=after,
+        )
+    )
+
+
+def _party_profile(party_id: str, rng: random.Random, now: dt.datetime) -> bytes:
+    """A first ProfileChanged for a party: everything it holds, as the profile tells it."""
+    facts = [_consent(rng.random() < 0.6, now - dt.timedelta(days=90))]
+    for currency in CURRENCIES:
+        if currency == "CNY" or rng.random() < 0.25:
+            facts.append(_balance(currency, 0, int(rng.lognormvariate(10, 1.5)) * 100))
+    for index, (line, code, currency) in enumerate(rng.sample(PRODUCTS, rng.randint(1, 3))):
+        facts.append(
+            profile_events.ProfileFact(
+                holding_opened=profile_events.HoldingOpened(
+                    source_record=party_pb2.SourceRecordKey(
+                        source_system="core_deposits", source_record_id=f"R-{party_id[:8]}"
+                    ),
+                    account_id=f"A{index}",
+                    product_line=line,
+                    product_code=code,
+                    currency_code=currency,
+                )
+            )
+        )
+    facts.append(
+        profile_events.ProfileFact(tier_changed=profile_events.TierChanged(after=rng.choice(TIERS)))
+    )
+    for segment in rng.sample(SEGMENTS, rng.randint(0, 2)):
+        facts.append(
+            profile_events.ProfileFact(
+                segment_entered=profile_events.SegmentEntered(segment=segment)
+            )
+        )
+    if rng.random() < 0.5:
+        facts.append(
+            _risk(rng.randint(1, 5), now.date() + dt.timedelta(days=rng.randint(-30, 300)))
+        )
+    return profile_events.ProfileChanged(
+        party_id=party_id,
+        profile_version=1,
+        change_time=_stamp(now),
+        cause=profile_events.CHANGE_CAUSE_SOURCE_EVENT,
+        facts=facts,
+    ).SerializeToString()
+
+
+async def _load_parties(nats_url: str, party_ids: Sequence[str], seed: int) -> None:
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        rng = random.Random(seed)
+        now = dt.datetime.now(dt.UTC)
+        started = time.perf_counter()
+        for first in range(0, len(party_ids), 500):
+            await asyncio.gather(
+                *(
+                    js.publish(
+                        PROFILE_SUBJECT,
+                        _party_profile(party_id, rng, now),
+                        headers=_headers(f"bench-{party_id}-1"),
+                    )
+                    for party_id in party_ids[first : first + 500]
+                )
+            )
+        published = time.perf_counter() - started
+        while True:
+            info = await js.consumer_info(PROFILE_STREAM, OFFERS_CONSUMER)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.5)
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.close()
+    say(
+        f"{len(party_ids)} parties' ProfileChanged published in {published:.1f} s and applied "
+        f"(with outbound re-decisions) in {elapsed:.1f} s: {len(party_ids) / elapsed:.0f} events/s"
+    )
+
+
+async def _profile_stream(nats_url: str) -> None:
+    """The profile's stream, as the profile service declares it (offers consumes from it)."""
+    client = await nats.connect(nats_url)
+    try:
+        await client.jetstream().add_stream(name=PROFILE_STREAM, subjects=["zhike.profile.v1.>"])
+    finally:
+        await client.close()
+
+
+# --- DecideOffers --------------------------------------------------------------------------
+
+
+async def _decide(
+    addresses: Sequence[str], party_ids: Sequence[str], args: argparse.Namespace
+) -> None:
+    rng = random.Random(args.seed)
+    channels = [authorised_channel(address, roles=["channel_app"]) for address in addresses]
+    try:
+        stubs = [offers_grpc.OffersServiceStub(channel) for channel in channels]
+        health = health_pb2_grpc.HealthStub(channels[0]).Check
+
+        def request() -> offers_pb.DecideOffersRequest:
+            return offers_pb.DecideOffersRequest(
+                party_id=rng.choice(party_ids),
+                channel=offers_pb2.CHANNEL_MOBILE_APP,
+                placement="home_banner",
+                max_offers=3,
+            )
+
+        for _ in range(100):  # warm-up: connections, caches
+            await stubs[0].DecideOffers(request(), timeout=30)
+        decide_ms: list[float] = []
+        echo_ms: list[float] = []
+        offered = 0
+        for _ in range(args.calls):
+            started = time.perf_counter()
+            await health(health_pb2.HealthCheckRequest(service=""), timeout=30)
+            echo_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            response = await stubs[0].DecideOffers(request(), timeout=30)
+            decide_ms.append((time.perf_counter() - started) * 1000)
+            offered += len(response.decisions)
+        say(_latency_line("DecideOffers, 1 caller", decide_ms))
+        say(_latency_line("trivial gRPC call (health Check)", echo_ms))
+        say(f"  {offered / args.calls:.2f} offers decided per call on average")
+
+        spread = itertools.cycle(stubs)
+        loaded: list[float] = []
+        deadline = time.perf_counter() + args.seconds
+
+        async def caller(stub: offers_grpc.OffersServiceStub) -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                await stub.DecideOffers(request(), timeout=30)
+                loaded.append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(next(spread)) for _ in range(args.callers)))
+        elapsed = time.perf_counter() - started
+        say(_latency_line(f"DecideOffers, {args.callers} callers", loaded))
+        say(
+            f"  {len(loaded) / elapsed:.0f} decisions/s with {len(addresses)} replica(s); "
+            f"target p99 <= {TARGET_P99_MS:.0f} ms at >= {TARGET_RATE:.0f}/s"
+        )
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+# --- ProfileChanged → OfferDecided / OfferWithdrawn ----------------------------------------
+
+
+async def _reaction(nats_url: str, samples: int) -> None:
+    client = await nats.connect(nats_url)
+    arrived: asyncio.Queue[tuple[float, str, str]] = asyncio.Queue()
+
+    async def on_message(message: Msg) -> None:
+        kind = message.subject.rsplit(".", 1)[-1]
+        if kind == "offer_decided":
+            event: offer_events.OfferDecided | offer_events.OfferWithdrawn = (
+                offer_events.OfferDecided.FromString(message.data)
+            )
+        else:
+            event = offer_events.OfferWithdrawn.FromString(message.data)
+        await arrived.put((time.perf_counter(), kind, event.party_id))
+
+    async def wait_for(party_id: str, kind: str, started: float) -> float:
+        while True:
+            at, got, party = await asyncio.wait_for(arrived.get(), timeout=30)
+            if party == party_id and got == kind:
+                return (at - started) * 1000
+
+    try:
+        js = client.jetstream()
+        await client.subscribe("zhike.offers.v1.>", cb=on_message)
+        decided_ms: list[float] = []
+        withdrawn_ms: list[float] = []
+        now = dt.datetime.now(dt.UTC)
+        for n in range(samples):
+            party_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"zhike-bench-reaction-{n}"))
+            arriving = profile_events.ProfileChanged(
+                party_id=party_id,
+                profile_version=1,
+                change_time=_stamp(now),
+                cause=profile_events.CHANGE_CAUSE_SOURCE_EVENT,
+                facts=[
+                    _consent(True, now - dt.timedelta(days=30)),
+                    _risk(source_pb.CUSTOMER_RISK_C3, now.date() + dt.timedelta(days=300)),
+                    _balance("USD", 0, 600000),
+                ],
+            )
+            started = time.perf_counter()
+            await js.publish(
+                PROFILE_SUBJECT, arriving.SerializeToString(), headers=_headers(f"r-{n}-1")
+            )
+            decided_ms.append(await wait_for(party_id, "offer_decided", started))
+            leaving = profile_events.ProfileChanged(
+                party_id=party_id,
+                profile_version=2,
+                change_time=_stamp(now),
+                cause=profile_events.CHANGE_CAUSE_SOURCE_EVENT,
+                facts=[_balance("USD", 600000, 0)],
+            )
+            started = time.perf_counter()
+            await js.publish(
+                PROFILE_SUBJECT, leaving.SerializeToString(), headers=_headers(f"r-{n}-2")
+            )
+            withdrawn_ms.append(await wait_for(party_id, "offer_withdrawn", started))
+            while not arrived.empty():  # other offers decided for the same change
+                arrived.get_nowait()
+    finally:
+        await client.close()
+    say(_latency_line("ProfileChanged → OfferDecided", decided_ms))
+    say(_latency_line("ProfileChanged → OfferWithdrawn", withdrawn_ms))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.offers")
+    parser.add_argument("--parties", type=int, default=DEFAULT_PARTIES)
+    parser.add_argument("--offers", type=int, default=DEFAULT_OFFERS)
+    parser.add_argument("--calls", type=int, default=DEFAULT_CALLS)
+    parser.add_argument("--callers", type=int, default=DEFAULT_CALLERS)
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--latency-samples", type=int, default=DEFAULT_LATENCY_SAMPLES)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    say(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; PostgreSQL 15 (throwaway cluster)"
+    )
+    party_ids = [
+        str(uuid.uuid5(uuid.NAMESPACE_URL, f"zhike-bench-party-{n}")) for n in range(args.parties)
+    ]
+    with throwaway_postgres() as cluster, tempfile.TemporaryDirectory() as scratch:
+        database_url = cluster.create_database()
+        nats_server = NatsServer(Path(scratch) / "nats")
+        nats_server.start()
+        asyncio.run(_profile_stream(nats_server.url))
+        replicas = [_start(database_url, nats_server.url) for _ in range(args.replicas)]
+        try:
+            for _process, port in replicas:
+                asyncio.run(wait_serving(port, timeout=120))
+            addresses = [f"127.0.0.1:{port}" for _process, port in replicas]
+            live = asyncio.run(_top_up_catalogue(addresses[0], args.offers, args.seed))
+            say(f"catalogue: {live} live offers")
+            asyncio.run(_load_parties(nats_server.url, party_ids, args.seed))
+            asyncio.run(_decide(addresses, party_ids, args))
+            asyncio.run(_reaction(nats_server.url, args.latency_samples))
+        finally:
+            for process, _port in replicas:
+                process.terminate()
+                process.wait(timeout=60)
+            nats_server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

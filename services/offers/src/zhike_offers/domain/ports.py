@@ -1,0 +1,193 @@
+"""What the offers use cases need from storage (storage implements these Protocols)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from zhike_offers.domain.contact_policy import ContactEvent
+from zhike_offers.domain.facts import FactKind
+from zhike_offers.domain.model import (
+    Arbitration,
+    ContactPreferences,
+    OutboundDecision,
+    OutboundEvent,
+    WithdrawnDecision,
+)
+from zhike_offers.domain.projection import FactEntry, ProfileChange
+from zhike_offers.domain.propensity import Counts
+
+
+@dataclass(frozen=True)
+class StoredParty:
+    """A party as offers know it: its fact rows (key → value, `projection.assemble` reads
+    them) and its own switches."""
+
+    party_id: str
+    profile_version: int  # the highest ProfileChanged applied
+    merged_into: str  # "" unless identity merged it into another party
+    facts: Mapping[str, Any]
+    preferences: ContactPreferences
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """One version of an offer as saved: its canonical document."""
+
+    offer_id: str
+    version: int
+    document: Mapping[str, Any]
+    retired: bool
+    saved_at: dt.datetime
+
+
+class PartyStore(Protocol):
+    async def get(self, party_id: str) -> StoredParty | None:
+        """The party with its facts and switches, in one read (None: never heard of)."""
+        ...
+
+    async def get_many(self, party_ids: Sequence[str]) -> list[StoredParty]: ...
+
+    async def apply(self, change: ProfileChange, entries: Sequence[FactEntry]) -> set[FactKind]:
+        """Records the party (raising its profile version to the change's if that is higher)
+        and takes each entry unless its key holds a value from the same or a higher profile
+        version. Returns the kinds of the entries taken."""
+        ...
+
+    async def merge(self, party_id: str, into: str, at: dt.datetime) -> bool:
+        """Marks the party merged into `into`; False if it already was."""
+        ...
+
+    async def set_preferences(
+        self,
+        party_id: str,
+        do_not_contact: bool,
+        personalised_offers: bool,
+        at: dt.datetime,
+    ) -> ContactPreferences:
+        """Stores the switches as the next version (the party is recorded if it is new)."""
+        ...
+
+    async def population(self, segment: str) -> list[str]:
+        """Ids of the parties not merged away (in the segment, if one is named), sorted."""
+        ...
+
+
+class DecisionInputStore(Protocol):
+    async def read(
+        self, party_id: str, since: dt.datetime
+    ) -> tuple[StoredParty | None, list[ContactEvent]]:
+        """What a decision reads, at once: the party (as `PartyStore.get`) and its contact
+        events after `since` (as `ContactStore.history`)."""
+        ...
+
+
+class ContactStore(Protocol):
+    async def history(self, party_id: str, since: dt.datetime) -> list[ContactEvent]:
+        """The party's contact events after `since`."""
+        ...
+
+    async def histories(
+        self, party_ids: Sequence[str], since: dt.datetime
+    ) -> dict[str, list[ContactEvent]]: ...
+
+    async def add(
+        self, contact_id: str, party_id: str, event: ContactEvent, decision_id: str
+    ) -> bool:
+        """Records the event under its id; False (and nothing stored) if the id is known."""
+        ...
+
+    async def prune(self, before: dt.datetime, limit: int) -> int: ...
+
+
+class OutboundStore(Protocol):
+    async def active(self, party_id: str) -> list[OutboundDecision]: ...
+    async def active_parties(self, offer_id: str) -> list[str]:
+        """Parties with an ACTIVE outbound decision of the offer."""
+        ...
+
+    async def add(self, decision: OutboundDecision, profile_version: int) -> None: ...
+    async def withdraw(self, withdrawn: WithdrawnDecision) -> bool:
+        """Marks the decision WITHDRAWN; False if it was not ACTIVE."""
+        ...
+
+    async def prune(self, before: dt.datetime, limit: int) -> int:
+        """Deletes withdrawn decisions withdrawn before `before`."""
+        ...
+
+
+class DecisionLogStore(Protocol):
+    async def add(self, arbitration: Arbitration) -> None: ...
+    async def get(self, arbitration_id: str) -> Arbitration | None: ...
+    async def of_party(
+        self, party_id: str, before: tuple[dt.datetime, str] | None, limit: int
+    ) -> list[Arbitration]:
+        """Newest first; `before`: (time, arbitration id) of the previous page's last."""
+        ...
+
+    async def prune(self, before: dt.datetime, limit: int) -> int:
+        """Deletes up to `limit` entries decided before `before`; how many it deleted."""
+        ...
+
+
+class CatalogueStore(Protocol):
+    async def revision(self) -> int:
+        """A number that grows with every save (cheap: the sum of the latest versions)."""
+        ...
+
+    async def latest(self) -> list[StoredDocument]:
+        """The latest version of every offer, retired ones included."""
+        ...
+
+    async def get(self, offer_id: str, version: int = 0) -> StoredDocument | None:
+        """A version of an offer (0: the latest)."""
+        ...
+
+    async def page(
+        self, after: str | None, limit: int, include_retired: bool
+    ) -> list[StoredDocument]:
+        """Latest versions in offer id order, after `after`."""
+        ...
+
+    async def add(self, saved: StoredDocument, reason: str) -> None:
+        """Saves a new version (its predecessor must be the latest: version - 1, or none)."""
+        ...
+
+    async def add_missing(self, documents: Iterable[StoredDocument]) -> int:
+        """Saves each document whose offer id has no version at all; how many it saved."""
+        ...
+
+
+class PropensityStore(Protocol):
+    async def add(
+        self, offer_id: str, segment: str, successes: float, failures: float, at: dt.datetime
+    ) -> None: ...
+
+    async def counts(self) -> dict[tuple[str, str], Counts]: ...
+
+
+class OffersUnitOfWork(Protocol):
+    """One transaction over the offers' state and outbox."""
+
+    @property
+    def inputs(self) -> DecisionInputStore: ...
+    @property
+    def parties(self) -> PartyStore: ...
+    @property
+    def contacts(self) -> ContactStore: ...
+    @property
+    def outbound(self) -> OutboundStore: ...
+    @property
+    def decisions(self) -> DecisionLogStore: ...
+    @property
+    def catalogue(self) -> CatalogueStore: ...
+    @property
+    def propensity(self) -> PropensityStore: ...
+    async def lock(self, names: Iterable[str]) -> None: ...
+    def record(self, event: OutboundEvent) -> None:
+        """An event to publish if, and when, the transaction commits."""
+        ...
+
+    async def commit(self) -> None: ...

@@ -1,0 +1,1114 @@
+"""Offers use cases: decisions, responses, the customer's switches, the catalogue, and the
+reactions to the profile's changes.
+
+Where the time goes. A decision reads the party (its fact rows and switches) and its contact
+history within the longest window any rule looks at (an indexed range) in one statement, takes
+the catalogue and the propensity model from memory (refreshed in the background every few
+seconds; a catalogue is compiled once per revision, never per decision), decides, and inserts
+one row in the decision log. Nothing else.
+
+Order-safety, in one place: a ProfileChanged fact is taken unless its key holds a value from the
+same or a later profile version (storage's conditional upsert), so the projection ends where
+in-order delivery ends, whatever the broker does. Only facts actually taken can make outbound
+offers decide again, so a repeated or stale event changes nothing and publishes nothing.
+
+Outbound decisions, under the party's lock, in the transaction of the change that caused them:
+first every ACTIVE decision that no longer holds is withdrawn (OfferWithdrawn), then each
+outbound channel is decided with the offers still ACTIVE left out; each new choice is an
+OutboundDecision, a DECIDED_OUTBOUND contact (which the budget counts from then on, across
+channels) and an OfferDecided. An offer stays decided while it holds: a party is sent an offer
+once, not again on every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+import random
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from zhike_offers.domain.catalogue import (
+    Catalogue,
+    CatalogueError,
+    Category,
+    Offer,
+    OfferProblem,
+    compile_offer,
+    facts_affecting,
+)
+from zhike_offers.domain.contact_policy import (
+    ContactEvent,
+    ContactHistory,
+    ContactKind,
+    ContactPolicy,
+)
+from zhike_offers.domain.decision import (
+    MAX_OFFERS,
+    Decision,
+    DecisionConfig,
+    DecisionRequest,
+    NotChosen,
+    Reason,
+    decide,
+    decision_request,
+    withdrawal_reason,
+)
+from zhike_offers.domain.digest import inputs_digest
+from zhike_offers.domain.eligibility import CHANNELS, OUTBOUND_CHANNELS, RuleEnvironment
+from zhike_offers.domain.facts import FactKind, OfferFacts
+from zhike_offers.domain.model import (
+    Arbitration,
+    ContactPreferences,
+    Decided,
+    DecidedOffer,
+    DecisionLogEntry,
+    DecisionPage,
+    DecisionTrigger,
+    OfferDecidedEvent,
+    OfferPage,
+    OfferWithdrawnEvent,
+    OutboundDecision,
+    ResponseRecord,
+    SimulationResult,
+    StoredOffer,
+    WithdrawnDecision,
+    arbitration_id,
+    arbitration_of,
+)
+from zhike_offers.domain.ports import OffersUnitOfWork, StoredDocument, StoredParty
+from zhike_offers.domain.projection import ProfileChange, assemble, entries
+from zhike_offers.domain.propensity import (
+    OUTCOME_WEIGHTS,
+    BetaPrior,
+    Counts,
+    Estimator,
+    PropensityModel,
+)
+from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
+from zhike_runtime.ids import new_id
+from zhike_runtime.paging import PageTokens
+from zhike_runtime.paging import page_size as resolve_page_size
+from zhike_runtime.validation import Violations
+
+__all__ = [
+    "Arbiter",
+    "Arbitration",
+    "CatalogueAdmin",
+    "CatalogueCache",
+    "ContactPreferences",
+    "Decided",
+    "DecidedOffer",
+    "DecisionLogEntry",
+    "DecisionPage",
+    "DecisionTrigger",
+    "OfferDecisions",
+    "OfferPage",
+    "OffersClock",
+    "OutboundDecision",
+    "OutboundDecisions",
+    "ProfileReactions",
+    "PropensityCache",
+    "ResponseRecord",
+    "Retention",
+    "SimulationResult",
+    "StoredOffer",
+    "WithdrawnDecision",
+    "facts_of",
+    "history_since",
+    "model_version",
+]
+
+log = logging.getLogger(__name__)
+
+# Opens a unit of work: `async with units() as unit:` (reads only: it is never committed).
+UnitFactory = Callable[[], AbstractAsyncContextManager[OffersUnitOfWork]]
+
+RESPONSE_KINDS = frozenset(
+    {
+        ContactKind.IMPRESSION,
+        ContactKind.CLICK,
+        ContactKind.ACCEPT,
+        ContactKind.DECLINE,
+        ContactKind.IGNORE,
+    }
+)
+_SEGMENT = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Parties read at once while simulating.
+_SIMULATION_CHUNK = 500
+
+
+def party_lock(party_id: str) -> str:
+    return f"offers-party:{party_id}"
+
+
+def offer_lock(offer_id: str) -> str:
+    return f"offers-offer:{offer_id}"
+
+
+class OffersClock:
+    def __init__(self, now: Callable[[], dt.datetime], zone: dt.tzinfo) -> None:
+        self._now = now
+        self.zone = zone  # the bank's day: when a risk assessment has expired
+
+    def now(self) -> dt.datetime:
+        return self._now()
+
+
+# --- what a catalogue implies (computed once per catalogue) ------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def outbound_kinds(catalogue: Catalogue) -> frozenset[FactKind]:
+    """The fact kinds whose change can change an outbound decision."""
+    kinds: set[FactKind] = set()
+    for offer in catalogue.offers:
+        if offer.outbound and not offer.retired:
+            kinds |= facts_affecting(offer)
+    return frozenset(kinds)
+
+
+@functools.lru_cache(maxsize=16)
+def outbound_channels(catalogue: Catalogue) -> frozenset[str]:
+    return frozenset(
+        channel
+        for offer in catalogue.offers
+        if offer.outbound and not offer.retired
+        for channel in offer.channels
+        if channel in OUTBOUND_CHANNELS
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _longest_window_days(catalogue: Catalogue, policy: ContactPolicy) -> int:
+    days = [
+        policy.ignore_suppression_days,
+        policy.decline_cool_down_days,
+        *(window.days for window in policy.budget),
+    ]
+    for offer in catalogue.offers:
+        days.append(offer.contact_limits.window_days)
+        if offer.contact_limits.cool_down_days is not None:
+            days.append(offer.contact_limits.cool_down_days)
+    return max(days)
+
+
+def history_since(catalogue: Catalogue, config: DecisionConfig, now: dt.datetime) -> dt.datetime:
+    """Where a party's contact history starts for a decision: the longest window any rule looks
+    back (a day more, so no boundary is cut short)."""
+    return now - dt.timedelta(days=_longest_window_days(catalogue, config.policy) + 1)
+
+
+# --- the caches -------------------------------------------------------------------------------
+
+
+class CatalogueCache:
+    """The live catalogue, compiled once per revision and shared by every decision. Refreshed in
+    the background (app.py runs `refresh` every few seconds) and at once after a save on this
+    replica; the first use loads it, storing the shipped defaults first if their offers were
+    never stored."""
+
+    def __init__(
+        self,
+        units: UnitFactory,
+        environment: RuleEnvironment,
+        defaults: Catalogue,
+        clock: OffersClock,
+    ) -> None:
+        self.environment = environment
+        self._units = units
+        self._defaults = defaults
+        self._clock = clock
+        self._catalogue: Catalogue | None = None
+        self._revision: int | None = None
+        self._saved_at: dict[str, dt.datetime] = {}
+        # A saved version never changes: compiled once per process.
+        self._compiled: dict[tuple[str, int], Offer] = {}
+        self._defaults_stored = False
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Catalogue:
+        """The catalogue, loaded first if it never was. Call it before opening a unit of work:
+        loading opens its own, and SQLite lets one writer at a time."""
+        if self._catalogue is None:
+            await self.refresh()
+        return self.current
+
+    @property
+    def current(self) -> Catalogue:
+        """The catalogue loaded (no I/O: safe inside a unit of work, once `get` has run)."""
+        if self._catalogue is None:
+            raise RuntimeError("the catalogue is not loaded yet: await get() first")
+        return self._catalogue
+
+    async def refresh(self) -> bool:
+        """Loads the catalogue again if it changed; True if it did."""
+        async with self._lock:
+            if not self._defaults_stored:
+                await self._store_defaults()
+            async with self._units() as unit:
+                revision = await unit.catalogue.revision()
+                if revision == self._revision:
+                    return False
+                stored = await unit.catalogue.latest()
+            offers = [offer for offer in map(self._offer, stored) if offer is not None]
+            catalogue = Catalogue(offers, self.environment)
+            _ = catalogue.rules  # compiled here, not in the first decision that needs it
+            self._catalogue, self._revision = catalogue, revision
+            self._saved_at = {document.offer_id: document.saved_at for document in stored}
+            return True
+
+    async def _store_defaults(self) -> None:
+        """The shipped offers whose ids were never stored, as version 1 (or whatever version
+        the file says): never over an admin's version, and never again once stored."""
+        now = self._clock.now()
+        async with self._units() as unit:
+            added = await unit.catalogue.add_missing(
+                StoredDocument(o.offer_id, o.version, o.to_document(), o.retired, now)
+                for o in self._defaults.offers
+            )
+            await unit.commit()
+        if added:
+            log.info("default offers stored", extra={"offers": added})
+        self._defaults_stored = True
+
+    def _offer(self, stored: StoredDocument) -> Offer | None:
+        key = (stored.offer_id, stored.version)
+        offer = self._compiled.get(key)
+        if offer is None:
+            try:
+                offer = compile_offer(
+                    stored.document, self.environment, source=f"stored {stored.offer_id}"
+                )
+            except CatalogueError as error:
+                # A stored offer this build cannot compile (a currency dropped from the rule
+                # environment, say): left out, loudly, rather than stop every decision.
+                log.error("stored offer does not compile", extra={"error": str(error)})
+                return None
+            self._compiled[key] = offer
+        return offer
+
+    def saved_at(self, offer_id: str) -> dt.datetime | None:
+        return self._saved_at.get(offer_id)
+
+    async def offer_at(self, unit: OffersUnitOfWork, offer_id: str, version: int) -> Offer | None:
+        """One version of an offer, compiled (the live one from memory)."""
+        live = self.current.offer(offer_id)
+        if live is not None and live.version == version:
+            return live
+        if (offer_id, version) in self._compiled:
+            return self._compiled[(offer_id, version)]
+        stored = await unit.catalogue.get(offer_id, version)
+        return None if stored is None else self._offer(stored)
+
+    def with_offer(self, catalogue: Catalogue, offer: Offer) -> Catalogue:
+        """The catalogue with `offer` in place of its namesake."""
+        others = [o for o in catalogue.offers if o.offer_id != offer.offer_id]
+        return Catalogue([*others, offer], self.environment)
+
+
+class PropensityCache:
+    """The propensity model's counts, read in the background every few seconds: a decision never
+    reads them, and a response teaches every replica within that time."""
+
+    def __init__(self, units: UnitFactory, *, prior: BetaPrior | None = None) -> None:
+        self._units = units
+        self._prior = prior or BetaPrior()
+        self._model: PropensityModel | None = None
+
+    async def get(self) -> PropensityModel:
+        """The model, read first if it never was (before opening a unit of work, as for the
+        catalogue)."""
+        if self._model is None:
+            await self.refresh()
+        return self.current
+
+    @property
+    def current(self) -> PropensityModel:
+        if self._model is None:
+            raise RuntimeError("the propensity model is not loaded yet: await get() first")
+        return self._model
+
+    async def refresh(self) -> None:
+        async with self._units() as unit:
+            counts = await unit.propensity.counts()
+        self._model = PropensityModel(counts, self._prior, version=model_version(counts))
+
+
+def model_version(counts: Mapping[tuple[str, str], Counts]) -> str:
+    """A digest of the counts: the same counts, the same version, on every replica."""
+    content = sorted([o, s, c.successes, c.failures] for (o, s), c in counts.items())
+    canonical = json.dumps(content, separators=(",", ":"))
+    return "beta-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+# --- arbitration ------------------------------------------------------------------------------
+
+
+class Arbiter:
+    """One call of `decide`, as the decision log keeps it: an id, the explanation of every
+    candidate (whether or not the caller asked), the inputs digest and the segment."""
+
+    def __init__(self, config: DecisionConfig, ids: Callable[[], str] = new_id) -> None:
+        self.config = config
+        self._ids = ids
+
+    def arbitrate(
+        self,
+        facts: OfferFacts,
+        catalogue: Catalogue,
+        history: ContactHistory,
+        model: PropensityModel,
+        request: DecisionRequest,
+        now: dt.datetime,
+        trigger: DecisionTrigger,
+        *,
+        requested_by: str = "",
+        exclude: Collection[str] = (),
+        withdrawn: Sequence[WithdrawnDecision] = (),
+        explain_if_empty: bool = True,
+    ) -> Arbitration:
+        """`explain_if_empty=False`: an arbitration that chooses and withdraws nothing is not
+        explained (an outbound one, which is then not logged: explaining costs as much as
+        deciding). Otherwise every candidate not chosen is."""
+        arbitration = arbitration_id(self._ids())
+        # Thompson draws are seeded by the arbitration: the log replays them. The mean needs
+        # no seed, so the same inputs give the same digest.
+        seed = (
+            uuid.UUID(arbitration).int >> 8 if self.config.estimator is Estimator.THOMPSON else None
+        )
+
+        def deciding(explain: bool) -> Decision:
+            # Pure and seeded: explaining afterwards chooses exactly what deciding chose.
+            return decide(
+                facts,
+                catalogue,
+                history,
+                model,
+                dataclasses.replace(request, explain=explain),
+                now,
+                seed=seed,
+                config=self.config,
+                exclude=exclude,
+            )
+
+        decision = deciding(explain_if_empty)
+        if not explain_if_empty and (decision.chosen or withdrawn):
+            decision = deciding(True)
+        return Arbitration(
+            arbitration_id=arbitration,
+            trigger=trigger,
+            decision=decision,
+            inputs_digest=inputs_digest(facts, request, history, model.version, seed),
+            segment=facts.primary_segment if facts.personalised_offers else "all",
+            withdrawn=tuple(withdrawn),
+            requested_by=requested_by,
+        )
+
+
+def facts_of(party_id: str, party: StoredParty | None) -> OfferFacts:
+    """The party's facts; a party offers never heard of decides on none (a new customer still
+    gets the offers that need none)."""
+    if party is None:
+        return OfferFacts(party_id)
+    return assemble(
+        party.party_id,
+        party.profile_version,
+        party.facts,
+        do_not_contact=party.preferences.do_not_contact,
+        personalised_offers=party.preferences.personalised_offers,
+    )
+
+
+class OutboundDecisions:
+    """Withdraws what no longer holds and decides what newly does, for one party, inside the
+    caller's unit of work (the consumer's, with its inbox row, or an admin's)."""
+
+    def __init__(
+        self,
+        catalogues: CatalogueCache,
+        models: PropensityCache,
+        arbiter: Arbiter,
+        clock: OffersClock,
+    ) -> None:
+        self._catalogues = catalogues
+        self._models = models
+        self._arbiter = arbiter
+        self._clock = clock
+
+    async def ready(self) -> None:
+        """Loads what deciding needs from storage: await it before opening the unit of work a
+        decision runs in (the consumer's units do, through their `before` hook)."""
+        await self._catalogues.get()
+        await self._models.get()
+
+    async def redecide(
+        self,
+        unit: OffersUnitOfWork,
+        party: StoredParty,
+        trigger: DecisionTrigger,
+        profile_version: int = 0,
+        *,
+        catalogue: Catalogue | None = None,
+    ) -> None:
+        """`profile_version`: of the change that caused it (0: none did). `catalogue`: the one
+        to decide with, when it is not yet the live one (an admin's save, before it commits)."""
+        catalogue = catalogue or self._catalogues.current
+        model = self._models.current
+        now = self._clock.now()
+        config = self._arbiter.config
+        facts = facts_of(party.party_id, party)
+        withdrawn: list[WithdrawnDecision] = []
+        active: set[str] = set()
+        for held in await unit.outbound.active(party.party_id):
+            why = withdrawal_reason(
+                held.offer_id,
+                channel=held.channel,
+                facts=facts,
+                catalogue=catalogue,
+                now=now,
+                config=config,
+            )
+            if why is None:
+                active.add(held.offer_id)
+                continue
+            gone = WithdrawnDecision(
+                held.decision_id, held.offer_id, held.offer_version, held.channel, why, now
+            )
+            if await unit.outbound.withdraw(gone):
+                unit.record(OfferWithdrawnEvent(gone, party.party_id, profile_version))
+                withdrawn.append(gone)
+        events = await unit.contacts.history(party.party_id, history_since(catalogue, config, now))
+        channels = outbound_channels(catalogue) | {w.channel for w in withdrawn}
+        for channel in sorted(channels):
+            request = decision_request(channel=channel, max_offers=MAX_OFFERS, outbound=True)
+            arbitration = self._arbiter.arbitrate(
+                facts,
+                catalogue,
+                ContactHistory(events),
+                model,
+                request,
+                now,
+                trigger,
+                exclude=active,
+                withdrawn=[w for w in withdrawn if w.channel == channel],
+                explain_if_empty=False,
+            )
+            for chosen, chosen_id in zip(
+                arbitration.decision.chosen, arbitration.decision_ids(), strict=True
+            ):
+                decided = OutboundDecision(
+                    chosen_id,
+                    party.party_id,
+                    chosen.offer_id,
+                    chosen.version,
+                    channel,
+                    chosen.template_id,
+                    now,
+                )
+                marketing = chosen.category is Category.MARKETING
+                contact = ContactEvent(
+                    now, chosen.offer_id, channel, ContactKind.DECIDED_OUTBOUND, marketing
+                )
+                await unit.outbound.add(decided, profile_version)
+                await unit.contacts.add(f"decided:{chosen_id}", party.party_id, contact, chosen_id)
+                unit.record(OfferDecidedEvent(decided, chosen.category, profile_version))
+                # Counted by the next channel's budget and caps, and left out there.
+                events.append(contact)
+                active.add(chosen.offer_id)
+            # An outbound arbitration is logged when it did something: one for each channel
+            # on each triggering change would bury the decisions in empty ones.
+            if arbitration.decision.chosen or arbitration.withdrawn:
+                await unit.decisions.add(arbitration)
+
+    async def withdraw_all(
+        self, unit: OffersUnitOfWork, party_id: str, explanation: str, profile_version: int
+    ) -> None:
+        """Withdraws every ACTIVE decision of a party that is gone (merged into another)."""
+        now = self._clock.now()
+        for held in await unit.outbound.active(party_id):
+            why = NotChosen(held.offer_id, held.offer_version, Reason.NOT_VALID_NOW, explanation)
+            gone = WithdrawnDecision(
+                held.decision_id, held.offer_id, held.offer_version, held.channel, why, now
+            )
+            if await unit.outbound.withdraw(gone):
+                unit.record(OfferWithdrawnEvent(gone, party_id, profile_version))
+
+
+# --- the profile's changes --------------------------------------------------------------------
+
+
+class ProfileReactions:
+    """ProfileChanged → the projection, then outbound decisions when a fact they read changed.
+    Runs inside the consumer's unit of work and never commits it."""
+
+    def __init__(
+        self, catalogues: CatalogueCache, outbound: OutboundDecisions, clock: OffersClock
+    ) -> None:
+        self._catalogues = catalogues
+        self._outbound = outbound
+        self._clock = clock
+
+    async def apply(self, unit: OffersUnitOfWork, change: ProfileChange) -> None:
+        await unit.lock([party_lock(change.party_id)])
+        taken = await unit.parties.apply(change, entries(change, self._clock.zone))
+        if change.merged_into:
+            if await unit.parties.merge(change.party_id, change.merged_into, change.at):
+                await self._outbound.withdraw_all(
+                    unit,
+                    change.party_id,
+                    "the party was merged into another; its decisions end with it",
+                    change.profile_version,
+                )
+            return
+        if not taken & outbound_kinds(self._catalogues.current):
+            return  # nothing an outbound offer reads changed (or the event was stale)
+        party = await unit.parties.get(change.party_id)
+        if party is None or party.merged_into:
+            return  # a late event of a party merged away: its facts are the survivor's now
+        await self._outbound.redecide(
+            unit, party, DecisionTrigger.PROFILE_CHANGE, change.profile_version
+        )
+
+
+# --- decisions, responses, switches -----------------------------------------------------------
+
+
+class OfferDecisions:
+    def __init__(
+        self,
+        units: UnitFactory,
+        catalogues: CatalogueCache,
+        models: PropensityCache,
+        arbiter: Arbiter,
+        outbound: OutboundDecisions,
+        clock: OffersClock,
+        *,
+        page_tokens: PageTokens | None = None,
+        max_page_size: int = 200,
+        default_max_offers: int = 1,
+        decision_units: UnitFactory | None = None,
+    ) -> None:
+        self._units = units
+        # Where a decision reads and logs: two reads and one insert, no transaction needed
+        # (storage may run them without one: two round trips fewer a decision).
+        self._decision_units = decision_units or units
+        self._catalogues = catalogues
+        self._models = models
+        self._arbiter = arbiter
+        self._outbound = outbound
+        self._clock = clock
+        self._page_tokens = page_tokens or PageTokens()
+        self._max_page_size = max_page_size
+        self.default_max_offers = default_max_offers
+
+    async def decide(
+        self, party_id: str, request: DecisionRequest, *, requested_by: str = ""
+    ) -> Decided:
+        v = Violations()
+        v.uuid("party_id", party_id)
+        v.raise_if_any()
+        catalogue = await self._catalogues.get()
+        model = await self._models.get()
+        now = self._clock.now()
+        async with self._decision_units() as unit:
+            since = history_since(catalogue, self._arbiter.config, now)
+            party, contacts = await unit.inputs.read(party_id, since)
+            arbitration = self._arbiter.arbitrate(
+                facts_of(party_id, party),
+                catalogue,
+                ContactHistory(contacts),
+                model,
+                request,
+                now,
+                DecisionTrigger.REQUEST,
+                requested_by=requested_by,
+            )
+            await unit.decisions.add(arbitration)
+            await unit.commit()
+        offers = []
+        for chosen, chosen_id in zip(
+            arbitration.decision.chosen, arbitration.decision_ids(), strict=True
+        ):
+            offer = catalogue.offer(chosen.offer_id)
+            assert offer is not None  # decided from this very catalogue
+            offers.append(DecidedOffer(chosen, chosen_id, offer))
+        return Decided(arbitration.decision, arbitration.arbitration_id, tuple(offers))
+
+    async def record_response(self, response: ResponseRecord) -> bool:
+        """Records a response once per response id; True when the id was recorded before."""
+        v = Violations()
+        v.uuid("response_id", response.response_id)
+        v.uuid("decision_id", response.decision_id)
+        v.uuid("party_id", response.party_id)
+        if not response.offer_id:
+            v.add("offer_id", "is required")
+        if response.kind not in RESPONSE_KINDS:
+            v.add("kind", "must be an impression, click, accept, decline or ignore")
+        if response.channel not in CHANNELS:
+            v.add("channel", f"must be one of {', '.join(CHANNELS)}")
+        if response.at.tzinfo is None:
+            v.add("response_time", "needs a time zone")
+        v.raise_if_any()
+        named = arbitration_of(response.decision_id)
+        if named is None:
+            raise NotFound("decision", response.decision_id)
+        arbitration_key, rank = named
+        async with self._units() as unit:
+            arbitration = await unit.decisions.get(arbitration_key)
+            chosen = (
+                arbitration.decision.chosen
+                if arbitration is not None and arbitration.party_id == response.party_id
+                else ()
+            )
+            if not 1 <= rank <= len(chosen) or chosen[rank - 1].offer_id != response.offer_id:
+                raise NotFound("decision", response.decision_id)
+            assert arbitration is not None
+            event = ContactEvent(
+                response.at,
+                response.offer_id,
+                response.channel,
+                response.kind,
+                chosen[rank - 1].category is Category.MARKETING,
+            )
+            contact_id = f"response:{response.response_id}"
+            if not await unit.contacts.add(
+                contact_id, response.party_id, event, response.decision_id
+            ):
+                return True
+            successes, failures = OUTCOME_WEIGHTS.get(response.kind, (0.0, 0.0))
+            if successes or failures:
+                await unit.propensity.add(
+                    response.offer_id, arbitration.segment, successes, failures, self._clock.now()
+                )
+            await unit.commit()
+        return False
+
+    async def list_decisions(self, party_id: str, page_size: int, page_token: str) -> DecisionPage:
+        v = Violations()
+        v.uuid("party_id", party_id)
+        size = resolve_page_size(v, "page_size", page_size, maximum=self._max_page_size)
+        query = f"decisions|{party_id}"
+        position = self._page_tokens.read(v, "page_token", query, page_token)
+        before = None
+        if position is not None:
+            try:
+                at, last = position
+                before = (dt.datetime.fromisoformat(at), last)
+            except ValueError:
+                v.add("page_token", "is not a page token this service issued")
+        v.raise_if_any()
+        await self._catalogues.get()
+        async with self._units() as unit:
+            found = await unit.decisions.of_party(party_id, before, size + 1)
+            entries_ = [await self._entry(unit, arbitration) for arbitration in found[:size]]
+        token = ""
+        if len(found) > size:
+            last_one = found[size - 1]
+            token = self._page_tokens.issue(
+                query, [last_one.decision.decided_at.isoformat(), last_one.arbitration_id]
+            )
+        return DecisionPage(tuple(entries_), token)
+
+    async def _entry(self, unit: OffersUnitOfWork, arbitration: Arbitration) -> DecisionLogEntry:
+        decision = arbitration.decision
+        chosen = []
+        for offer_chosen, chosen_id in zip(
+            decision.chosen, arbitration.decision_ids(), strict=True
+        ):
+            offer = await self._catalogues.offer_at(
+                unit, offer_chosen.offer_id, offer_chosen.version
+            )
+            if offer is None:  # versions are never deleted
+                raise RuntimeError("a logged decision names an offer version not stored")
+            chosen.append(DecidedOffer(offer_chosen, chosen_id, offer))
+        return DecisionLogEntry(
+            arbitration_id=arbitration.arbitration_id,
+            party_id=arbitration.party_id,
+            trigger=arbitration.trigger,
+            decided_at=decision.decided_at,
+            channel=decision.channel,
+            placement=decision.placement,
+            chosen=tuple(chosen),
+            not_chosen=decision.not_chosen,
+            inputs_digest=arbitration.inputs_digest,
+            catalogue_version=decision.catalogue_version,
+            model_version=decision.model_version,
+            profile_version=decision.profile_version,
+            personalised=decision.personalised,
+            withdrawn=arbitration.withdrawn,
+            requested_by=arbitration.requested_by,
+        )
+
+    async def contact_preferences(self, party_id: str) -> ContactPreferences:
+        v = Violations()
+        v.uuid("party_id", party_id)
+        v.raise_if_any()
+        async with self._units() as unit:
+            party = await unit.parties.get(party_id)
+        return ContactPreferences(party_id) if party is None else party.preferences
+
+    async def set_contact_preferences(
+        self, party_id: str, do_not_contact: bool | None, personalised_offers: bool | None
+    ) -> ContactPreferences:
+        """Changes the switches; outbound decisions they no longer allow are withdrawn (and
+        those they now allow decided) in the same transaction."""
+        v = Violations()
+        v.uuid("party_id", party_id)
+        if do_not_contact is None and personalised_offers is None:
+            v.add("do_not_contact", "set do_not_contact, personalised_offers or both")
+        v.raise_if_any()
+        await self._outbound.ready()
+        async with self._units() as unit:
+            await unit.lock([party_lock(party_id)])
+            party = await unit.parties.get(party_id)
+            held = ContactPreferences(party_id) if party is None else party.preferences
+            wanted = (
+                held.do_not_contact if do_not_contact is None else do_not_contact,
+                held.personalised_offers if personalised_offers is None else personalised_offers,
+            )
+            if wanted == (held.do_not_contact, held.personalised_offers) and held.version:
+                return held
+            now = self._clock.now()
+            preferences = await unit.parties.set_preferences(party_id, *wanted, now)
+            party = await unit.parties.get(party_id)
+            assert party is not None
+            if not party.merged_into:
+                await self._outbound.redecide(unit, party, DecisionTrigger.CATALOGUE_OR_PREFERENCE)
+            await unit.commit()
+        return preferences
+
+
+# --- the catalogue ----------------------------------------------------------------------------
+
+
+class CatalogueAdmin:
+    def __init__(
+        self,
+        units: UnitFactory,
+        catalogues: CatalogueCache,
+        models: PropensityCache,
+        outbound: OutboundDecisions,
+        clock: OffersClock,
+        config: DecisionConfig,
+        *,
+        page_tokens: PageTokens | None = None,
+        max_page_size: int = 200,
+        sample_size: int = 1000,
+        max_sample_size: int = 10_000,
+    ) -> None:
+        self._units = units
+        self._catalogues = catalogues
+        self._models = models
+        self._outbound = outbound
+        self._clock = clock
+        self._config = config
+        self._page_tokens = page_tokens or PageTokens()
+        self._max_page_size = max_page_size
+        self.sample_size = sample_size
+        self.max_sample_size = max_sample_size
+
+    def _compile(self, document: Mapping[str, Any], version: int, retired: bool) -> Offer:
+        """The document as the given version (the service sets version and retired)."""
+        if not isinstance(document, Mapping):
+            raise CatalogueError([OfferProblem("offer", "", "(document)", "must be a mapping")])
+        return compile_offer(
+            {**document, "version": version, "retired": retired},
+            self._catalogues.environment,
+        )
+
+    async def create(self, document: Mapping[str, Any]) -> StoredOffer:
+        offer = self._compile(document, 1, False)
+        now = self._clock.now()
+        async with self._units() as unit:
+            await unit.lock([offer_lock(offer.offer_id)])
+            if await unit.catalogue.get(offer.offer_id) is not None:
+                raise FailedPrecondition(
+                    f"offer {offer.offer_id!r} already exists: update it instead", offer.offer_id
+                )
+            await unit.catalogue.add(self._stored(offer, now), "created")
+            await unit.commit()
+        await self._catalogues.refresh()
+        return StoredOffer(offer, now)
+
+    async def update(self, document: Mapping[str, Any], expected_version: int) -> StoredOffer:
+        draft = self._compile(document, 1, False)  # every field checked before anything is read
+        return await self._save(draft.offer_id, expected_version, "updated", document=document)
+
+    async def retire(self, offer_id: str, expected_version: int, reason: str) -> StoredOffer:
+        v = Violations()
+        v.token("offer_id", offer_id)
+        cleaned = v.text("reason", reason, max_length=500)
+        v.raise_if_any()
+        return await self._save(offer_id, expected_version, cleaned or "retired", document=None)
+
+    async def _save(
+        self,
+        offer_id: str,
+        expected_version: int,
+        reason: str,
+        *,
+        document: Mapping[str, Any] | None,
+    ) -> StoredOffer:
+        """A new version: the document given, or (retiring) the latest one retired. Its ACTIVE
+        outbound decisions are then decided again with it, in the same transaction: those it
+        no longer allows are withdrawn."""
+        v = Violations()
+        if expected_version < 1:
+            v.add("expected_version", "must be the version read, 1 or more")
+        v.raise_if_any()
+        now = self._clock.now()
+        await self._outbound.ready()
+        live = self._catalogues.current
+        async with self._units() as unit:
+            await unit.lock([offer_lock(offer_id)])
+            latest = await unit.catalogue.get(offer_id)
+            if latest is None:
+                raise NotFound("offer", offer_id)
+            if latest.version != expected_version:
+                raise ConcurrentUpdate(
+                    f"offer {offer_id!r} is at version {latest.version}, not {expected_version}"
+                )
+            if latest.retired:
+                raise FailedPrecondition(f"offer {offer_id!r} is retired", offer_id)
+            offer = self._compile(
+                latest.document if document is None else document,
+                latest.version + 1,
+                document is None,
+            )
+            await unit.catalogue.add(self._stored(offer, now), reason)
+            catalogue = self._catalogues.with_offer(live, offer)
+            for party_id in await unit.outbound.active_parties(offer_id):
+                await unit.lock([party_lock(party_id)])
+                party = await unit.parties.get(party_id)
+                if party is not None:
+                    await self._outbound.redecide(
+                        unit, party, DecisionTrigger.CATALOGUE_OR_PREFERENCE, catalogue=catalogue
+                    )
+            await unit.commit()
+        await self._catalogues.refresh()
+        return StoredOffer(offer, now)
+
+    @staticmethod
+    def _stored(offer: Offer, now: dt.datetime) -> StoredDocument:
+        return StoredDocument(
+            offer.offer_id, offer.version, offer.to_document(), offer.retired, now
+        )
+
+    async def get(self, offer_id: str, version: int = 0) -> StoredOffer:
+        v = Violations()
+        v.token("offer_id", offer_id)
+        if version < 0:
+            v.add("version", "must not be negative")
+        v.raise_if_any()
+        await self._catalogues.get()
+        async with self._units() as unit:
+            stored = await unit.catalogue.get(offer_id, version)
+            offer = (
+                None
+                if stored is None
+                else await self._catalogues.offer_at(unit, offer_id, stored.version)
+            )
+        if stored is None or offer is None:
+            raise NotFound("offer", offer_id if not version else f"{offer_id} v{version}")
+        return StoredOffer(offer, stored.saved_at)
+
+    async def list(self, page_size: int, page_token: str, include_retired: bool) -> OfferPage:
+        v = Violations()
+        size = resolve_page_size(v, "page_size", page_size, maximum=self._max_page_size)
+        query = f"offers|{int(include_retired)}"
+        position = self._page_tokens.read(v, "page_token", query, page_token)
+        if position is not None and len(position) != 1:
+            v.add("page_token", "is not a page token this service issued")
+        v.raise_if_any()
+        after = position[0] if position else None
+        catalogue = await self._catalogues.get()
+        async with self._units() as unit:
+            found = await unit.catalogue.page(after, size + 1, include_retired)
+            offers = []
+            for stored in found[:size]:
+                offer = await self._catalogues.offer_at(unit, stored.offer_id, stored.version)
+                if offer is not None:
+                    offers.append(StoredOffer(offer, stored.saved_at))
+        token = ""
+        if len(found) > size:
+            token = self._page_tokens.issue(query, [found[size - 1].offer_id])
+        return OfferPage(tuple(offers), token, catalogue.version)
+
+    async def simulate(
+        self, document: Mapping[str, Any], sample_size: int, segment: str
+    ) -> SimulationResult:
+        """What the draft would do among a sample of parties today, as if it were live (its
+        validity window aside): how many pass each check, how many the contact policy lets
+        through, and which live offers are candidates beside it. Stores nothing."""
+        v = Violations()
+        if sample_size < 0:
+            v.add("sample_size", "must not be negative")
+        elif sample_size > self.max_sample_size:
+            v.add("sample_size", f"must be at most {self.max_sample_size}")
+        if segment and not _SEGMENT.fullmatch(segment):
+            v.add("segment", "must be a segment name: lower-case letters, digits and '_'")
+        v.raise_if_any()
+        draft = dataclasses.replace(
+            self._compile(document, 1, False), valid_from=None, valid_until=None
+        )
+        live = await self._catalogues.get()
+        catalogue = self._catalogues.with_offer(live, draft)
+        model = await self._models.get()
+        now = self._clock.now()
+        since = history_since(catalogue, self._config, now)
+        async with self._units() as unit:
+            population = await unit.parties.population(segment)
+            # Reproducible: the same population gives the same sample.
+            chosen = random.Random(0).sample(
+                population, min(sample_size or self.sample_size, len(population))
+            )
+            stages = [0] * 5  # how many parties reached each stage, from eligible (1) up
+            overlap: dict[str, int] = {}
+            for start in range(0, len(chosen), _SIMULATION_CHUNK):
+                chunk = sorted(chosen[start : start + _SIMULATION_CHUNK])
+                parties = await unit.parties.get_many(chunk)
+                histories = await unit.contacts.histories(chunk, since)
+                for party in parties:
+                    stage, rivals = self._simulate_party(
+                        facts_of(party.party_id, party),
+                        catalogue,
+                        ContactHistory(histories.get(party.party_id, ())),
+                        model,
+                        draft,
+                        now,
+                    )
+                    for reached in range(1, stage + 1):
+                        stages[reached] += 1
+                    for rival in rivals:
+                        overlap[rival] = overlap.get(rival, 0) + 1
+        sampled = len(chosen)
+        competing = []
+        for offer_id, count in sorted(overlap.items(), key=lambda item: (-item[1], item[0])):
+            competitor = catalogue.offer(offer_id)
+            if competitor is not None:
+                competing.append((competitor, count))
+        return SimulationResult(
+            population_size=len(population),
+            sample_size=sampled,
+            eligible=stages[1],
+            applicable=stages[2],
+            suitable=stages[3],
+            contactable=stages[4],
+            expected_contacts_per_day=self._contacts_per_day(
+                draft, stages[4], sampled, len(population)
+            ),
+            competing=tuple(competing),
+        )
+
+    def _simulate_party(
+        self,
+        facts: OfferFacts,
+        catalogue: Catalogue,
+        history: ContactHistory,
+        model: PropensityModel,
+        draft: Offer,
+        now: dt.datetime,
+    ) -> tuple[int, set[str]]:
+        """How far the draft gets for one party on its best channel (1 eligible, 2 applicable,
+        3 suitable, 4 contactable), and the live offers that are candidates beside it."""
+        best = 0
+        rivals: set[str] = set()
+        for channel in draft.channels:
+            request = DecisionRequest(channel, "", MAX_OFFERS, True)
+            decision = decide(
+                facts, catalogue, history, model, request, now, seed=0, config=self._config
+            )
+            candidates = {c.offer_id for c in decision.chosen}
+            stage = 4 if draft.offer_id in candidates else 0
+            for item in decision.not_chosen:
+                if item.reason in (Reason.BELOW_CUTOFF, Reason.SUPPRESSED):
+                    candidates.add(item.offer_id)
+                if item.offer_id == draft.offer_id:
+                    stage = _STAGE_OF_REASON.get(item.reason, 0)
+            best = max(best, stage)
+            if stage >= 3:
+                rivals |= candidates - {draft.offer_id}
+        return best, rivals
+
+    def _contacts_per_day(
+        self, draft: Offer, contactable: int, sampled: int, population: int
+    ) -> float:
+        """Contacts a day across the population in the draft's outbound channels: each party the
+        policy lets through, at the pace its caps allow (the offer's own, and the marketing
+        budget's for a marketing offer)."""
+        if not draft.outbound or not OUTBOUND_CHANNELS.intersection(draft.channels) or not sampled:
+            return 0.0
+        limits = draft.contact_limits
+        pace = limits.max_contacts / limits.window_days
+        if draft.marketing:
+            for window in self._config.policy.budget:
+                pace = min(pace, window.limit / window.days)
+        return population * contactable / sampled * pace
+
+
+_STAGE_OF_REASON = {
+    Reason.NOT_APPLICABLE: 1,
+    Reason.UNSUITABLE: 2,
+    Reason.SUPPRESSED: 3,
+    Reason.BELOW_CUTOFF: 4,
+}
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+class Retention:
+    """Deletes what has outlived its retention, in small transactions: decision log entries
+    after `decision_log_days`, contact events once no rule and no log looks at them, withdrawn
+    outbound decisions after the log's retention."""
+
+    CHUNK = 2000
+
+    def __init__(
+        self,
+        units: UnitFactory,
+        catalogues: CatalogueCache,
+        config: DecisionConfig,
+        clock: OffersClock,
+        *,
+        decision_log_days: int,
+    ) -> None:
+        self._units = units
+        self._catalogues = catalogues
+        self._config = config
+        self._clock = clock
+        self._days = decision_log_days
+
+    async def prune(self) -> int:
+        """One round; how many rows it deleted."""
+        now = self._clock.now()
+        log_before = now - dt.timedelta(days=self._days)
+        contacts_before = min(
+            log_before, history_since(await self._catalogues.get(), self._config, now)
+        )
+        prunes: list[Callable[[OffersUnitOfWork], Awaitable[int]]] = [
+            lambda unit: unit.decisions.prune(log_before, self.CHUNK),
+            lambda unit: unit.outbound.prune(log_before, self.CHUNK),
+            lambda unit: unit.contacts.prune(contacts_before, self.CHUNK),
+        ]
+        deleted = 0
+        for prune in prunes:
+            while True:
+                async with self._units() as unit:
+                    count = await prune(unit)
+                    await unit.commit()
+                deleted += count
+                if count < self.CHUNK:
+                    break
+        if deleted:
+            log.info("expired decision data deleted", extra={"rows": deleted})
+        return deleted

@@ -1,0 +1,113 @@
+"""The decision log's JSON: what an arbitration chose, every candidate it did not choose and
+why, and the outbound decisions it withdrew. Plain values only, so a log entry written by one
+version of the service reads in the next."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from zhike_offers.domain.catalogue import Category
+from zhike_offers.domain.contact_policy import SuppressionRule
+from zhike_offers.domain.decision import ChosenOffer, Factors, NotChosen, Reason
+from zhike_offers.domain.model import WithdrawnDecision
+from zhike_offers.domain.suitability import Unsuitable
+
+
+def _factors(factors: Factors | None) -> list[float] | None:
+    if factors is None:
+        return None
+    return [
+        factors.propensity,
+        factors.context_weight,
+        factors.value,
+        factors.levers,
+        factors.priority,
+    ]
+
+
+def _read_factors(value: list[float] | None) -> Factors | None:
+    return None if value is None else Factors(*value)
+
+
+def chosen_json(chosen: ChosenOffer) -> dict[str, Any]:
+    return {
+        "offer_id": chosen.offer_id,
+        "version": chosen.version,
+        "rank": chosen.rank,
+        "factors": _factors(chosen.factors),
+        "category": chosen.category.value,
+        "template_id": chosen.template_id,
+    }
+
+
+def read_chosen(value: Mapping[str, Any]) -> ChosenOffer:
+    factors = _read_factors(value["factors"])
+    assert factors is not None
+    return ChosenOffer(
+        value["offer_id"],
+        value["version"],
+        value["rank"],
+        factors,
+        Category(value["category"]),
+        value["template_id"],
+    )
+
+
+def not_chosen_json(item: NotChosen) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "offer_id": item.offer_id,
+        "version": item.version,
+        "reason": item.reason.value,
+        "explanation": item.explanation,
+    }
+    # Only what the reason has: most of the log's bytes are these entries.
+    if item.clause_index is not None:
+        found["clause_index"] = item.clause_index
+        found["clause_text"] = item.clause_text
+    if item.suppression is not None:
+        found["suppression"] = item.suppression.value
+    if item.unsuitable is not None:
+        found["unsuitable"] = item.unsuitable.value
+    if item.factors is not None:
+        found["factors"] = _factors(item.factors)
+    return found
+
+
+def read_not_chosen(value: Mapping[str, Any]) -> NotChosen:
+    suppression = value.get("suppression")
+    unsuitable = value.get("unsuitable")
+    return NotChosen(
+        offer_id=value["offer_id"],
+        version=value["version"],
+        reason=Reason(value["reason"]),
+        explanation=value["explanation"],
+        clause_index=value.get("clause_index"),
+        clause_text=value.get("clause_text", ""),
+        suppression=None if suppression is None else SuppressionRule(suppression),
+        unsuitable=None if unsuitable is None else Unsuitable(unsuitable),
+        factors=_read_factors(value.get("factors")),
+    )
+
+
+def withdrawn_json(item: WithdrawnDecision) -> dict[str, Any]:
+    return {
+        "decision_id": item.decision_id,
+        "offer_id": item.offer_id,
+        "offer_version": item.offer_version,
+        "channel": item.channel,
+        "why": not_chosen_json(item.why),
+        "at": item.at.isoformat(),
+    }
+
+
+def read_withdrawn(value: Mapping[str, Any]) -> WithdrawnDecision:
+    return WithdrawnDecision(
+        value["decision_id"],
+        value["offer_id"],
+        value["offer_version"],
+        value["channel"],
+        read_not_chosen(value["why"]),
+        dt.datetime.fromisoformat(value["at"]),
+    )

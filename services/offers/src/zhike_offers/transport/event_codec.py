@@ -1,0 +1,237 @@
+"""Events ↔ domain: the profile's ProfileChanged in, OfferDecided and OfferWithdrawn out.
+
+A ProfileChanged that cannot be read (a field missing or out of range) raises
+`PermanentEventError` naming the field, never its value: the consumer dead-letters it. Enum
+numbers map through tables; one a table does not know is refused, never guessed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.type import date_pb2
+
+from zhike.offers.v1 import events_pb2 as offers_events
+from zhike.profile.v1 import events_pb2 as profile_events
+from zhike.source.v1 import source_event_pb2 as source_pb
+from zhike_offers.domain.facts import Holding
+from zhike_offers.domain.model import OfferDecidedEvent, OfferWithdrawnEvent, OutboundEvent
+from zhike_offers.domain.projection import (
+    BalanceFact,
+    ConsentFact,
+    Fact,
+    HoldingFact,
+    ProfileChange,
+    RiskFact,
+    SegmentFact,
+    TierFact,
+    ValueBandFact,
+)
+from zhike_offers.transport import codec
+from zhike_runtime.events.consumer import PermanentEventError
+from zhike_runtime.events.outbox import OutgoingEvent
+
+SUBJECT_PREFIX = "zhike.offers.v1"
+OFFER_DECIDED_SUBJECT = f"{SUBJECT_PREFIX}.offer_decided"
+OFFER_WITHDRAWN_SUBJECT = f"{SUBJECT_PREFIX}.offer_withdrawn"
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MAX_TEXT = 128
+
+T = TypeVar("T")
+
+
+def _suffix_names(enum: object, prefix: str) -> Mapping[int, str]:
+    """An enum's values by number as lower-case names without their prefix, 0 left out:
+    PRODUCT_LINE_CREDIT_CARD → "credit_card" (the names the offer rules use)."""
+    values = enum.DESCRIPTOR.values  # type: ignore[attr-defined]
+    return MappingProxyType(
+        {v.number: v.name.removeprefix(prefix).lower() for v in values if v.number != 0}
+    )
+
+
+PRODUCT_LINES = _suffix_names(source_pb.ProductLine, "PRODUCT_LINE_")
+CONTACT_CHANNELS = _suffix_names(source_pb.ContactChannel, "CONTACT_CHANNEL_")
+CONTACT_PURPOSES = _suffix_names(source_pb.ContactPurpose, "CONTACT_PURPOSE_")
+CUSTOMER_RISKS: Mapping[int, int] = MappingProxyType(
+    {
+        source_pb.CUSTOMER_RISK_UNSPECIFIED: 0,  # none: never assessed, or expired
+        source_pb.CUSTOMER_RISK_C1: 1,
+        source_pb.CUSTOMER_RISK_C2: 2,
+        source_pb.CUSTOMER_RISK_C3: 3,
+        source_pb.CUSTOMER_RISK_C4: 4,
+        source_pb.CUSTOMER_RISK_C5: 5,
+    }
+)
+SIDES: Mapping[int, bool] = MappingProxyType(
+    {
+        profile_events.BALANCE_SIDE_ASSETS: False,
+        profile_events.BALANCE_SIDE_LIABILITIES: True,
+    }
+)
+
+
+# --- ProfileChanged in ------------------------------------------------------------------------
+
+
+def _bad(field: str, why: str) -> PermanentEventError:
+    return PermanentEventError(f"ProfileChanged.{field} {why}")
+
+
+def _enum(table: Mapping[int, T], number: int, field: str) -> T:
+    if number not in table:
+        raise _bad(field, f"is not a known value ({number})")
+    return table[number]
+
+
+def _text(value: str, field: str, pattern: re.Pattern[str] | None = None) -> str:
+    if (
+        not value
+        or len(value) > _MAX_TEXT
+        or (pattern is not None and not pattern.fullmatch(value))
+    ):
+        raise _bad(field, "is missing or malformed")
+    return value
+
+
+def _date(value: date_pb2.Date, field: str) -> dt.date | None:
+    if not value.year and not value.month and not value.day:
+        return None
+    try:
+        return dt.date(value.year, value.month, value.day)
+    except ValueError:
+        raise _bad(field, "is not a date") from None
+
+
+def _fact(message: profile_events.ProfileFact, field: str) -> Fact:
+    kind = message.WhichOneof("fact")
+    if kind == "balance_changed":
+        balance = message.balance_changed
+        return BalanceFact(
+            _text(balance.currency_code, f"{field}.balance_changed.currency_code", _CURRENCY),
+            _enum(SIDES, balance.side, f"{field}.balance_changed.side"),
+            balance.after_minor_units,
+        )
+    if kind in ("holding_opened", "holding_closed"):
+        holding = message.holding_opened if kind == "holding_opened" else message.holding_closed
+        at = f"{field}.{kind}"
+        currency = _text(holding.currency_code, f"{at}.currency_code", _CURRENCY)
+        return HoldingFact(
+            _text(holding.source_record.source_system, f"{at}.source_record.source_system"),
+            _text(holding.source_record.source_record_id, f"{at}.source_record.source_record_id"),
+            _text(holding.account_id, f"{at}.account_id"),
+            Holding(
+                _enum(PRODUCT_LINES, holding.product_line, f"{at}.product_line"),
+                holding.product_code[:_MAX_TEXT],
+                currency,
+            ),
+            open=kind == "holding_opened",
+        )
+    if kind == "tier_changed":
+        return TierFact(message.tier_changed.after[:_MAX_TEXT])
+    if kind == "value_band_changed":
+        return ValueBandFact(message.value_band_changed.after[:_MAX_TEXT])
+    if kind in ("segment_entered", "segment_left"):
+        segment = message.segment_entered if kind == "segment_entered" else message.segment_left
+        name = _text(segment.segment, f"{field}.{kind}.segment", _NAME)
+        return SegmentFact(name, member=kind == "segment_entered")
+    if kind == "consent_changed":
+        consent = message.consent_changed
+        return ConsentFact(
+            _enum(CONTACT_CHANNELS, consent.channel, f"{field}.consent_changed.channel"),
+            _enum(CONTACT_PURPOSES, consent.purpose, f"{field}.consent_changed.purpose"),
+            consent.given,
+        )
+    if kind == "risk_level_changed":
+        risk = message.risk_level_changed
+        level = _enum(CUSTOMER_RISKS, risk.after, f"{field}.risk_level_changed.after")
+        return RiskFact(level, _date(risk.expire_date, f"{field}.risk_level_changed.expire_date"))
+    if kind == "risk_assessment_expired":
+        expired = message.risk_assessment_expired
+        level = _enum(
+            CUSTOMER_RISKS, expired.customer_risk, f"{field}.risk_assessment_expired.customer_risk"
+        )
+        expires = _date(expired.expire_date, f"{field}.risk_assessment_expired.expire_date")
+        return RiskFact(level, expires, expired=True)
+    raise _bad(field, "holds no fact this consumer knows")
+
+
+def _time(stamp: Timestamp, field: str) -> dt.datetime:
+    if not stamp.seconds and not stamp.nanos:
+        raise _bad(field, "is missing")
+    try:
+        return stamp.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        raise _bad(field, "is not a possible time") from None
+
+
+def _party_id(value: str, field: str) -> str:
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise _bad(field, "is not a party id") from None
+    if str(parsed) != value:
+        raise _bad(field, "is not a party id")
+    return value
+
+
+def profile_change(message: profile_events.ProfileChanged) -> ProfileChange:
+    """A ProfileChanged as the domain reads it; PermanentEventError names a bad field."""
+    if message.profile_version < 1:
+        raise _bad("profile_version", "must be 1 or more")
+    return ProfileChange(
+        party_id=_party_id(message.party_id, "party_id"),
+        profile_version=message.profile_version,
+        at=_time(message.change_time, "change_time"),
+        facts=tuple(_fact(fact, f"facts[{i}]") for i, fact in enumerate(message.facts)),
+        merged_into=(
+            _party_id(message.merged_into_party_id, "merged_into_party_id")
+            if message.merged_into_party_id
+            else ""
+        ),
+    )
+
+
+# --- OfferDecided, OfferWithdrawn out ---------------------------------------------------------
+
+
+def offer_decided(event: OfferDecidedEvent) -> offers_events.OfferDecided:
+    decided = event.decision
+    return offers_events.OfferDecided(
+        decision_id=decided.decision_id,
+        party_id=decided.party_id,
+        offer_id=decided.offer_id,
+        offer_version=decided.offer_version,
+        channel=codec.channel_number(decided.channel),
+        template_id=decided.template_id,
+        category=codec.category_number(event.category),
+        decide_time=codec.timestamp(decided.decided_at),
+        profile_version=event.profile_version,
+    )
+
+
+def offer_withdrawn(event: OfferWithdrawnEvent) -> offers_events.OfferWithdrawn:
+    gone = event.withdrawn
+    return offers_events.OfferWithdrawn(
+        decision_id=gone.decision_id,
+        party_id=event.party_id,
+        offer_id=gone.offer_id,
+        reason=codec.withdraw_reason(gone.why),
+        detail=gone.why.explanation,
+        withdraw_time=codec.timestamp(gone.at),
+        offer_version=gone.offer_version,
+        profile_version=event.profile_version,
+    )
+
+
+def outgoing_event(event: OutboundEvent) -> OutgoingEvent:
+    if isinstance(event, OfferDecidedEvent):
+        return OutgoingEvent(OFFER_DECIDED_SUBJECT, offer_decided(event))
+    return OutgoingEvent(OFFER_WITHDRAWN_SUBJECT, offer_withdrawn(event))

@@ -1,0 +1,250 @@
+"""ProfileChanged → outbound decisions and withdrawals, over real storage (SQLite and
+PostgreSQL): the FX story, the budget under a storm of changes, retirement, merges, the
+customer's switches, and redelivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from zhike.offers.v1 import offers_pb2
+from zhike_offers.domain.catalogue import Catalogue, compile_offer
+from zhike_offers.domain.model import DecisionTrigger
+from zhike_offers.storage import schema
+from zhike_runtime.events.schema import outbox_event
+
+from ..domain.builders import document, shared_environment
+from ..offers_harness import Harness
+from ..profile_events import (
+    T0,
+    changed,
+    holding,
+    risk,
+    risk_expired,
+    sms_marketing,
+    tier,
+    usd,
+)
+
+PARTY = str(uuid.UUID(int=1))
+SURVIVOR = str(uuid.UUID(int=2))
+FX_OFFER = "usd_fx_wealth"
+
+
+@pytest.fixture
+async def harness(database_url: str) -> AsyncIterator[Harness]:
+    started = await Harness.start(database_url)
+    yield started
+    await started.close()
+
+
+async def fx_customer_gets_usd(harness: Harness, version: int = 1) -> None:
+    """A C3 customer with a valid assessment who takes marketing by SMS receives USD 6,000."""
+    await harness.deliver(
+        f"e{version}", changed(PARTY, version, sms_marketing(), risk(3), usd(6000))
+    )
+
+
+async def offered_in_the_app(harness: Harness, party_id: str = PARTY) -> set[str]:
+    decided = await harness.decide(party_id, "mobile_app", placement="wealth_tab", max_offers=20)
+    return {item.chosen.offer_id for item in decided.offers}
+
+
+async def test_usd_6000_decides_the_usd_fx_offer_once_on_sms_with_its_template(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+    # More of the same changes nothing: the decision holds and stays the one decision.
+    await harness.deliver("e2", changed(PARTY, 2, usd(7000)))
+    await harness.deliver("e3", changed(PARTY, 3, tier("gold")))
+
+    decided = await harness.decided()
+    assert [(d.offer_id, d.channel, d.template_id) for d in decided] == [
+        (FX_OFFER, offers_pb2.CHANNEL_SMS, "offer_usd_fx_wealth_sms_v1")
+    ]
+    assert decided[0].party_id == PARTY
+    assert decided[0].profile_version == 1
+    assert decided[0].offer_version == 1
+    assert decided[0].category == offers_pb2.OFFER_CATEGORY_MARKETING
+    assert await harness.withdrawn() == []
+
+
+async def test_usd_gone_withdraws_the_decision_and_decide_offers_no_longer_returns_it(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+    assert FX_OFFER in await offered_in_the_app(harness)
+    [decided] = await harness.decided()
+
+    await harness.deliver("e2", changed(PARTY, 2, usd(0)))
+
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.decision_id == decided.decision_id
+    assert withdrawn.offer_id == FX_OFFER
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_INELIGIBLE
+    assert withdrawn.detail == 'eligibility[0] is false: assets["USD"] >= 5000.0'
+    assert withdrawn.profile_version == 2
+    assert FX_OFFER not in await offered_in_the_app(harness)
+
+
+async def test_an_expired_risk_assessment_withdraws_the_investment_offer(harness: Harness) -> None:
+    await fx_customer_gets_usd(harness)
+    # The profile says it expired today, whatever offers' own clock would say.
+    await harness.deliver("e2", changed(PARTY, 2, risk_expired(3, dt.date(2027, 6, 30))))
+
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_UNSUITABLE
+    assert FX_OFFER not in await offered_in_the_app(harness)
+
+
+async def test_sms_consent_withdrawn_withdraws_the_sms_decision(harness: Harness) -> None:
+    await fx_customer_gets_usd(harness)
+    await harness.deliver("e2", changed(PARTY, 2, sms_marketing(False)))
+
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_CONSENT_WITHDRAWN
+
+
+async def test_buying_the_product_withdraws_the_offer_as_not_applicable(harness: Harness) -> None:
+    await fx_customer_gets_usd(harness)
+    await harness.deliver("e2", changed(PARTY, 2, holding("W-1", "WM_USD_6M")))
+
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_NOT_APPLICABLE
+
+
+def storm_catalogue() -> Catalogue:
+    """Four marketing SMS offers for USD holders with caps far above the budget: only the
+    budget can hold them back."""
+    return Catalogue(
+        [
+            compile_offer(
+                document(
+                    f"usd_offer_{n}",
+                    channels=["sms"],
+                    outbound=True,
+                    templates={"sms": f"usd_offer_{n}_sms"},
+                    eligibility=['assets["USD"] >= 5000.0'],
+                    contact_limits={"max_contacts": 100, "window_days": 30},
+                    value=str(100 * (n + 1)),
+                ),
+                shared_environment(),
+            )
+            for n in range(4)
+        ],
+        shared_environment(),
+    )
+
+
+async def test_a_thousand_triggering_changes_in_a_day_decide_at_most_the_budget(
+    database_url: str,
+) -> None:
+    harness = await Harness.start(database_url, storm_catalogue())
+    try:
+        await harness.deliver("e1", changed(PARTY, 1, sms_marketing(), usd(6000)))
+        for version in range(2, 1001):
+            harness.now = T0 + dt.timedelta(seconds=80 * version)  # within a day
+            amount = 0 if version % 2 == 0 else 6000 + version
+            await harness.deliver(f"e{version}", changed(PARTY, version, usd(amount)))
+
+        decided = await harness.decided()
+        # The default budget: 2 marketing contacts in 7 days. The two best, once.
+        assert [d.offer_id for d in decided] == ["usd_offer_3", "usd_offer_2"]
+        withdrawn = await harness.withdrawn()
+        assert {w.decision_id for w in withdrawn} == {d.decision_id for d in decided}
+    finally:
+        await harness.close()
+
+
+async def test_retiring_an_offer_withdraws_its_active_decisions(harness: Harness) -> None:
+    await fx_customer_gets_usd(harness)
+    [decided] = await harness.decided()
+
+    harness.now = T0 + dt.timedelta(hours=1)
+    retired = await harness.admin.retire(FX_OFFER, 1, "product closed")
+
+    assert retired.offer.retired
+    assert retired.offer.version == 2
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.decision_id == decided.decision_id
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_RETIRED
+    assert withdrawn.profile_version == 0
+    # Audited: the arbitration the retirement started names the decision it withdrew.
+    page = await harness.decisions.list_decisions(PARTY, 10, "")
+    assert [e.trigger for e in page.entries] == [
+        DecisionTrigger.CATALOGUE_OR_PREFERENCE,
+        DecisionTrigger.PROFILE_CHANGE,
+    ]
+    assert [w.decision_id for w in page.entries[0].withdrawn] == [decided.decision_id]
+    assert FX_OFFER not in await offered_in_the_app(harness)
+
+
+async def test_a_redelivered_profile_changed_changes_nothing_and_publishes_nothing(
+    harness: Harness,
+) -> None:
+    message = changed(PARTY, 1, sms_marketing(), risk(3), usd(6000))
+    await harness.deliver("e1", message)
+    facts = await harness.facts(PARTY)
+    counts = [
+        await harness.count(table)
+        for table in (outbox_event, schema.decision_log, schema.contact_event, schema.party_fact)
+    ]
+
+    again = await harness.deliver("e1", message)  # the same event id: the inbox absorbs it
+    copy = await harness.deliver("e1-republished", message)  # a copy under another id
+
+    assert not again
+    assert copy
+    assert await harness.facts(PARTY) == facts
+    assert [
+        await harness.count(table)
+        for table in (outbox_event, schema.decision_log, schema.contact_event, schema.party_fact)
+    ] == counts
+    assert len(await harness.decided()) == 1
+
+
+async def test_a_merged_party_has_its_decisions_withdrawn(harness: Harness) -> None:
+    await fx_customer_gets_usd(harness)
+    await harness.deliver("e2", changed(PARTY, 2, usd(0), merged_into=SURVIVOR))
+
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_EXPIRED
+    # Nothing is decided for it again, whatever arrives late.
+    await harness.deliver("e3", changed(PARTY, 3, usd(9000)))
+    assert len(await harness.decided()) == 1
+
+
+async def test_do_not_contact_withdraws_marketing_decisions_and_lifting_it_decides_again(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+
+    stopped = await harness.decisions.set_contact_preferences(PARTY, True, None)
+
+    assert stopped.do_not_contact
+    assert stopped.version == 1
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_DO_NOT_CONTACT
+    harness.now = T0 + dt.timedelta(days=8)  # past the 7-day budget window
+    await harness.decisions.set_contact_preferences(PARTY, False, None)
+    assert [d.offer_id for d in await harness.decided()] == [FX_OFFER, FX_OFFER]
+
+
+async def test_personalised_offers_off_withdraws_personalised_decisions(harness: Harness) -> None:
+    await fx_customer_gets_usd(harness)
+
+    await harness.decisions.set_contact_preferences(PARTY, None, False)
+
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_NOT_PERSONALISED
+    preferences = await harness.decisions.contact_preferences(PARTY)
+    assert not preferences.personalised_offers
+    assert not preferences.do_not_contact
+
+
+async def test_the_default_catalogue_decides_nothing_without_sms_consent(harness: Harness) -> None:
+    await harness.deliver("e1", changed(PARTY, 1, risk(3), usd(6000)))
+    assert await harness.decided() == []

@@ -1,0 +1,172 @@
+"""The FX story, through offers: a customer with consent to marketing SMS and a valid C3 risk
+assessment receives USD 6,000 → offers decides the USD wealth product outbound on SMS
+(OfferDecided, for notifications to send); he moves the USD out → offers withdraws that very
+decision (OfferWithdrawn, so a queued SMS is cancelled) and DecideOffers no longer returns the
+offer on any channel. Identity, profile and offers run as processes, as `make run` starts them."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+import nats
+from google.protobuf import timestamp_pb2
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from zhike.identity.v1 import party_pb2
+from zhike.offers.v1 import events_pb2 as offer_events
+from zhike.offers.v1 import offers_pb2
+from zhike.offers.v1 import offers_service_pb2 as offers_pb
+from zhike.offers.v1 import offers_service_pb2_grpc as offers_grpc
+from zhike.source.v1 import source_event_pb2 as pb
+from zhike_runtime.testing.processes import NatsServer
+from zhike_runtime.testing.services import authorised_channel
+
+from .conftest import ServiceProcess
+from .journeys import link
+from .source_systems import day, fact, ingest
+
+ACCOUNT = "D-0001-USD"
+OFFER = "usd_fx_wealth"
+OfferEvent = offer_events.OfferDecided | offer_events.OfferWithdrawn
+
+
+@asynccontextmanager
+async def offer_events_from_now(nats_url: str) -> AsyncIterator[asyncio.Queue[OfferEvent]]:
+    """OfferDecided and OfferWithdrawn as notifications sees them, from now on."""
+    connection = await nats.connect(nats_url)
+    received: asyncio.Queue[OfferEvent] = asyncio.Queue()
+
+    async def keep(message: Msg) -> None:
+        if message.subject == "zhike.offers.v1.offer_decided":
+            received.put_nowait(offer_events.OfferDecided.FromString(message.data))
+        elif message.subject == "zhike.offers.v1.offer_withdrawn":
+            received.put_nowait(offer_events.OfferWithdrawn.FromString(message.data))
+
+    try:
+        await connection.jetstream().subscribe(
+            "zhike.offers.v1.>",
+            cb=keep,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+        )
+        yield received
+    finally:
+        await connection.close()
+
+
+async def next_about(
+    events: asyncio.Queue[OfferEvent], party_id: str, kind: type[OfferEvent]
+) -> OfferEvent:
+    while True:
+        event = await asyncio.wait_for(events.get(), timeout=20)
+        if isinstance(event, kind) and event.party_id == party_id and event.offer_id == OFFER:
+            return event
+
+
+def balance(event_id: str, sequence: int, change: int, after: int) -> pb.SourceEvent:
+    return fact(
+        "core_deposits",
+        "D-1",
+        event_id,
+        sequence,
+        balance_changed=pb.BalanceChanged(
+            account_id=ACCOUNT, currency="USD", change_minor_units=change, balance_minor_units=after
+        ),
+    )
+
+
+async def offered(
+    channel: grpc.aio.Channel, party_id: str, offer_channel: offers_pb2.Channel.ValueType
+) -> list[str]:
+    response = await offers_grpc.OffersServiceStub(channel).DecideOffers(
+        offers_pb.DecideOffersRequest(party_id=party_id, channel=offer_channel, max_offers=5),
+        timeout=5,
+    )
+    return [decision.offer_id for decision in response.decisions]
+
+
+async def test_usd_arrives_decides_the_fx_offer_on_sms_and_leaving_withdraws_that_decision(
+    services: dict[str, ServiceProcess], nats: NatsServer
+) -> None:
+    for name in ("identity", "profile", "offers"):
+        services[name].start()
+    for name in ("identity", "profile", "offers"):
+        await services[name].wait_serving()
+    today = dt.datetime.now(dt.UTC).date()
+    consent_time = timestamp_pb2.Timestamp()
+    consent_time.FromDatetime(dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
+    async with (
+        authorised_channel(services["identity"].address) as identity_channel,
+        authorised_channel(services["profile"].address) as profile_channel,
+        authorised_channel(services["offers"].address) as offers_channel,
+        offer_events_from_now(nats.url) as told,
+    ):
+        customer = party_pb2.SourceRecord(
+            key=party_pb2.SourceRecordKey(source_system="core_deposits", source_record_id="D-1"),
+            full_name="刘建军",
+            phone="13812345678",
+        )
+        party_id = (await link(identity_channel, customer)).party_id
+        await ingest(
+            profile_channel,
+            fact(
+                "core_deposits",
+                "D-1",
+                "consent-sms-1",
+                1,
+                consent_given=pb.ConsentGiven(
+                    channel=pb.CONTACT_CHANNEL_SMS,
+                    purpose=pb.CONTACT_PURPOSE_MARKETING,
+                    evidence=pb.ConsentEvidence(
+                        captured_where="branch 0101",
+                        capture_time=consent_time,
+                        text_version="mkt-sms-2026-01",
+                    ),
+                ),
+            ),
+            fact(
+                "core_deposits",
+                "D-1",
+                "risk-1",
+                1,
+                risk_assessment_completed=pb.RiskAssessmentCompleted(
+                    customer_risk=pb.CUSTOMER_RISK_C3,
+                    assess_date=day(today - dt.timedelta(days=10)),
+                    expire_date=day(today + dt.timedelta(days=355)),
+                ),
+            ),
+            fact(
+                "core_deposits",
+                "D-1",
+                "open-1",
+                1,
+                account_opened=pb.AccountOpened(
+                    account_id=ACCOUNT,
+                    product_line=pb.PRODUCT_LINE_SAVINGS,
+                    product_code="SAV-USD",
+                    currency="USD",
+                    branch_code="0101",
+                    open_date=day(dt.date(2024, 3, 1)),
+                ),
+            ),
+            balance("deposit-1", 2, 600000, 600000),
+        )
+        decided = await next_about(told, party_id, offer_events.OfferDecided)
+        assert isinstance(decided, offer_events.OfferDecided)
+        assert decided.channel == offers_pb2.CHANNEL_SMS
+        assert decided.template_id == "offer_usd_fx_wealth_sms_v1"
+        assert OFFER in await offered(offers_channel, party_id, offers_pb2.CHANNEL_MOBILE_APP)
+
+        await ingest(profile_channel, balance("withdrawal-1", 3, -600000, 0))
+        withdrawn = await next_about(told, party_id, offer_events.OfferWithdrawn)
+
+        assert isinstance(withdrawn, offer_events.OfferWithdrawn)
+        assert withdrawn.decision_id == decided.decision_id
+        assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_INELIGIBLE
+        assert OFFER not in await offered(offers_channel, party_id, offers_pb2.CHANNEL_MOBILE_APP)
+        assert OFFER not in await offered(offers_channel, party_id, offers_pb2.CHANNEL_SMS)
