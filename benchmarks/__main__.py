@@ -24,7 +24,7 @@ from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import profile_service_pb2 as profile_pb
 from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from zhike_runtime.auth.client import BearerToken
-from zhike_runtime.devstack import SERVICES, Stack
+from zhike_runtime.devstack import GATEWAY_PORTS, SERVICES, Stack
 from zhike_runtime.testing.processes import free_port
 
 SEQUENTIAL = 1000
@@ -107,6 +107,8 @@ def main() -> int:
         os.environ["ZHIKE_DEV_NATS_PORT"] = str(free_port())
         for name in SERVICES:
             os.environ[f"ZHIKE_DEV_{name.upper()}_PORT"] = str(free_port())
+        for variable in GATEWAY_PORTS:
+            os.environ[variable] = str(free_port())
         stack = Stack(Path(state))
         try:
             stack.start()

@@ -1,4 +1,5 @@
-"""`make run`: the local stack brings all four services to SERVING and stops cleanly on Ctrl-C."""
+"""`make run`: the local stack brings all four services to SERVING, starts the local SMS/push and
+SMTP gateways, and stops cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from zhike.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
-from zhike_runtime.devstack import HEALTH_OFFSET, SERVICES
+from zhike_runtime.devstack import GATEWAY_PORTS, HEALTH_OFFSET, SERVICES
 from zhike_runtime.testing.processes import free_port
 from zhike_runtime.testing.services import SERVING, readiness
 
@@ -49,6 +50,7 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
         "ZHIKE_DEV_STATE_DIR": str(tmp_path / "state"),
         "ZHIKE_DEV_NATS_PORT": str(free_port()),
         **{f"ZHIKE_DEV_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **{variable: str(free_port()) for variable in GATEWAY_PORTS},
     }
     stack = subprocess.Popen(
         [sys.executable, "-m", "zhike_runtime.devstack"],
@@ -73,6 +75,9 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
             assert await readiness(port + HEALTH_OFFSET) == SERVING
             assert EXPECTED_SERVICES[name] in await listed_services(port)
         assert "zhike token --role" in banner
+        for variable in GATEWAY_PORTS:  # the gateways listen where the banner says
+            assert f"127.0.0.1:{env[variable]}" in banner
+        assert str(tmp_path / "state" / "gateways") in banner
         await a_minted_token_opens_the_identity_api(tmp_path / "state", ports["identity"])
         stack.send_signal(signal.SIGINT)
         rest, _ = await asyncio.to_thread(stack.communicate, timeout=60)
@@ -84,6 +89,8 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
     for name in SERVICES:
         log = (tmp_path / "state" / "logs" / f"{name}.log").read_text()
         assert '"message": "service stopped"' in log
+    gateways_log = (tmp_path / "state" / "logs" / "gateways.log").read_text()
+    assert '"message": "local gateways stopped"' in gateways_log
 
 
 def zhike_token(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

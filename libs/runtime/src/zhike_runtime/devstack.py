@@ -4,7 +4,10 @@ Ports (override with environment variables): NATS 4222 (ZHIKE_DEV_NATS_PORT), id
 profile 50052, offers 50053, notifications 50054 (ZHIKE_DEV_<SERVICE>_PORT); each service's
 plaintext health port is its port + 10. State (SQLite files, the JetStream store, logs) lives in
 ZHIKE_DEV_STATE_DIR (default .zhike/), with the throwaway keys that seal personal data at rest
-(field-keys.json, made on the first run). Ctrl-C stops everything cleanly.
+(field-keys.json, made on the first run). The local providers notifications sends to run too:
+an HTTP SMS and push gateway on 8025 (ZHIKE_DEV_HTTP_GATEWAY_PORT) and an SMTP server on 1025
+(ZHIKE_DEV_SMTP_PORT), storing what they receive under <state dir>/gateways/. Ctrl-C stops
+everything cleanly.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from zhike_runtime.crypto import generate_key
 from zhike_runtime.testing.processes import NatsServer
 
 SERVICES = {"identity": 50051, "profile": 50052, "offers": 50053, "notifications": 50054}
+# zhike_notifications.local_gateways: started as a process like the services (never imported:
+# the runtime does not depend on a service).
+GATEWAYS_MODULE = "zhike_notifications.local_gateways"
+GATEWAY_PORTS = {"ZHIKE_DEV_HTTP_GATEWAY_PORT": 8025, "ZHIKE_DEV_SMTP_PORT": 1025}
 HEALTH_OFFSET = 10
 FIELD_KEYS_FILE = "field-keys.json"
 START_TIMEOUT_SECONDS = 90.0
@@ -40,6 +47,15 @@ class ServiceProcess:
     name: str
     port: int
     health_port: int
+    log_file: Path
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class GatewaysProcess:
+    name: str
+    http_port: int
+    smtp_port: int
     log_file: Path
     process: subprocess.Popen[bytes]
 
@@ -74,6 +90,11 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _serving(port: int) -> bool:
     try:
         return asyncio.run(check_health(f"127.0.0.1:{port}", "", 1.0)) == "SERVING"
@@ -89,6 +110,7 @@ class Stack:
             state_dir / "nats", _port("ZHIKE_DEV_NATS_PORT", 4222), sync_always=False
         )
         self.services: list[ServiceProcess] = []
+        self.gateways: GatewaysProcess | None = None
         # A throwaway token issuer: the services trust its key set, `zhike token` mints with it.
         self.issuer = DevelopmentIssuer(state_dir / ISSUER_DIRECTORY)
         # Throwaway field keys, made once: the stores sealed under them stay readable next time.
@@ -99,12 +121,16 @@ class Stack:
         ports = {
             name: _port(f"ZHIKE_DEV_{name.upper()}_PORT", port) for name, port in SERVICES.items()
         }
+        http_gateway_port, smtp_port = (_port(v, port) for v, port in GATEWAY_PORTS.items())
         _require_free(self.nats.port, "NATS")
         for name, port in ports.items():
             _require_free(port, name)
             _require_free(port + HEALTH_OFFSET, f"{name} health")
+        _require_free(http_gateway_port, "the local SMS and push gateway")
+        _require_free(smtp_port, "the local SMTP server")
         self.nats.start()
         _say(f"nats-server with JetStream on {self.nats.url} (store {self.nats.store})")
+        self.gateways = self._start_gateways(http_gateway_port, smtp_port)
         for name, port in ports.items():
             self.services.append(self._start_service(name, port))
 
@@ -134,8 +160,42 @@ class Stack:
             )
         return ServiceProcess(name, port, port + HEALTH_OFFSET, log_file, process)
 
+    def _start_gateways(self, http_port: int, smtp_port: int) -> GatewaysProcess:
+        log_file = self.logs / "gateways.log"
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    GATEWAYS_MODULE,
+                    "--state-dir",
+                    str(self.state_dir),
+                    "--http-port",
+                    str(http_port),
+                    "--smtp-port",
+                    str(smtp_port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return GatewaysProcess("local gateways", http_port, smtp_port, log_file, process)
+
     def wait_until_serving(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        gateways = self.gateways
+        while gateways is not None:
+            if gateways.process.poll() is not None:
+                raise RuntimeError(
+                    f"{gateways.name} exited with {gateways.process.returncode}; "
+                    f"last lines of {gateways.log_file}:\n{_tail(gateways.log_file)}"
+                )
+            if _listening(gateways.http_port) and _listening(gateways.smtp_port):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{gateways.name} not listening after {START_TIMEOUT_SECONDS:.0f}s"
+                )
+            time.sleep(0.2)
         waiting = list(self.services)
         while waiting:
             for service in list(waiting):
@@ -151,14 +211,20 @@ class Stack:
                 raise RuntimeError(f"not SERVING after {START_TIMEOUT_SECONDS:.0f}s: {names}")
             time.sleep(0.2)
 
-    def exited(self) -> ServiceProcess | None:
-        return next((s for s in self.services if s.process.poll() is not None), None)
+    def exited(self) -> ServiceProcess | GatewaysProcess | None:
+        processes: list[ServiceProcess | GatewaysProcess] = [*self.services]
+        if self.gateways is not None:
+            processes.append(self.gateways)
+        return next((p for p in processes if p.process.poll() is not None), None)
 
     def stop(self) -> None:
-        for service in self.services:
+        processes: list[ServiceProcess | GatewaysProcess] = [*self.services]
+        if self.gateways is not None:
+            processes.append(self.gateways)
+        for service in processes:
             if service.process.poll() is None:
                 service.process.send_signal(signal.SIGTERM)
-        for service in self.services:
+        for service in processes:
             try:
                 service.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -208,6 +274,21 @@ def main() -> int:
         for s in stack.services:
             _say(f"  {s.name:<14} 127.0.0.1:{s.port:<8} 127.0.0.1:{s.health_port:<8} {s.log_file}")
         _say(f"  {'nats':<14} {stack.nats.url:<37} {stack.nats.log_file}")
+        gateways = stack.gateways
+        if gateways is not None:
+            landed = stack.state_dir / "gateways"
+            http_url = f"http://127.0.0.1:{gateways.http_port}"
+            _say(
+                f"\nLocal providers (what notifications sends lands here; log {gateways.log_file}):"
+            )
+            _say(f"  SMS and push   {http_url:<26} {landed}/sms/*.json, {landed}/push/*.json")
+            _say(
+                f"  e-mail (SMTP)  {'127.0.0.1:' + str(gateways.smtp_port):<26} {landed}/email/*.eml"
+            )
+            _say(
+                f"  make them fail: curl -X POST {http_url}/_control "
+                '-H \'content-type: application/json\' -d \'{"channel": "sms", "mode": "5xx", "count": 3}\''
+            )
         first = stack.services[0]
         _say(f"\nTry: grpcurl -plaintext 127.0.0.1:{first.port} list   (reflection is on locally)")
         _say("Every other call needs a token; mint a development one (roles: auth/permissions.py):")
