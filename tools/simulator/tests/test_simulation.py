@@ -212,3 +212,10 @@ def test_the_population_holds_every_currency_and_product_line() -> None:
 def test_an_empty_bank_is_refused(customers: int, days: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         simulate(customers, 1, until=UNTIL, days=days)
+
+
+def test_a_customer_born_on_29_february_is_simulated_without_error() -> None:
+    # Seed 7 with 1,500 customers includes a person born on 29 February whose 18th year
+    # has no 29 February: his accounts open from 1 March of that year.
+    simulation = simulate(1500, 7, until=dt.date(2026, 12, 1), days=2)
+    assert len(simulation.records) > 1500

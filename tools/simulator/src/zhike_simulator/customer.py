@@ -139,6 +139,14 @@ def _part(balance: int, percent: int, step: int) -> int:
     return min(balance, _round_to(balance * percent // 100, step))
 
 
+def _eighteenth_birthday(born: dt.date) -> dt.date:
+    """Born on 29 February: of age on 1 March when the 18th year has no 29 February."""
+    try:
+        return born.replace(year=born.year + 18)
+    except ValueError:
+        return dt.date(born.year + 18, 3, 1)
+
+
 def _local_day(at: dt.datetime) -> dt.date:
     return at.astimezone(ZONE).date()
 
@@ -355,9 +363,7 @@ class Customer:
     def _opened_on(self, start: dt.date) -> dt.date:
         """A day in the past on which one of the customer's accounts was opened."""
         born = self.person.birth_date
-        earliest = max(
-            dt.date(2005, 1, 1), born.replace(year=born.year + 18) if self.adult else born
-        )
+        earliest = max(dt.date(2005, 1, 1), _eighteenth_birthday(born) if self.adult else born)
         latest = start - dt.timedelta(days=30)
         if earliest >= latest:
             return latest
