@@ -119,9 +119,18 @@ class Harness:
             event_id, lambda unit: self.updates.parties_merged(unit, survivor, list(retired), at)
         )
 
-    async def named(self, event_id: str, party_id: str, name: str, at: dt.datetime = T0) -> bool:
+    async def named(
+        self,
+        event_id: str,
+        party_id: str,
+        name: str,
+        at: dt.datetime = T0,
+        birth_date: dt.date | None = None,
+    ) -> bool:
+        """GoldenRecordChanged: the party's golden name and birth date as of `at`."""
         return await self.deliver(
-            event_id, lambda unit: self.updates.golden_name(unit, party_id, name, at)
+            event_id,
+            lambda unit: self.updates.golden_record(unit, party_id, name, birth_date, at),
         )
 
     # --- reading ----------------------------------------------------------------------------

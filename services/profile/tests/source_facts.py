@@ -83,6 +83,20 @@ def balance_changed(
     }
 
 
+def salary_paid(account_id: str, amount: int = 1_500_000) -> dict[str, Any]:
+    """A payroll credit (CNY 15,000.00 by default)."""
+    return {
+        "transaction_posted": pb.TransactionPosted(
+            account_id=account_id,
+            currency="CNY",
+            amount_minor_units=amount,
+            direction=pb.DIRECTION_CREDIT,
+            channel=pb.TRANSACTION_CHANNEL_AUTOMATIC,
+            salary=True,
+        )
+    }
+
+
 def card_issued(
     account_id: str, tier: int = pb.CARD_TIER_GOLD, card_type: int = pb.CARD_TYPE_CREDIT
 ) -> dict[str, Any]:

@@ -8,8 +8,9 @@ risk assessments and contacts (each account's sequence, each record's fact versi
 for records identity has linked and for records it has not linked yet. Every event goes at once,
 in order, to one store; to the other it goes when the machine decides: late, out of order,
 several times. At the end the second store gets whatever is still pending, and every party's
-profile — records, holdings, balances, activity, consents, preferences, risk, tier, value,
-segments, and the snapshot its last ProfileChanged described — must be the same in both.
+profile — records, name, birth date, holdings, balances, activity, consents, preferences, risk,
+tier, value, segments, and the snapshot its last ProfileChanged described — must be the same in
+both.
 """
 
 from __future__ import annotations
@@ -113,14 +114,15 @@ class Merged:
 
 
 @dataclasses.dataclass(frozen=True)
-class Named:
+class Named:  # GoldenRecordChanged
     event_id: str
     party_id: str
     name: str
     at: dt.datetime
+    birth_date: dt.date | None
 
     async def deliver(self, harness: Harness) -> None:
-        await harness.named(self.event_id, self.party_id, self.name, self.at)
+        await harness.named(self.event_id, self.party_id, self.name, self.at, self.birth_date)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,11 +280,16 @@ class Bank(RuleBasedStateMachine):
         self.emit(Split(event_id, new_party, records, at))
 
     @precondition(lambda self: self.created)
-    @rule(choice=st.integers(min_value=0, max_value=99), name=st.sampled_from(["刘建军", "刘健军"]))
-    def rename_a_party(self, choice: int, name: str) -> None:
+    @rule(
+        choice=st.integers(min_value=0, max_value=99),
+        name=st.sampled_from(["刘建军", "刘健军"]),
+        # 30 and 40 years old on T0 (in and out of young_professional's ages), or unknown.
+        birth_date=st.sampled_from([dt.date(1996, 5, 1), dt.date(1986, 1, 1), None]),
+    )
+    def change_a_golden_record(self, choice: int, name: str, birth_date: dt.date | None) -> None:
         live = sorted(self.created)
         event_id, at = self.tick()
-        self.emit(Named(event_id, live[choice % len(live)], name, at))
+        self.emit(Named(event_id, live[choice % len(live)], name, at, birth_date))
 
     # --- the source systems ---------------------------------------------------------------
 

@@ -167,3 +167,39 @@ async def test_malformed_events_are_dead_lettered_and_later_events_still_apply(
     async with stack.profile_service.database.session() as session:
         parties = (await session.scalars(sa.select(schema.profile.c.party_id))).all()
     assert parties == [good_party]
+
+
+async def test_a_golden_record_with_an_impossible_birth_date_is_dead_lettered_without_it(
+    stack: Stack,
+) -> None:
+    party_id = str(uuid.uuid4())
+    changed = events_pb2.GoldenRecordChanged(
+        party_id=party_id,
+        golden_record=party_pb2.GoldenRecord(
+            full_name=party_pb2.GoldenValue(value="刘晓燕"),
+            birth_date=party_pb2.GoldenValue(value="1996-13-45"),
+        ),
+    )
+    changed.change_time.GetCurrentTime()
+
+    event_id = await publish(
+        stack,
+        "zhike.identity.v1.golden_record_changed",
+        changed,
+        "zhike.identity.v1.GoldenRecordChanged",
+    )
+
+    async def dead_lettered() -> bool:
+        return await dlq_messages(stack) == 1
+
+    await eventually(dead_lettered, timeout=10)
+    parked = await js(stack).get_msg(DLQ_STREAM, seq=1)
+    assert parked.headers[h.EVENT_ID] == event_id
+    error = parked.headers[h.LAST_ERROR]
+    assert "golden_record.birth_date" in error
+    assert "1996" not in error
+    assert "13-45" not in error
+    # Dead-lettered, not applied: not even the name.
+    async with stack.profile_service.database.session() as session:
+        parties = (await session.scalars(sa.select(schema.profile.c.party_id))).all()
+    assert parties == []

@@ -7,9 +7,10 @@ stream and the dead letters, and every payload are scanned for the customers' pe
 Their accounts and consents come from core banking through IngestSourceEvents, and the profile
 tells what changed in ProfileChanged: the source and profile streams are scanned too.
 
-Expected (docs/events.md, "Personal data in events"): no log line and no header holds a name, an
-ID number, a phone or an e-mail; no payload holds an ID number, a phone or an e-mail; names appear
-only in GoldenRecordChanged (the profile shows them) and in the dead letter kept from one.
+Expected (docs/events.md, "Personal data in events"): no log line and no header holds a name, a
+birth date, an ID number, a phone or an e-mail; no payload holds an ID number, a phone or an
+e-mail; names and birth dates appear only in GoldenRecordChanged (the profile shows the name and
+reads the age in segment rules) and in the dead letter kept from one.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class Customer:
             self.email.lower(),
         )
 
+    @property
+    def birth_dates(self) -> tuple[str, ...]:
+        """The birth date the resident ID carries: as identity gives it (ISO), and compact."""
+        compact = self.resident_id[6:14]
+        return (f"{compact[:4]}-{compact[4:6]}-{compact[6:]}", compact)
+
 
 CUSTOMERS = (
     Customer("刘晓燕", "440306198505120028", "13671829305", "xiaoyan.liu@163.com"),
@@ -67,6 +74,7 @@ CUSTOMERS = (
 )
 NAMES = tuple(c.name for c in CUSTOMERS)
 IDENTIFIERS = tuple(value for c in CUSTOMERS for value in c.identifiers)
+BIRTH_DATES = tuple(value for c in CUSTOMERS for value in c.birth_dates)
 
 
 def record(system: str, record_id: str, **values: Any) -> pb.LinkSourceRecordRequest:
@@ -286,18 +294,20 @@ async def test_no_log_line_header_or_payload_carries_the_customers_identifiers(
     }
     assert sum(m.stream == DLQ_STREAM for m in messages) == 1
 
-    everything = NAMES + IDENTIFIERS
+    everything = NAMES + BIRTH_DATES + IDENTIFIERS
     assert [(hits(line, everything), line) for line in lines if hits(line, everything)] == []
     for message in messages:
         header_text = "\n".join(f"{k}: {v}" for k, v in message.headers.items())
         assert hits(header_text, everything) == [], message
         payload = message.payload.decode("utf-8", errors="replace")
         assert hits(payload, IDENTIFIERS) == [], message
-        if hits(payload, NAMES):
+        if hits(payload, NAMES + BIRTH_DATES):
             assert message.headers[h.EVENT_TYPE] == "zhike.identity.v1.GoldenRecordChanged"
 
 
-async def test_golden_record_changed_carries_the_name_and_nothing_else(stack: Stack) -> None:
+async def test_golden_record_changed_carries_the_name_and_birth_date_and_nothing_else(
+    stack: Stack,
+) -> None:
     customer = CUSTOMERS[0]
     party_id = await link_customer(stack, 0, customer)
 
@@ -316,5 +326,9 @@ async def test_golden_record_changed_carries_the_name_and_nothing_else(stack: St
         golden = changed.golden_record
         assert golden.full_name.value == customer.name
         assert golden.full_name.source.source_system == "core"
-        # No birth date, sex, address, ID number, phones or e-mails, not even masked.
-        assert golden == party_pb2.GoldenRecord(full_name=golden.full_name)
+        # The birth date from the resident ID: the profile's segment rules read the age.
+        assert golden.birth_date.value == customer.birth_dates[0]
+        # No sex, address, ID number, phones or e-mails, not even masked.
+        assert golden == party_pb2.GoldenRecord(
+            full_name=golden.full_name, birth_date=golden.birth_date
+        )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
+from google.type import date_pb2
 
 from zhike.identity.v1 import identity_service_pb2 as identity_pb
 from zhike.identity.v1 import identity_service_pb2_grpc, party_pb2
@@ -38,6 +39,7 @@ from ..source_facts import (
     balance_changed,
     card_issued,
     interaction,
+    salary_paid,
     source_event,
 )
 
@@ -190,6 +192,46 @@ async def test_ingested_facts_show_in_the_linked_partys_profile_and_are_told(
         )
 
     await wait_until(told)
+
+
+async def test_a_salaried_customer_whose_golden_record_makes_him_30_is_a_young_professional(
+    stack: Stack,
+) -> None:
+    # 30 (31 from the first of January in Shanghai): young_professional is aged 25 to 35.
+    born = date_pb2.Date(year=dt.date.today().year - 30, month=1, day=1)
+    party_id = (
+        await stack.identity.LinkSourceRecord(
+            identity_pb.LinkSourceRecordRequest(
+                source_record=party_pb2.SourceRecord(
+                    key=party_pb2.SourceRecordKey(source_system="core", source_record_id="Y-1"),
+                    full_name="陈思远",
+                    phone="13910002000",
+                    birth_date=born,
+                )
+            ),
+            timeout=5,
+        )
+    ).party_id
+    now = dt.datetime.now(dt.UTC)
+    # Salary in 2 of the last 3 months: this one, and 35 days ago.
+    await ingest(
+        stack,
+        source_event("core", "Y-1", "o-1", 1, now - dt.timedelta(days=60), **account_opened("Y")),
+        source_event("core", "Y-1", "s-1", 2, now - dt.timedelta(days=35), **salary_paid("Y")),
+        source_event("core", "Y-1", "s-2", 3, now - dt.timedelta(minutes=1), **salary_paid("Y")),
+    )
+
+    async def told() -> bool:
+        return any(
+            f.segment_entered.segment == "young_professional"
+            for c in await profile_changes(stack)
+            if c.party_id == party_id
+            for f in c.facts
+        )
+
+    await wait_until(told)
+    found = await get_profile(stack, party_id)
+    assert "young_professional" in [s.name for s in found.segments]
 
 
 async def test_account_ids_are_masked_unless_the_caller_may_read_them(stack: Stack) -> None:

@@ -453,13 +453,15 @@ class EventConsumer:
             first: dict[str, _Delivery] = {}
             for delivery, _payload in deliveries:
                 first.setdefault(delivery.event_id, delivery)
+            # The rows as parameters of one cached statement (sent as multi-row INSERTs by
+            # SQLAlchemy's "insertmanyvalues"), not a VALUES clause compiled for every batch.
             statement = (
                 insert_for(unit.dialect, inbox_event)
-                .values([_inbox_row(self.spec.durable, d, now) for d in first.values()])
                 .on_conflict_do_nothing()
                 .returning(inbox_event.c.event_id)
             )
-            new_ids = set((await unit.session.execute(statement)).scalars())
+            rows = [_inbox_row(self.spec.durable, d, now) for d in first.values()]
+            new_ids = set((await unit.session.execute(statement, rows)).scalars())
             outcomes: list[tuple[_Delivery, _Outcome, EventContext]] = []
             received: list[ReceivedEvent] = []
             for delivery, payload in deliveries:

@@ -130,11 +130,14 @@ def golden_message(golden: GoldenRecord, *, unmasked: bool) -> party_pb2.GoldenR
 
 
 def golden_event_message(golden: GoldenRecord) -> party_pb2.GoldenRecord:
-    """The golden record as GoldenRecordChanged carries it: the name and its provenance only.
-    The profile, the only consumer, shows the name; birth date, sex, address and the (masked)
-    identifiers stay behind identity's API, where access rules and the audit log apply, rather
-    than sit in every stream replica for its max age (docs/events.md)."""
-    return party_pb2.GoldenRecord(full_name=_golden_value(golden.full_name))
+    """The golden record as GoldenRecordChanged carries it: the name and the birth date (YYYY-MM-DD)
+    with their provenance only. The profile, the only consumer, shows the name and reads the age
+    in its segment rules; sex, address and the (masked) identifiers stay behind identity's API,
+    where access rules and the audit log apply, rather than sit in every stream replica for its
+    max age (docs/events.md)."""
+    return party_pb2.GoldenRecord(
+        full_name=_golden_value(golden.full_name), birth_date=_golden_value(golden.birth_date)
+    )
 
 
 def party_message(view: PartyView, *, unmasked: bool) -> party_pb2.Party:

@@ -31,7 +31,8 @@ class Profile:
 @dataclass(frozen=True)
 class ProfileView:
     """A profile as GetProfile answers it: the links, and (unless only those were asked for) the
-    facts and their assessment as of today."""
+    facts and their assessment as of today. The facts carry no interactions (ListInteractions
+    pages through them; the assessment counts them): read_model.shown."""
 
     profile: Profile
     facts: PartyFacts | None = None

@@ -9,14 +9,15 @@ order they were written in:
   month's rates), and the average daily total assets, from every balance fact;
 - consents: per channel and purpose, the latest decision wherever it was captured (a tie goes to
   the withdrawal: the customer is contacted only on a clear yes);
-- preferences and risk: those of the record that changed them last.
+- preferences and risk: those of the record that changed them last;
+- birth date: the party's golden record's (identity's), not any one record's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -159,6 +160,7 @@ def party_facts(
     stored: StoredFacts,
     rates: FxRates,
     zone: ZoneInfo,
+    birth_date: dt.date | None = None,
 ) -> PartyFacts:
     lines = {
         (a.source, a.account_id): a.product_line
@@ -174,6 +176,7 @@ def party_facts(
         consents=_consents(stored.consents),
         preferences=_preferences(stored.preferences),
         risk=_risk(stored.risks),
+        birth_date=birth_date,
     )
 
 
@@ -225,18 +228,6 @@ def _in_cny(rates: FxRates, currency: str, minor: int, day: dt.date) -> Decimal 
         return None  # no rate: left out, as the totals leave it out
 
 
-class _MonthSums:
-    """One month's transaction figures in CNY (exact, rounded once at the end)."""
-
-    def __init__(self) -> None:
-        self.transactions = 0
-        self.debit = Decimal(0)
-        self.credit = Decimal(0)
-        self.salary = Decimal(0)
-        self.credit_card_spend = Decimal(0)
-        self.debit_card_spend = Decimal(0)
-
-
 def _activity(
     stored: StoredFacts,
     lines: dict[tuple[SourceKey, str], ProductLine],
@@ -244,59 +235,59 @@ def _activity(
     rates: FxRates,
     zone: ZoneInfo,
 ) -> tuple[MonthlyActivity, ...]:
+    """Per month, the transaction figures in CNY at the month's rates and the average assets.
+    Summed per month and currency in minor units first, then converted once each: exact and
+    linear, so the same as converting every row."""
     start = window_start(as_of)
     this_month = first_of_month(as_of)
-    sums: dict[dt.date, _MonthSums] = defaultdict(_MonthSums)
+    transactions: dict[dt.date, int] = defaultdict(int)
+    # Per (month, currency): debit, credit, salary, credit card and debit card purchases.
+    sums: dict[tuple[dt.date, str], list[int]] = {}
     for row in stored.activity:
         if not start <= row.month <= this_month:
             continue
-        day = _rate_day(row.month, as_of)
-        month = sums[row.month]
-        month.transactions += row.transactions
-        debit, credit, salary, purchases = (
-            _in_cny(rates, row.currency, minor, day) or Decimal(0)
-            for minor in (
-                row.debit_minor,
-                row.credit_minor,
-                row.salary_minor,
-                row.card_purchase_minor,
-            )
-        )
-        month.debit = CONTEXT.add(month.debit, debit)
-        month.credit = CONTEXT.add(month.credit, credit)
-        month.salary = CONTEXT.add(month.salary, salary)
+        transactions[row.month] += row.transactions
+        figures = sums.setdefault((row.month, row.currency), [0, 0, 0, 0, 0])
+        figures[0] += row.debit_minor
+        figures[1] += row.credit_minor
+        figures[2] += row.salary_minor
         # Card purchases count by the kind of card the account turns out to be.
         line = lines.get((row.source, row.account_id))
         if line is ProductLine.CREDIT_CARD:
-            month.credit_card_spend = CONTEXT.add(month.credit_card_spend, purchases)
+            figures[3] += row.card_purchase_minor
         elif line is ProductLine.DEBIT_CARD:
-            month.debit_card_spend = CONTEXT.add(month.debit_card_spend, purchases)
+            figures[4] += row.card_purchase_minor
+    in_cny: dict[dt.date, list[Decimal]] = {}
+    for (month, currency), figures in sums.items():
+        day = _rate_day(month, as_of)
+        totals = in_cny.setdefault(month, [Decimal(0)] * 5)
+        for index, summed in enumerate(figures):
+            if summed:
+                amount = _in_cny(rates, currency, summed, day)
+                if amount is not None:
+                    totals[index] = CONTEXT.add(totals[index], amount)
     averages = _average_assets(stored.history, lines, as_of, rates, zone)
-    empty = _MonthSums()
+    nothing = [Decimal(0)] * 5
 
     def minor(amount: Decimal) -> int:
         return to_minor(amount, BASE_EXPONENT)
 
-    return tuple(
-        MonthlyActivity(
-            month=month,
-            transactions=sums.get(month, empty).transactions,
-            debit_cny_minor=minor(sums.get(month, empty).debit),
-            credit_cny_minor=minor(sums.get(month, empty).credit),
-            average_assets_cny_minor=averages.get(month, 0),
-            salary_credit_cny_minor=minor(sums.get(month, empty).salary),
-            credit_card_spend_cny_minor=minor(sums.get(month, empty).credit_card_spend),
-            debit_card_spend_cny_minor=minor(sums.get(month, empty).debit_card_spend),
+    activity = []
+    for month in sorted(set(transactions) | set(averages)):
+        debit, credit, salary, credit_card, debit_card = in_cny.get(month, nothing)
+        activity.append(
+            MonthlyActivity(
+                month=month,
+                transactions=transactions.get(month, 0),
+                debit_cny_minor=minor(debit),
+                credit_cny_minor=minor(credit),
+                average_assets_cny_minor=averages.get(month, 0),
+                salary_credit_cny_minor=minor(salary),
+                credit_card_spend_cny_minor=minor(credit_card),
+                debit_card_spend_cny_minor=minor(debit_card),
+            )
         )
-        for month in sorted(set(sums) | set(averages))
-    )
-
-
-def _days(start: dt.date, end: dt.date) -> Iterable[dt.date]:
-    day = start
-    while day <= end:
-        yield day
-        day += dt.timedelta(days=1)
+    return tuple(activity)
 
 
 def _average_assets(
@@ -309,50 +300,79 @@ def _average_assets(
     """Per month of the window, from the month the first balance fact falls in: the average
     over its days (to as_of in this month) of the end-of-day total assets, in CNY at the month's
     rates. The end-of-day balance of an account is its balance fact with the highest sequence
-    number among those of that day or before; accounts without an opening fact do not count."""
-    series: dict[tuple[SourceKey, str, str], list[StoredBalance]] = defaultdict(list)
+    number among those of that day or before; accounts without an opening fact do not count.
+
+    Summed per stretch of days with one balance, not day by day: the conversion is exact and
+    linear, so converting a month's day-sum per currency once gives the same figure as converting
+    every day's total."""
+    series: dict[tuple[SourceKey, str, str], list[tuple[dt.date, int, int]]] = defaultdict(list)
     for point in history:
         if (point.source, point.account_id) in lines:
-            series[(point.source, point.account_id, point.currency)].append(point)
+            day = point.at.astimezone(zone).date()
+            series[(point.source, point.account_id, point.currency)].append(
+                (day, point.seq, point.balance_minor)
+            )
     if not series:
         return {}
-    start = window_start(as_of)
-    first_day = min(p.at.astimezone(zone).date() for points in series.values() for p in points)
-    first_day = max(first_day, start)
+    first_day = max(min(p[0] for points in series.values() for p in points), window_start(as_of))
     if first_day > as_of:
         return {}
-    # Per day of the window, the asset total per currency (minor units).
-    daily: dict[dt.date, dict[str, int]] = {
-        day: defaultdict(int) for day in _days(first_day, as_of)
-    }
+    # Per month and currency, the sum over the month's days of the end-of-day asset parts.
+    day_sums: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (source, account_id, currency), points in series.items():
         line = lines[(source, account_id)]
-        points.sort(key=lambda p: (p.at.astimezone(zone).date(), p.seq))
+        points.sort(key=lambda p: (p[0], p[1]))
+        # (first day, asset part) each time the best fact so far changes; a fact from before
+        # the first day counts from the first day.
+        stretches: list[tuple[dt.date, int]] = []
         best_seq = -1
-        balance = 0
-        index = 0
-        for day in _days(start, as_of):
-            while index < len(points) and points[index].at.astimezone(zone).date() <= day:
-                if points[index].seq > best_seq:
-                    best_seq, balance = points[index].seq, points[index].balance_minor
-                index += 1
-            if day >= first_day and best_seq >= 0:
-                daily[day][currency] += asset_part(line, balance)
+        for day, seq, balance in points:
+            if seq <= best_seq:
+                continue
+            best_seq = seq
+            since = max(day, first_day)
+            if stretches and stretches[-1][0] == since:
+                stretches.pop()
+            stretches.append((since, asset_part(line, balance)))
+        for index, (since, value) in enumerate(stretches):
+            if since > as_of:
+                break
+            following = stretches[index + 1][0] if index + 1 < len(stretches) else None
+            until = as_of if following is None else min(following - _DAY, as_of)
+            if value:
+                _add_stretch(day_sums, currency, since, until, value)
     averages: dict[dt.date, int] = {}
     month = first_of_month(first_day)
     while month <= as_of:
-        days = [d for d in daily if first_of_month(d) == month]
-        if days:
-            rate_day = _rate_day(month, as_of)
-            total = Decimal(0)
-            for day in days:
-                for currency, minor in daily[day].items():
-                    amount = _in_cny(rates, currency, minor, rate_day)
-                    if amount is not None:
-                        total = CONTEXT.add(total, amount)
-            averages[month] = to_minor(CONTEXT.divide(total, len(days)), BASE_EXPONENT)
-        month = add_months(month, 1)
+        following_month = add_months(month, 1)
+        days = (min(following_month - _DAY, as_of) - max(month, first_day)).days + 1
+        rate_day = _rate_day(month, as_of)
+        total = Decimal(0)
+        for currency, minor in day_sums.get(month, {}).items():
+            amount = _in_cny(rates, currency, minor, rate_day)
+            if amount is not None:
+                total = CONTEXT.add(total, amount)
+        averages[month] = to_minor(CONTEXT.divide(total, days), BASE_EXPONENT)
+        month = following_month
     return averages
+
+
+_DAY = dt.timedelta(days=1)
+
+
+def _add_stretch(
+    day_sums: dict[dt.date, dict[str, int]],
+    currency: str,
+    since: dt.date,
+    until: dt.date,
+    value: int,
+) -> None:
+    """Adds `value` for each day from `since` to `until` (inclusive) to its month's sum."""
+    while since <= until:
+        month = first_of_month(since)
+        last = min(until, add_months(month, 1) - _DAY)
+        day_sums[month][currency] += value * ((last - since).days + 1)
+        since = last + _DAY
 
 
 def _consents(stored: Sequence[StoredConsent]) -> tuple[Consent, ...]:

@@ -10,7 +10,8 @@ from typing import Protocol
 from zhike_profile.domain.facts import Interaction, SourceKey
 from zhike_profile.domain.model import Profile, ProfileRow, SearchCriteria
 from zhike_profile.domain.party_facts import StoredFacts
-from zhike_profile.domain.snapshot import ProfileChanged, Snapshot
+from zhike_profile.domain.read_model import ReadModel
+from zhike_profile.domain.snapshot import EMPTY, ProfileChanged, Snapshot
 from zhike_profile.domain.source_events import SourceEvent
 
 
@@ -29,11 +30,37 @@ class Link:
 
 
 @dataclass(frozen=True)
-class Published:
-    """What the party's last ProfileChanged described."""
+class PartyState:
+    """What assessing a party again starts from: what its last ProfileChanged described, where
+    it forwards to, and its golden record's birth date."""
 
-    version: int  # 0: none yet
+    version: int = 0  # 0: no ProfileChanged yet
+    snapshot: Snapshot = EMPTY
+    merged_into: str | None = None
+    birth_date: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A party assessed again: its snapshot as of `version`, and its read model (None for a
+    party merged away). `changed`: the version or the snapshot moved (else only the read model
+    is written, and the profile's update time stays)."""
+
+    party_id: str
+    version: int
     snapshot: Snapshot
+    changed: bool
+    view: ReadModel | None
+
+
+@dataclass(frozen=True)
+class StoredProfile:
+    """A profile row as a read finds it: a party merged away (`merged_into`) has no records."""
+
+    profile: Profile
+    merged_into: str | None
+    birth_date: dt.date | None
+    view: ReadModel | None
 
 
 @dataclass(frozen=True)
@@ -50,7 +77,15 @@ class PartyStore(Protocol):
         to `at` if that is earlier: the same whichever of its events arrives first)."""
         ...
 
-    async def get(self, party_id: str) -> Profile | None: ...
+    async def read(self, party_id: str, *, with_view: bool = True) -> StoredProfile | None:
+        """The party's row and its records (none once it was merged away), in one read; its
+        read model decoded only `with_view`."""
+        ...
+
+    async def states(self, party_ids: Sequence[str]) -> dict[str, PartyState]:
+        """The parties that exist, in one read."""
+        ...
+
     async def forwarded_to(self, party_id: str) -> str | None: ...
     async def retire(self, party_id: str, into: str, at: dt.datetime) -> bool:
         """Forwards `party_id` to `into` from now on; False if it already forwarded."""
@@ -64,16 +99,18 @@ class PartyStore(Protocol):
         """The records that belong to `from_party_id` now belong to `to_party_id`."""
         ...
 
-    async def record_keys(self, party_id: str) -> tuple[SourceKey, ...]: ...
-    async def set_display_name(self, party_id: str, name: str, at: dt.datetime) -> None:
-        """Takes the name unless the one held comes from a later change."""
+    async def set_golden_record(
+        self, party_id: str, name: str, birth_date: dt.date | None, at: dt.datetime
+    ) -> bool:
+        """Takes the golden record's name and birth date unless the ones held come from a later
+        change (`at`); True if that changed the birth date (which the assessments read)."""
         ...
 
-    async def published(self, party_id: str) -> Published: ...
-    async def publish(
-        self, party_id: str, version: int, snapshot: Snapshot, at: dt.datetime
-    ) -> None:
-        """Keeps the snapshot (and the figures searches use) as of `version`."""
+    async def birth_date(self, party_id: str) -> dt.date | None: ...
+
+    async def publish(self, publications: Sequence[Publication], at: dt.datetime) -> None:
+        """Keeps each snapshot (and the figures searches use) as of its version, and each read
+        model; in a few statements for all of them."""
         ...
 
     async def risk_expiring(self, on: dt.date, limit: int) -> list[str]:
@@ -86,13 +123,15 @@ class PartyStore(Protocol):
 
 
 class FactStore(Protocol):
-    async def apply(self, event: SourceEvent, month: dt.date) -> None:
-        """Applies each change of the event to its record's facts, unless what is stored is
-        as new or newer (`month`: the event's month, for transaction sums)."""
+    async def apply(self, events: Sequence[tuple[SourceEvent, dt.date]]) -> None:
+        """Applies each change of the events (each with its month, for transaction sums) to its
+        record's facts, unless what is stored is as new or newer: the outcome of applying them
+        one at a time in this order, in a few statements for all of them."""
         ...
 
-    async def stored(self, records: Sequence[SourceKey], since: dt.datetime) -> StoredFacts:
-        """The records' facts; balance history and interactions from `since` on."""
+    async def stored(self, party_ids: Sequence[str], since: dt.datetime) -> dict[str, StoredFacts]:
+        """The facts of the records linked to each party, in one read per kind of fact; balance
+        history and interactions from `since` on. A party without facts is left out."""
         ...
 
     async def interactions(
@@ -104,6 +143,16 @@ class FactStore(Protocol):
         """Most recent first; `after`: (time, source system, event id) of the previous page's
         last one."""
         ...
+
+
+class ProfileReads(Protocol):
+    """The stores, for reads: what a read sees may be newer with each statement (as in a READ
+    COMMITTED transaction); it takes no locks and writes nothing."""
+
+    @property
+    def parties(self) -> PartyStore: ...
+    @property
+    def facts(self) -> FactStore: ...
 
 
 class ProfileUnitOfWork(Protocol):

@@ -12,7 +12,9 @@ Order-safety, in one place:
 
 Every change that touches a party ends with `_publish`: the party's facts are assembled and
 assessed, compared with what its last ProfileChanged described, and the difference (if any) is
-recorded as the next ProfileChanged, in the same transaction.
+recorded as the next ProfileChanged, in the same transaction, with the party's read model (what
+GetProfile serves: domain/read_model.py). A batch of changes does this once per party it
+touched, reading the facts of all of them together.
 
 Locks (PostgreSQL; SQLite serialises writers anyway), always records before parties, each set
 taken in one call: a record's facts and link change under its record lock; a party's snapshot
@@ -31,8 +33,21 @@ from zoneinfo import ZoneInfo
 from zhike_profile.domain.assessment import Assessment, AssessmentConfig, assess
 from zhike_profile.domain.facts import PartyFacts, SourceKey
 from zhike_profile.domain.model import ProfileRow, ProfileView, SearchCriteria
-from zhike_profile.domain.party_facts import first_of_month, party_facts, window_start
-from zhike_profile.domain.ports import ProfileUnitOfWork, StoredInteraction
+from zhike_profile.domain.party_facts import (
+    StoredFacts,
+    first_of_month,
+    party_facts,
+    window_start,
+)
+from zhike_profile.domain.ports import (
+    PartyState,
+    ProfileReads,
+    ProfileUnitOfWork,
+    Publication,
+    StoredInteraction,
+    StoredProfile,
+)
+from zhike_profile.domain.read_model import ReadModel, shown
 from zhike_profile.domain.snapshot import (
     EMPTY,
     ChangeCause,
@@ -51,6 +66,8 @@ _MAX_FORWARDS = 100
 # that landed between reading and locking: more than a few means something is wrong).
 _MAX_LOCK_ROUNDS = 10
 _NAME = r"[a-z][a-z0-9_]*"
+_NO_FACTS = StoredFacts()
+_NEW_PARTY = PartyState()  # a party with no row yet: nothing published
 
 
 @dataclass(frozen=True)
@@ -71,8 +88,10 @@ def party_lock(party_id: str) -> str:
     return f"profile-party:{party_id}"
 
 
-# Opens a unit of work: `async with units() as unit:` (reads only: it is never committed).
+# Opens a unit of work: `async with units() as unit:`.
 UnitFactory = Callable[[], AbstractAsyncContextManager[ProfileUnitOfWork]]
+# Opens the stores for reads (a unit of work will do, never committed).
+ReadsFactory = Callable[[], AbstractAsyncContextManager[ProfileReads]]
 
 
 class ProfileClock:
@@ -96,18 +115,37 @@ class ProfileClock:
 
 
 class Facts:
-    """Assembles and assesses a party's facts inside a unit of work."""
+    """Assembles and assesses parties' facts inside a unit of work.
 
-    def __init__(self, config: AssessmentConfig, clock: ProfileClock) -> None:
+    `basis` names what an assessment depends on besides the facts and the day (the
+    configuration, the time zone, the code): a read model assessed on another basis is not
+    served (domain/read_model.py)."""
+
+    def __init__(self, config: AssessmentConfig, clock: ProfileClock, basis: str = "") -> None:
         self.config = config
         self.clock = clock
+        self.basis = basis
 
     async def of(
-        self, unit: ProfileUnitOfWork, party_id: str, keys: Sequence[SourceKey]
-    ) -> PartyFacts:
+        self, unit: ProfileReads, birth_dates: Mapping[str, dt.date | None]
+    ) -> dict[str, PartyFacts]:
+        """Each party's facts (`birth_dates`: the parties, with their golden birth dates), read
+        for all of them at once."""
         today = self.clock.today()
-        stored = await unit.facts.stored(keys, self.clock.start_of(window_start(today)))
-        return party_facts(party_id, today, stored, self.config.rates, self.clock.zone)
+        stored = await unit.facts.stored(
+            sorted(birth_dates), self.clock.start_of(window_start(today))
+        )
+        return {
+            party_id: party_facts(
+                party_id,
+                today,
+                stored.get(party_id, _NO_FACTS),
+                self.config.rates,
+                self.clock.zone,
+                birth_date,
+            )
+            for party_id, birth_date in birth_dates.items()
+        }
 
     def assess(self, facts: PartyFacts) -> Assessment:
         return assess(facts, self.config)
@@ -134,8 +172,7 @@ class ProfileUpdates:
         keys = sorted({event.source for event in events})
         await unit.lock([record_lock(key) for key in keys])
         parties = await self._lock_parties_of(unit, keys)
-        for event in events:
-            await unit.facts.apply(event, self._clock.month_of(event.at))
+        await unit.facts.apply([(event, self._clock.month_of(event.at)) for event in events])
         if parties:
             await self._publish(unit, parties, ChangeCause.SOURCE_EVENT)
 
@@ -213,11 +250,22 @@ class ProfileUpdates:
             unit, [target, *newly], ChangeCause.IDENTITY, merged_into={p: target for p in newly}
         )
 
-    async def golden_name(
-        self, unit: ProfileUnitOfWork, party_id: str, name: str, at: dt.datetime
+    async def golden_record(
+        self,
+        unit: ProfileUnitOfWork,
+        party_id: str,
+        name: str,
+        birth_date: dt.date | None,
+        at: dt.datetime,
     ) -> None:
+        """The party's golden record changed at identity (`at`): its name and birth date, unless
+        a later change is held. A new birth date can move the party in or out of a segment
+        (`age`): told like any other change. A merged party's golden record is kept but counts
+        for nobody: the survivor keeps its own (identity sends the survivor's after a merge)."""
         await unit.parties.ensure(party_id, at)
-        await unit.parties.set_display_name(party_id, name, at)
+        await unit.lock([party_lock(party_id)])
+        if await unit.parties.set_golden_record(party_id, name, birth_date, at):
+            await self._publish(unit, [party_id], ChangeCause.IDENTITY)
 
     async def _resolve(self, unit: ProfileUnitOfWork, party_id: str) -> str:
         current = party_id
@@ -275,24 +323,39 @@ class ProfileUpdates:
         merged_into: Mapping[str, str] | None = None,
     ) -> None:
         now = self._clock.now()
-        for party_id in sorted(set(party_ids)):
-            published = await unit.parties.published(party_id)
-            moved_on = (merged_into or {}).get(party_id, "")
-            if moved_on or await unit.parties.forwarded_to(party_id) is not None:
-                snapshot = EMPTY  # merged away: its records count for the survivor now
-            else:
-                keys = await unit.parties.record_keys(party_id)
-                facts = await self._facts.of(unit, party_id, keys)
-                snapshot = take(facts, self._facts.assess(facts))
+        ids = sorted(set(party_ids))
+        states = await unit.parties.states(ids)
+        moved = merged_into or {}
+        # Merged away: their records count for the survivor now.
+        live = {
+            p: states.get(p, _NEW_PARTY).birth_date
+            for p in ids
+            if not moved.get(p) and states.get(p, _NEW_PARTY).merged_into is None
+        }
+        facts = await self._facts.of(unit, live)
+        publications: list[Publication] = []
+        for party_id in ids:
+            published = states.get(party_id, _NEW_PARTY)
+            moved_on = moved.get(party_id, "")
+            view = None
+            snapshot = EMPTY
+            if party_id in live:
+                assessment = self._facts.assess(facts[party_id])
+                snapshot = take(facts[party_id], assessment)
+                view = ReadModel(
+                    assessment.as_of, self._facts.basis, shown(facts[party_id]), assessment
+                )
             found = differences(published.snapshot, snapshot)
-            if not found and not moved_on:
-                if snapshot != published.snapshot:
-                    # Nothing to tell (total assets moved with the rates): keep it searchable.
-                    await unit.parties.publish(party_id, published.version, snapshot, now)
-                continue
-            version = published.version + 1
-            await unit.parties.publish(party_id, version, snapshot, now)
-            unit.record(ProfileChanged(party_id, version, now, cause, found, moved_on))
+            version = published.version
+            if found or moved_on:
+                version += 1
+                unit.record(ProfileChanged(party_id, version, now, cause, found, moved_on))
+            # With nothing to tell the snapshot may still move (total assets with the rates:
+            # kept searchable), and the read model with it (a transaction's sums).
+            changed = version != published.version or snapshot != published.snapshot
+            if changed or view is not None:
+                publications.append(Publication(party_id, version, snapshot, changed, view))
+        await unit.parties.publish(publications, now)
 
 
 @dataclass(frozen=True)
@@ -311,7 +374,7 @@ class SearchPage:
 class ProfileQueries:
     def __init__(
         self,
-        units: UnitFactory,
+        units: ReadsFactory,
         facts: Facts,
         page_tokens: PageTokens | None = None,
         max_page_size: int = 500,
@@ -337,18 +400,18 @@ class ProfileQueries:
                     raise NotFound(
                         "source_record", f"{source.source_system}/{source.source_record_id}"
                     )
-                current = await self._survivor(unit, link.party_id)
+                stored = await self._survivor(unit, link.party_id, party_id, with_view=with_facts)
             else:
-                current = await self._survivor(unit, party_id)
-            profile = await unit.parties.get(current)
-            if profile is None:
-                raise NotFound("profile", party_id)
+                stored = await self._survivor(unit, party_id, party_id, with_view=with_facts)
+            profile = stored.profile
             if not with_facts:
                 return ProfileView(profile)
-            facts = await self._facts.of(
-                unit, current, tuple(r.key for r in profile.source_records)
-            )
-        return ProfileView(profile, facts, self._facts.assess(facts))
+            view = stored.view
+            if view is not None and view.serves(self._facts.clock.today(), self._facts.basis):
+                return ProfileView(profile, view.facts, view.assessment)
+            current = profile.party_id
+            facts = (await self._facts.of(unit, {current: stored.birth_date}))[current]
+        return ProfileView(profile, shown(facts), self._facts.assess(facts))
 
     async def list_interactions(
         self, party_id: str, requested_size: int, page_token: str
@@ -361,10 +424,8 @@ class ProfileQueries:
         after = _interaction_position(v, position)
         v.raise_if_any()
         async with self._units() as unit:
-            current = await self._survivor(unit, party_id)
-            profile = await unit.parties.get(current)
-            if profile is None:
-                raise NotFound("profile", party_id)
+            profile = (await self._survivor(unit, party_id, party_id)).profile
+            current = profile.party_id
             keys = tuple(r.key for r in profile.source_records)
             found = await unit.facts.interactions(keys, size + 1, after) if keys else []
         token = ""
@@ -422,13 +483,19 @@ class ProfileQueries:
             token = self._page_tokens.issue(criteria.query(), [rows[size - 1].party_id])
         return SearchPage(tuple(rows[:size]), token)
 
-    async def _survivor(self, unit: ProfileUnitOfWork, party_id: str) -> str:
+    async def _survivor(
+        self, unit: ProfileReads, party_id: str, asked: str, *, with_view: bool = False
+    ) -> StoredProfile:
+        """The profile of `party_id`, or of its survivor if it was merged away; NotFound names
+        the party `asked` for."""
         current = party_id
         for _ in range(_MAX_FORWARDS):
-            forwarded = await unit.parties.forwarded_to(current)
-            if forwarded is None:
-                return current
-            current = forwarded  # a merged party answers with its survivor's profile
+            stored = await unit.parties.read(current, with_view=with_view)
+            if stored is None:
+                raise NotFound("profile", asked)
+            if stored.merged_into is None:
+                return stored
+            current = stored.merged_into  # a merged party answers with its survivor's profile
         raise RuntimeError("forwarding chain too long: corrupt merge data")
 
 

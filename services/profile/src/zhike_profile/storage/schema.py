@@ -32,7 +32,10 @@ profile = sa.Table(
     # Set when identity merged this party into another: reads forward there.
     sa.Column("merged_into", _ID, nullable=True),
     sa.Column("display_name", sa.String(200), nullable=False, server_default=""),
-    # The golden record change the name comes from: an older one changes nothing.
+    # The golden record's birth date (segment rules read the age): personal data, kept as the
+    # name is kept, and never put in a log line, an error or ProfileChanged.
+    sa.Column("birth_date", sa.Date(), nullable=True),
+    # The golden record change the name and birth date come from: an older one changes nothing.
     sa.Column("display_name_at", sa.DateTime(timezone=True), nullable=True),
     # How many ProfileChanged events the party has had (the last one's profile_version).
     sa.Column("version", _SEQ, nullable=False, server_default="0"),
@@ -46,6 +49,9 @@ profile = sa.Table(
     # The expiry of the risk assessment the last ProfileChanged told as valid: on that day the
     # profile tells it expired, event or not.
     sa.Column("risk_expires_on", sa.Date(), nullable=True, index=True),
+    # The read model (domain/read_model.py): the party's facts and assessment as its last
+    # change assessed them, served by GetProfile while they are as of today. NULL: none yet.
+    sa.Column("view", sa.JSON(none_as_null=True), nullable=True),
 )
 
 profile_segment = sa.Table(

@@ -67,6 +67,19 @@ def _key(message: identity_party.SourceRecordKey) -> SourceKey:
     return SourceKey(message.source_system, message.source_record_id)
 
 
+def _birth_date(golden: identity_party.GoldenRecord) -> dt.date | None:
+    """The golden birth date (identity gives it as YYYY-MM-DD), None when identity has none.
+    The error names the field only: the value is personal data."""
+    if not golden.birth_date.value:
+        return None
+    try:
+        return dt.date.fromisoformat(golden.birth_date.value)
+    except ValueError:
+        raise PermanentEventError(
+            "event has a golden_record.birth_date that is not a date (YYYY-MM-DD)"
+        ) from None
+
+
 def _time(stamp: object) -> dt.datetime:
     try:
         return stamp.ToDatetime(tzinfo=dt.UTC)  # type: ignore[attr-defined, no-any-return]
@@ -143,10 +156,11 @@ class IdentityEventHandlers:
         context: EventContext,
     ) -> None:
         _require_party(event.party_id)
-        await self._updates.golden_name(
+        await self._updates.golden_record(
             _unit(context),
             event.party_id,
             event.golden_record.full_name.value,
+            _birth_date(event.golden_record),
             _time(event.change_time),
         )
 

@@ -21,14 +21,13 @@ from zhike_profile.domain.model import SearchCriteria
 from zhike_profile.domain.service import ProfileQueries
 from zhike_profile.transport import codec
 from zhike_profile.transport.source_codec import (
-    EVENT_TYPE,
     decode_source_event,
     message_id,
+    stream_headers,
     subject_for,
 )
 from zhike_runtime.auth.access import current_call
 from zhike_runtime.errors import Unavailable
-from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import PayloadTooLarge
 from zhike_runtime.telemetry import inject_context
 from zhike_runtime.validation import Violations
@@ -193,19 +192,12 @@ class ProfileHandlers(pb_grpc.ProfileServiceServicer):
         )
 
     async def _publish(self, message: source_pb.SourceEvent) -> PubAck:
-        system = message.source_record.source_system
-        key = message_id(system, message.event_id)
         headers: dict[str, str] = {}
         inject_context(headers)
-        headers |= {
-            h.MSG_ID: key,
-            h.EVENT_ID: key,
-            h.EVENT_TYPE: EVENT_TYPE,
-            h.CONTENT_TYPE: h.PROTOBUF,
-        }
+        headers |= stream_headers(message)
         try:
             return await self._publisher.publish(
-                subject_for(system),
+                subject_for(message.source_record.source_system),
                 message.SerializeToString(),
                 headers=headers,
                 timeout=self._publish_timeout,

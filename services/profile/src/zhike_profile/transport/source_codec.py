@@ -50,6 +50,7 @@ from zhike_profile.domain.source_events import (
     SetRiskAssessment,
     SourceEvent,
 )
+from zhike_runtime.events import headers as h
 from zhike_runtime.validation import Violations
 
 SUBJECT_PREFIX = "zhike.source.v1"
@@ -135,6 +136,13 @@ def subject_for(source_system: str) -> str:
 def message_id(source_system: str, event_id: str) -> str:
     """The event's key: Nats-Msg-Id, and the consumer's inbox id."""
     return f"{source_system}:{event_id}"
+
+
+def stream_headers(message: pb.SourceEvent) -> dict[str, str]:
+    """The headers a source event is published with (IngestSourceEvents, and a streaming
+    adapter): its key as Nats-Msg-Id (JetStream's de-duplication) and the inbox's event id."""
+    key = message_id(message.source_record.source_system, message.event_id)
+    return {h.MSG_ID: key, h.EVENT_ID: key, h.EVENT_TYPE: EVENT_TYPE, h.CONTENT_TYPE: h.PROTOBUF}
 
 
 def _path(prefix: str, name: str) -> str:

@@ -1,0 +1,35 @@
+"""The audit log on SQLite and PostgreSQL: a record appended is there as soon as append returns,
+for any other connection to read (on PostgreSQL it is one autocommitted INSERT)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from zhike_runtime.auth.audit import AuditEntry, AuditLog
+from zhike_runtime.db import Database
+from zhike_runtime.migrations import apply_migrations
+
+
+async def test_an_appended_record_is_committed_when_append_returns(database_url: str) -> None:
+    database = Database(database_url)
+    other = Database(database_url)
+    try:
+        await apply_migrations(database, None)
+        entry = AuditEntry(
+            actor="teller-0042",
+            roles=("branch_teller",),
+            method="/zhike.profile.v1.ProfileService/GetProfile",
+            party_id="p-1",
+            fields=("holdings.account_id",),
+            purpose="account opening",
+            outcome="OK",
+            trace_id="t" * 32,
+            recorded_at=dt.datetime(2026, 12, 2, 1, tzinfo=dt.UTC),
+        )
+
+        await AuditLog(database, dt.timedelta(days=365)).append(entry)
+
+        assert await AuditLog(other, dt.timedelta(days=365)).read(party_id="p-1") == [entry]
+    finally:
+        await database.dispose()
+        await other.dispose()
