@@ -13,9 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from zhike_runtime.testing.nats_users import PermissionedNats, permissioned_nats_server
 from zhike_runtime.testing.processes import NatsServer, PostgresCluster, throwaway_postgres
+
+# Tests assert behaviour, not speed: no per-example deadline. A first example that pays for a
+# lazy load (a dictionary, a compiled rule set) on a busy 2-core CI machine is not a failure.
+settings.register_profile("zhike", deadline=None)
+settings.load_profile("zhike")
 
 
 @pytest.fixture
