@@ -31,7 +31,8 @@ from zhike_offers.domain.service import (
     PropensityCache,
     Retention,
 )
-from zhike_offers.storage.repository import SqlOffersUnitOfWork, autocommit_sessions
+from zhike_offers.storage.decision_store import decision_store
+from zhike_offers.storage.repository import SqlOffersUnitOfWork
 from zhike_offers.transport import event_codec
 from zhike_runtime.db import Database, insert_for
 from zhike_runtime.events.schema import inbox_event, outbox_event
@@ -70,7 +71,7 @@ class Harness:
         arbiter = Arbiter(self.config)
         self.outbound = OutboundDecisions(self.catalogues, self.models, arbiter, self.clock)
         self.reactions = ProfileReactions(self.catalogues, self.outbound, self.clock)
-        decision_sessions = autocommit_sessions(database)
+        self.store = decision_store(database, self.unit, pool_size=10)
         self.decisions = OfferDecisions(
             self.unit,
             self.catalogues,
@@ -78,9 +79,7 @@ class Harness:
             arbiter,
             self.outbound,
             self.clock,
-            decision_units=lambda: SqlOffersUnitOfWork(
-                database, event_codec.outgoing_event, sessions=decision_sessions
-            ),
+            decision_store=self.store,
         )
         self.admin = CatalogueAdmin(
             self.unit, self.catalogues, self.models, self.outbound, self.clock, self.config
@@ -126,6 +125,36 @@ class Harness:
             await unit.commit()
         return True
 
+    async def deliver_batch(
+        self, events: list[tuple[str, profile_events.ProfileChanged]]
+    ) -> list[bool]:
+        """As the consumer applies a fetch as one batch: every inbox row and the new events'
+        effect in one transaction; for each event, False when its id was seen before (in an
+        earlier delivery or earlier in this batch)."""
+        unit_of_work = SqlOffersUnitOfWork(
+            self.database, event_codec.outgoing_event, before=self.outbound.ready
+        )
+        new: list[bool] = []
+        async with unit_of_work as unit:
+            changes = []
+            for event_id, message in events:
+                row = {
+                    "consumer": "harness",
+                    "event_id": event_id,
+                    "event_type": message.DESCRIPTOR.full_name,
+                    "processed_at": dt.datetime.now(dt.UTC),
+                }
+                result = await unit.session.execute(
+                    insert_for(unit.dialect, inbox_event).values(row).on_conflict_do_nothing()
+                )
+                new.append(bool(result.rowcount))  # type: ignore[attr-defined]
+                if new[-1]:
+                    changes.append(event_codec.profile_change(message))
+            if changes:
+                await self.reactions.apply_batch(unit, changes)
+            await unit.commit()
+        return new
+
     async def decide(self, party_id: str, channel: str, **fields: Any) -> Decided:
         request: DecisionRequest = decision_request(channel=channel, **fields)
         return await self.decisions.decide(party_id, request, requested_by="test-user")
@@ -158,4 +187,5 @@ class Harness:
             return int(await session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
     async def close(self) -> None:
+        await self.store.close()
         await self.database.dispose()

@@ -21,9 +21,10 @@ from zhike_offers.domain.service import (
     Retention,
 )
 from zhike_offers.settings import OffersSettings
-from zhike_offers.storage.repository import SqlOffersUnitOfWork, autocommit_sessions
+from zhike_offers.storage.decision_store import decision_store
+from zhike_offers.storage.repository import SqlOffersUnitOfWork
 from zhike_offers.transport import event_codec
-from zhike_offers.transport.background import every
+from zhike_offers.transport.background import closing_at_shutdown, every
 from zhike_offers.transport.event_handlers import profile_consumer
 from zhike_offers.transport.grpc_handlers import OffersHandlers
 from zhike_runtime.app import Platform, ServiceDefinition, Wiring
@@ -52,12 +53,8 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
             platform.database, event_codec.outgoing_event, platform.relay.notify
         )
 
-    decision_sessions = autocommit_sessions(platform.database)
-
-    def decision_unit_of_work() -> SqlOffersUnitOfWork:
-        return SqlOffersUnitOfWork(
-            platform.database, event_codec.outgoing_event, sessions=decision_sessions
-        )
+    # DecideOffers' reads and log entries (concurrent decisions' entries share a commit).
+    store = decision_store(platform.database, unit_of_work, pool_size=settings.database_pool_size)
 
     catalogues = CatalogueCache(unit_of_work, environment, defaults, clock)
     models = PropensityCache(unit_of_work)
@@ -70,10 +67,10 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
         arbiter,
         outbound,
         clock,
+        decision_store=store,
         page_tokens=platform.page_tokens,
         max_page_size=settings.max_page_size,
         default_max_offers=settings.default_max_offers,
-        decision_units=decision_unit_of_work,
     )
     admin = CatalogueAdmin(
         unit_of_work,
@@ -125,6 +122,8 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
             "decision-retention": every(
                 settings.retention_check_seconds, "retention round", retention.prune
             ),
+            # Nothing to do but give the store's connections back when the service stops.
+            "decision-connections": closing_at_shutdown(store.close),
         },
     )
 

@@ -19,6 +19,7 @@ from zhike_offers.domain.decision import (
     Reason,
     decide,
     decision_request,
+    reworded,
     withdrawal_reason,
 )
 from zhike_offers.domain.facts import OfferFacts
@@ -245,6 +246,67 @@ def test_explain_lists_every_candidate_not_chosen_with_its_reason(
         party, offers, history, PropensityModel(), dataclasses.replace(request, explain=False), NOW
     )
     assert (quiet.chosen, quiet.not_chosen) == (decision.chosen, ())
+
+
+def test_a_reason_the_offer_words_is_worded_again_from_the_offer_alone(
+    default_catalogue: Catalogue,
+) -> None:
+    # The decision log keeps these without their words: `reworded` must give them back exactly.
+    extra = [
+        offer("summer_promo", valid_until="2026-09-01T00:00:00+08:00"),
+        offer("sms_only", **SMS),
+        offer("gold_only", eligibility=['tier == "platinum"'], applicability=["true"]),
+        offer("not_held", applicability=['!("CC_GOLD" in products)']),
+        offer("xau_holders", eligibility=['assets["XAU"] > 1.0']),  # not evaluable
+        offer("r5_fund", product_risk=5),  # for a C3 customer
+    ]
+    offers = catalogue(*default_catalogue.offers, *extra)
+    party = fx_customer(holdings=frozenset({holding("credit_card", "CC_GOLD")}))
+    history = [event(ContactKind.DECLINE, NOW - days(3), "time_deposit_promo", "mobile_app")]
+    request = decision_request(
+        channel="mobile_app", placement="home_banner", max_offers=1, explain=True
+    )
+    decision = decide(party, offers, history, PropensityModel(), request, NOW)
+
+    by_id = {n.offer_id: n for n in decision.not_chosen}
+    assert by_id["xau_holders"].explanation.startswith("eligibility[0] is not evaluable (")
+    assert not by_id["xau_holders"].offer_worded  # CEL's message: kept with its words
+    assert not by_id["time_deposit_promo"].offer_worded  # the policy's: kept with its words
+    assert {n.reason for n in decision.not_chosen if n.offer_worded} >= {
+        Reason.NOT_VALID_NOW,
+        Reason.CHANNEL,
+        Reason.INELIGIBLE,
+        Reason.NOT_APPLICABLE,
+        Reason.UNSUITABLE,
+    }
+    for item in decision.not_chosen:
+        if item.offer_worded:
+            unworded = dataclasses.replace(item, explanation="", clause_text="")
+            source = offers.offer(item.offer_id)
+            assert source is not None
+            again = reworded(source, unworded, decision=decision, outbound_only=False)
+            assert (again, again.explanation, again.clause_text) == (
+                item,
+                item.explanation,
+                item.clause_text,
+            )
+
+
+def test_a_clause_false_for_one_party_and_not_evaluable_for_another_says_which() -> None:
+    offers = catalogue(offer("first_segment", eligibility=['segments[0] == "usd_holder"']))
+    request = decision_request(channel="mobile_app", explain=True)
+
+    def why(party: OfferFacts) -> str:
+        decision = decide(party, offers, NO_HISTORY, PropensityModel(), request, NOW)
+        (item,) = decision.not_chosen
+        return item.explanation
+
+    assert why(facts(segments=frozenset({"young_professional"}))).startswith(
+        "eligibility[0] is false"
+    )
+    # No segment at all: the index is out of range (worded once, never taken for "false").
+    assert why(facts()).startswith("eligibility[0] is not evaluable (")
+    assert why(facts(segments=frozenset({"premium"}))).startswith("eligibility[0] is false")
 
 
 def test_priority_is_p_times_c_times_v_times_l_and_ties_go_to_the_smaller_id() -> None:

@@ -168,6 +168,37 @@ def test_the_batch_agrees_with_clause_by_clause_evaluation_even_with_errors(
     assert batch.holding(rich) == [True, False, True, True, False]
 
 
+def test_the_batch_names_the_first_clause_that_fails_as_clause_by_clause_would(
+    environment: RuleEnvironment,
+) -> None:
+    texts = [
+        ['assets["USD"] >= 5000.0', '"gold" == tier'],
+        ['tier == "gold"', 'assets["XAU"] > 1.0', "false"],  # an error: the chunk falls back
+        [],
+        ["risk_level >= 4", "risk_level >= 1"],
+    ]
+    groups = [
+        [environment.compile(f"eligibility[{i}]", text) for i, text in enumerate(group)]
+        for group in texts
+    ]
+    batch = RuleBatch(environment, groups)
+    for party in (
+        facts(assets={"USD": 600_000}, tier="gold"),
+        facts(customer_risk=5),
+        facts(assets={"USD": 100}),
+    ):
+        activation = environment.activation(party, channel="sms", placement="", today=TODAY)
+        expected = []
+        for group in groups:
+            failed = first_false(group, activation)
+            expected.append(-1 if failed is None else failed.index)
+        assert batch.first_failing(activation) == expected
+    gold = environment.activation(
+        facts(assets={"USD": 600_000}, tier="gold"), channel="sms", placement="", today=TODAY
+    )
+    assert batch.first_failing(gold) == [-1, 1, -1, 0]
+
+
 def test_rules_too_large_for_one_cel_program_are_still_judged(
     environment: RuleEnvironment,
 ) -> None:

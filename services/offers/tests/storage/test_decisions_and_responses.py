@@ -3,21 +3,24 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy as sa
 
 from zhike_offers.domain.contact_policy import ContactKind, SuppressionRule
 from zhike_offers.domain.decision import Reason
 from zhike_offers.domain.model import Decided, DecisionTrigger, ResponseRecord
 from zhike_offers.storage import schema
 from zhike_runtime.errors import InvalidArgument, NotFound
+from zhike_runtime.testing.processes import PostgresCluster
 
 from ..offers_harness import Harness
-from ..profile_events import T0, changed, risk, sms_marketing, usd
+from ..profile_events import T0, balance, changed, risk, sms_marketing, usd
 
 PARTY = str(uuid.UUID(int=1))
 OTHER = str(uuid.UUID(int=2))
@@ -78,6 +81,67 @@ async def test_every_decision_is_logged_with_its_inputs_digest_and_every_reason(
     digests = [e.inputs_digest for e in page.entries]
     assert digests[2] == digests[1] != digests[0]
     assert len(digests[0]) == 64
+
+
+async def test_the_log_keeps_each_reason_without_its_words_and_words_it_as_decided(
+    harness: Harness,
+) -> None:
+    # C3 with CNY for the R4 fund (unsuitable) and USD for the FX offer.
+    await harness.deliver("e1", changed(PARTY, 1, risk(3), usd(6000), balance("CNY", 10_000_000)))
+    decided = await harness.decide(PARTY, "mobile_app", placement="home_banner", max_offers=1)
+
+    [entry] = (await harness.decisions.list_decisions(PARTY, 10, "")).entries
+
+    assert entry.not_chosen == decided.decision.not_chosen
+    assert [n.explanation for n in entry.not_chosen] == [
+        n.explanation for n in decided.decision.not_chosen
+    ]
+    assert {n.reason for n in entry.not_chosen} >= {
+        Reason.INELIGIBLE,
+        Reason.UNSUITABLE,
+        Reason.BELOW_CUTOFF,
+    }
+    async with harness.database.session() as session:
+        stored = await session.scalar(sa.select(schema.decision_log.c.entry))
+    # Every reason here follows from its offer version: kept as [offer_id, version, reason, …].
+    assert stored is not None
+    assert all(isinstance(item, list) for item in stored["not_chosen"])
+
+
+async def test_concurrent_decisions_are_each_logged_before_they_answer(
+    harness: Harness,
+) -> None:
+    parties = [str(uuid.uuid4()) for _ in range(20)]
+
+    decided = await asyncio.gather(*(app_banner(harness, party) for party in parties))
+
+    for party, one in zip(parties, decided, strict=True):
+        page = await harness.decisions.list_decisions(party, 10, "")
+        assert [e.arbitration_id for e in page.entries] == [one.arbitration_id]
+
+
+async def test_a_decision_connection_lost_is_replaced_without_failing_the_decision(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    # PostgreSQL only: there decisions hold connections of their own between calls.
+    harness = await Harness.start(postgres_cluster.create_database())
+    try:
+        await app_banner(harness)
+        async with harness.database.session() as session:
+            # The database drops every other connection (a restart, a failover).
+            await session.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+
+        again = await app_banner(harness)
+
+        page = await harness.decisions.list_decisions(PARTY, 10, "")
+        assert page.entries[0].arbitration_id == again.arbitration_id
+    finally:
+        await harness.close()
 
 
 async def test_a_new_party_is_decided_on_no_facts_and_a_bad_id_is_refused(

@@ -159,6 +159,53 @@ async def test_a_thousand_triggering_changes_in_a_day_decide_at_most_the_budget(
         await harness.close()
 
 
+async def test_a_batch_decides_each_party_once_with_the_facts_the_batch_left(
+    harness: Harness,
+) -> None:
+    others = [str(uuid.UUID(int=n)) for n in (11, 12, 13)]
+    arrivals = [
+        (f"a-{party}", changed(party, 1, sms_marketing(), risk(3), usd(6000))) for party in others
+    ]
+    # One party's USD comes and goes within the batch; a copy of an event counts once.
+    passing = [
+        ("p1", changed(PARTY, 1, sms_marketing(), risk(3), usd(6000))),
+        ("p2", changed(PARTY, 2, usd(0))),
+    ]
+
+    applied = await harness.deliver_batch([*arrivals, *passing, arrivals[0]])
+
+    assert applied == [True] * 5 + [False]
+    decided = await harness.decided()
+    assert sorted(d.party_id for d in decided) == others
+    assert {(d.offer_id, d.profile_version) for d in decided} == {(FX_OFFER, 1)}
+    assert await harness.withdrawn() == []
+    assert FX_OFFER not in await offered_in_the_app(harness)
+
+
+async def test_a_storm_of_changes_in_batches_decides_at_most_the_budget(
+    database_url: str,
+) -> None:
+    harness = await Harness.start(database_url, storm_catalogue())
+    try:
+        await harness.deliver("e1", changed(PARTY, 1, sms_marketing(), usd(6000)))
+        # Batches of 25: one ends with the USD gone (withdrawn), the next with it back.
+        for first in range(2, 1001, 25):
+            harness.now = T0 + dt.timedelta(seconds=80 * first)  # within a day
+            await harness.deliver_batch(
+                [
+                    (f"e{v}", changed(PARTY, v, usd(0 if v % 2 == 0 else 6000 + v)))
+                    for v in range(first, first + 25)
+                ]
+            )
+
+        decided = await harness.decided()
+        assert [d.offer_id for d in decided] == ["usd_offer_3", "usd_offer_2"]
+        withdrawn = await harness.withdrawn()
+        assert {w.decision_id for w in withdrawn} == {d.decision_id for d in decided}
+    finally:
+        await harness.close()
+
+
 async def test_retiring_an_offer_withdraws_its_active_decisions(harness: Harness) -> None:
     await fx_customer_gets_usd(harness)
     [decided] = await harness.decided()

@@ -6,8 +6,9 @@ what changed — balances per currency and side, holdings opened and closed, tie
 segments entered and left, consents, risk levels and expiries — and a party may be merged into
 another, after which it changes no more. Every event goes at once, in order, to one store; to
 the other when the machine decides: late, out of order, several times (also under another event
-id, as a republished copy). At the end the second store gets whatever is still pending, and
-every party's projected facts, version and merge must be the same in both.
+id, as a republished copy), one at a time or several in one batch (as the consumer applies a
+fetch). At the end the second store gets whatever is still pending, and every party's projected
+facts, version and merge must be the same in both.
 """
 
 from __future__ import annotations
@@ -180,6 +181,18 @@ class Profile(RuleBasedStateMachine):
         event = self.pending[index] if again else self.pending.pop(index)
         self.run(self.shuffled.deliver(*event))  # kept pending when `again`: a duplicate later
         self.delivered.append(event)
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data(), duplicates=st.integers(min_value=0, max_value=2))
+    def deliver_several_in_one_batch(self, data: st.DataObject, duplicates: int) -> None:
+        # As the consumer applies a fetch: one transaction, in any order, copies included.
+        chosen = data.draw(st.lists(st.sampled_from(self.pending), min_size=1, max_size=6))
+        batch = data.draw(st.permutations(chosen + chosen[:duplicates]))
+        for event in chosen:
+            if event in self.pending:
+                self.pending.remove(event)
+        self.run(self.shuffled.deliver_batch(batch))
+        self.delivered.extend(chosen)
 
     @precondition(lambda self: self.delivered)
     @rule(data=st.data(), republished=st.booleans())

@@ -162,3 +162,72 @@ async def test_a_malformed_profile_changed_is_dead_lettered_naming_the_field(
     assert "ProfileChanged.party_id" in parked.headers[h.LAST_ERROR]
     assert parked.headers[h.CONSUMER] == "offers-profile"
     assert parked.data == bad.SerializeToString()
+
+
+async def published_before_start(nats_server: NatsServer, *messages: Message) -> None:
+    """On the profile's stream before the service starts: its first fetch takes them all."""
+    client = await nats.connect(nats_server.url)
+    try:
+        js = client.jetstream()
+        await js.add_stream(name=PROFILE_STREAM, subjects=list(PROFILE_SUBJECTS))
+        for message in messages:
+            event_id = new_id()
+            await js.publish(
+                PROFILE_CHANGED_SUBJECT,
+                message.SerializeToString(),
+                headers={
+                    h.MSG_ID: event_id,
+                    h.EVENT_ID: event_id,
+                    h.EVENT_TYPE: message.DESCRIPTOR.full_name,
+                    h.CONTENT_TYPE: h.PROTOBUF,
+                },
+            )
+    finally:
+        await client.close()
+
+
+async def test_events_fetched_together_are_applied_as_one_batch(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    parties = [str(uuid.uuid4()) for _ in range(3)]
+    await published_before_start(
+        nats_server, *(changed(party, 1, sms_marketing(), risk(3), usd(6000)) for party in parties)
+    )
+    async with running_service(
+        DEFINITION,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'offers.db'}",
+        nats_url=nats_server.url,
+    ) as service:
+        await wait_serving(service.grpc_port)
+        events = await wait_for_events(service, 3)
+
+        decided = [e for e in events if isinstance(e, offers_events.OfferDecided)]
+        assert sorted(e.party_id for e in decided) == sorted(parties)
+        consumer = service.consumers[0]
+        assert (consumer.batches_applied, consumer.applied) == (1, 3)
+
+
+async def test_a_malformed_event_in_a_batch_is_dead_lettered_alone_and_the_rest_applied(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    parties = [str(uuid.uuid4()) for _ in range(2)]
+    good = [changed(party, 1, sms_marketing(), risk(3), usd(6000)) for party in parties]
+    await published_before_start(nats_server, good[0], changed("not-a-party", 1), good[1])
+    async with running_service(
+        DEFINITION,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'offers.db'}",
+        nats_url=nats_server.url,
+    ) as service:
+        await wait_serving(service.grpc_port)
+        events = await wait_for_events(service, 2)
+
+        decided = [e for e in events if isinstance(e, offers_events.OfferDecided)]
+        assert sorted(e.party_id for e in decided) == sorted(parties)
+        consumer = service.consumers[0]
+
+        async def settled() -> bool:
+            return consumer.dead_lettered == 1
+
+        await eventually(settled, timeout=10)
+        # The batch failed as a whole; its events then went one by one.
+        assert (consumer.batches_failed, consumer.applied) == (1, 2)

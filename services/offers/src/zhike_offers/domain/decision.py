@@ -39,8 +39,6 @@ from decimal import Decimal
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-from cel_expr_python import cel
-
 from zhike_offers.domain.catalogue import (
     CONTEXT_KEY_PATTERN,
     PLACEMENT_PATTERN,
@@ -59,7 +57,7 @@ from zhike_offers.domain.contact_policy import (
 from zhike_offers.domain.eligibility import CHANNELS, OUTBOUND_CHANNELS, first_false
 from zhike_offers.domain.facts import OfferFacts
 from zhike_offers.domain.propensity import Estimator, PropensityModel
-from zhike_offers.domain.suitability import Unsuitable, check_suitability
+from zhike_offers.domain.suitability import Unsuitable, check_suitability, unsuitability
 from zhike_runtime.validation import Violations
 
 MAX_OFFERS = 20
@@ -178,6 +176,10 @@ class NotChosen:
     suppression: SuppressionRule | None = None  # SUPPRESSED
     unsuitable: Unsuitable | None = None  # UNSUITABLE
     factors: Factors | None = None  # ranked but not chosen (BELOW_CUTOFF, budget)
+    # True when the explanation (and clause text) follow from the offer version, the reason,
+    # its clause index, unsuitability or factors and the decision: `reworded` gives the item
+    # back from those, so the decision log keeps such an item without its words.
+    offer_worded: bool = dataclasses.field(default=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -219,9 +221,8 @@ def decide(
     if config.estimator is Estimator.THOMPSON and seed is None:
         raise ValueError("Thompson sampling needs a seed")
     history = history if isinstance(history, ContactHistory) else ContactHistory(history)
-    screen = _Screen(
-        facts, catalogue, config, request.channel, request.placement, now, explain=request.explain
-    )
+    explain = request.explain
+    today = now.astimezone(config.time_zone).date()
     segment = facts.primary_segment if facts.personalised_offers else "all"
     base_context = config.channel_weights.get(request.channel, 1.0)
     if request.placement:
@@ -229,21 +230,40 @@ def decide(
     # Sorted: the same float product whatever order the request listed its context in.
     context_keys = [f"{key}={value}" for key, value in sorted(request.context.items())]
 
-    # Every offer's rules in one evaluation; clause by clause only to explain a failure.
-    rules_hold = catalogue.rules.holding(screen.activation())
-    not_chosen: list[NotChosen] = []
-    ranked: list[tuple[Factors, Offer]] = []
+    # Every offer's rules in one evaluation, naming each offer's first clause that fails.
+    activation = catalogue.environment.activation(
+        facts, channel=request.channel, placement=request.placement, today=today
+    )
+    verdicts = catalogue.rules.verdicts(activation)
+    failing = verdicts.first_failing
+    wording = _wording(catalogue)
+    basic = wording.basic(
+        request.channel, request.placement, request.outbound, facts.personalised_offers
+    )
+    # Why each offer was not chosen, by its place in the catalogue (so in offer id order).
+    rejected: list[NotChosen | None] = [None] * len(catalogue.offers)
+    ranked: list[tuple[Factors, int, Offer]] = []
     for index, offer in enumerate(catalogue.offers):
         if offer.retired or offer.offer_id in exclude:
             continue  # not a candidate at all
-        if not request.explain and not rules_hold[index]:
-            continue  # rejected, and nobody asked why
-        rejection = screen.rejection(
-            offer, outbound_only=request.outbound, rules_hold=rules_hold[index]
-        )
+        # The checks in their order; the first that fails is the reason.
+        if not offer.valid_at(now):
+            rejected[index] = wording.window(index)
+            continue
+        rejection = basic[index]
+        if rejection is None and failing[index] >= 0:
+            why = verdicts.not_evaluable.get(index)
+            rejection = (
+                wording.clause(index, failing[index])
+                if why is None
+                else clause_rejection(offer, failing[index], why)  # CEL's message: never kept
+            )
+        if rejection is None and offer.product_risk > 0:
+            unsuitable = check_suitability(offer.product_risk, facts, today)
+            if unsuitable is not None:
+                rejection = wording.unsuitable(index, unsuitable.reason)
         if rejection is not None:
-            if request.explain:
-                not_chosen.append(rejection)
+            rejected[index] = rejection
             continue
         rng = None
         if config.estimator is Estimator.THOMPSON:
@@ -251,44 +271,50 @@ def decide(
             # other offers are candidates or in what order they are listed.
             rng = random.Random(f"{seed}/{offer.offer_id}/{segment}")
         propensity = model.estimate(offer.offer_id, segment, rng=rng)
-        ranked.append((_factors(offer, propensity, base_context, context_keys, config), offer))
-    ranked.sort(key=lambda item: (-item[0].priority, item[1].offer_id))
+        ranked.append(
+            (_factors(offer, propensity, base_context, context_keys, config), index, offer)
+        )
+    ranked.sort(key=lambda item: (-item[0].priority, item[2].offer_id))
 
     # The contact policy goes down the ranking: it removes offers without reordering the rest,
     # so unless asked to explain, it need not look past the last offer chosen.
     budget: RemainingBudget | None = None
     marketing_chosen = 0
     chosen: list[ChosenOffer] = []
-    for factors, offer in ranked:
-        if len(chosen) >= request.max_offers and not request.explain:
+    for factors, index, offer in ranked:
+        if len(chosen) >= request.max_offers and not explain:
             break
-        suppressed = screen.suppression(offer, history, factors)
-        if suppressed is not None:
-            not_chosen.append(suppressed)
+        suppression = config.policy.check(
+            offer,
+            channel=request.channel,
+            facts=facts,
+            history=history,
+            now=now,
+            with_budget=False,  # the decision applies the shared budget when choosing
+        )
+        if suppression is not None:
+            rejected[index] = NotChosen(
+                offer.offer_id,
+                offer.version,
+                Reason.SUPPRESSED,
+                suppression.explanation,
+                suppression=suppression.rule,
+                factors=factors,
+            )
             continue
         if len(chosen) >= request.max_offers:
-            not_chosen.append(
-                NotChosen(
-                    offer.offer_id,
-                    offer.version,
-                    Reason.BELOW_CUTOFF,
-                    f"ranked below the {request.max_offers} offers asked for",
-                    factors=factors,
-                )
-            )
+            rejected[index] = cutoff_rejection(offer, request.max_offers, factors)
             continue
         if config.policy.limited_by_budget(offer, request.channel):
             budget = budget or config.policy.remaining_budget(history, now)
             if budget is not None and marketing_chosen >= budget.remaining:
-                not_chosen.append(
-                    NotChosen(
-                        offer.offer_id,
-                        offer.version,
-                        Reason.SUPPRESSED,
-                        _budget_text(budget, marketing_chosen),
-                        suppression=SuppressionRule.BUDGET,
-                        factors=factors,
-                    )
+                rejected[index] = NotChosen(
+                    offer.offer_id,
+                    offer.version,
+                    Reason.SUPPRESSED,
+                    _budget_text(budget, marketing_chosen),
+                    suppression=SuppressionRule.BUDGET,
+                    factors=factors,
                 )
                 continue
             marketing_chosen += 1
@@ -313,9 +339,7 @@ def decide(
         seed=seed,
         personalised=facts.personalised_offers,
         chosen=tuple(chosen),
-        not_chosen=tuple(sorted(not_chosen, key=lambda item: item.offer_id))
-        if request.explain
-        else (),
+        not_chosen=tuple(item for item in rejected if item is not None) if explain else (),
     )
 
 
@@ -340,10 +364,25 @@ def withdrawal_reason(
     if offer is None or offer.retired:
         version = 0 if offer is None else offer.version
         return NotChosen(offer_id, version, Reason.RETIRED, "the offer is retired or removed")
-    screen = _Screen(facts, catalogue, config, channel, "", now, explain=True)
-    rejection = screen.rejection(offer, outbound_only=False, rules_hold=None)
+    if not offer.valid_at(now):
+        return window_rejection(offer)
+    rejection = basic_rejection(
+        offer,
+        channel=channel,
+        placement="",
+        outbound_only=False,
+        personalised=facts.personalised_offers,
+    )
     if rejection is not None:
         return rejection
+    today = now.astimezone(config.time_zone).date()
+    activation = catalogue.environment.activation(facts, channel=channel, placement="", today=today)
+    failed = first_false((*offer.eligibility, *offer.applicability), activation)
+    if failed is not None:
+        return clause_rejection(offer, failed.index, failed.why)
+    unsuitable = check_suitability(offer.product_risk, facts, today)
+    if unsuitable is not None:
+        return unsuitable_rejection(offer, unsuitable.reason)
     suppression = config.policy.permission(offer, channel=channel, facts=facts)
     if suppression is None:
         return None
@@ -356,129 +395,193 @@ def withdrawal_reason(
     )
 
 
-# What a check returns when nobody asked to explain: a rejection, without its wording.
-_REJECTED = NotChosen("", 0, Reason.CHANNEL, "")
+# --- wording ------------------------------------------------------------------------------
+# An explanation names the rule, never the party's values, so most follow from the offer and
+# the reason alone: these functions word them, for a decision and again for the decision log
+# (which keeps such reasons without their words: `NotChosen.offer_worded`, `reworded`).
 
 
-class _Screen:
-    """The per-offer checks of one decision, over one activation built on first use."""
+def window_rejection(offer: Offer) -> NotChosen:
+    parts = []
+    if offer.valid_from is not None:
+        parts.append(f"from {offer.valid_from.isoformat()}")
+    if offer.valid_until is not None:
+        parts.append(f"until {offer.valid_until.isoformat()}")
+    return NotChosen(
+        offer.offer_id,
+        offer.version,
+        Reason.NOT_VALID_NOW,
+        f"valid {' '.join(parts)}",
+        offer_worded=True,
+    )
 
-    def __init__(
-        self,
-        facts: OfferFacts,
-        catalogue: Catalogue,
-        config: DecisionConfig,
-        channel: str,
-        placement: str,
-        now: dt.datetime,
-        *,
-        explain: bool,
-    ) -> None:
-        self.explain = explain
-        self.facts = facts
-        self.catalogue = catalogue
-        self.config = config
-        self.channel = channel
-        self.placement = placement
-        self.now = now
-        self.today = now.astimezone(config.time_zone).date()
-        self._activation: cel.Activation | None = None
 
-    def activation(self) -> cel.Activation:
-        if self._activation is None:
-            self._activation = self.catalogue.environment.activation(
-                self.facts, channel=self.channel, placement=self.placement, today=self.today
-            )
-        return self._activation
-
-    def rejection(
-        self, offer: Offer, *, outbound_only: bool, rules_hold: bool | None
-    ) -> NotChosen | None:
-        """The first check `offer` fails, or None. `rules_hold`: the batch's verdict on its
-        clauses, if known (they are then evaluated one by one only when they fail)."""
-        if not self.explain:
-            # Nobody will read why: skip the wording (most offers of a decision end here).
-            if self._basic_reason(offer, outbound_only) is not None:
-                return _REJECTED
-        else:
-            explanation = self._basic_explanation(offer, outbound_only)
-            if explanation is not None:
-                return NotChosen(offer.offer_id, offer.version, *explanation)
-        if rules_hold is not True:
-            for reason, clauses in (
-                (Reason.INELIGIBLE, offer.eligibility),
-                (Reason.NOT_APPLICABLE, offer.applicability),
-            ):
-                failed = first_false(clauses, self.activation())
-                if failed is not None:
-                    clause = failed.clause
-                    return NotChosen(
-                        offer.offer_id,
-                        offer.version,
-                        reason,
-                        f"{clause.field} is {failed.why}: {clause.text}",
-                        clause_index=failed.index,
-                        clause_text=clause.text,
-                    )
-        unsuitable = check_suitability(offer.product_risk, self.facts, self.today)
-        if unsuitable is not None:
-            return NotChosen(
-                offer.offer_id,
-                offer.version,
-                Reason.UNSUITABLE,
-                unsuitable.explanation,
-                unsuitable=unsuitable.reason,
-            )
-        return None
-
-    def _basic_reason(self, offer: Offer, outbound_only: bool) -> Reason | None:
-        if not offer.valid_at(self.now):
-            return Reason.NOT_VALID_NOW
-        if (
-            self.channel not in offer.channels
-            or (self.placement and offer.placements and self.placement not in offer.placements)
-            or (outbound_only and not offer.outbound)
-        ):
-            return Reason.CHANNEL
-        if offer.personalised and not self.facts.personalised_offers:
-            return Reason.NOT_PERSONALISED
-        return None
-
-    def _basic_explanation(self, offer: Offer, outbound_only: bool) -> tuple[Reason, str] | None:
-        reason = self._basic_reason(offer, outbound_only)
-        if reason is Reason.NOT_VALID_NOW:
-            return reason, _window_text(offer)
-        if reason is Reason.CHANNEL:
-            if self.channel not in offer.channels:
-                return reason, f"offered on {', '.join(offer.channels)}"
-            if outbound_only and not offer.outbound:
-                return reason, "not an outbound offer"
-            return reason, f"offered in placements {', '.join(offer.placements)}"
-        if reason is Reason.NOT_PERSONALISED:
-            return reason, "the party switched personalised offers off; this offer is personalised"
-        return None
-
-    def suppression(
-        self, offer: Offer, history: ContactHistory, factors: Factors
-    ) -> NotChosen | None:
-        suppression = self.config.policy.check(
-            offer,
-            channel=self.channel,
-            facts=self.facts,
-            history=history,
-            now=self.now,
-            with_budget=False,  # the decision applies the shared budget when choosing
-        )
-        if suppression is None:
-            return None
+def basic_rejection(
+    offer: Offer, *, channel: str, placement: str, outbound_only: bool, personalised: bool
+) -> NotChosen | None:
+    """The channel and placement (and, deciding outbound, being an outbound offer), then the
+    party's personalised-offers switch; the validity window is checked before these."""
+    if channel not in offer.channels:
+        explanation = f"offered on {', '.join(offer.channels)}"
+    elif outbound_only and not offer.outbound:
+        explanation = "not an outbound offer"
+    elif placement and offer.placements and placement not in offer.placements:
+        explanation = f"offered in placements {', '.join(offer.placements)}"
+    elif offer.personalised and not personalised:
         return NotChosen(
             offer.offer_id,
             offer.version,
-            Reason.SUPPRESSED,
-            suppression.explanation,
-            suppression=suppression.rule,
-            factors=factors,
+            Reason.NOT_PERSONALISED,
+            "the party switched personalised offers off; this offer is personalised",
+            offer_worded=True,
         )
+    else:
+        return None
+    return NotChosen(offer.offer_id, offer.version, Reason.CHANNEL, explanation, offer_worded=True)
+
+
+def clause_rejection(offer: Offer, position: int, why: str = "false") -> NotChosen:
+    """The offer's clause at `position` in its eligibility then applicability clauses failed:
+    `why` is "false" or "not evaluable (…)"."""
+    eligibility = len(offer.eligibility)
+    if position < eligibility:
+        reason, index, clause = Reason.INELIGIBLE, position, offer.eligibility[position]
+    else:
+        index = position - eligibility
+        reason, clause = Reason.NOT_APPLICABLE, offer.applicability[index]
+    return NotChosen(
+        offer.offer_id,
+        offer.version,
+        reason,
+        f"{clause.field} is {why}: {clause.text}",
+        clause_index=index,
+        clause_text=clause.text,
+        # A clause that could not be evaluated is said with CEL's message: kept with it.
+        offer_worded=why == "false",
+    )
+
+
+def unsuitable_rejection(offer: Offer, unsuitable: Unsuitable) -> NotChosen:
+    return NotChosen(
+        offer.offer_id,
+        offer.version,
+        Reason.UNSUITABLE,
+        unsuitability(unsuitable, offer.product_risk).explanation,
+        unsuitable=unsuitable,
+        offer_worded=True,
+    )
+
+
+def cutoff_rejection(offer: Offer, max_offers: int, factors: Factors) -> NotChosen:
+    return NotChosen(
+        offer.offer_id,
+        offer.version,
+        Reason.BELOW_CUTOFF,
+        f"ranked below the {max_offers} offers asked for",
+        factors=factors,
+        offer_worded=True,
+    )
+
+
+def reworded(
+    offer: Offer, item: NotChosen, *, decision: Decision, outbound_only: bool
+) -> NotChosen:
+    """`item` of `decision` as `decide` worded it, from the version of its offer (for an
+    `offer_worded` item; `outbound_only`: whether it decided outbound); any other item as it
+    is."""
+    if offer.offer_id != item.offer_id or offer.version != item.version:
+        raise ValueError("reworded needs the offer version the item names")
+    found: NotChosen | None = None
+    if item.reason is Reason.NOT_VALID_NOW:
+        found = window_rejection(offer)
+    elif item.reason in (Reason.CHANNEL, Reason.NOT_PERSONALISED):
+        found = basic_rejection(
+            offer,
+            channel=decision.channel,
+            placement=decision.placement,
+            outbound_only=outbound_only,
+            personalised=item.reason is not Reason.NOT_PERSONALISED,
+        )
+    elif item.reason in _CLAUSE_REASONS and item.clause_index is not None:
+        position = item.clause_index
+        if item.reason is Reason.NOT_APPLICABLE:
+            position += len(offer.eligibility)
+        if position < len(offer.eligibility) + len(offer.applicability):
+            found = clause_rejection(offer, position)
+    elif item.reason is Reason.UNSUITABLE and item.unsuitable is not None:
+        found = unsuitable_rejection(offer, item.unsuitable)
+    elif item.reason is Reason.BELOW_CUTOFF and item.factors is not None:
+        # Only once as many offers as were asked for are chosen is one below the cutoff.
+        found = cutoff_rejection(offer, len(decision.chosen), item.factors)
+    return item if found is None or found.reason is not item.reason else found
+
+
+_CLAUSE_REASONS = frozenset({Reason.INELIGIBLE, Reason.NOT_APPLICABLE})
+# Distinct (channel, placement, kind, switch) kept per catalogue: placements come from
+# callers, so the cache is bounded.
+_MAX_BASIC_KEYS = 256
+
+
+class _Wording:
+    """The static rejections of one catalogue, worded once: most offers of a decision are
+    rejected for the same reason every time (another channel, the same false clause), and
+    wording a reason costs more than finding it. NotChosen is immutable: decisions share these.
+    """
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._offers = catalogue.offers
+        self._basic: dict[tuple[str, str, bool, bool], tuple[NotChosen | None, ...]] = {}
+        self._window: dict[int, NotChosen] = {}
+        self._clauses: dict[tuple[int, int], NotChosen] = {}
+        self._unsuitable: dict[tuple[int, Unsuitable], NotChosen] = {}
+
+    def basic(
+        self, channel: str, placement: str, outbound_only: bool, personalised: bool
+    ) -> tuple[NotChosen | None, ...]:
+        key = (channel, placement, outbound_only, personalised)
+        found = self._basic.get(key)
+        if found is None:
+            if len(self._basic) >= _MAX_BASIC_KEYS:
+                self._basic.clear()
+            found = self._basic[key] = tuple(
+                basic_rejection(
+                    offer,
+                    channel=channel,
+                    placement=placement,
+                    outbound_only=outbound_only,
+                    personalised=personalised,
+                )
+                for offer in self._offers
+            )
+        return found
+
+    def window(self, index: int) -> NotChosen:
+        found = self._window.get(index)
+        if found is None:
+            found = self._window[index] = window_rejection(self._offers[index])
+        return found
+
+    def clause(self, index: int, position: int) -> NotChosen:
+        """The offer's clause at `position` was false."""
+        found = self._clauses.get((index, position))
+        if found is None:
+            found = self._clauses[(index, position)] = clause_rejection(
+                self._offers[index], position
+            )
+        return found
+
+    def unsuitable(self, index: int, unsuitable: Unsuitable) -> NotChosen:
+        found = self._unsuitable.get((index, unsuitable))
+        if found is None:
+            found = self._unsuitable[(index, unsuitable)] = unsuitable_rejection(
+                self._offers[index], unsuitable
+            )
+        return found
+
+
+@functools.lru_cache(maxsize=16)
+def _wording(catalogue: Catalogue) -> _Wording:
+    return _Wording(catalogue)
 
 
 def _factors(
@@ -511,12 +614,3 @@ def _budget_text(budget: RemainingBudget, chosen_here: int) -> str:
         f"budget: {budget.used} marketing contacts in the last {budget.window.days} days and "
         f"{chosen_here} chosen in this decision (limit {budget.window.limit})"
     )
-
-
-def _window_text(offer: Offer) -> str:
-    parts = []
-    if offer.valid_from is not None:
-        parts.append(f"from {offer.valid_from.isoformat()}")
-    if offer.valid_until is not None:
-        parts.append(f"until {offer.valid_until.isoformat()}")
-    return f"valid {' '.join(parts)}"

@@ -25,9 +25,9 @@ say) does not hold, and the explanation carries CEL's message.
 
 Compiling is slow (an environment takes ~80 ms to build, a clause ~0.1 ms); evaluating a clause
 from Python costs ~2-3 µs, nearly all of it the call itself. So a decision evaluates every offer's
-rules in one call (`RuleBatch`: one CEL list of per-offer conjunctions, ~0.5 µs a clause) and
-goes clause by clause only to explain a failure. Build one `RuleEnvironment` per process,
-compile once per catalogue, build one activation per decision.
+rules in one call (`RuleBatch`: one CEL list naming each offer's first false clause, ~0.2 µs a
+clause), and goes clause by clause only when a clause cannot be evaluated. Build one
+`RuleEnvironment` per process, compile once per catalogue, build one activation per decision.
 """
 
 from __future__ import annotations
@@ -215,13 +215,16 @@ class RuleEnvironment:
 
 
 class RuleBatch:
-    """The clauses of many offers, evaluated together: `holding(activation)[i]` is whether every
-    clause of group i holds (an empty group always does).
+    """The clauses of many offers, evaluated together: `first_failing(activation)[i]` is the
+    index of the first clause of group i that does not hold, or -1 when all do (an empty group
+    always does); `holding(activation)[i]` is whether all do.
 
-    Each chunk of groups is one CEL program, a list of per-group conjunctions. `error && false`
-    is false in CEL but `error && true` is an error, and one error makes the whole list an error:
-    then that chunk's groups are evaluated clause by clause, where an error does not hold. Both
-    ways give the same answer; the batch is only faster.
+    Each chunk of groups is one CEL program, a list with one expression per group,
+    `!(c0) ? 0 : (!(c1) ? 1 : … -1)`: it short-circuits as `&&` would and names the clause, so
+    explaining a rejection needs no second evaluation. A clause that fails while evaluating (and
+    is reached) makes the whole list an error: then that chunk's groups are evaluated clause by
+    clause, where an error does not hold. Both ways give the same answer; the batch is only
+    faster.
     """
 
     def __init__(self, environment: RuleEnvironment, groups: Sequence[Sequence[Clause]]) -> None:
@@ -233,7 +236,7 @@ class RuleBatch:
         for index, group in enumerate(self._groups):
             if not group:
                 continue
-            length = sum(len(clause.text) + 8 for clause in group)
+            length = sum(len(clause.text) + _TERNARY_CODEPOINTS for clause in group)
             if chunk and size + length > MAX_BATCH_CODEPOINTS:
                 self._add_chunk(environment, chunk)
                 chunk, size = [], 0
@@ -243,13 +246,10 @@ class RuleBatch:
             self._add_chunk(environment, chunk)
 
     def _add_chunk(self, environment: RuleEnvironment, chunk: list[int]) -> None:
-        # A newline ends each clause: a clause may end in a // comment.
-        conjunctions = [
-            "(" + "\n) && (".join(clause.text for clause in self._groups[index]) + "\n)"
-            for index in chunk
-        ]
         try:
-            program = environment.program("[" + ",\n".join(conjunctions) + "]")
+            program = environment.program(
+                "[" + ",\n".join(_first_failing(self._groups[index]) for index in chunk) + "]"
+            )
         except RuntimeError:
             # Too large or too deep together (each clause compiled alone): split.
             if len(chunk) == 1:
@@ -261,22 +261,55 @@ class RuleBatch:
             return
         self._chunks.append((tuple(chunk), program))
 
-    def holding(self, activation: cel.Activation) -> list[bool]:
-        result = [True] * len(self._groups)
+    def verdicts(self, activation: cel.Activation) -> RuleVerdicts:
+        verdicts = RuleVerdicts([-1] * len(self._groups), {})
         for indexes, program in self._chunks:
             values = program.eval(activation).plain_value()
             if isinstance(values, list):
                 for index, value in zip(indexes, values, strict=True):
-                    result[index] = value is True
+                    verdicts.first_failing[index] = int(value)  # type: ignore[arg-type]
             else:
                 for index in indexes:
-                    result[index] = self._holds_alone(index, activation)
+                    self._judge_alone(index, activation, verdicts)
         for index in self._alone:
-            result[index] = self._holds_alone(index, activation)
-        return result
+            self._judge_alone(index, activation, verdicts)
+        return verdicts
 
-    def _holds_alone(self, index: int, activation: cel.Activation) -> bool:
-        return all(clause.holds(activation) for clause in self._groups[index])
+    def first_failing(self, activation: cel.Activation) -> list[int]:
+        return self.verdicts(activation).first_failing
+
+    def holding(self, activation: cel.Activation) -> list[bool]:
+        return [failing < 0 for failing in self.first_failing(activation)]
+
+    def _judge_alone(self, index: int, activation: cel.Activation, verdicts: RuleVerdicts) -> None:
+        failed = first_false(self._groups[index], activation)
+        if failed is not None:
+            verdicts.first_failing[index] = failed.index
+            if failed.why != "false":
+                verdicts.not_evaluable[index] = failed.why
+
+
+@dataclass
+class RuleVerdicts:
+    """One evaluation of a `RuleBatch`: per group, the index of its first clause that does not
+    hold (-1: all do), and for a group whose first such clause could not be evaluated, why
+    ("not evaluable (CEL's message)"; any other first failing clause was false)."""
+
+    first_failing: list[int]
+    not_evaluable: dict[int, str]
+
+
+# What the expression of `_first_failing` adds around a clause, in code points.
+_TERNARY_CODEPOINTS = 24
+
+
+def _first_failing(group: Sequence[Clause]) -> str:
+    """A CEL int: the index of the first clause of `group` that is false, -1 if none is. A
+    newline ends each clause: a clause may end in a // comment."""
+    expression = "-1"
+    for index in reversed(range(len(group))):
+        expression = f"(!(\n{group[index].text}\n) ? {index} : {expression})"
+    return expression
 
 
 def _first_error(text: str) -> tuple[int, int, str]:

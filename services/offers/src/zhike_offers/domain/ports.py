@@ -50,10 +50,13 @@ class PartyStore(Protocol):
 
     async def get_many(self, party_ids: Sequence[str]) -> list[StoredParty]: ...
 
-    async def apply(self, change: ProfileChange, entries: Sequence[FactEntry]) -> set[FactKind]:
-        """Records the party (raising its profile version to the change's if that is higher)
-        and takes each entry unless its key holds a value from the same or a higher profile
-        version. Returns the kinds of the entries taken."""
+    async def apply(
+        self, changes: Sequence[tuple[ProfileChange, Sequence[FactEntry]]]
+    ) -> dict[str, set[FactKind]]:
+        """For each change (in stream order) with its entries: records the party (raising its
+        profile version to the change's if that is higher) and takes each entry unless its key
+        holds a value from the same or a higher profile version, as if applied one by one.
+        Returns the kinds of the entries taken, per party (parties with none left out)."""
         ...
 
     async def merge(self, party_id: str, into: str, at: dt.datetime) -> bool:
@@ -80,18 +83,40 @@ class DecisionInputStore(Protocol):
         self, party_id: str, since: dt.datetime
     ) -> tuple[StoredParty | None, list[ContactEvent]]:
         """What a decision reads, at once: the party (as `PartyStore.get`) and its contact
-        events after `since` (as `ContactStore.history`)."""
+        events after `since`."""
         ...
+
+
+class DecisionStore(Protocol):
+    """Where DecideOffers reads and logs, outside any unit of work (a decision needs no
+    transaction around its read and its log entry). The entries of concurrent decisions may
+    share one commit."""
+
+    async def read(
+        self, party_id: str, since: dt.datetime
+    ) -> tuple[StoredParty | None, list[ContactEvent]]:
+        """As `DecisionInputStore.read`."""
+        ...
+
+    async def log(self, arbitration: Arbitration) -> None:
+        """Adds the entry to the decision log; returns once it is committed."""
+        ...
+
+
+@dataclass(frozen=True)
+class NewContact:
+    contact_id: str  # "decided:<decision id>" or "response:<response id>": recorded once
+    party_id: str
+    event: ContactEvent
+    decision_id: str
 
 
 class ContactStore(Protocol):
-    async def history(self, party_id: str, since: dt.datetime) -> list[ContactEvent]:
-        """The party's contact events after `since`."""
-        ...
-
     async def histories(
         self, party_ids: Sequence[str], since: dt.datetime
-    ) -> dict[str, list[ContactEvent]]: ...
+    ) -> dict[str, list[ContactEvent]]:
+        """Each party's contact events after `since` (parties with none left out)."""
+        ...
 
     async def add(
         self, contact_id: str, party_id: str, event: ContactEvent, decision_id: str
@@ -99,16 +124,26 @@ class ContactStore(Protocol):
         """Records the event under its id; False (and nothing stored) if the id is known."""
         ...
 
+    async def add_many(self, contacts: Sequence[NewContact]) -> None:
+        """Records each contact whose id is not known yet."""
+        ...
+
     async def prune(self, before: dt.datetime, limit: int) -> int: ...
 
 
 class OutboundStore(Protocol):
-    async def active(self, party_id: str) -> list[OutboundDecision]: ...
+    async def active(self, party_ids: Sequence[str]) -> dict[str, list[OutboundDecision]]:
+        """The ACTIVE decisions of each party (oldest first; parties with none left out)."""
+        ...
+
     async def active_parties(self, offer_id: str) -> list[str]:
         """Parties with an ACTIVE outbound decision of the offer."""
         ...
 
-    async def add(self, decision: OutboundDecision, profile_version: int) -> None: ...
+    async def add_many(self, decisions: Sequence[tuple[OutboundDecision, int]]) -> None:
+        """New ACTIVE decisions, each with the profile version that caused it (0: none)."""
+        ...
+
     async def withdraw(self, withdrawn: WithdrawnDecision) -> bool:
         """Marks the decision WITHDRAWN; False if it was not ACTIVE."""
         ...
@@ -119,7 +154,7 @@ class OutboundStore(Protocol):
 
 
 class DecisionLogStore(Protocol):
-    async def add(self, arbitration: Arbitration) -> None: ...
+    async def add_many(self, arbitrations: Sequence[Arbitration]) -> None: ...
     async def get(self, arbitration_id: str) -> Arbitration | None: ...
     async def of_party(
         self, party_id: str, before: tuple[dt.datetime, str] | None, limit: int

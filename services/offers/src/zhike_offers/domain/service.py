@@ -4,8 +4,9 @@ reactions to the profile's changes.
 Where the time goes. A decision reads the party (its fact rows and switches) and its contact
 history within the longest window any rule looks at (an indexed range) in one statement, takes
 the catalogue and the propensity model from memory (refreshed in the background every few
-seconds; a catalogue is compiled once per revision, never per decision), decides, and inserts
-one row in the decision log. Nothing else.
+seconds; a catalogue is compiled once per revision, never per decision), decides, and logs one
+entry, answering once it is committed (`DecisionStore`: concurrent decisions' entries share one
+commit). Nothing else.
 
 Order-safety, in one place: a ProfileChanged fact is taken unless its key holds a value from the
 same or a later profile version (storage's conditional upsert), so the projection ends where
@@ -53,13 +54,13 @@ from zhike_offers.domain.contact_policy import (
 )
 from zhike_offers.domain.decision import (
     MAX_OFFERS,
-    Decision,
     DecisionConfig,
     DecisionRequest,
     NotChosen,
     Reason,
     decide,
     decision_request,
+    reworded,
     withdrawal_reason,
 )
 from zhike_offers.domain.digest import inputs_digest
@@ -84,7 +85,13 @@ from zhike_offers.domain.model import (
     arbitration_id,
     arbitration_of,
 )
-from zhike_offers.domain.ports import OffersUnitOfWork, StoredDocument, StoredParty
+from zhike_offers.domain.ports import (
+    DecisionStore,
+    NewContact,
+    OffersUnitOfWork,
+    StoredDocument,
+    StoredParty,
+)
 from zhike_offers.domain.projection import ProfileChange, assemble, entries
 from zhike_offers.domain.propensity import (
     OUTCOME_WEIGHTS,
@@ -374,35 +381,60 @@ class Arbiter:
         requested_by: str = "",
         exclude: Collection[str] = (),
         withdrawn: Sequence[WithdrawnDecision] = (),
-        explain_if_empty: bool = True,
     ) -> Arbitration:
-        """`explain_if_empty=False`: an arbitration that chooses and withdraws nothing is not
-        explained (an outbound one, which is then not logged: explaining costs as much as
-        deciding). Otherwise every candidate not chosen is."""
+        arbitration = self.arbitrate_if_acting(
+            facts,
+            catalogue,
+            history,
+            model,
+            request,
+            now,
+            trigger,
+            requested_by=requested_by,
+            exclude=exclude,
+            withdrawn=withdrawn,
+            idle_too=True,
+        )
+        assert arbitration is not None  # kept whatever it did
+        return arbitration
+
+    def arbitrate_if_acting(
+        self,
+        facts: OfferFacts,
+        catalogue: Catalogue,
+        history: ContactHistory,
+        model: PropensityModel,
+        request: DecisionRequest,
+        now: dt.datetime,
+        trigger: DecisionTrigger,
+        *,
+        requested_by: str = "",
+        exclude: Collection[str] = (),
+        withdrawn: Sequence[WithdrawnDecision] = (),
+        idle_too: bool = False,
+    ) -> Arbitration | None:
+        """As `arbitrate`, but None (and no digest computed) when it chooses and withdraws
+        nothing, unless `idle_too`: an outbound arbitration is logged only when it acts."""
         arbitration = arbitration_id(self._ids())
         # Thompson draws are seeded by the arbitration: the log replays them. The mean needs
         # no seed, so the same inputs give the same digest.
         seed = (
             uuid.UUID(arbitration).int >> 8 if self.config.estimator is Estimator.THOMPSON else None
         )
-
-        def deciding(explain: bool) -> Decision:
-            # Pure and seeded: explaining afterwards chooses exactly what deciding chose.
-            return decide(
-                facts,
-                catalogue,
-                history,
-                model,
-                dataclasses.replace(request, explain=explain),
-                now,
-                seed=seed,
-                config=self.config,
-                exclude=exclude,
-            )
-
-        decision = deciding(explain_if_empty)
-        if not explain_if_empty and (decision.chosen or withdrawn):
-            decision = deciding(True)
+        decision = decide(
+            facts,
+            catalogue,
+            history,
+            model,
+            # Always explained: the log keeps why every candidate was not chosen.
+            request if request.explain else dataclasses.replace(request, explain=True),
+            now,
+            seed=seed,
+            config=self.config,
+            exclude=exclude,
+        )
+        if not (idle_too or decision.chosen or withdrawn):
+            return None
         return Arbitration(
             arbitration_id=arbitration,
             trigger=trigger,
@@ -429,8 +461,9 @@ def facts_of(party_id: str, party: StoredParty | None) -> OfferFacts:
 
 
 class OutboundDecisions:
-    """Withdraws what no longer holds and decides what newly does, for one party, inside the
-    caller's unit of work (the consumer's, with its inbox row, or an admin's)."""
+    """Withdraws what no longer holds and decides what newly does, for some parties, inside the
+    caller's unit of work (the consumer's, with its inbox row, or an admin's), under their
+    locks."""
 
     def __init__(
         self,
@@ -453,61 +486,103 @@ class OutboundDecisions:
     async def redecide(
         self,
         unit: OffersUnitOfWork,
-        party: StoredParty,
+        parties: Sequence[StoredParty],
         trigger: DecisionTrigger,
-        profile_version: int = 0,
+        versions: Mapping[str, int] | None = None,
         *,
         catalogue: Catalogue | None = None,
     ) -> None:
-        """`profile_version`: of the change that caused it (0: none did). `catalogue`: the one
-        to decide with, when it is not yet the live one (an admin's save, before it commits)."""
+        """Each party's outbound decisions, again. `versions`: per party, the profile version
+        of the change that caused it (absent: none did). `catalogue`: the one to decide with,
+        when it is not yet the live one (an admin's save, before it commits). Storage is read
+        and written once for all the parties, not once for each."""
+        if not parties:
+            return
         catalogue = catalogue or self._catalogues.current
-        model = self._models.current
         now = self._clock.now()
         config = self._arbiter.config
-        facts = facts_of(party.party_id, party)
-        withdrawn: list[WithdrawnDecision] = []
-        active: set[str] = set()
-        for held in await unit.outbound.active(party.party_id):
-            why = withdrawal_reason(
-                held.offer_id,
-                channel=held.channel,
-                facts=facts,
-                catalogue=catalogue,
-                now=now,
-                config=config,
+        party_ids = [party.party_id for party in parties]
+        active = await unit.outbound.active(party_ids)
+        histories = await unit.contacts.histories(party_ids, history_since(catalogue, config, now))
+        writes = _OutboundWrites()
+        for party in parties:
+            facts = facts_of(party.party_id, party)
+            version = 0 if versions is None else versions.get(party.party_id, 0)
+            withdrawn: list[WithdrawnDecision] = []
+            kept: set[str] = set()
+            for held in active.get(party.party_id, ()):
+                why = withdrawal_reason(
+                    held.offer_id,
+                    channel=held.channel,
+                    facts=facts,
+                    catalogue=catalogue,
+                    now=now,
+                    config=config,
+                )
+                if why is None:
+                    kept.add(held.offer_id)
+                    continue
+                gone = WithdrawnDecision(
+                    held.decision_id, held.offer_id, held.offer_version, held.channel, why, now
+                )
+                if await unit.outbound.withdraw(gone):
+                    unit.record(OfferWithdrawnEvent(gone, party.party_id, version))
+                    withdrawn.append(gone)
+            self._decide_outbound(
+                unit,
+                writes,
+                facts,
+                catalogue,
+                histories.get(party.party_id, []),
+                trigger,
+                now,
+                version,
+                kept,
+                withdrawn,
             )
-            if why is None:
-                active.add(held.offer_id)
-                continue
-            gone = WithdrawnDecision(
-                held.decision_id, held.offer_id, held.offer_version, held.channel, why, now
-            )
-            if await unit.outbound.withdraw(gone):
-                unit.record(OfferWithdrawnEvent(gone, party.party_id, profile_version))
-                withdrawn.append(gone)
-        events = await unit.contacts.history(party.party_id, history_since(catalogue, config, now))
+        await unit.outbound.add_many(writes.decisions)
+        await unit.contacts.add_many(writes.contacts)
+        await unit.decisions.add_many(writes.arbitrations)
+
+    def _decide_outbound(
+        self,
+        unit: OffersUnitOfWork,
+        writes: _OutboundWrites,
+        facts: OfferFacts,
+        catalogue: Catalogue,
+        events: list[ContactEvent],
+        trigger: DecisionTrigger,
+        now: dt.datetime,
+        profile_version: int,
+        active: set[str],
+        withdrawn: Sequence[WithdrawnDecision],
+    ) -> None:
+        """Each outbound channel in turn, with the offers still ACTIVE left out."""
+        party_id = facts.party_id
         channels = outbound_channels(catalogue) | {w.channel for w in withdrawn}
         for channel in sorted(channels):
             request = decision_request(channel=channel, max_offers=MAX_OFFERS, outbound=True)
-            arbitration = self._arbiter.arbitrate(
+            arbitration = self._arbiter.arbitrate_if_acting(
                 facts,
                 catalogue,
                 ContactHistory(events),
-                model,
+                self._models.current,
                 request,
                 now,
                 trigger,
                 exclude=active,
                 withdrawn=[w for w in withdrawn if w.channel == channel],
-                explain_if_empty=False,
             )
+            # One that chose and withdrew nothing is not logged: one for each channel on each
+            # triggering change would bury the decisions in empty ones.
+            if arbitration is None:
+                continue
             for chosen, chosen_id in zip(
                 arbitration.decision.chosen, arbitration.decision_ids(), strict=True
             ):
                 decided = OutboundDecision(
                     chosen_id,
-                    party.party_id,
+                    party_id,
                     chosen.offer_id,
                     chosen.version,
                     channel,
@@ -518,29 +593,37 @@ class OutboundDecisions:
                 contact = ContactEvent(
                     now, chosen.offer_id, channel, ContactKind.DECIDED_OUTBOUND, marketing
                 )
-                await unit.outbound.add(decided, profile_version)
-                await unit.contacts.add(f"decided:{chosen_id}", party.party_id, contact, chosen_id)
+                writes.decisions.append((decided, profile_version))
+                writes.contacts.append(
+                    NewContact(f"decided:{chosen_id}", party_id, contact, chosen_id)
+                )
                 unit.record(OfferDecidedEvent(decided, chosen.category, profile_version))
                 # Counted by the next channel's budget and caps, and left out there.
                 events.append(contact)
                 active.add(chosen.offer_id)
-            # An outbound arbitration is logged when it did something: one for each channel
-            # on each triggering change would bury the decisions in empty ones.
-            if arbitration.decision.chosen or arbitration.withdrawn:
-                await unit.decisions.add(arbitration)
+            writes.arbitrations.append(arbitration)
 
     async def withdraw_all(
         self, unit: OffersUnitOfWork, party_id: str, explanation: str, profile_version: int
     ) -> None:
         """Withdraws every ACTIVE decision of a party that is gone (merged into another)."""
         now = self._clock.now()
-        for held in await unit.outbound.active(party_id):
+        for held in (await unit.outbound.active([party_id])).get(party_id, ()):
             why = NotChosen(held.offer_id, held.offer_version, Reason.NOT_VALID_NOW, explanation)
             gone = WithdrawnDecision(
                 held.decision_id, held.offer_id, held.offer_version, held.channel, why, now
             )
             if await unit.outbound.withdraw(gone):
                 unit.record(OfferWithdrawnEvent(gone, party_id, profile_version))
+
+
+@dataclasses.dataclass
+class _OutboundWrites:
+    """What a re-decision of some parties writes, written at once at its end."""
+
+    decisions: list[tuple[OutboundDecision, int]] = dataclasses.field(default_factory=list)
+    contacts: list[NewContact] = dataclasses.field(default_factory=list)
+    arbitrations: list[Arbitration] = dataclasses.field(default_factory=list)
 
 
 # --- the profile's changes --------------------------------------------------------------------
@@ -558,9 +641,23 @@ class ProfileReactions:
         self._clock = clock
 
     async def apply(self, unit: OffersUnitOfWork, change: ProfileChange) -> None:
-        await unit.lock([party_lock(change.party_id)])
-        taken = await unit.parties.apply(change, entries(change, self._clock.zone))
-        if change.merged_into:
+        await self.apply_batch(unit, [change])
+
+    async def apply_batch(self, unit: OffersUnitOfWork, changes: Sequence[ProfileChange]) -> None:
+        """The changes of a batch (stream order): the projection takes them all at once, then
+        each party whose facts an outbound offer reads changed is decided again, once, with its
+        facts as the whole batch left them (so a state the batch passed through decides
+        nothing). A batch with a merge goes change by change: merges are rare, and the changes
+        before one must be decided as they were."""
+        if len(changes) > 1 and any(change.merged_into for change in changes):
+            for change in changes:
+                await self.apply_batch(unit, [change])
+            return
+        await unit.lock([party_lock(change.party_id) for change in changes])
+        zone = self._clock.zone
+        taken = await unit.parties.apply([(change, entries(change, zone)) for change in changes])
+        if len(changes) == 1 and changes[0].merged_into:
+            change = changes[0]
             if await unit.parties.merge(change.party_id, change.merged_into, change.at):
                 await self._outbound.withdraw_all(
                     unit,
@@ -569,14 +666,19 @@ class ProfileReactions:
                     change.profile_version,
                 )
             return
-        if not taken & outbound_kinds(self._catalogues.current):
-            return  # nothing an outbound offer reads changed (or the event was stale)
-        party = await unit.parties.get(change.party_id)
-        if party is None or party.merged_into:
-            return  # a late event of a party merged away: its facts are the survivor's now
-        await self._outbound.redecide(
-            unit, party, DecisionTrigger.PROFILE_CHANGE, change.profile_version
-        )
+        kinds = outbound_kinds(self._catalogues.current)
+        versions: dict[str, int] = {}
+        for change in changes:
+            # Only what was taken: a stale or repeated change decides nothing.
+            if taken.get(change.party_id, frozenset()) & kinds:
+                known = versions.get(change.party_id, 0)
+                versions[change.party_id] = max(known, change.profile_version)
+        if not versions:
+            return
+        parties = await unit.parties.get_many(sorted(versions))
+        # A late change of a party merged away decides nothing: its facts are the survivor's.
+        live = [party for party in parties if not party.merged_into]
+        await self._outbound.redecide(unit, live, DecisionTrigger.PROFILE_CHANGE, versions)
 
 
 # --- decisions, responses, switches -----------------------------------------------------------
@@ -592,15 +694,15 @@ class OfferDecisions:
         outbound: OutboundDecisions,
         clock: OffersClock,
         *,
+        decision_store: DecisionStore,
         page_tokens: PageTokens | None = None,
         max_page_size: int = 200,
         default_max_offers: int = 1,
-        decision_units: UnitFactory | None = None,
     ) -> None:
         self._units = units
-        # Where a decision reads and logs: two reads and one insert, no transaction needed
-        # (storage may run them without one: two round trips fewer a decision).
-        self._decision_units = decision_units or units
+        # Where a decision reads and logs: one read and one log entry, no transaction needed
+        # (storage serves concurrent decisions together: one statement, one commit).
+        self._store = decision_store
         self._catalogues = catalogues
         self._models = models
         self._arbiter = arbiter
@@ -619,21 +721,19 @@ class OfferDecisions:
         catalogue = await self._catalogues.get()
         model = await self._models.get()
         now = self._clock.now()
-        async with self._decision_units() as unit:
-            since = history_since(catalogue, self._arbiter.config, now)
-            party, contacts = await unit.inputs.read(party_id, since)
-            arbitration = self._arbiter.arbitrate(
-                facts_of(party_id, party),
-                catalogue,
-                ContactHistory(contacts),
-                model,
-                request,
-                now,
-                DecisionTrigger.REQUEST,
-                requested_by=requested_by,
-            )
-            await unit.decisions.add(arbitration)
-            await unit.commit()
+        since = history_since(catalogue, self._arbiter.config, now)
+        party, contacts = await self._store.read(party_id, since)
+        arbitration = self._arbiter.arbitrate(
+            facts_of(party_id, party),
+            catalogue,
+            ContactHistory(contacts),
+            model,
+            request,
+            now,
+            DecisionTrigger.REQUEST,
+            requested_by=requested_by,
+        )
+        await self._store.log(arbitration)  # the answer waits for the entry's commit
         offers = []
         for chosen, chosen_id in zip(
             arbitration.decision.chosen, arbitration.decision_ids(), strict=True
@@ -730,6 +830,20 @@ class OfferDecisions:
             if offer is None:  # versions are never deleted
                 raise RuntimeError("a logged decision names an offer version not stored")
             chosen.append(DecidedOffer(offer_chosen, chosen_id, offer))
+        not_chosen = []
+        for item in decision.not_chosen:
+            if not item.explanation:  # kept without its words: they follow from the offer
+                offer = await self._catalogues.offer_at(unit, item.offer_id, item.version)
+                if offer is None:
+                    raise RuntimeError("a logged decision names an offer version not stored")
+                item = reworded(
+                    offer,
+                    item,
+                    decision=decision,
+                    # Every arbitration but a DecideOffers call decides outbound.
+                    outbound_only=arbitration.trigger is not DecisionTrigger.REQUEST,
+                )
+            not_chosen.append(item)
         return DecisionLogEntry(
             arbitration_id=arbitration.arbitration_id,
             party_id=arbitration.party_id,
@@ -738,7 +852,7 @@ class OfferDecisions:
             channel=decision.channel,
             placement=decision.placement,
             chosen=tuple(chosen),
-            not_chosen=decision.not_chosen,
+            not_chosen=tuple(not_chosen),
             inputs_digest=arbitration.inputs_digest,
             catalogue_version=decision.catalogue_version,
             model_version=decision.model_version,
@@ -782,7 +896,9 @@ class OfferDecisions:
             party = await unit.parties.get(party_id)
             assert party is not None
             if not party.merged_into:
-                await self._outbound.redecide(unit, party, DecisionTrigger.CATALOGUE_OR_PREFERENCE)
+                await self._outbound.redecide(
+                    unit, [party], DecisionTrigger.CATALOGUE_OR_PREFERENCE
+                )
             await unit.commit()
         return preferences
 
@@ -886,13 +1002,14 @@ class CatalogueAdmin:
             )
             await unit.catalogue.add(self._stored(offer, now), reason)
             catalogue = self._catalogues.with_offer(live, offer)
-            for party_id in await unit.outbound.active_parties(offer_id):
-                await unit.lock([party_lock(party_id)])
-                party = await unit.parties.get(party_id)
-                if party is not None:
-                    await self._outbound.redecide(
-                        unit, party, DecisionTrigger.CATALOGUE_OR_PREFERENCE, catalogue=catalogue
-                    )
+            concerned = await unit.outbound.active_parties(offer_id)
+            await unit.lock([party_lock(party_id) for party_id in concerned])
+            await self._outbound.redecide(
+                unit,
+                await unit.parties.get_many(concerned),
+                DecisionTrigger.CATALOGUE_OR_PREFERENCE,
+                catalogue=catalogue,
+            )
             await unit.commit()
         await self._catalogues.refresh()
         return StoredOffer(offer, now)

@@ -33,18 +33,20 @@ def check_suitability(product_risk: int, facts: OfferFacts, today: dt.date) -> U
     if product_risk <= 0:
         return None
     if facts.customer_risk <= 0 or facts.risk_expires_on is None:
-        return Unsuitability(
-            Unsuitable.NO_ASSESSMENT,
-            f"product R{product_risk} needs a valid risk assessment; there is none",
-        )
+        return unsuitability(Unsuitable.NO_ASSESSMENT, product_risk)
     if today >= facts.risk_expires_on:
-        return Unsuitability(
-            Unsuitable.ASSESSMENT_EXPIRED,
-            f"product R{product_risk} needs a valid risk assessment; it has expired",
-        )
+        return unsuitability(Unsuitable.ASSESSMENT_EXPIRED, product_risk)
     if facts.customer_risk < product_risk:
-        return Unsuitability(
-            Unsuitable.RISK_TOO_HIGH,
-            f"product R{product_risk} needs a C{product_risk} or higher risk assessment",
-        )
+        return unsuitability(Unsuitable.RISK_TOO_HIGH, product_risk)
     return None
+
+
+def unsuitability(reason: Unsuitable, product_risk: int) -> Unsuitability:
+    """The reason worded: it names the product's rating and the rule, nothing of the party."""
+    if reason is Unsuitable.NO_ASSESSMENT:
+        explanation = f"product R{product_risk} needs a valid risk assessment; there is none"
+    elif reason is Unsuitable.ASSESSMENT_EXPIRED:
+        explanation = f"product R{product_risk} needs a valid risk assessment; it has expired"
+    else:
+        explanation = f"product R{product_risk} needs a C{product_risk} or higher risk assessment"
+    return Unsuitability(reason, explanation)

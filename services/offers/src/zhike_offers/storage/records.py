@@ -1,6 +1,14 @@
 """The decision log's JSON: what an arbitration chose, every candidate it did not choose and
 why, and the outbound decisions it withdrew. Plain values only, so a log entry written by one
-version of the service reads in the next."""
+version of the service reads in the next.
+
+A candidate not chosen is most of an entry, and most are rejected for a reason its offer's
+version words (another channel, a clause false, unsuitable): those are kept as
+`[offer_id, version, reason]` plus the clause index, the unsuitability or (below the cutoff)
+the factors, without the words, which the service puts back from the offer version
+(`decision.reworded`). The others (the contact policy's, a clause CEL could not evaluate) carry
+the party's counts or CEL's message and are kept whole, as objects.
+"""
 
 from __future__ import annotations
 
@@ -55,14 +63,27 @@ def read_chosen(value: Mapping[str, Any]) -> ChosenOffer:
     )
 
 
-def not_chosen_json(item: NotChosen) -> dict[str, Any]:
+def not_chosen_json(item: NotChosen) -> list[Any] | dict[str, Any]:
+    if not item.offer_worded:
+        return _whole(item)
+    # A StrEnum member is its value as JSON.
+    if item.clause_index is not None:
+        return [item.offer_id, item.version, item.reason, item.clause_index]
+    if item.unsuitable is not None:
+        return [item.offer_id, item.version, item.reason, item.unsuitable]
+    if item.factors is not None:
+        return [item.offer_id, item.version, item.reason, _factors(item.factors)]
+    return [item.offer_id, item.version, item.reason]
+
+
+def _whole(item: NotChosen) -> dict[str, Any]:
     found: dict[str, Any] = {
         "offer_id": item.offer_id,
         "version": item.version,
         "reason": item.reason.value,
         "explanation": item.explanation,
     }
-    # Only what the reason has: most of the log's bytes are these entries.
+    # Only what the reason has.
     if item.clause_index is not None:
         found["clause_index"] = item.clause_index
         found["clause_text"] = item.clause_text
@@ -75,9 +96,29 @@ def not_chosen_json(item: NotChosen) -> dict[str, Any]:
     return found
 
 
-def read_not_chosen(value: Mapping[str, Any]) -> NotChosen:
+def read_not_chosen(value: Mapping[str, Any] | list[Any]) -> NotChosen:
+    """A compact item comes back without its words (explanation and clause text empty)."""
+    if isinstance(value, list):
+        offer_id, version, reason_value, *detail = value
+        reason = Reason(reason_value)
+        clause_index = unsuitable = factors = None
+        if detail and reason is Reason.UNSUITABLE:
+            unsuitable = Unsuitable(detail[0])
+        elif detail and reason is Reason.BELOW_CUTOFF:
+            factors = _read_factors(detail[0])
+        elif detail:
+            clause_index = int(detail[0])
+        return NotChosen(
+            offer_id,
+            version,
+            reason,
+            "",
+            clause_index=clause_index,
+            unsuitable=unsuitable,
+            factors=factors,
+        )
     suppression = value.get("suppression")
-    unsuitable = value.get("unsuitable")
+    unsuitable_value = value.get("unsuitable")
     return NotChosen(
         offer_id=value["offer_id"],
         version=value["version"],
@@ -86,7 +127,7 @@ def read_not_chosen(value: Mapping[str, Any]) -> NotChosen:
         clause_index=value.get("clause_index"),
         clause_text=value.get("clause_text", ""),
         suppression=None if suppression is None else SuppressionRule(suppression),
-        unsuitable=None if unsuitable is None else Unsuitable(unsuitable),
+        unsuitable=None if unsuitable_value is None else Unsuitable(unsuitable_value),
         factors=_read_factors(value.get("factors")),
     )
 
@@ -97,7 +138,7 @@ def withdrawn_json(item: WithdrawnDecision) -> dict[str, Any]:
         "offer_id": item.offer_id,
         "offer_version": item.offer_version,
         "channel": item.channel,
-        "why": not_chosen_json(item.why),
+        "why": _whole(item.why),  # few: kept with their words
         "at": item.at.isoformat(),
     }
 

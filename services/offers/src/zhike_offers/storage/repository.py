@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Self
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike_offers.domain.contact_policy import ContactEvent, ContactKind
 from zhike_offers.domain.decision import Decision
@@ -28,7 +28,7 @@ from zhike_offers.domain.model import (
     OutboundEvent,
     WithdrawnDecision,
 )
-from zhike_offers.domain.ports import StoredDocument, StoredParty
+from zhike_offers.domain.ports import NewContact, StoredDocument, StoredParty
 from zhike_offers.domain.projection import FactEntry, ProfileChange, kind_of, segment_key
 from zhike_offers.domain.propensity import Counts
 from zhike_offers.storage import records
@@ -94,6 +94,9 @@ _PARTY_WITH_FACTS = sa.select(party, party_fact.c.fact_key, party_fact.c.value).
     party.outerjoin(party_fact, party_fact.c.party_id == party.c.party_id)
 )
 _PARTY = _PARTY_WITH_FACTS.where(party.c.party_id == sa.bindparam("party_id"))
+_PARTIES = _PARTY_WITH_FACTS.where(
+    party.c.party_id.in_(sa.bindparam("party_ids", expanding=True))
+).order_by(party.c.party_id)
 
 
 @functools.cache
@@ -120,7 +123,7 @@ def _take_fact(dialect: str) -> sa.Executable:
         },
         # The order-safety: only a later profile version replaces a fact.
         where=party_fact.c.profile_version < statement.excluded.profile_version,
-    ).returning(party_fact.c.fact_key)
+    ).returning(party_fact.c.party_id, party_fact.c.fact_key)
 
 
 class SqlPartyStore(_Store):
@@ -135,11 +138,7 @@ class SqlPartyStore(_Store):
     async def get_many(self, party_ids: Sequence[str]) -> list[StoredParty]:
         if not party_ids:
             return []
-        rows = (
-            await self._session.execute(
-                _PARTY_WITH_FACTS.where(party.c.party_id.in_(party_ids)).order_by(party.c.party_id)
-            )
-        ).all()
+        rows = (await self._session.execute(_PARTIES, {"party_ids": list(party_ids)})).all()
         grouped: dict[str, tuple[Any, dict[str, Any]]] = {}
         for row in rows:
             _, facts = grouped.setdefault(row.party_id, (row, {}))
@@ -147,32 +146,46 @@ class SqlPartyStore(_Store):
                 facts[row.fact_key] = row.value
         return [_party(row, facts) for row, facts in grouped.values()]
 
-    async def apply(self, change: ProfileChange, entries: Sequence[FactEntry]) -> set[FactKind]:
-        await self._session.execute(
-            _raise_party_version(self._dialect),
-            {
-                "party_id": change.party_id,
-                "profile_version": change.profile_version,
-                "updated_at": _utc(change.at),
-            },
-        )
-        if not entries:
-            return set()
-        # Many parameter sets of one prepared statement: SQLAlchemy sends them as one
-        # multi-row INSERT (its "insertmanyvalues"), compiled once whatever the count.
-        taken = await self._session.execute(
-            _take_fact(self._dialect),
-            [
-                {
+    async def apply(
+        self, changes: Sequence[tuple[ProfileChange, Sequence[FactEntry]]]
+    ) -> dict[str, set[FactKind]]:
+        # What the changes leave, as one by one would: per party its highest version, per key
+        # the first telling of its highest version. One row each: a statement may not touch a
+        # row twice, and the conditional upsert makes the rest no-ops anyway.
+        parties: dict[str, dict[str, Any]] = {}
+        facts: dict[tuple[str, str], dict[str, Any]] = {}
+        for change, fact_entries in changes:
+            known = parties.get(change.party_id)
+            if known is None or change.profile_version > known["profile_version"]:
+                parties[change.party_id] = {
                     "party_id": change.party_id,
-                    "fact_key": entry.key,
-                    "value": entry.value,
                     "profile_version": change.profile_version,
+                    "updated_at": _utc(change.at),
                 }
-                for entry in entries
-            ],
+            for entry in fact_entries:
+                held = facts.get((change.party_id, entry.key))
+                if held is None or change.profile_version > held["profile_version"]:
+                    facts[(change.party_id, entry.key)] = {
+                        "party_id": change.party_id,
+                        "fact_key": entry.key,
+                        "value": entry.value,
+                        "profile_version": change.profile_version,
+                    }
+        if not parties:
+            return {}
+        # Many parameter sets of one prepared statement: SQLAlchemy sends them as multi-row
+        # INSERTs (its "insertmanyvalues"), compiled once whatever the count; in key order.
+        await self._session.execute(
+            _raise_party_version(self._dialect), [parties[key] for key in sorted(parties)]
         )
-        return {kind_of(key) for key in taken.scalars()}
+        taken: dict[str, set[FactKind]] = {}
+        if facts:
+            rows = await self._session.execute(
+                _take_fact(self._dialect), [facts[key] for key in sorted(facts)]
+            )
+            for party_id, fact_key in rows:
+                taken.setdefault(party_id, set()).add(kind_of(fact_key))
+        return taken
 
     async def merge(self, party_id: str, into: str, at: dt.datetime) -> bool:
         result = await self._session.execute(
@@ -244,8 +257,8 @@ _CONTACT_COLUMNS = (
 )
 
 
-_HISTORY = sa.select(*_CONTACT_COLUMNS).where(
-    contact_event.c.party_id == sa.bindparam("party_id"),
+_HISTORIES = sa.select(*_CONTACT_COLUMNS).where(
+    contact_event.c.party_id.in_(sa.bindparam("party_ids", expanding=True)),
     contact_event.c.at > sa.bindparam("since"),
 )
 
@@ -261,11 +274,21 @@ def _add_contact(dialect: str) -> sa.Executable:
     return insert_for(dialect, contact_event).on_conflict_do_nothing()
 
 
-class SqlContactStore(_Store):
-    async def history(self, party_id: str, since: dt.datetime) -> list[ContactEvent]:
-        rows = await self._session.execute(_HISTORY, {"party_id": party_id, "since": _utc(since)})
-        return [_contact(row) for row in rows]
+def _contact_row(contact: NewContact) -> dict[str, Any]:
+    event = contact.event
+    return {
+        "contact_id": contact.contact_id,
+        "party_id": contact.party_id,
+        "at": _utc(event.at),
+        "offer_id": event.offer_id,
+        "channel": event.channel,
+        "kind": event.kind.value,
+        "marketing": event.marketing,
+        "decision_id": contact.decision_id,
+    }
 
+
+class SqlContactStore(_Store):
     async def histories(
         self, party_ids: Sequence[str], since: dt.datetime
     ) -> dict[str, list[ContactEvent]]:
@@ -273,9 +296,7 @@ class SqlContactStore(_Store):
         if not party_ids:
             return {}
         rows = await self._session.execute(
-            sa.select(*_CONTACT_COLUMNS).where(
-                contact_event.c.party_id.in_(party_ids), contact_event.c.at > _utc(since)
-            )
+            _HISTORIES, {"party_ids": list(party_ids), "since": _utc(since)}
         )
         for row in rows:
             found[row.party_id].append(_contact(row))
@@ -286,18 +307,16 @@ class SqlContactStore(_Store):
     ) -> bool:
         result = await self._session.execute(
             _add_contact(self._dialect),
-            {
-                "contact_id": contact_id,
-                "party_id": party_id,
-                "at": _utc(event.at),
-                "offer_id": event.offer_id,
-                "channel": event.channel,
-                "kind": event.kind.value,
-                "marketing": event.marketing,
-                "decision_id": decision_id,
-            },
+            _contact_row(NewContact(contact_id, party_id, event, decision_id)),
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def add_many(self, contacts: Sequence[NewContact]) -> None:
+        if not contacts:
+            return
+        await self._session.execute(
+            _add_contact(self._dialect), [_contact_row(contact) for contact in contacts]
+        )
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
         return await self._delete_chunk(
@@ -357,8 +376,15 @@ class SqlDecisionInputs(_Store):
 
 _ACTIVE = (
     sa.select(outbound_decision)
-    .where(outbound_decision.c.party_id == sa.bindparam("party_id"), outbound_decision.c.active)
-    .order_by(outbound_decision.c.decided_at, outbound_decision.c.decision_id)
+    .where(
+        outbound_decision.c.party_id.in_(sa.bindparam("party_ids", expanding=True)),
+        outbound_decision.c.active,
+    )
+    .order_by(
+        outbound_decision.c.party_id,
+        outbound_decision.c.decided_at,
+        outbound_decision.c.decision_id,
+    )
 )
 _ADD_OUTBOUND = outbound_decision.insert()
 _WITHDRAW = (
@@ -374,20 +400,24 @@ _WITHDRAW = (
 
 
 class SqlOutboundStore(_Store):
-    async def active(self, party_id: str) -> list[OutboundDecision]:
-        rows = await self._session.execute(_ACTIVE, {"party_id": party_id})
-        return [
-            OutboundDecision(
-                row.decision_id,
-                row.party_id,
-                row.offer_id,
-                int(row.offer_version),
-                row.channel,
-                row.template_id,
-                as_utc(row.decided_at),
+    async def active(self, party_ids: Sequence[str]) -> dict[str, list[OutboundDecision]]:
+        found: dict[str, list[OutboundDecision]] = {}
+        if not party_ids:
+            return found
+        rows = await self._session.execute(_ACTIVE, {"party_ids": list(party_ids)})
+        for row in rows:
+            found.setdefault(row.party_id, []).append(
+                OutboundDecision(
+                    row.decision_id,
+                    row.party_id,
+                    row.offer_id,
+                    int(row.offer_version),
+                    row.channel,
+                    row.template_id,
+                    as_utc(row.decided_at),
+                )
             )
-            for row in rows
-        ]
+        return found
 
     async def active_parties(self, offer_id: str) -> list[str]:
         ids = await self._session.scalars(
@@ -398,20 +428,25 @@ class SqlOutboundStore(_Store):
         )
         return list(ids)
 
-    async def add(self, decision: OutboundDecision, profile_version: int) -> None:
+    async def add_many(self, decisions: Sequence[tuple[OutboundDecision, int]]) -> None:
+        if not decisions:
+            return
         await self._session.execute(
             _ADD_OUTBOUND,
-            {
-                "decision_id": decision.decision_id,
-                "party_id": decision.party_id,
-                "offer_id": decision.offer_id,
-                "offer_version": decision.offer_version,
-                "channel": decision.channel,
-                "template_id": decision.template_id,
-                "decided_at": _utc(decision.decided_at),
-                "profile_version": profile_version,
-                "active": True,
-            },
+            [
+                {
+                    "decision_id": decision.decision_id,
+                    "party_id": decision.party_id,
+                    "offer_id": decision.offer_id,
+                    "offer_version": decision.offer_version,
+                    "channel": decision.channel,
+                    "template_id": decision.template_id,
+                    "decided_at": _utc(decision.decided_at),
+                    "profile_version": profile_version,
+                    "active": True,
+                }
+                for decision, profile_version in decisions
+            ],
         )
 
     async def withdraw(self, withdrawn: WithdrawnDecision) -> bool:
@@ -446,31 +481,36 @@ class SqlOutboundStore(_Store):
 _LOG_INSERT = decision_log.insert()
 
 
+def log_row(arbitration: Arbitration) -> dict[str, Any]:
+    """An arbitration as its decision_log row (`entry` as plain values, storage/records.py)."""
+    decision = arbitration.decision
+    return {
+        "arbitration_id": arbitration.arbitration_id,
+        "party_id": decision.party_id,
+        "decided_at": _utc(decision.decided_at),
+        "trigger": arbitration.trigger.value,
+        "channel": decision.channel,
+        "placement": decision.placement,
+        "profile_version": decision.profile_version,
+        "inputs_digest": arbitration.inputs_digest,
+        "catalogue_version": decision.catalogue_version,
+        "model_version": decision.model_version,
+        "personalised": decision.personalised,
+        "segment": arbitration.segment,
+        "requested_by": arbitration.requested_by,
+        "entry": {
+            "seed": None if decision.seed is None else str(decision.seed),
+            "chosen": [records.chosen_json(c) for c in decision.chosen],
+            "not_chosen": [records.not_chosen_json(n) for n in decision.not_chosen],
+            "withdrawn": [records.withdrawn_json(w) for w in arbitration.withdrawn],
+        },
+    }
+
+
 class SqlDecisionLog(_Store):
-    async def add(self, arbitration: Arbitration) -> None:
-        decision = arbitration.decision
-        row = {
-            "arbitration_id": arbitration.arbitration_id,
-            "party_id": decision.party_id,
-            "decided_at": _utc(decision.decided_at),
-            "trigger": arbitration.trigger.value,
-            "channel": decision.channel,
-            "placement": decision.placement,
-            "profile_version": decision.profile_version,
-            "inputs_digest": arbitration.inputs_digest,
-            "catalogue_version": decision.catalogue_version,
-            "model_version": decision.model_version,
-            "personalised": decision.personalised,
-            "segment": arbitration.segment,
-            "requested_by": arbitration.requested_by,
-            "entry": {
-                "seed": None if decision.seed is None else str(decision.seed),
-                "chosen": [records.chosen_json(c) for c in decision.chosen],
-                "not_chosen": [records.not_chosen_json(n) for n in decision.not_chosen],
-                "withdrawn": [records.withdrawn_json(w) for w in arbitration.withdrawn],
-            },
-        }
-        await self._session.execute(_LOG_INSERT, row)
+    async def add_many(self, arbitrations: Sequence[Arbitration]) -> None:
+        if arbitrations:
+            await self._session.execute(_LOG_INSERT, [log_row(a) for a in arbitrations])
 
     async def get(self, arbitration_id: str) -> Arbitration | None:
         row = (
@@ -659,17 +699,6 @@ class SqlPropensityStore(_Store):
         }
 
 
-def autocommit_sessions(database: Database) -> async_sessionmaker[AsyncSession] | None:
-    """Sessions without a transaction, on PostgreSQL (None on SQLite, where the runtime begins
-    every transaction itself). For DecideOffers: its two reads and its one insert need no
-    transaction around them, and without BEGIN and COMMIT a decision makes two round trips
-    fewer."""
-    if not database.is_postgres:
-        return None
-    engine = database.engine.execution_options(isolation_level="AUTOCOMMIT")
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
 class SqlOffersUnitOfWork(UnitOfWork):
     """The runtime's unit of work with the offers' stores; `record` stages an OfferDecided or
     OfferWithdrawn in the outbox of the same transaction."""
@@ -681,7 +710,6 @@ class SqlOffersUnitOfWork(UnitOfWork):
         on_commit: Callable[[], None] | None = None,
         *,
         before: Callable[[], Awaitable[None]] | None = None,
-        sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         super().__init__(database, on_commit=on_commit)
         self._encode = encode
@@ -689,17 +717,11 @@ class SqlOffersUnitOfWork(UnitOfWork):
         # the model there if they were never loaded (a second transaction inside this one
         # would wait for ever on SQLite's one writer).
         self._before = before
-        # `autocommit_sessions`: each statement on its own (a unit that stages no events).
-        self._sessions = sessions
 
     async def __aenter__(self) -> Self:
         if self._before is not None:
             await self._before()
-        if self._sessions is None:
-            await super().__aenter__()
-        else:
-            self.session = self._sessions()
-            await self.session.begin()
+        await super().__aenter__()
         self.inputs = SqlDecisionInputs(self.session, self.dialect)
         self.parties = SqlPartyStore(self.session, self.dialect)
         self.contacts = SqlContactStore(self.session, self.dialect)

@@ -1,5 +1,6 @@
 """The offers' background work, as loops the runtime runs while the service runs: the catalogue
-and the propensity counts read again, and what outlived its retention deleted."""
+and the propensity counts read again, what outlived its retention deleted, and the decision
+store's connections given back at shutdown."""
 
 from __future__ import annotations
 
@@ -28,5 +29,20 @@ def every(
                     f"{what} failed; will try again", extra={"error": describe_error(error)}
                 )
             await asyncio.sleep(seconds)
+
+    return loop
+
+
+def closing_at_shutdown(
+    close: Callable[[], Awaitable[object]],
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A loop that waits for the service to stop (the runtime cancels its background loops
+    then, before it closes the database) and calls `close` on the way out."""
+
+    async def loop() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await close()
 
     return loop

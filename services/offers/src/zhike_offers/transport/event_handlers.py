@@ -3,7 +3,8 @@
 One consumer today, one table of handlers:
 - `offers-profile` on ZHIKE_PROFILE: the profile's ProfileChanged feeds offers' projection of
   the party's facts, and re-decides the party's outbound offers when a fact they read changed.
-  A malformed one is dead-lettered with the field named.
+  The new events of a fetch are applied as one batch (one transaction, each party re-decided
+  once); a malformed one is dead-lettered with the field named.
 
 Notifications' delivery events (issue 13) will come as a second consumer, `offers-notifications`
 on ZHIKE_NOTIFICATIONS, with its own table here: a delivery becomes a DELIVERED contact event
@@ -12,7 +13,8 @@ on ZHIKE_NOTIFICATIONS, with its own table here: a delivery becomes a DELIVERED 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +23,13 @@ from zhike_offers.domain.ports import OffersUnitOfWork
 from zhike_offers.domain.service import ProfileReactions
 from zhike_offers.storage.repository import SqlOffersUnitOfWork
 from zhike_offers.transport.event_codec import profile_change
-from zhike_runtime.events.consumer import ConsumerSpec, EventContext, EventHandler
+from zhike_runtime.events.consumer import (
+    ConsumerSpec,
+    EventContext,
+    EventHandler,
+    ReceivedEvent,
+)
+from zhike_runtime.unit_of_work import UnitOfWork
 
 PROFILE_STREAM = "ZHIKE_PROFILE"
 PROFILE_SUBJECTS = ("zhike.profile.v1.>",)
@@ -46,6 +54,17 @@ class ProfileEventHandlers:
     ) -> None:
         await self._reactions.apply(_unit(context), profile_change(message))
 
+    async def batch(self, unit: UnitOfWork, received: Sequence[ReceivedEvent]) -> None:
+        """A fetch's new events in one transaction: the projection at once, each party decided
+        again once. A malformed one fails the batch: its events then go one by one, and that one
+        alone is dead-lettered."""
+        if not isinstance(unit, SqlOffersUnitOfWork):
+            raise TypeError("the offers' consumers run in the offers' unit of work")
+        changes = [
+            profile_change(cast(profile_events.ProfileChanged, item.message)) for item in received
+        ]
+        await self._reactions.apply_batch(unit, changes)
+
 
 def profile_consumer(
     reactions: ProfileReactions, unit_of_work: Callable[[], SqlOffersUnitOfWork]
@@ -57,4 +76,5 @@ def profile_consumer(
         filter_subjects=PROFILE_SUBJECTS,
         handlers=(EventHandler(profile_events.ProfileChanged, handlers.profile_changed),),
         unit_of_work=unit_of_work,
+        batch_handler=handlers.batch,
     )
