@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 
+from benchmarks.common import percentile
 from zhike.identity.v1 import identity_service_pb2 as identity_pb
 from zhike.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from zhike.identity.v1 import party_pb2
@@ -42,15 +43,10 @@ def _record(source: str, n: int) -> identity_pb.LinkSourceRecordRequest:
     )
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def _report(name: str, millis: list[float]) -> None:
     sys.stdout.write(
-        f"{name:<44} n={len(millis):<6} p50={_percentile(millis, 0.5):7.2f} ms  "
-        f"p99={_percentile(millis, 0.99):7.2f} ms  mean={statistics.fmean(millis):7.2f} ms\n"
+        f"{name:<44} n={len(millis):<6} p50={percentile(millis, 0.5):7.2f} ms  "
+        f"p99={percentile(millis, 0.99):7.2f} ms  mean={statistics.fmean(millis):7.2f} ms\n"
     )
 
 

@@ -31,8 +31,6 @@ import itertools
 import os
 import platform
 import random
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -45,7 +43,7 @@ from google.type import date_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.msg import Msg
 
-from benchmarks.identity.common import say
+from benchmarks.common import latency_line, say, service_process
 from zhike.identity.v1 import party_pb2
 from zhike.offers.v1 import events_pb2 as offer_events
 from zhike.offers.v1 import offers_pb2
@@ -55,8 +53,8 @@ from zhike.profile.v1 import events_pb2 as profile_events
 from zhike.profile.v1 import profile_pb2
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_runtime.events import headers as h
-from zhike_runtime.testing.processes import NatsServer, free_port, throwaway_postgres
-from zhike_runtime.testing.services import authorised_channel, process_environment, wait_serving
+from zhike_runtime.testing.processes import NatsServer, throwaway_postgres
+from zhike_runtime.testing.services import authorised_channel, wait_serving
 
 DEFAULT_PARTIES = 100_000
 DEFAULT_OFFERS = 50
@@ -82,38 +80,10 @@ PRODUCTS = (
 )
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _latency_line(label: str, millis: Sequence[float]) -> str:
-    return (
-        f"{label:<40} p50 {_percentile(millis, 0.50):6.2f}  p90 {_percentile(millis, 0.90):6.2f}"
-        f"  p99 {_percentile(millis, 0.99):6.2f}  max {max(millis):7.2f} ms  (n={len(millis)})"
-    )
-
-
 def _stamp(at: dt.datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(at)
     return stamp
-
-
-def _start(database_url: str, nats_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    environment = (
-        os.environ
-        | {
-            "ZHIKE_GRPC_HOST": "127.0.0.1",
-            "ZHIKE_GRPC_PORT": str(port),
-            "ZHIKE_DATABASE_URL": database_url,
-            "ZHIKE_NATS_URL": nats_url,
-            "ZHIKE_LOG_LEVEL": "WARNING",
-        }
-        | process_environment()
-    )
-    return subprocess.Popen([sys.executable, "-m", "zhike_offers"], env=environment), port
 
 
 # --- the catalogue -------------------------------------------------------------------------
@@ -335,8 +305,8 @@ async def _decide(
             response = await stubs[0].DecideOffers(request(), timeout=30)
             decide_ms.append((time.perf_counter() - started) * 1000)
             offered += len(response.decisions)
-        say(_latency_line("DecideOffers, 1 caller", decide_ms))
-        say(_latency_line("trivial gRPC call (health Check)", echo_ms))
+        say(latency_line("DecideOffers, 1 caller", decide_ms, 40))
+        say(latency_line("trivial gRPC call (health Check)", echo_ms, 40))
         say(f"  {offered / args.calls:.2f} offers decided per call on average")
 
         spread = itertools.cycle(stubs)
@@ -352,7 +322,7 @@ async def _decide(
         started = time.perf_counter()
         await asyncio.gather(*(caller(next(spread)) for _ in range(args.callers)))
         elapsed = time.perf_counter() - started
-        say(_latency_line(f"DecideOffers, {args.callers} callers", loaded))
+        say(latency_line(f"DecideOffers, {args.callers} callers", loaded, 40))
         say(
             f"  {len(loaded) / elapsed:.0f} decisions/s with {len(addresses)} replica(s); "
             f"target p99 <= {TARGET_P99_MS:.0f} ms at >= {TARGET_RATE:.0f}/s"
@@ -425,8 +395,8 @@ async def _reaction(nats_url: str, samples: int) -> None:
                 arrived.get_nowait()
     finally:
         await client.close()
-    say(_latency_line("ProfileChanged → OfferDecided", decided_ms))
-    say(_latency_line("ProfileChanged → OfferWithdrawn", withdrawn_ms))
+    say(latency_line("ProfileChanged → OfferDecided", decided_ms, 40))
+    say(latency_line("ProfileChanged → OfferWithdrawn", withdrawn_ms, 40))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -452,7 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         nats_server = NatsServer(Path(scratch) / "nats")
         nats_server.start()
         asyncio.run(_profile_stream(nats_server.url))
-        replicas = [_start(database_url, nats_server.url) for _ in range(args.replicas)]
+        replicas = [
+            service_process("zhike_offers", database_url, nats_server.url)
+            for _ in range(args.replicas)
+        ]
         try:
             for _process, port in replicas:
                 asyncio.run(wait_serving(port, timeout=120))

@@ -37,7 +37,6 @@ import os
 import platform
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,7 +49,7 @@ from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.msg import Msg
 
-from benchmarks.identity.common import say
+from benchmarks.common import dsn, latency_line, percentile, say, service_process
 from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import events_pb2 as profile_events
 from zhike.profile.v1 import profile_service_pb2 as profile_pb
@@ -60,13 +59,11 @@ from zhike_profile.transport.source_codec import stream_headers, subject_for
 from zhike_runtime.testing.processes import (
     NatsServer,
     PostgresCluster,
-    free_port,
     throwaway_postgres,
 )
 from zhike_runtime.testing.services import (
     TEST_ISSUER,
     authorised_channel,
-    process_environment,
     wait_serving,
 )
 from zhike_simulator.send import send
@@ -118,24 +115,8 @@ RENAMED = {
 }
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _latency_line(label: str, millis: Sequence[float]) -> str:
-    return (
-        f"{label:<36} p50 {_percentile(millis, 0.50):6.2f}  p90 {_percentile(millis, 0.90):6.2f}"
-        f"  p99 {_percentile(millis, 0.99):6.2f}  max {max(millis):7.2f} ms  (n={len(millis)})"
-    )
-
-
-def _dsn(cluster: PostgresCluster, database: str = "postgres") -> str:
-    return f"postgresql://postgres@127.0.0.1:{cluster.port}/{database}"
-
-
 async def _sql(cluster: PostgresCluster, database: str, *statements: str) -> None:
-    connection = await asyncpg.connect(_dsn(cluster, database))
+    connection = await asyncpg.connect(dsn(cluster, database))
     try:
         for statement in statements:
             await connection.execute(statement)
@@ -144,7 +125,7 @@ async def _sql(cluster: PostgresCluster, database: str, *statements: str) -> Non
 
 
 async def _fetchval(cluster: PostgresCluster, database: str, query: str) -> object:
-    connection = await asyncpg.connect(_dsn(cluster, database))
+    connection = await asyncpg.connect(dsn(cluster, database))
     try:
         return await connection.fetchval(query)
     finally:
@@ -189,20 +170,7 @@ class Service:
 
 
 def _start(module: str, database_url: str, nats_url: str, extra: dict[str, str]) -> Service:
-    port = free_port()
-    environment = (
-        os.environ
-        | {
-            "ZHIKE_GRPC_HOST": "127.0.0.1",
-            "ZHIKE_GRPC_PORT": str(port),
-            "ZHIKE_DATABASE_URL": database_url,
-            "ZHIKE_NATS_URL": nats_url,
-            "ZHIKE_LOG_LEVEL": "WARNING",
-        }
-        | process_environment()
-        | extra
-    )
-    process = subprocess.Popen([sys.executable, "-m", module], env=environment)
+    process, port = service_process(module, database_url, nats_url, extra)
     return Service(module, port, process)
 
 
@@ -298,7 +266,7 @@ async def _ingestion(
 
 
 async def _top_statements(cluster: PostgresCluster, database: str, per: int, what: str) -> None:
-    connection = await asyncpg.connect(_dsn(cluster, database))
+    connection = await asyncpg.connect(dsn(cluster, database))
     try:
         where = "dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
         rows = await connection.fetch(
@@ -396,12 +364,12 @@ async def _event_to_profile_changed(
                 arrived.get_nowait()
     finally:
         await client.close()
-    say(_latency_line("source event → ProfileChanged", latencies))
+    say(latency_line("source event → ProfileChanged", latencies))
 
 
 async def _replicate(cluster: PostgresCluster, database: str, parties: int) -> None:
     """Copies the stored facts until the store holds about `parties` parties."""
-    connection = await asyncpg.connect(_dsn(cluster, database))
+    connection = await asyncpg.connect(dsn(cluster, database))
     try:
         stored = int(await connection.fetchval("SELECT count(*) FROM profile"))
         copies = max(1, -(-parties // stored))
@@ -436,7 +404,7 @@ async def _replicate(cluster: PostgresCluster, database: str, parties: int) -> N
 
 
 async def _sample_parties(cluster: PostgresCluster, database: str, count: int) -> list[str]:
-    connection = await asyncpg.connect(_dsn(cluster, database))
+    connection = await asyncpg.connect(dsn(cluster, database))
     try:
         rows = await connection.fetch(
             "SELECT party_id FROM profile TABLESAMPLE SYSTEM (1) WHERE merged_into IS NULL"
@@ -468,10 +436,10 @@ async def _get_profile(port: int, party_ids: Sequence[str]) -> None:
             response = await get(profile_pb.GetProfileRequest(party_id=party_id), timeout=30)
             profile_ms.append((time.perf_counter() - started) * 1000)
             holdings += len(response.profile.holdings)
-        say(_latency_line("GetProfile, 1 caller", profile_ms))
-        say(_latency_line("trivial gRPC call (health Check)", echo_ms))
+        say(latency_line("GetProfile, 1 caller", profile_ms))
+        say(latency_line("trivial gRPC call (health Check)", echo_ms))
         say(f"  {holdings / len(party_ids):.1f} holdings per profile read on average")
-        if _percentile(profile_ms, 0.99) > GET_PROFILE_TARGET_MS:
+        if percentile(profile_ms, 0.99) > GET_PROFILE_TARGET_MS:
             say(f"  p99 above the {GET_PROFILE_TARGET_MS:.0f} ms target")
 
         queue = iter(party_ids)
@@ -486,7 +454,7 @@ async def _get_profile(port: int, party_ids: Sequence[str]) -> None:
         started = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(CONCURRENT_CALLERS)))
         elapsed = time.perf_counter() - started
-        say(_latency_line(f"GetProfile, {CONCURRENT_CALLERS} callers", loaded))
+        say(latency_line(f"GetProfile, {CONCURRENT_CALLERS} callers", loaded))
         say(f"  throughput: {len(loaded) / elapsed:.0f} profiles/s")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.common import say
 from zhike_identity.batch import resolve_file
 from zhike_identity.evaluation.metrics import PairwiseScores
+
+__all__ = ["HEADER", "Timed", "row", "run_zhike", "say"]
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,6 @@ def run_zhike(records_csv: Path, output_csv: Path, *, household_guardrail: bool 
         records_csv, output_csv, progress=False, household_guardrail=household_guardrail
     )
     return Timed(records=report.records, seconds=report.seconds)
-
-
-def say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 HEADER = f"{'dataset':<12} {'system':<20} {'records':>8} {'precision':>9} {'recall':>7} {'F1':>7} {'seconds':>8} {'records/s':>10}"

@@ -32,8 +32,6 @@ import datetime as dt
 import os
 import platform
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -44,7 +42,7 @@ import asyncpg  # type: ignore[import-untyped]
 import grpc
 from google.type import date_pb2
 
-from benchmarks.identity.common import say
+from benchmarks.common import dsn, latency_line, percentile, say, service_process
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from zhike.identity.v1 import party_pb2
@@ -56,13 +54,11 @@ from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.testing.processes import (
     NatsServer,
     PostgresCluster,
-    free_port,
     throwaway_postgres,
 )
 from zhike_runtime.testing.services import (
     authorised_channel,
     fixed_field_keys,
-    process_environment,
     wait_serving,
 )
 
@@ -110,24 +106,8 @@ class Outcomes:
             self.known_linked += int(same)
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _latency_line(label: str, millis: Sequence[float]) -> str:
-    return (
-        f"{label:<34} p50 {_percentile(millis, 0.50):6.1f}  p90 {_percentile(millis, 0.90):6.1f}  "
-        f"p99 {_percentile(millis, 0.99):6.1f}  max {max(millis):6.1f} ms  (n={len(millis)})"
-    )
-
-
-def _dsn(cluster: PostgresCluster, database: str = "postgres") -> str:
-    return f"postgresql://postgres@127.0.0.1:{cluster.port}/{database}"
-
-
 async def _alter_system(cluster: PostgresCluster, settings: dict[str, str | None]) -> None:
-    connection = await asyncpg.connect(_dsn(cluster))
+    connection = await asyncpg.connect(dsn(cluster))
     try:
         for name, value in settings.items():
             if value is None:
@@ -140,7 +120,7 @@ async def _alter_system(cluster: PostgresCluster, settings: dict[str, str | None
 
 
 async def _show(cluster: PostgresCluster, names: Sequence[str]) -> str:
-    connection = await asyncpg.connect(_dsn(cluster))
+    connection = await asyncpg.connect(dsn(cluster))
     try:
         values = [f"{n}={await connection.fetchval(f'SHOW {n}')}" for n in names]
     finally:
@@ -212,7 +192,7 @@ def _new_calls(
 
 
 async def _top_statements(cluster: PostgresCluster, database: str, calls: int) -> None:
-    connection = await asyncpg.connect(_dsn(cluster, database))
+    connection = await asyncpg.connect(dsn(cluster, database))
     try:
         rows = await connection.fetch(
             "SELECT calls, total_exec_time, mean_exec_time, rows, query "
@@ -240,24 +220,6 @@ async def _top_statements(cluster: PostgresCluster, database: str, calls: int) -
             f"mean {row['mean_exec_time']:6.2f} ms  rows {row['rows'] / max(row['calls'], 1):7.1f}"
             f"  {query}"
         )
-
-
-def _start_service(database_url: str, nats_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    """The identity service as deployed: its own process (`python -m zhike_identity`), so the
-    client's work is not on the service's event loop."""
-    port = free_port()
-    environment = (
-        os.environ
-        | {
-            "ZHIKE_GRPC_HOST": "127.0.0.1",
-            "ZHIKE_GRPC_PORT": str(port),
-            "ZHIKE_DATABASE_URL": database_url,
-            "ZHIKE_NATS_URL": nats_url,
-            "ZHIKE_LOG_LEVEL": "WARNING",
-        }
-        | process_environment()
-    )
-    return subprocess.Popen([sys.executable, "-m", "zhike_identity"], env=environment), port
 
 
 async def _online(
@@ -303,13 +265,13 @@ async def _measure(
         response = await link(call.request, timeout=30)
         latencies.append((time.perf_counter() - started) * 1000)
         outcomes.add(call, response)
-    say(_latency_line("LinkSourceRecord, 1 caller", latencies))
+    say(latency_line("LinkSourceRecord, 1 caller", latencies))
     say(
         f"  stored persons' new records linked to their party: {outcomes.known_linked}/"
         f"{outcomes.known}; new persons' records put into a stored party: "
         f"{outcomes.new_joined_stored}/{outcomes.new}"
     )
-    if _percentile(latencies, 0.99) > LATENCY_TARGET_MS:
+    if percentile(latencies, 0.99) > LATENCY_TARGET_MS:
         say(f"  p99 above the {LATENCY_TARGET_MS:.0f} ms target")
     await _top_statements(cluster, database, len(sequential))
 
@@ -325,12 +287,12 @@ async def _measure(
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - started
-    say(_latency_line(f"LinkSourceRecord, {callers} callers", loaded))
+    say(latency_line(f"LinkSourceRecord, {callers} callers", loaded))
     say(f"  throughput with {callers} callers: {len(loaded) / elapsed:.0f} records/s")
 
 
 async def _reset_statements(cluster: PostgresCluster, database: str) -> None:
-    connection = await asyncpg.connect(_dsn(cluster, database))
+    connection = await asyncpg.connect(dsn(cluster, database))
     try:
         await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         await connection.execute("SELECT pg_stat_statements_reset()")
@@ -339,7 +301,7 @@ async def _reset_statements(cluster: PostgresCluster, database: str) -> None:
 
 
 async def _analyze(cluster: PostgresCluster, database: str) -> None:
-    connection = await asyncpg.connect(_dsn(cluster, database))
+    connection = await asyncpg.connect(dsn(cluster, database))
     try:
         await connection.execute("ANALYZE")
     finally:
@@ -414,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         nats = NatsServer(Path(scratch) / "nats")
         nats.start()
-        service, port = _start_service(database_url, nats.url)
+        service, port = service_process("zhike_identity", database_url, nats.url)
         try:
             asyncio.run(
                 _online(

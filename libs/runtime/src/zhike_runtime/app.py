@@ -300,13 +300,23 @@ def access_control(
     )
 
 
+GC_YOUNG_THRESHOLD = 50_000
+
+
 def settle_memory() -> None:
     """Keeps what start-up built (modules, the model, tables, the pools: ~300,000 objects)
     out of every later full garbage collection. Python's collector walks all tracked objects on
     each full pass, and these live as long as the process; left in, each pass cost tens of
-    milliseconds of a request's time. Collected first, so no garbage is frozen with them."""
+    milliseconds of a request's time. Collected first, so no garbage is frozen with them.
+
+    The young generation is collected every 50,000 allocations instead of Python's 700: a
+    consumer batch or a decision builds some 10^5 short-lived objects (rows, facts,
+    assessments), and at the default the collector walked them every few hundred allocations,
+    about a tenth of the profile's ingestion CPU."""
     gc.collect()
     gc.freeze()
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
 
 
 async def _serve(definition: ServiceDefinition[S], settings: S) -> None:

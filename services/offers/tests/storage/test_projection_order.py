@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,8 +31,7 @@ from zhike_offers.domain.catalogue import Catalogue
 from zhike_offers.storage import schema
 from zhike_runtime.db import Database
 from zhike_runtime.events.schema import inbox_event, outbox_event
-from zhike_runtime.migrations import apply_migrations
-from zhike_runtime.testing.processes import PostgresCluster
+from zhike_runtime.testing.services import migrate_databases
 
 from ..domain.builders import shared_environment
 from ..offers_harness import Harness
@@ -216,22 +214,10 @@ class Profile(RuleBasedStateMachine):
             self.loop.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "sqlite":
-        urls = tuple(f"sqlite+aiosqlite:///{tmp_path / name}.db" for name in ("a", "b"))
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-        urls = (cluster.create_database(), cluster.create_database())
-
-    async def migrate() -> None:
-        for url in urls:
-            database = Database(url)
-            await apply_migrations(database, DEFINITION.migrations)
-            await database.dispose()
-
-    asyncio.run(migrate())
-    return (urls[0], urls[1])
+@pytest.fixture
+def two_stores(two_database_urls: tuple[str, str]) -> tuple[str, str]:
+    migrate_databases(two_database_urls, DEFINITION.migrations)
+    return two_database_urls
 
 
 def test_any_delivery_order_ends_in_the_facts_of_in_order_delivery(

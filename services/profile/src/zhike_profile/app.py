@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import hashlib
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,10 +28,6 @@ SERVICE_NAME = profile_service_pb2.DESCRIPTOR.services_by_name["ProfileService"]
 STREAM = StreamSpec("ZHIKE_PROFILE", (f"{codec.SUBJECT_PREFIX}.>",))
 # The source systems' facts: published by their adapters and by IngestSourceEvents.
 SOURCES = StreamSpec(SOURCE_STREAM, (f"{source_codec.SUBJECT_PREFIX}.>",))
-# A batch of source events builds some 10^5 objects that live until it commits (its rows, each
-# party's facts and assessment). At Python's default threshold (700) the collector runs every
-# few hundred allocations and walks all of them each time: about a tenth of ingestion's CPU.
-GC_YOUNG_THRESHOLD = 50_000
 
 
 def assessment_basis(settings: ProfileSettings) -> str:
@@ -51,8 +46,6 @@ def assessment_basis(settings: ProfileSettings) -> str:
 
 def wire(platform: Platform[ProfileSettings]) -> Wiring:
     settings = platform.settings
-    young, *older = gc.get_threshold()
-    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
     # A bad configuration file stops the service here, naming every problem.
     config = load_assessment_config(settings.assessment_config_dir)
     clock = ProfileClock(ZoneInfo(settings.business_time_zone), lambda: dt.datetime.now(dt.UTC))

@@ -15,7 +15,6 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,8 +58,7 @@ from zhike_profile.domain.source_events import (
 from zhike_profile.storage import schema
 from zhike_runtime.db import Database
 from zhike_runtime.events.schema import inbox_event, outbox_event
-from zhike_runtime.migrations import apply_migrations
-from zhike_runtime.testing.processes import PostgresCluster
+from zhike_runtime.testing.services import migrate_databases
 
 from ..profile_harness import Harness
 from ..source_facts import T0
@@ -210,22 +208,10 @@ def without_update(view: ProfileView) -> tuple[Any, ...]:
     return (view.profile.source_records, view.profile.display_name, view.facts, view.assessment)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "sqlite":
-        urls = tuple(f"sqlite+aiosqlite:///{tmp_path / name}.db" for name in ("a", "b"))
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-        urls = (cluster.create_database(), cluster.create_database())
-
-    async def migrate() -> None:
-        for url in urls:
-            database = Database(url)
-            await apply_migrations(database, DEFINITION.migrations)
-            await database.dispose()
-
-    asyncio.run(migrate())
-    return (urls[0], urls[1])
+@pytest.fixture
+def two_stores(two_database_urls: tuple[str, str]) -> tuple[str, str]:
+    migrate_databases(two_database_urls, DEFINITION.migrations)
+    return two_database_urls
 
 
 def test_a_batch_in_one_transaction_leaves_what_one_event_at_a_time_leaves(

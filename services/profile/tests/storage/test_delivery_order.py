@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,8 +33,7 @@ from zhike_profile.domain.facts import SourceKey
 from zhike_profile.storage import schema
 from zhike_runtime.db import Database
 from zhike_runtime.events.schema import inbox_event, outbox_event
-from zhike_runtime.migrations import apply_migrations
-from zhike_runtime.testing.processes import PostgresCluster
+from zhike_runtime.testing.services import migrate_databases
 
 from ..profile_harness import Harness
 from ..source_facts import T0, date, source_event, timestamp
@@ -480,22 +478,10 @@ class Bank(RuleBasedStateMachine):
             self.loop.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    if request.param == "sqlite":
-        urls = tuple(f"sqlite+aiosqlite:///{tmp_path / name}.db" for name in ("a", "b"))
-    else:
-        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-        urls = (cluster.create_database(), cluster.create_database())
-
-    async def migrate() -> None:
-        for url in urls:
-            database = Database(url)
-            await apply_migrations(database, DEFINITION.migrations)
-            await database.dispose()
-
-    asyncio.run(migrate())
-    return (urls[0], urls[1])
+@pytest.fixture
+def two_stores(two_database_urls: tuple[str, str]) -> tuple[str, str]:
+    migrate_databases(two_database_urls, DEFINITION.migrations)
+    return two_database_urls
 
 
 def test_any_delivery_order_ends_in_the_profiles_of_in_order_delivery(

@@ -52,3 +52,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     return cluster.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """Two empty databases of one kind: a store fed in order beside one fed shuffled."""
+    if request.param == "sqlite":
+        return (
+            f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
+            f"sqlite+aiosqlite:///{tmp_path / 'b.db'}",
+        )
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    return (cluster.create_database(), cluster.create_database())

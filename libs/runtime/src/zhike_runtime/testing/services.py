@@ -24,7 +24,9 @@ from zhike_runtime.auth.development import (
 )
 from zhike_runtime.auth.permissions import DEFAULT_ROLES
 from zhike_runtime.crypto import FieldKeys
+from zhike_runtime.db import Database
 from zhike_runtime.grpc_server import BROKER
+from zhike_runtime.migrations import apply_migrations
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry
 
@@ -177,3 +179,17 @@ def authorised_channel(
         list(DEFAULT_ROLES) if roles is None else roles, subject=subject, party_id=party_id
     )
     return grpc.aio.insecure_channel(address, interceptors=[BearerToken(token)])
+
+
+def migrate_databases(urls: Sequence[str], migrations: Path | None) -> None:
+    """Brings each database to a service's newest schema (for tests that open stores on them)."""
+
+    async def migrate() -> None:
+        for url in urls:
+            database = Database(url)
+            try:
+                await apply_migrations(database, migrations)
+            finally:
+                await database.dispose()
+
+    asyncio.run(migrate())
