@@ -6,8 +6,9 @@ plaintext health port is its port + 10. State (SQLite files, the JetStream store
 ZHIKE_DEV_STATE_DIR (default .zhike/), with the throwaway keys that seal personal data at rest
 (field-keys.json, made on the first run). The local providers notifications sends to run too:
 an HTTP SMS and push gateway on 8025 (ZHIKE_DEV_HTTP_GATEWAY_PORT) and an SMTP server on 1025
-(ZHIKE_DEV_SMTP_PORT), storing what they receive under <state dir>/gateways/. Ctrl-C stops
-everything cleanly.
+(ZHIKE_DEV_SMTP_PORT), storing what they receive under <state dir>/gateways/. Notifications
+asks identity and the profile where they were started, with a notifications_dispatcher token
+minted at each start (<state dir>/notifications-token). Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ GATEWAYS_MODULE = "zhike_notifications.local_gateways"
 GATEWAY_PORTS = {"ZHIKE_DEV_HTTP_GATEWAY_PORT": 8025, "ZHIKE_DEV_SMTP_PORT": 1025}
 HEALTH_OFFSET = 10
 FIELD_KEYS_FILE = "field-keys.json"
+# The notifications service's own token for identity and the profile (its party directory),
+# minted at each start and handed over as a file, the way a cluster mounts it from a Secret.
+DISPATCHER_TOKEN_FILE = "notifications-token"
+DISPATCHER_TOKEN_TTL_SECONDS = 30 * 24 * 3600
 START_TIMEOUT_SECONDS = 90.0
 
 
@@ -131,10 +136,34 @@ class Stack:
         self.nats.start()
         _say(f"nats-server with JetStream on {self.nats.url} (store {self.nats.store})")
         self.gateways = self._start_gateways(http_gateway_port, smtp_port)
+        extra_env = {
+            "notifications": self._dispatcher_environment(ports)
+            | _local_providers(http_gateway_port, smtp_port)
+        }
         for name, port in ports.items():
-            self.services.append(self._start_service(name, port))
+            self.services.append(self._start_service(name, port, extra_env.get(name, {})))
 
-    def _start_service(self, name: str, port: int) -> ServiceProcess:
+    def _dispatcher_environment(self, ports: dict[str, int]) -> dict[str, str]:
+        """What notifications needs to ask identity and the profile: where they run, and a
+        long-lived notifications_dispatcher token (an unmasked-read role: local only)."""
+        token = self.issuer.mint(
+            ["notifications_dispatcher"],
+            subject="notifications",
+            ttl_seconds=DISPATCHER_TOKEN_TTL_SECONDS,
+        )
+        token_file = self.state_dir.resolve() / DISPATCHER_TOKEN_FILE
+        descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(token + "\n")
+        return {
+            "ZHIKE_IDENTITY_ADDRESS": f"127.0.0.1:{ports['identity']}",
+            "ZHIKE_PROFILE_ADDRESS": f"127.0.0.1:{ports['profile']}",
+            "ZHIKE_SERVICE_TOKEN_FILE": str(token_file),
+        }
+
+    def _start_service(
+        self, name: str, port: int, extra_env: dict[str, str] | None = None
+    ) -> ServiceProcess:
         env = (
             os.environ
             | {
@@ -149,6 +178,7 @@ class Stack:
             }
             | self.issuer.service_settings()
             | self.field_keys
+            | (extra_env or {})
         )
         log_file = self.logs / f"{name}.log"
         with log_file.open("ab") as log:
@@ -231,6 +261,17 @@ class Stack:
                 service.process.kill()
                 service.process.wait()
         self.nats.stop()
+
+
+def _local_providers(http_gateway_port: int, smtp_port: int) -> dict[str, str]:
+    """Notifications' providers: the local gateways, on the ports they were started on."""
+    http = f"http://127.0.0.1:{http_gateway_port}"
+    providers = [
+        {"name": "local_sms", "channel": "sms", "url": http},
+        {"name": "local_push", "channel": "push", "url": http},
+        {"name": "local_email", "channel": "email", "url": f"smtp://127.0.0.1:{smtp_port}"},
+    ]
+    return {"ZHIKE_PROVIDERS": json.dumps(providers)}
 
 
 def development_field_keys(path: Path) -> dict[str, str]:

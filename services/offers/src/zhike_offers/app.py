@@ -24,10 +24,10 @@ from zhike_offers.settings import OffersSettings
 from zhike_offers.storage.decision_store import decision_store
 from zhike_offers.storage.repository import SqlOffersUnitOfWork
 from zhike_offers.transport import event_codec
-from zhike_offers.transport.background import closing_at_shutdown, every
 from zhike_offers.transport.event_handlers import profile_consumer
 from zhike_offers.transport.grpc_handlers import OffersHandlers
 from zhike_runtime.app import Platform, ServiceDefinition, Wiring
+from zhike_runtime.background import closing_at_shutdown, every
 from zhike_runtime.events.bus import StreamSpec
 
 SERVICE_NAME = offers_service_pb2.DESCRIPTOR.services_by_name["OffersService"].full_name

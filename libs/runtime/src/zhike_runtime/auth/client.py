@@ -12,10 +12,12 @@ from zhike_runtime.auth.access import PURPOSE_HEADER
 
 
 class BearerToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, token: str, purpose: str = "") -> None:
-        self._metadata = [("authorization", f"Bearer {token}")]
-        if purpose:
-            self._metadata.append((PURPOSE_HEADER, purpose))
+    """`token`: the token, or a function that answers the current one, asked before each call
+    (a service's token read from a mounted Secret that is rotated while the channel is open)."""
+
+    def __init__(self, token: str | Callable[[], str], purpose: str = "") -> None:
+        self._token = token
+        self._purpose = [(PURPOSE_HEADER, purpose)] if purpose else []
 
     async def intercept_unary_unary(
         self,
@@ -23,7 +25,12 @@ class BearerToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         details: grpc.aio.ClientCallDetails,
         request: Any,
     ) -> Any:
-        metadata = list(details.metadata or []) + self._metadata
+        token = self._token if isinstance(self._token, str) else self._token()
+        metadata = [
+            *(details.metadata or []),
+            ("authorization", f"Bearer {token}"),
+            *self._purpose,
+        ]
         details = grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )

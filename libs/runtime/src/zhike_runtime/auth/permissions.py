@@ -88,6 +88,11 @@ METHOD_RULES: Mapping[str, MethodRule] = {
         "offers.contact_preferences", party_field="party_id", audited=True
     ),
     _NOTIFICATIONS + "SendNotification": MethodRule("notifications.send", audited=True),
+    _NOTIFICATIONS + "GetNotification": MethodRule("notifications.read"),
+    _NOTIFICATIONS + "ListNotifications": MethodRule("notifications.read", party_field="party_id"),
+    # The customer's own inbox: the app reads it with a customer-delegated token.
+    _NOTIFICATIONS + "ListInbox": MethodRule("notifications.inbox", party_field="party_id"),
+    _NOTIFICATIONS + "MarkInboxRead": MethodRule("notifications.inbox", party_field="party_id"),
 }
 
 # Roles as a bank starts with them. A customer-delegated token (mobile app) carries the
@@ -99,6 +104,7 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "offers.decide",
         "offers.respond",
         "offers.contact_preferences",
+        "notifications.inbox",
     ),
     "branch_teller": (
         "identity.party.read",
@@ -110,6 +116,7 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "offers.respond",
         # A customer may opt out wherever they talk to the bank (PIPL art. 24).
         "offers.contact_preferences",
+        "notifications.read",
     ),
     "call_centre_agent": (
         "identity.party.read",
@@ -118,6 +125,7 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "offers.decide",
         "offers.respond",
         "offers.contact_preferences",
+        "notifications.read",
     ),
     "data_steward": (
         "identity.party.read",
@@ -136,9 +144,22 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "offers.catalogue.write",
         "offers.simulate",
         "notifications.send",
+        "notifications.read",
     ),
     # Internal audit and compliance: the decision log, and the offer versions it names.
-    "auditor": ("offers.audit", "offers.catalogue.read"),
+    "auditor": ("offers.audit", "offers.catalogue.read", "notifications.read"),
+    # Systems that send service and transactional messages (one-time passcodes, fraud alerts,
+    # maturity reminders): the card centre, core banking, the fraud engine.
+    "messaging_system": ("notifications.send", "notifications.read"),
+    # The notifications service itself, when it sends: it needs the party's real phone and
+    # e-mail (events never carry them), so it reads them unmasked from identity, and every such
+    # read is audited by identity as an unmasked read (purpose "notification dispatch"); from
+    # the profile only the preferences (language, time zone, quiet hours), masked data is fine.
+    "notifications_dispatcher": (
+        "identity.party.read",
+        "identity.party.read_pii",
+        "profile.read",
+    ),
     # Source-system adapters (core deposits, cards, loans…) feeding their records and facts in.
     "source_system": ("identity.record.write", "profile.source.write"),
     "sre": ("audit.read",),

@@ -97,7 +97,14 @@ SERVICES: tuple[ServiceGrant, ...] = (
         owns=(StreamSpec("ZHIKE_OFFERS", ("zhike.offers.v1.>",)),),
         consumes=(DurableConsumer("offers-profile", "ZHIKE_PROFILE"),),
     ),
-    ServiceGrant("notifications"),
+    ServiceGrant(
+        "notifications",
+        owns=(StreamSpec("ZHIKE_NOTIFICATIONS", ("zhike.notifications.v1.>",)),),
+        consumes=(
+            DurableConsumer("notifications-offers", "ZHIKE_OFFERS"),
+            DurableConsumer("notifications-profile", "ZHIKE_PROFILE"),
+        ),
+    ),
 )
 DLQ_ADMIN = "dlq-admin"
 SOURCE_ADAPTER = "source-adapter"

@@ -77,6 +77,9 @@ def field_key_environment() -> dict[str, str]:
     return {f"ZHIKE_{name.upper()}": value for name, value in TEST_FIELD_KEY_SETTINGS.items()}
 
 
+DISPATCHER_ROLE = "notifications_dispatcher"
+DISPATCHER_SUBJECT = "notifications"
+
 # Fast retries so that failure paths finish in seconds, not minutes.
 TEST_SETTINGS: dict[str, Any] = {
     "profile": "development",
@@ -95,6 +98,14 @@ TEST_SETTINGS: dict[str, Any] = {
     # No Service endpoints to leave in a test: stop at once (test_rolling_update sets a delay).
     "lame_duck_seconds": 0.0,
     **TEST_FIELD_KEY_SETTINGS,
+    # Notifications' own (other services ignore them): its webhook server on a free port, and
+    # a token for its party directory, good for the longest test run.
+    "webhook_port": 0,
+    "webhook_host": "127.0.0.1",
+    "service_token": TEST_ISSUER.mint(
+        [DISPATCHER_ROLE], subject=DISPATCHER_SUBJECT, ttl_seconds=6 * 3600
+    ),
+    "dispatch_idle_seconds": 0.2,
 }
 
 
@@ -179,6 +190,28 @@ def authorised_channel(
         list(DEFAULT_ROLES) if roles is None else roles, subject=subject, party_id=party_id
     )
     return grpc.aio.insecure_channel(address, interceptors=[BearerToken(token)])
+
+
+# The notifications service's own role and subject when it asks identity and the profile
+# (DEFAULT_ROLES: unmasked party reads, audited by identity).
+
+
+def dispatcher_token(roles: Sequence[str] = (DISPATCHER_ROLE,)) -> str:
+    """A token from the tests' issuer for notifications to call identity and the profile with
+    (other `roles` to see it refused)."""
+    return TEST_ISSUER.mint(roles, subject=DISPATCHER_SUBJECT)
+
+
+def dispatcher_environment(
+    identity_address: str, profile_address: str, token: str | None = None
+) -> dict[str, str]:
+    """The ZHIKE_* variables, beside `process_environment()`, that a notifications process
+    needs to reach identity and the profile under test (a dispatcher token unless `token`)."""
+    return {
+        "ZHIKE_IDENTITY_ADDRESS": identity_address,
+        "ZHIKE_PROFILE_ADDRESS": profile_address,
+        "ZHIKE_SERVICE_TOKEN": dispatcher_token() if token is None else token,
+    }
 
 
 def migrate_databases(urls: Sequence[str], migrations: Path | None) -> None:

@@ -73,6 +73,8 @@ class SuppressionReason(enum.StrEnum):
     FREQUENCY_CAP = "frequency_cap"
     # The customer's quiet hours leave no time in the marketing window (defer would be forever).
     NO_SEND_WINDOW = "no_send_window"
+    # Identity knows no address of the party on the channel (no phone for SMS, no e-mail).
+    NO_ADDRESS = "no_address"
 
 
 @dataclass(frozen=True)

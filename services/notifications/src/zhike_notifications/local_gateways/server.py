@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import uvicorn
-
 from zhike_notifications.domain.model import Channel
+from zhike_notifications.http_server import HttpServer
 from zhike_notifications.local_gateways.control import FaultControl
 from zhike_notifications.local_gateways.http_gateway import http_gateway_app
 from zhike_notifications.local_gateways.smtp_gateway import (
@@ -24,16 +22,6 @@ from zhike_notifications.local_gateways.smtp_gateway import (
 from zhike_notifications.local_gateways.store import SUFFIXES, MessageStore, channel_directory
 
 CHANNELS = (Channel.SMS, Channel.PUSH, Channel.EMAIL)
-START_TIMEOUT_SECONDS = 10.0
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: whoever runs the gateways decides when they stop
-    (the CLI on SIGINT/SIGTERM, a test when its block ends)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 class LocalGateways:
@@ -59,8 +47,7 @@ class LocalGateways:
         self.controls = {channel: FaultControl(channel) for channel in CHANNELS}
         self._api_key = api_key
         self._smtp: asyncio.Server | None = None
-        self._http: _Server | None = None
-        self._http_task: asyncio.Task[None] | None = None
+        self._http: HttpServer | None = None
 
     @property
     def http_url(self) -> str:
@@ -82,40 +69,22 @@ class LocalGateways:
         )
         self.smtp_port = self._smtp.sockets[0].getsockname()[1]
 
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((self.host, self.http_port))
-        except OSError:
-            listener.close()
-            await self.stop()
-            raise
-        self.http_port = listener.getsockname()[1]
         app = http_gateway_app(
             {c: self.stores[c] for c in (Channel.SMS, Channel.PUSH)}, self.controls, self._api_key
         )
-        config = uvicorn.Config(
-            app,
-            log_config=None,  # the process's own (JSON) logging
-            access_log=False,
-            lifespan="off",
-            # A delayed answer does not hold up a stop for long.
-            timeout_graceful_shutdown=1,
-        )
-        self._http = _Server(config)
-        self._http_task = asyncio.create_task(self._http.serve(sockets=[listener]))
-        deadline = loop.time() + START_TIMEOUT_SECONDS
-        while not self._http.started:
-            if self._http_task.done() or loop.time() > deadline:
-                await self.stop()
-                raise RuntimeError("the local HTTP gateway did not start")
-            await asyncio.sleep(0.01)
+        # The CLI stops it on SIGINT/SIGTERM, a test when its block ends.
+        self._http = HttpServer(app, host=self.host, port=self.http_port)
+        try:
+            await self._http.start()
+        except BaseException:  # the SMTP server is not left running
+            await self.stop()
+            raise
+        self.http_port = self._http.port
 
     async def stop(self) -> None:
-        if self._http is not None and self._http_task is not None:
-            self._http.should_exit = True
-            await self._http_task
-            self._http = self._http_task = None
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.stop()
         if self._smtp is not None:
             self._smtp.close()
             await self._smtp.wait_closed()

@@ -1,10 +1,11 @@
-"""The offers' background work, as loops the runtime runs while the service runs: the catalogue
-and the propensity counts read again, what outlived its retention deleted, and the decision
-store's connections given back at shutdown."""
+"""Background work as loops the runtime runs while a service runs (`Wiring.background`): a
+round every so often (offers' catalogue refresh, retention), rounds as long as they find work
+and then a nap until woken (notifications' dispatcher), and something closed at shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -44,5 +45,31 @@ def closing_at_shutdown(
             await asyncio.Event().wait()
         finally:
             await close()
+
+    return loop
+
+
+def while_working(
+    what: str,
+    round_: Callable[[], Awaitable[int]],
+    wake: asyncio.Event,
+    idle_seconds: float,
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A loop that runs `round_` again at once while it reports work done (a count above 0),
+    and otherwise naps until `wake` is set or `idle_seconds` pass. A failure is logged (without
+    values) and the loop naps before the next round."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                if await round_():
+                    continue
+            except Exception as error:  # noqa: BLE001 - the next round tries again
+                log.warning(
+                    f"{what} failed; will try again", extra={"error": describe_error(error)}
+                )
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), idle_seconds)
 
     return loop

@@ -1,0 +1,907 @@
+"""The notifications use cases: messages asked for, dispatched through the gates to a provider,
+and what comes back (receipts, replies, unsubscribes). Each use case owns its transaction.
+
+Dispatch of one notification, and why it is shaped so (at most once, even across a crash):
+
+1. With the party's lock (one writer per party, so two replicas never both pass the frequency
+   cap), read the notification, the party's consents and what he was sent; run the gates.
+   A refusal (SUPPRESSED) or a deferral (DEFERRED until …) is written and that is all. A send is
+   written as `Sending(attempt, provider)` before anything leaves: from then on it counts as sent
+   for the cap and dedup, and the choice of provider is on record.
+2. The message goes to that provider with the notification id as its out-id; the provider
+   deduplicates on it.
+3. The answer is written: accepted (SENT), or a retry planned (failover at once, then backoff),
+   or given up (FAILED).
+
+A crash between 2 and 3 leaves `Sending` on the row; when its lease runs out any dispatcher takes
+it up again and asks the same provider with the same out-id, without running the gates again, so
+the provider answers with the message it already holds and the customer gets one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+
+from zhike_notifications.domain import gates, lifecycle
+from zhike_notifications.domain.calendar import WorkingCalendar
+from zhike_notifications.domain.gates import (
+    ConsentEvidence,
+    ConsentRecord,
+    GatePolicy,
+    PartySnapshot,
+)
+from zhike_notifications.domain.model import (
+    Category,
+    Channel,
+    GiveUpReason,
+    Message,
+    Notification,
+    Purpose,
+    Status,
+    Suppression,
+    SuppressionReason,
+    message_purpose,
+)
+from zhike_notifications.domain.ports import (
+    ConsentEntry,
+    ConsentWithdrawnByCustomer,
+    DecisionWithdrawal,
+    DirectoryUnavailable,
+    InboxEntry,
+    NotificationsUnitOfWork,
+    Outgoing,
+    PartyContact,
+    PartyDirectory,
+    ProviderAnswer,
+    ProviderGateway,
+    Sending,
+    StatusChanged,
+    StoredNotification,
+)
+from zhike_notifications.domain.replies import ReplyAction, parse_reply
+from zhike_notifications.domain.retry import RetryPolicy, Stop, after_failure
+from zhike_notifications.domain.templates import CompiledTemplate, Rendered
+from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
+from zhike_runtime.ids import new_id
+from zhike_runtime.paging import PageTokens
+from zhike_runtime.paging import page_size as resolve_page_size
+from zhike_runtime.validation import Violations
+
+log = logging.getLogger(__name__)
+
+UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[NotificationsUnitOfWork]]
+Clock = Callable[[], dt.datetime]
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+# Statuses a notification is announced in (NotificationSent/Delivered/Failed/Suppressed).
+ANNOUNCED = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.SUPPRESSED})
+INBOX_PROVIDER = "inbox"  # the in-app inbox is its own provider: written, so delivered at once
+
+
+def party_lock(party_id: str) -> str:
+    return f"notifications:party:{party_id}"
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    gate_policy: GatePolicy
+    calendar: WorkingCalendar
+    retry_policies: Mapping[Channel, RetryPolicy]
+    # How long an attempt in flight is left to its dispatcher before another takes it up.
+    lease: dt.timedelta = dt.timedelta(seconds=60)
+    # How far back the gates look (the longest cap window, dedup and consent frequency fit).
+    history_days: int = 31
+    sms_signature: str = ""  # 【银行名】, prepended by gateways in China; counted in the length
+
+
+@dataclass(frozen=True)
+class OfferDecision:
+    """An outbound offer decision to deliver (offers' OfferDecided)."""
+
+    decision_id: str
+    party_id: str
+    offer_id: str
+    channel: Channel
+    template_id: str
+    category: Category
+    decided_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """A SendNotification call, as received."""
+
+    party_id: str
+    channel: Channel | None
+    template_id: str
+    idempotency_key: str
+    category: Category | None
+    purpose: Purpose | None
+    values: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """A consent decision the profile published (ProfileChanged's ConsentChanged)."""
+
+    party_id: str
+    record: ConsentRecord
+    changed_at: dt.datetime
+    profile_version: int
+
+
+def outcome_event(stored: StoredNotification) -> StatusChanged | None:
+    return StatusChanged(stored.notification) if stored.notification.status in ANNOUNCED else None
+
+
+def _apply(stored: StoredNotification, event: lifecycle.Event) -> tuple[StoredNotification, bool]:
+    applied = lifecycle.apply(stored.notification, event)
+    return replace(stored, notification=applied.notification), applied.changed
+
+
+async def _save(
+    unit: NotificationsUnitOfWork, before: StoredNotification, after: StoredNotification
+) -> None:
+    await unit.notifications.save(after, before.notification.version)
+    if after.notification.status is not before.notification.status:
+        event = outcome_event(after)
+        if event is not None:
+            unit.record(event)
+
+
+class Templates:
+    """The templates the service knows, by id (compiled when loaded: a bad one never starts)."""
+
+    def __init__(self, templates: Mapping[str, CompiledTemplate]) -> None:
+        self._templates = dict(templates)
+
+    def get(self, template_id: str) -> CompiledTemplate | None:
+        return self._templates.get(template_id)
+
+    def check(
+        self,
+        v: Violations,
+        field: str,
+        template_id: str,
+        channel: Channel,
+        category: Category,
+    ) -> CompiledTemplate | None:
+        template = self._templates.get(template_id)
+        if template is None:
+            v.add(field, f"is not a template of this service: {template_id!r}")
+            return None
+        draft = template.draft
+        if draft.channel is not channel:
+            v.add(field, f"is a {draft.channel.value} template, not {channel.value}")
+        if draft.category is not category:
+            v.add(field, f"is a {draft.category.value} template, not {category.value}")
+        return template
+
+
+def _digest(request: SendRequest, category: Category, purpose: Purpose) -> str:
+    document = {
+        "party_id": request.party_id,
+        "channel": request.channel.value if request.channel else "",
+        "template_id": request.template_id,
+        "category": category.value,
+        "purpose": purpose.value,
+        "values": dict(sorted(request.values.items())),
+    }
+    canonical = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Intake:
+    """Messages asked for: offers' decisions (and their withdrawals), SendNotification calls, and
+    the consents the profile publishes."""
+
+    def __init__(
+        self,
+        unit_of_work: UnitOfWorkFactory,
+        templates: Templates,
+        clock: Clock,
+        on_new: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._unit_of_work = unit_of_work
+        self._templates = templates
+        self._clock = clock
+        self._on_new = on_new
+
+    async def offer_decided(self, unit: NotificationsUnitOfWork, decision: OfferDecision) -> None:
+        """Queues the decision's message once (its id is derived from the decision's); created
+        CANCELLED when the decision was already withdrawn (the events crossed)."""
+        v = Violations()
+        template = self._templates.check(
+            v, "template_id", decision.template_id, decision.channel, decision.category
+        )
+        v.raise_if_any()
+        assert template is not None
+        notification = Notification(
+            notification_id=f"offer-{decision.decision_id}",
+            party_id=decision.party_id,
+            channel=decision.channel,
+            category=decision.category,
+            template_id=decision.template_id,
+            created_at=decision.decided_at,
+            decision_id=decision.decision_id,
+            offer_id=decision.offer_id,
+        )
+        withdrawal = await unit.withdrawals.get(decision.decision_id)
+        if withdrawal is not None:
+            notification = lifecycle.apply(
+                notification, lifecycle.Withdrawal(decision.decision_id, withdrawal.at)
+            ).notification
+        message = Message(
+            party_id=decision.party_id,
+            channel=decision.channel,
+            category=decision.category,
+            purpose=message_purpose(decision.category, None),
+            template_id=decision.template_id,
+            topic=template.draft.topic,
+            offer_id=decision.offer_id,
+            decision_id=decision.decision_id,
+        )
+        stored = StoredNotification(
+            notification, message, idempotency_key=f"offer-decision:{decision.decision_id}"
+        )
+        if await unit.notifications.add(stored) and withdrawal is None:
+            unit.after_commit(self._on_new)
+
+    async def offer_withdrawn(
+        self, unit: NotificationsUnitOfWork, withdrawal: DecisionWithdrawal
+    ) -> None:
+        """Cancels every send of the decision not yet handed to a provider, and remembers the
+        withdrawal for a decision that has not arrived yet."""
+        await unit.lock([party_lock(withdrawal.party_id)])
+        await unit.withdrawals.add(withdrawal)
+        for stored in await unit.notifications.by_decision(withdrawal.decision_id):
+            after, changed = _apply(
+                stored, lifecycle.Withdrawal(withdrawal.decision_id, withdrawal.at)
+            )
+            if changed:
+                await _save(unit, stored, after)
+
+    async def consent_changes(
+        self, unit: NotificationsUnitOfWork, changes: Sequence[ConsentChange]
+    ) -> None:
+        entries = [
+            ConsentEntry(
+                change.party_id,
+                change.record,
+                change.record.evidence.captured_at if change.record.evidence else change.changed_at,
+                change.profile_version,
+            )
+            for change in changes
+        ]
+        if entries:
+            await unit.consents.put(entries)
+
+    async def send(self, request: SendRequest) -> StoredNotification:
+        """SendNotification: validated, then queued once per idempotency key."""
+        v = Violations()
+        _check_party(v, request.party_id)
+        if not IDEMPOTENCY_KEY.fullmatch(request.idempotency_key):
+            v.add(
+                "idempotency_key",
+                "is required: 1-128 characters of A-Z, a-z, 0-9, '_', '.', ':', '-'",
+            )
+        if request.channel is None:
+            v.add("channel", "is required")
+        if request.category is None:
+            v.add("category", "is required")
+        v.raise_if_any()
+        assert request.channel is not None
+        assert request.category is not None
+        purpose = message_purpose(request.category, request.purpose)
+        template = self._templates.check(
+            v, "template_id", request.template_id, request.channel, request.category
+        )
+        v.raise_if_any()
+        assert template is not None
+        # The values are checked now (every declared field, no other), not when it is sent.
+        template.render(
+            "zh-CN",
+            request.values,
+            unsubscribe_url="https://unsubscribe.invalid/check",
+        )
+        digest = _digest(request, request.category, purpose)
+        now = self._clock()
+        notification = Notification(
+            notification_id=new_id(),
+            party_id=request.party_id,
+            channel=request.channel,
+            category=request.category,
+            template_id=request.template_id,
+            created_at=now,
+        )
+        message = Message(
+            party_id=request.party_id,
+            channel=request.channel,
+            category=request.category,
+            purpose=purpose,
+            template_id=request.template_id,
+            topic=template.draft.topic,
+        )
+        stored = StoredNotification(
+            notification,
+            message,
+            values=dict(request.values),
+            idempotency_key=request.idempotency_key,
+            request_digest=digest,
+        )
+        async with self._unit_of_work() as unit:
+            added = await unit.notifications.add(stored)
+            if added:
+                await unit.commit()
+        if added:
+            self._on_new()
+            return stored
+        async with self._unit_of_work() as unit:
+            first = await unit.notifications.by_idempotency_key(request.idempotency_key)
+        if first is None:  # the id collided, not the key: cannot happen with UUIDv7 ids
+            raise ConcurrentUpdate("notification id taken; try again")
+        if first.request_digest != digest:
+            raise FailedPrecondition(
+                "idempotency_key was used for a different request", request.idempotency_key
+            )
+        return first
+
+
+class Dispatcher:
+    """Sends what is due: the gates, then a provider, then the answer (module docstring)."""
+
+    def __init__(
+        self,
+        unit_of_work: UnitOfWorkFactory,
+        templates: Templates,
+        directory: PartyDirectory,
+        providers: ProviderGateway,
+        config: DispatchConfig,
+        clock: Clock,
+        *,
+        unsubscribe_url: Callable[[str], str],
+        rng: random.Random | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        self._unit_of_work = unit_of_work
+        self._templates = templates
+        self._directory = directory
+        self._providers = providers
+        self._config = config
+        self._clock = clock
+        self._unsubscribe_url = unsubscribe_url
+        self._rng = rng or random.Random()
+        self._batch_size = batch_size
+
+    async def dispatch_due(self) -> int:
+        """One round: takes up to a batch of due notifications (leased, so other replicas skip
+        them) and dispatches them, a party's in order, parties side by side; how many it took."""
+        now = self._clock()
+        async with self._unit_of_work() as unit:
+            due = await unit.notifications.due(now, self._batch_size)
+            if not due:
+                return 0
+            await unit.notifications.lease([ident for ident, _ in due], now + self._config.lease)
+            await unit.commit()
+        by_party: dict[str, list[str]] = {}
+        for notification_id, party_id in due:
+            by_party.setdefault(party_id, []).append(notification_id)
+        await asyncio.gather(*(self._dispatch_party(ids) for ids in by_party.values()))
+        return len(due)
+
+    async def _dispatch_party(self, notification_ids: Sequence[str]) -> None:
+        for notification_id in notification_ids:
+            try:
+                await self.dispatch(notification_id)
+            except ConcurrentUpdate:
+                # Another replica wrote it first; whatever is left is due again and taken then.
+                log.info("notification changed while dispatching; left for the next round")
+            except DirectoryUnavailable:
+                log.warning("party directory unavailable; the notification waits for its lease")
+
+    async def dispatch(self, notification_id: str) -> None:
+        """Runs one notification as far as it goes now."""
+        async with self._unit_of_work() as unit:
+            stored = await unit.notifications.get(notification_id)
+        if stored is None or (stored.notification.due_at() is None and stored.sending is None):
+            return
+        contact: PartyContact | None = None
+        if stored.notification.channel is not Channel.INBOX:
+            # Asked before the party's lock is taken: no network wait while holding it.
+            contact = await self._directory.contact(stored.notification.party_id)
+        planned = await self._decide(notification_id, contact)
+        if planned is None:
+            return
+        stored, outgoing = planned
+        assert stored.sending is not None
+        answer = await self._providers.send(stored.sending.provider, outgoing)
+        await self._record_answer(notification_id, stored.sending, answer)
+
+    async def _decide(
+        self, notification_id: str, contact: PartyContact | None
+    ) -> tuple[StoredNotification, Outgoing] | None:
+        """Step 1 under the party's lock: the gates' verdict written, or the attempt recorded
+        and the message to send returned."""
+        now = self._clock()
+        async with self._unit_of_work() as unit:
+            peek = await unit.notifications.get(notification_id)
+            if peek is None:
+                return None
+            await unit.lock([party_lock(peek.notification.party_id)])
+            stored = await unit.notifications.get_for_update(notification_id)
+            if stored is None:
+                return None
+            if stored.sending is not None:
+                # Taken up after a crash or a lost lease: the same provider, the same out-id.
+                outgoing = self._outgoing(stored, contact, stored.language)
+                if outgoing is None:
+                    return None
+                sending = replace(stored.sending, started_at=now)
+                after = replace(stored, sending=sending)
+                await unit.notifications.save(after, stored.notification.version)
+                await unit.notifications.lease([notification_id], now + self._config.lease)
+                await unit.commit()
+                return after, outgoing
+            due = stored.notification.due_at()
+            if due is None or due > now:
+                return None
+            verdict = await self._gates(unit, stored, contact, now)
+            version = stored.notification.version
+            if isinstance(verdict, gates.Suppress):
+                after, _ = _apply(stored, lifecycle.Suppressed(verdict.suppression, version))
+                await _save(unit, stored, after)
+                await unit.commit()
+                return None
+            if isinstance(verdict, gates.Defer):
+                after, _ = _apply(stored, lifecycle.Deferred(verdict.until, version))
+                await _save(unit, stored, after)
+                await unit.commit()
+                return None
+            if stored.notification.channel is Channel.INBOX:
+                await self._deliver_to_inbox(unit, stored, verdict.language, now)
+                await unit.commit()
+                return None
+            outgoing = self._outgoing(stored, contact, verdict.language)
+            if outgoing is None:
+                suppression = Suppression(
+                    SuppressionReason.NO_ADDRESS,
+                    f"the party has no {stored.notification.channel.value} address",
+                )
+                after, _ = _apply(stored, lifecycle.Suppressed(suppression, version))
+                await _save(unit, stored, after)
+                await unit.commit()
+                return None
+            provider = self._provider_for(stored)
+            if provider is None:
+                return None
+            sending = Sending(stored.notification.next_attempt, provider, now)
+            after = replace(stored, sending=sending, language=verdict.language)
+            await unit.notifications.save(after, version)
+            await unit.notifications.lease([notification_id], now + self._config.lease)
+            await unit.commit()
+            return after, outgoing
+
+    async def _gates(
+        self,
+        unit: NotificationsUnitOfWork,
+        stored: StoredNotification,
+        contact: PartyContact | None,
+        now: dt.datetime,
+    ) -> gates.Verdict:
+        party_id = stored.notification.party_id
+        consents = tuple(entry.record for entry in await unit.consents.of_party(party_id))
+        snapshot = PartySnapshot(
+            party_id=party_id,
+            consents=consents,
+            do_not_contact=contact.do_not_contact if contact else False,
+            opted_out_channels=contact.opted_out_channels if contact else frozenset(),
+            language=contact.language if contact else "",
+            time_zone=contact.time_zone if contact else "",
+            quiet_hours=contact.quiet_hours if contact else None,
+        )
+        since = now - dt.timedelta(days=self._config.history_days)
+        history = await unit.notifications.history(party_id, since)
+        return gates.evaluate(
+            stored.message,
+            snapshot,
+            history,
+            now,
+            self._config.gate_policy,
+            self._config.calendar,
+        )
+
+    def _provider_for(self, stored: StoredNotification) -> str | None:
+        configured = self._providers.providers(stored.notification.channel)
+        if not configured:
+            log.error(
+                "no provider configured for a channel",
+                extra={"channel": stored.notification.channel.value},
+            )
+            return None
+        retry = stored.notification.retry
+        if retry is not None and retry.provider in configured:
+            return retry.provider
+        return configured[0]
+
+    def _render(self, stored: StoredNotification, language: str) -> Rendered:
+        template = self._templates.get(stored.notification.template_id)
+        if template is None:
+            raise NotFound("template", stored.notification.template_id)
+        unsubscribe = ""
+        if stored.notification.category is Category.MARKETING:
+            unsubscribe = self._unsubscribe_url(stored.notification.notification_id)
+        return template.render(
+            language,
+            stored.values,
+            unsubscribe_url=unsubscribe if stored.notification.channel is Channel.EMAIL else "",
+            sms_signature=self._config.sms_signature,
+        )
+
+    def _outgoing(
+        self, stored: StoredNotification, contact: PartyContact | None, language: str
+    ) -> Outgoing | None:
+        channel = stored.notification.channel
+        address = contact.address(channel) if contact else ""
+        if not address:
+            return None
+        rendered = self._render(stored, language)
+        marketing_email = (
+            channel is Channel.EMAIL and stored.notification.category is Category.MARKETING
+        )
+        return Outgoing(
+            out_id=stored.notification.notification_id,
+            channel=channel,
+            to=address,
+            body=rendered.body,
+            subject=rendered.subject,
+            unsubscribe_url=(
+                self._unsubscribe_url(stored.notification.notification_id)
+                if marketing_email
+                else ""
+            ),
+        )
+
+    async def _deliver_to_inbox(
+        self,
+        unit: NotificationsUnitOfWork,
+        stored: StoredNotification,
+        language: str,
+        now: dt.datetime,
+    ) -> None:
+        rendered = self._render(stored, language)
+        notification = stored.notification
+        await unit.inbox.add(
+            InboxEntry(
+                notification.notification_id,
+                notification.party_id,
+                notification.template_id,
+                rendered.language,
+                rendered.subject,
+                rendered.body,
+                now,
+            )
+        )
+        after = replace(stored, language=rendered.language)
+        for event in (
+            lifecycle.SendResult(
+                notification.next_attempt,
+                INBOX_PROVIDER,
+                lifecycle.SendOutcome.ACCEPTED,
+                now,
+                provider_message_id=notification.notification_id,
+            ),
+            lifecycle.Receipt(lifecycle.ReceiptKind.DELIVERED, now),
+        ):
+            after, _ = _apply(after, event)
+        await _save(unit, stored, after)
+        # The inbox skips SENT on the way to DELIVERED: offers and the profile hear of both.
+        unit.record(StatusChanged(replace(after.notification, status=Status.SENT)))
+
+    async def _record_answer(
+        self, notification_id: str, sending: Sending, answer: ProviderAnswer
+    ) -> None:
+        now = self._clock()
+        async with self._unit_of_work() as unit:
+            stored = await unit.notifications.get_for_update(notification_id)
+            if stored is None or stored.sending != sending:
+                return  # someone else took the attempt up meanwhile and records it
+            policy = self._config.retry_policies[stored.notification.channel]
+            if answer.accepted:
+                event: lifecycle.Event = lifecycle.SendResult(
+                    sending.attempt,
+                    sending.provider,
+                    lifecycle.SendOutcome.ACCEPTED,
+                    now,
+                    provider_message_id=answer.provider_message_id,
+                )
+                after, _ = _apply(replace(stored, sending=None), event)
+            else:
+                assert answer.error is not None
+                step = after_failure(
+                    sending.attempt,
+                    sending.provider,
+                    answer.error,
+                    now,
+                    policy,
+                    self._rng,
+                    answer.retry_after,
+                )
+                permanent = isinstance(step, Stop) and step.reason is GiveUpReason.PERMANENT_ERROR
+                outcome = (
+                    lifecycle.SendOutcome.PERMANENT_ERROR
+                    if permanent
+                    else lifecycle.SendOutcome.TRANSIENT_ERROR
+                )
+                after, _ = _apply(
+                    replace(stored, sending=None),
+                    lifecycle.SendResult(
+                        sending.attempt, sending.provider, outcome, now, error=answer.code
+                    ),
+                )
+                if isinstance(step, Stop):
+                    if not permanent:
+                        after, _ = _apply(
+                            after, lifecycle.RetriesExhausted(step.attempts, answer.code, now)
+                        )
+                else:
+                    after, _ = _apply(
+                        after, lifecycle.RetryScheduled(step.attempt, step.at, step.provider)
+                    )
+            await _save(unit, stored, after)
+            await unit.commit()
+
+
+class WebhookReplayed(Exception):
+    """A webhook delivery id seen before: the request is a replay and changes nothing."""
+
+
+class Deliveries:
+    """What providers and customers send back: receipts, SMS replies, unsubscribe links."""
+
+    def __init__(self, unit_of_work: UnitOfWorkFactory, clock: Clock) -> None:
+        self._unit_of_work = unit_of_work
+        self._clock = clock
+
+    async def record_receipt(
+        self,
+        delivery_id: str,
+        provider: str,
+        provider_message_id: str,
+        kind: lifecycle.ReceiptKind,
+        at: dt.datetime,
+        error: str,
+    ) -> bool:
+        """A provider's receipt, with the webhook's delivery id recorded in the same
+        transaction (a replay raises `WebhookReplayed`). False when no notification was
+        accepted under that id yet — a receipt may overtake our own record of the send — and
+        then the delivery id is not used up, so the provider's retry finds it."""
+        async with self._unit_of_work() as unit:
+            if not await unit.webhook_deliveries.first_time(delivery_id, self._clock()):
+                raise WebhookReplayed
+            found = await unit.notifications.by_provider_message(provider, provider_message_id)
+            if found is None:
+                return False
+            stored = await unit.notifications.get_for_update(found.notification.notification_id)
+            if stored is None:
+                return False
+            receipt = lifecycle.Receipt(kind, at, error, provider_message_id)
+            after, changed = _apply(stored, receipt)
+            if changed:
+                await _save(unit, stored, after)
+            await unit.commit()
+        return True
+
+    async def record_reply(
+        self, delivery_id: str, provider: str, in_reply_to: str, text: str, at: dt.datetime
+    ) -> ReplyAction | None:
+        """An SMS reply to a message we sent; None when no message has that provider id."""
+        reply = parse_reply(text)
+        async with self._unit_of_work() as unit:
+            if not await unit.webhook_deliveries.first_time(delivery_id, self._clock()):
+                raise WebhookReplayed
+            found = await unit.notifications.by_provider_message(provider, in_reply_to)
+            if found is None:
+                return None
+            if reply.action is ReplyAction.UNSUBSCRIBE:
+                assert reply.channel is not None
+                assert reply.purpose is not None
+                await self._withdraw(
+                    unit, found.notification, reply.channel, reply.purpose, "sms reply", at
+                )
+            await unit.commit()
+        return reply.action
+
+    async def unsubscribe(self, notification_id: str, at: dt.datetime) -> bool:
+        """An e-mail's unsubscribe link: consent to marketing e-mail withdrawn."""
+        async with self._unit_of_work() as unit:
+            stored = await unit.notifications.get(notification_id)
+            if stored is None:
+                return False
+            await self._withdraw(
+                unit,
+                stored.notification,
+                stored.notification.channel,
+                Purpose.MARKETING,
+                f"{stored.notification.channel.value} unsubscribe link",
+                at,
+            )
+            await unit.commit()
+        return True
+
+    async def _withdraw(
+        self,
+        unit: NotificationsUnitOfWork,
+        notification: Notification,
+        channel: Channel,
+        purpose: Purpose,
+        where: str,
+        at: dt.datetime,
+    ) -> None:
+        evidence = ConsentEvidence(where, at, "")
+        record = ConsentRecord(channel, purpose, given=False, evidence=evidence)
+        taken = await unit.consents.put([ConsentEntry(notification.party_id, record, at, 0)])
+        if taken:
+            unit.record(
+                ConsentWithdrawnByCustomer(
+                    notification.party_id, channel, purpose, notification.notification_id, evidence
+                )
+            )
+
+
+@dataclass(frozen=True)
+class NotificationPage:
+    notifications: tuple[Notification, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    messages: tuple[InboxEntry, ...]
+    next_page_token: str
+    unread_count: int
+
+
+def _position(
+    v: Violations, page_tokens: PageTokens, query: str, token: str
+) -> tuple[dt.datetime, str] | None:
+    position = page_tokens.read(v, "page_token", query, token)
+    if position is None:
+        return None
+    try:
+        at, last = position
+        return dt.datetime.fromisoformat(at), last
+    except ValueError:
+        v.add("page_token", "is not a page token this service issued")
+        return None
+
+
+class Queries:
+    """Reading notifications and the inbox; marking inbox messages read."""
+
+    def __init__(
+        self,
+        unit_of_work: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        page_tokens: PageTokens,
+        max_page_size: int,
+    ) -> None:
+        self._unit_of_work = unit_of_work
+        self._clock = clock
+        self._page_tokens = page_tokens
+        self._max_page_size = max_page_size
+
+    async def get(self, notification_id: str) -> Notification:
+        v = Violations()
+        if not notification_id or len(notification_id) > 128:
+            v.add("notification_id", "is required (at most 128 characters)")
+        v.raise_if_any()
+        async with self._unit_of_work() as unit:
+            stored = await unit.notifications.get(notification_id)
+        if stored is None:
+            raise NotFound("notification", notification_id)
+        return stored.notification
+
+    async def of_party(self, party_id: str, page_size: int, page_token: str) -> NotificationPage:
+        v = Violations()
+        _check_party(v, party_id)
+        size = resolve_page_size(v, "page_size", page_size, maximum=self._max_page_size)
+        query = f"notifications|{party_id}"
+        before = _position(v, self._page_tokens, query, page_token)
+        v.raise_if_any()
+        async with self._unit_of_work() as unit:
+            found = await unit.notifications.of_party(party_id, before, size + 1)
+        token = ""
+        if len(found) > size:
+            last = found[size - 1]
+            token = self._page_tokens.issue(
+                query, [last.created_at.isoformat(), last.notification_id]
+            )
+        return NotificationPage(tuple(found[:size]), token)
+
+    async def inbox(
+        self, party_id: str, page_size: int, page_token: str, unread_only: bool
+    ) -> InboxPage:
+        v = Violations()
+        _check_party(v, party_id)
+        size = resolve_page_size(v, "page_size", page_size, maximum=self._max_page_size)
+        query = f"inbox|{party_id}|{unread_only}"
+        before = _position(v, self._page_tokens, query, page_token)
+        v.raise_if_any()
+        async with self._unit_of_work() as unit:
+            found = await unit.inbox.page(party_id, before, size + 1, unread_only)
+            unread = await unit.inbox.unread_count(party_id)
+        token = ""
+        if len(found) > size:
+            last = found[size - 1]
+            token = self._page_tokens.issue(
+                query, [last.created_at.isoformat(), last.notification_id]
+            )
+        return InboxPage(tuple(found[:size]), token, unread)
+
+    async def mark_read(self, party_id: str, notification_ids: Sequence[str]) -> int:
+        v = Violations()
+        _check_party(v, party_id)
+        if not notification_ids:
+            v.add("notification_ids", "name at least one message")
+        if len(notification_ids) > self._max_page_size:
+            v.add("notification_ids", f"at most {self._max_page_size} at a time")
+        for index, ident in enumerate(notification_ids):
+            if not ident or len(ident) > 128:
+                v.add(f"notification_ids[{index}]", "is empty or longer than 128 characters")
+        v.raise_if_any()
+        wanted = list(dict.fromkeys(notification_ids))
+        async with self._unit_of_work() as unit:
+            known = await unit.inbox.known(party_id, wanted)
+            missing = [ident for ident in wanted if ident not in known]
+            if missing:
+                # The same answer for another party's message as for none at all.
+                raise NotFound("inbox message", missing[0])
+            marked = await unit.inbox.mark_read(party_id, wanted, self._clock())
+            await unit.commit()
+        return marked
+
+
+def _check_party(v: Violations, party_id: str) -> None:
+    v.uuid("party_id", party_id)
+
+
+class Retention:
+    """Deletes finished notifications and old webhook delivery ids after the retention period
+    (send records are kept at least five months: settings)."""
+
+    def __init__(
+        self,
+        unit_of_work: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        retention_days: int,
+        webhook_replay_days: int = 2,
+        chunk: int = 5000,
+    ) -> None:
+        self._unit_of_work = unit_of_work
+        self._clock = clock
+        self._retention = dt.timedelta(days=retention_days)
+        self._replay = dt.timedelta(days=webhook_replay_days)
+        self._chunk = chunk
+
+    async def prune(self) -> int:
+        now = self._clock()
+        total = 0
+        while True:
+            async with self._unit_of_work() as unit:
+                deleted = await unit.notifications.prune(now - self._retention, self._chunk)
+                deleted += await unit.webhook_deliveries.prune(now - self._replay, self._chunk)
+                await unit.commit()
+            total += deleted
+            if deleted < self._chunk:
+                return total

@@ -1,0 +1,3 @@
+from zhike_runtime.migrations import run_in_alembic_env
+
+run_in_alembic_env()

@@ -1,0 +1,92 @@
+"""Events → notifications use cases, applied inside the consumer's unit of work (with its inbox
+row).
+
+- `notifications-offers` on ZHIKE_OFFERS: OfferDecided queues the decision's message (once per
+  decision), OfferWithdrawn cancels every send of it not yet handed to a provider.
+- `notifications-profile` on ZHIKE_PROFILE: the consent decisions in ProfileChanged, kept per
+  party, channel and purpose, newest decision first (a late event never overwrites a newer one).
+
+A malformed event is dead-lettered with the field named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zhike.offers.v1 import events_pb2 as offers_events
+from zhike.profile.v1 import events_pb2 as profile_events
+from zhike_notifications.domain.ports import NotificationsUnitOfWork
+from zhike_notifications.domain.service import Intake
+from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
+from zhike_notifications.transport import event_codec
+from zhike_runtime.events.consumer import ConsumerSpec, EventContext, EventHandler
+
+OFFERS_STREAM = "ZHIKE_OFFERS"
+OFFERS_SUBJECTS = ("zhike.offers.v1.>",)
+OFFERS_DURABLE = "notifications-offers"
+PROFILE_STREAM = "ZHIKE_PROFILE"
+PROFILE_SUBJECTS = ("zhike.profile.v1.>",)
+PROFILE_DURABLE = "notifications-profile"
+
+
+def _unit(context: EventContext) -> NotificationsUnitOfWork:
+    if not isinstance(context.unit, SqlNotificationsUnitOfWork):
+        raise TypeError("the notifications' consumers run in the notifications' unit of work")
+    return context.unit
+
+
+class EventHandlers:
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+
+    async def offer_decided(
+        self, _session: AsyncSession, message: offers_events.OfferDecided, context: EventContext
+    ) -> None:
+        await self._intake.offer_decided(_unit(context), event_codec.offer_decision(message))
+
+    async def offer_withdrawn(
+        self,
+        _session: AsyncSession,
+        message: offers_events.OfferWithdrawn,
+        context: EventContext,
+    ) -> None:
+        await self._intake.offer_withdrawn(_unit(context), event_codec.decision_withdrawal(message))
+
+    async def profile_changed(
+        self,
+        _session: AsyncSession,
+        message: profile_events.ProfileChanged,
+        context: EventContext,
+    ) -> None:
+        await self._intake.consent_changes(_unit(context), event_codec.consent_changes(message))
+
+
+def offers_consumer(
+    intake: Intake, unit_of_work: Callable[[], SqlNotificationsUnitOfWork]
+) -> ConsumerSpec:
+    handlers = EventHandlers(intake)
+    return ConsumerSpec(
+        durable=OFFERS_DURABLE,
+        stream=OFFERS_STREAM,
+        filter_subjects=OFFERS_SUBJECTS,
+        handlers=(
+            EventHandler(offers_events.OfferDecided, handlers.offer_decided),
+            EventHandler(offers_events.OfferWithdrawn, handlers.offer_withdrawn),
+        ),
+        unit_of_work=unit_of_work,
+    )
+
+
+def profile_consumer(
+    intake: Intake, unit_of_work: Callable[[], SqlNotificationsUnitOfWork]
+) -> ConsumerSpec:
+    handlers = EventHandlers(intake)
+    return ConsumerSpec(
+        durable=PROFILE_DURABLE,
+        stream=PROFILE_STREAM,
+        filter_subjects=PROFILE_SUBJECTS,
+        handlers=(EventHandler(profile_events.ProfileChanged, handlers.profile_changed),),
+        unit_of_work=unit_of_work,
+    )

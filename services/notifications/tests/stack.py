@@ -1,0 +1,317 @@
+"""Notifications with everything it talks to, for the service's tests: one real nats-server,
+identity and the profile (its party directory), the notifications service itself — all
+in-process, real gRPC servers on SQLite — and the local SMS/push/SMTP gateways, real servers
+storing what they receive under the test's directory.
+
+Helpers speak to the services as a bank's systems would: link a source record at identity,
+ingest consent and preference events at the profile, send through the notifications API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import nats
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.type.timeofday_pb2 import TimeOfDay
+from nats.aio.client import Client as NATS
+
+from zhike.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, party_pb2
+from zhike.notifications.v1 import notifications_pb2 as model_pb
+from zhike.notifications.v1 import notifications_service_pb2 as pb
+from zhike.notifications.v1 import notifications_service_pb2_grpc as pb_grpc
+from zhike.offers.v1 import events_pb2 as offers_events
+from zhike.offers.v1 import offers_pb2
+from zhike.profile.v1 import profile_service_pb2, profile_service_pb2_grpc
+from zhike.source.v1 import source_event_pb2 as source_pb
+from zhike_identity.app import DEFINITION as IDENTITY
+from zhike_notifications.app import DEFINITION as NOTIFICATIONS
+from zhike_notifications.domain.model import Channel
+from zhike_notifications.local_gateways import LocalGateways, running_gateways
+from zhike_notifications.local_gateways.store import stored_records
+from zhike_profile.app import DEFINITION as PROFILE
+from zhike_runtime.app import RunningService
+from zhike_runtime.events.headers import CONTENT_TYPE, EVENT_ID, EVENT_TYPE, MSG_ID, PROTOBUF
+from zhike_runtime.testing.processes import NatsServer
+from zhike_runtime.testing.services import (
+    authorised_channel,
+    eventually,
+    running_service,
+    wait_serving,
+)
+
+PHONE = "+8613671829305"
+EMAIL = "liu.xiaoyan@qq.com"
+CONSENT_TEXT = "mkt-sms-2026-01"  # a text the shipped consent texts know: wealth, 4 in 30 days
+
+
+def stamp(value: dt.datetime) -> Timestamp:
+    result = Timestamp()
+    result.FromDatetime(value)
+    return result
+
+
+@dataclass
+class Stack:
+    identity: RunningService[Any]
+    profile: RunningService[Any]
+    notifications: RunningService[Any]
+    gateways: LocalGateways
+    state_dir: Path
+    nats: NATS
+    _sequence: int = 0
+
+    async def publish(self, subject: str, message: Message, event_id: str | None = None) -> None:
+        """An event on offers' stream, as offers' relay publishes it (type and id headers)."""
+        ident = event_id or str(uuid.uuid4())
+        headers = {
+            MSG_ID: ident,
+            EVENT_ID: ident,
+            EVENT_TYPE: message.DESCRIPTOR.full_name,
+            CONTENT_TYPE: PROTOBUF,
+        }
+        await self.nats.jetstream().publish(subject, message.SerializeToString(), headers=headers)
+
+    async def offer_decided(
+        self,
+        party_id: str,
+        decision_id: str,
+        *,
+        offer_id: str = "usd_fx_wealth",
+        template_id: str = "offer_usd_fx_wealth_sms_v1",
+        channel: int = offers_pb2.CHANNEL_SMS,
+    ) -> None:
+        await self.publish(
+            "zhike.offers.v1.offer_decided",
+            offers_events.OfferDecided(
+                decision_id=decision_id,
+                party_id=party_id,
+                offer_id=offer_id,
+                offer_version=1,
+                channel=channel,  # type: ignore[arg-type]
+                template_id=template_id,
+                category=offers_pb2.OFFER_CATEGORY_MARKETING,
+                decide_time=stamp(dt.datetime.now(dt.UTC)),
+                profile_version=1,
+            ),
+        )
+
+    async def offer_withdrawn(self, party_id: str, decision_id: str) -> None:
+        await self.publish(
+            "zhike.offers.v1.offer_withdrawn",
+            offers_events.OfferWithdrawn(
+                decision_id=decision_id,
+                party_id=party_id,
+                offer_id="usd_fx_wealth",
+                reason=offers_pb2.WITHDRAW_REASON_INELIGIBLE,
+                detail='eligibility[0] is false: assets["USD"] >= 5000.0',
+                withdraw_time=stamp(dt.datetime.now(dt.UTC)),
+                offer_version=1,
+                profile_version=2,
+            ),
+        )
+
+    def address(self, service: RunningService[Any]) -> str:
+        return f"127.0.0.1:{service.grpc_port}"
+
+    def sms(self) -> list[dict[str, Any]]:
+        return stored_records(self.state_dir, Channel.SMS)
+
+    async def link(self, record_id: str, *, phone: str = "136 7182 9305") -> str:
+        """A source record with a phone and an e-mail, linked at identity; its party id."""
+        async with authorised_channel(self.address(self.identity)) as channel:
+            response = await identity_service_pb2_grpc.IdentityServiceStub(
+                channel
+            ).LinkSourceRecord(
+                identity_service_pb2.LinkSourceRecordRequest(
+                    source_record=party_pb2.SourceRecord(
+                        key=party_pb2.SourceRecordKey(
+                            source_system="core", source_record_id=record_id
+                        ),
+                        full_name="刘晓燕",
+                        phone=phone,
+                        email=EMAIL,
+                    )
+                ),
+                timeout=10,
+            )
+        return str(response.party_id)
+
+    async def ingest(self, record_id: str, **fact: Any) -> None:
+        self._sequence += 1
+        event = source_pb.SourceEvent(
+            source_record=party_pb2.SourceRecordKey(
+                source_system="core", source_record_id=record_id
+            ),
+            event_id=f"{record_id}-{self._sequence}",
+            event_time=stamp(dt.datetime.now(dt.UTC)),
+            sequence=self._sequence,
+            **fact,
+        )
+        async with authorised_channel(self.address(self.profile)) as channel:
+            await profile_service_pb2_grpc.ProfileServiceStub(channel).IngestSourceEvents(
+                profile_service_pb2.IngestSourceEventsRequest(events=[event]), timeout=10
+            )
+
+    async def give_consent(self, record_id: str, channel: int, purpose: int) -> None:
+        await self.ingest(
+            record_id,
+            consent_given=source_pb.ConsentGiven(
+                channel=channel,  # type: ignore[arg-type]
+                purpose=purpose,  # type: ignore[arg-type]
+                evidence=source_pb.ConsentEvidence(
+                    captured_where="branch 0101",
+                    capture_time=stamp(dt.datetime.now(dt.UTC)),
+                    text_version=CONSENT_TEXT,
+                ),
+            ),
+        )
+
+    async def set_preferences(
+        self,
+        record_id: str,
+        party_id: str,
+        *,
+        time_zone: str,
+        quiet_hours: tuple[dt.time, dt.time] | None = None,
+        language: str = "zh-CN",
+    ) -> None:
+        """PreferenceChanged from the mobile app; waits until the profile shows it."""
+        preference = source_pb.PreferenceChanged(language=language, time_zone=time_zone)
+        if quiet_hours is not None:
+            start, end = quiet_hours
+            preference.quiet_hours_start.CopyFrom(TimeOfDay(hours=start.hour, minutes=start.minute))
+            preference.quiet_hours_end.CopyFrom(TimeOfDay(hours=end.hour, minutes=end.minute))
+        await self.ingest(record_id, preference_changed=preference)
+
+        async def shown() -> bool:
+            async with authorised_channel(self.address(self.profile)) as channel:
+                try:
+                    answer = await profile_service_pb2_grpc.ProfileServiceStub(channel).GetProfile(
+                        profile_service_pb2.GetProfileRequest(
+                            party_id=party_id, read_mask=FieldMask(paths=["preferences"])
+                        ),
+                        timeout=5,
+                    )
+                except grpc.aio.AioRpcError as error:
+                    if error.code() == grpc.StatusCode.NOT_FOUND:
+                        return False
+                    raise
+            return bool(answer.profile.preferences.time_zone == time_zone)
+
+        await eventually(shown, timeout=20)
+
+    async def send(
+        self,
+        party_id: str,
+        template_id: str,
+        *,
+        channel: int = model_pb.NOTIFICATION_CHANNEL_SMS,
+        category: int = model_pb.NOTIFICATION_CATEGORY_TRANSACTIONAL,
+        key: str,
+        values: Mapping[str, str] | None = None,
+    ) -> pb.SendNotificationResponse:
+        async with authorised_channel(
+            self.address(self.notifications), roles=("messaging_system",)
+        ) as grpc_channel:
+            answer: pb.SendNotificationResponse = await pb_grpc.NotificationsServiceStub(
+                grpc_channel
+            ).SendNotification(
+                pb.SendNotificationRequest(
+                    party_id=party_id,
+                    channel=channel,  # type: ignore[arg-type]
+                    template_id=template_id,
+                    idempotency_key=key,
+                    category=category,  # type: ignore[arg-type]
+                    values=dict(values or {}),
+                ),
+                timeout=10,
+            )
+        return answer
+
+    async def notification(self, notification_id: str) -> model_pb.Notification:
+        async with authorised_channel(
+            self.address(self.notifications), roles=("messaging_system",)
+        ) as grpc_channel:
+            answer: pb.GetNotificationResponse = await pb_grpc.NotificationsServiceStub(
+                grpc_channel
+            ).GetNotification(
+                pb.GetNotificationRequest(notification_id=notification_id), timeout=10
+            )
+        return answer.notification
+
+    async def status_becomes(
+        self, notification_id: str, status: int, timeout: float = 20
+    ) -> model_pb.Notification:
+        async def reached() -> bool:
+            return (await self.notification(notification_id)).status == status
+
+        await eventually(reached, timeout=timeout)
+        return await self.notification(notification_id)
+
+
+@asynccontextmanager
+async def notifications_stack(
+    nats_server: NatsServer, tmp_path: Path, **notifications_settings: Any
+) -> AsyncIterator[Stack]:
+    state_dir = tmp_path / "gateways"
+    async with AsyncExitStack() as stack:
+        gateways = await stack.enter_async_context(running_gateways(state_dir))
+        identity = await stack.enter_async_context(
+            running_service(
+                IDENTITY,
+                database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
+                nats_url=nats_server.url,
+            )
+        )
+        profile = await stack.enter_async_context(
+            running_service(
+                PROFILE,
+                database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",
+                nats_url=nats_server.url,
+            )
+        )
+        # Offers' stream, as offers declares it: the tests publish its decisions themselves.
+        client = await nats.connect(nats_server.url)
+        stack.push_async_callback(client.close)
+        await client.jetstream().add_stream(name="ZHIKE_OFFERS", subjects=["zhike.offers.v1.>"])
+        http = gateways.http_url
+        providers = [
+            {"name": "local_sms", "channel": "sms", "url": http},
+            {"name": "local_push", "channel": "push", "url": http},
+            {
+                "name": "local_email",
+                "channel": "email",
+                "url": f"smtp://127.0.0.1:{gateways.smtp_port}",
+            },
+        ]
+        settings: dict[str, Any] = {
+            "identity_address": f"127.0.0.1:{identity.grpc_port}",
+            "profile_address": f"127.0.0.1:{profile.grpc_port}",
+            "providers": providers,
+        } | notifications_settings
+        notifications = await stack.enter_async_context(
+            running_service(
+                NOTIFICATIONS,
+                database_url=f"sqlite+aiosqlite:///{tmp_path / 'notifications.db'}",
+                nats_url=nats_server.url,
+                **settings,
+            )
+        )
+        for service in (identity, profile, notifications):
+            await wait_serving(service.grpc_port)
+        yield Stack(identity, profile, notifications, gateways, state_dir, client)
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
