@@ -31,6 +31,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import Error as JetStreamError
+from nats.js.errors import NotFoundError
 
 from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import NatsSettings
@@ -188,6 +189,8 @@ class EventBus:
         self._declared = False
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
+        # Durables waiting for their producer's stream, by name (added when it appears).
+        self._pending_consumers: dict[str, asyncio.Task[None]] = {}
 
     def add_stream(self, spec: StreamSpec) -> None:
         self._streams.append(spec)
@@ -304,30 +307,61 @@ class EventBus:
                 )
                 await js.update_stream(config)
         for consumer in self._consumers:
-            await self._wait_for_stream(consumer.stream)
-            await js.add_consumer(
-                consumer.stream,
-                ConsumerConfig(
-                    name=consumer.durable,
-                    durable_name=consumer.durable,
-                    ack_policy=AckPolicy.EXPLICIT,
-                    deliver_policy=DeliverPolicy.ALL,
-                    max_deliver=consumer.max_deliver,
-                    ack_wait=consumer.ack_wait_seconds,
-                    filter_subjects=list(consumer.filter_subjects),
-                    max_ack_pending=1000,
-                ),
-            )
+            if await self._stream_exists(consumer.stream):
+                await self._add_consumer(consumer)
+            else:
+                self._add_consumer_later(consumer)
 
-    async def _wait_for_stream(self, stream: str) -> None:
-        """A consumer's stream belongs to its producer, which may start later than we do."""
-        while not self._stopping:
-            try:
-                await self.js.stream_info(stream)
-                return
-            except JetStreamError:
-                log.info("waiting for stream", extra={"stream": stream})
+    async def _add_consumer(self, consumer: ConsumerDeclaration) -> None:
+        await self.js.add_consumer(
+            consumer.stream,
+            ConsumerConfig(
+                name=consumer.durable,
+                durable_name=consumer.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                max_deliver=consumer.max_deliver,
+                ack_wait=consumer.ack_wait_seconds,
+                filter_subjects=list(consumer.filter_subjects),
+                max_ack_pending=1000,
+            ),
+        )
+
+    async def _stream_exists(self, stream: str) -> bool:
+        try:
+            await self.js.stream_info(stream)
+        except NotFoundError:
+            return False
+        return True
+
+    def _add_consumer_later(self, consumer: ConsumerDeclaration) -> None:
+        """A consumer's stream belongs to its producer, which may start later than we do. The
+        service does not wait for it (two services consuming each other's streams would each
+        wait for the other to be ready): the durable is added once the stream exists, and its
+        consumer's fetches fail and retry until then. Nothing is missed: a new durable starts
+        at the stream's first event."""
+        if consumer.durable in self._pending_consumers:
+            return
+
+        async def add_when_there() -> None:
+            while not self._stopping:
+                try:
+                    if await self._stream_exists(consumer.stream):
+                        await self._add_consumer(consumer)
+                        return
+                    log.info("waiting for stream", extra={"stream": consumer.stream})
+                except (NatsError, JetStreamError, OSError, TimeoutError) as error:
+                    log.warning(
+                        "adding a consumer failed; retrying",
+                        extra={"consumer": consumer.durable, "error": describe_error(error)},
+                    )
                 await asyncio.sleep(1.0)
+
+        task = asyncio.get_running_loop().create_task(add_when_there())
+        self._pending_consumers[consumer.durable] = task
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda _: self._pending_consumers.pop(consumer.durable, None))
 
     async def _on_disconnected(self) -> None:
         log.warning("NATS disconnected")
@@ -346,6 +380,8 @@ class EventBus:
     async def close(self) -> None:
         """Drains subscriptions and pending publishes, then closes the connection."""
         self._stopping = True
+        for task in list(self._background):  # durables still waiting for their stream
+            task.cancel()
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), timeout=5)
