@@ -264,10 +264,14 @@ async def _load_parties(nats_url: str, party_ids: Sequence[str], seed: int) -> N
 
 
 async def _profile_stream(nats_url: str) -> None:
-    """The profile's stream, as the profile service declares it (offers consumes from it)."""
+    """The profile's and notifications' streams, as those services declare them (offers
+    consumes from both, and waits for both before it consumes anything)."""
     client = await nats.connect(nats_url)
     try:
         await client.jetstream().add_stream(name=PROFILE_STREAM, subjects=["zhike.profile.v1.>"])
+        await client.jetstream().add_stream(
+            name="ZHIKE_NOTIFICATIONS", subjects=["zhike.notifications.v1.>"]
+        )
     finally:
         await client.close()
 

@@ -21,6 +21,8 @@ ZHIKE_SERVICES     := identity profile offers notifications
 NATS_CHART_VERSION ?= 1.2.4
 CNPG_CHART_VERSION ?= 0.23.0
 HELM_TIMEOUT       ?= 10m
+# Lifetime of the notifications_dispatcher token `make deploy` mints for kind (30 days).
+NOTIFICATIONS_TOKEN_TTL ?= 2592000
 
 KIND_DIR  := deploy/kind
 IMAGE_DOCKERFILE := deploy/image/Dockerfile
@@ -116,6 +118,13 @@ deploy: deploy-tools-check ## install NATS, PostgreSQL (CloudNativePG), the data
 	  $(PYTHON) -c 'import json; from zhike_runtime.crypto import generate_key; print("data-keys=" + json.dumps({"k1": generate_key()}), "data-key-id=k1", "blind-index-key=" + generate_key(), sep="\n")' \
 	  | kubectl -n '$(ZHIKE_NAMESPACE)' create secret generic zhike-field-keys --from-env-file=/dev/stdin; \
 	fi
+	@# The notifications service's token for identity and the profile (its party directory),
+	@# minted by the same development issuer, through a pipe only. Minted on every deploy: the
+	@# pod re-reads the mounted file when the Secret changes.
+	$(ZHIKE_CLI) token --state-dir .zhike --role notifications_dispatcher --subject notifications \
+	  --ttl $(NOTIFICATIONS_TOKEN_TTL) \
+	  | kubectl -n '$(ZHIKE_NAMESPACE)' create secret generic zhike-notifications-token \
+	    --from-file=token=/dev/stdin --dry-run=client -o yaml | kubectl apply -f -
 	helm upgrade --install cnpg cnpg/cloudnative-pg --version '$(CNPG_CHART_VERSION)' \
 	  --namespace '$(CNPG_NAMESPACE)' --create-namespace --wait --timeout '$(HELM_TIMEOUT)'
 	@for ns in '$(PG_NAMESPACE)' '$(ZHIKE_NAMESPACE)'; do \

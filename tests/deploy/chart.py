@@ -39,15 +39,27 @@ Manifest = dict[str, Any]
 Values = dict[str, Any]
 
 # What every installation must add to the production defaults (the chart refuses to render
-# without it): its identity provider and the Secret of its field-encryption keys. Renders in
-# these tests layer it under the values given.
+# without it): its identity provider, the Secret of its field-encryption keys, and the
+# notifications service's providers, public URL and dispatcher token. Renders in these tests
+# layer it under the values given.
 INSTALLATION_VALUES: Values = {
     "fieldKeys": {"existingSecret": "zhike-field-keys"},
-    # The production defaults run 2 replicas per service, which need a shared page-token key.
+    # The production defaults run 2 replicas per service, which need a shared page-token key
+    # (and notifications a shared unsubscribe-link key).
     "pageTokens": {"existingSecret": "zhike-page-tokens"},
     "auth": {
         "issuer": "https://idp.bank.example/realms/zhike",
         "jwksUrl": "https://idp.bank.example/realms/zhike/protocol/openid-connect/certs",
+    },
+    "services": {
+        "notifications": {
+            "directory": {"serviceToken": {"existingSecret": "zhike-notifications-token"}},
+            "providers": {"existingSecret": "zhike-notifications-providers"},
+            "webhooks": {
+                "publicUrl": "https://notify.bank.example",
+                "unsubscribeLinkKey": {"existingSecret": "zhike-notifications-links"},
+            },
+        }
     },
 }
 

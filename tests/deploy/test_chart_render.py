@@ -94,19 +94,29 @@ def test_every_object_carries_the_standard_labels(profile_objects: list[Manifest
 
 
 def test_services_expose_grpc_with_app_protocol(profile_objects: list[Manifest]) -> None:
-    # Only the gRPC port (tests/deploy/test_network_and_availability.py says when others join).
+    # The gRPC port, and notifications' webhook port (tests/deploy/test_network_and_availability.py
+    # says when others join).
     services = [m for m in profile_objects if m["kind"] == "Service"]
     assert len(services) == len(SERVICES)
+    grpc = {
+        "name": "grpc",
+        "port": 50051,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "grpc",
+    }
+    webhooks = {
+        "name": "webhooks",
+        "port": 8026,
+        "targetPort": "webhooks",
+        "protocol": "TCP",
+        "appProtocol": "http",
+    }
     for service in services:
-        assert service["spec"]["ports"] == [
-            {
-                "name": "grpc",
-                "port": 50051,
-                "targetPort": "grpc",
-                "protocol": "TCP",
-                "appProtocol": "grpc",
-            }
-        ]
+        expected = (
+            [grpc, webhooks] if service["metadata"]["name"] == "zhike-notifications" else [grpc]
+        )
+        assert service["spec"]["ports"] == expected
 
 
 def test_service_accounts_mount_no_token(profile_objects: list[Manifest]) -> None:

@@ -1,5 +1,6 @@
 """The chart gives every service its field-encryption keys from an existing Secret, and refuses
-to render an identity service that could not start without them (issue 9, encryption at rest)."""
+to render an identity or notifications service that could not start without them (issue 9,
+encryption at rest)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def test_every_deployment_and_migration_job_reads_the_keys_from_the_secret(
     for service in SERVICES:
         assert key_env(default_objects, "Deployment", service) == expected
     assert key_env(default_objects, "Job", "identity") == expected
+    assert key_env(default_objects, "Job", "notifications") == expected
 
 
 def test_the_chart_refuses_to_render_identity_without_its_field_keys() -> None:

@@ -66,20 +66,18 @@ def _service_policy(objects: list[Manifest], service: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_policy_allows_only_dns_nats_postgres_and_otlp(
+def test_service_policy_allows_only_dns_nats_postgres_otlp_and_the_party_directory(
     default_objects: list[Manifest], service: str
 ) -> None:
     spec = _service_policy(default_objects, service)
     egress_ports = sorted(
         (port["protocol"], port["port"]) for rule in spec["egress"] for port in rule["ports"]
     )
-    assert egress_ports == [
-        ("TCP", 53),
-        ("TCP", 4222),
-        ("TCP", 4317),
-        ("TCP", 5432),
-        ("UDP", 53),
-    ]
+    # Notifications also reaches identity's and the profile's gRPC port (one rule each).
+    directory = [("TCP", 50051), ("TCP", 50051)] if service == "notifications" else []
+    assert egress_ports == sorted(
+        [("TCP", 53), ("TCP", 4222), ("TCP", 4317), ("TCP", 5432), ("UDP", 53), *directory]
+    )
     assert all(rule.get("to") for rule in spec["egress"]), "an egress rule allows any peer"
     dns = next(rule for rule in spec["egress"] if rule["ports"][0]["port"] == 53)
     assert dns["to"][0]["namespaceSelector"]["matchLabels"] == {
@@ -192,18 +190,26 @@ def _by_name(objects: list[Manifest], kind: str, name: str) -> Manifest:
     return next(m for m in objects if m["kind"] == kind and m["metadata"]["name"] == name)
 
 
+# Who may call each service's gRPC port among the release's own pods: notifications' pods (not
+# its migration Job) call identity and the profile for addresses and preferences; no one else.
+DIRECTORY_CALLERS = {"identity": {"zhike-notifications"}, "profile": {"zhike-notifications"}}
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_the_grpc_port_admits_the_helm_test_pod_but_not_the_other_services(
+def test_the_grpc_port_admits_the_helm_test_pod_and_no_service_but_the_directory_caller(
     default_objects: list[Manifest], service: str
 ) -> None:
     grpc = _ingress_rule(_service_policy(default_objects, service), 50051)
     assert grpc is not None
     test_pod = _pod_labels(_by_name(default_objects, "Pod", "zhike-test-health"))
     assert any(_peer_admits(peer, test_pod, NAMESPACE) for peer in grpc["from"])
-    for workload in (m for m in default_objects if m["kind"] in {"Deployment", "Job"}):
-        labels = _pod_labels(workload)
-        admitted = [p for p in grpc["from"] if _peer_admits(p, labels, NAMESPACE)]
-        assert admitted == [], f"{workload['metadata']['name']} may call {service}"
+    callers = {
+        workload["metadata"]["name"]
+        for workload in default_objects
+        if workload["kind"] in {"Deployment", "Job"}
+        and any(_peer_admits(p, _pod_labels(workload), NAMESPACE) for p in grpc["from"])
+    }
+    assert callers == DIRECTORY_CALLERS.get(service, set())
 
 
 def test_the_grpc_port_admits_the_configured_channels() -> None:
@@ -225,7 +231,7 @@ def test_the_grpc_port_admits_the_configured_channels() -> None:
     assert not any(_peer_admits(p, {"app": "x"}, "elsewhere") for p in grpc["from"])
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", [s for s in SERVICES if s != "notifications"])
 def test_services_may_not_call_one_another(profile_objects: list[Manifest], service: str) -> None:
     egress_ports = [
         port["port"]
@@ -233,6 +239,78 @@ def test_services_may_not_call_one_another(profile_objects: list[Manifest], serv
         for port in rule["ports"]
     ]
     assert 50051 not in egress_ports
+
+
+def test_notifications_reaches_the_grpc_port_of_identity_and_the_profile_only(
+    profile_objects: list[Manifest],
+) -> None:
+    spec = _service_policy(profile_objects, "notifications")
+    grpc_rules = [r for r in spec["egress"] if 50051 in [p["port"] for p in r["ports"]]]
+    reached = {
+        workload["metadata"]["name"]
+        for workload in profile_objects
+        if workload["kind"] in {"Deployment", "Job"}
+        and any(
+            _peer_admits(peer, _pod_labels(workload), NAMESPACE)
+            for rule in grpc_rules
+            for peer in rule["to"]
+        )
+    }
+    assert reached == {"zhike-identity", "zhike-profile"}
+
+
+def test_a_directory_outside_the_release_opens_no_path_to_its_services() -> None:
+    objects = render(
+        {
+            "services": {
+                "notifications": {
+                    "directory": {
+                        "identityAddress": "identity.core:443",
+                        "profileAddress": "profile.core:443",
+                    }
+                }
+            }
+        }
+    )
+    config = _by_name(objects, "ConfigMap", "zhike-notifications")["data"]
+    assert config["ZHIKE_IDENTITY_ADDRESS"] == "identity.core:443"
+    egress = _service_policy(objects, "notifications")["egress"]
+    assert 50051 not in [p["port"] for rule in egress for p in rule["ports"]]
+    identity = _ingress_rule(_service_policy(objects, "identity"), 50051)
+    assert identity is not None
+    notifications = _pod_labels(_by_name(objects, "Deployment", "zhike-notifications"))
+    assert not any(_peer_admits(p, notifications, NAMESPACE) for p in identity["from"])
+
+
+def test_the_webhook_port_admits_only_the_configured_peers() -> None:
+    ingress_controller = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+    }
+    objects = render(
+        {"services": {"notifications": {"webhooks": {"allowedFrom": [ingress_controller]}}}}
+    )
+    webhooks = _ingress_rule(_service_policy(objects, "notifications"), 8026)
+    assert webhooks is not None
+    assert webhooks["from"] == [ingress_controller]
+    for service in ("identity", "profile", "offers"):
+        assert _ingress_rule(_service_policy(objects, service), 8026) is None
+
+
+def test_with_no_webhook_peer_configured_the_webhook_port_admits_no_one(
+    profile_objects: list[Manifest],
+) -> None:
+    spec = _service_policy(profile_objects, "notifications")
+    assert _ingress_rule(spec, 8026) is None
+    assert all(rule.get("from", "absent") for rule in spec["ingress"])
+
+
+def test_provider_egress_rules_are_added_to_notifications_only() -> None:
+    providers = {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"port": 443}]}
+    objects = render({"services": {"notifications": {"providers": {"egress": [providers]}}}})
+    assert providers in _service_policy(objects, "notifications")["egress"]
+    for service in ("identity", "profile", "offers"):
+        assert providers not in _service_policy(objects, service)["egress"]
 
 
 def test_an_empty_metrics_allow_list_opens_the_metrics_port_to_no_one() -> None:
@@ -261,13 +339,24 @@ def _service_ports(objects: list[Manifest]) -> dict[str, list[str]]:
     }
 
 
-def test_the_service_exposes_only_the_grpc_port(profile_objects: list[Manifest]) -> None:
-    assert _service_ports(profile_objects) == {f"zhike-{s}": ["grpc"] for s in SERVICES}
+def _extra_ports(service: str) -> list[str]:
+    # Notifications' webhooks, for the ingress controller in front of the providers' calls.
+    return ["webhooks"] if service == "notifications" else []
+
+
+def test_the_service_exposes_the_grpc_port_and_notifications_its_webhooks(
+    profile_objects: list[Manifest],
+) -> None:
+    assert _service_ports(profile_objects) == {
+        f"zhike-{s}": ["grpc", *_extra_ports(s)] for s in SERVICES
+    }
 
 
 def test_the_service_adds_the_metrics_port_for_the_service_monitor_only_with_metrics() -> None:
     objects = render({"metrics": {"enabled": True}})
-    assert _service_ports(objects) == {f"zhike-{s}": ["grpc", "metrics"] for s in SERVICES}
+    assert _service_ports(objects) == {
+        f"zhike-{s}": ["grpc", *_extra_ports(s), "metrics"] for s in SERVICES
+    }
 
 
 def test_helm_test_without_a_client_certificate_reaches_the_health_port_it_checks() -> None:
@@ -278,6 +367,7 @@ def test_helm_test_without_a_client_certificate_reaches_the_health_port_it_check
         {
             "grpcTls": {"enabled": True},
             "networkPolicy": {"ingress": {"probeCIDRs": ["10.0.0.0/16"]}},
+            "services": {"notifications": {"directory": {"tls": {"existingSecret": "zhike-ca"}}}},
         }
     )
     assert _service_ports(objects)["zhike-offers"] == ["grpc", "health"]
@@ -302,6 +392,20 @@ def test_nats_egress_reaches_the_nats_servers_but_not_nats_box(
 
 def test_with_no_caller_configured_the_grpc_port_admits_no_one() -> None:
     objects = render({"tests": {"enabled": False}})
-    spec = _service_policy(objects, "identity")
+    spec = _service_policy(objects, "offers")
     assert _ingress_rule(spec, 50051) is None
     assert all(rule.get("from", "absent") for rule in spec["ingress"])
+    # Identity: notifications' pods, and no one else.
+    identity = _ingress_rule(_service_policy(objects, "identity"), 50051)
+    assert identity is not None
+    assert identity["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "zhike",
+                    "app.kubernetes.io/instance": "zhike",
+                    "app.kubernetes.io/component": "notifications",
+                }
+            }
+        }
+    ]

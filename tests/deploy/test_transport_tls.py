@@ -15,6 +15,7 @@ from .chart import (
     CRD_KINDS,
     SERVICES,
     Manifest,
+    merge_values,
     name_of,
     pod_spec,
     render,
@@ -30,6 +31,25 @@ TLS_VALUES: dict[str, Any] = {
         "helmTest": {"existingSecret": "zhike-helm-test-tls"},
     },
     "databaseTls": {"sslMode": "verify-full", "rootCA": {"existingSecret": "zhike-postgres-ca"}},
+    # Notifications calls identity and the profile: it verifies them and, under mTLS, shows its
+    # own client certificate.
+    "services": {
+        "notifications": {
+            "directory": {
+                "tls": {
+                    "existingSecret": "zhike-notifications-client-tls",
+                    "clientCertificate": True,
+                }
+            }
+        }
+    },
+}
+# TLS on the service port, without mTLS: notifications needs the CA only.
+TLS_ONLY_VALUES: dict[str, Any] = {
+    "grpcTls": {"enabled": True},
+    "services": {
+        "notifications": {"directory": {"tls": {"existingSecret": "zhike-notifications-ca"}}}
+    },
 }
 
 
@@ -105,6 +125,26 @@ def test_each_service_serves_grpc_with_its_own_certificate_and_the_client_ca(
             assert "subPath" not in mounts[name]
 
 
+def test_notifications_calls_identity_and_the_profile_over_mtls(
+    tls_objects: list[Manifest],
+) -> None:
+    deployment = _one(tls_objects, "Deployment", "zhike-notifications")
+    env = _env(deployment)
+    assert env["ZHIKE_DIRECTORY_TLS_CA_FILE"] == "/etc/zhike/directory-tls/ca.crt"
+    assert env["ZHIKE_DIRECTORY_TLS_CERT_FILE"] == "/etc/zhike/directory-tls/tls.crt"
+    assert env["ZHIKE_DIRECTORY_TLS_KEY_FILE"] == "/etc/zhike/directory-tls/tls.key"
+    volume = _volumes(deployment)["directory-tls"]["secret"]
+    assert volume["secretName"] == "zhike-notifications-client-tls"
+    assert [item["key"] for item in volume["items"]] == ["ca.crt", "tls.crt", "tls.key"]
+    mount = _mounts(deployment)["directory-tls"]
+    assert (mount["mountPath"], mount["readOnly"]) == ("/etc/zhike/directory-tls", True)
+    assert "subPath" not in mount
+    # The migrations call no one: the Job's settings must not point at files it lacks.
+    job = _one(tls_objects, "Job", "zhike-notifications-migrate")
+    assert "directory-tls" not in _volumes(job)
+    assert not [n for n in _env(job) if n.startswith("ZHIKE_DIRECTORY_TLS_")]
+
+
 def test_probes_stay_on_the_plaintext_health_port(tls_objects: list[Manifest]) -> None:
     for service in SERVICES:
         container = _container(_one(tls_objects, "Deployment", f"zhike-{service}"))
@@ -145,7 +185,7 @@ def test_helm_test_checks_each_service_over_mtls(tls_objects: list[Manifest]) ->
 
 
 def test_without_a_helm_test_certificate_helm_test_uses_the_health_port() -> None:
-    objects = render({"grpcTls": {"enabled": True}})
+    objects = render(TLS_ONLY_VALUES)
     pod = _one(objects, "Pod", "zhike-test-health")
     targets = sorted(c["command"][3] for c in pod["spec"]["containers"])
     assert targets == sorted(f"zhike-{s}:8086" for s in SERVICES)
@@ -163,7 +203,7 @@ def test_tls_is_off_by_default(default_objects: list[Manifest]) -> None:
 BAD_TLS_VALUES: list[tuple[str, dict[str, Any], type[Exception]]] = [
     (
         "allow-list without a client CA",
-        {"grpcTls": {"enabled": True, "allowedClientNames": ["a.bank"]}},
+        merge_values(TLS_ONLY_VALUES, {"grpcTls": {"allowedClientNames": ["a.bank"]}}),
         helm.HelmError,
     ),
     (
@@ -173,13 +213,26 @@ BAD_TLS_VALUES: list[tuple[str, dict[str, Any], type[Exception]]] = [
     ),
     (
         "a service without its server Secret",
-        {"grpcTls": {"enabled": True, "serverSecrets": {"offers": ""}}},
+        merge_values(TLS_ONLY_VALUES, {"grpcTls": {"serverSecrets": {"offers": ""}}}),
         helm.HelmValuesError,
     ),
     (
         "a server Secret for an unknown service",
         {"grpcTls": {"serverSecrets": {"payments": "x"}}},
         helm.HelmValuesError,
+    ),
+    (
+        "TLS without the CA notifications verifies identity and the profile with",
+        {"grpcTls": {"enabled": True}},
+        helm.HelmError,
+    ),
+    (
+        "mTLS without a client certificate for notifications",
+        {
+            "grpcTls": {"enabled": True, "clientCA": {"existingSecret": "zhike-client-ca"}},
+            "services": {"notifications": {"directory": {"tls": {"existingSecret": "ca"}}}},
+        },
+        helm.HelmError,
     ),
     ("verify-full without a CA", {"databaseTls": {"sslMode": "verify-full"}}, helm.HelmError),
     ("unknown sslmode", {"databaseTls": {"sslMode": "verify"}}, helm.HelmValuesError),

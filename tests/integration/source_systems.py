@@ -39,6 +39,75 @@ def day(value: dt.date) -> date_pb2.Date:
     return date_pb2.Date(year=value.year, month=value.month, day=value.day)
 
 
+# The FX story's customer: a USD savings account at core deposits, record D-1.
+FX_SYSTEM, FX_RECORD, FX_ACCOUNT = "core_deposits", "D-1", "D-0001-USD"
+
+
+def fx_customer(today: dt.date, consent_text: str = "mkt-sms-2026-01") -> list[pb.SourceEvent]:
+    """What core deposits knows of the FX customer before any USD arrives: consent to marketing
+    SMS given at a branch a month ago, a valid C3 risk assessment, a USD savings account."""
+    consent_time = Timestamp()
+    consent_time.FromDatetime(dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
+    return [
+        fact(
+            FX_SYSTEM,
+            FX_RECORD,
+            "consent-sms-1",
+            1,
+            consent_given=pb.ConsentGiven(
+                channel=pb.CONTACT_CHANNEL_SMS,
+                purpose=pb.CONTACT_PURPOSE_MARKETING,
+                evidence=pb.ConsentEvidence(
+                    captured_where="branch 0101",
+                    capture_time=consent_time,
+                    text_version=consent_text,
+                ),
+            ),
+        ),
+        fact(
+            FX_SYSTEM,
+            FX_RECORD,
+            "risk-1",
+            1,
+            risk_assessment_completed=pb.RiskAssessmentCompleted(
+                customer_risk=pb.CUSTOMER_RISK_C3,
+                assess_date=day(today - dt.timedelta(days=10)),
+                expire_date=day(today + dt.timedelta(days=355)),
+            ),
+        ),
+        fact(
+            FX_SYSTEM,
+            FX_RECORD,
+            "open-1",
+            1,
+            account_opened=pb.AccountOpened(
+                account_id=FX_ACCOUNT,
+                product_line=pb.PRODUCT_LINE_SAVINGS,
+                product_code="SAV-USD",
+                currency="USD",
+                branch_code="0101",
+                open_date=day(dt.date(2024, 3, 1)),
+            ),
+        ),
+    ]
+
+
+def usd_balance(event_id: str, sequence: int, change: int, after: int) -> pb.SourceEvent:
+    """The FX customer's USD balance changed by `change` to `after` (minor units)."""
+    return fact(
+        FX_SYSTEM,
+        FX_RECORD,
+        event_id,
+        sequence,
+        balance_changed=pb.BalanceChanged(
+            account_id=FX_ACCOUNT,
+            currency="USD",
+            change_minor_units=change,
+            balance_minor_units=after,
+        ),
+    )
+
+
 async def ingest(channel: grpc.aio.Channel, *events: pb.SourceEvent) -> None:
     """IngestSourceEvents: answers once JetStream has stored them all."""
     stub = profile_grpc.ProfileServiceStub(channel)

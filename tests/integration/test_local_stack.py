@@ -1,5 +1,5 @@
 """`make run`: the local stack brings all four services to SERVING, starts the local SMS/push and
-SMTP gateways, and stops cleanly on Ctrl-C."""
+SMTP gateways and notifications' webhook server, and stops cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,11 +12,17 @@ import uuid
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from zhike.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
-from zhike_runtime.devstack import GATEWAY_PORTS, HEALTH_OFFSET, SERVICES
+from zhike_runtime.devstack import (
+    GATEWAY_PORTS,
+    HEALTH_OFFSET,
+    SERVICES,
+    WEBHOOK_PORT_VARIABLE,
+)
 from zhike_runtime.testing.processes import free_port
 from zhike_runtime.testing.services import SERVING, readiness
 
@@ -51,6 +57,7 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
         "ZHIKE_DEV_NATS_PORT": str(free_port()),
         **{f"ZHIKE_DEV_{name.upper()}_PORT": str(port) for name, port in ports.items()},
         **{variable: str(free_port()) for variable in GATEWAY_PORTS},
+        WEBHOOK_PORT_VARIABLE: str(free_port()),
     }
     stack = subprocess.Popen(
         [sys.executable, "-m", "zhike_runtime.devstack"],
@@ -78,6 +85,10 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
         for variable in GATEWAY_PORTS:  # the gateways listen where the banner says
             assert f"127.0.0.1:{env[variable]}" in banner
         assert str(tmp_path / "state" / "gateways") in banner
+        webhooks = f"http://127.0.0.1:{env[WEBHOOK_PORT_VARIABLE]}"
+        assert webhooks in banner
+        async with httpx.AsyncClient(base_url=webhooks, timeout=5) as client:
+            assert (await client.get("/healthz")).json() == {"status": "serving"}
         await a_minted_token_opens_the_identity_api(tmp_path / "state", ports["identity"])
         stack.send_signal(signal.SIGINT)
         rest, _ = await asyncio.to_thread(stack.communicate, timeout=60)

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 
 import grpc
 import nats
-from google.protobuf import timestamp_pb2
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -22,15 +21,13 @@ from zhike.offers.v1 import events_pb2 as offer_events
 from zhike.offers.v1 import offers_pb2
 from zhike.offers.v1 import offers_service_pb2 as offers_pb
 from zhike.offers.v1 import offers_service_pb2_grpc as offers_grpc
-from zhike.source.v1 import source_event_pb2 as pb
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import authorised_channel
 
 from .conftest import ServiceProcess
 from .journeys import link
-from .source_systems import day, fact, ingest
+from .source_systems import fx_customer, ingest, usd_balance
 
-ACCOUNT = "D-0001-USD"
 OFFER = "usd_fx_wealth"
 OfferEvent = offer_events.OfferDecided | offer_events.OfferWithdrawn
 
@@ -68,18 +65,6 @@ async def next_about(
             return event
 
 
-def balance(event_id: str, sequence: int, change: int, after: int) -> pb.SourceEvent:
-    return fact(
-        "core_deposits",
-        "D-1",
-        event_id,
-        sequence,
-        balance_changed=pb.BalanceChanged(
-            account_id=ACCOUNT, currency="USD", change_minor_units=change, balance_minor_units=after
-        ),
-    )
-
-
 async def offered(
     channel: grpc.aio.Channel, party_id: str, offer_channel: offers_pb2.Channel.ValueType
 ) -> list[str]:
@@ -90,16 +75,27 @@ async def offered(
     return [decision.offer_id for decision in response.decisions]
 
 
+async def notifications_stream(nats_url: str) -> None:
+    """Notifications is not run here, but its stream is declared: offers consumes from it, and
+    waits for it before it consumes anything."""
+    connection = await nats.connect(nats_url)
+    try:
+        await connection.jetstream().add_stream(
+            name="ZHIKE_NOTIFICATIONS", subjects=["zhike.notifications.v1.>"]
+        )
+    finally:
+        await connection.close()
+
+
 async def test_usd_arrives_decides_the_fx_offer_on_sms_and_leaving_withdraws_that_decision(
     services: dict[str, ServiceProcess], nats: NatsServer
 ) -> None:
+    await notifications_stream(nats.url)
     for name in ("identity", "profile", "offers"):
         services[name].start()
     for name in ("identity", "profile", "offers"):
         await services[name].wait_serving()
     today = dt.datetime.now(dt.UTC).date()
-    consent_time = timestamp_pb2.Timestamp()
-    consent_time.FromDatetime(dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
     async with (
         authorised_channel(services["identity"].address) as identity_channel,
         authorised_channel(services["profile"].address) as profile_channel,
@@ -113,48 +109,7 @@ async def test_usd_arrives_decides_the_fx_offer_on_sms_and_leaving_withdraws_tha
         )
         party_id = (await link(identity_channel, customer)).party_id
         await ingest(
-            profile_channel,
-            fact(
-                "core_deposits",
-                "D-1",
-                "consent-sms-1",
-                1,
-                consent_given=pb.ConsentGiven(
-                    channel=pb.CONTACT_CHANNEL_SMS,
-                    purpose=pb.CONTACT_PURPOSE_MARKETING,
-                    evidence=pb.ConsentEvidence(
-                        captured_where="branch 0101",
-                        capture_time=consent_time,
-                        text_version="mkt-sms-2026-01",
-                    ),
-                ),
-            ),
-            fact(
-                "core_deposits",
-                "D-1",
-                "risk-1",
-                1,
-                risk_assessment_completed=pb.RiskAssessmentCompleted(
-                    customer_risk=pb.CUSTOMER_RISK_C3,
-                    assess_date=day(today - dt.timedelta(days=10)),
-                    expire_date=day(today + dt.timedelta(days=355)),
-                ),
-            ),
-            fact(
-                "core_deposits",
-                "D-1",
-                "open-1",
-                1,
-                account_opened=pb.AccountOpened(
-                    account_id=ACCOUNT,
-                    product_line=pb.PRODUCT_LINE_SAVINGS,
-                    product_code="SAV-USD",
-                    currency="USD",
-                    branch_code="0101",
-                    open_date=day(dt.date(2024, 3, 1)),
-                ),
-            ),
-            balance("deposit-1", 2, 600000, 600000),
+            profile_channel, *fx_customer(today), usd_balance("deposit-1", 2, 600000, 600000)
         )
         decided = await next_about(told, party_id, offer_events.OfferDecided)
         assert isinstance(decided, offer_events.OfferDecided)
@@ -162,7 +117,7 @@ async def test_usd_arrives_decides_the_fx_offer_on_sms_and_leaving_withdraws_tha
         assert decided.template_id == "offer_usd_fx_wealth_sms_v1"
         assert OFFER in await offered(offers_channel, party_id, offers_pb2.CHANNEL_MOBILE_APP)
 
-        await ingest(profile_channel, balance("withdrawal-1", 3, -600000, 0))
+        await ingest(profile_channel, usd_balance("withdrawal-1", 3, -600000, 0))
         withdrawn = await next_about(told, party_id, offer_events.OfferWithdrawn)
 
         assert isinstance(withdrawn, offer_events.OfferWithdrawn)

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 import nats
+import sqlalchemy as sa
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -42,10 +47,13 @@ from zhike_notifications.local_gateways.store import stored_records
 from zhike_profile.app import DEFINITION as PROFILE
 from zhike_runtime.app import RunningService
 from zhike_runtime.events.headers import CONTENT_TYPE, EVENT_ID, EVENT_TYPE, MSG_ID, PROTOBUF
-from zhike_runtime.testing.processes import NatsServer
+from zhike_runtime.testing.processes import NatsServer, free_port
 from zhike_runtime.testing.services import (
+    TEST_SETTINGS,
     authorised_channel,
+    dispatcher_environment,
     eventually,
+    process_environment,
     running_service,
     wait_serving,
 )
@@ -61,15 +69,121 @@ def stamp(value: dt.datetime) -> Timestamp:
     return result
 
 
+class NotificationsProcess:
+    """`python -m zhike_notifications` as an OS process, so that a test can kill it (-9) and
+    start another on the same database; its log (JSON lines) goes to `<directory>/
+    notifications-<n>.log`, one file per start."""
+
+    def __init__(self, directory: Path, environment: Mapping[str, str]) -> None:
+        self.directory = directory
+        self.grpc_port = free_port()
+        self._environment = dict(environment)
+        self._process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.grpc_port = free_port()
+        env = dict(os.environ) | self._environment | {"ZHIKE_GRPC_PORT": str(self.grpc_port)}
+        with (self.directory / f"notifications-{self.starts}.log").open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "zhike_notifications"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no last commit."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=30)
+            self._process = None
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+
+def process_settings(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Settings as the ZHIKE_* variables a process reads (JSON for anything not a string)."""
+    return {
+        f"ZHIKE_{name.upper()}": value
+        if isinstance(value, str)
+        else str(value)
+        if isinstance(value, Path)
+        else json.dumps(value)
+        for name, value in settings.items()
+    }
+
+
+@dataclass
+class GatewayAnswer:
+    """One answer the local HTTP gateway gave, from its log line."""
+
+    out_id: str
+    outcome: str  # "stored", "duplicate" or "fault"
+    status: int
+
+
+class GatewayAnswers(logging.Handler):
+    """The local HTTP gateways' answers in this process, from their log lines: how many calls a
+    gateway got for an out-id, whatever it answered."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.answers: list[GatewayAnswer] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        out_id = getattr(record, "out_id", None)
+        if out_id is None:
+            return
+        message = record.getMessage()
+        if message == "gateway answered with a fault":
+            self.answers.append(GatewayAnswer(out_id, "fault", int(getattr(record, "status", 0))))
+        elif message == "gateway stored a message":
+            self.answers.append(GatewayAnswer(out_id, "stored", 200))
+        elif message == "gateway already had the message":
+            self.answers.append(GatewayAnswer(out_id, "duplicate", 200))
+
+    def of(self, out_id: str) -> list[GatewayAnswer]:
+        return [answer for answer in self.answers if answer.out_id == out_id]
+
+
+@contextmanager
+def gateway_answers() -> Iterator[GatewayAnswers]:
+    """Records the answers of every in-process local HTTP gateway for the block."""
+    logger = logging.getLogger("zhike_notifications.local_gateways.http_gateway")
+    handler = GatewayAnswers()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 @dataclass
 class Stack:
     identity: RunningService[Any]
     profile: RunningService[Any]
-    notifications: RunningService[Any]
+    # In-process, or a process (notifications_stack(..., as_process=True)) a test can kill.
+    notifications: RunningService[Any] | NotificationsProcess
     gateways: LocalGateways
     state_dir: Path
     nats: NATS
     _sequence: int = 0
+    # More in-process replicas on the notifications database (start_replica).
+    replicas: list[RunningService[Any]] = field(default_factory=list)
 
     async def publish(self, subject: str, message: Message, event_id: str | None = None) -> None:
         """An event on offers' stream, as offers' relay publishes it (type and id headers)."""
@@ -90,6 +204,7 @@ class Stack:
         offer_id: str = "usd_fx_wealth",
         template_id: str = "offer_usd_fx_wealth_sms_v1",
         channel: int = offers_pb2.CHANNEL_SMS,
+        profile_version: int = 1,
     ) -> None:
         await self.publish(
             "zhike.offers.v1.offer_decided",
@@ -102,7 +217,7 @@ class Stack:
                 template_id=template_id,
                 category=offers_pb2.OFFER_CATEGORY_MARKETING,
                 decide_time=stamp(dt.datetime.now(dt.UTC)),
-                profile_version=1,
+                profile_version=profile_version,
             ),
         )
 
@@ -121,8 +236,69 @@ class Stack:
             ),
         )
 
-    def address(self, service: RunningService[Any]) -> str:
+    def address(self, service: RunningService[Any] | NotificationsProcess) -> str:
         return f"127.0.0.1:{service.grpc_port}"
+
+    async def consent_arrives(self, party_id: str, timeout: float = 20) -> None:
+        """Waits until notifications' consent projection holds a decision for the party (the
+        profile's ProfileChanged travels through NATS); in-process notifications only."""
+        if isinstance(self.notifications, NotificationsProcess):
+            raise TypeError("reads notifications' database: in-process only")
+        database = self.notifications.database
+
+        async def arrived() -> bool:
+            async with database.session() as session:
+                found = await session.execute(
+                    sa.text("SELECT count(*) FROM consent WHERE party_id = :party"),
+                    {"party": party_id},
+                )
+                return int(found.scalar_one()) > 0
+
+        await eventually(arrived, timeout=timeout)
+
+    async def restart_notifications(self) -> None:
+        """Stops notifications (SIGTERM for a process) and starts it again on its database."""
+        service = self.notifications
+        if isinstance(service, NotificationsProcess):
+            service.stop()
+            service.start()
+        else:
+            await service.stop()
+            self.notifications = RunningService(service.definition, service.settings)
+            await self.notifications.start()
+        await wait_serving(self.notifications.grpc_port, timeout=60)
+
+    def kill_notifications(self) -> None:
+        """kill -9 of the notifications process (as_process=True)."""
+        if not isinstance(self.notifications, NotificationsProcess):
+            raise TypeError("notifications runs in-process: start the stack with as_process=True")
+        self.notifications.kill()
+
+    async def start_notifications(self) -> None:
+        """Starts the killed notifications process again, on the same database."""
+        if not isinstance(self.notifications, NotificationsProcess):
+            raise TypeError("notifications runs in-process: start the stack with as_process=True")
+        self.notifications.start()
+        await wait_serving(self.notifications.grpc_port, timeout=60)
+
+    async def start_replica(self) -> RunningService[Any]:
+        """One more in-process notifications replica on the same database and settings (a
+        PostgreSQL database_url for two to share it), stopped when the stack ends."""
+        if isinstance(self.notifications, NotificationsProcess):
+            raise TypeError("replicas are in-process: start the stack without as_process")
+        replica = RunningService(self.notifications.definition, self.notifications.settings)
+        await replica.start()
+        self.replicas.append(replica)
+        await wait_serving(replica.grpc_port)
+        return replica
+
+    async def _stop_notifications(self) -> None:
+        for replica in self.replicas:
+            await replica.stop()
+        if isinstance(self.notifications, NotificationsProcess):
+            self.notifications.stop()
+        else:
+            await self.notifications.stop()
 
     def sms(self) -> list[dict[str, Any]]:
         return stored_records(self.state_dir, Channel.SMS)
@@ -262,8 +438,15 @@ class Stack:
 
 @asynccontextmanager
 async def notifications_stack(
-    nats_server: NatsServer, tmp_path: Path, **notifications_settings: Any
+    nats_server: NatsServer,
+    tmp_path: Path,
+    *,
+    as_process: bool = False,
+    **notifications_settings: Any,
 ) -> AsyncIterator[Stack]:
+    """The stack; `notifications_settings` override notifications' (a `database_url` too:
+    SQLite under `tmp_path` by default). `as_process`: notifications runs as an OS process
+    (`python -m zhike_notifications`), for tests that kill it."""
     state_dir = tmp_path / "gateways"
     async with AsyncExitStack() as stack:
         gateways = await stack.enter_async_context(running_gateways(state_dir))
@@ -299,18 +482,35 @@ async def notifications_stack(
             "identity_address": f"127.0.0.1:{identity.grpc_port}",
             "profile_address": f"127.0.0.1:{profile.grpc_port}",
             "providers": providers,
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'notifications.db'}",
         } | notifications_settings
-        notifications = await stack.enter_async_context(
-            running_service(
-                NOTIFICATIONS,
-                database_url=f"sqlite+aiosqlite:///{tmp_path / 'notifications.db'}",
-                nats_url=nats_server.url,
-                **settings,
+        notifications: RunningService[Any] | NotificationsProcess
+        if as_process:
+            # What the process reads from its environment instead (process_environment,
+            # dispatcher_environment), and its port (NotificationsProcess picks one).
+            in_process_only = {"auth_jwks_file", "service_token", "profile", "grpc_port"}
+            test_settings = {k: v for k, v in TEST_SETTINGS.items() if k not in in_process_only}
+            notifications = NotificationsProcess(
+                tmp_path,
+                process_settings(test_settings | {"nats_url": nats_server.url} | settings)
+                | process_environment()
+                | dispatcher_environment(settings["identity_address"], settings["profile_address"]),
             )
-        )
+            notifications.start()
+        else:
+            notifications = RunningService(
+                NOTIFICATIONS,
+                NOTIFICATIONS.settings_type(
+                    **(TEST_SETTINGS | {"nats_url": nats_server.url} | settings)
+                ),
+            )
+            await notifications.start()
+        running = Stack(identity, profile, notifications, gateways, state_dir, client)
+        # Whichever instance is current when the block ends (restart_notifications replaces it).
+        stack.push_async_callback(running._stop_notifications)
         for service in (identity, profile, notifications):
-            await wait_serving(service.grpc_port)
-        yield Stack(identity, profile, notifications, gateways, state_dir, client)
+            await wait_serving(service.grpc_port, timeout=60)
+        yield running
 
 
 def dumps(value: object) -> str:

@@ -24,6 +24,8 @@ from zhike_offers.domain.service import (
     Arbiter,
     CatalogueAdmin,
     CatalogueCache,
+    MessageSent,
+    NotificationReactions,
     OfferDecisions,
     OffersClock,
     OutboundDecisions,
@@ -71,6 +73,7 @@ class Harness:
         arbiter = Arbiter(self.config)
         self.outbound = OutboundDecisions(self.catalogues, self.models, arbiter, self.clock)
         self.reactions = ProfileReactions(self.catalogues, self.outbound, self.clock)
+        self.notification_reactions = NotificationReactions(self.catalogues)
         self.store = decision_store(database, self.unit, pool_size=10)
         self.decisions = OfferDecisions(
             self.unit,
@@ -154,6 +157,17 @@ class Harness:
                 await self.reactions.apply_batch(unit, changes)
             await unit.commit()
         return new
+
+    async def message_sent(self, message: MessageSent) -> bool:
+        """As the consumer applies a NotificationSent or NotificationDelivered (decoded): in
+        its own transaction; True when it recorded a contact."""
+        unit_of_work = SqlOffersUnitOfWork(
+            self.database, event_codec.outgoing_event, before=self.outbound.ready
+        )
+        async with unit_of_work as unit:
+            recorded = await self.notification_reactions.message_sent(unit, message)
+            await unit.commit()
+        return recorded
 
     async def decide(self, party_id: str, channel: str, **fields: Any) -> Decided:
         request: DecisionRequest = decision_request(channel=channel, **fields)

@@ -87,6 +87,9 @@ renders it, the Deployment hashes it (checksum/config) and the migration Job inl
 {{- include "zhike.checkNatsValues" . -}}
 {{- include "zhike.checkAuthValues" .root -}}
 {{- include "zhike.checkPageTokenValues" . -}}
+{{- if eq .name "notifications" -}}
+{{- include "zhike.checkNotificationsValues" . -}}
+{{- end -}}
 {{- $v := .root.Values -}}
 ZHIKE_GRPC_PORT: {{ $v.ports.grpc | quote }}
 ZHIKE_HEALTH_PORT: {{ $v.ports.health | quote }}
@@ -145,6 +148,9 @@ OTEL_METRICS_EXPORTER: {{ $v.telemetry.metricsExporter | quote }}
 {{- if $v.telemetry.otlpEndpoint }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.telemetry.otlpEndpoint | quote }}
 {{- end }}
+{{- if eq .name "notifications" }}
+{{- include "zhike.notificationsConfig" . }}
+{{- end }}
 {{- range $key, $value := $v.config.extraEnv }}
 {{ $key }}: {{ $value | quote }}
 {{- end }}
@@ -178,6 +184,17 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.telemetry.otlpEndpoint | quote }}
 {{- end }}
 {{- else if and (eq .name "identity") .svc.enabled }}
 {{- fail "fieldKeys.existingSecret: required, identity encrypts ID numbers, phones and e-mails at rest (docs/operations.md, \"Key rotation\")" }}
+{{- else if and (eq .name "notifications") .svc.enabled }}
+{{- fail "fieldKeys.existingSecret: required, notifications seals template values and inbox texts at rest (docs/operations.md, \"Key rotation\")" }}
+{{- end }}
+{{- /* Providers with credentials: the Job checks them too (the settings refuse a failover
+order naming a provider that is not there). */}}
+{{- if and (eq .name "notifications") .svc.providers.existingSecret }}
+- name: ZHIKE_PROVIDERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .svc.providers.existingSecret | quote }}
+      key: {{ .svc.providers.existingSecretKey | quote }}
 {{- end }}
 {{- end -}}
 
@@ -559,4 +576,168 @@ service's), for the service pods and their migration Jobs. Context: dict root/na
 {{- with .svc.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The notifications service's own values: what the schema cannot relate to each other, and what
+it cannot start (or send, or be reached) without. Context: dict root/name/svc.
+*/}}
+{{- define "zhike.checkNotificationsValues" -}}
+{{- $n := .svc -}}
+{{- $v := .root.Values -}}
+{{- if eq (empty $n.providers.list) (empty $n.providers.existingSecret) -}}
+{{- fail "services.notifications.providers: set exactly one of providers.list and providers.existingSecret (the SMS, push and e-mail providers it sends through)" -}}
+{{- end -}}
+{{- if not $n.webhooks.publicUrl -}}
+{{- fail "services.notifications.webhooks.publicUrl: required, the base URL the unsubscribe links in e-mails point at (ZHIKE_WEBHOOK_PUBLIC_URL)" -}}
+{{- end -}}
+{{- if not $n.directory.serviceToken.existingSecret -}}
+{{- fail "services.notifications.directory.serviceToken.existingSecret: required, a notifications_dispatcher token for identity and the profile (ZHIKE_SERVICE_TOKEN_FILE)" -}}
+{{- end -}}
+{{- range $peer := list "identity" "profile" -}}
+{{- if and (not (get $n.directory (printf "%sAddress" $peer))) (not (get $v.services $peer).enabled) -}}
+{{- fail (printf "services.notifications.directory.%sAddress: required, %s is not deployed by this release" $peer $peer) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.grpcTls.enabled (not $n.directory.tls.existingSecret) -}}
+{{- fail "services.notifications.directory.tls.existingSecret: required with grpcTls.enabled (the CA that signs identity's and the profile's certificates)" -}}
+{{- end -}}
+{{- if and $v.grpcTls.clientCA.existingSecret (not $n.directory.tls.clientCertificate) -}}
+{{- fail "services.notifications.directory.tls.clientCertificate: required with grpcTls.clientCA (identity and the profile ask notifications for a client certificate)" -}}
+{{- end -}}
+{{- if not $n.webhooks.unsubscribeLinkKey.existingSecret -}}
+{{- $replicas := "" -}}
+{{- if $n.autoscaling.enabled -}}
+{{- $replicas = "autoscaling is on" -}}
+{{- else if gt (int $n.replicaCount) 1 -}}
+{{- $replicas = printf "replicaCount is %d" (int $n.replicaCount) -}}
+{{- end -}}
+{{- if $replicas -}}
+{{- fail (printf "services.notifications: %s, so webhooks.unsubscribeLinkKey.existingSecret is required: without a shared key an unsubscribe link works only on the pod that sent the e-mail" $replicas) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $n.webhooks.ingress.enabled (not $n.webhooks.ingress.host) -}}
+{{- fail "services.notifications.webhooks.ingress.host: required with webhooks.ingress.enabled" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where identity (or the profile) answers: the value set, or this release's Service. Context: dict root/name/svc plus "peer". */}}
+{{- define "zhike.directoryAddress" -}}
+{{- $set := get .svc.directory (printf "%sAddress" .peer) -}}
+{{- if $set -}}
+{{- $set -}}
+{{- else -}}
+{{- printf "%s:%d" (include "zhike.serviceFullname" (dict "root" .root "name" .peer)) (int .root.Values.ports.grpc) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The notifications service's plain settings (part of zhike.configData). Context: dict root/name/svc. */}}
+{{- define "zhike.notificationsConfig" -}}
+{{- $n := .svc }}
+ZHIKE_IDENTITY_ADDRESS: {{ include "zhike.directoryAddress" (merge (dict "peer" "identity") .) | quote }}
+ZHIKE_PROFILE_ADDRESS: {{ include "zhike.directoryAddress" (merge (dict "peer" "profile") .) | quote }}
+ZHIKE_WEBHOOK_PORT: {{ $n.webhooks.port | quote }}
+ZHIKE_WEBHOOK_PUBLIC_URL: {{ $n.webhooks.publicUrl | quote }}
+{{- with $n.providers.list }}
+ZHIKE_PROVIDERS: {{ toJson . | quote }}
+{{- end }}
+{{- range $channel := list "sms" "email" "push" }}
+{{- with get $n.providers $channel }}
+ZHIKE_PROVIDERS_{{ upper $channel }}: {{ toJson . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+What only the notifications pods (not its migration Job) get: the dispatcher token and the
+directory's TLS files (mounted whole, so a rotated Secret reaches the pod and is re-read), the
+webhook signing secrets and the unsubscribe link key. Context: dict root/name/svc.
+*/}}
+{{- define "zhike.notificationsEnv" -}}
+{{- $n := .svc -}}
+- name: ZHIKE_SERVICE_TOKEN_FILE
+  value: {{ printf "/etc/zhike/service-token/%s" $n.directory.serviceToken.existingSecretKey | quote }}
+{{- with $n.directory.tls }}
+{{- if .existingSecret }}
+- name: ZHIKE_DIRECTORY_TLS_CA_FILE
+  value: {{ printf "/etc/zhike/directory-tls/%s" .caFile | quote }}
+{{- if .clientCertificate }}
+- name: ZHIKE_DIRECTORY_TLS_CERT_FILE
+  value: {{ printf "/etc/zhike/directory-tls/%s" .certFile | quote }}
+- name: ZHIKE_DIRECTORY_TLS_KEY_FILE
+  value: {{ printf "/etc/zhike/directory-tls/%s" .keyFile | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with $n.webhooks.secrets.existingSecret }}
+- name: ZHIKE_WEBHOOK_SECRETS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $n.webhooks.secrets.existingSecretKey | quote }}
+{{- end }}
+{{- with $n.webhooks.unsubscribeLinkKey.existingSecret }}
+- name: ZHIKE_UNSUBSCRIBE_LINK_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $n.webhooks.unsubscribeLinkKey.existingSecretKey | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "zhike.notificationsVolumes" -}}
+{{- $n := .svc -}}
+- name: service-token
+  secret:
+    secretName: {{ $n.directory.serviceToken.existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      - key: {{ $n.directory.serviceToken.existingSecretKey | quote }}
+        path: {{ $n.directory.serviceToken.existingSecretKey | quote }}
+{{- with $n.directory.tls }}
+{{- if .existingSecret }}
+- name: directory-tls
+  secret:
+    secretName: {{ .existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      - key: {{ .caFile | quote }}
+        path: {{ .caFile | quote }}
+      {{- if .clientCertificate }}
+      - key: {{ .certFile | quote }}
+        path: {{ .certFile | quote }}
+      - key: {{ .keyFile | quote }}
+        path: {{ .keyFile | quote }}
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "zhike.notificationsVolumeMounts" -}}
+- name: service-token
+  mountPath: /etc/zhike/service-token
+  readOnly: true
+{{- if .svc.directory.tls.existingSecret }}
+- name: directory-tls
+  mountPath: /etc/zhike/directory-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* NetworkPolicyPeer of one service's pods (a list item). Context: dict root/name. */}}
+{{- define "zhike.componentPeer" -}}
+- podSelector:
+    matchLabels:
+      {{- include "zhike.componentSelectorLabels" . | nindent 6 }}
+{{- end -}}
+
+{{/*
+Whether this release's notifications calls this service (identity or the profile) in the
+cluster: "true" or empty. Context: dict root/name.
+*/}}
+{{- define "zhike.calledByNotifications" -}}
+{{- $n := .root.Values.services.notifications -}}
+{{- if and $n.enabled (has .name (list "identity" "profile")) (not (get $n.directory (printf "%sAddress" .name))) -}}
+true
+{{- end -}}
 {{- end -}}

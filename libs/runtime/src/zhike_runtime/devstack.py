@@ -8,7 +8,8 @@ ZHIKE_DEV_STATE_DIR (default .zhike/), with the throwaway keys that seal persona
 an HTTP SMS and push gateway on 8025 (ZHIKE_DEV_HTTP_GATEWAY_PORT) and an SMTP server on 1025
 (ZHIKE_DEV_SMTP_PORT), storing what they receive under <state dir>/gateways/. Notifications
 asks identity and the profile where they were started, with a notifications_dispatcher token
-minted at each start (<state dir>/notifications-token). Ctrl-C stops everything cleanly.
+minted at each start (<state dir>/notifications-token), and serves its provider webhooks and
+unsubscribe links on 8026 (ZHIKE_DEV_WEBHOOK_PORT). Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ SERVICES = {"identity": 50051, "profile": 50052, "offers": 50053, "notifications
 # the runtime does not depend on a service).
 GATEWAYS_MODULE = "zhike_notifications.local_gateways"
 GATEWAY_PORTS = {"ZHIKE_DEV_HTTP_GATEWAY_PORT": 8025, "ZHIKE_DEV_SMTP_PORT": 1025}
+# Notifications' webhook HTTP server (provider receipts and replies, unsubscribe links).
+WEBHOOK_PORT_VARIABLE = "ZHIKE_DEV_WEBHOOK_PORT"
+WEBHOOK_PORT = 8026
 HEALTH_OFFSET = 10
 FIELD_KEYS_FILE = "field-keys.json"
 # The notifications service's own token for identity and the profile (its party directory),
@@ -116,6 +120,7 @@ class Stack:
         )
         self.services: list[ServiceProcess] = []
         self.gateways: GatewaysProcess | None = None
+        self.webhook_port = WEBHOOK_PORT
         # A throwaway token issuer: the services trust its key set, `zhike token` mints with it.
         self.issuer = DevelopmentIssuer(state_dir / ISSUER_DIRECTORY)
         # Throwaway field keys, made once: the stores sealed under them stay readable next time.
@@ -127,18 +132,21 @@ class Stack:
             name: _port(f"ZHIKE_DEV_{name.upper()}_PORT", port) for name, port in SERVICES.items()
         }
         http_gateway_port, smtp_port = (_port(v, port) for v, port in GATEWAY_PORTS.items())
+        self.webhook_port = _port(WEBHOOK_PORT_VARIABLE, WEBHOOK_PORT)
         _require_free(self.nats.port, "NATS")
         for name, port in ports.items():
             _require_free(port, name)
             _require_free(port + HEALTH_OFFSET, f"{name} health")
         _require_free(http_gateway_port, "the local SMS and push gateway")
         _require_free(smtp_port, "the local SMTP server")
+        _require_free(self.webhook_port, "the notifications webhooks")
         self.nats.start()
         _say(f"nats-server with JetStream on {self.nats.url} (store {self.nats.store})")
         self.gateways = self._start_gateways(http_gateway_port, smtp_port)
         extra_env = {
             "notifications": self._dispatcher_environment(ports)
             | _local_providers(http_gateway_port, smtp_port)
+            | _local_webhooks(self.webhook_port)
         }
         for name, port in ports.items():
             self.services.append(self._start_service(name, port, extra_env.get(name, {})))
@@ -274,6 +282,16 @@ def _local_providers(http_gateway_port: int, smtp_port: int) -> dict[str, str]:
     return {"ZHIKE_PROVIDERS": json.dumps(providers)}
 
 
+def _local_webhooks(port: int) -> dict[str, str]:
+    """Notifications' webhook server on the loopback interface only, and the unsubscribe links
+    in the e-mails it sends pointing at it."""
+    return {
+        "ZHIKE_WEBHOOK_HOST": "127.0.0.1",
+        "ZHIKE_WEBHOOK_PORT": str(port),
+        "ZHIKE_WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+
+
 def development_field_keys(path: Path) -> dict[str, str]:
     """ZHIKE_DATA_KEYS, ZHIKE_DATA_KEY_ID and ZHIKE_BLIND_INDEX_KEY for the local stack: random
     keys written to `path` (owner-only) on the first run and read back on later ones. Keys set
@@ -325,6 +343,10 @@ def main() -> int:
             _say(f"  SMS and push   {http_url:<26} {landed}/sms/*.json, {landed}/push/*.json")
             _say(
                 f"  e-mail (SMTP)  {'127.0.0.1:' + str(gateways.smtp_port):<26} {landed}/email/*.eml"
+            )
+            _say(
+                f"  webhooks       {f'http://127.0.0.1:{stack.webhook_port}':<26} "
+                "receipts, replies, unsubscribe links (notifications)"
             )
             _say(
                 f"  make them fail: curl -X POST {http_url}/_control "

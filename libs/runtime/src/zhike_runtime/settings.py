@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Literal, Self, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -355,3 +356,13 @@ def load_field_keys() -> FieldKeys:
         )
         raise SystemExit(2)
     return keys
+
+
+def known_time_zone(value: str) -> str:
+    """`value` if it names an IANA time zone; a ValueError naming it otherwise (for settings'
+    validators)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"not an IANA time zone: {value!r}") from error
+    return value

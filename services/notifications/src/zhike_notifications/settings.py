@@ -4,7 +4,6 @@ import datetime as dt
 import re
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -27,7 +26,7 @@ from zhike_notifications.policy import (
     parse_quiet_hours,
     parse_wall_time,
 )
-from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.settings import ServiceSettings, known_time_zone
 
 # A provider's name as the failover order lists it.
 _PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -197,11 +196,7 @@ class NotificationsSettings(ServiceSettings):
     @field_validator("default_time_zone")
     @classmethod
     def _known_time_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"not an IANA time zone: {value!r}") from error
-        return value
+        return known_time_zone(value)
 
     @field_validator("providers_sms", "providers_email", "providers_push")
     @classmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import nats
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -87,6 +88,12 @@ async def services(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Ser
             )
         )
         await wait_serving(identity.grpc_port)
+        # Notifications' own stream, as it declares it: the profile's consumer of it waits.
+        client = await nats.connect(nats_server.url)
+        await client.jetstream().add_stream(
+            name="ZHIKE_NOTIFICATIONS", subjects=["zhike.notifications.v1.>"]
+        )
+        await client.close()
         profile = await stack.enter_async_context(
             running_service(
                 PROFILE,
@@ -273,7 +280,7 @@ async def test_a_rotated_token_file_is_used_from_the_next_call(
 
 def test_no_token_configured_is_a_start_up_error_naming_the_settings() -> None:
     settings = NotificationsSettings(
-        **TEST_SETTINGS, service_token=SecretStr(""), service_token_file=None
+        **(TEST_SETTINGS | {"service_token": SecretStr(""), "service_token_file": None})
     )
 
     with pytest.raises(DirectoryConfigurationError, match="ZHIKE_SERVICE_TOKEN_FILE"):
@@ -283,7 +290,9 @@ def test_no_token_configured_is_a_start_up_error_naming_the_settings() -> None:
 def test_an_empty_token_file_is_a_start_up_error(tmp_path: Path) -> None:
     empty = tmp_path / "token"
     empty.write_text("\n")
-    settings = NotificationsSettings(**TEST_SETTINGS, service_token_file=empty)
+    settings = NotificationsSettings(
+        **(TEST_SETTINGS | {"service_token": SecretStr(""), "service_token_file": empty})
+    )
 
     with pytest.raises(DirectoryConfigurationError, match="is empty"):
         GrpcPartyDirectory.from_settings(settings)

@@ -13,6 +13,7 @@ from zhike_offers.domain.service import (
     Arbiter,
     CatalogueAdmin,
     CatalogueCache,
+    NotificationReactions,
     OfferDecisions,
     OffersClock,
     OutboundDecisions,
@@ -24,7 +25,7 @@ from zhike_offers.settings import OffersSettings
 from zhike_offers.storage.decision_store import decision_store
 from zhike_offers.storage.repository import SqlOffersUnitOfWork
 from zhike_offers.transport import event_codec
-from zhike_offers.transport.event_handlers import profile_consumer
+from zhike_offers.transport.event_handlers import notifications_consumer, profile_consumer
 from zhike_offers.transport.grpc_handlers import OffersHandlers
 from zhike_runtime.app import Platform, ServiceDefinition, Wiring
 from zhike_runtime.background import closing_at_shutdown, every
@@ -111,7 +112,10 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
     reactions = ProfileReactions(catalogues, outbound, clock)
     return Wiring(
         grpc_registrations=[handlers.register],
-        consumers=[profile_consumer(reactions, consumer_unit_of_work)],
+        consumers=[
+            profile_consumer(reactions, consumer_unit_of_work),
+            notifications_consumer(NotificationReactions(catalogues), consumer_unit_of_work),
+        ],
         background={
             "catalogue-refresh": every(
                 settings.catalogue_refresh_seconds, "catalogue refresh", catalogues.refresh

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import DirectoryPath, Field, field_validator, model_validator
 
 from zhike_offers.domain.contact_policy import BudgetWindow, ContactPolicy
 from zhike_offers.domain.decision import MAX_OFFERS, DecisionConfig
 from zhike_offers.domain.propensity import Estimator
-from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.settings import ServiceSettings, known_time_zone
 
 _WINDOW = re.compile(r"(\d{1,3})d:(\d{1,3})")
 
@@ -70,11 +70,7 @@ class OffersSettings(ServiceSettings):
     @field_validator("business_time_zone")
     @classmethod
     def _known_time_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"not an IANA time zone: {value!r}") from error
-        return value
+        return known_time_zone(value)
 
     @model_validator(mode="after")
     def _sample_sizes(self) -> OffersSettings:

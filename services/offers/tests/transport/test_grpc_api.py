@@ -81,10 +81,11 @@ class Stack:
 
 @pytest.fixture
 async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]:
-    # The profile's stream, as the profile service declares it: offers consumes from it.
+    # The profile's and notifications' streams, as they declare them: offers consumes from them.
     broker = await nats.connect(nats_server.url)
     js = broker.jetstream()
     await js.add_stream(name="ZHIKE_PROFILE", subjects=["zhike.profile.v1.>"])
+    await js.add_stream(name="ZHIKE_NOTIFICATIONS", subjects=["zhike.notifications.v1.>"])
     opened: list[grpc.aio.Channel] = []
     try:
         async with running_service(

@@ -17,7 +17,11 @@ from zhike.offers.v1 import offers_pb2, offers_service_pb2, offers_service_pb2_g
 from zhike_offers.app import DEFINITION, STREAM
 from zhike_offers.settings import OffersSettings
 from zhike_offers.transport.event_codec import OFFER_DECIDED_SUBJECT, OFFER_WITHDRAWN_SUBJECT
-from zhike_offers.transport.event_handlers import PROFILE_STREAM, PROFILE_SUBJECTS
+from zhike_offers.transport.event_handlers import (
+    NOTIFICATIONS_STREAM,
+    PROFILE_STREAM,
+    PROFILE_SUBJECTS,
+)
 from zhike_runtime.app import RunningService
 from zhike_runtime.events import headers as h
 from zhike_runtime.ids import new_id
@@ -41,10 +45,14 @@ EVENT_TYPES: dict[str, type[Message]] = {
 
 @pytest.fixture
 async def offers(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[RunningService[Any]]:
-    # The profile owns its stream (the consumer waits for it); here the test stands in for it.
+    # The profile and notifications own their streams (the consumers wait for them); here the
+    # test stands in for them.
     client = await nats.connect(nats_server.url)
     try:
         await client.jetstream().add_stream(name=PROFILE_STREAM, subjects=list(PROFILE_SUBJECTS))
+        await client.jetstream().add_stream(
+            name=NOTIFICATIONS_STREAM, subjects=["zhike.notifications.v1.>"]
+        )
     finally:
         await client.close()
     async with running_service(
@@ -170,6 +178,7 @@ async def published_before_start(nats_server: NatsServer, *messages: Message) ->
     try:
         js = client.jetstream()
         await js.add_stream(name=PROFILE_STREAM, subjects=list(PROFILE_SUBJECTS))
+        await js.add_stream(name=NOTIFICATIONS_STREAM, subjects=["zhike.notifications.v1.>"])
         for message in messages:
             event_id = new_id()
             await js.publish(

@@ -16,6 +16,7 @@ from zhike_profile.transport import codec, source_codec
 from zhike_profile.transport.event_handlers import (
     SOURCE_STREAM,
     identity_consumer,
+    notifications_consumer,
     source_consumer,
 )
 from zhike_profile.transport.grpc_handlers import ProfileHandlers
@@ -67,6 +68,8 @@ def wire(platform: Platform[ProfileSettings]) -> Wiring:
         consumers=[
             identity_consumer(updates, unit_of_work),
             source_consumer(updates, unit_of_work, clock.now),
+            # Notifications' stream: the profile is ready once notifications declared it.
+            notifications_consumer(updates, unit_of_work),
         ],
         background={"risk-expiry": expiry.run},
     )

@@ -17,6 +17,8 @@ from zhike_profile.settings import ProfileSettings
 from zhike_runtime.app import RunningService
 from zhike_runtime.testing.services import authorised_channel, running_service, wait_serving
 
+from ..streams import declare_notifications_stream_at
+
 if TYPE_CHECKING:
     from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub
     from zhike.profile.v1.profile_service_pb2_grpc import ProfileServiceAsyncStub
@@ -39,6 +41,8 @@ async def identity_and_profile(nats_url: str, directory: Path) -> AsyncIterator[
         nats_url=nats_url,
     ) as identity:
         await wait_serving(identity.grpc_port)
+        # Notifications' stream, as notifications declares it (the profile's consumer waits).
+        await declare_notifications_stream_at(nats_url)
         async with running_service(
             PROFILE,
             database_url=f"sqlite+aiosqlite:///{directory / 'profile.db'}",

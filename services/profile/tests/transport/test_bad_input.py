@@ -45,6 +45,7 @@ from ..source_facts import (
     source_event,
     timestamp,
 )
+from ..streams import declare_notifications_stream
 
 PARTY = str(uuid.uuid4())
 
@@ -56,6 +57,7 @@ async def profile(
     # Identity's stream, as identity declares it: the profile's consumers wait for it.
     connection = await nats.connect(nats_server.url)
     await connection.jetstream().add_stream(name="ZHIKE_IDENTITY", subjects=["zhike.identity.v1.>"])
+    await declare_notifications_stream(connection)
     await connection.close()
     async with running_service(
         DEFINITION,

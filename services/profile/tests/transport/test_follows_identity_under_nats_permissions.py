@@ -32,6 +32,7 @@ from zhike_runtime.testing.services import (
 )
 
 from ..source_facts import account_opened, balance_changed, publish, source_event
+from ..streams import declare_notifications_stream
 
 if TYPE_CHECKING:
     from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub
@@ -57,6 +58,10 @@ async def test_profile_follows_identity_each_with_only_its_own_nats_permissions(
         nats_nkey_seed_file=nats.seed_files["identity"],
     ) as identity:
         await wait_serving(identity.grpc_port)
+        # Notifications' stream, declared by notifications' own user as notifications does.
+        producer = await nats.connect("notifications")
+        await declare_notifications_stream(producer)
+        await producer.close()
         async with running_service(
             PROFILE,
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",

@@ -42,6 +42,7 @@ from ..source_facts import (
     salary_paid,
     source_event,
 )
+from ..streams import declare_notifications_stream_at
 
 if TYPE_CHECKING:
     from zhike.identity.v1.identity_service_pb2_grpc import IdentityServiceAsyncStub
@@ -73,6 +74,7 @@ async def stack(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Stack]
         nats_url=nats_server.url,
     ) as identity:
         await wait_serving(identity.grpc_port)
+        await declare_notifications_stream_at(nats_server.url)
         async with running_service(
             PROFILE,
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",

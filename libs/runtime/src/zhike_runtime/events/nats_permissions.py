@@ -90,12 +90,16 @@ SERVICES: tuple[ServiceGrant, ...] = (
         consumes=(
             DurableConsumer("profile-identity", "ZHIKE_IDENTITY"),
             DurableConsumer("profile-source", "ZHIKE_SOURCE"),
+            DurableConsumer("profile-notifications", "ZHIKE_NOTIFICATIONS"),
         ),
     ),
     ServiceGrant(
         "offers",
         owns=(StreamSpec("ZHIKE_OFFERS", ("zhike.offers.v1.>",)),),
-        consumes=(DurableConsumer("offers-profile", "ZHIKE_PROFILE"),),
+        consumes=(
+            DurableConsumer("offers-profile", "ZHIKE_PROFILE"),
+            DurableConsumer("offers-notifications", "ZHIKE_NOTIFICATIONS"),
+        ),
     ),
     ServiceGrant(
         "notifications",

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import Connection
 
 from zhike_runtime.app import FaultHooks, RunningService, ServiceDefinition
 from zhike_runtime.auth.client import BearerToken
@@ -226,3 +230,31 @@ def migrate_databases(urls: Sequence[str], migrations: Path | None) -> None:
                 await database.dispose()
 
     asyncio.run(migrate())
+
+
+async def schema_drift(
+    database_url: str, migrations: Path | None, metadata: sa.MetaData
+) -> list[Any]:
+    """What a database migrated twice (the second run, another replica starting, finds nothing
+    to do) differs in from a service's `metadata`, per Alembic's autogenerate comparison; the
+    runtime's own tables (outbox, inbox, audit, versions) are left out. Empty: no drift."""
+
+    def differences(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "include_name": lambda name, kind, _parent: (
+                    kind != "table" or name in metadata.tables
+                ),
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+    database = Database(database_url)
+    try:
+        await apply_migrations(database, migrations)
+        await apply_migrations(database, migrations)
+        async with database.engine.connect() as connection:
+            return await connection.run_sync(differences)
+    finally:
+        await database.dispose()

@@ -41,6 +41,9 @@ class StoredNotification:
     request_digest: str = ""
     sending: Sending | None = None
     language: str = ""  # the language it was rendered in, once it was
+    # An offer's: the ProfileChanged.profile_version its decision was made on. The consents
+    # notifications holds may be older than that for a moment (they come by another road).
+    profile_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,14 @@ class ConsentStore(Protocol):
     async def put(self, entries: Sequence[ConsentEntry]) -> int:
         """Keeps each entry unless its (party, channel, purpose) holds a newer decision
         (`ConsentEntry`'s order); how many it took."""
+        ...
+
+    async def profile_version(self, party_id: str) -> int:
+        """The highest ProfileChanged.profile_version applied for the party (0: none)."""
+        ...
+
+    async def saw_profile(self, party_id: str, profile_version: int) -> None:
+        """Raises the party's applied profile version to `profile_version` if that is higher."""
         ...
 
 

@@ -100,6 +100,13 @@ class DispatchConfig:
     lease: dt.timedelta = dt.timedelta(seconds=60)
     # How far back the gates look (the longest cap window, dedup and consent frequency fit).
     history_days: int = 31
+    # An offer decided on a profile version whose consents have not reached notifications yet
+    # (they come by another road: ProfileChanged, not offers) waits for them this long, looking
+    # again every `consent_catch_up_step`, before a consent refusal is taken as final.
+    consent_catch_up: dt.timedelta = dt.timedelta(seconds=30)
+    consent_catch_up_step: dt.timedelta = dt.timedelta(seconds=1)
+    # Identity or the profile could not be asked: the notification is looked at again then.
+    directory_retry: dt.timedelta = dt.timedelta(seconds=5)
     sms_signature: str = ""  # 【银行名】, prepended by gateways in China; counted in the length
 
 
@@ -114,6 +121,7 @@ class OfferDecision:
     template_id: str
     category: Category
     decided_at: dt.datetime
+    profile_version: int = 0  # the ProfileChanged.profile_version it was decided on
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,15 @@ class ConsentChange:
     record: ConsentRecord
     changed_at: dt.datetime
     profile_version: int
+
+
+@dataclass(frozen=True)
+class ProfileNews:
+    """What notifications takes from a ProfileChanged: its version and its consents."""
+
+    party_id: str
+    profile_version: int
+    consents: tuple[ConsentChange, ...] = ()
 
 
 def outcome_event(stored: StoredNotification) -> StatusChanged | None:
@@ -251,7 +268,10 @@ class Intake:
             decision_id=decision.decision_id,
         )
         stored = StoredNotification(
-            notification, message, idempotency_key=f"offer-decision:{decision.decision_id}"
+            notification,
+            message,
+            idempotency_key=f"offer-decision:{decision.decision_id}",
+            profile_version=decision.profile_version,
         )
         if await unit.notifications.add(stored) and withdrawal is None:
             unit.after_commit(self._on_new)
@@ -269,6 +289,11 @@ class Intake:
             )
             if changed:
                 await _save(unit, stored, after)
+
+    async def profile_changed(self, unit: NotificationsUnitOfWork, news: ProfileNews) -> None:
+        """The consents a ProfileChanged carries, and the version they are as of."""
+        await self.consent_changes(unit, news.consents)
+        await unit.consents.saw_profile(news.party_id, news.profile_version)
 
     async def consent_changes(
         self, unit: NotificationsUnitOfWork, changes: Sequence[ConsentChange]
@@ -399,25 +424,44 @@ class Dispatcher:
         return len(due)
 
     async def _dispatch_party(self, notification_ids: Sequence[str]) -> None:
+        # The party's contact details are asked once for the round's notifications of the party
+        # (a burst of them need not ask identity and the profile each time).
+        contacts: dict[str, PartyContact | None] = {}
         for notification_id in notification_ids:
             try:
-                await self.dispatch(notification_id)
+                await self.dispatch(notification_id, contacts)
             except ConcurrentUpdate:
                 # Another replica wrote it first; whatever is left is due again and taken then.
                 log.info("notification changed while dispatching; left for the next round")
             except DirectoryUnavailable:
-                log.warning("party directory unavailable; the notification waits for its lease")
+                log.warning("party directory unavailable; the notification is tried again soon")
+                await self._again_in(notification_id, self._config.directory_retry)
 
-    async def dispatch(self, notification_id: str) -> None:
-        """Runs one notification as far as it goes now."""
+    async def _again_in(self, notification_id: str, delay: dt.timedelta) -> None:
+        """Leaves it to the next round after `delay` (not the whole lease)."""
+        async with self._unit_of_work() as unit:
+            await unit.notifications.lease([notification_id], self._clock() + delay)
+            await unit.commit()
+
+    async def dispatch(
+        self, notification_id: str, contacts: dict[str, PartyContact | None] | None = None
+    ) -> None:
+        """Runs one notification as far as it goes now; `contacts` holds the contact details
+        already asked for in this round, by party."""
         async with self._unit_of_work() as unit:
             stored = await unit.notifications.get(notification_id)
         if stored is None or (stored.notification.due_at() is None and stored.sending is None):
             return
         contact: PartyContact | None = None
+        party_id = stored.notification.party_id
         if stored.notification.channel is not Channel.INBOX:
             # Asked before the party's lock is taken: no network wait while holding it.
-            contact = await self._directory.contact(stored.notification.party_id)
+            if contacts is not None and party_id in contacts:
+                contact = contacts[party_id]
+            else:
+                contact = await self._directory.contact(party_id)
+                if contacts is not None:
+                    contacts[party_id] = contact
         planned = await self._decide(notification_id, contact)
         if planned is None:
             return
@@ -456,6 +500,13 @@ class Dispatcher:
                 return None
             verdict = await self._gates(unit, stored, contact, now)
             version = stored.notification.version
+            if await self._consents_behind(unit, stored, verdict, now):
+                until = now + self._config.consent_catch_up_step
+                after, _ = _apply(stored, lifecycle.Deferred(until, version))
+                await _save(unit, stored, after)
+                await unit.notifications.lease([notification_id], now)
+                await unit.commit()
+                return None
             if isinstance(verdict, gates.Suppress):
                 after, _ = _apply(stored, lifecycle.Suppressed(verdict.suppression, version))
                 await _save(unit, stored, after)
@@ -464,6 +515,8 @@ class Dispatcher:
             if isinstance(verdict, gates.Defer):
                 after, _ = _apply(stored, lifecycle.Deferred(verdict.until, version))
                 await _save(unit, stored, after)
+                # Released: due again at its new time, even one sooner than the lease's end.
+                await unit.notifications.lease([notification_id], now)
                 await unit.commit()
                 return None
             if stored.notification.channel is Channel.INBOX:
@@ -489,6 +542,23 @@ class Dispatcher:
             await unit.notifications.lease([notification_id], now + self._config.lease)
             await unit.commit()
             return after, outgoing
+
+    async def _consents_behind(
+        self,
+        unit: NotificationsUnitOfWork,
+        stored: StoredNotification,
+        verdict: gates.Verdict,
+        now: dt.datetime,
+    ) -> bool:
+        """A consent refusal of an offer decided on a newer profile than the consents held,
+        still inside the catch-up time: the consent that allowed the decision may be on its
+        way (offers and notifications read the profile's events each at its own pace)."""
+        if not isinstance(verdict, gates.Suppress) or verdict.gate is not gates.Gate.CONSENT:
+            return False
+        if now - stored.notification.created_at > self._config.consent_catch_up:
+            return False
+        known = await unit.consents.profile_version(stored.notification.party_id)
+        return stored.profile_version > known
 
     async def _gates(
         self,
@@ -657,6 +727,8 @@ class Dispatcher:
                         after, lifecycle.RetryScheduled(step.attempt, step.at, step.provider)
                     )
             await _save(unit, stored, after)
+            # Released: a failover planned for now goes at once, not when the lease ends.
+            await unit.notifications.lease([notification_id], now)
             await unit.commit()
 
 

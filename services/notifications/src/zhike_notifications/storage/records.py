@@ -86,6 +86,7 @@ def notification_row(stored: StoredNotification, ring: KeyRing) -> dict[str, Any
         "topic": message.topic,
         "offer_id": message.offer_id,
         "decision_id": message.decision_id,
+        "profile_version": stored.profile_version,
         "idempotency_key": stored.idempotency_key or None,
         "request_digest": stored.request_digest,
         "template_values": seal_values(ring, n.notification_id, stored.values),
@@ -200,6 +201,7 @@ def stored_of(row: Any, ring: KeyRing) -> StoredNotification:
         values=open_values(ring, row.notification_id, row.template_values),
         idempotency_key=row.idempotency_key or "",
         request_digest=row.request_digest,
+        profile_version=int(row.profile_version),
         sending=(
             None
             if row.sending_attempt is None

@@ -33,6 +33,7 @@ from zhike_notifications.storage.schema import (
     decision_withdrawal,
     inbox_message,
     notification,
+    party_profile,
     webhook_delivery,
 )
 from zhike_runtime.crypto import FieldKeys, KeyRing
@@ -305,6 +306,28 @@ class SqlConsentStore(_Store):
             [records.consent_row(newest[key]) for key in sorted(newest)],
         )
         return len(rows.all())
+
+    async def profile_version(self, party_id: str) -> int:
+        found = await self._session.scalar(
+            sa.select(party_profile.c.profile_version).where(party_profile.c.party_id == party_id)
+        )
+        return int(found or 0)
+
+    async def saw_profile(self, party_id: str, profile_version: int) -> None:
+        await self._session.execute(
+            _saw_profile(self._dialect),
+            {"party_id": party_id, "profile_version": profile_version},
+        )
+
+
+@functools.cache
+def _saw_profile(dialect: str) -> sa.Executable:
+    statement = insert_for(dialect, party_profile)
+    return statement.on_conflict_do_update(
+        index_elements=["party_id"],
+        set_={"profile_version": statement.excluded.profile_version},
+        where=party_profile.c.profile_version < statement.excluded.profile_version,
+    )
 
 
 # --- the inbox --------------------------------------------------------------------------------

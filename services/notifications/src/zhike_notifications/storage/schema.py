@@ -41,6 +41,8 @@ notification = sa.Table(
     sa.Column("topic", _CODE, nullable=False),
     sa.Column("offer_id", _CODE, nullable=False),
     sa.Column("decision_id", _ID, nullable=False),
+    # The ProfileChanged.profile_version the offer decision was made on (0: not an offer's).
+    sa.Column("profile_version", sa.BigInteger(), nullable=False, server_default="0"),
     # The caller's key (NULL: none; several NULLs never collide).
     sa.Column("idempotency_key", sa.String(128), nullable=True),
     sa.Column("request_digest", _CODE, nullable=False),
@@ -102,6 +104,14 @@ consent = sa.Table(
     sa.Column("text_version", _CODE, nullable=True),
     sa.Column("decided_at", _TIME, nullable=False),
     # The ProfileChanged.profile_version that carried it (0: a decision notifications took).
+    sa.Column("profile_version", sa.BigInteger(), nullable=False),
+)
+
+# The highest ProfileChanged.profile_version applied per party: what the consents are as of.
+party_profile = sa.Table(
+    "party_profile",
+    metadata,
+    sa.Column("party_id", _ID, primary_key=True),
     sa.Column("profile_version", sa.BigInteger(), nullable=False),
 )
 

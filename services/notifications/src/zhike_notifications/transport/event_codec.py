@@ -27,7 +27,7 @@ from zhike_notifications.domain.ports import (
     OutboundEvent,
     StatusChanged,
 )
-from zhike_notifications.domain.service import ConsentChange, OfferDecision
+from zhike_notifications.domain.service import ConsentChange, OfferDecision, ProfileNews
 from zhike_notifications.transport import codec
 from zhike_runtime.events.consumer import PermanentEventError
 from zhike_runtime.events.outbox import OutgoingEvent
@@ -116,6 +116,7 @@ def offer_decision(message: offers_events.OfferDecided) -> OfferDecision:
         template_id=_ident(message.template_id, name, "template_id"),
         category=OFFER_CATEGORIES[message.category],
         decided_at=_time(message.decide_time, name, "decide_time"),
+        profile_version=max(message.profile_version, 0),
     )
 
 
@@ -128,20 +129,20 @@ def decision_withdrawal(message: offers_events.OfferWithdrawn) -> DecisionWithdr
     )
 
 
-def consent_changes(message: profile_events.ProfileChanged) -> list[ConsentChange]:
-    """The consent decisions a ProfileChanged carries on the channels notifications sends on
-    (other facts are not notifications' business)."""
+def profile_news(message: profile_events.ProfileChanged) -> ProfileNews:
+    """The profile version and the consent decisions a ProfileChanged carries, on the channels
+    notifications sends on (other facts are not notifications' business)."""
     name = "ProfileChanged"
+    party_id = _party_id(message.party_id, name, "party_id")
+    if message.profile_version < 1:
+        raise _bad(name, "profile_version", "must be 1 or more")
     facts = [
         (index, fact.consent_changed)
         for index, fact in enumerate(message.facts)
         if fact.WhichOneof("fact") == "consent_changed"
     ]
     if not facts:
-        return []
-    party_id = _party_id(message.party_id, name, "party_id")
-    if message.profile_version < 1:
-        raise _bad(name, "profile_version", "must be 1 or more")
+        return ProfileNews(party_id, message.profile_version)
     changed_at = _time(message.change_time, name, "change_time")
     changes = []
     for index, consent in facts:
@@ -169,7 +170,7 @@ def consent_changes(message: profile_events.ProfileChanged) -> list[ConsentChang
             evidence,
         )
         changes.append(ConsentChange(party_id, record, changed_at, message.profile_version))
-    return changes
+    return ProfileNews(party_id, message.profile_version, tuple(changes))
 
 
 # --- out -----------------------------------------------------------------------------------

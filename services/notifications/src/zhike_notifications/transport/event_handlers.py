@@ -60,7 +60,7 @@ class EventHandlers:
         message: profile_events.ProfileChanged,
         context: EventContext,
     ) -> None:
-        await self._intake.consent_changes(_unit(context), event_codec.consent_changes(message))
+        await self._intake.profile_changed(_unit(context), event_codec.profile_news(message))
 
 
 def offers_consumer(

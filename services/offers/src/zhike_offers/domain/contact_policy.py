@@ -16,7 +16,8 @@ Rules, checked in this order; the first that applies names the suppression:
   calendar periods): by default at most 2 in 7 days and 6 in 30 days. A contact counted is a
   marketing offer decided outbound (DECIDED_OUTBOUND, counted when decided: a contact later
   withdrawn still counts, erring toward fewer messages) or shown on a channel listed in
-  `budget_channels`; the budget limits marketing decisions on those channels. By default these
+  `budget_channels` (an IMPRESSION: reported, or a message notifications sent of an offer not
+  decided outbound); the budget limits marketing decisions on those channels. By default these
   are the outbound channels: an offer shown where the customer came to the bank (app, branch,
   call centre) is not a contact the bank started, and is governed by the per-offer rules.
 
@@ -45,7 +46,9 @@ class ContactKind(enum.StrEnum):
     ACCEPT = "accept"
     DECLINE = "decline"
     IGNORE = "ignore"  # shown and not acted upon
-    DELIVERED = "delivered"  # notifications delivered the outbound message
+    # Notifications sent an outbound decision's message: counted by nothing, as the decision
+    # already counts it (a message of any other offer is an IMPRESSION on its channel).
+    DELIVERED = "delivered"
 
 
 @dataclass(frozen=True, order=True)

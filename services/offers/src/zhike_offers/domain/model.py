@@ -59,6 +59,20 @@ class ResponseRecord:
 
 
 @dataclass(frozen=True)
+class MessageSent:
+    """Notifications' word that a message went out: its NotificationSent (a provider accepted
+    it) or its NotificationDelivered (the receipt said it arrived), whichever comes first; the
+    second changes nothing."""
+
+    notification_id: str  # the contact's key: one message, one contact
+    party_id: str
+    channel: str  # offers' channel name (an in-app inbox message is "mobile_app")
+    decision_id: str  # "" when the message names no decision
+    offer_id: str  # "" when the message names no offer
+    at: dt.datetime  # when it was sent, or delivered
+
+
+@dataclass(frozen=True)
 class ContactPreferences:
     party_id: str
     do_not_contact: bool = False

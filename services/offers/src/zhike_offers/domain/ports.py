@@ -105,7 +105,9 @@ class DecisionStore(Protocol):
 
 @dataclass(frozen=True)
 class NewContact:
-    contact_id: str  # "decided:<decision id>" or "response:<response id>": recorded once
+    # "decided:<decision id>", "response:<response id>" or "message:<notification id>":
+    # recorded once.
+    contact_id: str
     party_id: str
     event: ContactEvent
     decision_id: str
@@ -138,6 +140,11 @@ class OutboundStore(Protocol):
 
     async def active_parties(self, offer_id: str) -> list[str]:
         """Parties with an ACTIVE outbound decision of the offer."""
+        ...
+
+    async def get(self, decision_id: str) -> OutboundDecision | None:
+        """The outbound decision, ACTIVE or withdrawn (None: not one offers decided outbound,
+        or pruned with the log)."""
         ...
 
     async def add_many(self, decisions: Sequence[tuple[OutboundDecision, int]]) -> None:

@@ -74,6 +74,7 @@ from zhike_offers.domain.model import (
     DecisionLogEntry,
     DecisionPage,
     DecisionTrigger,
+    MessageSent,
     OfferDecidedEvent,
     OfferPage,
     OfferWithdrawnEvent,
@@ -117,6 +118,8 @@ __all__ = [
     "DecisionLogEntry",
     "DecisionPage",
     "DecisionTrigger",
+    "MessageSent",
+    "NotificationReactions",
     "OfferDecisions",
     "OfferPage",
     "OffersClock",
@@ -679,6 +682,54 @@ class ProfileReactions:
         # A late change of a party merged away decides nothing: its facts are the survivor's.
         live = [party for party in parties if not party.merged_into]
         await self._outbound.redecide(unit, live, DecisionTrigger.PROFILE_CHANGE, versions)
+
+
+# --- notifications' messages -------------------------------------------------------------------
+
+
+class NotificationReactions:
+    """Notifications' NotificationSent and NotificationDelivered → the party's contact history,
+    inside the consumer's unit of work (never committing it). One message is one contact,
+    recorded under its notification id by whichever of the two comes first:
+
+    - a message of an outbound decision offers made is already counted: its DECIDED_OUTBOUND
+      contact counted from the decision on, against the budget and the offer's cap. The message
+      is recorded as DELIVERED, which counts toward nothing (counting it too would count one
+      SMS twice);
+    - a message of an offer offers did not decide outbound (a DecideOffers answer, or a
+      campaign, sent through SendNotification) is an IMPRESSION on its channel: the offer's cap
+      counts it, and so does the budget for a marketing offer on a budget channel;
+    - a message naming no offer, or one the catalogue does not hold, is not offers' contact
+      (notifications' own frequency cap is the last gate for it) and is not recorded.
+
+    Neither teaches the propensity model: a message that reached the customer is an
+    impression, and what it led to arrives through RecordResponse. A FAILED or SUPPRESSED
+    message is not consumed: it adds no contact, and the outbound decision's own contact stays
+    counted, as it does for a withdrawn decision (README, "Notifications' messages")."""
+
+    def __init__(self, catalogues: CatalogueCache) -> None:
+        self._catalogues = catalogues
+
+    async def message_sent(self, unit: OffersUnitOfWork, message: MessageSent) -> bool:
+        """Records the message's contact; False when there is none to record or the
+        notification was recorded before (a repeat, or its Sent after its Delivered)."""
+        offer = self._catalogues.current.offer(message.offer_id) if message.offer_id else None
+        if offer is None:
+            return False
+        # Under the party's lock: an outbound decision for the party either sees this contact
+        # or runs after it.
+        await unit.lock([party_lock(message.party_id)])
+        decided = await unit.outbound.get(message.decision_id) if message.decision_id else None
+        already_counted = (
+            decided is not None
+            and decided.party_id == message.party_id
+            and decided.offer_id == message.offer_id
+        )
+        kind = ContactKind.DELIVERED if already_counted else ContactKind.IMPRESSION
+        event = ContactEvent(message.at, message.offer_id, message.channel, kind, offer.marketing)
+        return await unit.contacts.add(
+            f"message:{message.notification_id}", message.party_id, event, message.decision_id
+        )
 
 
 # --- decisions, responses, switches -----------------------------------------------------------

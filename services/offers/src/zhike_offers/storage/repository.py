@@ -399,6 +399,18 @@ _WITHDRAW = (
 )
 
 
+def _outbound_decision(row: Any) -> OutboundDecision:
+    return OutboundDecision(
+        row.decision_id,
+        row.party_id,
+        row.offer_id,
+        int(row.offer_version),
+        row.channel,
+        row.template_id,
+        as_utc(row.decided_at),
+    )
+
+
 class SqlOutboundStore(_Store):
     async def active(self, party_ids: Sequence[str]) -> dict[str, list[OutboundDecision]]:
         found: dict[str, list[OutboundDecision]] = {}
@@ -406,18 +418,16 @@ class SqlOutboundStore(_Store):
             return found
         rows = await self._session.execute(_ACTIVE, {"party_ids": list(party_ids)})
         for row in rows:
-            found.setdefault(row.party_id, []).append(
-                OutboundDecision(
-                    row.decision_id,
-                    row.party_id,
-                    row.offer_id,
-                    int(row.offer_version),
-                    row.channel,
-                    row.template_id,
-                    as_utc(row.decided_at),
-                )
-            )
+            found.setdefault(row.party_id, []).append(_outbound_decision(row))
         return found
+
+    async def get(self, decision_id: str) -> OutboundDecision | None:
+        row = (
+            await self._session.execute(
+                sa.select(outbound_decision).where(outbound_decision.c.decision_id == decision_id)
+            )
+        ).first()
+        return None if row is None else _outbound_decision(row)
 
     async def active_parties(self, offer_id: str) -> list[str]:
         ids = await self._session.scalars(

@@ -7,8 +7,9 @@
   with one statement.
 - `offer` (the latest version of each offer: what is live) and `offer_version` (every version
   ever saved, for the decision log and GetOffer).
-- `contact_event`: a party's contacts (outbound decisions, responses), read by time per party;
-  keyed by the response id or decision id that made it, so each is recorded once.
+- `contact_event`: a party's contacts (outbound decisions, responses, notifications' messages),
+  read by time per party; keyed by the response, decision or notification id that made it, so
+  each is recorded once.
 - `outbound_decision`: outbound decisions, ACTIVE until withdrawn.
 - `decision_log`: every arbitration, with its inputs digest and explanation.
 - `propensity`: the Beta–Binomial counts per offer × segment.
@@ -76,7 +77,7 @@ offer_version = sa.Table(
 contact_event = sa.Table(
     "contact_event",
     metadata,
-    # "response:<response id>" or "decided:<decision id>".
+    # "response:<response id>", "decided:<decision id>" or "message:<notification id>".
     sa.Column("contact_id", sa.String(64), primary_key=True),
     sa.Column("party_id", _ID, nullable=False),
     sa.Column("at", _TIME, nullable=False),

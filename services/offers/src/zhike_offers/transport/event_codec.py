@@ -1,8 +1,9 @@
-"""Events ↔ domain: the profile's ProfileChanged in, OfferDecided and OfferWithdrawn out.
+"""Events ↔ domain: the profile's ProfileChanged and notifications' NotificationSent and
+NotificationDelivered in, OfferDecided and OfferWithdrawn out.
 
-A ProfileChanged that cannot be read (a field missing or out of range) raises
-`PermanentEventError` naming the field, never its value: the consumer dead-letters it. Enum
-numbers map through tables; one a table does not know is refused, never guessed.
+An event that cannot be read (a field missing or out of range) raises `PermanentEventError`
+naming the message and the field, never its value: the consumer dead-letters it. Enum numbers
+map through tables; one a table does not know is refused, never guessed.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ from typing import TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2
 
+from zhike.notifications.v1 import events_pb2 as notification_events
+from zhike.notifications.v1 import notifications_pb2
 from zhike.offers.v1 import events_pb2 as offers_events
 from zhike.profile.v1 import events_pb2 as profile_events
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_offers.domain.facts import Holding
-from zhike_offers.domain.model import OfferDecidedEvent, OfferWithdrawnEvent, OutboundEvent
+from zhike_offers.domain.model import (
+    MessageSent,
+    OfferDecidedEvent,
+    OfferWithdrawnEvent,
+    OutboundEvent,
+)
 from zhike_offers.domain.projection import (
     BalanceFact,
     ConsentFact,
@@ -81,8 +89,8 @@ SIDES: Mapping[int, bool] = MappingProxyType(
 # --- ProfileChanged in ------------------------------------------------------------------------
 
 
-def _bad(field: str, why: str) -> PermanentEventError:
-    return PermanentEventError(f"ProfileChanged.{field} {why}")
+def _bad(field: str, why: str, event: str = "ProfileChanged") -> PermanentEventError:
+    return PermanentEventError(f"{event}.{field} {why}")
 
 
 def _enum(table: Mapping[int, T], number: int, field: str) -> T:
@@ -163,23 +171,27 @@ def _fact(message: profile_events.ProfileFact, field: str) -> Fact:
     raise _bad(field, "holds no fact this consumer knows")
 
 
-def _time(stamp: Timestamp, field: str) -> dt.datetime:
+def _time(stamp: Timestamp, field: str, event: str = "ProfileChanged") -> dt.datetime:
     if not stamp.seconds and not stamp.nanos:
-        raise _bad(field, "is missing")
+        raise _bad(field, "is missing", event)
     try:
         return stamp.ToDatetime(tzinfo=dt.UTC)
     except (ValueError, OverflowError):
-        raise _bad(field, "is not a possible time") from None
+        raise _bad(field, "is not a possible time", event) from None
 
 
-def _party_id(value: str, field: str) -> str:
+def _uuid(value: str, field: str, what: str, event: str) -> str:
     try:
         parsed = uuid.UUID(value)
     except ValueError:
-        raise _bad(field, "is not a party id") from None
+        raise _bad(field, f"is not {what}", event) from None
     if str(parsed) != value:
-        raise _bad(field, "is not a party id")
+        raise _bad(field, f"is not {what}", event)
     return value
+
+
+def _party_id(value: str, field: str, event: str = "ProfileChanged") -> str:
+    return _uuid(value, field, "a party id", event)
 
 
 def profile_change(message: profile_events.ProfileChanged) -> ProfileChange:
@@ -196,6 +208,56 @@ def profile_change(message: profile_events.ProfileChanged) -> ProfileChange:
             if message.merged_into_party_id
             else ""
         ),
+    )
+
+
+# --- NotificationSent, NotificationDelivered in ------------------------------------------------
+
+NOTIFICATION_SUBJECT_PREFIX = "zhike.notifications.v1"
+NOTIFICATION_SENT_SUBJECT = f"{NOTIFICATION_SUBJECT_PREFIX}.notification_sent"
+NOTIFICATION_DELIVERED_SUBJECT = f"{NOTIFICATION_SUBJECT_PREFIX}.notification_delivered"
+# Notifications' channels as offers name them: an inbox message is read in the app.
+NOTIFICATION_CHANNELS: Mapping[int, str] = MappingProxyType(
+    {
+        notifications_pb2.NOTIFICATION_CHANNEL_SMS: "sms",
+        notifications_pb2.NOTIFICATION_CHANNEL_EMAIL: "email",
+        notifications_pb2.NOTIFICATION_CHANNEL_PUSH: "push",
+        notifications_pb2.NOTIFICATION_CHANNEL_INBOX: "mobile_app",
+    }
+)
+_OFFER_ID = re.compile(r"[a-z0-9_-]{3,64}")
+# Notifications' ids are a UUID, or "offer-<decision id>" for an offer's message; bounded so
+# that "message:<id>" fits the contact's key.
+_NOTIFICATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,55}")
+
+
+def message_sent(
+    message: notification_events.NotificationSent | notification_events.NotificationDelivered,
+) -> MessageSent:
+    """A NotificationSent or NotificationDelivered as the domain reads it; PermanentEventError
+    names a bad field."""
+    event = message.DESCRIPTOR.name
+    if isinstance(message, notification_events.NotificationSent):
+        at = _time(message.send_time, "send_time", event)
+    else:
+        at = _time(message.deliver_time, "deliver_time", event)
+    if message.channel not in NOTIFICATION_CHANNELS:
+        raise _bad("channel", f"is not a known value ({message.channel})", event)
+    if not _NOTIFICATION_ID.fullmatch(message.notification_id):
+        raise _bad("notification_id", "is missing or malformed", event)
+    if message.offer_id and not _OFFER_ID.fullmatch(message.offer_id):
+        raise _bad("offer_id", "is not an offer id", event)
+    return MessageSent(
+        notification_id=message.notification_id,
+        party_id=_party_id(message.party_id, "party_id", event),
+        channel=NOTIFICATION_CHANNELS[message.channel],
+        decision_id=(
+            _uuid(message.decision_id, "decision_id", "a decision id", event)
+            if message.decision_id
+            else ""
+        ),
+        offer_id=message.offer_id,
+        at=at,
     )
 
 

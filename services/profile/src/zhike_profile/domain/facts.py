@@ -22,6 +22,19 @@ class SourceKey:
     source_record_id: str
 
 
+# The facts notifications tells about a party (the messages it sent, the consents the customer
+# withdrew by replying to one or unsubscribing) are kept as the facts of one more record of the
+# party: ("zhike.notifications", <party id>). Its name holds a '.', which no source system's may
+# (source systems are NATS subject tokens), so no source event can write to it; identity never
+# links it, the profile does (and a merge moves it to the survivor with the party's records).
+NOTIFICATIONS_SYSTEM = "zhike.notifications"
+
+
+def notifications_record(party_id: str) -> SourceKey:
+    """The record of a party's facts from notifications."""
+    return SourceKey(NOTIFICATIONS_SYSTEM, party_id)
+
+
 @dataclass(frozen=True)
 class Money:
     currency: str  # ISO 4217, upper case: CNY, USD, EUR, HKD…
@@ -135,7 +148,7 @@ class InteractionKind(enum.StrEnum):
     CALL_CENTRE_CALL = "call_centre_call"
     APP_LOGIN = "app_login"
     ATM_USE = "atm_use"
-    MESSAGE_SENT = "message_sent"  # from notifications, later
+    MESSAGE_SENT = "message_sent"  # notifications sent a message (NotificationSent)
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,27 @@ class Interaction:
     at: dt.datetime
     source: SourceKey
     channel_detail: str = ""  # branch code, ATM id, call reason…
+
+
+class MessageChannel(enum.StrEnum):
+    """The channels notifications sends messages on."""
+
+    SMS = "sms"
+    EMAIL = "email"
+    PUSH = "push"
+    INBOX = "inbox"  # the in-app inbox
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message notifications sent (a provider accepted it): ids and codes, never its text or
+    the address it went to."""
+
+    notification_id: str
+    channel: MessageChannel
+    template_id: str
+    offer_id: str = ""  # outbound marketing: the offer and the decision it delivered
+    decision_id: str = ""
 
 
 class Channel(enum.StrEnum):

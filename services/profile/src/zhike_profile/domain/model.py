@@ -26,6 +26,9 @@ class Profile:
     updated_at: dt.datetime
     display_name: str = ""
     version: int = 0  # how many ProfileChanged events the party has had
+    # The records of the facts notifications told (facts.notifications_record): the party's
+    # own, and those of the parties merged into it. Not linked by identity: not source records.
+    message_records: tuple[SourceKey, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from zhike_profile.domain.facts import Interaction, SourceKey
+from zhike_profile.domain.facts import Interaction, SentMessage, SourceKey
 from zhike_profile.domain.model import Profile, ProfileRow, SearchCriteria
 from zhike_profile.domain.party_facts import StoredFacts
 from zhike_profile.domain.read_model import ReadModel
@@ -69,6 +69,7 @@ class StoredInteraction:
     event_id: str  # with interaction.source.source_system, its key (and page position)
     branch_code: str
     detail: str
+    message: SentMessage | None = None  # a message notifications sent (MESSAGE_SENT)
 
 
 class PartyStore(Protocol):

@@ -9,6 +9,10 @@ Order-safety, in one place:
   it follow at once, and any link to it that arrives later resolves to the survivor;
 - a fact for a record identity has not linked yet is stored like any other: the record's
   profile shows it from the moment the link arrives (nothing is dropped or waits for replay).
+- what notifications tells (a message sent, a consent withdrawn by a reply or an unsubscribe
+  link) is a fact of the party's own notifications record (facts.notifications_record), which
+  the profile links to the party itself: versioned like a source record's facts, by the time it
+  happened there, and a merge moves it with the party's other records.
 
 Every change that touches a party ends with `_publish`: the party's facts are assembled and
 assessed, compared with what its last ProfileChanged described, and the difference (if any) is
@@ -31,7 +35,13 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from zhike_profile.domain.assessment import Assessment, AssessmentConfig, assess
-from zhike_profile.domain.facts import PartyFacts, SourceKey
+from zhike_profile.domain.facts import (
+    Consent,
+    PartyFacts,
+    SentMessage,
+    SourceKey,
+    notifications_record,
+)
 from zhike_profile.domain.model import ProfileRow, ProfileView, SearchCriteria
 from zhike_profile.domain.party_facts import (
     StoredFacts,
@@ -55,7 +65,7 @@ from zhike_profile.domain.snapshot import (
     differences,
     take,
 )
-from zhike_profile.domain.source_events import SourceEvent
+from zhike_profile.domain.source_events import RecordMessage, SetConsent, SourceEvent
 from zhike_runtime.errors import NotFound
 from zhike_runtime.paging import PageTokens, page_size
 from zhike_runtime.validation import Violations
@@ -291,6 +301,48 @@ class ProfileUpdates:
             locked |= wanted
         raise RuntimeError("the parties kept being merged while they were being locked")
 
+    # --- notifications ----------------------------------------------------------------------
+
+    async def consent_withdrawn_by_message(
+        self, unit: ProfileUnitOfWork, party_id: str, notification_id: str, withdrawal: Consent
+    ) -> None:
+        """The customer withdrew consent by replying to a message ("TD", "退订") or by an
+        unsubscribe link (notifications' ConsentWithdrawn). It is the decision of the party's
+        notifications record for that channel and purpose, versioned there by its evidence time
+        (a withdrawal older than the one held changes nothing); the party's decision is, as for
+        any records, the one captured last (party_facts._consents): a consent given again later
+        at a branch wins over it, one given before it does not."""
+        at = withdrawal.evidence.captured_at
+        key = notifications_record(party_id)
+        event = SourceEvent(key, notification_id, at, _time_version(at), (SetConsent(withdrawal),))
+        await self._apply_notifications_fact(unit, party_id, event)
+
+    async def message_sent(
+        self, unit: ProfileUnitOfWork, party_id: str, message: SentMessage, at: dt.datetime
+    ) -> None:
+        """Notifications sent the party a message (NotificationSent): an interaction of the
+        party's contact history, kept once per notification id."""
+        key = notifications_record(party_id)
+        event = SourceEvent(
+            key, message.notification_id, at, _time_version(at), (RecordMessage(message),)
+        )
+        await self._apply_notifications_fact(unit, party_id, event)
+
+    async def _apply_notifications_fact(
+        self, unit: ProfileUnitOfWork, party_id: str, event: SourceEvent
+    ) -> None:
+        """Applies a fact of the party's notifications record (linked to the party the first
+        time: to its survivor if it was merged away) and tells the party what changed."""
+        key = event.source
+        await unit.lock([record_lock(key)])
+        await unit.parties.ensure(party_id, event.at)
+        if key not in await unit.parties.links([key]):
+            target = (await self._lock_resolved(unit, {party_id}, set()))[party_id]
+            await unit.parties.set_link(key, party_id, target, 0, event.at)
+        parties = await self._lock_parties_of(unit, [key])
+        await unit.facts.apply([(event, self._clock.month_of(event.at))])
+        await self._publish(unit, parties, ChangeCause.NOTIFICATIONS)
+
     # --- time -------------------------------------------------------------------------------
 
     async def refresh(self, unit: ProfileUnitOfWork, party_id: str) -> None:
@@ -426,7 +478,7 @@ class ProfileQueries:
         async with self._units() as unit:
             profile = (await self._survivor(unit, party_id, party_id)).profile
             current = profile.party_id
-            keys = tuple(r.key for r in profile.source_records)
+            keys = (*(r.key for r in profile.source_records), *profile.message_records)
             found = await unit.facts.interactions(keys, size + 1, after) if keys else []
         token = ""
         if len(found) > size:
@@ -497,6 +549,15 @@ class ProfileQueries:
                 return stored
             current = stored.merged_into  # a merged party answers with its survivor's profile
         raise RuntimeError("forwarding chain too long: corrupt merge data")
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _time_version(at: dt.datetime) -> int:
+    """The version of a fact notifications told: when it happened, in microseconds (it gives
+    no sequence; a later reply or unsubscribe is the newer decision)."""
+    return (at - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 def _name(v: Violations, field: str, value: str) -> None:

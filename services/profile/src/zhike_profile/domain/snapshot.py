@@ -138,6 +138,7 @@ class ChangeCause(enum.StrEnum):
     SOURCE_EVENT = "source_event"
     IDENTITY = "identity"
     TIME = "time"
+    NOTIFICATIONS = "notifications"  # a message sent, or a consent withdrawn through one
 
 
 @dataclass(frozen=True)

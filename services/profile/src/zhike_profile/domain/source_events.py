@@ -20,6 +20,7 @@ from zhike_profile.domain.facts import (
     ProductLine,
     ProductRisk,
     RiskAssessment,
+    SentMessage,
     SourceKey,
 )
 
@@ -86,6 +87,14 @@ class RecordInteraction:
 
 
 @dataclass(frozen=True)
+class RecordMessage:
+    """A message notifications sent, kept in the contact history as an interaction
+    (MESSAGE_SENT) keyed by its notification id."""
+
+    message: SentMessage
+
+
+@dataclass(frozen=True)
 class SetConsent:
     consent: Consent
 
@@ -109,6 +118,7 @@ Change = (
     | SetProductRisk
     | SetOverdue
     | RecordInteraction
+    | RecordMessage
     | SetConsent
     | SetPreferences
     | SetRiskAssessment

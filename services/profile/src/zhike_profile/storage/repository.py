@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from zhike_profile.domain import read_model
 from zhike_profile.domain.facts import (
+    NOTIFICATIONS_SYSTEM,
     CardTier,
     Channel,
     Consent,
@@ -30,12 +31,14 @@ from zhike_profile.domain.facts import (
     Direction,
     Interaction,
     InteractionKind,
+    MessageChannel,
     Preferences,
     ProductLine,
     ProductRisk,
     Purpose,
     QuietHours,
     RiskAssessment,
+    SentMessage,
     SourceKey,
 )
 from zhike_profile.domain.model import LinkedSourceRecord, Profile, ProfileRow, SearchCriteria
@@ -62,6 +65,7 @@ from zhike_profile.domain.source_events import (
     CloseAccount,
     OpenAccount,
     RecordInteraction,
+    RecordMessage,
     SetBalance,
     SetCardTier,
     SetConsent,
@@ -216,18 +220,22 @@ class SqlPartyStore:
         if not rows:
             return None
         row = rows[0]
+        linked = [r for r in rows if r.source_system is not None]
         return StoredProfile(
             profile=Profile(
                 party_id=row.party_id,
                 source_records=tuple(
                     LinkedSourceRecord(r.source_system, r.source_record_id, as_utc(r.linked_at))
-                    for r in rows
-                    if r.source_system is not None
+                    for r in linked
+                    if r.source_system != NOTIFICATIONS_SYSTEM
                 ),
                 created_at=as_utc(row.created_at),
                 updated_at=as_utc(row.updated_at),
                 display_name=row.display_name,
                 version=int(row.version),
+                message_records=tuple(
+                    _key(r) for r in linked if r.source_system == NOTIFICATIONS_SYSTEM
+                ),
             ),
             merged_into=row.merged_into,
             birth_date=row.birth_date,
@@ -506,9 +514,16 @@ class SqlFactStore:
                 r.event_id,
                 r.branch_code,
                 r.detail,
+                _message(r) if r.kind == InteractionKind.MESSAGE_SENT else None,
             )
             for r in rows
         ]
+
+
+def _message(row: Any) -> SentMessage:
+    return SentMessage(
+        row.event_id, MessageChannel(row.channel), row.template_id, row.offer_id, row.decision_id
+    )
 
 
 # Converters of the fact rows of parties: each takes a row as its read selects it, the party id
@@ -779,6 +794,9 @@ _CONSENT_KEY = ("source_system", "source_record_id", "channel", "purpose")
 _RECORD_KEY = ("source_system", "source_record_id")
 
 Row = dict[str, Any]
+# The message columns of a source system's interaction (every row of a multi-row INSERT names
+# the same columns).
+_NO_MESSAGE: Row = {"channel": "", "template_id": "", "offer_id": "", "decision_id": ""}
 
 
 def _upsert_newer(
@@ -936,6 +954,25 @@ class _FactRows:
                             "occurred_at": event.at,
                             "branch_code": change.branch_code,
                             "detail": change.detail,
+                        }
+                        | _NO_MESSAGE,
+                    )
+                case RecordMessage():
+                    message = change.message
+                    self._interactions.setdefault(
+                        (system, event.event_id),
+                        {
+                            "source_system": system,
+                            "event_id": event.event_id,
+                            "source_record_id": record,
+                            "kind": InteractionKind.MESSAGE_SENT.value,
+                            "occurred_at": event.at,
+                            "branch_code": "",
+                            "detail": "",
+                            "channel": message.channel.value,
+                            "template_id": message.template_id,
+                            "offer_id": message.offer_id,
+                            "decision_id": message.decision_id,
                         },
                     )
                 case SetConsent():

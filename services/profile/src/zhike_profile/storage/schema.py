@@ -149,7 +149,8 @@ monthly_activity = sa.Table(
     sa.Column("card_purchase_minor", _MONEY, nullable=False),
 )
 
-# Contacts across channels, each once (keyed by its source event).
+# Contacts across channels, each once (keyed by its source event; a message notifications sent
+# by its notification id, under the party's notifications record: facts.notifications_record).
 interaction = sa.Table(
     "interaction",
     metadata,
@@ -160,6 +161,12 @@ interaction = sa.Table(
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("branch_code", sa.String(32), nullable=False, server_default=""),
     sa.Column("detail", sa.String(64), nullable=False, server_default=""),
+    # A message sent (kind message_sent): its channel, template, and the offer and decision it
+    # delivered; empty for the source systems' interactions.
+    sa.Column("channel", sa.String(16), nullable=False, server_default=""),
+    sa.Column("template_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("offer_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("decision_id", sa.String(64), nullable=False, server_default=""),
     sa.Index("ix_interaction_record_time", "source_system", "source_record_id", "occurred_at"),
 )
 

@@ -46,6 +46,7 @@ from zhike_profile.domain.snapshot import (
     ProfileChanged,
     ProfileFact,
 )
+from zhike_profile.transport.notifications_codec import MESSAGE_CHANNEL_NUMBERS
 from zhike_profile.transport.source_codec import (
     CONTACT_CHANNELS,
     CONTACT_PURPOSES,
@@ -64,6 +65,7 @@ _INTERACTION_NUMBERS = {
     "call_centre_call": source_pb.INTERACTION_KIND_CALL_CENTRE_CALL,
     "app_login": source_pb.INTERACTION_KIND_APP_LOGIN,
     "atm_use": source_pb.INTERACTION_KIND_ATM_USE,
+    "message_sent": source_pb.INTERACTION_KIND_MESSAGE_SENT,
 }
 _RISK_STATUSES = {
     RiskStatus.NOT_ASSESSED: profile_pb2.RISK_STATUS_NONE,
@@ -76,6 +78,7 @@ _CAUSES = {
     ChangeCause.SOURCE_EVENT: events_pb2.CHANGE_CAUSE_SOURCE_EVENT,
     ChangeCause.IDENTITY: events_pb2.CHANGE_CAUSE_IDENTITY,
     ChangeCause.TIME: events_pb2.CHANGE_CAUSE_TIME,
+    ChangeCause.NOTIFICATIONS: events_pb2.CHANGE_CAUSE_NOTIFICATIONS,
 }
 _SIDES = {
     BalanceSide.ASSETS: events_pb2.BALANCE_SIDE_ASSETS,
@@ -314,15 +317,29 @@ def profile_message(view: ProfileView, *, unmasked: bool) -> profile_pb2.Profile
 
 def interaction_message(stored: StoredInteraction) -> profile_pb2.Interaction:
     interaction = stored.interaction
-    return profile_pb2.Interaction(
+    message = profile_pb2.Interaction(
         kind=_INTERACTION_NUMBERS.get(
             interaction.kind.value, source_pb.INTERACTION_KIND_UNSPECIFIED
         ),
         interaction_time=timestamp(interaction.at),
-        source_record=source_key(interaction.source),
         branch_code=stored.branch_code,
         detail=stored.detail,
     )
+    sent = stored.message
+    if sent is None:
+        message.source_record.CopyFrom(source_key(interaction.source))
+    else:
+        # The party's own (facts.notifications_record): no source record to name.
+        message.message.CopyFrom(
+            profile_pb2.SentMessage(
+                notification_id=sent.notification_id,
+                channel=MESSAGE_CHANNEL_NUMBERS[sent.channel],
+                template_id=sent.template_id,
+                offer_id=sent.offer_id,
+                decision_id=sent.decision_id,
+            )
+        )
+    return message
 
 
 def summary_message(row: ProfileRow) -> profile_pb2.ProfileSummary:

@@ -1,11 +1,15 @@
 """Events → profile use cases, applied inside the consumer's unit of work (with its inbox row).
 
-Two consumers, one table of handlers each:
+Three consumers, one table of handlers each:
 - `profile-identity` on ZHIKE_IDENTITY: identity's parties and links;
 - `profile-source` on ZHIKE_SOURCE: the source systems' facts, from streaming adapters and from
   IngestSourceEvents alike. A malformed one is dead-lettered with the field named; one for a
   record identity has not linked yet is applied to the record's facts all the same (they count
-  for a profile from the moment the link arrives): never dropped or dead-lettered for that.
+  for a profile from the moment the link arrives): never dropped or dead-lettered for that;
+- `profile-notifications` on ZHIKE_NOTIFICATIONS: consents the customer withdrew by replying to
+  a message or unsubscribing, and the messages sent (the contact history). Only those two
+  subjects are fetched: delivery receipts, failures and suppressions tell the profile nothing
+  it keeps.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike.identity.v1 import events_pb2 as identity_events
 from zhike.identity.v1 import party_pb2 as identity_party
+from zhike.notifications.v1 import events_pb2 as notifications_events
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_profile.domain.facts import SourceKey
 from zhike_profile.domain.ports import ProfileUnitOfWork
 from zhike_profile.domain.service import ProfileUpdates, RecordLink
 from zhike_profile.domain.source_events import SourceEvent
 from zhike_profile.storage.repository import SqlProfileUnitOfWork
+from zhike_profile.transport import notifications_codec
 from zhike_profile.transport.source_codec import (
     SUBJECT_PREFIX,
     decode_source_event,
@@ -44,6 +50,8 @@ from zhike_runtime.validation import Violations
 SOURCE_STREAM = "ZHIKE_SOURCE"
 SOURCE_DURABLE = "profile-source"
 IDENTITY_DURABLE = "profile-identity"
+NOTIFICATIONS_STREAM = "ZHIKE_NOTIFICATIONS"
+NOTIFICATIONS_DURABLE = "profile-notifications"
 
 
 def _profile_unit(unit: UnitOfWork) -> ProfileUnitOfWork:
@@ -238,4 +246,48 @@ def source_consumer(
         handlers=(EventHandler(source_pb.SourceEvent, handler),),
         unit_of_work=unit_of_work,
         batch_handler=handler.batch,
+    )
+
+
+class NotificationsEventHandlers:
+    def __init__(self, updates: ProfileUpdates) -> None:
+        self._updates = updates
+
+    async def consent_withdrawn(
+        self,
+        _session: AsyncSession,
+        event: notifications_events.ConsentWithdrawn,
+        context: EventContext,
+    ) -> None:
+        party_id, notification_id, withdrawal = notifications_codec.consent_withdrawal(event)
+        await self._updates.consent_withdrawn_by_message(
+            _unit(context), party_id, notification_id, withdrawal
+        )
+
+    async def notification_sent(
+        self,
+        _session: AsyncSession,
+        event: notifications_events.NotificationSent,
+        context: EventContext,
+    ) -> None:
+        party_id, message, at = notifications_codec.sent_message(event)
+        await self._updates.message_sent(_unit(context), party_id, message, at)
+
+
+def notifications_consumer(
+    updates: ProfileUpdates, unit_of_work: Callable[[], SqlProfileUnitOfWork]
+) -> ConsumerSpec:
+    handlers = NotificationsEventHandlers(updates)
+    return ConsumerSpec(
+        durable=NOTIFICATIONS_DURABLE,
+        stream=NOTIFICATIONS_STREAM,
+        filter_subjects=(
+            notifications_codec.CONSENT_WITHDRAWN_SUBJECT,
+            notifications_codec.NOTIFICATION_SENT_SUBJECT,
+        ),
+        handlers=(
+            EventHandler(notifications_events.ConsentWithdrawn, handlers.consent_withdrawn),
+            EventHandler(notifications_events.NotificationSent, handlers.notification_sent),
+        ),
+        unit_of_work=unit_of_work,
     )

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("topic", _CODE, nullable=False),
         sa.Column("offer_id", _CODE, nullable=False),
         sa.Column("decision_id", _ID, nullable=False),
+        sa.Column("profile_version", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("idempotency_key", sa.String(128), nullable=True),
         sa.Column("request_digest", _CODE, nullable=False),
         sa.Column("template_values", sa.Text(), nullable=False),
@@ -94,6 +95,11 @@ def upgrade() -> None:
         sa.Column("captured_at", _TIME, nullable=True),
         sa.Column("text_version", _CODE, nullable=True),
         sa.Column("decided_at", _TIME, nullable=False),
+        sa.Column("profile_version", sa.BigInteger(), nullable=False),
+    )
+    op.create_table(
+        "party_profile",
+        sa.Column("party_id", _ID, primary_key=True),
         sa.Column("profile_version", sa.BigInteger(), nullable=False),
     )
     op.create_table(
