@@ -65,13 +65,14 @@ demo: setup ## Fill the running `make run` stack with a simulated bank (200 cust
 	  --identity-target "127.0.0.1:$${ZHIKE_DEV_IDENTITY_PORT:-50051}" \
 	  --profile-target "127.0.0.1:$${ZHIKE_DEV_PROFILE_PORT:-50052}" $(DEMO_ARGS)
 
-bench: setup ## Benchmarks (figures, not pass/fail): platform, identity, profile, offers
+bench: setup ## Benchmarks (figures, not pass/fail): platform, identity, profile, offers, notifications
 	$(PYTHON) -m benchmarks
 	$(PYTHON) -m benchmarks.identity.quality
 	$(PYTHON) -m benchmarks.identity.throughput
 	$(PYTHON) -m benchmarks.identity.online  # 1,000,000 records on PostgreSQL: about 12 minutes
 	$(PYTHON) -m benchmarks.profile  # 1,000,000 parties on PostgreSQL
 	$(PYTHON) -m benchmarks.offers  # 100,000 parties, 50 live offers on PostgreSQL
+	$(PYTHON) -m benchmarks.notifications  # the FX journey and messages/s to the local gateways
 
 include deploy/deploy.mk
 

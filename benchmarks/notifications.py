@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -61,7 +62,12 @@ from zhike_notifications.local_gateways.store import stored_records
 from zhike_notifications.local_gateways.testing import GatewayProcess
 from zhike_notifications.testing import every_day_working_calendar
 from zhike_runtime.events import headers as h
-from zhike_runtime.testing.processes import NatsServer, free_port
+from zhike_runtime.testing.processes import (
+    NatsServer,
+    PostgresCluster,
+    free_port,
+    throwaway_postgres,
+)
 from zhike_runtime.testing.services import (
     authorised_channel,
     dispatcher_environment,
@@ -369,12 +375,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.notifications")
     parser.add_argument("--parties", type=int, default=DEFAULT_PARTIES)
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="every service on a throwaway PostgreSQL cluster (as in a bank) instead of SQLite",
+    )
     args = parser.parse_args(argv)
     args.samples += 20  # the warm-up journeys
+    store = "PostgreSQL 15 (throwaway cluster)" if args.postgres else "SQLite"
     say(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; SQLite and a local nats-server (embedded defaults)"
+        f"{platform.python_version()}; {store} and a local nats-server"
     )
+    with contextlib.ExitStack() as resources:
+        cluster = resources.enter_context(throwaway_postgres()) if args.postgres else None
+        return _run(args, cluster)
+
+
+def _run(args: argparse.Namespace, cluster: PostgresCluster | None) -> int:
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         nats_server = NatsServer(scratch / "nats")
@@ -386,11 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
 
             def start(name: str, extra: dict[str, str] | None = None) -> int:
+                database_url = (
+                    cluster.create_database()
+                    if cluster is not None
+                    else f"sqlite+aiosqlite:///{scratch / f'{name}.db'}"
+                )
                 process, port = service_process(
-                    f"zhike_{name}",
-                    f"sqlite+aiosqlite:///{scratch / f'{name}.db'}",
-                    nats_server.url,
-                    extra,
+                    f"zhike_{name}", database_url, nats_server.url, extra
                 )
                 processes.append(process)
                 asyncio.run(wait_serving(port, timeout=120))

@@ -41,9 +41,11 @@ def day(value: dt.date) -> date_pb2.Date:
 
 # The FX story's customer: a USD savings account at core deposits, record D-1.
 FX_SYSTEM, FX_RECORD, FX_ACCOUNT = "core_deposits", "D-1", "D-0001-USD"
+# The consent text version the FX customer was shown (policy/consent_texts.yaml knows it).
+FX_CONSENT_TEXT = "mkt-sms-2026-01"
 
 
-def fx_customer(today: dt.date, consent_text: str = "mkt-sms-2026-01") -> list[pb.SourceEvent]:
+def fx_customer(today: dt.date, consent_text: str = FX_CONSENT_TEXT) -> list[pb.SourceEvent]:
     """What core deposits knows of the FX customer before any USD arrives: consent to marketing
     SMS given at a branch a month ago, a valid C3 risk assessment, a USD savings account."""
     consent_time = Timestamp()

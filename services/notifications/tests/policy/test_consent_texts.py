@@ -38,7 +38,8 @@ from zhike_notifications.policy import (
 
 REPO = Path(__file__).resolve().parents[4]
 SIMULATOR = REPO / "tools" / "simulator" / "src" / "zhike_simulator"
-FX_JOURNEY = REPO / "tests" / "integration" / "test_usd_fx_offer_is_decided_then_withdrawn.py"
+# Where the FX journeys (and `zhike fx-story`) take their customer's consent text from.
+FX_JOURNEY = REPO / "tests" / "integration" / "source_systems.py"
 # Tuesday 17 March 2026, 10:00 in Shanghai: a working day, inside the marketing window.
 NOW = dt.datetime(2026, 3, 17, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 FX_SMS = Message(
@@ -55,7 +56,8 @@ FX_SMS = Message(
 def versions_in(paths: list[Path]) -> set[str]:
     found: set[str] = set()
     for path in paths:
-        found |= set(re.findall(r'text_version="([^"]+)"', path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        found |= set(re.findall(r'(?:text_version=|CONSENT_TEXT = )"([^"]+)"', text))
     return found
 
 

@@ -125,6 +125,23 @@ async def test_template_values_are_sealed_in_the_row(units: Units, database: Dat
         KEYS.ring.decrypt(sealed, "notification.template_values", ("n-other",))
 
 
+async def test_the_longest_decision_id_the_consumer_takes_fits_with_its_notification_id(
+    units: Units,
+) -> None:
+    decision_id = "d" * 58  # event_codec's limit: "offer-" + 58 is the 64 of a notification id
+    first = stored(
+        f"offer-{decision_id}",
+        offer_id="o" * 64,
+        decision_id=decision_id,
+        idempotency_key=f"offer-decision:{decision_id}",
+    )
+    await add(units, first)
+
+    async with units() as unit:
+        [found] = await unit.notifications.by_decision(decision_id)
+    assert found == first
+
+
 async def test_a_taken_id_or_idempotency_key_adds_nothing(units: Units) -> None:
     first = stored("n-1", idempotency_key="k-1")
     await add(units, first)

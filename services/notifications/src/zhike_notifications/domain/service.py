@@ -420,22 +420,35 @@ class Dispatcher:
         by_party: dict[str, list[str]] = {}
         for notification_id, party_id in due:
             by_party.setdefault(party_id, []).append(notification_id)
-        await asyncio.gather(*(self._dispatch_party(ids) for ids in by_party.values()))
+        await asyncio.gather(
+            *(self._dispatch_party(party_id, ids) for party_id, ids in by_party.items())
+        )
         return len(due)
 
-    async def _dispatch_party(self, notification_ids: Sequence[str]) -> None:
+    async def _dispatch_party(self, party_id: str, notification_ids: Sequence[str]) -> None:
         # The party's contact details are asked once for the round's notifications of the party
-        # (a burst of them need not ask identity and the profile each time).
-        contacts: dict[str, PartyContact | None] = {}
+        # (a burst of them need not ask identity and the profile each time), and before the
+        # party's lock is taken: no network wait while holding it. The in-app inbox needs none.
+        contact: PartyContact | None = None
+        asked = False
         for notification_id in notification_ids:
             try:
-                await self.dispatch(notification_id, contacts)
+                if not asked and await self._needs_contact(notification_id):
+                    contact = await self._directory.contact(party_id)
+                    asked = True
+                await self.dispatch(notification_id, party_id, contact)
             except ConcurrentUpdate:
                 # Another replica wrote it first; whatever is left is due again and taken then.
                 log.info("notification changed while dispatching; left for the next round")
             except DirectoryUnavailable:
                 log.warning("party directory unavailable; the notification is tried again soon")
                 await self._again_in(notification_id, self._config.directory_retry)
+
+    async def _needs_contact(self, notification_id: str) -> bool:
+        # Notification ids of the inbox are not told apart from others by their id: read it.
+        async with self._unit_of_work() as unit:
+            stored = await unit.notifications.get(notification_id)
+        return stored is not None and stored.notification.channel is not Channel.INBOX
 
     async def _again_in(self, notification_id: str, delay: dt.timedelta) -> None:
         """Leaves it to the next round after `delay` (not the whole lease)."""
@@ -444,25 +457,11 @@ class Dispatcher:
             await unit.commit()
 
     async def dispatch(
-        self, notification_id: str, contacts: dict[str, PartyContact | None] | None = None
+        self, notification_id: str, party_id: str, contact: PartyContact | None
     ) -> None:
-        """Runs one notification as far as it goes now; `contacts` holds the contact details
-        already asked for in this round, by party."""
-        async with self._unit_of_work() as unit:
-            stored = await unit.notifications.get(notification_id)
-        if stored is None or (stored.notification.due_at() is None and stored.sending is None):
-            return
-        contact: PartyContact | None = None
-        party_id = stored.notification.party_id
-        if stored.notification.channel is not Channel.INBOX:
-            # Asked before the party's lock is taken: no network wait while holding it.
-            if contacts is not None and party_id in contacts:
-                contact = contacts[party_id]
-            else:
-                contact = await self._directory.contact(party_id)
-                if contacts is not None:
-                    contacts[party_id] = contact
-        planned = await self._decide(notification_id, contact)
+        """Runs one notification of `party_id` as far as it goes now, with the party's contact
+        details as the directory gave them (None: not known)."""
+        planned = await self._decide(notification_id, party_id, contact)
         if planned is None:
             return
         stored, outgoing = planned
@@ -471,18 +470,15 @@ class Dispatcher:
         await self._record_answer(notification_id, stored.sending, answer)
 
     async def _decide(
-        self, notification_id: str, contact: PartyContact | None
+        self, notification_id: str, party_id: str, contact: PartyContact | None
     ) -> tuple[StoredNotification, Outgoing] | None:
         """Step 1 under the party's lock: the gates' verdict written, or the attempt recorded
         and the message to send returned."""
         now = self._clock()
         async with self._unit_of_work() as unit:
-            peek = await unit.notifications.get(notification_id)
-            if peek is None:
-                return None
-            await unit.lock([party_lock(peek.notification.party_id)])
+            await unit.lock([party_lock(party_id)])
             stored = await unit.notifications.get_for_update(notification_id)
-            if stored is None:
+            if stored is None or stored.notification.party_id != party_id:
                 return None
             if stored.sending is not None:
                 # Taken up after a crash or a lost lease: the same provider, the same out-id.

@@ -23,6 +23,8 @@ metadata = sa.MetaData()
 _ID = sa.String(36)
 # A notification's id: a UUID, with room for an id derived from a decision and a channel.
 _NOTIFICATION_ID = sa.String(64)
+# Offers' decision ids (UUIDs today); "offer-<decision id>" is its notification's id.
+_DECISION_ID = sa.String(58)
 _CODE = sa.String(64)  # template ids, topics, offer ids, provider names
 _ENUM = sa.String(24)
 _ERROR = sa.String(200)  # a provider's error code, never the message or the address
@@ -40,7 +42,7 @@ notification = sa.Table(
     sa.Column("template_id", _CODE, nullable=False),
     sa.Column("topic", _CODE, nullable=False),
     sa.Column("offer_id", _CODE, nullable=False),
-    sa.Column("decision_id", _ID, nullable=False),
+    sa.Column("decision_id", _DECISION_ID, nullable=False),
     # The ProfileChanged.profile_version the offer decision was made on (0: not an offer's).
     sa.Column("profile_version", sa.BigInteger(), nullable=False, server_default="0"),
     # The caller's key (NULL: none; several NULLs never collide).
@@ -133,7 +135,7 @@ inbox_message = sa.Table(
 decision_withdrawal = sa.Table(
     "decision_withdrawal",
     metadata,
-    sa.Column("decision_id", _ID, primary_key=True),
+    sa.Column("decision_id", _DECISION_ID, primary_key=True),
     sa.Column("party_id", _ID, nullable=False),
     sa.Column("at", _TIME, nullable=False),
 )

@@ -8,6 +8,7 @@ events out carry ids and codes only (docs/events.md).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -68,6 +69,11 @@ CONSENT_PURPOSES: Mapping[int, Purpose] = MappingProxyType(
     }
 )
 _MAX_ID = 64
+# A decision's notification is "offer-<decision id>", at most 64 characters (storage's sizes),
+# and its id is what providers deduplicate on: letters, digits, "_" and "-" only.
+_MAX_DECISION_ID = 58
+_CODE = re.compile(r"[A-Za-z0-9_.-]+")
+_DECISION = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _bad(event: str, field: str, why: str) -> PermanentEventError:
@@ -93,8 +99,10 @@ def _party_id(value: str, event: str, field: str) -> str:
     return value
 
 
-def _ident(value: str, event: str, field: str) -> str:
-    if not value or len(value) > _MAX_ID or not all(c.isalnum() or c in "_-." for c in value):
+def _ident(
+    value: str, event: str, field: str, longest: int = _MAX_ID, pattern: re.Pattern[str] = _CODE
+) -> str:
+    if not value or len(value) > longest or not pattern.fullmatch(value):
         raise _bad(event, field, "is missing or malformed")
     return value
 
@@ -109,7 +117,7 @@ def offer_decision(message: offers_events.OfferDecided) -> OfferDecision:
     if message.category not in OFFER_CATEGORIES:
         raise _bad(name, "category", f"is not a known value ({message.category})")
     return OfferDecision(
-        decision_id=_ident(message.decision_id, name, "decision_id"),
+        decision_id=_ident(message.decision_id, name, "decision_id", _MAX_DECISION_ID, _DECISION),
         party_id=_party_id(message.party_id, name, "party_id"),
         offer_id=_ident(message.offer_id, name, "offer_id"),
         channel=OFFER_CHANNELS[message.channel],
@@ -123,7 +131,7 @@ def offer_decision(message: offers_events.OfferDecided) -> OfferDecision:
 def decision_withdrawal(message: offers_events.OfferWithdrawn) -> DecisionWithdrawal:
     name = "OfferWithdrawn"
     return DecisionWithdrawal(
-        decision_id=_ident(message.decision_id, name, "decision_id"),
+        decision_id=_ident(message.decision_id, name, "decision_id", _MAX_DECISION_ID, _DECISION),
         party_id=_party_id(message.party_id, name, "party_id"),
         at=_time(message.withdraw_time, name, "withdraw_time"),
     )

@@ -6,7 +6,8 @@ row).
 - `notifications-profile` on ZHIKE_PROFILE: the consent decisions in ProfileChanged, kept per
   party, channel and purpose, newest decision first (a late event never overwrites a newer one).
 
-A malformed event is dead-lettered with the field named.
+A fetch's events are applied in one transaction; when one of them fails, the fetch goes one event
+at a time and only a malformed event is dead-lettered, with the field named.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from zhike_notifications.domain.ports import NotificationsUnitOfWork
 from zhike_notifications.domain.service import Intake
 from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
 from zhike_notifications.transport import event_codec
-from zhike_runtime.events.consumer import ConsumerSpec, EventContext, EventHandler
+from zhike_runtime.events.consumer import ConsumerSpec, EventContext, EventHandler, apply_in_turn
 
 OFFERS_STREAM = "ZHIKE_OFFERS"
 OFFERS_SUBJECTS = ("zhike.offers.v1.>",)
@@ -76,6 +77,9 @@ def offers_consumer(
             EventHandler(offers_events.OfferWithdrawn, handlers.offer_withdrawn),
         ),
         unit_of_work=unit_of_work,
+        # A fetch's events in one transaction (each handler as it is, in stream order): one
+        # commit for a burst of decisions instead of one each.
+        batch_handler=apply_in_turn,
     )
 
 
@@ -89,4 +93,5 @@ def profile_consumer(
         filter_subjects=PROFILE_SUBJECTS,
         handlers=(EventHandler(profile_events.ProfileChanged, handlers.profile_changed),),
         unit_of_work=unit_of_work,
+        batch_handler=apply_in_turn,
     )

@@ -16,6 +16,8 @@ depends_on = None
 
 _ID = sa.String(36)
 _NOTIFICATION_ID = sa.String(64)
+# Offers' decision ids (UUIDs today); "offer-<decision id>" is its notification's id.
+_DECISION_ID = sa.String(58)
 _CODE = sa.String(64)
 _ENUM = sa.String(24)
 _ERROR = sa.String(200)
@@ -33,7 +35,7 @@ def upgrade() -> None:
         sa.Column("template_id", _CODE, nullable=False),
         sa.Column("topic", _CODE, nullable=False),
         sa.Column("offer_id", _CODE, nullable=False),
-        sa.Column("decision_id", _ID, nullable=False),
+        sa.Column("decision_id", _DECISION_ID, nullable=False),
         sa.Column("profile_version", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("idempotency_key", sa.String(128), nullable=True),
         sa.Column("request_digest", _CODE, nullable=False),
@@ -120,7 +122,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "decision_withdrawal",
-        sa.Column("decision_id", _ID, primary_key=True),
+        sa.Column("decision_id", _DECISION_ID, primary_key=True),
         sa.Column("party_id", _ID, nullable=False),
         sa.Column("at", _TIME, nullable=False),
     )

@@ -1,0 +1,55 @@
+"""Offers' decisions as notifications reads them: ids that fit what storage and providers take
+are accepted, others are refused naming the field (the consumer dead-letters them) instead of
+failing in the database on every redelivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from zhike.offers.v1 import events_pb2 as offers_events
+from zhike.offers.v1 import offers_pb2
+from zhike_notifications.transport.event_codec import decision_withdrawal, offer_decision
+from zhike_runtime.events.consumer import PermanentEventError
+
+
+def decided(decision_id: str) -> offers_events.OfferDecided:
+    now = Timestamp()
+    now.FromDatetime(dt.datetime.now(dt.UTC))
+    return offers_events.OfferDecided(
+        decision_id=decision_id,
+        party_id=str(uuid.uuid4()),
+        offer_id="usd_fx_wealth",
+        channel=offers_pb2.CHANNEL_SMS,
+        template_id="offer_usd_fx_wealth_sms_v1",
+        category=offers_pb2.OFFER_CATEGORY_MARKETING,
+        decide_time=now,
+        profile_version=3,
+    )
+
+
+def test_a_decision_id_of_58_characters_is_taken_with_its_profile_version() -> None:
+    decision = offer_decision(decided("d" * 58))
+
+    assert decision.decision_id == "d" * 58
+    assert decision.profile_version == 3
+
+
+@pytest.mark.parametrize("decision_id", ["d" * 59, "决定-1", "d.1", ""])
+def test_a_decision_id_storage_or_providers_cannot_take_is_refused_naming_it(
+    decision_id: str,
+) -> None:
+    with pytest.raises(PermanentEventError, match=r"^OfferDecided\.decision_id "):
+        offer_decision(decided(decision_id))
+
+
+def test_a_withdrawal_of_a_decision_id_too_long_is_refused_naming_it() -> None:
+    withdrawn = offers_events.OfferWithdrawn(
+        decision_id="d" * 59, party_id=str(uuid.uuid4()), withdraw_time=Timestamp(seconds=1)
+    )
+
+    with pytest.raises(PermanentEventError, match=r"^OfferWithdrawn\.decision_id "):
+        decision_withdrawal(withdrawn)

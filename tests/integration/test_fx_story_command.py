@@ -1,0 +1,109 @@
+"""`zhike fx-story` against the four services as processes and the local SMS gateway, with a
+calendar in which every day is a working day and the customer's zone at mid-day: the story's
+ending is the SMS sent (one, at the gateway, phone masked in what is printed), still sent after
+the USD has left, and no second SMS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from zhike_notifications.local_gateways.testing import GatewayProcess
+from zhike_notifications.testing import every_day_working_calendar, midday_zone
+from zhike_runtime.testing.processes import NatsServer, free_port
+from zhike_runtime.testing.services import TEST_ISSUER, dispatcher_environment
+from zhike_simulator.fx_story import READER_ROLES, SOURCE_ROLES, Targets, play
+
+from .conftest import ServiceProcess
+
+SENT = ("NOTIFICATION_STATUS_SENT", "NOTIFICATION_STATUS_DELIVERED")
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """The local SMS gateway, started before the services (a busy machine boots it slowly)."""
+    with GatewayProcess(tmp_path / "state") as running:
+        yield running
+
+
+@pytest.fixture
+def notifications(
+    tmp_path: Path,
+    nats: NatsServer,
+    services: dict[str, ServiceProcess],
+    gateway: GatewayProcess,
+) -> Iterator[ServiceProcess]:
+    """Notifications sending to the local gateways; every day a working day."""
+    today = dt.datetime.now(dt.UTC).date()
+    process = ServiceProcess(
+        "notifications",
+        tmp_path,
+        nats.url,
+        extra_env=dispatcher_environment(services["identity"].address, services["profile"].address)
+        | {
+            "ZHIKE_PROVIDERS": json.dumps(
+                [
+                    {"name": "local_sms", "channel": "sms", "url": gateway.http_url},
+                    {"name": "local_push", "channel": "push", "url": gateway.http_url},
+                    {
+                        "name": "local_email",
+                        "channel": "email",
+                        "url": f"smtp://127.0.0.1:{gateway.smtp_port}",
+                    },
+                ]
+            ),
+            "ZHIKE_WEBHOOK_HOST": "127.0.0.1",
+            "ZHIKE_WEBHOOK_PORT": str(free_port()),
+            "ZHIKE_CALENDAR_FILE": str(
+                every_day_working_calendar(tmp_path / "calendar.yaml", today)
+            ),
+            "ZHIKE_DISPATCH_IDLE_SECONDS": "0.2",
+        },
+    )
+    yield process
+    if process.process is not None and process.process.poll() is None:
+        process.process.kill()
+        process.process.wait()
+
+
+async def test_at_mid_day_on_a_working_day_the_story_sends_one_sms_and_it_stays_sent(
+    services: dict[str, ServiceProcess],
+    gateway: GatewayProcess,
+    notifications: ServiceProcess,
+) -> None:
+    running = [services["identity"], services["profile"], services["offers"], notifications]
+    for service in running:
+        service.start()
+    for service in running:
+        await service.wait_serving()
+    printed = io.StringIO()
+
+    outcome = await play(
+        Targets(*(service.address for service in running)),
+        source_token=TEST_ISSUER.mint(list(SOURCE_ROLES), subject="fx-story-test"),
+        reader_token=TEST_ISSUER.mint(list(READER_ROLES), subject="fx-story-test"),
+        state_dir=gateway.state_dir,
+        time_zone=midday_zone(14),
+        timeout=30,
+        console=Console(file=printed, width=400, highlight=False, color_system=None),
+    )
+
+    text = printed.getvalue()
+    assert outcome.first in SENT, text
+    assert outcome.last in SENT, text
+    [sms_file] = outcome.sms_files  # one SMS, and no second after the USD left
+    sms = json.loads(sms_file.read_text(encoding="utf-8"))
+    assert sms["out_id"] == outcome.notification_id
+    assert str(sms_file) in text
+    assert sms["text"] in text
+    assert sms["to"] not in text  # the phone only masked
+    assert f"{sms['to'][:6]}****{sms['to'][-4:]}" in text
+    assert "stays sent, and no second SMS follows (the gateway holds 1 SMS" in text
+    assert "DEFERRED" not in text
+    assert "CANCELLED" not in text
