@@ -59,7 +59,7 @@ from zhike.profile.v1 import profile_pb2
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.local_gateways.store import stored_records
-from zhike_notifications.local_gateways.testing import GatewayProcess
+from zhike_notifications.local_gateways.testing import GatewayProcess, local_providers
 from zhike_notifications.testing import every_day_working_calendar
 from zhike_runtime.events import headers as h
 from zhike_runtime.testing.processes import (
@@ -419,21 +419,12 @@ def _run(args: argparse.Namespace, cluster: PostgresCluster | None) -> int:
             identity = start("identity")
             profile = start("profile")
             start("offers")
-            http = gateways.http_url
             notifications = start(
                 "notifications",
                 dispatcher_environment(f"127.0.0.1:{identity}", f"127.0.0.1:{profile}")
                 | {
                     "ZHIKE_PROVIDERS": json.dumps(
-                        [
-                            {"name": "local_sms", "channel": "sms", "url": http},
-                            {"name": "local_push", "channel": "push", "url": http},
-                            {
-                                "name": "local_email",
-                                "channel": "email",
-                                "url": f"smtp://127.0.0.1:{gateways.smtp_port}",
-                            },
-                        ]
+                        local_providers(gateways.http_url, gateways.smtp_port)
                     ),
                     "ZHIKE_CALENDAR_FILE": str(calendar),
                     "ZHIKE_MARKETING_WINDOW_START": "00:00",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from zhike_notifications.local_gateways.testing import GatewayProcess
+from zhike_notifications.local_gateways.testing import GatewayProcess, local_providers
 from zhike_notifications.testing import every_day_working_calendar, midday_zone
 from zhike_runtime.testing.processes import NatsServer, free_port
 from zhike_runtime.testing.services import TEST_ISSUER, dispatcher_environment
@@ -47,17 +47,7 @@ def notifications(
         nats.url,
         extra_env=dispatcher_environment(services["identity"].address, services["profile"].address)
         | {
-            "ZHIKE_PROVIDERS": json.dumps(
-                [
-                    {"name": "local_sms", "channel": "sms", "url": gateway.http_url},
-                    {"name": "local_push", "channel": "push", "url": gateway.http_url},
-                    {
-                        "name": "local_email",
-                        "channel": "email",
-                        "url": f"smtp://127.0.0.1:{gateway.smtp_port}",
-                    },
-                ]
-            ),
+            "ZHIKE_PROVIDERS": json.dumps(local_providers(gateway.http_url, gateway.smtp_port)),
             "ZHIKE_WEBHOOK_HOST": "127.0.0.1",
             "ZHIKE_WEBHOOK_PORT": str(free_port()),
             "ZHIKE_CALENDAR_FILE": str(

@@ -43,7 +43,7 @@ from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.local_gateways.store import stored_records
-from zhike_notifications.local_gateways.testing import GatewayProcess
+from zhike_notifications.local_gateways.testing import GatewayProcess, local_providers
 from zhike_notifications.templates import DEFAULT_DIRECTORY as SHIPPED_TEMPLATES
 from zhike_notifications.testing import every_day_working_calendar, midday_zone
 from zhike_notifications.transport.webhook_signatures import sign
@@ -281,17 +281,7 @@ def notifications(
         nats.url,
         extra_env=dispatcher_environment(services["identity"].address, services["profile"].address)
         | {
-            "ZHIKE_PROVIDERS": json.dumps(
-                [
-                    {"name": "local_sms", "channel": "sms", "url": gateway.http_url},
-                    {"name": "local_push", "channel": "push", "url": gateway.http_url},
-                    {
-                        "name": "local_email",
-                        "channel": "email",
-                        "url": f"smtp://127.0.0.1:{gateway.smtp_port}",
-                    },
-                ]
-            ),
+            "ZHIKE_PROVIDERS": json.dumps(local_providers(gateway.http_url, gateway.smtp_port)),
             "ZHIKE_WEBHOOK_HOST": "127.0.0.1",
             "ZHIKE_WEBHOOK_PORT": str(free_port()),
             "ZHIKE_WEBHOOK_SECRETS": json.dumps({"local_sms": [WEBHOOK_SECRET]}),

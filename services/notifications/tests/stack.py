@@ -44,6 +44,7 @@ from zhike_notifications.app import DEFINITION as NOTIFICATIONS
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.local_gateways import LocalGateways, running_gateways
 from zhike_notifications.local_gateways.store import stored_records
+from zhike_notifications.local_gateways.testing import local_providers
 from zhike_profile.app import DEFINITION as PROFILE
 from zhike_runtime.app import RunningService
 from zhike_runtime.events.headers import CONTENT_TYPE, EVENT_ID, EVENT_TYPE, MSG_ID, PROTOBUF
@@ -468,16 +469,7 @@ async def notifications_stack(
         client = await nats.connect(nats_server.url)
         stack.push_async_callback(client.close)
         await client.jetstream().add_stream(name="ZHIKE_OFFERS", subjects=["zhike.offers.v1.>"])
-        http = gateways.http_url
-        providers = [
-            {"name": "local_sms", "channel": "sms", "url": http},
-            {"name": "local_push", "channel": "push", "url": http},
-            {
-                "name": "local_email",
-                "channel": "email",
-                "url": f"smtp://127.0.0.1:{gateways.smtp_port}",
-            },
-        ]
+        providers = local_providers(gateways.http_url, gateways.smtp_port)
         settings: dict[str, Any] = {
             "identity_address": f"127.0.0.1:{identity.grpc_port}",
             "profile_address": f"127.0.0.1:{profile.grpc_port}",

@@ -57,6 +57,7 @@ from zhike_runtime.unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
+U = TypeVar("U", bound=UnitOfWork)
 
 # in_progress() is sent this often, as a fraction of AckWait: twice before the deadline, so one
 # lost or late heartbeat does not cost a redelivery.
@@ -107,6 +108,14 @@ class ReceivedEvent:
     message: Message
     context: EventContext
     handler: EventHandler[Any]
+
+
+def unit_of(unit: UnitOfWork, kind: type[U]) -> U:
+    """The consumer's unit as the service's own kind, which its consumers are declared with
+    (`ConsumerSpec.unit_of_work`): a TypeError names the kind when wired otherwise."""
+    if not isinstance(unit, kind):
+        raise TypeError(f"this consumer runs in a {kind.__name__}, not a {type(unit).__name__}")
+    return unit
 
 
 # Applies a batch of new events (stream order, none seen before) in the unit's transaction.

@@ -15,6 +15,16 @@ from zhike_notifications.domain.model import Channel
 from zhike_runtime.testing.processes import free_port, wait_for_port
 
 
+def local_providers(http_url: str, smtp_port: int) -> list[dict[str, str]]:
+    """The notifications service's `providers` setting for local gateways at these addresses,
+    under the names the failover orders use by default (ZHIKE_PROVIDERS is its JSON)."""
+    return [
+        {"name": "local_sms", "channel": "sms", "url": http_url},
+        {"name": "local_push", "channel": "push", "url": http_url},
+        {"name": "local_email", "channel": "email", "url": f"smtp://127.0.0.1:{smtp_port}"},
+    ]
+
+
 class GatewayProcess:
     """`python -m zhike_notifications.local_gateways` on free ports, storing under `state_dir`;
     its output goes to `state_dir/gateways.log`."""

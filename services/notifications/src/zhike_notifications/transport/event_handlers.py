@@ -22,7 +22,13 @@ from zhike_notifications.domain.ports import NotificationsUnitOfWork
 from zhike_notifications.domain.service import Intake
 from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
 from zhike_notifications.transport import event_codec
-from zhike_runtime.events.consumer import ConsumerSpec, EventContext, EventHandler, apply_in_turn
+from zhike_runtime.events.consumer import (
+    ConsumerSpec,
+    EventContext,
+    EventHandler,
+    apply_in_turn,
+    unit_of,
+)
 
 OFFERS_STREAM = "ZHIKE_OFFERS"
 OFFERS_SUBJECTS = ("zhike.offers.v1.>",)
@@ -33,9 +39,7 @@ PROFILE_DURABLE = "notifications-profile"
 
 
 def _unit(context: EventContext) -> NotificationsUnitOfWork:
-    if not isinstance(context.unit, SqlNotificationsUnitOfWork):
-        raise TypeError("the notifications' consumers run in the notifications' unit of work")
-    return context.unit
+    return unit_of(context.unit, SqlNotificationsUnitOfWork)
 
 
 class EventHandlers:

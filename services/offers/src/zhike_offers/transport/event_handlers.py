@@ -34,6 +34,7 @@ from zhike_runtime.events.consumer import (
     EventContext,
     EventHandler,
     ReceivedEvent,
+    unit_of,
 )
 from zhike_runtime.unit_of_work import UnitOfWork
 
@@ -46,9 +47,7 @@ NOTIFICATIONS_DURABLE = "offers-notifications"
 
 
 def _unit(context: EventContext) -> OffersUnitOfWork:
-    if not isinstance(context.unit, SqlOffersUnitOfWork):
-        raise TypeError("the offers' consumers run in the offers' unit of work")
-    return context.unit
+    return unit_of(context.unit, SqlOffersUnitOfWork)
 
 
 class ProfileEventHandlers:
@@ -67,12 +66,11 @@ class ProfileEventHandlers:
         """A fetch's new events in one transaction: the projection at once, each party decided
         again once. A malformed one fails the batch: its events then go one by one, and that one
         alone is dead-lettered."""
-        if not isinstance(unit, SqlOffersUnitOfWork):
-            raise TypeError("the offers' consumers run in the offers' unit of work")
+        offers_unit = unit_of(unit, SqlOffersUnitOfWork)
         changes = [
             profile_change(cast(profile_events.ProfileChanged, item.message)) for item in received
         ]
-        await self._reactions.apply_batch(unit, changes)
+        await self._reactions.apply_batch(offers_unit, changes)
 
 
 def profile_consumer(

@@ -43,6 +43,7 @@ from zhike_runtime.events.consumer import (
     EventHandler,
     PermanentEventError,
     ReceivedEvent,
+    unit_of,
 )
 from zhike_runtime.unit_of_work import UnitOfWork
 from zhike_runtime.validation import Violations
@@ -55,9 +56,7 @@ NOTIFICATIONS_DURABLE = "profile-notifications"
 
 
 def _profile_unit(unit: UnitOfWork) -> ProfileUnitOfWork:
-    if not isinstance(unit, SqlProfileUnitOfWork):
-        raise TypeError("the profile's consumers run in the profile's unit of work")
-    return unit
+    return unit_of(unit, SqlProfileUnitOfWork)
 
 
 def _unit(context: EventContext) -> ProfileUnitOfWork:
