@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -14,8 +15,14 @@ from typing import Any
 
 import pytest
 
+from zhike_notifications.local_gateways.testing import GatewayProcess, local_providers
+from zhike_notifications.testing import every_day_working_calendar
 from zhike_runtime.testing.processes import NatsServer, free_port
-from zhike_runtime.testing.services import process_environment, wait_serving
+from zhike_runtime.testing.services import (
+    dispatcher_environment,
+    process_environment,
+    wait_serving,
+)
 
 
 @dataclass
@@ -111,3 +118,51 @@ def services(tmp_path: Path, nats: NatsServer) -> Iterator[dict[str, ServiceProc
         if service.process is not None and service.process.poll() is None:
             service.process.kill()
             service.process.wait()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """The local SMS/push/SMTP gateways, started before the services (a busy machine boots
+    them slowly)."""
+    with GatewayProcess(tmp_path / "state") as running:
+        yield running
+
+
+@pytest.fixture
+def notifications_settings() -> dict[str, str]:
+    """ZHIKE_* variables a journey adds to notifications' own (override in the test module)."""
+    return {}
+
+
+@pytest.fixture
+def notifications(
+    tmp_path: Path,
+    nats: NatsServer,
+    services: dict[str, ServiceProcess],
+    gateway: GatewayProcess,
+    notifications_settings: dict[str, str],
+) -> Iterator[ServiceProcess]:
+    """The notifications process (not yet started), sending to the local gateways, asking
+    identity and the profile with a dispatcher token, every day a working day (marketing may go
+    out whatever day the journey runs on)."""
+    today = dt.datetime.now(dt.UTC).date()
+    process = ServiceProcess(
+        "notifications",
+        tmp_path,
+        nats.url,
+        extra_env=dispatcher_environment(services["identity"].address, services["profile"].address)
+        | {
+            "ZHIKE_PROVIDERS": json.dumps(local_providers(gateway.http_url, gateway.smtp_port)),
+            "ZHIKE_WEBHOOK_HOST": "127.0.0.1",
+            "ZHIKE_WEBHOOK_PORT": str(free_port()),
+            "ZHIKE_CALENDAR_FILE": str(
+                every_day_working_calendar(tmp_path / "calendar.yaml", today)
+            ),
+            "ZHIKE_DISPATCH_IDLE_SECONDS": "0.2",
+        }
+        | notifications_settings,
+    )
+    yield process
+    if process.process is not None and process.process.poll() is None:
+        process.process.kill()
+        process.process.wait()

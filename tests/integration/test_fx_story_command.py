@@ -5,61 +5,19 @@ the USD has left, and no second SMS."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from rich.console import Console
 
-from zhike_notifications.local_gateways.testing import GatewayProcess, local_providers
-from zhike_notifications.testing import every_day_working_calendar, midday_zone
-from zhike_runtime.testing.processes import NatsServer, free_port
-from zhike_runtime.testing.services import TEST_ISSUER, dispatcher_environment
+from zhike_notifications.local_gateways.testing import GatewayProcess
+from zhike_notifications.testing import midday_zone
+from zhike_runtime.testing.services import TEST_ISSUER
 from zhike_simulator.fx_story import READER_ROLES, SOURCE_ROLES, Targets, play
 
 from .conftest import ServiceProcess
 
 SENT = ("NOTIFICATION_STATUS_SENT", "NOTIFICATION_STATUS_DELIVERED")
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
-    """The local SMS gateway, started before the services (a busy machine boots it slowly)."""
-    with GatewayProcess(tmp_path / "state") as running:
-        yield running
-
-
-@pytest.fixture
-def notifications(
-    tmp_path: Path,
-    nats: NatsServer,
-    services: dict[str, ServiceProcess],
-    gateway: GatewayProcess,
-) -> Iterator[ServiceProcess]:
-    """Notifications sending to the local gateways; every day a working day."""
-    today = dt.datetime.now(dt.UTC).date()
-    process = ServiceProcess(
-        "notifications",
-        tmp_path,
-        nats.url,
-        extra_env=dispatcher_environment(services["identity"].address, services["profile"].address)
-        | {
-            "ZHIKE_PROVIDERS": json.dumps(local_providers(gateway.http_url, gateway.smtp_port)),
-            "ZHIKE_WEBHOOK_HOST": "127.0.0.1",
-            "ZHIKE_WEBHOOK_PORT": str(free_port()),
-            "ZHIKE_CALENDAR_FILE": str(
-                every_day_working_calendar(tmp_path / "calendar.yaml", today)
-            ),
-            "ZHIKE_DISPATCH_IDLE_SECONDS": "0.2",
-        },
-    )
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.process.kill()
-        process.process.wait()
 
 
 async def test_at_mid_day_on_a_working_day_the_story_sends_one_sms_and_it_stays_sent(

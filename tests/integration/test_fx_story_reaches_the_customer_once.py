@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
@@ -43,13 +43,13 @@ from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.local_gateways.store import stored_records
-from zhike_notifications.local_gateways.testing import GatewayProcess, local_providers
+from zhike_notifications.local_gateways.testing import GatewayProcess
 from zhike_notifications.templates import DEFAULT_DIRECTORY as SHIPPED_TEMPLATES
-from zhike_notifications.testing import every_day_working_calendar, midday_zone
+from zhike_notifications.testing import midday_zone
 from zhike_notifications.transport.webhook_signatures import sign
 from zhike_offers.catalogue import DEFAULT_DIRECTORY as SHIPPED_CATALOGUE
-from zhike_runtime.testing.processes import NatsServer, free_port
-from zhike_runtime.testing.services import authorised_channel, dispatcher_environment, eventually
+from zhike_runtime.testing.processes import NatsServer
+from zhike_runtime.testing.services import authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link, scalar
@@ -258,44 +258,12 @@ async def reply_by_sms(webhook_port: int, in_reply_to: str, text: str) -> httpx.
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
-    """The local SMS gateway process, running. It boots before the services, not beside them:
-    on a busy machine five processes booting at once kept it from listening within its 30 s."""
-    with GatewayProcess(tmp_path / "provider") as running:
-        yield running
-
-
-@pytest.fixture
-def notifications(
-    tmp_path: Path,
-    nats: NatsServer,
-    services: dict[str, ServiceProcess],
-    gateway: GatewayProcess,
-) -> Iterator[ServiceProcess]:
-    """The notifications process (not yet started), sending SMS to the local gateway, asking
-    identity and the profile with a dispatcher token, taking signed webhooks of local_sms."""
-    today = dt.datetime.now(dt.UTC).date()
-    process = ServiceProcess(
-        "notifications",
-        tmp_path,
-        nats.url,
-        extra_env=dispatcher_environment(services["identity"].address, services["profile"].address)
-        | {
-            "ZHIKE_PROVIDERS": json.dumps(local_providers(gateway.http_url, gateway.smtp_port)),
-            "ZHIKE_WEBHOOK_HOST": "127.0.0.1",
-            "ZHIKE_WEBHOOK_PORT": str(free_port()),
-            "ZHIKE_WEBHOOK_SECRETS": json.dumps({"local_sms": [WEBHOOK_SECRET]}),
-            "ZHIKE_TEMPLATES_DIR": str(message_templates(tmp_path / "templates")),
-            "ZHIKE_CALENDAR_FILE": str(
-                every_day_working_calendar(tmp_path / "calendar.yaml", today)
-            ),
-            "ZHIKE_DISPATCH_IDLE_SECONDS": "0.2",
-        },
-    )
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.process.kill()
-        process.process.wait()
+def notifications_settings(tmp_path: Path) -> dict[str, str]:
+    """Signed webhooks of local_sms (the TD reply), and the templates with the second offer's."""
+    return {
+        "ZHIKE_WEBHOOK_SECRETS": json.dumps({"local_sms": [WEBHOOK_SECRET]}),
+        "ZHIKE_TEMPLATES_DIR": str(message_templates(tmp_path / "templates")),
+    }
 
 
 async def shown_preferences(

@@ -61,6 +61,9 @@ def while_working(
 
     async def loop() -> None:
         while True:
+            # Cleared before the round, not after it: work that arrives while the round runs
+            # (after its query found nothing) leaves `wake` set, and the nap ends at once.
+            wake.clear()
             try:
                 if await round_():
                     continue
@@ -68,7 +71,6 @@ def while_working(
                 log.warning(
                     f"{what} failed; will try again", extra={"error": describe_error(error)}
                 )
-            wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), idle_seconds)
 

@@ -1,0 +1,47 @@
+"""The background loops services run: work that arrives while a round is looking for it is
+taken at once, not after the idle nap."""
+
+from __future__ import annotations
+
+import asyncio
+
+from zhike_runtime.background import while_working
+
+
+async def test_a_wake_up_during_a_round_that_found_nothing_starts_the_next_round_at_once() -> None:
+    wake = asyncio.Event()
+    second_round = asyncio.Event()
+    rounds: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def round_() -> int:
+        rounds.append(loop.time())
+        if len(rounds) == 1:
+            wake.set()  # new work committed after this round's query found none
+        else:
+            second_round.set()
+        return 0
+
+    task = asyncio.create_task(while_working("test round", round_, wake, idle_seconds=30)())
+    try:
+        await asyncio.wait_for(second_round.wait(), timeout=5)
+    finally:
+        task.cancel()
+
+    assert rounds[1] - rounds[0] < 1.0  # not the 30 s nap
+
+
+async def test_without_a_wake_up_the_loop_naps_between_rounds_that_find_nothing() -> None:
+    wake = asyncio.Event()
+    rounds = 0
+
+    async def round_() -> int:
+        nonlocal rounds
+        rounds += 1
+        return 0
+
+    task = asyncio.create_task(while_working("test round", round_, wake, idle_seconds=30)())
+    await asyncio.sleep(0.2)
+    task.cancel()
+
+    assert rounds == 1
