@@ -78,7 +78,7 @@ MAX_VALUES = 32
 MAX_VALUE_LENGTH = 512
 
 
-def _stamp(value: dt.datetime | None) -> Timestamp | None:
+def stamp(value: dt.datetime | None) -> Timestamp | None:
     if value is None:
         return None
     stamp = Timestamp()
@@ -110,14 +110,14 @@ def notification_message(n: Notification) -> model_pb.Notification:
         category=CATEGORIES_OUT[n.category],
         template_id=n.template_id,
         status=STATUSES_OUT[n.status],
-        create_time=_stamp(n.created_at),
+        create_time=stamp(n.created_at),
         decision_id=n.decision_id,
         offer_id=n.offer_id,
         cancelled_by_decision_id=n.cancelled_by,
         attempts=n.attempts,
         provider=n.accepted.provider if n.accepted else "",
-        send_time=_stamp(n.sent_at),
-        deliver_time=_stamp(n.delivered_at),
+        send_time=stamp(n.sent_at),
+        deliver_time=stamp(n.delivered_at),
         failure=failure_of(n) if n.status is Status.FAILED else "",
         version=n.version,
     )
@@ -135,8 +135,8 @@ def inbox_message(entry: InboxEntry) -> model_pb.InboxMessage:
         language=entry.language,
         subject=entry.subject,
         body=entry.body,
-        create_time=_stamp(entry.created_at),
-        read_time=_stamp(entry.read_at),
+        create_time=stamp(entry.created_at),
+        read_time=stamp(entry.read_at),
     )
 
 

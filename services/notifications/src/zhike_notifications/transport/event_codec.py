@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -31,6 +30,7 @@ from zhike_notifications.domain.ports import (
 from zhike_notifications.domain.service import ConsentChange, OfferDecision, ProfileNews
 from zhike_notifications.transport import codec
 from zhike_runtime.events.consumer import PermanentEventError
+from zhike_runtime.events.decoding import event_time, malformed, platform_id
 from zhike_runtime.events.outbox import OutgoingEvent
 
 SUBJECT_PREFIX = "zhike.notifications.v1"
@@ -77,26 +77,15 @@ _DECISION = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _bad(event: str, field: str, why: str) -> PermanentEventError:
-    return PermanentEventError(f"{event}.{field} {why}")
+    return malformed(event, field, why)
 
 
 def _time(stamp: Timestamp, event: str, field: str) -> dt.datetime:
-    if not stamp.seconds and not stamp.nanos:
-        raise _bad(event, field, "is missing")
-    try:
-        return stamp.ToDatetime(tzinfo=dt.UTC)
-    except (ValueError, OverflowError):
-        raise _bad(event, field, "is not a possible time") from None
+    return event_time(stamp, event, field)
 
 
 def _party_id(value: str, event: str, field: str) -> str:
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        raise _bad(event, field, "is not a party id") from None
-    if str(parsed) != value:
-        raise _bad(event, field, "is not a party id")
-    return value
+    return platform_id(value, event, field, "a party id")
 
 
 def _ident(
@@ -184,14 +173,6 @@ def profile_news(message: profile_events.ProfileChanged) -> ProfileNews:
 # --- out -----------------------------------------------------------------------------------
 
 
-def _stamp(value: dt.datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _status_event(n: Notification) -> OutgoingEvent:
     channel = codec.CHANNELS_OUT[n.channel]
     if n.status is Status.SENT:
@@ -207,7 +188,7 @@ def _status_event(n: Notification) -> OutgoingEvent:
                 decision_id=n.decision_id,
                 offer_id=n.offer_id,
                 provider=n.accepted.provider,
-                send_time=_stamp(n.accepted.at),
+                send_time=codec.stamp(n.accepted.at),
             ),
         )
     if n.status is Status.DELIVERED:
@@ -219,7 +200,7 @@ def _status_event(n: Notification) -> OutgoingEvent:
                 channel=channel,
                 decision_id=n.decision_id,
                 offer_id=n.offer_id,
-                deliver_time=_stamp(n.delivered_at),
+                deliver_time=codec.stamp(n.delivered_at),
             ),
         )
     if n.status is Status.FAILED:
@@ -235,7 +216,7 @@ def _status_event(n: Notification) -> OutgoingEvent:
                 decision_id=n.decision_id,
                 offer_id=n.offer_id,
                 failure=codec.failure_of(n),
-                fail_time=_stamp(failed_at),
+                fail_time=codec.stamp(failed_at),
             ),
         )
     if n.status is Status.SUPPRESSED:
@@ -250,7 +231,7 @@ def _status_event(n: Notification) -> OutgoingEvent:
                 offer_id=n.offer_id,
                 suppression=codec.suppression_message(n.suppression),
                 # When the gate refused it: the event is staged in the same transaction.
-                suppress_time=_stamp(dt.datetime.now(dt.UTC)),
+                suppress_time=codec.stamp(dt.datetime.now(dt.UTC)),
             ),
         )
     raise ValueError(f"no event announces a {n.status.value} notification")
@@ -268,6 +249,6 @@ def outgoing_event(event: OutboundEvent) -> OutgoingEvent:
             purpose=codec.PURPOSES_OUT[event.purpose],
             notification_id=event.notification_id,
             captured_where=event.evidence.captured_where,
-            withdraw_time=_stamp(event.evidence.captured_at),
+            withdraw_time=codec.stamp(event.evidence.captured_at),
         ),
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TypeVar
@@ -43,6 +42,7 @@ from zhike_offers.domain.projection import (
 )
 from zhike_offers.transport import codec
 from zhike_runtime.events.consumer import PermanentEventError
+from zhike_runtime.events.decoding import event_time, malformed, platform_id
 from zhike_runtime.events.outbox import OutgoingEvent
 
 SUBJECT_PREFIX = "zhike.offers.v1"
@@ -90,7 +90,7 @@ SIDES: Mapping[int, bool] = MappingProxyType(
 
 
 def _bad(field: str, why: str, event: str = "ProfileChanged") -> PermanentEventError:
-    return PermanentEventError(f"{event}.{field} {why}")
+    return malformed(event, field, why)
 
 
 def _enum(table: Mapping[int, T], number: int, field: str) -> T:
@@ -172,26 +172,15 @@ def _fact(message: profile_events.ProfileFact, field: str) -> Fact:
 
 
 def _time(stamp: Timestamp, field: str, event: str = "ProfileChanged") -> dt.datetime:
-    if not stamp.seconds and not stamp.nanos:
-        raise _bad(field, "is missing", event)
-    try:
-        return stamp.ToDatetime(tzinfo=dt.UTC)
-    except (ValueError, OverflowError):
-        raise _bad(field, "is not a possible time", event) from None
+    return event_time(stamp, event, field)
 
 
 def _uuid(value: str, field: str, what: str, event: str) -> str:
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        raise _bad(field, f"is not {what}", event) from None
-    if str(parsed) != value:
-        raise _bad(field, f"is not {what}", event)
-    return value
+    return platform_id(value, event, field, what)
 
 
 def _party_id(value: str, field: str, event: str = "ProfileChanged") -> str:
-    return _uuid(value, field, "a party id", event)
+    return platform_id(value, event, field, "a party id")
 
 
 def profile_change(message: profile_events.ProfileChanged) -> ProfileChange:

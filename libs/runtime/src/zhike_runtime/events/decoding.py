@@ -1,0 +1,38 @@
+"""Reading an incoming event's fields: a field that can never be applied is a
+`PermanentEventError` naming the event and the field ("OfferDecided.decide_time is missing"),
+so the consumer dead-letters it at once instead of retrying it. Values are never quoted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from zhike_runtime.events.consumer import PermanentEventError
+
+
+def malformed(event: str, field: str, why: str) -> PermanentEventError:
+    return PermanentEventError(f"{event}.{field} {why}")
+
+
+def event_time(stamp: Timestamp, event: str, field: str) -> dt.datetime:
+    """The time, in UTC; an unset (zero) or impossible one is malformed."""
+    if not stamp.seconds and not stamp.nanos:
+        raise malformed(event, field, "is missing")
+    try:
+        return stamp.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        raise malformed(event, field, "is not a possible time") from None
+
+
+def platform_id(value: str, event: str, field: str, what: str) -> str:
+    """An id this platform issues (a canonical lower-case UUID); `what` names it in the error
+    ("a party id")."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise malformed(event, field, f"is not {what}") from None
+    if str(parsed) != value:
+        raise malformed(event, field, f"is not {what}")
+    return value
