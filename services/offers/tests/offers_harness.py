@@ -47,6 +47,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 _EVENT_TYPES: dict[str, type[Message]] = {
     event_codec.OFFER_DECIDED_SUBJECT: offers_events.OfferDecided,
     event_codec.OFFER_WITHDRAWN_SUBJECT: offers_events.OfferWithdrawn,
+    event_codec.PREFERENCES_CHANGED_SUBJECT: offers_events.ContactPreferencesChanged,
 }
 
 
@@ -195,6 +196,13 @@ class Harness:
 
     async def withdrawn(self) -> list[offers_events.OfferWithdrawn]:
         return [m for m in await self.published() if isinstance(m, offers_events.OfferWithdrawn)]
+
+    async def preferences_changed(self) -> list[offers_events.ContactPreferencesChanged]:
+        return [
+            m
+            for m in await self.published()
+            if isinstance(m, offers_events.ContactPreferencesChanged)
+        ]
 
     async def count(self, table: sa.Table) -> int:
         async with self.database.session() as session:

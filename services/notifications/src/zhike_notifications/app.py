@@ -33,7 +33,11 @@ from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
 from zhike_notifications.templates import load_templates
 from zhike_notifications.transport import event_codec
 from zhike_notifications.transport.directory import GrpcPartyDirectory
-from zhike_notifications.transport.event_handlers import offers_consumer, profile_consumer
+from zhike_notifications.transport.event_handlers import (
+    dispatch_consumer,
+    offers_consumer,
+    profile_consumer,
+)
 from zhike_notifications.transport.grpc_handlers import NotificationsHandlers
 from zhike_notifications.transport.webhook_signatures import SignatureVerifier
 from zhike_notifications.transport.webhooks import webhook_app
@@ -168,6 +172,7 @@ def wire(platform: Platform[NotificationsSettings]) -> Wiring:
         consumers=[
             offers_consumer(intake, unit_of_work),
             profile_consumer(intake, unit_of_work),
+            dispatch_consumer(intake, unit_of_work),
         ],
         background={
             "dispatcher": while_working(

@@ -34,6 +34,7 @@ from zhike_notifications.domain.lifecycle import (
     Withdrawal,
     apply,
     can_move,
+    redispatch,
 )
 from zhike_notifications.domain.model import (
     Category,
@@ -296,3 +297,37 @@ def test_any_order_of_the_same_facts_ends_in_the_in_order_record() -> None:
         OutOfOrderDelivery,
         settings=settings(max_examples=300, stateful_step_count=30, deadline=None),
     )
+
+
+def test_a_redispatch_queues_a_permanent_failure_again_with_its_send_facts_cleared() -> None:
+    failed = run(SendResult(1, "sms_a", SendOutcome.PERMANENT_ERROR, at(1), error="http_400"))
+    assert failed.status is Status.FAILED
+
+    applied = redispatch(failed)
+
+    assert applied.changed
+    queued = applied.notification
+    assert queued.status is Status.QUEUED
+    assert (queued.attempts, queued.gave_up, queued.retry, queued.last_failure) == (
+        0,
+        None,
+        None,
+        None,
+    )
+    assert queued.version == failed.version + 1
+    assert queued.next_attempt == 1
+    assert queued.due_at() == T0
+
+
+def test_a_redispatch_of_anything_but_a_failure_to_send_changes_nothing() -> None:
+    sent = run(SendResult(1, "sms_a", SendOutcome.ACCEPTED, at(1), provider_message_id="m-1"))
+    undeliverable = run(Receipt(ReceiptKind.UNDELIVERED, at(2), "wrong_number"), start=sent)
+    withdrawn_then_failed = run(
+        Withdrawal(DECISION, at(1)),
+        SendResult(1, "sms_a", SendOutcome.PERMANENT_ERROR, at(2), error="http_400"),
+    )
+    for notification in (fresh(), sent, undeliverable, withdrawn_then_failed):
+        applied = redispatch(notification)
+        assert not applied.changed
+        assert applied.notification == notification
+        assert applied.ignored

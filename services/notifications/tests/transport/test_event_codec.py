@@ -5,6 +5,7 @@ failing in the database on every redelivery."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 import pytest
@@ -12,7 +13,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from zhike.offers.v1 import events_pb2 as offers_events
 from zhike.offers.v1 import offers_pb2
-from zhike_notifications.transport.event_codec import decision_withdrawal, offer_decision
+from zhike_notifications.domain.model import Channel
+from zhike_notifications.transport.event_codec import (
+    contact_preferences,
+    decision_withdrawal,
+    offer_decision,
+)
 from zhike_runtime.events.consumer import PermanentEventError
 
 
@@ -53,3 +59,48 @@ def test_a_withdrawal_of_a_decision_id_too_long_is_refused_naming_it() -> None:
 
     with pytest.raises(PermanentEventError, match=r"^OfferWithdrawn\.decision_id "):
         decision_withdrawal(withdrawn)
+
+
+def preferences(**fields: object) -> offers_events.ContactPreferencesChanged:
+    message = offers_events.ContactPreferencesChanged(
+        party_id=str(uuid.uuid4()),
+        do_not_contact=True,
+        opted_out_channels=[offers_pb2.CHANNEL_SMS, offers_pb2.CHANNEL_PUSH],
+        preferences_version=2,
+        change_time=Timestamp(seconds=1_800_000_000),
+    )
+    for name, value in fields.items():
+        if isinstance(value, list):
+            del getattr(message, name)[:]
+            getattr(message, name).extend(value)
+        else:
+            setattr(message, name, value)
+    return message
+
+
+def test_contact_preferences_changed_is_read_with_its_channels_and_version() -> None:
+    read = contact_preferences(preferences())
+
+    assert read.do_not_contact
+    assert read.opted_out_channels == {Channel.SMS, Channel.PUSH}
+    assert read.version == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"preferences_version": 0}, "preferences_version"),
+        (
+            {"opted_out_channels": [offers_pb2.CHANNEL_SMS, offers_pb2.CHANNEL_BRANCH]},
+            "opted_out_channels[1]",
+        ),
+        ({"party_id": "not-a-party"}, "party_id"),
+    ],
+)
+def test_malformed_contact_preferences_changed_is_refused_naming_the_field(
+    fields: dict[str, object], field: str
+) -> None:
+    with pytest.raises(
+        PermanentEventError, match=rf"^ContactPreferencesChanged\.{re.escape(field)} "
+    ):
+        contact_preferences(preferences(**fields))

@@ -176,6 +176,17 @@ def test_do_not_contact_suppresses_marketing_but_not_service() -> None:
     assert check(offer(category="service"), [], channel="mobile_app", party=party) is None
 
 
+@pytest.mark.parametrize("category", ["marketing", "service"])
+def test_an_opted_out_channel_suppresses_every_offer_on_it_and_only_there(category: str) -> None:
+    consents = {("sms", "marketing"): True, ("email", "marketing"): True}
+    party = facts(consents=consents, opted_out_channels=frozenset({"sms"}))
+    found = check(offer(**SMS_OFFER, category=category), [], party=party)
+    assert found == Suppression(
+        SuppressionRule.CHANNEL_OPTED_OUT, "channel opt-out: the party opted out of sms"
+    )
+    assert check(offer(**SMS_OFFER, category=category), [], channel="email", party=party) is None
+
+
 @pytest.mark.parametrize("given", [False, None])
 def test_outbound_marketing_needs_consent_for_that_channel(given: bool | None) -> None:
     consents = {} if given is None else {("sms", "marketing"): given}

@@ -14,6 +14,7 @@ from zhike.offers.v1 import offers_pb2
 from zhike_offers.domain.catalogue import Catalogue, compile_offer
 from zhike_offers.domain.model import DecisionTrigger
 from zhike_offers.storage import schema
+from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.events.schema import outbox_event
 
 from ..domain.builders import document, shared_environment
@@ -278,6 +279,50 @@ async def test_do_not_contact_withdraws_marketing_decisions_and_lifting_it_decid
     harness.now = T0 + dt.timedelta(days=8)  # past the 7-day budget window
     await harness.decisions.set_contact_preferences(PARTY, False, None)
     assert [d.offer_id for d in await harness.decided()] == [FX_OFFER, FX_OFFER]
+
+
+async def test_changing_the_switches_publishes_contact_preferences_changed_with_its_version(
+    harness: Harness,
+) -> None:
+    await harness.decisions.set_contact_preferences(PARTY, True, None)
+    await harness.decisions.set_contact_preferences(PARTY, True, None)  # no change: no event
+    await harness.decisions.set_contact_preferences(PARTY, None, None, {"sms", "email"})
+
+    first, second = await harness.preferences_changed()
+    assert (first.party_id, first.do_not_contact, first.preferences_version) == (PARTY, True, 1)
+    assert list(first.opted_out_channels) == []
+    assert second.preferences_version == 2
+    assert second.do_not_contact
+    assert second.personalised_offers
+    assert list(second.opted_out_channels) == [offers_pb2.CHANNEL_SMS, offers_pb2.CHANNEL_EMAIL]
+    assert second.change_time.ToDatetime(dt.UTC) == harness.now
+
+
+async def test_opting_out_of_sms_withdraws_its_sms_decisions_as_channel_opted_out(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+
+    held = await harness.decisions.set_contact_preferences(PARTY, None, None, {"sms"})
+
+    assert held.opted_out_channels == {"sms"}
+    assert (await harness.decisions.contact_preferences(PARTY)).opted_out_channels == {"sms"}
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_CHANNEL_OPTED_OUT
+    # Opting back in (an empty set, not "unchanged") lets the offer be decided again.
+    harness.now = T0 + dt.timedelta(days=8)  # past the 7-day budget window
+    await harness.decisions.set_contact_preferences(PARTY, None, None, set())
+    assert [d.offer_id for d in await harness.decided()] == [FX_OFFER, FX_OFFER]
+
+
+async def test_an_opted_out_channel_that_is_not_outbound_is_refused_naming_the_field(
+    harness: Harness,
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await harness.decisions.set_contact_preferences(PARTY, None, None, {"branch"})
+
+    assert [v.field for v in caught.value.violations] == ["opted_out_channels"]
+    assert await harness.preferences_changed() == []
 
 
 async def test_personalised_offers_off_withdraws_personalised_decisions(harness: Harness) -> None:

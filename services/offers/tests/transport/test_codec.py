@@ -165,7 +165,11 @@ def test_every_withdraw_reason_is_reached_and_other_suppressions_do_not_withdraw
         if reason not in (Reason.SUPPRESSED, Reason.BELOW_CUTOFF)
     } | {
         codec.withdraw_reason(why(Reason.SUPPRESSED, rule))
-        for rule in (SuppressionRule.DO_NOT_CONTACT, SuppressionRule.NO_CONSENT)
+        for rule in (
+            SuppressionRule.DO_NOT_CONTACT,
+            SuppressionRule.CHANNEL_OPTED_OUT,
+            SuppressionRule.NO_CONSENT,
+        )
     }
     assert reached == numbers(offers_pb2.WithdrawReason.DESCRIPTOR)
     for rule in (SuppressionRule.BUDGET, SuppressionRule.IGNORED, SuppressionRule.OFFER_CAP):
@@ -518,13 +522,47 @@ def test_contact_preferences_need_at_least_one_switch() -> None:
     assert fields_of(caught.value) == ["do_not_contact"]
     assert codec.set_preferences_request(
         pb.SetContactPreferencesRequest(party_id=PARTY, personalised_offers=False)
-    ) == (PARTY, None, False)
+    ) == codec.PreferencesChange(PARTY, None, False, None)
     assert codec.set_preferences_request(
         pb.SetContactPreferencesRequest(party_id=PARTY, do_not_contact=False)
-    ) == (PARTY, False, None)
+    ) == codec.PreferencesChange(PARTY, False, None, None)
     with pytest.raises(InvalidArgument) as caught:
         codec.party_request("not-a-party")
     assert fields_of(caught.value) == ["party_id"]
+
+
+def test_opted_out_channels_absent_mean_unchanged_and_present_and_empty_mean_none() -> None:
+    none = pb.SetContactPreferencesRequest(
+        party_id=PARTY, opted_out_channels=offers_pb2.OptedOutChannels()
+    )
+    sms_and_push = pb.SetContactPreferencesRequest(
+        party_id=PARTY,
+        opted_out_channels=offers_pb2.OptedOutChannels(
+            channels=[offers_pb2.CHANNEL_PUSH, offers_pb2.CHANNEL_SMS, offers_pb2.CHANNEL_SMS]
+        ),
+    )
+
+    assert codec.set_preferences_request(none).opted_out_channels == frozenset()
+    assert codec.set_preferences_request(sms_and_push).opted_out_channels == frozenset(
+        {"sms", "push"}
+    )
+
+
+def test_an_unknown_or_inbound_opted_out_channel_is_refused_naming_its_place() -> None:
+    request = pb.SetContactPreferencesRequest(
+        party_id=PARTY,
+        opted_out_channels=offers_pb2.OptedOutChannels(
+            channels=[offers_pb2.CHANNEL_SMS, 99, offers_pb2.CHANNEL_BRANCH]  # type: ignore[list-item]
+        ),
+    )
+
+    with pytest.raises(InvalidArgument) as caught:
+        codec.set_preferences_request(request)
+
+    assert fields_of(caught.value) == [
+        "opted_out_channels.channels[1]",
+        "opted_out_channels.channels[2]",
+    ]
 
 
 # --- decisions out --------------------------------------------------------------------------

@@ -613,6 +613,48 @@ async def test_three_ignored_impressions_suppress_the_offer(stack: Stack) -> Non
     assert chosen(await decide(api, party(), max_offers=1)) == ["app_card"]
 
 
+async def test_opted_out_channels_are_kept_returned_and_checked(stack: Stack) -> None:
+    api = stack.api()
+    someone = party()
+
+    switched = (
+        await api.SetContactPreferences(
+            pb.SetContactPreferencesRequest(
+                party_id=someone,
+                opted_out_channels=offers_pb2.OptedOutChannels(
+                    channels=[offers_pb2.CHANNEL_EMAIL, offers_pb2.CHANNEL_SMS]
+                ),
+            ),
+            timeout=10,
+        )
+    ).preferences
+    # Absent: unchanged (another switch leaves the channels as they are).
+    unchanged = (
+        await api.SetContactPreferences(
+            pb.SetContactPreferencesRequest(party_id=someone, do_not_contact=True), timeout=10
+        )
+    ).preferences
+    read = await api.GetContactPreferences(
+        pb.GetContactPreferencesRequest(party_id=someone), timeout=5
+    )
+
+    assert list(switched.opted_out_channels) == [offers_pb2.CHANNEL_SMS, offers_pb2.CHANNEL_EMAIL]
+    assert switched.version == 1
+    assert list(unchanged.opted_out_channels) == list(switched.opted_out_channels)
+    assert unchanged.version == 2
+    assert read.preferences == unchanged
+    assert await invalid(
+        api.SetContactPreferences(
+            pb.SetContactPreferencesRequest(
+                party_id=someone,
+                opted_out_channels=offers_pb2.OptedOutChannels(
+                    channels=[offers_pb2.CHANNEL_MOBILE_APP]
+                ),
+            )
+        )
+    ) == ["opted_out_channels.channels[0]"]
+
+
 async def test_personalised_offers_off_leaves_only_non_personalised_offers(stack: Stack) -> None:
     api = stack.api()
     await create(api, app_offer("app_personal", value_cny="5000"))

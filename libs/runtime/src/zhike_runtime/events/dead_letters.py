@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import DLQ_STREAM, DLQ_SUBJECT_PREFIX, dlq_subject
+from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.redaction import redact_text
 
 # Headers the dead-lettering added: not part of the original event.
@@ -33,6 +35,25 @@ class DeadLetter:
     last_error: str
     headers: dict[str, str]
     payload: bytes
+
+
+def dead_letter_event(
+    consumer: str, original_subject: str, message: Message, *, deliveries: int, last_error: str
+) -> OutgoingEvent:
+    """A dead letter a service parks itself, through its outbox (in the transaction that
+    decided it), as `list_dead_letters` reads and `replay` republishes a consumer's: `message`
+    goes to `original_subject` when the letter is replayed, and `consumer` (the durable that
+    applies it there) names the letter. `last_error` is a code, never personal data."""
+    return OutgoingEvent(
+        dlq_subject(consumer),
+        message,
+        headers={
+            h.ORIGINAL_SUBJECT: original_subject,
+            h.CONSUMER: consumer,
+            h.DELIVERIES: str(deliveries),
+            h.LAST_ERROR: redact_text(last_error),
+        },
+    )
 
 
 async def list_dead_letters(js: JetStreamContext, consumer: str | None = None) -> list[DeadLetter]:

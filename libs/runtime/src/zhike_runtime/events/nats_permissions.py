@@ -107,6 +107,8 @@ SERVICES: tuple[ServiceGrant, ...] = (
         consumes=(
             DurableConsumer("notifications-offers", "ZHIKE_OFFERS"),
             DurableConsumer("notifications-profile", "ZHIKE_PROFILE"),
+            # Its own stream: RedispatchNotification, replayed from its dead letters.
+            DurableConsumer("notifications-dispatch", "ZHIKE_NOTIFICATIONS"),
         ),
     ),
 )

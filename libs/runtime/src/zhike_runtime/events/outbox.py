@@ -7,8 +7,9 @@ the relay reads the committed row, so a rolled-back transaction can never publis
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,14 +19,25 @@ from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.ids import new_id
 from zhike_runtime.telemetry import inject_context
 
+# Set by `add_to_outbox` for every event: `OutgoingEvent.headers` may not name them.
+_STANDARD = frozenset({h.MSG_ID, h.EVENT_ID, h.EVENT_TYPE, h.CONTENT_TYPE, h.OCCURRED_AT})
+
 
 @dataclass(frozen=True)
 class OutgoingEvent:
-    """A fact to publish: the subject it goes to and its protobuf payload."""
+    """A fact to publish: the subject it goes to and its protobuf payload. `headers` adds
+    headers of its own (values without personal data), such as those of a dead letter a service
+    parks itself (`zhike_runtime.events.dead_letters.dead_letter_event`)."""
 
     subject: str
     message: Message
     event_id: str = field(default_factory=new_id)
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        taken = sorted(_STANDARD.intersection(self.headers))
+        if taken:
+            raise ValueError(f"headers set by the outbox itself: {', '.join(taken)}")
 
 
 async def add_to_outbox(session: AsyncSession, events: Sequence[OutgoingEvent]) -> None:
@@ -35,7 +47,7 @@ async def add_to_outbox(session: AsyncSession, events: Sequence[OutgoingEvent]) 
     now = dt.datetime.now(dt.UTC)
     rows = []
     for item in events:
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = dict(item.headers)
         inject_context(headers)
         event_type = item.message.DESCRIPTOR.full_name
         headers |= {

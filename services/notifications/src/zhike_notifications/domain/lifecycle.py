@@ -201,6 +201,28 @@ def _merge(n: Notification, event: Fact) -> Notification:
             return replace(n, withdrawn_by=event.decision_id)
 
 
+def redispatch(n: Notification) -> Applied:
+    """An operator's redispatch (a dead letter replayed) of a notification whose sending stopped
+    before any provider accepted it (a permanent error, or retries exhausted): its send facts are
+    cleared and it is QUEUED again, with a new version, for the gates to run again. The one move
+    back from FAILED, and not a fact: anything else (sent, delivered, undeliverable by receipt,
+    its decision withdrawn, not FAILED at all) is left as it is."""
+    if n.status is not Status.FAILED or n.gave_up is None:
+        return Applied(n, False, f"{n.status.value}: only a notification that failed to send")
+    if n.accepted is not None or n.undelivered is not None or n.withdrawn_by:
+        return Applied(n, False, "a provider accepted it, or its offer decision was withdrawn")
+    queued = replace(
+        n,
+        attempts=0,
+        retry=None,
+        gave_up=None,
+        last_failure=None,
+        deferred_until=None,
+        suppression=None,
+    )
+    return Applied(replace(queued, status=status_of(queued), version=n.version + 1), True)
+
+
 def _verdict(n: Notification, verdict: Verdict) -> Applied:
     if verdict.over_version != n.version:
         return Applied(

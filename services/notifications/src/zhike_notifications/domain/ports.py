@@ -60,6 +60,20 @@ class ConsentEntry:
 
 
 @dataclass(frozen=True)
+class ContactPreferences:
+    """The customer's own switches as offers keeps them (its ContactPreferencesChanged):
+    do-not-contact (no marketing) and the outbound channels he opted out of (nothing but
+    transactional messages there). `version` is offers' count of his changes: a late or
+    repeated event, of a lower or the same version, never overwrites the one held."""
+
+    party_id: str
+    do_not_contact: bool
+    opted_out_channels: frozenset[Channel]
+    version: int
+    changed_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class InboxEntry:
     notification_id: str
     party_id: str
@@ -153,6 +167,16 @@ class ConsentStore(Protocol):
         ...
 
 
+class PreferenceStore(Protocol):
+    async def get(self, party_id: str) -> ContactPreferences | None:
+        """None: offers never announced a change (the defaults: contact allowed)."""
+        ...
+
+    async def put(self, preferences: ContactPreferences) -> bool:
+        """Keeps them unless the party's held version is the same or higher; whether it did."""
+        ...
+
+
 class InboxStore(Protocol):
     async def add(self, entry: InboxEntry) -> None: ...
 
@@ -213,7 +237,18 @@ class ConsentWithdrawnByCustomer:
     evidence: ConsentEvidence
 
 
-OutboundEvent = StatusChanged | ConsentWithdrawnByCustomer
+@dataclass(frozen=True)
+class SendingStopped:
+    """Sending stopped with no provider accepting the message (a permanent error, or retries
+    exhausted): parked on the dead-letter stream, so that an operator who fixed the provider
+    account re-dispatches it by replaying the letter (`zhike dlq replay`)."""
+
+    notification_id: str
+    attempts: int
+    error: str  # the provider's error code, never the message or the address
+
+
+OutboundEvent = StatusChanged | ConsentWithdrawnByCustomer | SendingStopped
 
 
 class NotificationsUnitOfWork(Protocol):
@@ -223,6 +258,8 @@ class NotificationsUnitOfWork(Protocol):
     def notifications(self) -> NotificationStore: ...
     @property
     def consents(self) -> ConsentStore: ...
+    @property
+    def preferences(self) -> PreferenceStore: ...
     @property
     def inbox(self) -> InboxStore: ...
     @property
@@ -258,6 +295,8 @@ class PartyContact:
     language: str = ""  # BCP 47; "": not known
     time_zone: str = ""  # IANA; "": not known
     quiet_hours: QuietHours | None = None  # None: not known (the policy's default)
+    # The profile's preferences carry neither: offers' ContactPreferencesChanged does
+    # (`ContactPreferences`, kept by notifications); the gates take both.
     opted_out_channels: frozenset[Channel] = frozenset()
     do_not_contact: bool = False
 

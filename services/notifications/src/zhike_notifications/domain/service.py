@@ -54,6 +54,7 @@ from zhike_notifications.domain.model import (
 from zhike_notifications.domain.ports import (
     ConsentEntry,
     ConsentWithdrawnByCustomer,
+    ContactPreferences,
     DecisionWithdrawal,
     DirectoryUnavailable,
     InboxEntry,
@@ -64,6 +65,7 @@ from zhike_notifications.domain.ports import (
     ProviderAnswer,
     ProviderGateway,
     Sending,
+    SendingStopped,
     StatusChanged,
     StoredNotification,
 )
@@ -294,6 +296,36 @@ class Intake:
         """The consents a ProfileChanged carries, and the version they are as of."""
         await self.consent_changes(unit, news.consents)
         await unit.consents.saw_profile(news.party_id, news.profile_version)
+
+    async def preferences_changed(
+        self, unit: NotificationsUnitOfWork, preferences: ContactPreferences
+    ) -> None:
+        """Offers' ContactPreferencesChanged: kept unless a newer version is held. Nothing queued
+        changes now; the gates read them when each message is dispatched."""
+        await unit.preferences.put(preferences)
+
+    async def redispatch(self, unit: NotificationsUnitOfWork, notification_id: str) -> bool:
+        """A RedispatchNotification (a dead letter replayed): the notification, if it failed to
+        send, is QUEUED again and dispatched like a new one (every gate run again). A duplicate,
+        or a replay of one that is no longer FAILED, changes nothing; False then."""
+        found = await unit.notifications.get(notification_id)
+        if found is None:
+            return False  # pruned meanwhile: nothing to send
+        await unit.lock([party_lock(found.notification.party_id)])
+        stored = await unit.notifications.get_for_update(notification_id)
+        if stored is None:
+            return False
+        applied = lifecycle.redispatch(stored.notification)
+        if not applied.changed:
+            log.info("redispatch ignored", extra={"why": applied.ignored})
+            return False
+        await unit.notifications.save(
+            replace(stored, notification=applied.notification, sending=None),
+            stored.notification.version,
+        )
+        await unit.notifications.lease([notification_id], self._clock())
+        unit.after_commit(self._on_new)
+        return True
 
     async def consent_changes(
         self, unit: NotificationsUnitOfWork, changes: Sequence[ConsentChange]
@@ -565,11 +597,19 @@ class Dispatcher:
     ) -> gates.Verdict:
         party_id = stored.notification.party_id
         consents = tuple(entry.record for entry in await unit.consents.of_party(party_id))
+        # The customer's switches, read in the same unit of work as his consents (offers
+        # announces them; the directory may add its own).
+        switches = await unit.preferences.get(party_id)
+        do_not_contact = bool(switches and switches.do_not_contact)
+        opted_out = switches.opted_out_channels if switches else frozenset[Channel]()
+        if contact is not None:
+            do_not_contact = do_not_contact or contact.do_not_contact
+            opted_out = opted_out | contact.opted_out_channels
         snapshot = PartySnapshot(
             party_id=party_id,
             consents=consents,
-            do_not_contact=contact.do_not_contact if contact else False,
-            opted_out_channels=contact.opted_out_channels if contact else frozenset(),
+            do_not_contact=do_not_contact,
+            opted_out_channels=opted_out,
             language=contact.language if contact else "",
             time_zone=contact.time_zone if contact else "",
             quiet_hours=contact.quiet_hours if contact else None,
@@ -723,6 +763,13 @@ class Dispatcher:
                         after, lifecycle.RetryScheduled(step.attempt, step.at, step.provider)
                     )
             await _save(unit, stored, after)
+            gave_up = after.notification.gave_up
+            if gave_up is not None and stored.notification.gave_up is None:
+                # Parked in the same transaction that records FAILED: an operator lists it and,
+                # once the provider is fixed, replays it (Intake.redispatch).
+                unit.record(
+                    SendingStopped(notification_id, after.notification.attempts, gave_up.error)
+                )
             # Released: a failover planned for now goes at once, not when the lease ends.
             await unit.notifications.lease([notification_id], now)
             await unit.commit()

@@ -21,6 +21,7 @@ from zhike_notifications.domain.gates import SentMessage
 from zhike_notifications.domain.model import Category, Channel, Notification, Status
 from zhike_notifications.domain.ports import (
     ConsentEntry,
+    ContactPreferences,
     DecisionWithdrawal,
     InboxEntry,
     OutboundEvent,
@@ -30,6 +31,7 @@ from zhike_notifications.storage import records
 from zhike_notifications.storage.records import utc
 from zhike_notifications.storage.schema import (
     consent,
+    contact_preferences,
     decision_withdrawal,
     inbox_message,
     notification,
@@ -330,6 +332,58 @@ def _saw_profile(dialect: str) -> sa.Executable:
     )
 
 
+# --- the customer's switches ------------------------------------------------------------------
+
+
+@functools.cache
+def _put_preferences(dialect: str) -> sa.Executable:
+    statement = insert_for(dialect, contact_preferences)
+    return statement.on_conflict_do_update(
+        index_elements=["party_id"],
+        set_={
+            column: statement.excluded[column]
+            for column in ("do_not_contact", "opted_out_channels", "version", "changed_at")
+        },
+        # The order-safety: only a higher version (a later change by the customer) replaces.
+        where=contact_preferences.c.version < statement.excluded.version,
+    ).returning(contact_preferences.c.party_id)
+
+
+class SqlPreferenceStore(_Store):
+    async def get(self, party_id: str) -> ContactPreferences | None:
+        row = (
+            await self._session.execute(
+                sa.select(contact_preferences).where(contact_preferences.c.party_id == party_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return ContactPreferences(
+            party_id=row.party_id,
+            do_not_contact=bool(row.do_not_contact),
+            opted_out_channels=frozenset(
+                Channel(name) for name in row.opted_out_channels.split(",") if name
+            ),
+            version=int(row.version),
+            changed_at=as_utc(row.changed_at),
+        )
+
+    async def put(self, preferences: ContactPreferences) -> bool:
+        rows = await self._session.execute(
+            _put_preferences(self._dialect),
+            {
+                "party_id": preferences.party_id,
+                "do_not_contact": preferences.do_not_contact,
+                "opted_out_channels": ",".join(
+                    sorted(channel.value for channel in preferences.opted_out_channels)
+                ),
+                "version": preferences.version,
+                "changed_at": utc(preferences.changed_at),
+            },
+        )
+        return bool(rows.all())
+
+
 # --- the inbox --------------------------------------------------------------------------------
 
 
@@ -473,6 +527,7 @@ class SqlNotificationsUnitOfWork(UnitOfWork):
         session, dialect = self.session, self.dialect
         self._notifications = SqlNotificationStore(session, dialect, self._ring)
         self._consents = SqlConsentStore(session, dialect)
+        self._preferences = SqlPreferenceStore(session, dialect)
         self._inbox = SqlInboxStore(session, dialect, self._ring)
         self._withdrawals = SqlWithdrawalStore(session, dialect)
         self._webhook_deliveries = SqlWebhookDeliveryStore(session, dialect)
@@ -485,6 +540,10 @@ class SqlNotificationsUnitOfWork(UnitOfWork):
     @property
     def consents(self) -> SqlConsentStore:
         return self._consents
+
+    @property
+    def preferences(self) -> SqlPreferenceStore:
+        return self._preferences
 
     @property
     def inbox(self) -> SqlInboxStore:

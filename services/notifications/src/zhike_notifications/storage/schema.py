@@ -7,6 +7,8 @@
   take it over). The template values are personal data (a one-time passcode, a name): sealed.
 - `consent`: the consent decision in force per party × channel × purpose, ordered by
   (`decided_at`, `profile_version`); a write is conditional on a newer decision.
+- `contact_preferences`: the customer's do-not-contact and opted-out channels, as offers
+  announced them, per party; a write is conditional on a higher version.
 - `inbox_message`: the in-app inbox, the rendered text sealed (it holds the values).
 - `decision_withdrawal`: offer decisions withdrawn (a notification arriving later is cancelled).
 - `webhook_delivery`: providers' webhook delivery ids already handled (replays are ignored).
@@ -115,6 +117,19 @@ party_profile = sa.Table(
     metadata,
     sa.Column("party_id", _ID, primary_key=True),
     sa.Column("profile_version", sa.BigInteger(), nullable=False),
+)
+
+# The customer's switches, as offers announced them (ContactPreferencesChanged); a write is
+# conditional on a higher `version` (migration 0002).
+contact_preferences = sa.Table(
+    "contact_preferences",
+    metadata,
+    sa.Column("party_id", _ID, primary_key=True),
+    sa.Column("do_not_contact", sa.Boolean(), nullable=False),
+    # Sorted, comma-separated channel names ("": none).
+    sa.Column("opted_out_channels", sa.String(64), nullable=False),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("changed_at", _TIME, nullable=False),
 )
 
 inbox_message = sa.Table(

@@ -1,4 +1,5 @@
-"""Events in (offers' OfferDecided and OfferWithdrawn, the profile's ProfileChanged consents) and
+"""Events in (offers' OfferDecided, OfferWithdrawn and ContactPreferencesChanged, the profile's
+ProfileChanged consents) and
 out (NotificationSent/Delivered/Failed/Suppressed, ConsentWithdrawn): proto ↔ domain.
 
 A malformed event in is `PermanentEventError` naming the field (the consumer dead-letters it);
@@ -14,6 +15,7 @@ from types import MappingProxyType
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from zhike.notifications.v1 import commands_pb2
 from zhike.notifications.v1 import events_pb2 as pb
 from zhike.offers.v1 import events_pb2 as offers_events
 from zhike.offers.v1 import offers_pb2
@@ -23,13 +25,16 @@ from zhike_notifications.domain.gates import ConsentEvidence, ConsentRecord
 from zhike_notifications.domain.model import Category, Channel, Notification, Purpose, Status
 from zhike_notifications.domain.ports import (
     ConsentWithdrawnByCustomer,
+    ContactPreferences,
     DecisionWithdrawal,
     OutboundEvent,
+    SendingStopped,
     StatusChanged,
 )
 from zhike_notifications.domain.service import ConsentChange, OfferDecision, ProfileNews
 from zhike_notifications.transport import codec
 from zhike_runtime.events.consumer import PermanentEventError
+from zhike_runtime.events.dead_letters import dead_letter_event
 from zhike_runtime.events.decoding import event_time, malformed, platform_id
 from zhike_runtime.events.outbox import OutgoingEvent
 
@@ -39,6 +44,10 @@ DELIVERED_SUBJECT = f"{SUBJECT_PREFIX}.notification_delivered"
 FAILED_SUBJECT = f"{SUBJECT_PREFIX}.notification_failed"
 SUPPRESSED_SUBJECT = f"{SUBJECT_PREFIX}.notification_suppressed"
 CONSENT_WITHDRAWN_SUBJECT = f"{SUBJECT_PREFIX}.consent_withdrawn"
+# RedispatchNotification: published only by `zhike dlq replay` of the letters that the durable
+# below (which applies it) parks on zhike.dlq.notifications-dispatch.
+REDISPATCH_SUBJECT = f"{SUBJECT_PREFIX}.redispatch"
+DISPATCH_DURABLE = "notifications-dispatch"
 
 OFFER_CHANNELS: Mapping[int, Channel] = MappingProxyType(
     {
@@ -124,6 +133,31 @@ def decision_withdrawal(message: offers_events.OfferWithdrawn) -> DecisionWithdr
         party_id=_party_id(message.party_id, name, "party_id"),
         at=_time(message.withdraw_time, name, "withdraw_time"),
     )
+
+
+def contact_preferences(message: offers_events.ContactPreferencesChanged) -> ContactPreferences:
+    name = "ContactPreferencesChanged"
+    if message.preferences_version < 1:
+        raise _bad(name, "preferences_version", "must be 1 or more")
+    channels = set()
+    for index, number in enumerate(message.opted_out_channels):
+        if number not in OFFER_CHANNELS:
+            raise _bad(
+                name, f"opted_out_channels[{index}]", f"is not an outbound channel ({number})"
+            )
+        channels.add(OFFER_CHANNELS[number])
+    return ContactPreferences(
+        party_id=_party_id(message.party_id, name, "party_id"),
+        do_not_contact=message.do_not_contact,
+        opted_out_channels=frozenset(channels),
+        version=message.preferences_version,
+        changed_at=_time(message.change_time, name, "change_time"),
+    )
+
+
+def redispatched(message: commands_pb2.RedispatchNotification) -> str:
+    """The notification id a RedispatchNotification names."""
+    return _ident(message.notification_id, "RedispatchNotification", "notification_id")
 
 
 def profile_news(message: profile_events.ProfileChanged) -> ProfileNews:
@@ -240,6 +274,14 @@ def _status_event(n: Notification) -> OutgoingEvent:
 def outgoing_event(event: OutboundEvent) -> OutgoingEvent:
     if isinstance(event, StatusChanged):
         return _status_event(event.notification)
+    if isinstance(event, SendingStopped):
+        return dead_letter_event(
+            DISPATCH_DURABLE,
+            REDISPATCH_SUBJECT,
+            commands_pb2.RedispatchNotification(notification_id=event.notification_id),
+            deliveries=event.attempts,
+            last_error=event.error,
+        )
     assert isinstance(event, ConsentWithdrawnByCustomer)
     return OutgoingEvent(
         CONSENT_WITHDRAWN_SUBJECT,

@@ -2,9 +2,15 @@
 row).
 
 - `notifications-offers` on ZHIKE_OFFERS: OfferDecided queues the decision's message (once per
-  decision), OfferWithdrawn cancels every send of it not yet handed to a provider.
+  decision), OfferWithdrawn cancels every send of it not yet handed to a provider,
+  ContactPreferencesChanged keeps the customer's do-not-contact and opted-out channels, the
+  highest version per party (an older or repeated event never overwrites newer preferences).
 - `notifications-profile` on ZHIKE_PROFILE: the consent decisions in ProfileChanged, kept per
   party, channel and purpose, newest decision first (a late event never overwrites a newer one).
+
+- `notifications-dispatch` on its own ZHIKE_NOTIFICATIONS: RedispatchNotification, which only a
+  replay of its dead letters publishes (a send that failed permanently, parked by the dispatcher
+  in the transaction that recorded FAILED), queues the notification again.
 
 A fetch's events are applied in one transaction; when one of them fails, the fetch goes one event
 at a time and only a malformed event is dead-lettered, with the field named.
@@ -16,6 +22,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhike.notifications.v1 import commands_pb2
 from zhike.offers.v1 import events_pb2 as offers_events
 from zhike.profile.v1 import events_pb2 as profile_events
 from zhike_notifications.domain.ports import NotificationsUnitOfWork
@@ -36,6 +43,7 @@ OFFERS_DURABLE = "notifications-offers"
 PROFILE_STREAM = "ZHIKE_PROFILE"
 PROFILE_SUBJECTS = ("zhike.profile.v1.>",)
 PROFILE_DURABLE = "notifications-profile"
+NOTIFICATIONS_STREAM = "ZHIKE_NOTIFICATIONS"
 
 
 def _unit(context: EventContext) -> NotificationsUnitOfWork:
@@ -59,6 +67,24 @@ class EventHandlers:
     ) -> None:
         await self._intake.offer_withdrawn(_unit(context), event_codec.decision_withdrawal(message))
 
+    async def preferences_changed(
+        self,
+        _session: AsyncSession,
+        message: offers_events.ContactPreferencesChanged,
+        context: EventContext,
+    ) -> None:
+        await self._intake.preferences_changed(
+            _unit(context), event_codec.contact_preferences(message)
+        )
+
+    async def redispatch(
+        self,
+        _session: AsyncSession,
+        message: commands_pb2.RedispatchNotification,
+        context: EventContext,
+    ) -> None:
+        await self._intake.redispatch(_unit(context), event_codec.redispatched(message))
+
     async def profile_changed(
         self,
         _session: AsyncSession,
@@ -79,6 +105,7 @@ def offers_consumer(
         handlers=(
             EventHandler(offers_events.OfferDecided, handlers.offer_decided),
             EventHandler(offers_events.OfferWithdrawn, handlers.offer_withdrawn),
+            EventHandler(offers_events.ContactPreferencesChanged, handlers.preferences_changed),
         ),
         unit_of_work=unit_of_work,
         # A fetch's events in one transaction (each handler as it is, in stream order): one
@@ -98,4 +125,18 @@ def profile_consumer(
         handlers=(EventHandler(profile_events.ProfileChanged, handlers.profile_changed),),
         unit_of_work=unit_of_work,
         batch_handler=apply_in_turn,
+    )
+
+
+def dispatch_consumer(
+    intake: Intake, unit_of_work: Callable[[], SqlNotificationsUnitOfWork]
+) -> ConsumerSpec:
+    """Re-dispatches what an operator replays from `zhike.dlq.notifications-dispatch`."""
+    handlers = EventHandlers(intake)
+    return ConsumerSpec(
+        durable=event_codec.DISPATCH_DURABLE,
+        stream=NOTIFICATIONS_STREAM,
+        filter_subjects=(event_codec.REDISPATCH_SUBJECT,),
+        handlers=(EventHandler(commands_pb2.RedispatchNotification, handlers.redispatch),),
+        unit_of_work=unit_of_work,
     )

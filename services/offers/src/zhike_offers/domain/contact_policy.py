@@ -3,6 +3,8 @@
 Rules, checked in this order; the first that applies names the suppression:
 
 - do-not-contact: no marketing offer at all (service offers still go).
+- channel opt-out: nothing on a channel the party opted out of (offers decides no
+  transactional messages, so no offer of either category goes there).
 - consent: on an outbound channel (sms, email, push) a marketing offer needs the party's
   marketing consent for that channel; a service offer is held back only when service contact on
   that channel was refused.
@@ -92,6 +94,7 @@ class ContactHistory:
 
 class SuppressionRule(enum.StrEnum):
     DO_NOT_CONTACT = "do_not_contact"
+    CHANNEL_OPTED_OUT = "channel_opted_out"
     NO_CONSENT = "no_consent"
     DECLINE_COOL_DOWN = "decline_cool_down"
     IGNORED = "ignored"
@@ -166,11 +169,17 @@ class ContactPolicy:
         )
 
     def permission(self, offer: Offer, *, channel: str, facts: OfferFacts) -> Suppression | None:
-        """The party's own say, whatever the history: do-not-contact and consent."""
+        """The party's own say, whatever the history: do-not-contact, channel opt-outs and
+        consent."""
         if offer.marketing and facts.do_not_contact:
             return Suppression(
                 SuppressionRule.DO_NOT_CONTACT,
                 "do-not-contact: the party receives no marketing offers",
+            )
+        if channel in facts.opted_out_channels:
+            return Suppression(
+                SuppressionRule.CHANNEL_OPTED_OUT,
+                f"channel opt-out: the party opted out of {channel}",
             )
         if channel in OUTBOUND_CHANNELS:
             if offer.marketing and facts.consent(channel, ConsentPurpose.MARKETING) is not True:

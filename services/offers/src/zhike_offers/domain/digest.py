@@ -41,6 +41,12 @@ def inputs_digest(
             "age": facts.age,
             "do_not_contact": facts.do_not_contact,
             "personalised_offers": facts.personalised_offers,
+            # Only when set: the digests of decisions made before opt-outs existed still match.
+            **(
+                {"opted_out_channels": sorted(facts.opted_out_channels)}
+                if facts.opted_out_channels
+                else {}
+            ),
         },
         "request": {
             "channel": request.channel,

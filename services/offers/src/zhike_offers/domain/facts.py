@@ -67,6 +67,7 @@ class OfferFacts:
     # Kept by offers itself:
     do_not_contact: bool = False
     personalised_offers: bool = True
+    opted_out_channels: frozenset[str] = frozenset()  # outbound channels opted out of
 
     def effective_risk(self, today: dt.date) -> int:
         """The customer's risk level as of `today`: 0 when never assessed, without an expiry

@@ -79,6 +79,8 @@ class ContactPreferences:
     personalised_offers: bool = True
     version: int = 0  # how many times the customer changed them
     updated_at: dt.datetime | None = None  # None while they are the defaults
+    # Outbound channels ("sms", "email", "push") he wants nothing on but transactional messages.
+    opted_out_channels: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,14 @@ class OfferWithdrawnEvent:
     profile_version: int  # 0 when no profile change caused it
 
 
-OutboundEvent = OfferDecidedEvent | OfferWithdrawnEvent
+@dataclass(frozen=True)
+class PreferencesChangedEvent:
+    """The customer changed his switches: notifications gates its messages on them."""
+
+    preferences: ContactPreferences
+
+
+OutboundEvent = OfferDecidedEvent | OfferWithdrawnEvent | PreferencesChangedEvent
 
 
 # --- decision ids ---------------------------------------------------------------------------

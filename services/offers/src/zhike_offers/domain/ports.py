@@ -68,6 +68,7 @@ class PartyStore(Protocol):
         party_id: str,
         do_not_contact: bool,
         personalised_offers: bool,
+        opted_out_channels: frozenset[str],
         at: dt.datetime,
     ) -> ContactPreferences:
         """Stores the switches as the next version (the party is recorded if it is new)."""

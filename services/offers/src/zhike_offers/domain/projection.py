@@ -153,6 +153,7 @@ def assemble(
     *,
     do_not_contact: bool = False,
     personalised_offers: bool = True,
+    opted_out_channels: frozenset[str] = frozenset(),
 ) -> OfferFacts:
     """A party's facts from its rows (key → value)."""
     assets: dict[str, int] = {}
@@ -202,4 +203,5 @@ def assemble(
         consents=consents,
         do_not_contact=do_not_contact,
         personalised_offers=personalised_offers,
+        opted_out_channels=opted_out_channels,
     )

@@ -79,6 +79,7 @@ from zhike_offers.domain.model import (
     OfferPage,
     OfferWithdrawnEvent,
     OutboundDecision,
+    PreferencesChangedEvent,
     ResponseRecord,
     SimulationResult,
     StoredOffer,
@@ -460,6 +461,7 @@ def facts_of(party_id: str, party: StoredParty | None) -> OfferFacts:
         party.facts,
         do_not_contact=party.preferences.do_not_contact,
         personalised_offers=party.preferences.personalised_offers,
+        opted_out_channels=party.preferences.opted_out_channels,
     )
 
 
@@ -922,14 +924,28 @@ class OfferDecisions:
         return ContactPreferences(party_id) if party is None else party.preferences
 
     async def set_contact_preferences(
-        self, party_id: str, do_not_contact: bool | None, personalised_offers: bool | None
+        self,
+        party_id: str,
+        do_not_contact: bool | None,
+        personalised_offers: bool | None,
+        opted_out_channels: Collection[str] | None = None,
     ) -> ContactPreferences:
-        """Changes the switches; outbound decisions they no longer allow are withdrawn (and
-        those they now allow decided) in the same transaction."""
+        """Changes the switches (None: unchanged); outbound decisions they no longer allow are
+        withdrawn (and those they now allow decided), and ContactPreferencesChanged staged, in
+        the same transaction."""
         v = Violations()
         v.uuid("party_id", party_id)
-        if do_not_contact is None and personalised_offers is None:
-            v.add("do_not_contact", "set do_not_contact, personalised_offers or both")
+        if do_not_contact is None and personalised_offers is None and opted_out_channels is None:
+            v.add(
+                "do_not_contact",
+                "set do_not_contact, personalised_offers, opted_out_channels or several",
+            )
+        for channel in sorted(set(opted_out_channels or ()) - OUTBOUND_CHANNELS):
+            v.add(
+                "opted_out_channels",
+                f"{channel!r} is not an outbound channel; one of "
+                f"{', '.join(sorted(OUTBOUND_CHANNELS))}",
+            )
         v.raise_if_any()
         await self._outbound.ready()
         async with self._units() as unit:
@@ -939,11 +955,20 @@ class OfferDecisions:
             wanted = (
                 held.do_not_contact if do_not_contact is None else do_not_contact,
                 held.personalised_offers if personalised_offers is None else personalised_offers,
+                (
+                    held.opted_out_channels
+                    if opted_out_channels is None
+                    else frozenset(opted_out_channels)
+                ),
             )
-            if wanted == (held.do_not_contact, held.personalised_offers) and held.version:
+            if (
+                wanted == (held.do_not_contact, held.personalised_offers, held.opted_out_channels)
+                and held.version
+            ):
                 return held
             now = self._clock.now()
             preferences = await unit.parties.set_preferences(party_id, *wanted, now)
+            unit.record(PreferencesChangedEvent(preferences))
             party = await unit.parties.get(party_id)
             assert party is not None
             if not party.merged_into:

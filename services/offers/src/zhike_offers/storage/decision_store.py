@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from zhike_offers.domain.contact_policy import ContactEvent, ContactKind
 from zhike_offers.domain.model import Arbitration, ContactPreferences
 from zhike_offers.domain.ports import StoredParty
+from zhike_offers.storage import records
 from zhike_offers.storage.repository import SqlOffersUnitOfWork, log_row
 from zhike_offers.storage.schema import decision_log
 from zhike_runtime.db import Database, as_utc
@@ -167,13 +168,14 @@ class HeldConnections:
 # since a time (`part` tells which). JSON comes back as text from asyncpg.
 _READ = """
 SELECT 'p' AS part, p.profile_version, p.merged_into, p.do_not_contact, p.personalised_offers,
-       p.preferences_version, p.preferences_updated_at, f.fact_key, f.value::text AS value,
+       p.preferences_version, p.preferences_updated_at, p.opted_out_channels,
+       f.fact_key, f.value::text AS value,
        NULL::timestamptz AS at, NULL AS offer_id, NULL AS channel, NULL AS kind,
        NULL::boolean AS marketing
 FROM party p LEFT JOIN party_fact f ON f.party_id = p.party_id
 WHERE p.party_id = $1
 UNION ALL
-SELECT 'c', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 'c', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        c.at, c.offer_id, c.channel, c.kind, c.marketing
 FROM contact_event c
 WHERE c.party_id = $1 AND c.at > $2
@@ -257,6 +259,7 @@ def _party(party_id: str, row: Any, facts: dict[str, Any]) -> StoredParty:
             bool(row["personalised_offers"]),
             int(row["preferences_version"]),
             None if updated_at is None else as_utc(updated_at),
+            records.channel_set(row["opted_out_channels"]),
         ),
     )
 

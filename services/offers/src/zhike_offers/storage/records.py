@@ -152,3 +152,15 @@ def read_withdrawn(value: Mapping[str, Any]) -> WithdrawnDecision:
         read_not_chosen(value["why"]),
         dt.datetime.fromisoformat(value["at"]),
     )
+
+
+# --- the party's switches ---------------------------------------------------------------------
+
+
+def channel_text(channels: frozenset[str]) -> str:
+    """The opted-out channels as the party row keeps them: sorted, comma-separated."""
+    return ",".join(sorted(channels))
+
+
+def channel_set(text: str | None) -> frozenset[str]:
+    return frozenset(filter(None, (text or "").split(",")))

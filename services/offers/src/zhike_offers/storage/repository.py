@@ -84,6 +84,7 @@ def _party(row: Any, facts: dict[str, Any]) -> StoredParty:
             bool(row.personalised_offers),
             int(row.preferences_version),
             _optional_utc(row.preferences_updated_at),
+            records.channel_set(row.opted_out_channels),
         ),
     )
 
@@ -200,6 +201,7 @@ class SqlPartyStore(_Store):
         party_id: str,
         do_not_contact: bool,
         personalised_offers: bool,
+        opted_out_channels: frozenset[str],
         at: dt.datetime,
     ) -> ContactPreferences:
         at = _utc(at)
@@ -207,6 +209,7 @@ class SqlPartyStore(_Store):
             party_id=party_id,
             do_not_contact=do_not_contact,
             personalised_offers=personalised_offers,
+            opted_out_channels=records.channel_text(opted_out_channels),
             preferences_version=1,
             preferences_updated_at=at,
             updated_at=at,
@@ -217,12 +220,15 @@ class SqlPartyStore(_Store):
                 set_={
                     "do_not_contact": statement.excluded.do_not_contact,
                     "personalised_offers": statement.excluded.personalised_offers,
+                    "opted_out_channels": statement.excluded.opted_out_channels,
                     "preferences_version": party.c.preferences_version + 1,
                     "preferences_updated_at": statement.excluded.preferences_updated_at,
                 },
             ).returning(party.c.preferences_version)
         )
-        return ContactPreferences(party_id, do_not_contact, personalised_offers, int(version), at)
+        return ContactPreferences(
+            party_id, do_not_contact, personalised_offers, int(version), at, opted_out_channels
+        )
 
     async def population(self, segment: str) -> list[str]:
         if not segment:

@@ -39,6 +39,8 @@ party = sa.Table(
     sa.Column("preferences_version", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("preferences_updated_at", _TIME, nullable=True),
     sa.Column("updated_at", _TIME, nullable=False),
+    # The outbound channels opted out of, sorted and comma-separated ("": none; migration 0002).
+    sa.Column("opted_out_channels", sa.String(64), nullable=False, server_default=""),
 )
 
 party_fact = sa.Table(

@@ -13,7 +13,8 @@ transport renames them to the request's ("offer.value_cny", "offer.templates[0]"
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ from zhike_offers.domain.decision import (
     Reason,
     decision_request,
 )
+from zhike_offers.domain.eligibility import OUTBOUND_CHANNELS
 from zhike_offers.domain.facts import FactKind
 from zhike_offers.domain.model import (
     ContactPreferences,
@@ -134,6 +136,7 @@ SUPPRESSION_RULES: Mapping[SuppressionRule, offers_pb2.SuppressionRule.ValueType
             SuppressionRule.DECLINE_COOL_DOWN: offers_pb2.SUPPRESSION_RULE_DECLINE_COOL_DOWN,
             SuppressionRule.IGNORED: offers_pb2.SUPPRESSION_RULE_IGNORED,
             SuppressionRule.DO_NOT_CONTACT: offers_pb2.SUPPRESSION_RULE_DO_NOT_CONTACT,
+            SuppressionRule.CHANNEL_OPTED_OUT: offers_pb2.SUPPRESSION_RULE_CHANNEL_OPTED_OUT,
             SuppressionRule.NO_CONSENT: offers_pb2.SUPPRESSION_RULE_NO_CONSENT,
         }
     )
@@ -155,6 +158,7 @@ _WITHDRAW_SUPPRESSIONS: Mapping[SuppressionRule, offers_pb2.WithdrawReason.Value
     MappingProxyType(
         {
             SuppressionRule.DO_NOT_CONTACT: offers_pb2.WITHDRAW_REASON_DO_NOT_CONTACT,
+            SuppressionRule.CHANNEL_OPTED_OUT: offers_pb2.WITHDRAW_REASON_CHANNEL_OPTED_OUT,
             SuppressionRule.NO_CONSENT: offers_pb2.WITHDRAW_REASON_CONSENT_WITHDRAWN,
         }
     )
@@ -556,11 +560,18 @@ def simulation_response(result: SimulationResult) -> pb.SimulateOfferResponse:
     )
 
 
+def channel_numbers(channels: Iterable[str]) -> list[offers_pb2.Channel.ValueType]:
+    """Channel names as enum values, in enum order."""
+    return [offers_pb2.Channel.ValueType(n) for n in sorted(_CHANNEL_NUMBERS[c] for c in channels)]
+
+
 def preferences_message(preferences: ContactPreferences) -> offers_pb2.ContactPreferences:
     message = offers_pb2.ContactPreferences(
         party_id=preferences.party_id,
         do_not_contact=preferences.do_not_contact,
         personalised_offers=preferences.personalised_offers,
+        opted_out_channels=channel_numbers(preferences.opted_out_channels),
+        version=preferences.version,
     )
     if preferences.updated_at is not None:
         message.update_time.CopyFrom(timestamp(preferences.updated_at))
@@ -682,18 +693,39 @@ def party_request(party_id: str) -> str:
     return checked
 
 
-def set_preferences_request(
-    request: pb.SetContactPreferencesRequest,
-) -> tuple[str, bool | None, bool | None]:
+@dataclass(frozen=True)
+class PreferencesChange:
     """SetContactPreferences: the party and the switches to change (None: unchanged)."""
+
+    party_id: str
+    do_not_contact: bool | None
+    personalised_offers: bool | None
+    opted_out_channels: frozenset[str] | None
+
+
+def set_preferences_request(request: pb.SetContactPreferencesRequest) -> PreferencesChange:
     v = Violations()
     party_id = v.uuid("party_id", request.party_id)
     do_not_contact = request.do_not_contact if request.HasField("do_not_contact") else None
     personalised = request.personalised_offers if request.HasField("personalised_offers") else None
-    if do_not_contact is None and personalised is None:
-        v.add("do_not_contact", "set do_not_contact, personalised_offers or both")
+    opted_out: frozenset[str] | None = None
+    if request.HasField("opted_out_channels"):
+        names = set()
+        for index, number in enumerate(request.opted_out_channels.channels):
+            field = f"opted_out_channels.channels[{index}]"
+            name = _enum(v, field, number, CHANNELS, offers_pb2.Channel.DESCRIPTOR, required=True)
+            if name is not None and name not in OUTBOUND_CHANNELS:
+                v.add(field, f"{offers_pb2.Channel.Name(number)} is not an outbound channel")
+            elif name is not None:
+                names.add(name)
+        opted_out = frozenset(names)
+    if do_not_contact is None and personalised is None and opted_out is None:
+        v.add(
+            "do_not_contact",
+            "set do_not_contact, personalised_offers, opted_out_channels or several",
+        )
     v.raise_if_any()
-    return party_id, do_not_contact, personalised
+    return PreferencesChange(party_id, do_not_contact, personalised, opted_out)
 
 
 def response_record(request: pb.RecordResponseRequest, now: dt.datetime) -> ResponseRecord:

@@ -28,6 +28,7 @@ from zhike_offers.domain.model import (
     OfferDecidedEvent,
     OfferWithdrawnEvent,
     OutboundEvent,
+    PreferencesChangedEvent,
 )
 from zhike_offers.domain.projection import (
     BalanceFact,
@@ -48,6 +49,7 @@ from zhike_runtime.events.outbox import OutgoingEvent
 SUBJECT_PREFIX = "zhike.offers.v1"
 OFFER_DECIDED_SUBJECT = f"{SUBJECT_PREFIX}.offer_decided"
 OFFER_WITHDRAWN_SUBJECT = f"{SUBJECT_PREFIX}.offer_withdrawn"
+PREFERENCES_CHANGED_SUBJECT = f"{SUBJECT_PREFIX}.contact_preferences_changed"
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -282,7 +284,24 @@ def offer_withdrawn(event: OfferWithdrawnEvent) -> offers_events.OfferWithdrawn:
     )
 
 
+def preferences_changed(
+    event: PreferencesChangedEvent,
+) -> offers_events.ContactPreferencesChanged:
+    held = event.preferences
+    assert held.updated_at is not None  # only a change is announced
+    return offers_events.ContactPreferencesChanged(
+        party_id=held.party_id,
+        do_not_contact=held.do_not_contact,
+        personalised_offers=held.personalised_offers,
+        opted_out_channels=codec.channel_numbers(held.opted_out_channels),
+        preferences_version=held.version,
+        change_time=codec.timestamp(held.updated_at),
+    )
+
+
 def outgoing_event(event: OutboundEvent) -> OutgoingEvent:
     if isinstance(event, OfferDecidedEvent):
         return OutgoingEvent(OFFER_DECIDED_SUBJECT, offer_decided(event))
+    if isinstance(event, PreferencesChangedEvent):
+        return OutgoingEvent(PREFERENCES_CHANGED_SUBJECT, preferences_changed(event))
     return OutgoingEvent(OFFER_WITHDRAWN_SUBJECT, offer_withdrawn(event))

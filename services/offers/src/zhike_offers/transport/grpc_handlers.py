@@ -94,9 +94,12 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
     async def SetContactPreferences(
         self, request: pb.SetContactPreferencesRequest, context: Context
     ) -> pb.SetContactPreferencesResponse:
-        party_id, do_not_contact, personalised = codec.set_preferences_request(request)
+        change = codec.set_preferences_request(request)
         preferences = await self._decisions.set_contact_preferences(
-            party_id, do_not_contact, personalised
+            change.party_id,
+            change.do_not_contact,
+            change.personalised_offers,
+            change.opted_out_channels,
         )
         return pb.SetContactPreferencesResponse(preferences=codec.preferences_message(preferences))
 
