@@ -39,12 +39,13 @@ lock: $(UV) ## Re-resolve the dependencies into uv.lock (and the image build's h
 	$(UV) export --frozen --hashes --no-emit-project --only-group image-build \
 	  -o deploy/image/build-requirements.txt
 
-lint: setup ## ruff over all our code
+lint: setup ## ruff over all our code, and the services' layering (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: setup ## mypy --strict over all our code
-	$(VENV)/bin/mypy libs/runtime/src services/*/src tools/gen_contracts.py tools/simulator/src tools/simulator/tests tests benchmarks $(foreach s,identity profile offers notifications,services/$(s)/tests) libs/runtime/tests
+	$(VENV)/bin/mypy libs/runtime/src services/*/src tools/gen_contracts.py tools/simulator/src tools/simulator/tests tools/identity-evaluation/src tools/identity-evaluation/tests tests benchmarks $(foreach s,identity profile offers notifications,services/$(s)/tests) libs/runtime/tests
 
 test-unit: setup ## Unit, storage and transport tests (real SQLite, PostgreSQL, nats-server)
 	$(PYTHON) -m pytest libs services tools -q
@@ -77,4 +78,4 @@ bench: setup ## Benchmarks (figures, not pass/fail): platform, identity, profile
 include deploy/deploy.mk
 
 clean: ## Remove the environment, generated code and local state
-	rm -rf $(VENV) $(TOOLS) libs/contracts/src/zhike .zhike .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) libs/contracts/src/zhike .zhike .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

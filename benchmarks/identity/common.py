@@ -7,7 +7,7 @@ from pathlib import Path
 
 from benchmarks.common import say
 from zhike_identity.batch import resolve_file
-from zhike_identity.evaluation.metrics import PairwiseScores
+from zhike_identity_evaluation.metrics import PairwiseScores
 
 __all__ = ["HEADER", "Timed", "row", "run_zhike", "say"]
 

@@ -2,7 +2,7 @@
 
 1. Starts a throwaway PostgreSQL 15 cluster and tunes it for a bulk load (see `LOAD_SETTINGS`;
    `synchronous_commit` is off only while loading and back ON for every measured call).
-2. Generates N records (zhike_identity.evaluation.generator, about 2.2 per person, fixed seed)
+2. Generates N records (zhike_identity_evaluation.generator, about 2.2 per person, fixed seed)
    and resolves them in memory with `resolve()` — the batch resolver (records/s).
 3. Bulk-loads the result into a fresh identity store (`zhike_identity.storage.bulk.write_store`:
    COPY, then VACUUM ANALYZE), then ANALYZE once more as an operator would (seconds).
@@ -48,8 +48,8 @@ from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from zhike.identity.v1 import party_pb2
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.resolver import resolve
-from zhike_identity.evaluation import generator
 from zhike_identity.storage.bulk import service_record, write_store
+from zhike_identity_evaluation import generator
 from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.testing.processes import (
     NatsServer,

@@ -20,7 +20,7 @@ email_key (exact, with term frequencies), address_key (Jaro-Winkler 0.95/0.85), 
 (exact). Blocking for predictions: id_key; phone_key; email_key; name_key + dob; dob;
 name_key + postcode. Training: λ from deterministic rules (id_key, name_key + dob) at an assumed
 recall of 0.7; u by random sampling (1e6 pairs, seed 1); m by EM blocked on name_key + dob and then
-on id_key. Decision: pairs at match probability ≥ 0.9, clustered by connected components — the
+on id_key (skipped when no two records share an ID number). Decision: pairs at match probability ≥ 0.9, clustered by connected components — the
 threshold is fixed in advance, not chosen on the truth.
 """
 
@@ -185,7 +185,10 @@ def run(records_csv: Path, output_csv: Path) -> SplinkRun:
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_key", "dob"))
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("id_key"))
+    if frame["id_key"].dropna().duplicated().any():
+        # A set without ID numbers (the weak-identifier set) has no pairs to train on here:
+        # Splink refuses an EM session without pairs, and id_key's m keeps its default.
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("id_key"))
     predictions = linker.inference.predict(threshold_match_probability=MATCH_PROBABILITY)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=MATCH_PROBABILITY

@@ -1,6 +1,6 @@
 """Batch throughput: Zhike's `resolve_csv` and the Splink baseline on the same 100,000 records.
 
-Generates about 100,000 records (zhike_identity.evaluation.generator, fixed seed), then times each
+Generates about 100,000 records (zhike_identity_evaluation.generator, fixed seed), then times each
 system from reading the CSV to writing `source,source_id,party_id`, on the same machine, one after
 the other. Prints records/s (and, for information, pairwise P/R/F1); never asserts. The online
 `LinkSourceRecord` latency on PostgreSQL with a million stored records is measured in online.py.
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from benchmarks.identity import splink_baseline
 from benchmarks.identity.common import HEADER, Timed, row, run_zhike, say
-from zhike_identity.evaluation import generator
-from zhike_identity.evaluation.dataset import read_grouping
-from zhike_identity.evaluation.metrics import pairwise_scores
+from zhike_identity_evaluation import generator
+from zhike_identity_evaluation.dataset import read_grouping
+from zhike_identity_evaluation.metrics import pairwise_scores
 
 DEFAULT_RECORDS = 100_000
 

@@ -18,7 +18,7 @@ from zhike.testing.v1 import events_pb2
 from zhike_runtime.app import Platform, RunningService, ServiceDefinition, Wiring
 from zhike_runtime.auth.permissions import MethodRule
 from zhike_runtime.errors import FieldViolation, InvalidArgument, NotFound
-from zhike_runtime.grpc_errors import STATUS_DETAILS_KEY
+from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.grpc_server import BROKER, LIVENESS
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry
@@ -131,10 +131,9 @@ async def call(port: int, method: str, request: events_pb2.Ping) -> events_pb2.P
 
 
 def details(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    for key, value in error.trailing_metadata() or ():
-        if key == STATUS_DETAILS_KEY:
-            return status_pb2.Status.FromString(value)
-    raise AssertionError("no rich status in the trailers")
+    status = rich_status(error)
+    assert status is not None, "no rich status in the trailers"
+    return status
 
 
 async def test_invalid_argument_names_every_offending_field(

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from zhike_identity.evaluation import febrl, generator
-from zhike_identity.evaluation.dataset import read_grouping
-from zhike_identity.evaluation.metrics import pairwise_scores, score_files
+from zhike_identity_evaluation import febrl, generator
+from zhike_identity_evaluation.dataset import read_grouping
+from zhike_identity_evaluation.metrics import pairwise_scores, score_files
 from zhike_runtime.testing.processes import free_port
 
 
@@ -41,8 +41,9 @@ def test_the_generated_evaluation_set_meets_the_quality_targets(tmp_path: Path) 
     assert len(evaluation.rows) >= 10_000
     run_resolve_csv(tmp_path / "records.csv", tmp_path / "parties.csv")
     scores = score_files(tmp_path / "truth.csv", tmp_path / "parties.csv")
-    assert scores.precision >= 0.995, scores
-    assert scores.recall >= 0.97, scores
+    # Issue 14's "no regression": measured precision 1.0000 (no false pair), recall 0.9914.
+    assert scores.precision >= 0.9999, scores
+    assert scores.recall >= 0.988, scores
 
 
 def test_shuffling_the_input_does_not_change_the_grouping(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.type import date_pb2
 
 from zhike.identity.v1 import party_pb2
-from zhike_identity.evaluation.dataset import InputRow
+from zhike_identity_evaluation.dataset import InputRow
 from zhike_simulator.records import source_record
 
 

@@ -112,6 +112,7 @@ class RunningService(Generic[S]):
         self.settings = settings
         self.telemetry = telemetry or Telemetry(definition.name)
         self.database = database_for(settings)
+        self.telemetry.instrument_database(self.database.engine)
         self.bus = EventBus(
             settings.nats_url,
             client_name=f"zhike-{definition.name}",

@@ -2,14 +2,21 @@
 
 INVALID_ARGUMENT carries a `google.rpc.BadRequest` naming every offending field; anything not in
 the table becomes INTERNAL with a reference to the trace, never the exception text.
+
+The status travels as gRPC's reference implementation (grpcio-status) puts it: `abort_status`
+gives the server its `grpc.Status` (code, message and the `grpc-status-details-bin` trailer), and
+`rich_status` reads it back from a failed call, checking that code and message agree.
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from zhike_runtime.db import is_disconnect
 from zhike_runtime.errors import (
@@ -22,8 +29,6 @@ from zhike_runtime.errors import (
     Unauthenticated,
     Unavailable,
 )
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 def status_for(error: BaseException, trace_id: str) -> status_pb2.Status:
@@ -79,8 +84,17 @@ def _status(code: int, message: str, *details: Message) -> status_pb2.Status:
     return status
 
 
+def abort_status(status: status_pb2.Status) -> grpc.Status:
+    """What `ServicerContext.abort_with_status` takes: the code, the message, and the status
+    itself in the `grpc-status-details-bin` trailer."""
+    return cast(grpc.Status, rpc_status.to_status(status))
+
+
 def grpc_code(status: status_pb2.Status) -> grpc.StatusCode:
-    for code in grpc.StatusCode:
-        if code.value[0] == status.code:
-            return code
-    return grpc.StatusCode.UNKNOWN
+    return cast(grpc.StatusCode, abort_status(status).code)
+
+
+def rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a failed call carries, None when it carries none. Raises ValueError
+    when the trailer's code or message disagree with the call's own (a broken server)."""
+    return cast(status_pb2.Status | None, rpc_status.from_call(error))

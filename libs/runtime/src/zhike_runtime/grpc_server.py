@@ -1,7 +1,8 @@
 """The gRPC server every service runs: interceptors, health, reflection, limits.
 
-The interceptor gives each RPC a server span (continuing the caller's `traceparent`), a JSON log
-line, request/error/latency metrics, and maps exceptions through `grpc_errors.status_for`.
+OpenTelemetry's gRPC instrumentation gives each RPC a server span (continuing the caller's
+`traceparent`); our interceptor, inside it, gives a JSON log line, request/error/latency metrics,
+and maps exceptions through `grpc_errors.status_for`.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from zhike_runtime.auth.access import (
     PURPOSE_HEADER,
@@ -27,8 +29,8 @@ from zhike_runtime.auth.access import (
 )
 from zhike_runtime.auth.permissions import PUBLIC_PREFIXES
 from zhike_runtime.errors import DeadlineExceeded, DomainError, FieldViolation, InvalidArgument
-from zhike_runtime.grpc_errors import STATUS_DETAILS_KEY, grpc_code, status_for
-from zhike_runtime.telemetry import Telemetry, extract_context
+from zhike_runtime.grpc_errors import abort_status, grpc_code, status_for
+from zhike_runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -76,77 +78,73 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             access: CallAccess | None = None
-            with telemetry.tracer.start_as_current_span(
-                method.lstrip("/"),
-                context=extract_context(metadata),
-                kind=SpanKind.SERVER,
-                attributes={"rpc.system": "grpc", "rpc.method": method},
-            ) as span:
-                trace_id = f"{span.get_span_context().trace_id:032x}"
+            # The server span is OpenTelemetry's (Telemetry.server_interceptor, outermost):
+            # current here, it gets this call's status and the trace id for logs and errors.
+            span = trace.get_current_span()
+            trace_id = f"{span.get_span_context().trace_id:032x}"
+            try:
+                # Who is calling, before anything about the request is looked at.
+                caller = await access_control.authenticate(pairs)
+                if isinstance(request, _Undecodable):
+                    # e.g. invalid UTF-8 in a string field: refuse it as bad input rather
+                    # than let grpc answer UNKNOWN with the parser's exception class.
+                    raise InvalidArgument([FieldViolation("", f"not a valid request: {request}")])
+                access = await access_control.authorise(
+                    method, request, caller, metadata.get(PURPOSE_HEADER, "")[:200], trace_id
+                )
+                bound = bind_call(access)
                 try:
-                    # Who is calling, before anything about the request is looked at.
-                    caller = await access_control.authenticate(pairs)
-                    if isinstance(request, _Undecodable):
-                        # e.g. invalid UTF-8 in a string field: refuse it as bad input rather
-                        # than let grpc answer UNKNOWN with the parser's exception class.
-                        raise InvalidArgument(
-                            [FieldViolation("", f"not a valid request: {request}")]
-                        )
-                    access = await access_control.authorise(
-                        method, request, caller, metadata.get(PURPOSE_HEADER, "")[:200], trace_id
-                    )
-                    bound = bind_call(access)
-                    try:
-                        response = await _within_deadline(
-                            behavior(request, context), context, deadline_cap
-                        )
-                    finally:
-                        unbind_call(bound)
-                    # Audited before the response leaves: no audit record, no personal data.
-                    await access_control.record(access, "OK", trace_id)
-                    return response
-                except grpc.aio.AbortError:
-                    # The handler answered with a status of its own (e.g. UNIMPLEMENTED): count
-                    # that status, not OK.
-                    code = _code_of(context.code())
-                    raise
-                except Exception as error:
-                    status = status_for(error, trace_id)
-                    code = grpc_code(status)
-                    span.set_status(Status(StatusCode.ERROR, code.name))
-                    if isinstance(error, DomainError):
-                        log.info(
-                            "rpc rejected",
-                            extra={"method": method, "code": code.name, "reason": str(error)[:500]},
-                        )
-                    else:
-                        log.error(
-                            "rpc failed",
-                            exc_info=error,
-                            extra={"method": method, "code": code.name},
-                        )
-                    if access is not None:
-                        await _record_failure(access_control, access, code, trace_id)
-                    await context.abort(
-                        code,
-                        status.message,
-                        trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+                    response = await _within_deadline(
+                        behavior(request, context), context, deadline_cap
                     )
                 finally:
-                    elapsed = time.perf_counter() - started
-                    attributes = {"rpc.method": method, "rpc.grpc.status_code": code.name}
-                    telemetry.rpc_requests.add(1, attributes)
-                    telemetry.rpc_duration.record(elapsed, attributes)
-                    if code is not grpc.StatusCode.OK:
-                        telemetry.rpc_errors.add(1, attributes)
+                    unbind_call(bound)
+                # Audited before the response leaves: no audit record, no personal data.
+                await access_control.record(access, "OK", trace_id)
+                return response
+            except grpc.aio.AbortError:
+                # The handler answered with a status of its own (e.g. UNIMPLEMENTED): count
+                # that status, not OK.
+                code = _code_of(context.code())
+                raise
+            except Exception as error:
+                status = status_for(error, trace_id)
+                code = grpc_code(status)
+                span.set_status(Status(StatusCode.ERROR, code.name))
+                if isinstance(error, DomainError):
                     log.info(
-                        "rpc",
-                        extra={
-                            "method": method,
-                            "code": code.name,
-                            "duration_ms": round(elapsed * 1000, 2),
-                        },
+                        "rpc rejected",
+                        extra={"method": method, "code": code.name, "reason": str(error)[:500]},
                     )
+                else:
+                    log.error(
+                        "rpc failed",
+                        exc_info=error,
+                        extra={"method": method, "code": code.name},
+                    )
+                if access is not None:
+                    await _record_failure(access_control, access, code, trace_id)
+                # abort() rather than abort_with_status(): the span's context wrapper sees
+                # abort() and records the code on the server span.
+                aborting = abort_status(status)
+                await context.abort(
+                    aborting.code, aborting.details, trailing_metadata=aborting.trailing_metadata
+                )
+            finally:
+                elapsed = time.perf_counter() - started
+                attributes = {"rpc.method": method, "rpc.grpc.status_code": code.name}
+                telemetry.rpc_requests.add(1, attributes)
+                telemetry.rpc_duration.record(elapsed, attributes)
+                if code is not grpc.StatusCode.OK:
+                    telemetry.rpc_errors.add(1, attributes)
+                log.info(
+                    "rpc",
+                    extra={
+                        "method": method,
+                        "code": code.name,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
 
         return wrapped
 
@@ -195,15 +193,22 @@ def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             grpc.StatusCode.PERMISSION_DENIED, "streaming methods are not open to callers"
         )
 
+    async def refuse_stream(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        # A response stream, as the span interceptor iterates it; it never yields.
+        await refuse(request, context)
+        yield
+
     kinds = {
-        "unary_stream": grpc.unary_stream_rpc_method_handler,
-        "stream_unary": grpc.stream_unary_rpc_method_handler,
-        "stream_stream": grpc.stream_stream_rpc_method_handler,
+        "unary_stream": (grpc.unary_stream_rpc_method_handler, refuse_stream),
+        "stream_unary": (grpc.stream_unary_rpc_method_handler, refuse),
+        "stream_stream": (grpc.stream_stream_rpc_method_handler, refuse_stream),
     }
-    for kind, make in kinds.items():
+    for kind, (make, behaviour) in kinds.items():
         if getattr(handler, kind) is not None:
             return make(
-                refuse,
+                behaviour,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -299,6 +304,8 @@ def build_server(
     server = grpc.aio.server(
         # Transport checks (the client certificate's name) before tokens, audit or handlers.
         interceptors=[
+            # Outermost: a call the transport checks refuse still gets its span.
+            telemetry.server_interceptor(),
             *pre_interceptors,
             ServiceInterceptor(telemetry, access, deadline_cap_seconds=deadline_cap_seconds),
         ],

@@ -5,6 +5,12 @@ stdout for JSON logs) or `otlp` (OTEL_EXPORTER_OTLP_ENDPOINT and friends); metri
 `prometheus`, served for scraping on OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT. The trace context
 travels in gRPC metadata and in NATS message headers as W3C `traceparent`.
 
+Spans come from OpenTelemetry's instrumentation packages, each given this service's tracer
+provider (never the global one, so services sharing a process keep apart): gRPC server spans
+(`server_interceptor`), client spans on the channels a service opens (`client_interceptors`), and
+a span per database statement (`instrument_database`). A statement span's `db.statement` is the
+SQL as sent, with placeholders: bound values (names, ID numbers, phones) are never recorded.
+
 Every metric data point carries `service` (identity, profile, ...): resource attributes such as
 `service.name` reach Prometheus only on `target_info`, so per-service rules need the label on
 the series themselves, and on the data point it arrives the same whether scraped or sent over
@@ -20,8 +26,15 @@ import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
+import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.sqlalchemy import engine as statement_spans
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.instrumentation.sqlalchemy.version import (
+    __version__ as sqlalchemy_instrumentation,
+)
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -33,7 +46,13 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import Status, StatusCode, Tracer
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from zhike_runtime.auth.permissions import PUBLIC_PREFIXES
+from zhike_runtime.redaction import describe_error
 
 
 def _exporter_name(variable: str) -> str:
@@ -147,6 +166,12 @@ class Telemetry:
         meter = self.meter_provider.get_meter("zhike_runtime")
         self.gauges = Gauges()
         self._service = service
+        # The instrumentation's connection-pool gauge, as its instrumentor names it.
+        self._db_connections = meter.create_up_down_counter(
+            "db.client.connections.usage",
+            unit="connections",
+            description="Database connections in each state (idle, used)",
+        )
         self.rpc_requests = ServiceCounter(
             meter.create_counter("zhike.rpc.requests", description="RPCs handled"), service
         )
@@ -213,6 +238,33 @@ class Telemetry:
             description="1 while connected to NATS with the streams declared, else 0",
         )
 
+    def server_interceptor(self) -> grpc.aio.ServerInterceptor:
+        """A server span per call (continuing the caller's `traceparent`); health checks and
+        reflection, which probes call every few seconds, get none."""
+        # The instrumentation packages ship no type hints.
+        return aio_server_interceptor(self.tracer_provider, filter_=_not_public)  # type: ignore[no-untyped-call]
+
+    def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        """A client span per call on a channel, and the trace context in its metadata."""
+        return list(aio_client_interceptors(self.tracer_provider))  # type: ignore[no-untyped-call]
+
+    def instrument_database(self, engine: AsyncEngine) -> None:
+        """A client span per statement on this engine. The instrumentor's `instrument()` would
+        patch `create_engine` process-wide for one tracer provider; this attaches its listeners
+        to this engine only, with this service's provider. No SQL comments are added."""
+        EngineTracer(  # type: ignore[no-untyped-call]
+            self.tracer_provider.get_tracer(
+                "opentelemetry.instrumentation.sqlalchemy", sqlalchemy_instrumentation
+            ),
+            engine.sync_engine,
+            self._db_connections,
+        )
+        # A failed statement's span status would be the driver's message, which may quote a
+        # bound value (asyncpg's DataError, PostgreSQL's DETAIL): the instrumentation's handler
+        # gives way to one that writes the value-free description instead.
+        event.remove(engine.sync_engine, "handle_error", statement_spans._handle_error)
+        event.listen(engine.sync_engine, "handle_error", _failed_statement)
+
     def _observe_nats(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(int(self.gauges.nats_connected), {"service": self._service})]
 
@@ -237,6 +289,21 @@ class Telemetry:
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+
+
+def _failed_statement(context: ExceptionContext) -> None:
+    span = getattr(context.execution_context, "_otel_span", None)
+    if span is None:
+        return
+    if span.is_recording():
+        error = context.sqlalchemy_exception or context.original_exception
+        span.set_status(Status(StatusCode.ERROR, describe_error(error)))
+    span.end()
+
+
+def _not_public(details: grpc.HandlerCallDetails) -> bool:
+    method: str = details.method
+    return not method.startswith(PUBLIC_PREFIXES)
 
 
 def inject_context(carrier: MutableMapping[str, str]) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 from zhike.identity.v1 import identity_service_pb2
+from zhike_identity.domain.explanations import LinkExplanations
+from zhike_identity.domain.linking import Linking
 from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.normalise import warm_up
-from zhike_identity.domain.service import IdentityService
+from zhike_identity.domain.queries import PartyQueries
+from zhike_identity.domain.stewardship import Stewardship
 from zhike_identity.settings import IdentitySettings
+from zhike_identity.storage import MIGRATIONS
 from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.transport import codec
@@ -28,24 +31,36 @@ def wire(platform: Platform[IdentitySettings]) -> Wiring:
     keys = field_keys(platform.settings)
     assert keys is not None  # IdentitySettings requires them
     protection = RecordProtection(keys)
-    service = IdentityService(
-        unit_of_work=lambda: SqlIdentityUnitOfWork(
+
+    def unit_of_work() -> SqlIdentityUnitOfWork:
+        return SqlIdentityUnitOfWork(
             platform.database, codec.outgoing_event, platform.relay.notify, protection
+        )
+
+    def clock() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    model = default_model()
+    handlers = IdentityHandlers(
+        linking=Linking(unit_of_work, new_id, clock, model),
+        queries=PartyQueries(unit_of_work, clock),
+        explanations=LinkExplanations(unit_of_work, model),
+        stewardship=Stewardship(
+            unit_of_work,
+            new_id,
+            clock,
+            page_tokens=platform.page_tokens,
+            max_page_size=platform.settings.max_page_size,
         ),
-        new_party_id=new_id,
-        clock=lambda: dt.datetime.now(dt.UTC),
-        model=default_model(),
-        page_tokens=platform.page_tokens,
-        max_page_size=platform.settings.max_page_size,
     )
-    return Wiring(grpc_registrations=[IdentityHandlers(service).register])
+    return Wiring(grpc_registrations=[handlers.register])
 
 
 DEFINITION = ServiceDefinition(
     name="identity",
     settings_type=IdentitySettings,
     grpc_service_names=(SERVICE_NAME,),
-    migrations=Path(__file__).resolve().parent / "storage" / "migrations",
+    migrations=MIGRATIONS,
     stream=STREAM,
     wire=wire,
 )

@@ -20,6 +20,7 @@ from typing import TextIO
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.model import MatchModel
 from zhike_identity.domain.matching.resolver import Resolution, resolve
+from zhike_identity.progress import StageProgress
 
 COLUMNS = (
     "source",
@@ -69,23 +70,6 @@ def write_assignments(path: Path, records: list[RawRecord], party_ids: list[str]
             writer.writerow([record.source, record.source_id, party_id])
 
 
-class _ProgressBar:
-    """A one-line progress bar on a terminal; silent when stderr is not one."""
-
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
-        self._stream = stream
-        self._enabled = enabled and stream.isatty()
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self._enabled or total == 0:
-            return
-        filled = int(30 * done / total)
-        self._stream.write(f"\r{stage:<10} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
-        if done >= total:
-            self._stream.write("\n")
-        self._stream.flush()
-
-
 def resolve_file(
     input_path: Path,
     output_path: Path,
@@ -101,13 +85,14 @@ def resolve_file(
     started = time.perf_counter()
     stderr = errors or sys.stderr
     records = read_records(input_path)
-    resolution = resolve(
-        records,
-        model=model,
-        estimate_model=estimate_model,
-        progress=_ProgressBar(stderr, progress),
-        household_guardrail=household_guardrail,
-    )
+    with StageProgress(stderr, enabled=progress) as bars:
+        resolution = resolve(
+            records,
+            model=model,
+            estimate_model=estimate_model,
+            progress=bars,
+            household_guardrail=household_guardrail,
+        )
     for index, problem in resolution.problems:
         # Line numbers as an editor shows them: the header is line 1.
         stderr.write(f"{input_path}:{index + 2}: {problem.field}: {problem.reason}\n")

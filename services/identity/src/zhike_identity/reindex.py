@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from zhike_identity.domain.model import SourceRecordKey
-from zhike_identity.domain.service import record_lock_name
+from zhike_identity.domain.parties import record_lock_name
 from zhike_identity.storage.bulk import index_keys
 from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.repository import SqlIdentityUnitOfWork

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from google.type import date_pb2
 
 from zhike.identity.v1 import identity_service_pb2 as pb
@@ -27,7 +27,9 @@ from zhike.identity.v1 import party_pb2
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.model import Gender
 from zhike_identity.domain.normalise import Unusable, infer_id_kind, parse_date, parse_gender
+from zhike_identity.progress import StageProgress
 from zhike_runtime.auth.client import BearerToken
+from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.tls import open_channel
 
 CONCURRENCY = 16
@@ -35,9 +37,6 @@ CONCURRENCY = 16
 
 class StreamFailed(Exception):
     """The service could not take the file: unreachable, or it answered an unexpected error."""
-
-
-_STATUS_DETAILS = "grpc-status-details-bin"
 
 
 _ID_TYPES = frozenset(party_pb2.IdType.keys())
@@ -93,13 +92,11 @@ def source_record_message(
 
 def _refused_fields(error: grpc.aio.AioRpcError) -> list[str]:
     fields: list[str] = []
-    for key, value in error.trailing_metadata() or ():
-        if key == _STATUS_DETAILS:
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                bad_request = error_details_pb2.BadRequest()
-                if detail.Unpack(bad_request):
-                    fields += [v.field.rsplit(".", 1)[-1] for v in bad_request.field_violations]
+    status = rich_status(error)
+    for detail in status.details if status is not None else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            fields += [v.field.rsplit(".", 1)[-1] for v in bad_request.field_violations]
     return fields
 
 
@@ -114,9 +111,9 @@ async def stream_through_service(
     """Each record's party id ("" for a record the service refused) and the problems by row.
     `token`: the bearer token the service checks (a source-system role's);
     `credentials`: TLS to the service (zhike_runtime.tls.channel_credentials); None: plaintext."""
-    show = progress and sys.stderr.isatty()
     try:
-        return await _stream(target, records, show, credentials, token)
+        with StageProgress(sys.stderr, enabled=progress) as bars:
+            return await _stream(target, records, bars, credentials, token)
     except grpc.aio.AioRpcError as error:
         raise StreamFailed(f"{error.code().name}: {error.details()}") from error
 
@@ -124,7 +121,7 @@ async def stream_through_service(
 async def _stream(
     target: str,
     records: Sequence[RawRecord],
-    show: bool,
+    progress: StageProgress,
     credentials: grpc.ChannelCredentials | None,
     token: str,
 ) -> tuple[list[str], list[tuple[int, str]]]:
@@ -157,16 +154,13 @@ async def _stream(
                 else:
                     problems.append((i, "not linked: the service refused the record"))
                 done += 1
-                if show and done % 500 == 0:
-                    sys.stderr.write(f"\rlinked {done}/{len(records)}")
+                progress("linking", done, len(records))
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
         keys = sorted(
             {(r.source, r.source_id) for r, ok in zip(records, linked, strict=True) if ok}
         )
         final = await _current_parties(stub, keys)
-    if show:
-        sys.stderr.write("\n")
     return [final.get((r.source, r.source_id), "") for r in records], sorted(problems)
 
 

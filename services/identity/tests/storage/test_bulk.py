@@ -11,22 +11,21 @@ import sqlalchemy as sa
 from zhike.identity.v1 import events_pb2
 from zhike_identity.app import DEFINITION
 from zhike_identity.domain.matching.features import RawRecord
-from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.matching.resolver import Resolution, resolve
 from zhike_identity.domain.model import SourceRecord, SourceRecordInput
 from zhike_identity.domain.resident_id import check_character
-from zhike_identity.domain.service import IdentityService
-from zhike_identity.evaluation import generator
 from zhike_identity.storage.bulk import StoreNotEmpty, index_keys, service_record, write_store
 from zhike_identity.storage.protection import RecordProtection
-from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import blocking_key, party, party_history, source_record
 from zhike_identity.transport import codec
+from zhike_identity_evaluation import generator
 from zhike_runtime.db import Database
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.ids import new_id
 from zhike_runtime.migrations import apply_migrations
 from zhike_runtime.testing.services import fixed_field_keys
+
+from ..use_cases import UseCases, use_cases
 
 KEYS = fixed_field_keys()
 PROTECTION = RecordProtection(KEYS)
@@ -65,15 +64,8 @@ def stored_person_with_a_resident_id(records: list[RawRecord]) -> tuple[int, Sou
     )
 
 
-def identity_service(database: Database) -> IdentityService:
-    return IdentityService(
-        unit_of_work=lambda: SqlIdentityUnitOfWork(
-            database, codec.outgoing_event, lambda: None, PROTECTION
-        ),
-        new_party_id=new_id,
-        clock=lambda: dt.datetime.now(dt.UTC),
-        model=default_model(),
-    )
+def identity_service(database: Database) -> UseCases:
+    return use_cases(database, PROTECTION)
 
 
 async def count(database: Database, table: sa.Table) -> int:
@@ -144,7 +136,9 @@ async def test_a_service_started_on_the_bulk_store_links_a_stored_persons_new_re
     await apply_migrations(database, DEFINITION.migrations)  # already applied: a no-op
     service = identity_service(database)
     try:
-        outcome = await service.link_source_record(as_input(known, "branch_wealth", "W-NEW-1"))
+        outcome = await service.linking.link_source_record(
+            as_input(known, "branch_wealth", "W-NEW-1")
+        )
         assert outcome.party_id == resolution.party_ids[index]
         assert not outcome.party_created
         assert await count(database, party) == len(set(resolution.party_ids))
@@ -203,7 +197,12 @@ async def test_publish_events_stages_party_created_and_record_linked(database_ur
     resolution = resolve(records)
 
     report = await write_store(
-        database_url, records, resolution, keys=KEYS, model_version=VERSION, publish_events=True
+        database_url,
+        records,
+        resolution,
+        keys=KEYS,
+        model_version=VERSION,
+        encode_events=codec.outgoing_event,
     )
 
     database = Database(database_url)

@@ -16,19 +16,19 @@ from zhike.identity.v1 import events_pb2
 from zhike_identity.app import DEFINITION
 from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.model import LinkOutcome, SourceRecordInput, SourceRecordKey
+from zhike_identity.domain.queries import PartyQuery
 from zhike_identity.domain.resident_id import check_character
-from zhike_identity.domain.service import IdentityService, PartyQuery
 from zhike_identity.storage.protection import RecordProtection
-from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import party, source_record
 from zhike_identity.transport import codec
 from zhike_runtime.db import Database
 from zhike_runtime.errors import InvalidArgument, NotFound
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.schema import outbox_event
-from zhike_runtime.ids import new_id
 from zhike_runtime.migrations import apply_migrations
 from zhike_runtime.testing.services import fixed_field_keys
+
+from ..use_cases import UseCases, use_cases
 
 NOW = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.UTC)
 RESIDENT_ID = "11010519491231002X"
@@ -42,7 +42,7 @@ PROTECTION = RecordProtection(fixed_field_keys())
 
 @dataclasses.dataclass
 class Identity:
-    service: IdentityService
+    service: UseCases
     database: Database
     commits_with_events: list[int]
 
@@ -53,13 +53,8 @@ async def identity(database_url: str) -> AsyncIterator[Identity]:
     await apply_migrations(database, DEFINITION.migrations)
     notified: list[int] = []
     # Built exactly as app.wire builds it, with a counter in place of the relay's notify.
-    service = IdentityService(
-        unit_of_work=lambda: SqlIdentityUnitOfWork(
-            database, codec.outgoing_event, lambda: notified.append(1), PROTECTION
-        ),
-        new_party_id=new_id,
-        clock=lambda: NOW,
-        model=default_model(),
+    service = use_cases(
+        database, PROTECTION, clock=lambda: NOW, on_commit=lambda: notified.append(1)
     )
     try:
         yield Identity(service, database, notified)
@@ -102,7 +97,7 @@ async def stored_record(database: Database, key: SourceRecordKey) -> dict[str, A
 
 
 async def test_new_record_creates_a_party_and_stages_both_events(identity: Identity) -> None:
-    outcome = await identity.service.link_source_record(
+    outcome = await identity.service.linking.link_source_record(
         with_resident_id("core-banking", "CIF-1", full_name="王小明")
     )
 
@@ -135,9 +130,11 @@ async def test_new_record_creates_a_party_and_stages_both_events(identity: Ident
 
 
 async def test_link_with_same_resident_id_joins_existing_party(identity: Identity) -> None:
-    first = await identity.service.link_source_record(with_resident_id("core-banking", "CIF-1"))
+    first = await identity.service.linking.link_source_record(
+        with_resident_id("core-banking", "CIF-1")
+    )
     # The same number written the way a branch system sends it: spaces and a lower-case x.
-    second = await identity.service.link_source_record(
+    second = await identity.service.linking.link_source_record(
         record("cards", "C-77", id_type=1, id_number="110105 19491231 002x")
     )
 
@@ -158,12 +155,12 @@ async def test_link_with_same_resident_id_joins_existing_party(identity: Identit
 
 
 async def test_same_source_key_again_updates_values_and_keeps_party(identity: Identity) -> None:
-    first = await identity.service.link_source_record(
+    first = await identity.service.linking.link_source_record(
         with_resident_id("core-banking", "CIF-1", full_name="王小明", email="old@example.cn")
     )
     events_before = len(await outbox(identity.database))
 
-    again = await identity.service.link_source_record(
+    again = await identity.service.linking.link_source_record(
         with_resident_id("core-banking", "CIF-1", full_name="王晓明", email="NEW@example.cn")
     )
 
@@ -179,9 +176,66 @@ async def test_same_source_key_again_updates_values_and_keeps_party(identity: Id
     assert await count(identity.database, source_record) == 1
 
 
+class Ticking:
+    """A clock a minute further on at every reading: a write stamps a time no earlier one did."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> dt.datetime:
+        self.now += dt.timedelta(minutes=1)
+        return self.now
+
+
+async def golden_events(database: Database) -> list[events_pb2.GoldenRecordChanged]:
+    return [
+        events_pb2.GoldenRecordChanged.FromString(r["payload"])
+        for r in await outbox(database)
+        if r["event_type"] == GOLDEN_RECORD_CHANGED
+    ]
+
+
+async def test_the_same_values_sent_again_write_nothing_and_publish_nothing(
+    identity: Identity,
+) -> None:
+    linking = use_cases(identity.database, PROTECTION, clock=Ticking()).linking
+    first = with_resident_id("core-banking", "CIF-1", full_name="王小明", phone="13800138000")
+    party_id = (await linking.link_source_record(first)).party_id
+    await linking.link_source_record(
+        with_resident_id("cards", "C-77", full_name="王小明", email="wang@example.cn")
+    )
+    events_before = await outbox(identity.database)
+    stored_before = await stored_record(identity.database, SourceRecordKey("core-banking", "CIF-1"))
+
+    again = await linking.link_source_record(first)
+
+    assert again == LinkOutcome(party_id, party_created=False, merged_party_ids=())
+    assert await outbox(identity.database) == events_before
+    stored_after = await stored_record(identity.database, SourceRecordKey("core-banking", "CIF-1"))
+    assert stored_after == stored_before  # not even updated_at moved
+
+
+async def test_a_changed_value_the_golden_record_picks_is_published_once(
+    identity: Identity,
+) -> None:
+    linking = use_cases(identity.database, PROTECTION, clock=Ticking()).linking
+    first = with_resident_id("core-banking", "CIF-1", full_name="王小明", phone="13800138000")
+    await linking.link_source_record(first)
+    await linking.link_source_record(with_resident_id("cards", "C-77", full_name="王小明"))
+    published = len(await golden_events(identity.database))
+
+    await linking.link_source_record(dataclasses.replace(first, phone="13900139000"))
+
+    golden = await golden_events(identity.database)
+    assert len(golden) == published + 1
+    assert golden[-1].golden_record.full_name.value == "王小明"
+    stored = await stored_record(identity.database, SourceRecordKey("core-banking", "CIF-1"))
+    assert stored["phone"] == "13900139000"
+
+
 async def test_a_shared_name_alone_does_not_make_one_person(identity: Identity) -> None:
-    first = await identity.service.link_source_record(record("crm", "1", full_name="李雷"))
-    second = await identity.service.link_source_record(record("crm", "2", full_name="李雷"))
+    first = await identity.service.linking.link_source_record(record("crm", "1", full_name="李雷"))
+    second = await identity.service.linking.link_source_record(record("crm", "2", full_name="李雷"))
 
     assert first.party_id != second.party_id
     assert first.party_created
@@ -190,10 +244,10 @@ async def test_a_shared_name_alone_does_not_make_one_person(identity: Identity) 
 
 
 async def test_the_same_valid_passport_number_links_two_records(identity: Identity) -> None:
-    third = await identity.service.link_source_record(
+    third = await identity.service.linking.link_source_record(
         record("cards", "P-1", id_type=2, id_number="E12345678")
     )
-    fourth = await identity.service.link_source_record(
+    fourth = await identity.service.linking.link_source_record(
         record("loans", "P-2", id_type=2, id_number="E12345678")
     )
 
@@ -201,11 +255,13 @@ async def test_the_same_valid_passport_number_links_two_records(identity: Identi
 
 
 async def test_get_party_lists_its_source_records(identity: Identity) -> None:
-    first = await identity.service.link_source_record(with_resident_id("core-banking", "CIF-1"))
-    await identity.service.link_source_record(with_resident_id("cards", "C-77"))
-    await identity.service.link_source_record(record("crm", "other-person"))
+    first = await identity.service.linking.link_source_record(
+        with_resident_id("core-banking", "CIF-1")
+    )
+    await identity.service.linking.link_source_record(with_resident_id("cards", "C-77"))
+    await identity.service.linking.link_source_record(record("crm", "other-person"))
 
-    found = await identity.service.get_party(first.party_id)
+    found = await identity.service.queries.get_party(first.party_id)
 
     assert found.party_id == first.party_id
     assert {r.key for r in found.records} == {
@@ -223,17 +279,19 @@ async def test_get_party_with_unknown_uuid_is_not_found(identity: Identity) -> N
     unknown = str(uuid.uuid4())
 
     with pytest.raises(NotFound) as caught:
-        await identity.service.get_party(unknown)
+        await identity.service.queries.get_party(unknown)
 
     assert (caught.value.resource, caught.value.resource_id) == ("party", unknown)
 
 
-@pytest.mark.parametrize("party_id", ["", "not-a-uuid", "a.b.>", str(uuid.uuid4()).upper()])
+@pytest.mark.parametrize(
+    "party_id", ["", "not-a-uuid", "a.b.>", "3698F1E8-2CFF-4CB0-ACF1-C72C6DB1C20B"]
+)
 async def test_get_party_with_non_uuid_id_is_invalid_argument(
     identity: Identity, party_id: str
 ) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await identity.service.get_party(party_id)
+        await identity.service.queries.get_party(party_id)
 
     assert [v.field for v in caught.value.violations] == ["party_id"]
 
@@ -243,7 +301,7 @@ async def test_concurrent_links_with_same_resident_id_end_in_one_party(
 ) -> None:
     outcomes = await asyncio.gather(
         *(
-            identity.service.link_source_record(with_resident_id(f"source-{i}", f"R-{i}"))
+            identity.service.linking.link_source_record(with_resident_id(f"source-{i}", f"R-{i}"))
             for i in range(10)
         )
     )
@@ -252,7 +310,7 @@ async def test_concurrent_links_with_same_resident_id_end_in_one_party(
     assert sum(o.party_created for o in outcomes) == 1
     assert await count(identity.database, party) == 1
     assert await count(identity.database, source_record) == 10
-    found = await identity.service.get_party(outcomes[0].party_id)
+    found = await identity.service.queries.get_party(outcomes[0].party_id)
     assert len(found.records) == 10
     # The losers' PartyCreated rolled back with their party: one creation, ten links.
     types = [r["event_type"] for r in await outbox(identity.database)]
@@ -263,7 +321,7 @@ async def test_concurrent_links_with_same_resident_id_end_in_one_party(
 async def test_concurrent_links_of_the_same_source_key_store_it_once(identity: Identity) -> None:
     outcomes = await asyncio.gather(
         *(
-            identity.service.link_source_record(record("crm", "dup", full_name=f"name {i}"))
+            identity.service.linking.link_source_record(record("crm", "dup", full_name=f"name {i}"))
             for i in range(5)
         )
     )
@@ -278,11 +336,11 @@ async def test_concurrent_links_of_the_same_source_key_store_it_once(identity: I
 
 async def test_invalid_link_stores_nothing_and_stages_no_event(identity: Identity) -> None:
     with pytest.raises(InvalidArgument):
-        await identity.service.link_source_record(
+        await identity.service.linking.link_source_record(
             record("core.banking", "", full_name="王\x00", id_type=99, email="nobody")
         )
     with pytest.raises(InvalidArgument):
-        await identity.service.link_source_record(
+        await identity.service.linking.link_source_record(
             record("crm", "1", id_type=1, id_number="110105194912310021")
         )
 
@@ -292,7 +350,7 @@ async def test_invalid_link_stores_nothing_and_stages_no_event(identity: Identit
 
 
 async def test_resident_id_birth_date_and_normalised_values_are_stored(identity: Identity) -> None:
-    await identity.service.link_source_record(
+    await identity.service.linking.link_source_record(
         record(
             "crm",
             "7",
@@ -318,10 +376,10 @@ async def test_legacy_and_current_forms_of_one_resident_id_share_a_party(
     first17 = "44030619900307001"
     legacy = first17[:6] + first17[8:]  # drops the century and the check character
 
-    first = await identity.service.link_source_record(
+    first = await identity.service.linking.link_source_record(
         record("a", "1", id_type=1, id_number=first17 + check_character(first17))
     )
-    second = await identity.service.link_source_record(
+    second = await identity.service.linking.link_source_record(
         record("b", "1", id_type=1, id_number=legacy)
     )
 
@@ -335,7 +393,7 @@ async def test_name_that_grows_under_normalisation_is_rejected_not_a_storage_err
     # PostgreSQL the VARCHAR(200) insert fails (INTERNAL to a caller) instead of INVALID_ARGUMENT.
     result: LinkOutcome | InvalidArgument
     try:
-        result = await identity.service.link_source_record(
+        result = await identity.service.linking.link_source_record(
             record("crm", "nfc", full_name="\u0958" * 200)
         )
     except InvalidArgument as error:
@@ -352,21 +410,21 @@ async def test_name_that_grows_under_normalisation_is_rejected_not_a_storage_err
 async def test_a_long_address_is_indexed_and_links_on_both_databases(identity: Identity) -> None:
     # 288 characters: longer than the candidate index's key column.
     address = "广东省深圳市南山区" + "科技园南区高新南一道" * 27
-    first = await identity.service.link_source_record(
+    first = await identity.service.linking.link_source_record(
         with_resident_id("core-banking", "CIF-1", full_name="王小明", address=address)
     )
-    second = await identity.service.link_source_record(
+    second = await identity.service.linking.link_source_record(
         with_resident_id("cards", "C-1", full_name="王小明", address=address)
     )
     assert second.party_id == first.party_id
-    found = await identity.service.find_parties(
+    found = await identity.service.queries.find_parties(
         PartyQuery(id_type="RESIDENT_ID", id_number=RESIDENT_ID)
     )
     assert found == [first.party_id]
 
 
 async def test_placeholder_values_are_ignored_not_refused(identity: Identity) -> None:
-    outcome = await identity.service.link_source_record(
+    outcome = await identity.service.linking.link_source_record(
         record("branch", "B-1", full_name="李雷", phone="无", email="N/A", address="-")
     )
     stored = await stored_record(identity.database, SourceRecordKey("branch", "B-1"))

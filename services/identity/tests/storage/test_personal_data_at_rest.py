@@ -18,19 +18,15 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection, make_url
 
 from zhike_identity.app import DEFINITION
-from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.matching.resolver import resolve
 from zhike_identity.domain.model import IdType, SourceRecordInput
+from zhike_identity.domain.queries import PartyQuery
 from zhike_identity.domain.resident_id import check_character
-from zhike_identity.domain.service import IdentityService, PartyQuery
 from zhike_identity.storage.bulk import index_keys, service_record
 from zhike_identity.storage.protection import RecordProtection
-from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import ENCRYPTED_COLUMNS, blocking_key, party, source_record
-from zhike_identity.transport import codec
 from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.db import Database
-from zhike_runtime.ids import new_id
 from zhike_runtime.key_rotation import rotate_keys
 from zhike_runtime.migrations import (
     FIELD_KEYS,
@@ -47,6 +43,7 @@ from zhike_runtime.testing.services import (
     fixed_field_keys,
 )
 
+from ..use_cases import UseCases, use_cases
 from .test_bulk import VERSION, generated
 
 KEYS = fixed_field_keys(TEST_DATA_KEY_ID)
@@ -111,35 +108,32 @@ def records_of(customer: Customer, number: int) -> list[SourceRecordInput]:
     ]
 
 
-def identity_service(database: Database, keys: FieldKeys) -> IdentityService:
-    return IdentityService(
-        unit_of_work=lambda: SqlIdentityUnitOfWork(
-            database, codec.outgoing_event, lambda: None, RecordProtection(keys)
-        ),
-        new_party_id=new_id,
-        clock=lambda: dt.datetime.now(dt.UTC),
-        model=default_model(),
-    )
+def identity_service(database: Database, keys: FieldKeys) -> UseCases:
+    return use_cases(database, RecordProtection(keys))
 
 
-async def link_customers(service: IdentityService) -> dict[str, str]:
+async def link_customers(service: UseCases) -> dict[str, str]:
     """Links every customer's records; returns each customer's party by resident ID."""
     parties: dict[str, str] = {}
     for number, customer in enumerate(CUSTOMERS, start=1):
-        outcomes = [await service.link_source_record(r) for r in records_of(customer, number)]
+        outcomes = [
+            await service.linking.link_source_record(r) for r in records_of(customer, number)
+        ]
         assert len({o.party_id for o in outcomes}) == 1
         parties[customer.resident_id] = outcomes[0].party_id
     return parties
 
 
-async def assert_found(service: IdentityService, parties: dict[str, str]) -> None:
+async def assert_found(service: UseCases, parties: dict[str, str]) -> None:
     for customer in CUSTOMERS:
         party_id = parties[customer.resident_id]
-        assert await service.find_parties(PartyQuery(id_number=customer.resident_id)) == [party_id]
-        assert await service.find_parties(PartyQuery(phone=customer.phone)) == [party_id]
-        assert await service.find_parties(PartyQuery(phone=customer.e164)) == [party_id]
-        assert await service.find_parties(PartyQuery(email=customer.email)) == [party_id]
-        view = await service.get_party(party_id)
+        assert await service.queries.find_parties(PartyQuery(id_number=customer.resident_id)) == [
+            party_id
+        ]
+        assert await service.queries.find_parties(PartyQuery(phone=customer.phone)) == [party_id]
+        assert await service.queries.find_parties(PartyQuery(phone=customer.e164)) == [party_id]
+        assert await service.queries.find_parties(PartyQuery(email=customer.email)) == [party_id]
+        view = await service.queries.get_party(party_id)
         assert {r.record.id_number for r in view.records} == {customer.resident_id}
         assert customer.phone in {r.record.phone for r in view.records}
 
@@ -313,8 +307,10 @@ async def test_the_migration_seals_a_plaintext_store_and_blinds_its_index(
         service = identity_service(database, KEYS)
         known = next(r for r in plain.values() if r.id_type is IdType.RESIDENT_ID)
         party_id = party_of[(known.key.source_system, known.key.source_record_id)]
-        assert await service.find_parties(PartyQuery(id_number=known.id_number)) == [party_id]
-        outcome = await service.link_source_record(
+        assert await service.queries.find_parties(PartyQuery(id_number=known.id_number)) == [
+            party_id
+        ]
+        outcome = await service.linking.link_source_record(
             SourceRecordInput(
                 "branch_wealth",
                 "W-1",
@@ -375,7 +371,7 @@ async def test_rotation_reseals_every_value_while_the_service_links(database_url
 
         async def keep_linking() -> None:
             for n in range(20):
-                await service.link_source_record(
+                await service.linking.link_source_record(
                     SourceRecordInput(
                         "mobile_app", f"M-{n}", full_name="赵敏", phone=f"1370000{n:04d}"
                     )

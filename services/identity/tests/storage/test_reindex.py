@@ -84,7 +84,9 @@ async def test_reindex_rebuilds_a_stale_index_and_new_records_meet_the_stored_ag
         # And the service finds a stored person again.
         index, known = stored_person_with_a_resident_id(records)
         service = identity_service(database)
-        outcome = await service.link_source_record(as_input(known, "branch_wealth", "W-NEW-2"))
+        outcome = await service.linking.link_source_record(
+            as_input(known, "branch_wealth", "W-NEW-2")
+        )
         assert outcome.party_id == resolution.party_ids[index]
     finally:
         await database.dispose()

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from zhike.identity.v1 import events_pb2
 from zhike_identity.app import DEFINITION
+from zhike_identity.domain.explanations import Explanation
 from zhike_identity.domain.matching.comparison import FIELDS
 from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.model import (
@@ -31,18 +32,17 @@ from zhike_identity.domain.model import (
     SourceRecordInput,
     SourceRecordKey,
 )
-from zhike_identity.domain.service import Explanation, IdentityService, PartyQuery
+from zhike_identity.domain.queries import PartyQuery
 from zhike_identity.storage.protection import RecordProtection
-from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import link_decision, party
-from zhike_identity.transport import codec
 from zhike_runtime.db import Database
 from zhike_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from zhike_runtime.events.schema import outbox_event
-from zhike_runtime.ids import new_id
 from zhike_runtime.migrations import apply_migrations
 from zhike_runtime.testing.processes import PostgresCluster
 from zhike_runtime.testing.services import fixed_field_keys
+
+from ..use_cases import UseCases, use_cases
 
 START = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.UTC)
 MODEL = default_model()
@@ -78,16 +78,16 @@ class Clock:
 
 @dataclasses.dataclass
 class Identity:
-    service: IdentityService
+    service: UseCases
     database: Database
     clock: Clock
 
     async def link(self, record: SourceRecordInput) -> LinkOutcome:
         self.clock.advance()
-        return await self.service.link_source_record(record)
+        return await self.service.linking.link_source_record(record)
 
     async def keys_of(self, party_id: str) -> set[SourceRecordKey]:
-        return {r.key for r in (await self.service.get_party(party_id)).records}
+        return {r.key for r in (await self.service.queries.get_party(party_id)).records}
 
 
 async def started(database_url: str) -> Identity:
@@ -95,14 +95,7 @@ async def started(database_url: str) -> Identity:
     await apply_migrations(database, DEFINITION.migrations)
     clock = Clock()
     # As app.wire builds it; the relay's notify is not needed here.
-    service = IdentityService(
-        unit_of_work=lambda: SqlIdentityUnitOfWork(
-            database, codec.outgoing_event, lambda: None, PROTECTION
-        ),
-        new_party_id=new_id,
-        clock=clock,
-        model=default_model(),
-    )
+    service = use_cases(database, PROTECTION, clock=clock)
     return Identity(service, database, clock)
 
 
@@ -169,7 +162,7 @@ async def test_same_person_without_id_number_links_across_scripts(identity: Iden
 
     assert second.party_id == first.party_id
     assert second.party_created is False
-    found = await identity.service.get_party(first.party_id)
+    found = await identity.service.queries.get_party(first.party_id)
     linked = next(r for r in found.records if r.key == key("mobile", "M-1"))
     assert linked.evidence.decided_by is Decider.MODEL
     assert linked.evidence.matched == key("cards", "C-1")
@@ -246,19 +239,21 @@ async def test_bridging_record_merges_both_parties_into_the_older_one(identity: 
     assert c.party_id == b.party_id
     assert c.party_created is False
     assert c.merged_party_ids == (a.party_id,)
-    retired = await identity.service.get_party(a.party_id)
+    retired = await identity.service.queries.get_party(a.party_id)
     assert retired.party_id == b.party_id
     assert {r.key for r in retired.records} == {
         key("call_centre", "B-1"),
         key("core_deposits", "A-1"),
         key("mobile_banking", "C-1"),
     }
-    merged_into = entry(await identity.service.party_history(a.party_id), PartyChange.MERGED_INTO)
+    merged_into = entry(
+        await identity.service.queries.party_history(a.party_id), PartyChange.MERGED_INTO
+    )
     assert merged_into.other_party_id == b.party_id
     assert merged_into.decided_by is Decider.MODEL
     assert merged_into.model_version == MODEL.version
     assert merged_into.source_records == (key("core_deposits", "A-1"),)
-    absorbed = entry(await identity.service.party_history(b.party_id), PartyChange.ABSORBED)
+    absorbed = entry(await identity.service.queries.party_history(b.party_id), PartyChange.ABSORBED)
     assert absorbed.other_party_id == a.party_id
     assert absorbed.decided_by is Decider.MODEL
     assert absorbed.model_version == MODEL.version
@@ -318,12 +313,14 @@ async def test_bridging_record_cannot_merge_parties_with_different_valid_residen
         )
     )
     for other in (key("core", "X-1"), key("cards", "Y-1")):
-        assert (await identity.service.explain_link(key("mobile", "Z-1"), other)).decision == "link"
+        assert (
+            await identity.service.explanations.explain_link(key("mobile", "Z-1"), other)
+        ).decision == "link"
 
     assert bridge.merged_party_ids == ()
     assert bridge.party_id in (x.party_id, y.party_id)
-    assert (await identity.service.get_party(x.party_id)).party_id == x.party_id
-    assert (await identity.service.get_party(y.party_id)).party_id == y.party_id
+    assert (await identity.service.queries.get_party(x.party_id)).party_id == x.party_id
+    assert (await identity.service.queries.get_party(y.party_id)).party_id == y.party_id
     assert key("core", "X-1") not in await identity.keys_of(y.party_id)
     assert await events_of_type(identity.database, PARTIES_MERGED, events_pb2.PartiesMerged) == []
 
@@ -368,10 +365,12 @@ async def test_updated_record_that_no_longer_matches_moves_out_of_its_party(
     assert [(m.source_record.source_record_id, m.from_party_id, m.to_party_id) for m in moves] == [
         ("U-2", first.party_id, moved.party_id)
     ]
-    out = entry(await identity.service.party_history(first.party_id), PartyChange.RECORD_MOVED_OUT)
+    out = entry(
+        await identity.service.queries.party_history(first.party_id), PartyChange.RECORD_MOVED_OUT
+    )
     assert (out.other_party_id, out.source_records) == (moved.party_id, (key("cards", "U-2"),))
     came_in = entry(
-        await identity.service.party_history(moved.party_id), PartyChange.RECORD_MOVED_IN
+        await identity.service.queries.party_history(moved.party_id), PartyChange.RECORD_MOVED_IN
     )
     assert (came_in.other_party_id, came_in.source_records) == (
         first.party_id,
@@ -417,14 +416,14 @@ async def test_merge_then_split_restores_the_original_grouping(identity: Identit
     group_b = {key("loans", "N-1"), key("wealth", "N-2")}
 
     identity.clock.advance()
-    survivor = await identity.service.merge_parties(
+    survivor = await identity.service.stewardship.merge_parties(
         [second, first], "steward-li", "one customer, per the branch"
     )
     assert survivor == first  # the older party survives
     assert await identity.keys_of(second) == group_a | group_b
 
     identity.clock.advance()
-    new_party = await identity.service.split_party(
+    new_party = await identity.service.stewardship.split_party(
         survivor, sorted(group_b, key=str), "steward-li", "two customers: ID cards checked"
     )
 
@@ -442,7 +441,7 @@ async def test_merge_then_split_restores_the_original_grouping(identity: Identit
         ("loans", "N-1"),
         ("wealth", "N-2"),
     }
-    history = await identity.service.party_history(first)
+    history = await identity.service.queries.party_history(first)
     absorbed = entry(history, PartyChange.ABSORBED)
     split_entry = entry(history, PartyChange.SPLIT)
     assert changes(history).index(PartyChange.ABSORBED) < changes(history).index(PartyChange.SPLIT)
@@ -466,7 +465,9 @@ async def test_merge_then_split_restores_the_original_grouping(identity: Identit
 
     assert relinked.party_id != first
     assert await identity.keys_of(first) == group_a
-    explanation = await identity.service.explain_link(key("loans", "N-1"), key("core", "M-1"))
+    explanation = await identity.service.explanations.explain_link(
+        key("loans", "N-1"), key("core", "M-1")
+    )
     assert explanation.total_weight >= MODEL.link_weight
     assert (explanation.decision, explanation.guardrail) == ("no_link", "steward_never_link")
 
@@ -479,10 +480,10 @@ async def test_every_change_of_a_records_party_carries_a_higher_link_version(
     a1 = await identity.link(lin("core", "V-1", "13600000011", "lin.v@163.com"))
     await identity.link(lin("cards", "V-2", "13600000011", "lin.v@163.com"))
     b1 = await identity.link(lin("loans", "W-1", "13700000012", "lin.w@qq.com"))
-    survivor = await identity.service.merge_parties(
+    survivor = await identity.service.stewardship.merge_parties(
         [a1.party_id, b1.party_id], "steward-li", "one customer"
     )  # W-1 joins the survivor: version 2, carried by no per-record event
-    new_party = await identity.service.split_party(
+    new_party = await identity.service.stewardship.split_party(
         survivor, [key("loans", "W-1")], "steward-li", "two customers"
     )
     identity.clock.now = START  # a clock that went back changes nothing
@@ -527,18 +528,20 @@ async def test_never_link_holds_against_a_record_that_bridges_the_two(identity: 
     y = await identity.link(ma("cards", "Y-1", "13300000008", "ma.y@163.com"))
     assert x.party_id != y.party_id
     identity.clock.advance()
-    assert await identity.service.record_decision(
+    assert await identity.service.stewardship.record_decision(
         key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.NEVER, "steward-wu", "twins"
     ) == (x.party_id, y.party_id)
 
     # Phone of X-1, e-mail of Y-1: the model links it to each of them.
     bridge = await identity.link(ma("mobile", "Z-1", "13300000007", "ma.y@163.com"))
     for other in (key("core", "X-1"), key("cards", "Y-1")):
-        assert (await identity.service.explain_link(key("mobile", "Z-1"), other)).decision == "link"
+        assert (
+            await identity.service.explanations.explain_link(key("mobile", "Z-1"), other)
+        ).decision == "link"
 
     assert bridge.merged_party_ids == ()
-    assert (await identity.service.get_party(x.party_id)).party_id == x.party_id
-    assert (await identity.service.get_party(y.party_id)).party_id == y.party_id
+    assert (await identity.service.queries.get_party(x.party_id)).party_id == x.party_id
+    assert (await identity.service.queries.get_party(y.party_id)).party_id == y.party_id
     assert key("cards", "Y-1") not in await identity.keys_of(x.party_id)
 
 
@@ -548,7 +551,7 @@ async def test_never_link_within_one_party_is_failed_precondition(identity: Iden
     assert x.party_id == y.party_id
 
     with pytest.raises(FailedPrecondition):
-        await identity.service.record_decision(
+        await identity.service.stewardship.record_decision(
             key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.NEVER, "steward-wu", ""
         )
 
@@ -561,14 +564,14 @@ async def test_always_link_merges_the_two_parties(identity: Identity) -> None:
     assert x.party_id != y.party_id
     identity.clock.advance()
 
-    parties = await identity.service.record_decision(
+    parties = await identity.service.stewardship.record_decision(
         key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.ALWAYS, "steward-wu", "same"
     )
 
     assert parties == (x.party_id, x.party_id)
-    assert (await identity.service.get_party(y.party_id)).party_id == x.party_id
+    assert (await identity.service.queries.get_party(y.party_id)).party_id == x.party_id
     assert await identity.keys_of(x.party_id) == {key("core", "X-1"), key("cards", "Y-1")}
-    absorbed = entry(await identity.service.party_history(x.party_id), PartyChange.ABSORBED)
+    absorbed = entry(await identity.service.queries.party_history(x.party_id), PartyChange.ABSORBED)
     assert (absorbed.decided_by, absorbed.steward) == (Decider.STEWARD, "steward-wu")
     (merge,) = await events_of_type(identity.database, PARTIES_MERGED, events_pb2.PartiesMerged)
     assert (merge.surviving_party_id, list(merge.retired_party_ids)) == (x.party_id, [y.party_id])
@@ -588,8 +591,8 @@ async def two_parties_with_different_resident_ids(identity: Identity) -> tuple[s
 
 async def assert_unchanged(identity: Identity, parties: Sequence[str], events: int) -> None:
     for party_id in parties:
-        assert (await identity.service.get_party(party_id)).party_id == party_id
-        assert changes(await identity.service.party_history(party_id)) == [
+        assert (await identity.service.queries.get_party(party_id)).party_id == party_id
+        assert changes(await identity.service.queries.party_history(party_id)) == [
             PartyChange.CREATED,
             PartyChange.RECORD_LINKED,
         ]
@@ -603,9 +606,9 @@ async def test_a_steward_cannot_merge_parties_with_different_valid_resident_ids(
     events = len(await outbox(identity.database))
 
     with pytest.raises(FailedPrecondition, match="different valid resident ID numbers"):
-        await identity.service.merge_parties([x, y], "steward-li", "looks like one man")
+        await identity.service.stewardship.merge_parties([x, y], "steward-li", "looks like one man")
     with pytest.raises(FailedPrecondition, match="different valid resident ID numbers"):
-        await identity.service.record_decision(
+        await identity.service.stewardship.record_decision(
             key("core", "R-1"), key("cards", "R-2"), LinkDecisionKind.ALWAYS, "steward-li", ""
         )
 
@@ -623,17 +626,19 @@ async def test_a_steward_cannot_merge_records_another_steward_kept_apart(
     z = await identity.link(ma("loans", "Z-1", "13300000009", "ma.z@163.com"))
     assert len({x.party_id, y.party_id, z.party_id}) == 3
     identity.clock.advance()
-    await identity.service.record_decision(
+    await identity.service.stewardship.record_decision(
         key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.NEVER, "steward-wu", "twins"
     )
     events = len(await outbox(identity.database))
 
     with pytest.raises(FailedPrecondition, match="kept apart by a steward's never-link"):
-        await identity.service.merge_parties([x.party_id, y.party_id, z.party_id], "steward-li", "")
+        await identity.service.stewardship.merge_parties(
+            [x.party_id, y.party_id, z.party_id], "steward-li", ""
+        )
     await assert_unchanged(identity, (x.party_id, y.party_id, z.party_id), events)
 
     # An "always link" for the pair replaces the "never link", and merges them.
-    await identity.service.record_decision(
+    await identity.service.stewardship.record_decision(
         key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.ALWAYS, "steward-li", "not twins"
     )
     assert await identity.keys_of(x.party_id) == {key("core", "X-1"), key("cards", "Y-1")}
@@ -654,7 +659,7 @@ async def review_pairs(identity: Identity) -> list[tuple[SourceRecordKey, Source
         right = await identity.link(record("loans", f"R-{i}", **values))
         assert left.party_id != right.party_id
         pair = (key("crm", f"R-{i}"), key("loans", f"R-{i}"))
-        explanation = await identity.service.explain_link(*pair)
+        explanation = await identity.service.explanations.explain_link(*pair)
         assert MODEL.review_weight <= explanation.total_weight < MODEL.link_weight
         assert explanation.decision == "review"
         pairs.append(pair)
@@ -666,15 +671,19 @@ async def test_possible_matches_are_listed_for_review_with_their_parties(
 ) -> None:
     pairs = await review_pairs(identity)
 
-    reviews, token = await identity.service.list_reviews(0, "")
+    reviews, token = await identity.service.stewardship.list_reviews(0, "")
 
     assert token == ""
     assert {frozenset((r.record_a, r.record_b)) for r, _, _ in reviews} == {
         frozenset(p) for p in pairs
     }
     for review, party_a, party_b in reviews:
-        assert party_a == (await identity.service.find_parties(PartyQuery(review.record_a)))[0]
-        assert party_b == (await identity.service.find_parties(PartyQuery(review.record_b)))[0]
+        assert (
+            party_a == (await identity.service.queries.find_parties(PartyQuery(review.record_a)))[0]
+        )
+        assert (
+            party_b == (await identity.service.queries.find_parties(PartyQuery(review.record_b)))[0]
+        )
         assert party_a != party_b
         assert MODEL.review_weight <= review.weight < MODEL.link_weight
 
@@ -683,33 +692,35 @@ async def test_resolving_a_review_as_link_merges_and_cannot_be_resolved_twice(
     identity: Identity,
 ) -> None:
     await review_pairs(identity)
-    reviews, _ = await identity.service.list_reviews(0, "")
+    reviews, _ = await identity.service.stewardship.list_reviews(0, "")
     review, party_a, party_b = reviews[0]
     identity.clock.advance()
 
-    resolved = await identity.service.resolve_review(review.review_id, True, "steward-he")
+    resolved = await identity.service.stewardship.resolve_review(
+        review.review_id, True, "steward-he"
+    )
 
     assert resolved[0] == resolved[1]
     assert set(resolved) <= {party_a, party_b}
     assert await identity.keys_of(party_a) == {review.record_a, review.record_b}
-    assert (await identity.service.get_party(party_b)).party_id == resolved[0]
-    left, _ = await identity.service.list_reviews(0, "")
+    assert (await identity.service.queries.get_party(party_b)).party_id == resolved[0]
+    left, _ = await identity.service.stewardship.list_reviews(0, "")
     assert review.review_id not in {r.review_id for r, _, _ in left}
     assert len(left) == len(REVIEW_NAMES) - 1
     with pytest.raises(FailedPrecondition):
-        await identity.service.resolve_review(review.review_id, False, "steward-he")
+        await identity.service.stewardship.resolve_review(review.review_id, False, "steward-he")
     with pytest.raises(NotFound):
-        await identity.service.resolve_review(str(uuid.uuid4()), True, "steward-he")
+        await identity.service.stewardship.resolve_review(str(uuid.uuid4()), True, "steward-he")
 
 
 async def test_review_pages_of_one_walk_every_review(identity: Identity) -> None:
     await review_pairs(identity)
-    everything, _ = await identity.service.list_reviews(0, "")
+    everything, _ = await identity.service.stewardship.list_reviews(0, "")
 
     walked: list[str] = []
     token = ""
     for _ in range(len(REVIEW_NAMES) + 2):
-        page, token = await identity.service.list_reviews(1, token)
+        page, token = await identity.service.stewardship.list_reviews(1, token)
         assert len(page) <= 1
         walked += [r.review_id for r, _, _ in page]
         if not token:
@@ -723,7 +734,7 @@ async def test_review_pages_of_one_walk_every_review(identity: Identity) -> None
 @pytest.mark.parametrize("token", ["garbage", "%00|../", "\u202e|x"])
 async def test_garbage_page_token_is_invalid_argument(identity: Identity, token: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await identity.service.list_reviews(1, token)
+        await identity.service.stewardship.list_reviews(1, token)
 
     assert [v.field for v in caught.value.violations] == ["page_token"]
 
@@ -773,7 +784,9 @@ async def test_explanation_of_a_matching_pair_is_masked_and_adds_up(identity: Id
         )
     )
 
-    explanation = await identity.service.explain_link(key("core", "E-1"), key("cards", "E-2"))
+    explanation = await identity.service.explanations.explain_link(
+        key("core", "E-1"), key("cards", "E-2")
+    )
 
     assert_adds_up(explanation)
     assert_masked(explanation)
@@ -797,7 +810,9 @@ async def test_explanation_of_a_non_matching_pair_says_no_link(identity: Identit
         record("mobile", "W-2", full_name="王伟", phone="13700002222", birth_date=(1988, 9, 9))
     )
 
-    explanation = await identity.service.explain_link(key("cards", "W-1"), key("mobile", "W-2"))
+    explanation = await identity.service.explanations.explain_link(
+        key("cards", "W-1"), key("mobile", "W-2")
+    )
 
     assert_adds_up(explanation)
     assert_masked(explanation)
@@ -813,7 +828,9 @@ async def test_explanation_names_the_resident_id_veto(identity: Identity) -> Non
     await identity.link(record("core", "V-1", id_number=ID_MAN_1990, **shared))
     await identity.link(record("cards", "V-2", id_number=ID_OTHER_MAN_1990, **shared))
 
-    explanation = await identity.service.explain_link(key("core", "V-1"), key("cards", "V-2"))
+    explanation = await identity.service.explanations.explain_link(
+        key("core", "V-1"), key("cards", "V-2")
+    )
 
     assert_masked(explanation)
     assert (explanation.decision, explanation.guardrail) == (
@@ -835,12 +852,14 @@ async def test_explanation_weighs_a_common_name_as_resolution_did(identity: Iden
     )
     evidence = next(
         r.evidence
-        for r in (await identity.service.get_party(linked.party_id)).records
+        for r in (await identity.service.queries.get_party(linked.party_id)).records
         if r.key == key("mobile", "W-2")
     )
     assert evidence.weight is not None
 
-    explanation = await identity.service.explain_link(key("mobile", "W-2"), key("cards", "W-1"))
+    explanation = await identity.service.explanations.explain_link(
+        key("mobile", "W-2"), key("cards", "W-1")
+    )
 
     # Nothing changed between the link and its explanation but the record itself: the
     # explanation must weigh the name by its frequency, as the link did.
@@ -851,9 +870,9 @@ async def test_explaining_an_unknown_record_is_not_found(identity: Identity) -> 
     await identity.link(record("core", "E-1", full_name="刘建军"))
 
     with pytest.raises(NotFound):
-        await identity.service.explain_link(key("core", "E-1"), key("core", "missing"))
+        await identity.service.explanations.explain_link(key("core", "E-1"), key("core", "missing"))
     with pytest.raises(NotFound):
-        await identity.service.explain_link(key("core", "missing"), key("core", "E-1"))
+        await identity.service.explanations.explain_link(key("core", "missing"), key("core", "E-1"))
 
 
 # --- 9. lookups -----------------------------------------------------------------------------
@@ -877,7 +896,7 @@ async def test_find_parties_by_each_criterion(identity: Identity) -> None:
     assert other.party_id != found.party_id
     expected = [found.party_id]
     legacy = ID_MAN_1990[:6] + ID_MAN_1990[8:17]
-    find = identity.service.find_parties
+    find = identity.service.queries.find_parties
 
     assert await find(PartyQuery(source_record=key("core", "F-1"))) == expected
     assert await find(PartyQuery(id_type="RESIDENT_ID", id_number=ID_MAN_1990)) == expected
@@ -896,17 +915,21 @@ async def test_find_parties_answers_the_survivor_once(identity: Identity) -> Non
     second = await identity.link(record("cards", "F-2", full_name="吴敏", phone="13812345678"))
     assert first.party_id != second.party_id
     identity.clock.advance()
-    await identity.service.merge_parties([first.party_id, second.party_id], "steward-li", "")
+    await identity.service.stewardship.merge_parties(
+        [first.party_id, second.party_id], "steward-li", ""
+    )
 
-    assert await identity.service.find_parties(PartyQuery(phone="13812345678")) == [first.party_id]
-    assert await identity.service.find_parties(PartyQuery(source_record=key("cards", "F-2"))) == [
+    assert await identity.service.queries.find_parties(PartyQuery(phone="13812345678")) == [
         first.party_id
     ]
+    assert await identity.service.queries.find_parties(
+        PartyQuery(source_record=key("cards", "F-2"))
+    ) == [first.party_id]
 
 
 async def test_find_parties_with_unknown_values_is_empty(identity: Identity) -> None:
     await identity.link(record("core", "F-1", full_name="周涛", id_type=1, id_number=ID_MAN_1990))
-    find = identity.service.find_parties
+    find = identity.service.queries.find_parties
 
     assert await find(PartyQuery(source_record=key("core", "F-9"))) == []
     assert await find(PartyQuery(id_type="RESIDENT_ID", id_number=ID_OTHER_MAN_1990)) == []
@@ -935,7 +958,7 @@ async def test_find_parties_with_bad_criteria_is_invalid_argument(
     identity: Identity, query: PartyQuery, fields: list[str]
 ) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        await identity.service.find_parties(query)
+        await identity.service.queries.find_parties(query)
 
     assert [v.field for v in caught.value.violations] == fields
 
@@ -980,7 +1003,7 @@ async def test_golden_record_prefers_the_verified_record_and_lists_recent_phones
     )
     assert call_centre.party_id == mobile.party_id == core.party_id
 
-    golden = (await identity.service.get_party(core.party_id)).golden
+    golden = (await identity.service.queries.get_party(core.party_id)).golden
 
     assert golden.full_name is not None
     assert (golden.full_name.value, golden.full_name.source) == ("刘晓燕", key("core", "G-1"))
@@ -1009,7 +1032,7 @@ async def test_concurrent_matching_records_without_id_number_end_in_one_party(
 ) -> None:
     outcomes = await asyncio.gather(
         *(
-            pg_identity.service.link_source_record(
+            pg_identity.service.linking.link_source_record(
                 record(
                     f"system-{i}",
                     "1",
@@ -1045,7 +1068,7 @@ async def test_concurrent_bridging_records_leave_no_forwarding_loop(
     assert a.party_id != b.party_id
 
     bridges = await asyncio.gather(
-        pg_identity.service.link_source_record(
+        pg_identity.service.linking.link_source_record(
             record(
                 "mobile",
                 "C-1",
@@ -1056,7 +1079,7 @@ async def test_concurrent_bridging_records_leave_no_forwarding_loop(
                 email="chen.jingyi@163.com",
             )
         ),
-        pg_identity.service.link_source_record(
+        pg_identity.service.linking.link_source_record(
             record(
                 "wealth",
                 "D-1",
@@ -1084,6 +1107,6 @@ async def test_concurrent_bridging_records_leave_no_forwarding_loop(
             current = forwards[current]
     assert forwards[b.party_id] == a.party_id
     assert forwards[a.party_id] is None
-    survivor = await pg_identity.service.get_party(b.party_id)
+    survivor = await pg_identity.service.queries.get_party(b.party_id)
     assert survivor.party_id == a.party_id
     assert len(survivor.records) == 4

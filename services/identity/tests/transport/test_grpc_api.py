@@ -19,6 +19,7 @@ from zhike.identity.v1 import events_pb2, identity_service_pb2, identity_service
 from zhike_identity.app import DEFINITION, SERVICE_NAME
 from zhike_identity.settings import IdentitySettings
 from zhike_identity.storage import schema
+from zhike_runtime import grpc_errors
 from zhike_runtime.app import RunningService
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.schema import outbox_event
@@ -88,10 +89,9 @@ async def rpc_error(call: Awaitable[Any]) -> Any:
 
 
 def rich_status(error: Any) -> status_pb2.Status:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            return status_pb2.Status.FromString(value)
-    raise AssertionError(f"no {'grpc-status-details-bin'} in the trailers of {error.code()}")
+    status = grpc_errors.rich_status(error)
+    assert status is not None, f"no rich status in the trailers of {error.code()}"
+    return status
 
 
 def violated_fields(error: Any) -> list[str]:

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, cast
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from google.type import date_pb2
 
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc, party_pb2
 from zhike_identity.app import DEFINITION
+from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import authorised_channel, running_service, wait_serving
 
@@ -83,11 +84,8 @@ async def test_a_negative_page_size_is_invalid_and_names_the_field(stub: Stub) -
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.ListLinkReviews(pb.ListLinkReviewsRequest(page_size=-1), timeout=5)
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    status = next(
-        status_pb2.Status.FromString(value)
-        for key, value in raised.value.trailing_metadata() or ()
-        if key == "grpc-status-details-bin"
-    )
+    status = rich_status(raised.value)
+    assert status is not None
     bad_request = error_details_pb2.BadRequest()
     assert status.details[0].Unpack(bad_request)
     assert [v.field for v in bad_request.field_violations] == ["page_size"]

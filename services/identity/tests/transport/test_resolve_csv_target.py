@@ -16,9 +16,9 @@ from pathlib import Path
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc
 from zhike_identity.app import DEFINITION
-from zhike_identity.evaluation import generator
-from zhike_identity.evaluation.dataset import RecordKey, read_grouping
-from zhike_identity.evaluation.metrics import pairwise_scores
+from zhike_identity_evaluation import generator
+from zhike_identity_evaluation.dataset import RecordKey, read_grouping
+from zhike_identity_evaluation.metrics import pairwise_scores
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
     TEST_ISSUER,

@@ -21,6 +21,7 @@ from zhike_identity.app import DEFINITION
 from zhike_identity.domain.matching.model import default_model
 from zhike_identity.settings import IdentitySettings
 from zhike_identity.storage import schema
+from zhike_runtime import grpc_errors
 from zhike_runtime.app import RunningService
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.testing.processes import NatsServer
@@ -134,10 +135,9 @@ async def rpc_error(call: Awaitable[Any]) -> Any:
 
 
 def rich_status(error: Any) -> status_pb2.Status:
-    for name, value in error.trailing_metadata() or ():
-        if name == "grpc-status-details-bin":
-            return status_pb2.Status.FromString(value)
-    raise AssertionError(f"no grpc-status-details-bin in the trailers of {error.code()}")
+    status = grpc_errors.rich_status(error)
+    assert status is not None, f"no rich status in the trailers of {error.code()}"
+    return status
 
 
 def violated_fields(error: Any) -> list[str]:

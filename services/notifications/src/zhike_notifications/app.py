@@ -118,7 +118,7 @@ def wire(platform: Platform[NotificationsSettings]) -> Wiring:
             Channel.PUSH: settings.providers_push,
         },
     )
-    directory = GrpcPartyDirectory.from_settings(settings)
+    directory = GrpcPartyDirectory.from_settings(settings, platform.telemetry)
     link_key = (
         settings.unsubscribe_link_key.get_secret_value().encode()
         if settings.unsubscribe_link_key

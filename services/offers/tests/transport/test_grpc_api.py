@@ -18,7 +18,7 @@ import grpc
 import nats
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 
 from zhike.offers.v1 import offers_pb2, offers_service_pb2, offers_service_pb2_grpc
@@ -27,6 +27,7 @@ from zhike_offers.app import DEFINITION, SERVICE_NAME
 from zhike_offers.settings import OffersSettings
 from zhike_runtime.app import RunningService
 from zhike_runtime.events import headers as h
+from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.ids import new_id
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
@@ -125,12 +126,11 @@ def party() -> str:
 
 def violations(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields a google.rpc.BadRequest names."""
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            bad_request = error_details_pb2.BadRequest()
-            assert status_pb2.Status.FromString(value).details[0].Unpack(bad_request)
-            return [v.field for v in bad_request.field_violations]
-    raise AssertionError("no google.rpc.BadRequest in the status details")
+    status = rich_status(error)
+    assert status is not None, "no google.rpc.BadRequest in the status details"
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    return [v.field for v in bad_request.field_violations]
 
 
 async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:

@@ -15,7 +15,7 @@ import nats
 import pytest
 import sqlalchemy as sa
 from google.protobuf.field_mask_pb2 import FieldMask
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
 from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import profile_service_pb2 as pb
@@ -27,6 +27,7 @@ from zhike_profile.storage import schema
 from zhike_runtime.app import RunningService
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import DLQ_STREAM
+from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
     authorised_channel,
@@ -75,12 +76,11 @@ async def api(profile: RunningService[ProfileSettings]) -> AsyncIterator[Any]:
 
 
 def violations(error: grpc.aio.AioRpcError) -> list[str]:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            bad_request = error_details_pb2.BadRequest()
-            assert status_pb2.Status.FromString(value).details[0].Unpack(bad_request)
-            return [v.field for v in bad_request.field_violations]
-    raise AssertionError("no status details")
+    status = rich_status(error)
+    assert status is not None, "no status details"
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    return [v.field for v in bad_request.field_violations]
 
 
 def good(event_id: str = "e-1", **overrides: Any) -> source_pb.SourceEvent:

@@ -13,6 +13,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from zhike.profile.v1 import profile_service_pb2, profile_service_pb2_grpc
 from zhike_profile.app import DEFINITION
+from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import authorised_channel, running_service
 
@@ -40,10 +41,9 @@ async def rpc_error(call: Awaitable[Any]) -> Any:
 
 
 def status_details(error: Any) -> status_pb2.Status:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            return status_pb2.Status.FromString(value)
-    raise AssertionError(f"no status details in the trailers of {error.code()}")
+    status = rich_status(error)
+    assert status is not None, f"no status details in the trailers of {error.code()}"
+    return status
 
 
 def get_profile(channel: Any, party_id: str) -> Awaitable[Any]:

@@ -25,8 +25,8 @@ from google.type import date_pb2, timeofday_pb2
 
 from zhike.identity.v1 import party_pb2
 from zhike.source.v1 import source_event_pb2 as pb
-from zhike_identity.evaluation import generator
-from zhike_identity.evaluation.generator import Person
+from zhike_identity_evaluation import generator
+from zhike_identity_evaluation.generator import Person
 
 Line: TypeAlias = pb.ProductLine.ValueType
 Tier: TypeAlias = pb.CardTier.ValueType

@@ -13,8 +13,8 @@ import dataclasses
 
 from zhike.identity.v1 import party_pb2
 from zhike_identity.domain.matching.features import RawRecord
-from zhike_identity.evaluation.dataset import InputRow
 from zhike_identity.remote import source_record_message
+from zhike_identity_evaluation.dataset import InputRow
 
 
 def source_record(row: InputRow) -> party_pb2.SourceRecord:

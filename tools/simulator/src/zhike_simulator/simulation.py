@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from zhike.identity.v1 import party_pb2
 from zhike.source.v1 import source_event_pb2 as pb
-from zhike_identity.evaluation import generator
+from zhike_identity_evaluation import generator
 from zhike_simulator.customer import Customer, Holding
 from zhike_simulator.records import source_record
 

@@ -26,8 +26,16 @@ from zhike_identity.domain.model import (
 class RecordStore(Protocol):
     async def get(self, key: SourceRecordKey) -> StoredRecord | None: ...
     async def add(
-        self, record: SourceRecord, party_id: str, evidence: LinkEvidence, at: dt.datetime
-    ) -> None: ...
+        self,
+        record: SourceRecord,
+        party_id: str,
+        evidence: LinkEvidence,
+        at: dt.datetime,
+        blocking: Sequence[str] = (),
+    ) -> None:
+        """Stores a new record, indexed under its `blocking` keys (as `set_blocking_keys`)."""
+        ...
+
     async def update(self, record: SourceRecord, at: dt.datetime) -> None: ...
     async def move(
         self, keys: Sequence[SourceRecordKey], party_id: str, evidence: LinkEvidence | None
@@ -41,6 +49,13 @@ class RecordStore(Protocol):
     async def with_blocking_keys(
         self, keys: Sequence[str], exclude: SourceRecordKey | None
     ) -> list[StoredRecord]: ...
+    async def with_candidates(
+        self, key: SourceRecordKey, keys: Sequence[str]
+    ) -> tuple[StoredRecord | None, list[StoredRecord]]:
+        """The record stored under `key` (None if new) and, as `with_blocking_keys` with it
+        excluded, the records indexed under any of `keys`: one query where a link needs both."""
+        ...
+
     async def set_blocking_keys(
         self, key: SourceRecordKey, blocking: Sequence[str], *, replacing: bool
     ) -> None:

@@ -20,9 +20,9 @@ that the service can start on that store and keep linking new records online:
 No outbox events by default. A bulk load is an initial load: the consumers (the profile service)
 are loaded from the same source files, or are started after the load and rebuilt from the store;
 a million `PartyCreated` and `SourceRecordLinked` events would only replay, through NATS, what
-they already hold, and delay the first real event behind them. `publish_events=True` writes those
-two events per party and per record into the outbox, in the same transaction, for a consumer
-that must learn of the load through events.
+they already hold, and delay the first real event behind them. Given `encode_events` (the
+service's event codec), the load writes those two events per party and per record into the
+outbox, in the same transaction, for a consumer that must learn of the load through events.
 
 Only a fresh store: the load refuses a store that already holds parties or records (merging a
 file into a live store is what `LinkSourceRecord` is for). Everything is written in one
@@ -68,6 +68,7 @@ from zhike_identity.domain.model import (
 from zhike_identity.domain.normalise import Unusable, infer_id_kind, parse_date, parse_gender
 from zhike_identity.domain.placement import raw_record
 from zhike_identity.domain.validation import validate_source_record
+from zhike_identity.storage import MIGRATIONS
 from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.schema import blocking_key, party, party_history, source_record
 from zhike_runtime.crypto import FieldKeys
@@ -162,7 +163,7 @@ class BulkReport:
     blanked: Mapping[str, int]  # per field: records stored with it blank (the service refuses it)
     records_with_blanked_fields: int
     duplicate_keys: int  # input rows that repeated an earlier row's key (the last one is kept)
-    events: int  # outbox rows written (0 unless publish_events)
+    events: int  # outbox rows written (0 without encode_events)
     seconds: float
     phases: Mapping[str, float] = field(default_factory=dict)
 
@@ -419,8 +420,7 @@ async def write_store(
     *,
     keys: FieldKeys,
     model_version: str,
-    publish_events: bool = False,
-    encode: Callable[[DomainEvent], OutgoingEvent] | None = None,
+    encode_events: Callable[[DomainEvent], OutgoingEvent] | None = None,
     workers: int | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> BulkReport:
@@ -429,8 +429,8 @@ async def write_store(
     Applies the migrations first. Raises `StoreNotEmpty` (a ValueError) if the store already
     holds parties or records, and `UnstorableKey` if a record's source key is one the service
     refuses; either way nothing is written. `keys` seal the personal data and blind the index
-    as the service would. `encode` turns domain events into outbox rows (default: the service's
-    own codec); it is used only with `publish_events`.
+    as the service would. With `encode_events` (the service's codec, as app.wire hands it to the
+    unit of work) the load also stages PartyCreated and SourceRecordLinked in the outbox.
     """
     if len(resolution.party_ids) != len(records):
         raise ValueError(
@@ -447,23 +447,16 @@ async def write_store(
         resolution.party_ids,
         model_version=model_version,
         now=now,
-        publish_events=publish_events,
+        publish_events=encode_events is not None,
     )
     del prepared
     phases["prepare"] = time.perf_counter() - started
-    outgoing: list[OutgoingEvent] = []
-    if publish_events:
-        if encode is None:
-            # The service's codec, as app.wire hands it to the unit of work.
-            from zhike_identity.transport.codec import outgoing_event
-
-            encode = outgoing_event
-        outgoing = [encode(event) for event in rows.events]
+    outgoing = [encode_events(event) for event in rows.events] if encode_events else []
 
     database = Database(database_url)
     try:
         mark = time.perf_counter()
-        await apply_migrations(database, _migrations(), keys)
+        await apply_migrations(database, MIGRATIONS, keys)
         phases["migrations"] = time.perf_counter() - mark
         mark = time.perf_counter()
         async with database.engine.begin() as connection:
@@ -499,18 +492,11 @@ async def ensure_fresh(database_url: str, keys: FieldKeys) -> None:
     caller can make before hours of resolution (`write_store` checks again, under a lock)."""
     database = Database(database_url)
     try:
-        await apply_migrations(database, _migrations(), keys)
+        await apply_migrations(database, MIGRATIONS, keys)
         async with database.engine.begin() as connection:
             await _refuse_unless_empty(connection, database.is_postgres)
     finally:
         await database.dispose()
-
-
-def _migrations() -> Any:
-    # Imported here: app.py is the composition root and imports the transport layer.
-    from zhike_identity.app import DEFINITION
-
-    return DEFINITION.migrations
 
 
 async def _refuse_unless_empty(connection: AsyncConnection, postgres: bool) -> None:

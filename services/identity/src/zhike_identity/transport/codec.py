@@ -8,6 +8,7 @@ from collections.abc import Callable
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from zhike.identity.v1 import events_pb2, identity_service_pb2, party_pb2
+from zhike_identity.domain.explanations import Explanation
 from zhike_identity.domain.model import (
     Decider,
     DomainEvent,
@@ -26,7 +27,6 @@ from zhike_identity.domain.model import (
     SourceRecordLinked,
     SourceRecordMoved,
 )
-from zhike_identity.domain.service import Explanation
 from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.masking import mask_address, mask_email, mask_id_number, mask_phone
 

@@ -9,8 +9,11 @@ import grpc
 
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
+from zhike_identity.domain.explanations import LinkExplanations
+from zhike_identity.domain.linking import Linking
 from zhike_identity.domain.model import IdType, LinkDecisionKind
-from zhike_identity.domain.service import IdentityService, PartyQuery
+from zhike_identity.domain.queries import PartyQueries, PartyQuery
+from zhike_identity.domain.stewardship import Stewardship
 from zhike_identity.transport import codec
 from zhike_runtime.auth.access import current_call
 from zhike_runtime.validation import Violations
@@ -38,8 +41,17 @@ def _actor() -> str:
 
 
 class IdentityHandlers(pb_grpc.IdentityServiceServicer):
-    def __init__(self, service: IdentityService) -> None:
-        self._service = service
+    def __init__(
+        self,
+        linking: Linking,
+        queries: PartyQueries,
+        explanations: LinkExplanations,
+        stewardship: Stewardship,
+    ) -> None:
+        self._linking = linking
+        self._queries = queries
+        self._explanations = explanations
+        self._stewardship = stewardship
 
     async def LinkSourceRecord(
         self, request: pb.LinkSourceRecordRequest, context: Context
@@ -48,7 +60,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
             v = Violations()
             v.add("source_record", "is required")
             v.raise_if_any()
-        outcome = await self._service.link_source_record(
+        outcome = await self._linking.link_source_record(
             codec.source_record_input(request.source_record)
         )
         return pb.LinkSourceRecordResponse(
@@ -58,7 +70,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
         )
 
     async def GetParty(self, request: pb.GetPartyRequest, context: Context) -> pb.GetPartyResponse:
-        view = await self._service.get_party(request.party_id)
+        view = await self._queries.get_party(request.party_id)
         call = current_call()
         call.about_party(view.party_id)
         return pb.GetPartyResponse(party=codec.party_message(view, unmasked=call.unmasked))
@@ -98,12 +110,12 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
         v.raise_if_any()
         if which != "source_record":
             current_call().audit_use_of(str(which))
-        return pb.FindPartiesResponse(party_ids=await self._service.find_parties(query))
+        return pb.FindPartiesResponse(party_ids=await self._queries.find_parties(query))
 
     async def ExplainLink(
         self, request: pb.ExplainLinkRequest, context: Context
     ) -> pb.ExplainLinkResponse:
-        explanation = await self._service.explain_link(
+        explanation = await self._explanations.explain_link(
             codec.domain_key(request.record_a), codec.domain_key(request.record_b)
         )
         return codec.explanation_message(explanation)
@@ -111,7 +123,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
     async def GetPartyHistory(
         self, request: pb.GetPartyHistoryRequest, context: Context
     ) -> pb.GetPartyHistoryResponse:
-        entries = await self._service.party_history(request.party_id)
+        entries = await self._queries.party_history(request.party_id)
         return pb.GetPartyHistoryResponse(entries=[codec.history_message(e) for e in entries])
 
     async def MergeParties(
@@ -121,7 +133,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
             v = Violations()
             v.add("party_ids", f"at most {MAX_PARTIES_PER_MERGE} parties per merge")
             v.raise_if_any()
-        survivor = await self._service.merge_parties(
+        survivor = await self._stewardship.merge_parties(
             list(request.party_ids), _actor(), request.reason
         )
         return pb.MergePartiesResponse(surviving_party_id=survivor)
@@ -133,7 +145,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
             v = Violations()
             v.add("source_records", f"at most {MAX_RECORDS_PER_SPLIT} records per split")
             v.raise_if_any()
-        new_party = await self._service.split_party(
+        new_party = await self._stewardship.split_party(
             request.party_id,
             [codec.domain_key(k) for k in request.source_records],
             _actor(),
@@ -144,7 +156,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
     async def ListLinkReviews(
         self, request: pb.ListLinkReviewsRequest, context: Context
     ) -> pb.ListLinkReviewsResponse:
-        reviews, token = await self._service.list_reviews(request.page_size, request.page_token)
+        reviews, token = await self._stewardship.list_reviews(request.page_size, request.page_token)
         return pb.ListLinkReviewsResponse(
             reviews=[
                 pb.LinkReview(
@@ -168,7 +180,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
         if request.outcome not in (pb.REVIEW_OUTCOME_LINK, pb.REVIEW_OUTCOME_KEEP_APART):
             v.add("outcome", "must be REVIEW_OUTCOME_LINK or REVIEW_OUTCOME_KEEP_APART")
         v.raise_if_any()
-        party_a, party_b = await self._service.resolve_review(
+        party_a, party_b = await self._stewardship.resolve_review(
             request.review_id, request.outcome == pb.REVIEW_OUTCOME_LINK, _actor()
         )
         return pb.ResolveLinkReviewResponse(party_id_a=party_a, party_id_b=party_b)
@@ -184,7 +196,7 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
         if request.decision not in kinds:
             v.add("decision", "must be LINK_DECISION_NEVER_LINK or LINK_DECISION_ALWAYS_LINK")
         v.raise_if_any()
-        party_a, party_b = await self._service.record_decision(
+        party_a, party_b = await self._stewardship.record_decision(
             codec.domain_key(request.record_a),
             codec.domain_key(request.record_b),
             kinds[request.decision],

@@ -58,3 +58,42 @@ def test_an_address_with_a_mistyped_word_is_similar() -> None:
     c = RawRecord("x", "c", address="5 weavell place tilbrook robina tas 7018")
     d = RawRecord("x", "d", address="35 weavell place tas 7018")
     assert levels(c, d)["address"] == "different"
+
+
+def test_a_nickname_or_short_form_of_the_given_name_is_a_variant() -> None:
+    assert name_level("Arthur Jackson", "ARTIE JACKSON") == "variant"  # order guessed apart
+    assert name_level("William Smith", "Smith, Bill") == "variant"
+    assert name_level("Patricia Patel", "Pat Patel") == "variant"
+    assert name_level("Robert Chan", "Bob Chna") == "variant"  # with a typo in the surname
+
+
+def test_a_variant_needs_the_table_and_the_other_part() -> None:
+    # Christopher and Christine share a short form but are not each other's variants.
+    assert name_level("Christopher Lee", "Christine Lee") != "variant"
+    assert name_level("William Smith", "Bill Jones") == "different"
+
+
+def birth_level(a: str, b: str) -> str:
+    pattern = compare(
+        extract_features(RawRecord("x", "a", full_name="Ann Lee", birth_date=a)),
+        extract_features(RawRecord("x", "b", full_name="Ann Lee", birth_date=b)),
+    )
+    return dict(zip(FIELDS, pattern, strict=True))["birth_date"]
+
+
+def test_a_one_digit_typo_or_a_day_month_swap_is_a_partial_agreement() -> None:
+    assert birth_level("1980-05-03", "1980-05-08") == "close"
+    assert birth_level("1980-05-03", "1980-03-05") == "close"
+    assert birth_level("1980-05-03", "1986-11-23") == "different"
+
+
+def test_an_impossible_date_is_dropped_with_a_reason_and_the_rest_is_kept() -> None:
+    features = extract_features(
+        RawRecord(
+            "x", "a", full_name="Ann Lee", birth_date="1980-02-30", address="Flat 1A, 3 Tai Po Road"
+        )
+    )
+    assert features.birth_date is None
+    assert [(p.field, p.reason) for p in features.problems] == [("birth_date", "bad_date")]
+    assert features.name is not None
+    assert features.address is not None

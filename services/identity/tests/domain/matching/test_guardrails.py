@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zhike_identity.domain.matching.comparison import FIELDS, NULL, compare
 from zhike_identity.domain.matching.features import RawRecord, extract_features
-from zhike_identity.domain.matching.resolver import resolve
+from zhike_identity.domain.matching.resolver import frequencies_of, resolve
 from zhike_identity.domain.resident_id import check_character
 
 
@@ -137,3 +137,44 @@ def test_the_same_person_across_scripts_and_id_forms_is_one_party() -> None:
         ),
     ]
     assert groups(records) == [["c1", "d1", "f1"]]
+
+
+def test_one_customers_address_on_his_many_records_stays_evidence() -> None:
+    # Twelve records of one customer, his name typed three ways, his birth date missing on some:
+    # his address is held by one person, not by twelve (issue 14).
+    names = ["Arthur Jackson", "JACKSON Artie", "Jackson, Arthur"]
+    records = [
+        RawRecord(
+            "passbook",
+            f"r{i}",
+            full_name=names[i % 3],
+            birth_date="" if i % 4 == 0 else "1967-11-11",
+            address="Blk 298 Orchard Road #26-122, Singapore 554624",
+        )
+        for i in range(12)
+    ]
+    assert groups(records) == [sorted(f"r{i}" for i in range(12))]
+
+
+def test_an_address_held_by_many_different_people_stops_counting() -> None:
+    # A branch's address typed in for ten different customers, two records each: each pair of
+    # one customer links by name and birth date, but no one links to anyone else through it,
+    # even where names agree partly and one birth date is missing.
+    branch = "1 Queen's Road Central, Central, Hong Kong"
+    given = ["Amy", "Ben", "Carl", "Dora", "Evan", "Fay", "Gus", "Hugo", "Ivy", "Joan"]
+    records = []
+    for n, name in enumerate(given):
+        for copy in range(2):
+            records.append(
+                RawRecord(
+                    "branch",
+                    f"{name}-{copy}",
+                    full_name=f"{name} Chan",
+                    birth_date=f"19{60 + n}-0{1 + copy % 2}-1{n}" if copy == 0 else "",
+                    address=branch,
+                )
+            )
+    features = [extract_features(r) for r in records]
+    freq = frequencies_of(features)
+    assert freq.too_common("address", features[0].address.text if features[0].address else "")
+    assert all(len(group) <= 2 for group in groups(records))

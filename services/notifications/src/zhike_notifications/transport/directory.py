@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-import phonenumbers
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.type import timeofday_pb2
 
@@ -42,14 +41,14 @@ from zhike_notifications.domain.ports import DirectoryUnavailable, PartyContact
 from zhike_notifications.domain.quiet_hours import QuietHours
 from zhike_notifications.settings import NotificationsSettings
 from zhike_runtime.auth.client import BearerToken
+from zhike_runtime.phones import PhoneUnreadable, parse_phone
+from zhike_runtime.telemetry import Telemetry
 from zhike_runtime.tls import channel_credentials, open_channel
 
 log = logging.getLogger(__name__)
 
 # What identity's audit log records as the reason for each unmasked read.
 PURPOSE = "notification dispatch"
-# Mainland numbers written without a country code are Chinese.
-DEFAULT_REGION = "CN"
 
 _TRANSIENT = frozenset(
     {
@@ -147,8 +146,13 @@ class GrpcPartyDirectory:
         *,
         timeout_seconds: float = 2.0,
         credentials: grpc.ChannelCredentials | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
-        interceptors = [BearerToken(token.current, purpose=PURPOSE)]
+        # Client spans (and the trace context the services continue) when telemetry is given.
+        interceptors: list[grpc.aio.ClientInterceptor] = [
+            *(telemetry.client_interceptors() if telemetry is not None else ()),
+            BearerToken(token.current, purpose=PURPOSE),
+        ]
         self._identity_channel = open_channel(
             identity_address, credentials, interceptors=interceptors
         )
@@ -162,7 +166,9 @@ class GrpcPartyDirectory:
         self._logged: set[_Refused] = set()
 
     @classmethod
-    def from_settings(cls, settings: NotificationsSettings) -> GrpcPartyDirectory:
+    def from_settings(
+        cls, settings: NotificationsSettings, telemetry: Telemetry | None = None
+    ) -> GrpcPartyDirectory:
         """Raises DirectoryConfigurationError (naming the setting) when no token is configured."""
         token = ServiceToken.from_settings(settings)
         tls_files = (
@@ -183,6 +189,7 @@ class GrpcPartyDirectory:
             token,
             timeout_seconds=settings.directory_timeout_seconds,
             credentials=credentials,
+            telemetry=telemetry,
         )
 
     async def close(self) -> None:
@@ -287,12 +294,9 @@ def _e164(phone: str) -> str:
     if not phone:
         return ""
     try:
-        number = phonenumbers.parse(phone, DEFAULT_REGION)
-    except phonenumbers.NumberParseException:
+        return parse_phone(phone).e164
+    except PhoneUnreadable:
         return ""
-    if not phonenumbers.is_possible_number(number):
-        return ""
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _with_preferences(contact: PartyContact, preferences: profile_pb2.Preferences) -> PartyContact:

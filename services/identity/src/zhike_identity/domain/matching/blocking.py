@@ -7,9 +7,12 @@ them in a table and the batch resolver in a dict.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import re
 
 from zhike_identity.domain.matching.features import RecordFeatures
+from zhike_identity.domain.normalise import Address
 
 # Keys on exact identifiers: always used, however large their block (a real shared identifier
 # is what the scoring must see).
@@ -56,20 +59,93 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
             if name.given:
                 # Latin names' order is a guess: the other part with the postcode too.
                 keys.append(f"gp:{name.given}:{record.address.postcode}")
-    if name is not None and record.address is not None:
-        # The address with the surname's initial: a record whose name, birth date and postcode
-        # were all mistyped still meets its record at home, without comparing a whole building.
-        keys.append(f"ai:{record.address.text}:{name.surname[:1]}")
-    if birth:
+    # Either name part's initial: a Latin name's order is a guess, and a nickname ("Bill" for
+    # "William") keeps the surname's initial.
+    initials = sorted({p[:1] for p in (name.surname, name.given) if p}) if name else []
+    # The typo-tolerant keys below (postcode-like tokens, address numbers, a swapped or mistyped
+    # birth date) only for a record without an ID number, phone or e-mail: such a record has
+    # nothing else to meet its others by, while a record with one would bring dozens more
+    # candidates to every online link (at a million records, 28 of its 53 came from the year
+    # and month key alone) for pairs its identifier already finds.
+    weak = doc is None and record.phone is None and record.email is None
+    address = record.address
+    if address is not None:
+        for initial in initials:
+            # The address with an initial: a record whose name, birth date and postcode were all
+            # mistyped still meets its record at home, without comparing a whole building.
+            keys.append(f"ai:{address.text}:{initial}")
+        postcode = postcode_like(address) if weak else None
+        numbers = _address_numbers(address) if weak else None
+        for initial in initials:
+            # Postcodes of any country's format ("sw1a1aa", "m5v3l9", "10115"), and the numbers
+            # of the address (house, building, flat): a mistyped street or town still meets.
+            if postcode and address.text.isascii():
+                # (A Chinese postcode covers a whole district: `sp`/`gp` above and the
+                # numbers cover it.)
+                keys.append(f"pk:{postcode}:{initial}")
+            if numbers:
+                keys.append(f"an:{numbers}:{initial}")
+    if record.birth_date is not None:
         if name is not None:
-            # The birth date with either name part's initial: a name typed quite differently
-            # still meets its record, without comparing everyone born that day.
-            keys.append(f"bi:{birth}:{name.surname[:1]}")
-            if name.given:
-                keys.append(f"bi:{birth}:{name.given[:1]}")
+            born = record.birth_date
+            swapped = _swapped(born)
+            for initial in initials:
+                # The birth date with either name part's initial: a name typed quite
+                # differently still meets its record, without comparing everyone born that day;
+                # also under the date with day and month swapped, and by year and month (a
+                # mistyped day).
+                keys.append(f"bi:{birth}:{initial}")
+                if not weak:
+                    continue
+                if swapped is not None:
+                    keys.append(f"bi:{swapped.isoformat()}:{initial}")
+                keys.append(f"bm:{born:%Y-%m}:{initial}")
         else:
             keys.append(f"bd:{birth}")
     return [index_key(k) for k in keys]
+
+
+_DIGITS = re.compile(r"[0-9]+")
+_LETTERS_AND_DIGITS = re.compile(r"(?=[a-z]*[0-9])(?=[0-9]*[a-z])[a-z0-9]{2,4}")
+
+
+def postcode_like(address: Address) -> str | None:
+    """The postcode, in any country's format: the one the normaliser found (six digits in China,
+    four or five abroad), else a trailing run of letters-and-digits groups ("sw1a 1aa",
+    "m5v 3l9") or digits of four to six ("2000", "581929"); Hong Kong has none."""
+    if address.postcode:
+        return address.postcode
+    if address.text.isascii():
+        tokens = list(address.tokens)
+        tail: list[str] = []
+        while tokens and _LETTERS_AND_DIGITS.fullmatch(tokens[-1]) and len(tail) < 2:
+            tail.insert(0, tokens.pop())
+        if tail and len("".join(tail)) >= 5:
+            return "".join(tail)
+        if address.tokens and address.tokens[-1].isdigit() and 4 <= len(address.tokens[-1]) <= 6:
+            return address.tokens[-1]
+    return None
+
+
+def _address_numbers(address: Address) -> str | None:
+    """The numbers of an address in order ("61-16-4-3104": house, building, unit, flat; "10c-157"),
+    without the postcode: what survives a mistyped street or town name. A Han address needs two
+    numbers, or one number would put a whole street in one block."""
+    if not address.text.isascii():
+        numbers = _DIGITS.findall(address.text)
+        return "-".join(numbers) if len(numbers) >= 2 else None
+    postcode = postcode_like(address) or ""
+    words = [t for t in address.tokens if any(c.isdigit() for c in t)]
+    while words and postcode.endswith(words[-1]):
+        postcode = postcode[: -len(words[-1])]
+        words.pop()
+    return "-".join(words) or None
+
+
+def _swapped(date: dt.date) -> dt.date | None:
+    if date.day > 12 or date.day == date.month:
+        return None
+    return date.replace(month=date.day, day=date.month)
 
 
 def counting_keys(record: RecordFeatures) -> list[str]:

@@ -6,16 +6,21 @@ side, a placeholder, or switched off by a guardrail) and contributes no weight e
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import re
+
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler, Levenshtein
 
 from zhike_identity.domain.matching.features import RecordFeatures
+from zhike_identity.domain.normalise.variants import are_name_variants
 
 NULL = "null"
 
 # Levels per field, strongest agreement first. The model holds an m and u probability for each.
 LEVELS: dict[str, tuple[str, ...]] = {
     "id": ("exact_valid", "exact", "close", "different"),
-    "name": ("exact_hanzi", "exact_pinyin", "close", "partial", "different"),
+    "name": ("exact_hanzi", "exact_pinyin", "close", "variant", "partial", "different"),
     "birth_date": ("exact", "close", "different"),
     "gender": ("same", "different"),
     "phone": ("same", "different"),
@@ -33,18 +38,48 @@ Pattern = tuple[str, ...]
 
 
 class Frequencies:
-    """How many records hold a value; a value held by too many stops counting as evidence."""
+    """How many records hold a value, and how many *people*: a phone, e-mail or address held by
+    more people than `shared_limit` stops counting as evidence (a branch's address typed in as a
+    placeholder, a block of flats written without the flat), while one customer's own address on
+    his ten records stays his.
 
-    def __init__(self, counts: dict[tuple[str, str], int], total: int, shared_limit: int) -> None:
+    `people` counts distinct people per value where the caller knows them (the service: distinct
+    parties; the batch resolver: distinct names and birth dates); where it does not, records
+    stand in for people."""
+
+    def __init__(
+        self,
+        counts: dict[tuple[str, str], int],
+        total: int,
+        shared_limit: int,
+        people: dict[tuple[str, str], int] | None = None,
+    ) -> None:
         self._counts = counts
+        self._people = people or {}
         self.total = max(total, 1)
         self.shared_limit = shared_limit
 
     def count(self, kind: str, value: str) -> int:
         return self._counts.get((kind, value), 0)
 
+    def people(self, kind: str, value: str) -> int:
+        return self._people.get((kind, value), self.count(kind, value))
+
     def too_common(self, kind: str, value: str) -> bool:
-        return self.count(kind, value) > self.shared_limit
+        return self.people(kind, value) > self.shared_limit
+
+
+_SAME_NAMES = frozenset({"exact_hanzi", "exact_pinyin", "close", "variant"})
+
+
+def same_person(a: RecordFeatures, b: RecordFeatures) -> bool:
+    """Whether two records holding one value look like one person by name and birth date (for
+    counting the people who share the value, not for linking): the names agree at least as
+    variants and the birth dates do not disagree. A record with neither is nobody in particular
+    and counts as someone else."""
+    if (a.name is None and a.birth_date is None) or (b.name is None and b.birth_date is None):
+        return False
+    return _name_level(a, b) in _SAME_NAMES and _birth_level(a, b) != "different"
 
 
 def veto(a: RecordFeatures, b: RecordFeatures) -> str | None:
@@ -94,6 +129,13 @@ def _name_level(a: RecordFeatures, b: RecordFeatures) -> str:
         or sorted(na.syllables) == sorted(nb.syllables)
     ):
         return "close"
+    # A nickname or short form of the given name ("Artie" / "Arthur", "Bill" / "William") with
+    # the surname nearly equal, in either order: a level of its own, stronger than "partial"
+    # (which siblings and twins reach) and not subject to the household guardrail.
+    if _variants(na.surname, na.given, nb.surname, nb.given) or _variants(
+        na.surname, na.given, nb.given, nb.surname
+    ):
+        return "variant"
     # One part agrees and the other does not or is missing: siblings, twins, spouses — or one
     # person whose other name part was mistyped beyond recognition, replaced or left out. The
     # parts are compared across too: a Latin name's order is a guess ("Webb" vs "Amber Webb").
@@ -104,13 +146,27 @@ def _name_level(a: RecordFeatures, b: RecordFeatures) -> str:
     return "different"
 
 
+def _variants(a1: str, a2: str, b1: str, b2: str) -> bool:
+    """One part nearly equal and the other a nickname or short form of it, in these positions."""
+    if not (a1 and a2 and b1 and b2):
+        return False
+    return (_similar(a1, b1) >= 0.92 and are_name_variants(a2, b2)) or (
+        _similar(a2, b2) >= 0.92 and are_name_variants(a1, b1)
+    )
+
+
+@functools.lru_cache(maxsize=65536)
+def _date_digits(date: dt.date) -> str:
+    return f"{date.year:04d}{date.month:02d}{date.day:02d}"
+
+
 def _birth_level(a: RecordFeatures, b: RecordFeatures) -> str:
     da, db = a.birth_date, b.birth_date
     if da is None or db is None:
         return NULL
     if da == db:
         return "exact"
-    sa, sb = da.strftime("%Y%m%d"), db.strftime("%Y%m%d")
+    sa, sb = _date_digits(da), _date_digits(db)
     if DamerauLevenshtein.distance(sa, sb, score_cutoff=2) <= 1 or (
         da.year == db.year and da.month == db.day and da.day == db.month
     ):
@@ -130,14 +186,40 @@ def _address_level(a: RecordFeatures, b: RecordFeatures) -> str:
         return NULL
     if aa.text == ab.text:
         return "exact"
+    numbers_a, numbers_b = _numbers(aa.text), _numbers(ab.text)
+    if (
+        len(numbers_a) >= 2
+        and len(numbers_b) >= 2
+        and set(numbers_a).isdisjoint(numbers_b)
+        and DamerauLevenshtein.distance(" ".join(numbers_a), " ".join(numbers_b), score_cutoff=2)
+        > 1
+    ):
+        # A house and a flat number on each side, none in common nor one mistyped digit apart:
+        # another home on the same street, however alike the rest ("Flat 29F, 357 Nathan Road"
+        # and "Flat 24B, 89 Nathan Road"). A lone house number may be mistyped beyond that.
+        return "different"
     ta, tb = set(aa.tokens), set(ab.tokens)
     if ta and tb:
-        shared = len(ta & tb) + _mistyped_words(ta - tb, tb - ta)
-        if shared / (len(ta) + len(tb) - shared) >= 0.6:
-            return "similar"
+        shared = len(ta & tb)
+        only_a, only_b = ta - tb, tb - ta
+        # Mistyped words can add at most min(|only_a|, |only_b|): look for them only when that
+        # could reach the threshold (most pairs compared are strangers' addresses).
+        most = shared + min(len(only_a), len(only_b))
+        if most / (len(ta) + len(tb) - most) >= 0.6:
+            shared += _mistyped_words(only_a, only_b)
+            if shared / (len(ta) + len(tb) - shared) >= 0.6:
+                return "similar"
     if Levenshtein.normalized_similarity(aa.text, ab.text) >= 0.85:
         return "similar"  # typing errors inside words
     return "different"
+
+
+_NUMBERS = re.compile(r"[0-9]+")
+
+
+@functools.lru_cache(maxsize=65536)
+def _numbers(text: str) -> tuple[str, ...]:
+    return tuple(_NUMBERS.findall(text))
 
 
 def _is_long_word(token: str) -> bool:

@@ -63,7 +63,9 @@ class MatchModel:
                 and name_value is not None
                 and frequencies is not None
             ):
-                share = frequencies.count("name", name_value) / frequencies.total
+                # Counted by people where known: a customer's many records of his own rare
+                # name do not make it common.
+                share = frequencies.people("name", name_value) / frequencies.total
                 # Term-frequency adjustment: u becomes the share of records holding this name.
                 tf_u = max(share, self.u["name"][level], _FLOOR)
                 weight = math.log2(max(self.m["name"][level], _FLOOR) / tf_u)

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 
 from zhike_identity.domain.matching.blocking import STRONG_PREFIXES, blocking_keys
 from zhike_identity.domain.matching.clustering import Refusal, ScoredPair, cluster
-from zhike_identity.domain.matching.comparison import Frequencies, Pattern, compare, veto
+from zhike_identity.domain.matching.comparison import (
+    Frequencies,
+    Pattern,
+    compare,
+    same_person,
+    veto,
+)
 from zhike_identity.domain.matching.features import (
     Problem,
     RawRecord,
@@ -28,9 +34,12 @@ from zhike_identity.domain.matching.model import MatchModel, default_model, esti
 # matches in them share a rarer key too. Exact identifier keys are always enumerated.
 BLOCK_LIMIT = 100
 STRONG_BLOCK_LIMIT = 2000
-# A phone, e-mail or address held by more records than this stops counting as evidence.
+# A phone, e-mail or address held by more *people* than this stops counting as evidence.
 SHARED_VALUE_LIMIT = 8
 RANDOM_PAIRS = 200_000
+# Fewer for small sets (20 per record): u is a share among random pairs, and 20 pairs per record
+# already give each level of a few thousand records more draws than the set has distinct values.
+RANDOM_PAIRS_PER_RECORD = 20
 PARTY_NAMESPACE = uuid.UUID("6f1c7c3e-7a4e-4a53-9a7b-2f1a5d0c9e11")
 
 
@@ -51,20 +60,51 @@ class Resolution:
 
 def frequencies_of(features: Sequence[RecordFeatures]) -> Frequencies:
     counts: dict[tuple[str, str], int] = {}
+    holders: dict[tuple[str, str], list[RecordFeatures]] = {}
 
-    def add(kind: str, value: str) -> None:
+    def add(kind: str, value: str, record: RecordFeatures) -> None:
         counts[(kind, value)] = counts.get((kind, value), 0) + 1
+        if kind != "name":
+            holders.setdefault((kind, value), []).append(record)
 
     for f in features:
         if f.name is not None:
-            add("name", f.name.full)
+            add("name", f.name.full, f)
         if f.phone is not None:
-            add("phone", f.phone.e164)
+            add("phone", f.phone.e164, f)
         if f.email is not None:
-            add("email", f.email)
+            add("email", f.email, f)
         if f.address is not None:
-            add("address", f.address.text)
-    return Frequencies(counts, len(features), SHARED_VALUE_LIMIT)
+            add("address", f.address.text, f)
+    people = {
+        value: distinct_people(records, SHARED_VALUE_LIMIT + 1)
+        for value, records in holders.items()
+        if len(records) > SHARED_VALUE_LIMIT  # fewer records cannot be too many people
+    }
+    # A name's holders counted by their birth dates: one customer's ten records do not make his
+    # rare name common (its term frequency), while 王伟 held by a hundred people stays common.
+    births: dict[str, set[dt.date | None]] = {}
+    for f in features:
+        if f.name is not None:
+            births.setdefault(f.name.full, set()).add(f.birth_date)
+    for name, dates in births.items():
+        people[("name", name)] = max(len(dates - {None}), 1)
+    return Frequencies(counts, len(features), SHARED_VALUE_LIMIT, people)
+
+
+def distinct_people(records: Sequence[RecordFeatures], stop_at: int) -> int:
+    """How many different people hold a value, as far as names and birth dates tell (counting
+    stops at `stop_at`): one customer's twelve records with his name typed three ways are one
+    person; a branch address on the records of fifty customers is fifty. Twins (another given
+    name) and a household's members (another name or birth date) count apart, so a home stays
+    evidence for each of them and a block of flats without flat numbers does not."""
+    representatives: list[RecordFeatures] = []
+    for record in records:
+        if not any(same_person(record, other) for other in representatives):
+            representatives.append(record)
+            if len(representatives) >= stop_at:
+                break
+    return len(representatives)
 
 
 def candidate_pairs(features: Sequence[RecordFeatures]) -> list[tuple[int, int]]:
@@ -112,7 +152,7 @@ def estimate_on(
             None,
             household_guardrail=household_guardrail,
         )
-        for _ in range(RANDOM_PAIRS)
+        for _ in range(min(RANDOM_PAIRS, RANDOM_PAIRS_PER_RECORD * size))
     )
     return estimate(start, candidate_patterns, random_patterns, version=version)
 

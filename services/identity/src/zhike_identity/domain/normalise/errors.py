@@ -18,6 +18,9 @@ REASONS: frozenset[str] = frozenset(
         "not_a_name",  # no letters at all: only punctuation or symbols
         "unknown_kind",  # an identity document kind outside the six known ones
         "no_area_code",  # a landline number given without its area code
+        "unallocated",  # a phone number of a possible length in no range its plan allocates
+        "service_number",  # a company's toll-free, shared-cost or premium-rate phone number
+        "unknown_country",  # a phone number's country code is no country's
     }
 )
 

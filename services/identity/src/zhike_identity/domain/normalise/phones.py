@@ -1,9 +1,11 @@
-"""Telephone numbers to E.164, mainland mobile versus landline.
+"""Telephone numbers to E.164, with their type, read by libphonenumber (zhike_runtime.phones).
 
 Accepts the forms bank records hold: "+86 138 1234 5678", "0086-13812345678", "86-138…",
-"(010) 6234-5678", "0755-12345678 转 801" (the extension is dropped), full-width digits. Hong Kong,
-Macau and Taiwan numbers are recognised by their country codes; other international numbers are
-kept as E.164 when their length is plausible.
+"(010) 6234-5678", "0755-12345678 转 801" (the extension is dropped), full-width digits, and
+any country's numbers with their country code. What is kept is a person's number: valid (in a
+range a numbering plan allocates, so "120 1234 5678" is dropped as "unallocated"; a 7-digit
+landline from before its area moved to 8 digits is kept) and a mobile, fixed-line or personal number, not a company's 400/800 service
+number. Placeholders clerks type (13800000000, 010-88888888, 12345678901) are dropped as such.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from zhike_identity.domain.normalise.errors import Unusable
 from zhike_identity.domain.normalise.text import clean, is_placeholder
+from zhike_runtime.phones import PhoneKind, PhoneUnreadable, parse_phone
 
 MAX_PHONE_LENGTH = 40
 
@@ -21,8 +24,11 @@ _EXTENSION = re.compile(r"(?:转|分机|ext\.?|x|#).*$", re.IGNORECASE)
 _LIST_SEPARATOR = re.compile(r"[/、;,，；]")
 _FORMATTING = str.maketrans("", "", " -‐‑‒–—().")
 _DIALLED = re.compile(r"\+?[0-9]+")
-_MOBILE = re.compile(r"1[3-9][0-9]{9}")
-_SERVICE_NUMBERS = frozenset({"13800138000"})  # China Mobile's service centre, a classic filler
+# A mainland number written without its area code: 7 or 8 digits that are not a mobile's.
+_LOCAL_ONLY = re.compile(r"[2-9][0-9]{6,7}")
+# A mainland area code (2 or 3 digits without its 0) and a 7-digit local number.
+_OLDER_FIXED_LINE = re.compile(r"[2-9][0-9]{1,2}[2-9][0-9]{6}")
+_SERVICE_NUMBERS = frozenset({"+8613800138000"})  # China Mobile's service centre, a classic filler
 _ASCENDING = "01234567890123456789"
 _DESCENDING = _ASCENDING[::-1]
 
@@ -30,7 +36,11 @@ _DESCENDING = _ASCENDING[::-1]
 @dataclass(frozen=True)
 class Phone:
     e164: str  # "+8613812345678", "+861062345678"
-    mobile: bool  # a mobile number (mainland 1[3-9]…, or a Hong Kong/Macau/Taiwan mobile)
+    kind: PhoneKind  # MOBILE, FIXED_LINE, FIXED_LINE_OR_MOBILE, VOIP or PERSONAL_NUMBER
+
+    @property
+    def mobile(self) -> bool:
+        return self.kind is PhoneKind.MOBILE
 
 
 def normalise_phone(raw: str) -> Phone:
@@ -45,73 +55,35 @@ def normalise_phone(raw: str) -> Phone:
     text = _EXTENSION.sub("", text).translate(_FORMATTING)
     if not _DIALLED.fullmatch(text):
         raise Unusable("bad_characters", "a phone number holds digits, spaces, + - ( ) only")
-    digits = text.lstrip("+")
-    if _is_filler(digits):
+    if _is_filler(text.lstrip("+")):
         raise Unusable("placeholder")
-    if text.startswith("+"):
-        return _international(digits)
-    if digits.startswith("00"):
-        return _international(digits[2:])
-    if len(digits) in (12, 13) and digits.startswith("86") and digits[2] != "0":
-        return _mainland(digits[2:], with_country_code=True)  # "86-13812345678", "86 10 6234…"
-    if len(digits) in (13, 14) and digits.startswith("860"):
-        return _mainland(digits[2:], with_country_code=True)  # "86 010 6234 5678"
-    return _mainland(digits, with_country_code=False)
-
-
-def _international(digits: str) -> Phone:
-    if digits.startswith("86"):
-        return _mainland(digits[2:], with_country_code=True)
-    if digits.startswith("852") or digits.startswith("853"):
-        local = digits[3:]
-        if len(local) != 8:
-            raise Unusable("bad_length", "Hong Kong and Macau numbers have 8 digits")
-        # Hong Kong mobiles start 4-9 (landlines 2-3); Macau mobiles start 6 (landlines 2-8).
-        mobile = local[0] in "456789" if digits.startswith("852") else local[0] == "6"
-        return Phone("+" + digits, mobile)
-    if digits.startswith("886"):
-        local = digits[3:].removeprefix("0")
-        if not 8 <= len(local) <= 9:
-            raise Unusable("bad_length", "Taiwan numbers have 8 or 9 digits")
-        return Phone("+886" + local, local.startswith("9") and len(local) == 9)
-    if not 8 <= len(digits) <= 15 or digits[0] == "0":
-        raise Unusable("bad_length", "an international number has 8-15 digits")
-    return Phone("+" + digits, False)
-
-
-def _mainland(national: str, *, with_country_code: bool) -> Phone:
-    if with_country_code and not national.startswith("1"):
-        # "+86 (0)10 …": the trunk 0 is sometimes written after the country code.
-        national = national.removeprefix("0")
-    elif not with_country_code:
-        if len(national) == 11 and national.startswith("1"):
-            pass  # a mobile, checked below
-        elif national.startswith("0"):
-            national = national[1:]
-        elif 7 <= len(national) <= 8:
-            raise Unusable("no_area_code", "a local number without its area code")
-        else:
-            raise Unusable("bad_length", f"{len(national)} digits")
-    if len(national) == 11 and national.startswith("1"):
-        if not _MOBILE.fullmatch(national):
-            raise Unusable("unknown_format", "mobile numbers start 13-19")
-        if _is_run(national[3:]) or national in _SERVICE_NUMBERS:
-            raise Unusable("placeholder")
-        return Phone("+86" + national, True)
-    # Area codes: 10 (Beijing) and 20-29 have two digits and 8-digit subscriber numbers; the
-    # others have three digits and 7- or 8-digit subscriber numbers, which never start with 0 or 1.
-    if national[:1] == "1" and not national.startswith("10"):
-        raise Unusable("bad_length", f"{len(national)} digits")
-    area_length = 2 if national[:1] in ("1", "2") else 3
-    subscriber = national[area_length:]
-    lengths = (8,) if area_length == 2 else (7, 8)
-    if len(subscriber) not in lengths or national[:1] == "0":
-        raise Unusable("bad_length", f"{len(national)} digits after the trunk 0")
-    if subscriber[0] in "01":
-        raise Unusable("unknown_format", "a subscriber number never starts with 0 or 1")
-    if _is_run(subscriber):
+    if _LOCAL_ONLY.fullmatch(text):
+        raise Unusable("no_area_code", "a local number without its area code")
+    try:
+        parsed = parse_phone(text)
+    except PhoneUnreadable as error:
+        reason = "bad_characters" if error.reason == "not_a_number" else error.reason
+        raise Unusable(reason, error.detail) from None
+    # 1…, not 10… (Beijing's area code): a mainland mobile with a digit too many or too few.
+    mobile_like = parsed.national[:1] == "1" and not parsed.national.startswith("10")
+    if parsed.region == "CN" and mobile_like and len(parsed.national) != 11:
+        raise Unusable("bad_length", "mainland mobile numbers have 11 digits")
+    kind = parsed.kind
+    prefix = 3 if kind is PhoneKind.MOBILE else parsed.area_code_length
+    if kind is PhoneKind.UNKNOWN:
+        if parsed.region != "CN" or mobile_like or not _OLDER_FIXED_LINE.fullmatch(parsed.national):
+            raise Unusable("unallocated", "not in a range its numbering plan allocates")
+        # A 7-digit number after an area code that dials 8 digits today: a landline from before
+        # the area moved to 8 digits (Shanghai 1995, Hangzhou 2002…). It no longer rings, but an
+        # old passbook's number still identifies its holder, so it stays evidence.
+        kind, prefix = PhoneKind.FIXED_LINE, len(parsed.national) - 7
+    if kind is PhoneKind.SERVICE:
+        raise Unusable("service_number", "a company's toll-free, shared-cost or premium number")
+    # The subscriber part after the mobile prefix or the area code: one digit repeated there
+    # (13800000000, 010-88888888) is a filler, not a customer's number.
+    if (prefix and _is_run(parsed.national[prefix:])) or parsed.e164 in _SERVICE_NUMBERS:
         raise Unusable("placeholder")
-    return Phone("+86" + national, False)
+    return Phone(parsed.e164, kind)
 
 
 def _is_filler(digits: str) -> bool:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from zhike_identity.evaluation import febrl
-from zhike_identity.evaluation.dataset import read_grouping, read_records
-from zhike_identity.evaluation.metrics import pairwise_scores
+from zhike_identity_evaluation import febrl
+from zhike_identity_evaluation.dataset import read_grouping, read_records
+from zhike_identity_evaluation.metrics import pairwise_scores
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from zhike_identity.evaluation.dataset import write_grouping
-from zhike_identity.evaluation.metrics import (
+from zhike_identity_evaluation.dataset import write_grouping
+from zhike_identity_evaluation.metrics import (
     breakdown,
     pairs,
     pairwise_scores,

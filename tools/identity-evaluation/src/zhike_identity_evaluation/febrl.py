@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zhike_identity.evaluation.dataset import InputRow, RecordKey, write_grouping, write_records
+from zhike_identity_evaluation.dataset import InputRow, RecordKey, write_grouping, write_records
 
 SOURCES = ("febrl_a", "febrl_b")
 _REC_ID = re.compile(r"rec-(\d+)-(?:org|dup-\d+)")
@@ -95,7 +95,7 @@ def write_csv(directory: Path) -> Febrl4:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m zhike_identity.evaluation.febrl",
+        prog="python -m zhike_identity_evaluation.febrl",
         description="Write FEBRL4 in the resolve-csv input format: records.csv and truth.csv.",
     )
     parser.add_argument("--out", type=Path, required=True, help="directory to write into")

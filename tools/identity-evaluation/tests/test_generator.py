@@ -13,9 +13,9 @@ import pytest
 from opencc import OpenCC  # type: ignore[import-untyped]
 
 from zhike_identity.domain.resident_id import InvalidResidentId, parse_resident_id
-from zhike_identity.evaluation import generator
-from zhike_identity.evaluation.dataset import InputRow, read_grouping, read_records, write_grouping
-from zhike_identity.evaluation.generator import (
+from zhike_identity_evaluation import generator
+from zhike_identity_evaluation.dataset import InputRow, read_grouping, read_records, write_grouping
+from zhike_identity_evaluation.generator import (
     GENDER_CODES,
     JUNK_VALUES,
     NOISE_KINDS,
@@ -24,7 +24,7 @@ from zhike_identity.evaluation.generator import (
     GeneratedRecord,
     Person,
 )
-from zhike_identity.evaluation.metrics import PairwiseScores, score_files
+from zhike_identity_evaluation.metrics import PairwiseScores, score_files
 
 PROFILES = {source.name: source for source in SOURCES}
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -13,7 +13,7 @@ so a million records cost one pass. Conventions for empty denominators: with no 
 precision is 1.0 (nothing wrong was claimed); with no true pairs recall is 1.0 (nothing was there
 to find); F1 is 0.0 when precision and recall are both 0.
 
-Command line: `python -m zhike_identity.evaluation.metrics TRUTH.csv OUTPUT.csv` prints the scores
+Command line: `python -m zhike_identity_evaluation.metrics TRUTH.csv OUTPUT.csv` prints the scores
 and the worst false merges and missed pairs.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from zhike_identity.evaluation.dataset import read_grouping
+from zhike_identity_evaluation.dataset import read_grouping
 
 K = TypeVar("K", bound=Hashable)
 
@@ -215,7 +215,7 @@ def score_files(truth_csv: Path, output_csv: Path) -> PairwiseScores:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m zhike_identity.evaluation.metrics",
+        prog="python -m zhike_identity_evaluation.metrics",
         description="Pairwise precision, recall and F1 of a resolver's output against the truth.",
     )
     parser.add_argument("truth", type=Path, help="truth.csv: source,source_id,person_id")

@@ -26,7 +26,7 @@ Noise. Every kind of noise has a rate in `NoiseRates` and a name in `NOISE_KINDS
 often it was applied and how often it could have been (its opportunities), so tests can check
 each rate. The kinds are documented in `NOISE_KINDS` and in docs/identity-evaluation.md.
 
-Command line: `python -m zhike_identity.evaluation.generator --persons N --seed S --out DIR`
+Command line: `python -m zhike_identity_evaluation.generator --persons N --seed S --out DIR`
 writes `DIR/records.csv` and `DIR/truth.csv`.
 """
 
@@ -45,7 +45,7 @@ from opencc import OpenCC  # type: ignore[import-untyped]
 from pypinyin import Style, lazy_pinyin
 
 from zhike_identity.domain.resident_id import check_character
-from zhike_identity.evaluation.dataset import InputRow, RecordKey, write_grouping, write_records
+from zhike_identity_evaluation.dataset import InputRow, RecordKey, write_grouping, write_records
 
 DEFAULT_PERSONS = 4_500
 """At the default rates this gives about 11,000 records."""
@@ -1064,7 +1064,7 @@ def summary(evaluation_set: EvaluationSet) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m zhike_identity.evaluation.generator",
+        prog="python -m zhike_identity_evaluation.generator",
         description="Write a generated evaluation set: records.csv and truth.csv.",
     )
     parser.add_argument("--persons", type=int, default=DEFAULT_PERSONS)
