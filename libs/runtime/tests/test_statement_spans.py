@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from zhike_runtime import telemetry as telemetry_module
 from zhike_runtime.db import Database
 from zhike_runtime.telemetry import Telemetry
 
@@ -23,7 +24,7 @@ async def traced(database_url: str) -> AsyncIterator[tuple[Database, InMemorySpa
     exporter = InMemorySpanExporter()
     telemetry = Telemetry("testing", extra_span_processors=[SimpleSpanProcessor(exporter)])
     database = Database(database_url)
-    telemetry.instrument_database(database.engine)
+    assert telemetry.instrument_database(database.engine)
     try:
         yield database, exporter
     finally:
@@ -68,3 +69,19 @@ async def test_a_failed_statement_span_says_why_without_quoting_the_value(
     assert description.startswith("DBAPIError")
     assert "13912345678" not in description
     assert "振华" not in description
+
+
+async def test_without_a_trace_exporter_the_database_is_not_instrumented(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    telemetry = Telemetry("testing")
+    database = Database(database_url)
+    try:
+        assert not telemetry.instrument_database(database.engine)
+        assert not sa.event.contains(
+            database.engine.sync_engine, "handle_error", telemetry_module._failed_statement
+        )
+    finally:
+        await database.dispose()
+        telemetry.shutdown()
