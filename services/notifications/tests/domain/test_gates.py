@@ -271,9 +271,25 @@ def test_service_and_transactional_messages_do_not_use_the_cap() -> None:
     assert isinstance(check(history=service_sent), Send)
 
 
-def test_history_after_now_is_ignored() -> None:
-    later = (sent(-1, content="offer:usd_fx_wealth"), sent(-2), sent(-3))
-    assert isinstance(check(history=later), Send)
+SECONDS = 1 / 86_400  # in days, for `sent`
+
+
+def test_messages_stamped_after_now_count_for_the_cap() -> None:
+    """Another replica handed them over while this one waited for the party's lock (its `now`
+    read earlier), or its clock runs a little ahead: they were sent, so they count."""
+    handed_meanwhile = (sent(-2 * SECONDS), sent(-3 * SECONDS, content="offer:third"))
+    assert refused(check(history=handed_meanwhile)) == (
+        Gate.FREQUENCY_CAP,
+        SuppressionReason.FREQUENCY_CAP,
+    )
+
+
+def test_a_message_stamped_after_now_counts_for_content_dedup() -> None:
+    same_offer_meanwhile = (sent(-2 * SECONDS, Channel.PUSH, content="offer:usd_fx_wealth"),)
+    assert refused(check(history=same_offer_meanwhile)) == (
+        Gate.CONTENT_DEDUP,
+        SuppressionReason.DUPLICATE_CONTENT,
+    )
 
 
 def test_the_gates_run_in_order_and_the_cap_is_the_last_refusal() -> None:

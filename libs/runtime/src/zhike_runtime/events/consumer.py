@@ -35,7 +35,6 @@ from typing import Any, Generic, TypeVar
 from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 from opentelemetry import trace
@@ -237,7 +236,10 @@ class EventConsumer:
                         durable=self.spec.durable, stream=self.spec.stream
                     )
                 messages = await subscription.fetch(self._settings.consumer_batch_size, timeout=1)
-            except NatsTimeoutError:
+            except TimeoutError:
+                # Nothing to fetch in time. nats-py raises its own TimeoutError or asyncio's (the
+                # builtin, an OSError) depending on where in fetch the deadline passed: both mean
+                # an empty batch, not a failure worth a warning.
                 messages = []
             except (NatsError, JetStreamError, OSError) as error:
                 log.warning(

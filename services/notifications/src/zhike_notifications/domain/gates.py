@@ -22,7 +22,9 @@ and numbers, never the customer's data); quiet hours only ever defer. A deferred
 evaluated again, every gate, when its time comes: consent may have been withdrawn, the cap used.
 
 `history` is what the party was sent: every message handed to a provider (SENT or DELIVERED, or
-being sent), whatever its channel; entries after `now` are ignored so a verdict can be replayed.
+being sent), whatever its channel. Every entry counts, even one stamped after `now`: that is a
+message another replica handed over while this one waited for the party's lock, or one stamped by
+a clock a little ahead, and leaving it out would let the cap be passed once too often.
 """
 
 from __future__ import annotations
@@ -211,7 +213,7 @@ def evaluate(
 ) -> Verdict:
     if now.tzinfo is None:
         raise ValueError("now must carry a time zone")
-    past = [sent for sent in history if sent.at <= now]
+    past = list(history)
     consent = party.consent(message.channel, message.purpose)
     refusal = (
         _consent(message, consent, past, now, policy)

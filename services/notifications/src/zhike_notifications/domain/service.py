@@ -506,9 +506,11 @@ class Dispatcher:
     ) -> tuple[StoredNotification, Outgoing] | None:
         """Step 1 under the party's lock: the gates' verdict written, or the attempt recorded
         and the message to send returned."""
-        now = self._clock()
         async with self._unit_of_work() as unit:
             await unit.lock([party_lock(party_id)])
+            # The time is read once the lock is held: what another replica sent while this one
+            # waited is then in the past, where the gates' windows look.
+            now = self._clock()
             stored = await unit.notifications.get_for_update(notification_id)
             if stored is None or stored.notification.party_id != party_id:
                 return None
