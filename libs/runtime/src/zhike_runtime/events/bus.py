@@ -211,6 +211,10 @@ class EventBus:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
+    def awaits_stream(self, durable: str) -> bool:
+        """True while `durable` waits for its producer's stream to appear (not added yet)."""
+        return durable in self._pending_consumers
+
     @property
     def max_payload(self) -> int | None:
         """The largest message the connected server accepts (None before the first connect)."""
@@ -338,18 +342,22 @@ class EventBus:
         """A consumer's stream belongs to its producer, which may start later than we do. The
         service does not wait for it (two services consuming each other's streams would each
         wait for the other to be ready): the durable is added once the stream exists, and its
-        consumer's fetches fail and retry until then. Nothing is missed: a new durable starts
-        at the stream's first event."""
+        consumer does not fetch until then (`awaits_stream`). Nothing is missed: a new durable
+        starts at the stream's first event."""
         if consumer.durable in self._pending_consumers:
             return
 
         async def add_when_there() -> None:
+            said = False
             while not self._stopping:
                 try:
                     if await self._stream_exists(consumer.stream):
                         await self._add_consumer(consumer)
+                        self._pending_consumers.pop(consumer.durable, None)  # fetching may start
                         return
-                    log.info("waiting for stream", extra={"stream": consumer.stream})
+                    if not said:  # once: a producer deployed later is not a fault
+                        log.info("waiting for stream", extra={"stream": consumer.stream})
+                        said = True
                 except (NatsError, JetStreamError, OSError, TimeoutError) as error:
                     log.warning(
                         "adding a consumer failed; retrying",

@@ -230,6 +230,10 @@ class EventConsumer:
         loop = asyncio.get_running_loop()
         last_lag_check = 0.0
         while not self._stopping:
+            if subscription is None and self._bus.awaits_stream(self.spec.durable):
+                # Its producer has not created the stream yet: nothing to fetch, nothing wrong.
+                await asyncio.sleep(0.5)
+                continue
             try:
                 if subscription is None:
                     subscription = await self._bus.js.pull_subscribe_bind(
