@@ -13,6 +13,7 @@ from zhike_profile.domain.service import Facts, ProfileClock, ProfileQueries, Pr
 from zhike_profile.settings import ProfileSettings
 from zhike_profile.storage.repository import SqlProfileReads, SqlProfileUnitOfWork
 from zhike_profile.transport import codec, source_codec
+from zhike_profile.transport.daily_refresh import DailyRefresh
 from zhike_profile.transport.event_handlers import (
     SOURCE_STREAM,
     identity_consumer,
@@ -63,6 +64,7 @@ def wire(platform: Platform[ProfileSettings]) -> Wiring:
         queries, platform.bus, publish_timeout_seconds=settings.outbox_publish_timeout_seconds
     )
     expiry = RiskExpiryWatch(updates, unit_of_work, settings.risk_expiry_check_seconds)
+    refresh = DailyRefresh(updates, unit_of_work, settings.daily_refresh_check_seconds)
     return Wiring(
         grpc_registrations=[handlers.register],
         consumers=[
@@ -71,7 +73,7 @@ def wire(platform: Platform[ProfileSettings]) -> Wiring:
             # Notifications' stream: the profile is ready once notifications declared it.
             notifications_consumer(updates, unit_of_work),
         ],
-        background={"risk-expiry": expiry.run},
+        background={"risk-expiry": expiry.run, "daily-refresh": refresh.run},
     )
 
 

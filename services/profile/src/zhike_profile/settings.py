@@ -18,6 +18,9 @@ class ProfileSettings(ServiceSettings):
     business_time_zone: str = "Asia/Shanghai"
     # How often the profile looks for risk assessments that expired (and tells them).
     risk_expiry_check_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # How often the profile looks for parties not assessed today (the daily refresh: what time
+    # alone changed, such as a customer turning dormant, is told the day it happens).
+    daily_refresh_check_seconds: float = Field(default=900.0, gt=0, le=86400)
 
     @field_validator("business_time_zone")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from ..source_facts import (
     T0,
     account_opened,
     balance_changed,
+    interaction,
     risk_assessed,
     source_event,
 )
@@ -323,6 +325,94 @@ async def test_an_expired_risk_assessment_is_told_once_on_the_day_it_expires(
         11,
         3,
     )
+
+
+def _segments_entered(changed: events_pb2.ProfileChanged) -> list[str]:
+    return [f.segment_entered.segment for f in changed.facts if f.HasField("segment_entered")]
+
+
+async def segments(harness: Harness, party_id: str) -> set[str]:
+    assessment = (await harness.profile(party_id)).assessment
+    assert assessment is not None
+    return {segment.name for segment in assessment.segments}
+
+
+async def a_visitor(harness: Harness) -> str:
+    """A party whose last branch visit is on T0: not dormant until 180 days have passed."""
+    party_id = party()
+    await harness.linked("l1", CRM_1, party_id, 1)
+    await harness.source(source_event("crm", "1", "v1", 1, **interaction()))
+    assert "dormant" not in await segments(harness, party_id)
+    return party_id
+
+
+async def test_a_customer_who_turns_dormant_is_told_by_the_daily_refresh_on_that_day_once(
+    harness: Harness,
+) -> None:
+    party_id = await a_visitor(harness)
+    harness.now = T0 + dt.timedelta(days=100)  # still visited within 180 days
+    assert await harness.updates.refresh_stale(harness.unit) == [party_id]
+    told_before = len(await harness.changes())
+
+    harness.now = T0 + dt.timedelta(days=181)
+    assert await harness.updates.refresh_stale(harness.unit) == [party_id]
+    assert await harness.updates.refresh_stale(harness.unit) == []  # once a day
+
+    (told,) = (await harness.changes())[told_before:]
+    assert (told.party_id, told.cause) == (party_id, events_pb2.CHANGE_CAUSE_TIME)
+    assert _segments_entered(told) == ["dormant"]
+    assert "dormant" in await segments(harness, party_id)
+
+
+async def test_the_daily_refresh_tells_nothing_when_time_changed_nothing(
+    harness: Harness,
+) -> None:
+    party_id = await a_visitor(harness)
+    told_before = len(await harness.changes())
+
+    harness.now = T0 + dt.timedelta(days=1)
+    assert await harness.updates.refresh_stale(harness.unit) == [party_id]
+
+    assert len(await harness.changes()) == told_before
+
+
+async def test_the_daily_refresh_skips_a_party_merged_away(harness: Harness) -> None:
+    survivor, retired = party(), party()
+    await harness.linked("l1", CRM_1, survivor, 1)
+    await harness.linked("l2", CRM_2, retired, 1)
+    await harness.merged("m1", survivor, [retired])
+
+    harness.now = T0 + dt.timedelta(days=1)
+    assert await harness.updates.refresh_stale(harness.unit) == [survivor]
+
+
+async def test_the_daily_refresh_goes_through_every_party_round_by_round(
+    harness: Harness,
+) -> None:
+    parties = sorted([party() for _ in range(5)])
+    for index, party_id in enumerate(parties):
+        await harness.linked(f"l{index}", SourceKey("crm", str(index)), party_id, 1)
+    harness.now = T0 + dt.timedelta(days=1)
+
+    first = await harness.updates.refresh_stale(harness.unit, "", limit=3)
+    rest = await harness.updates.refresh_stale(harness.unit, first[-1], limit=3)
+
+    assert (first, rest) == (parties[:3], parties[3:])
+    assert await harness.updates.refresh_stale(harness.unit) == []
+
+
+async def test_two_replicas_refreshing_at_once_tell_a_change_once(harness: Harness) -> None:
+    party_id = await a_visitor(harness)
+    told_before = len(await harness.changes())
+    harness.now = T0 + dt.timedelta(days=181)
+
+    await asyncio.gather(
+        harness.updates.refresh_stale(harness.unit),
+        harness.updates.refresh_stale(harness.unit),
+    )
+
+    (told,) = (await harness.changes())[told_before:]
+    assert (told.party_id, _segments_entered(told)) == (party_id, ["dormant"])
 
 
 def _balance_changes(changed: events_pb2.ProfileChanged) -> list[tuple[str, int, int]]:

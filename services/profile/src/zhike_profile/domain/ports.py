@@ -38,6 +38,7 @@ class PartyState:
     snapshot: Snapshot = EMPTY
     merged_into: str | None = None
     birth_date: dt.date | None = None
+    assessed_on: dt.date = dt.date(1970, 1, 1)  # the day of its read model (never: 1970)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,11 @@ class PartyStore(Protocol):
 
     async def risk_expiring(self, on: dt.date, limit: int) -> list[str]:
         """Parties whose last ProfileChanged told a risk assessment valid that expires by `on`."""
+        ...
+
+    async def assessed_before(self, day: dt.date, after: str, limit: int) -> list[str]:
+        """Parties not merged away and last assessed before `day`, with ids after `after`, in
+        id order."""
         ...
 
     async def search(

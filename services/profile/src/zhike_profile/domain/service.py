@@ -365,6 +365,27 @@ class ProfileUpdates:
                 await unit.commit()
         return len(due)
 
+    async def refresh_stale(
+        self, units: UnitFactory, after: str = "", limit: int = 500
+    ) -> list[str]:
+        """One round of the daily refresh: the parties (ids after `after`) last assessed before
+        today are assessed again, each in its own transaction under its lock, and told what time
+        alone changed (cause TIME: turned dormant, a birthday, a rolling average). Returns the
+        ids looked at, in order (fewer than `limit`: the round reached the last party). A party
+        another replica refreshed meanwhile is left as it is."""
+        today = self._clock.today()
+        async with units() as unit:
+            due = await unit.parties.assessed_before(today, after, limit)
+        for party_id in due:
+            async with units() as unit:
+                await unit.lock([party_lock(party_id)])
+                state = (await unit.parties.states([party_id])).get(party_id)
+                if state is None or state.merged_into is not None or state.assessed_on >= today:
+                    continue
+                await self._publish(unit, [party_id], ChangeCause.TIME)
+                await unit.commit()
+        return due
+
     # --- publishing -------------------------------------------------------------------------
 
     async def _publish(

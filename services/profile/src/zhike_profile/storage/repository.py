@@ -163,6 +163,7 @@ def _states(dialect: str) -> sa.Select[Any]:
         profile.c.snapshot,
         profile.c.merged_into,
         profile.c.birth_date,
+        profile.c.assessed_on,
     ).where(_one_of_parties(profile.c.party_id, dialect))
 
 
@@ -172,6 +173,10 @@ def _delete_segments(dialect: str) -> sa.Delete:
 
 
 _VIEW = sa.bindparam("b_view", type_=profile.c.view.type)
+# The read model's day; a party merged away (no read model) keeps the day it had.
+_ASSESSED_ON = sa.func.coalesce(
+    sa.bindparam("b_assessed_on", type_=sa.Date()), profile.c.assessed_on
+)
 _PUBLISH = (
     sa.update(profile)
     .where(profile.c.party_id == sa.bindparam("b_party_id"))
@@ -183,16 +188,23 @@ _PUBLISH = (
         total_assets_cny_minor=sa.bindparam("b_total_assets"),
         risk_expires_on=sa.bindparam("b_risk_expires_on"),
         view=_VIEW,
+        assessed_on=_ASSESSED_ON,
         updated_at=sa.bindparam("b_at"),
     )
 )
 _PUBLISH_VIEW = (
-    sa.update(profile).where(profile.c.party_id == sa.bindparam("b_party_id")).values(view=_VIEW)
+    sa.update(profile)
+    .where(profile.c.party_id == sa.bindparam("b_party_id"))
+    .values(view=_VIEW, assessed_on=_ASSESSED_ON)
 )
 
 
 def _view(model: ReadModel | None) -> dict[str, Any] | None:
     return None if model is None else read_model.to_json(model)
+
+
+def _assessed_on(model: ReadModel | None) -> dt.date | None:
+    return None if model is None else model.as_of
 
 
 class SqlPartyStore:
@@ -252,7 +264,11 @@ class SqlPartyStore:
         rows = await self._session.execute(_states(self._dialect), {"party_ids": list(party_ids)})
         return {
             row.party_id: PartyState(
-                int(row.version), from_json(row.snapshot), row.merged_into, row.birth_date
+                int(row.version),
+                from_json(row.snapshot),
+                row.merged_into,
+                row.birth_date,
+                row.assessed_on,
             )
             for row in rows
         }
@@ -347,6 +363,7 @@ class SqlPartyStore:
                             else None
                         ),
                         "b_view": _view(p.view),
+                        "b_assessed_on": _assessed_on(p.view),
                         "b_at": at,
                     }
                     for p in changed
@@ -365,7 +382,15 @@ class SqlPartyStore:
         viewed = [p for p in publications if not p.changed]
         if viewed:
             await self._session.execute(
-                _PUBLISH_VIEW, [{"b_party_id": p.party_id, "b_view": _view(p.view)} for p in viewed]
+                _PUBLISH_VIEW,
+                [
+                    {
+                        "b_party_id": p.party_id,
+                        "b_view": _view(p.view),
+                        "b_assessed_on": _assessed_on(p.view),
+                    }
+                    for p in viewed
+                ],
             )
 
     async def risk_expiring(self, on: dt.date, limit: int) -> list[str]:
@@ -373,6 +398,19 @@ class SqlPartyStore:
             sa.select(profile.c.party_id)
             .where(profile.c.risk_expires_on <= on, profile.c.merged_into.is_(None))
             .order_by(profile.c.risk_expires_on, profile.c.party_id)
+            .limit(limit)
+        )
+        return [row.party_id for row in rows]
+
+    async def assessed_before(self, day: dt.date, after: str, limit: int) -> list[str]:
+        rows = await self._session.execute(
+            sa.select(profile.c.party_id)
+            .where(
+                profile.c.assessed_on < day,
+                profile.c.merged_into.is_(None),
+                profile.c.party_id > after,
+            )
+            .order_by(profile.c.party_id)
             .limit(limit)
         )
         return [row.party_id for row in rows]

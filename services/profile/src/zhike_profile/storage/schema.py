@@ -52,6 +52,10 @@ profile = sa.Table(
     # The read model (domain/read_model.py): the party's facts and assessment as its last
     # change assessed them, served by GetProfile while they are as of today. NULL: none yet.
     sa.Column("view", sa.JSON(none_as_null=True), nullable=True),
+    # The day (business time zone) the party was last assessed: the daily refresh assesses
+    # again every party not assessed today, so what time alone changes (a customer turning
+    # dormant, a birthday, a rolling average) is told without waiting for an event.
+    sa.Column("assessed_on", sa.Date(), nullable=False, server_default="1970-01-01", index=True),
 )
 
 profile_segment = sa.Table(
