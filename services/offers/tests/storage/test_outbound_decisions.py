@@ -265,6 +265,75 @@ async def test_a_merged_party_has_its_decisions_withdrawn(harness: Harness) -> N
     assert len(await harness.decided()) == 1
 
 
+async def merge_party_into_survivor(harness: Harness) -> None:
+    await harness.deliver("m1", changed(PARTY, 2, merged_into=SURVIVOR))
+
+
+async def test_a_merge_carries_do_not_contact_to_the_survivor_and_withdraws_its_marketing(
+    harness: Harness,
+) -> None:
+    await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
+    [decided] = await harness.decided()
+    await harness.decisions.set_contact_preferences(PARTY, True, None)  # on his other record
+
+    await merge_party_into_survivor(harness)
+
+    held = await harness.decisions.contact_preferences(SURVIVOR)
+    assert held.do_not_contact
+    [withdrawn] = await harness.withdrawn()
+    assert (withdrawn.decision_id, withdrawn.reason) == (
+        decided.decision_id,
+        offers_pb2.WITHDRAW_REASON_DO_NOT_CONTACT,
+    )
+    told = [(c.party_id, c.do_not_contact) for c in await harness.preferences_changed()]
+    assert told == [(PARTY, True), (SURVIVOR, True)]
+
+
+async def test_a_merge_keeps_the_more_restrictive_of_both_parties_switches(
+    harness: Harness,
+) -> None:
+    await harness.decisions.set_contact_preferences(SURVIVOR, True, None, {"sms"})
+    await harness.decisions.set_contact_preferences(PARTY, False, False, {"email"})
+
+    await merge_party_into_survivor(harness)
+
+    held = await harness.decisions.contact_preferences(SURVIVOR)
+    assert (held.do_not_contact, held.personalised_offers, held.opted_out_channels) == (
+        True,
+        False,
+        frozenset({"sms", "email"}),
+    )
+    assert held.version == 2
+
+
+async def test_a_merge_of_a_party_with_default_switches_changes_none_of_the_survivors(
+    harness: Harness,
+) -> None:
+    await harness.decisions.set_contact_preferences(SURVIVOR, True, None)
+    await harness.deliver("p1", changed(PARTY, 1, usd(10)))
+
+    await merge_party_into_survivor(harness)
+
+    assert [c.party_id for c in await harness.preferences_changed()] == [SURVIVOR]
+    assert (await harness.decisions.contact_preferences(SURVIVOR)).version == 1
+
+
+async def test_switches_set_on_a_party_merged_away_are_set_on_its_survivor(
+    harness: Harness,
+) -> None:
+    await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
+    await harness.deliver("p1", changed(PARTY, 1, usd(10)))
+    await merge_party_into_survivor(harness)
+
+    answered = await harness.decisions.set_contact_preferences(PARTY, True, None)
+
+    assert (answered.party_id, answered.do_not_contact) == (SURVIVOR, True)
+    assert (await harness.decisions.contact_preferences(PARTY)).party_id == SURVIVOR
+    assert (await harness.decisions.contact_preferences(SURVIVOR)).do_not_contact
+    [withdrawn] = await harness.withdrawn()
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_DO_NOT_CONTACT
+
+
 async def test_do_not_contact_withdraws_marketing_decisions_and_lifting_it_decides_again(
     harness: Harness,
 ) -> None:

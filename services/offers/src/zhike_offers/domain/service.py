@@ -140,6 +140,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Merges forward a party to its survivor; a chain longer than this is corrupt data.
+_MAX_FORWARDS = 32
+
 # Opens a unit of work: `async with units() as unit:` (reads only: it is never committed).
 UnitFactory = Callable[[], AbstractAsyncContextManager[OffersUnitOfWork]]
 
@@ -670,6 +673,7 @@ class ProfileReactions:
                     "the party was merged into another; its decisions end with it",
                     change.profile_version,
                 )
+                await self._carry_restrictions(unit, change.party_id, change.merged_into)
             return
         kinds = outbound_kinds(self._catalogues.current)
         versions: dict[str, int] = {}
@@ -684,6 +688,34 @@ class ProfileReactions:
         # A late change of a party merged away decides nothing: its facts are the survivor's.
         live = [party for party in parties if not party.merged_into]
         await self._outbound.redecide(unit, live, DecisionTrigger.PROFILE_CHANGE, versions)
+
+    async def _carry_restrictions(
+        self, unit: OffersUnitOfWork, retired_id: str, survivor_id: str
+    ) -> None:
+        """What the customer said on the party merged away binds its survivor: they are one
+        person, so a "do not contact", a "no personalised offers" or a channel opted out of on
+        either holds for both — the more restrictive wins, and a merge never lifts one. A change
+        is announced as ContactPreferencesChanged for the survivor (notifications' gates read
+        it), and the survivor's decisions are decided again under it."""
+        retired = await unit.parties.get(retired_id)
+        if retired is None or not retired.preferences.version:
+            return  # he never changed the defaults there: nothing to carry
+        await unit.lock([party_lock(survivor_id)])
+        survivor = await unit.parties.get(survivor_id)
+        held = ContactPreferences(survivor_id) if survivor is None else survivor.preferences
+        said = retired.preferences
+        wanted = (
+            held.do_not_contact or said.do_not_contact,
+            held.personalised_offers and said.personalised_offers,
+            held.opted_out_channels | said.opted_out_channels,
+        )
+        if wanted == (held.do_not_contact, held.personalised_offers, held.opted_out_channels):
+            return
+        preferences = await unit.parties.set_preferences(survivor_id, *wanted, self._clock.now())
+        unit.record(PreferencesChangedEvent(preferences))
+        party = await unit.parties.get(survivor_id)
+        if party is not None and not party.merged_into:
+            await self._outbound.redecide(unit, [party], DecisionTrigger.CATALOGUE_OR_PREFERENCE)
 
 
 # --- notifications' messages -------------------------------------------------------------------
@@ -920,8 +952,14 @@ class OfferDecisions:
         v.uuid("party_id", party_id)
         v.raise_if_any()
         async with self._units() as unit:
-            party = await unit.parties.get(party_id)
-        return ContactPreferences(party_id) if party is None else party.preferences
+            for _ in range(_MAX_FORWARDS):
+                party = await unit.parties.get(party_id)
+                if party is None:
+                    return ContactPreferences(party_id)
+                if not party.merged_into:
+                    return party.preferences
+                party_id = party.merged_into  # a party merged away: its survivor's
+        raise RuntimeError("forwarding chain too long: corrupt merge data")
 
     async def set_contact_preferences(
         self,
@@ -932,7 +970,8 @@ class OfferDecisions:
     ) -> ContactPreferences:
         """Changes the switches (None: unchanged); outbound decisions they no longer allow are
         withdrawn (and those they now allow decided), and ContactPreferencesChanged staged, in
-        the same transaction."""
+        the same transaction. A party merged away has them set on its survivor, whose they are
+        now (the answer names the survivor)."""
         v = Violations()
         v.uuid("party_id", party_id)
         if do_not_contact is None and personalised_offers is None and opted_out_channels is None:
@@ -948,35 +987,43 @@ class OfferDecisions:
             )
         v.raise_if_any()
         await self._outbound.ready()
-        async with self._units() as unit:
-            await unit.lock([party_lock(party_id)])
-            party = await unit.parties.get(party_id)
-            held = ContactPreferences(party_id) if party is None else party.preferences
-            wanted = (
-                held.do_not_contact if do_not_contact is None else do_not_contact,
-                held.personalised_offers if personalised_offers is None else personalised_offers,
-                (
-                    held.opted_out_channels
-                    if opted_out_channels is None
-                    else frozenset(opted_out_channels)
-                ),
-            )
-            if (
-                wanted == (held.do_not_contact, held.personalised_offers, held.opted_out_channels)
-                and held.version
-            ):
-                return held
-            now = self._clock.now()
-            preferences = await unit.parties.set_preferences(party_id, *wanted, now)
-            unit.record(PreferencesChangedEvent(preferences))
-            party = await unit.parties.get(party_id)
-            assert party is not None
-            if not party.merged_into:
+        # A retired party id (a channel held on to it): the choice is its survivor's.
+        for _ in range(_MAX_FORWARDS):
+            async with self._units() as unit:
+                await unit.lock([party_lock(party_id)])
+                party = await unit.parties.get(party_id)
+                if party is not None and party.merged_into:
+                    party_id = party.merged_into
+                    continue
+                held = ContactPreferences(party_id) if party is None else party.preferences
+                wanted = (
+                    held.do_not_contact if do_not_contact is None else do_not_contact,
+                    held.personalised_offers
+                    if personalised_offers is None
+                    else personalised_offers,
+                    (
+                        held.opted_out_channels
+                        if opted_out_channels is None
+                        else frozenset(opted_out_channels)
+                    ),
+                )
+                if (
+                    wanted
+                    == (held.do_not_contact, held.personalised_offers, held.opted_out_channels)
+                    and held.version
+                ):
+                    return held
+                now = self._clock.now()
+                preferences = await unit.parties.set_preferences(party_id, *wanted, now)
+                unit.record(PreferencesChangedEvent(preferences))
+                party = await unit.parties.get(party_id)
+                assert party is not None
                 await self._outbound.redecide(
                     unit, [party], DecisionTrigger.CATALOGUE_OR_PREFERENCE
                 )
-            await unit.commit()
-        return preferences
+                await unit.commit()
+            return preferences
+        raise RuntimeError("forwarding chain too long: corrupt merge data")
 
 
 # --- the catalogue ----------------------------------------------------------------------------
