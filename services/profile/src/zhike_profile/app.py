@@ -13,7 +13,6 @@ from zhike_profile.domain.service import Facts, ProfileClock, ProfileQueries, Pr
 from zhike_profile.settings import ProfileSettings
 from zhike_profile.storage.repository import SqlProfileReads, SqlProfileUnitOfWork
 from zhike_profile.transport import codec, source_codec
-from zhike_profile.transport.daily_refresh import DailyRefresh
 from zhike_profile.transport.event_handlers import (
     SOURCE_STREAM,
     identity_consumer,
@@ -21,7 +20,7 @@ from zhike_profile.transport.event_handlers import (
     source_consumer,
 )
 from zhike_profile.transport.grpc_handlers import ProfileHandlers
-from zhike_profile.transport.risk_expiry import RiskExpiryWatch
+from zhike_profile.transport.time_watch import TimeWatch
 from zhike_runtime.app import Platform, ServiceDefinition, Wiring
 from zhike_runtime.events.bus import StreamSpec
 
@@ -63,8 +62,12 @@ def wire(platform: Platform[ProfileSettings]) -> Wiring:
     handlers = ProfileHandlers(
         queries, platform.bus, publish_timeout_seconds=settings.outbox_publish_timeout_seconds
     )
-    expiry = RiskExpiryWatch(updates, unit_of_work, settings.risk_expiry_check_seconds)
-    refresh = DailyRefresh(updates, unit_of_work, settings.daily_refresh_check_seconds)
+    time_watch = TimeWatch(
+        updates,
+        unit_of_work,
+        risk_expiry_seconds=settings.risk_expiry_check_seconds,
+        daily_refresh_seconds=settings.daily_refresh_check_seconds,
+    )
     return Wiring(
         grpc_registrations=[handlers.register],
         consumers=[
@@ -73,7 +76,10 @@ def wire(platform: Platform[ProfileSettings]) -> Wiring:
             # Notifications' stream: the profile is ready once notifications declared it.
             notifications_consumer(updates, unit_of_work),
         ],
-        background={"risk-expiry": expiry.run, "daily-refresh": refresh.run},
+        background={
+            "risk-expiry": time_watch.run_risk_expiry,
+            "daily-refresh": time_watch.run_daily_refresh,
+        },
     )
 
 
