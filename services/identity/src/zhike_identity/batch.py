@@ -79,9 +79,10 @@ def resolve_file(
     estimate_model: bool = True,
     errors: TextIO | None = None,
     household_guardrail: bool = True,
+    workers: int = 1,
 ) -> tuple[list[RawRecord], Resolution, ResolveReport]:
     """`zhike identity resolve-csv` in process: the records, their resolution (for a bulk load)
-    and the report."""
+    and the report. `workers` > 1 compares pairs in that many processes (resolver.resolve)."""
     started = time.perf_counter()
     stderr = errors or sys.stderr
     records = read_records(input_path)
@@ -92,6 +93,7 @@ def resolve_file(
             estimate_model=estimate_model,
             progress=bars,
             household_guardrail=household_guardrail,
+            workers=workers,
         )
     for index, problem in resolution.problems:
         # Line numbers as an editor shows them: the header is line 1.

@@ -46,6 +46,12 @@ def register(commands: Any) -> None:
         "--no-progress", action="store_true", help="no progress bar even on a terminal"
     )
     resolve.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes comparing record pairs (default: one per CPU; 1: all in this process)",
+    )
+    resolve.add_argument(
         "--without-household-guardrail",
         action="store_true",
         help="evaluation only, for data known to hold no households or twins (FEBRL): let a "
@@ -129,6 +135,7 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         model=model,
         estimate_model=model is None,
         household_guardrail=not args.without_household_guardrail,
+        workers=max(args.workers, 1),
     )
     sys.stderr.write(
         f"{report.records} records → {report.parties} parties, {report.possible_matches} possible "

@@ -8,10 +8,17 @@ records arrived in.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import gc
+import itertools
+import multiprocessing
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from zhike_identity.domain.matching.blocking import STRONG_PREFIXES, blocking_keys
 from zhike_identity.domain.matching.clustering import Refusal, ScoredPair, cluster
@@ -117,10 +124,85 @@ def candidate_pairs(features: Sequence[RecordFeatures]) -> list[tuple[int, int]]
         limit = STRONG_BLOCK_LIMIT if key.startswith(STRONG_PREFIXES) else BLOCK_LIMIT
         if len(members) < 2 or len(members) > limit:
             continue
-        for x in range(len(members)):
-            for y in range(x + 1, len(members)):
-                pairs.add((members[x], members[y]))
+        # Members are in record order, so each pair comes out (lower, higher).
+        pairs.update(itertools.combinations(members, 2))
     return sorted(pairs)
+
+
+# Work handed to a worker process at a time (big enough that handing it over costs little
+# next to it, small enough to show progress), and the least work worth starting workers for.
+COMPARE_CHUNK = 20_000
+PARALLEL_FROM = 50_000
+
+S = TypeVar("S")
+R = TypeVar("R")
+
+# The work's inputs, set before the worker processes are forked (they inherit them, so the
+# records are not pickled to them) and cleared after.
+_inherited: Any = None
+
+
+def _run_chunk(task: Callable[[Any, int, int], list[R]], bounds: tuple[int, int]) -> list[R]:
+    return task(_inherited, *bounds)
+
+
+def in_chunks(
+    task: Callable[[S, int, int], list[R]],
+    shared: S,
+    size: int,
+    *,
+    chunk: int,
+    workers: int,
+) -> Iterator[tuple[int, list[R]]]:
+    """`task(shared, start, stop)` over [0, size), a chunk at a time, in order, each with how
+    many are done. With `workers` > 1 (and at least PARALLEL_FROM items) the chunks run in that
+    many forked processes, which inherit `shared`: for a command-line run, never inside a
+    server (fork and threads do not mix)."""
+    global _inherited
+    bounds = [(i, min(i + chunk, size)) for i in range(0, size, chunk)]
+    if workers <= 1 or size < PARALLEL_FROM:
+        for start, stop in bounds:
+            yield stop, task(shared, start, stop)
+        return
+    _inherited = shared
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            done = pool.map(functools.partial(_run_chunk, task), bounds)
+            for (_start, stop), results in zip(bounds, done, strict=True):
+                yield stop, results
+    finally:
+        _inherited = None
+
+
+@dataclass(frozen=True)
+class _Comparing:
+    features: Sequence[RecordFeatures]
+    pairs: Sequence[tuple[int, int]]
+    freq: Frequencies | None
+    household_guardrail: bool
+
+
+def _compare_chunk(work: _Comparing, start: int, stop: int) -> list[Pattern]:
+    features, freq = work.features, work.freq
+    return [
+        compare(features[a], features[b], freq, household_guardrail=work.household_guardrail)
+        for a, b in work.pairs[start:stop]
+    ]
+
+
+def compare_pairs(
+    features: Sequence[RecordFeatures],
+    pairs: Sequence[tuple[int, int]],
+    freq: Frequencies | None,
+    *,
+    household_guardrail: bool = True,
+    workers: int = 1,
+) -> Iterator[tuple[int, list[Pattern]]]:
+    """The patterns of `pairs`, in order, a chunk at a time (with how many pairs are done), in
+    `workers` processes (in_chunks)."""
+    work = _Comparing(features, pairs, freq, household_guardrail)
+    return in_chunks(_compare_chunk, work, len(pairs), chunk=COMPARE_CHUNK, workers=workers)
 
 
 def pair_weight(
@@ -141,19 +223,22 @@ def estimate_on(
     *,
     version: str,
     household_guardrail: bool = True,
+    workers: int = 1,
 ) -> MatchModel:
     """Estimates the model on a set of records (in canonical order) and their candidate pairs."""
     rng = random.Random(0)
     size = len(features)
-    random_patterns = (
-        compare(
-            features[rng.randrange(size)],
-            features[rng.randrange(size)],
-            None,
-            household_guardrail=household_guardrail,
-        )
+    drawn = [
+        (rng.randrange(size), rng.randrange(size))
         for _ in range(min(RANDOM_PAIRS, RANDOM_PAIRS_PER_RECORD * size))
-    )
+    ]
+    random_patterns = [
+        pattern
+        for _done, patterns in compare_pairs(
+            features, drawn, None, household_guardrail=household_guardrail, workers=workers
+        )
+        for pattern in patterns
+    ]
     return estimate(start, candidate_patterns, random_patterns, version=version)
 
 
@@ -169,6 +254,21 @@ def train(
     return estimate_on(default_model(), features, patterns, version=version)
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused for a resolution: it builds millions of small objects
+    (features, keys, pairs, patterns) beside a large live heap, and the collector's passes over
+    that heap took a third of the time (100,000 records: 56 s with it, 35 s without). They hold
+    no reference cycles to collect; reference counting frees what they drop."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def resolve(
     records: Sequence[RawRecord],
     *,
@@ -177,9 +277,36 @@ def resolve(
     today: dt.date | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     household_guardrail: bool = True,
+    workers: int = 1,
+) -> Resolution:
+    """Resolves `records` into parties. `workers` > 1 compares pairs in that many forked
+    processes (compare_pairs): the same result, sooner on a machine with that many cores."""
+    with _no_cycle_collection():
+        return _resolve(
+            records,
+            model=model,
+            estimate_model=estimate_model,
+            today=today,
+            progress=progress,
+            household_guardrail=household_guardrail,
+            workers=workers,
+        )
+
+
+def _resolve(
+    records: Sequence[RawRecord],
+    *,
+    model: MatchModel | None,
+    estimate_model: bool,
+    today: dt.date | None,
+    progress: Callable[[str, int, int], None] | None,
+    household_guardrail: bool,
+    workers: int,
 ) -> Resolution:
     report = progress or (lambda _stage, _done, _total: None)
     order = sorted(range(len(records)), key=lambda i: (records[i].source, records[i].source_id))
+    # Normalised here, not in the workers: with each value normalised once (features.py),
+    # sending 100,000 records' features back from processes cost what it saved.
     features: list[RecordFeatures] = []
     for n, i in enumerate(order):
         features.append(extract_features(records[i], today))
@@ -190,13 +317,12 @@ def resolve(
     pairs = candidate_pairs(features)
     vetoed = [p for p in pairs if veto(features[p[0]], features[p[1]])]
     patterns: list[Pattern] = []
-    for n, (a, b) in enumerate(pairs):
-        patterns.append(
-            compare(features[a], features[b], freq, household_guardrail=household_guardrail)
-        )
-        if n % 20000 == 0:
-            report("compare", n, len(pairs))
-    report("compare", len(pairs), len(pairs))
+    report("compare", 0, len(pairs))
+    for done, compared in compare_pairs(
+        features, pairs, freq, household_guardrail=household_guardrail, workers=workers
+    ):
+        patterns.extend(compared)
+        report("compare", done, len(pairs))
 
     chosen = model or default_model()
     if estimate_model and len(features) >= 1000:
@@ -206,6 +332,7 @@ def resolve(
             patterns,
             version=f"{chosen.version}+estimated",
             household_guardrail=household_guardrail,
+            workers=workers,
         )
 
     vetoed_set = set(vetoed)

@@ -1,0 +1,31 @@
+"""Comparing pairs in worker processes changes when a resolution ends, never what it decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zhike_identity.batch import read_records
+from zhike_identity.domain.matching import resolver
+from zhike_identity_evaluation import generator
+
+
+def test_comparing_in_two_worker_processes_gives_the_same_parties_and_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generator.write_csv(tmp_path, persons=600, seed=5)
+    records = read_records(tmp_path / "records.csv")
+    # Small chunks, and workers from the first pair: the candidate pairs and the model's random
+    # pairs both go through the processes, in many chunks.
+    monkeypatch.setattr(resolver, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(resolver, "COMPARE_CHUNK", 300)
+
+    alone = resolver.resolve(records, workers=1)
+    shared = resolver.resolve(records, workers=2)
+
+    assert alone.pairs_compared > 10 * resolver.COMPARE_CHUNK
+    assert shared.party_ids == alone.party_ids
+    assert shared.reviews == alone.reviews
+    assert shared.model == alone.model
+    assert len(set(alone.party_ids)) < len(records)  # records were grouped at all
