@@ -33,20 +33,21 @@ T = TypeVar("T")
 _DISTINCT_VALUES_KEPT = 32_768
 
 
-def _once_per_value(normalise: Callable[[str], T]) -> Callable[[str], T]:
+def _once_per_value(normalise: Callable[..., T]) -> Callable[..., T]:
     """`normalise`, remembering each value's outcome: its result (immutable) or why it is
     unusable (kept as its reason and detail, not the exception and its traceback's frames, and
-    raised again as a new exception)."""
+    raised again as a new exception). Its arguments are the key: the text, and for a document
+    or a date the day it is judged on."""
 
     @functools.lru_cache(maxsize=_DISTINCT_VALUES_KEPT)
-    def outcome(raw: str) -> tuple[T, None] | tuple[None, tuple[str, str]]:
+    def outcome(*args: object) -> tuple[T, None] | tuple[None, tuple[str, str]]:
         try:
-            return normalise(raw), None
+            return normalise(*args), None
         except Unusable as error:
             return None, (error.reason, error.detail)
 
-    def remembered(raw: str) -> T:
-        value, unusable = outcome(raw)
+    def remembered(*args: object) -> T:
+        value, unusable = outcome(*args)
         if unusable is not None:
             raise Unusable(*unusable)
         return value  # type: ignore[return-value]  # not unusable: the value
@@ -58,6 +59,8 @@ _name = _once_per_value(normalise_name)
 _phone = _once_per_value(normalise_phone)
 _email = _once_per_value(normalise_email)
 _address = _once_per_value(normalise_address)
+_document = _once_per_value(normalise_id)
+_date = _once_per_value(parse_date)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class RecordFeatures:
 
 def extract_features(raw: RawRecord, today: dt.date | None = None) -> RecordFeatures:
     problems: list[Problem] = []
+    today = today or dt.date.today()  # one day for the whole record, and a key for the memo
 
     def attempt(field_name: str, parse: Callable[[], T]) -> T | None:
         try:
@@ -123,11 +127,11 @@ def extract_features(raw: RawRecord, today: dt.date | None = None) -> RecordFeat
     document = None
     if raw.id_number.strip():
         kind = raw.id_type.strip().upper() or infer_id_kind(raw.id_number) or "OTHER"
-        document = attempt("id_number", lambda: normalise_id(kind, raw.id_number, today))
+        document = attempt("id_number", lambda: _document(kind, raw.id_number, today))
     phone = attempt("phone", lambda: _phone(raw.phone)) if raw.phone.strip() else None
     email = attempt("email", lambda: _email(raw.email)) if raw.email.strip() else None
     birth_date = (
-        attempt("birth_date", lambda: parse_date(raw.birth_date, today))
+        attempt("birth_date", lambda: _date(raw.birth_date, today))
         if raw.birth_date.strip()
         else None
     )

@@ -206,14 +206,27 @@ def compare_pairs(
 
 
 def pair_weight(
-    model: MatchModel, a: RecordFeatures, b: RecordFeatures, pattern: Pattern, freq: Frequencies
+    model: MatchModel,
+    a: RecordFeatures,
+    b: RecordFeatures,
+    pattern: Pattern,
+    freq: Frequencies,
+    known: dict[tuple[Pattern, str | None], float] | None = None,
 ) -> float:
+    """The pair's match weight. `known`: weights already worked out in this resolution (a
+    weight depends only on the pattern and, for an agreed name, the name; a batch has far fewer
+    of those than pairs)."""
     name_value = (
         a.name.full
         if a.name is not None and pattern[1] in ("exact_hanzi", "exact_pinyin")
         else None
     )
-    return model.score(pattern, name_value, freq)
+    if known is None:
+        return model.score(pattern, name_value, freq)
+    weight = known.get((pattern, name_value))
+    if weight is None:
+        weight = known[(pattern, name_value)] = model.score(pattern, name_value, freq)
+    return weight
 
 
 def estimate_on(
@@ -336,8 +349,9 @@ def _resolve(
         )
 
     vetoed_set = set(vetoed)
+    known: dict[tuple[Pattern, str | None], float] = {}
     scored = [
-        ScoredPair(a, b, pair_weight(chosen, features[a], features[b], pattern, freq))
+        ScoredPair(a, b, pair_weight(chosen, features[a], features[b], pattern, freq, known))
         for (a, b), pattern in zip(pairs, patterns, strict=True)
         if (a, b) not in vetoed_set
     ]
