@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-
-import pytest
 
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_profile.domain.facts import SourceKey
@@ -25,15 +22,6 @@ HOLDINGS = {
     SourceKey("wealth", "B-2"): [("B-INV", "CNY", 50_000_000)],
 }
 LOAN = (SourceKey("loans", "B-3"), "B-MTG", 180_000_000)
-
-
-@pytest.fixture
-async def harness(database_url: str) -> AsyncIterator[Harness]:
-    started = await Harness.start(database_url)
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 async def two_customers(harness: Harness) -> tuple[str, str]:

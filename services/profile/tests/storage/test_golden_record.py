@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-
-import pytest
 
 from zhike.profile.v1 import events_pb2
 from zhike_profile.domain.facts import SourceKey
@@ -24,15 +21,6 @@ T2 = T0 + dt.timedelta(minutes=2)
 T3 = T0 + dt.timedelta(minutes=3)
 CORE = SourceKey("core", "C-1")
 CARDS = SourceKey("cards", "K-1")
-
-
-@pytest.fixture
-async def harness(database_url: str) -> AsyncIterator[Harness]:
-    started = await Harness.start(database_url)
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 def party() -> str:

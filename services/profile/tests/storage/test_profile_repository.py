@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -34,15 +33,6 @@ T1 = T0 + dt.timedelta(minutes=1)
 T2 = T0 + dt.timedelta(minutes=2)
 CRM_1 = SourceKey("crm", "1")
 CRM_2 = SourceKey("crm", "2")
-
-
-@pytest.fixture
-async def harness(database_url: str) -> AsyncIterator[Harness]:
-    started = await Harness.start(database_url)
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 def party() -> str:

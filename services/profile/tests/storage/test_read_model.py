@@ -7,10 +7,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from zhike.source.v1 import source_event_pb2 as pb
@@ -39,15 +37,6 @@ CORE = SourceKey("core", "C-1")
 CARDS = SourceKey("cards", "K-1")
 LOANS = SourceKey("loans", "L-1")
 THIRTY = dt.date(1996, 5, 1)
-
-
-@pytest.fixture
-async def harness(database_url: str) -> AsyncIterator[Harness]:
-    started = await Harness.start(database_url)
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 async def a_customer(harness: Harness) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,15 +14,6 @@ from zhike_profile.transport.time_watch import TimeWatch
 
 from ..profile_harness import Harness
 from ..source_facts import T0, risk_assessed, source_event
-
-
-@pytest.fixture
-async def harness(database_url: str) -> AsyncIterator[Harness]:
-    started = await Harness.start(database_url)
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 def watch(harness: Harness) -> TimeWatch:
