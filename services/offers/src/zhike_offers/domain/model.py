@@ -82,6 +82,15 @@ class ContactPreferences:
     # Outbound channels ("sms", "email", "push") he wants nothing on but transactional messages.
     opted_out_channels: frozenset[str] = frozenset()
 
+    @property
+    def switches(self) -> Switches:
+        """What the customer chose, without the version and time of the choice."""
+        return (self.do_not_contact, self.personalised_offers, self.opted_out_channels)
+
+
+# Do-not-contact, personalised offers, the outbound channels opted out of.
+Switches = tuple[bool, bool, frozenset[str]]
+
 
 @dataclass(frozen=True)
 class OfferPage:

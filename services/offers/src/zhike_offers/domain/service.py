@@ -83,6 +83,7 @@ from zhike_offers.domain.model import (
     ResponseRecord,
     SimulationResult,
     StoredOffer,
+    Switches,
     WithdrawnDecision,
     arbitration_id,
     arbitration_of,
@@ -709,13 +710,25 @@ class ProfileReactions:
             held.personalised_offers and said.personalised_offers,
             held.opted_out_channels | said.opted_out_channels,
         )
-        if wanted == (held.do_not_contact, held.personalised_offers, held.opted_out_channels):
-            return
-        preferences = await unit.parties.set_preferences(survivor_id, *wanted, self._clock.now())
-        unit.record(PreferencesChangedEvent(preferences))
-        party = await unit.parties.get(survivor_id)
-        if party is not None and not party.merged_into:
-            await self._outbound.redecide(unit, [party], DecisionTrigger.CATALOGUE_OR_PREFERENCE)
+        if wanted != held.switches:
+            await _set_switches(unit, self._outbound, survivor_id, wanted, self._clock.now())
+
+
+async def _set_switches(
+    unit: OffersUnitOfWork,
+    outbound: OutboundDecisions,
+    party_id: str,
+    wanted: Switches,
+    now: dt.datetime,
+) -> ContactPreferences:
+    """The party's switches set to `wanted` (under its lock), ContactPreferencesChanged staged,
+    and its outbound decisions decided again under them (unless it was merged away)."""
+    preferences = await unit.parties.set_preferences(party_id, *wanted, now)
+    unit.record(PreferencesChangedEvent(preferences))
+    party = await unit.parties.get(party_id)
+    if party is not None and not party.merged_into:
+        await outbound.redecide(unit, [party], DecisionTrigger.CATALOGUE_OR_PREFERENCE)
+    return preferences
 
 
 # --- notifications' messages -------------------------------------------------------------------
@@ -1007,19 +1020,10 @@ class OfferDecisions:
                         else frozenset(opted_out_channels)
                     ),
                 )
-                if (
-                    wanted
-                    == (held.do_not_contact, held.personalised_offers, held.opted_out_channels)
-                    and held.version
-                ):
+                if wanted == held.switches and held.version:
                     return held
-                now = self._clock.now()
-                preferences = await unit.parties.set_preferences(party_id, *wanted, now)
-                unit.record(PreferencesChangedEvent(preferences))
-                party = await unit.parties.get(party_id)
-                assert party is not None
-                await self._outbound.redecide(
-                    unit, [party], DecisionTrigger.CATALOGUE_OR_PREFERENCE
+                preferences = await _set_switches(
+                    unit, self._outbound, party_id, wanted, self._clock.now()
                 )
                 await unit.commit()
             return preferences

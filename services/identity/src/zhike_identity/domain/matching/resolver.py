@@ -8,7 +8,6 @@ records arrived in.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gc
 import itertools
 import multiprocessing
@@ -18,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 from zhike_identity.domain.matching.blocking import STRONG_PREFIXES, blocking_keys
 from zhike_identity.domain.matching.clustering import Refusal, ScoredPair, cluster
@@ -129,65 +127,23 @@ def candidate_pairs(features: Sequence[RecordFeatures]) -> list[tuple[int, int]]
     return sorted(pairs)
 
 
-# Work handed to a worker process at a time (big enough that handing it over costs little
-# next to it, small enough to show progress), and the least work worth starting workers for.
+# Pairs handed to a worker process at a time (big enough that handing them over costs little
+# next to comparing them, small enough to show progress), and the fewest pairs worth starting
+# workers for.
 COMPARE_CHUNK = 20_000
 PARALLEL_FROM = 50_000
 
-S = TypeVar("S")
-R = TypeVar("R")
-
-# The work's inputs, set before the worker processes are forked (they inherit them, so the
+# What the worker processes compare, set before they are forked (they inherit it, so the
 # records are not pickled to them) and cleared after.
-_inherited: Any = None
+_comparing: tuple[Sequence[RecordFeatures], Sequence[tuple[int, int]], Frequencies | None, bool]
+_comparing = ((), (), None, True)
 
 
-def _run_chunk(task: Callable[[Any, int, int], list[R]], bounds: tuple[int, int]) -> list[R]:
-    return task(_inherited, *bounds)
-
-
-def in_chunks(
-    task: Callable[[S, int, int], list[R]],
-    shared: S,
-    size: int,
-    *,
-    chunk: int,
-    workers: int,
-) -> Iterator[tuple[int, list[R]]]:
-    """`task(shared, start, stop)` over [0, size), a chunk at a time, in order, each with how
-    many are done. With `workers` > 1 (and at least PARALLEL_FROM items) the chunks run in that
-    many forked processes, which inherit `shared`: for a command-line run, never inside a
-    server (fork and threads do not mix)."""
-    global _inherited
-    bounds = [(i, min(i + chunk, size)) for i in range(0, size, chunk)]
-    if workers <= 1 or size < PARALLEL_FROM:
-        for start, stop in bounds:
-            yield stop, task(shared, start, stop)
-        return
-    _inherited = shared
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            done = pool.map(functools.partial(_run_chunk, task), bounds)
-            for (_start, stop), results in zip(bounds, done, strict=True):
-                yield stop, results
-    finally:
-        _inherited = None
-
-
-@dataclass(frozen=True)
-class _Comparing:
-    features: Sequence[RecordFeatures]
-    pairs: Sequence[tuple[int, int]]
-    freq: Frequencies | None
-    household_guardrail: bool
-
-
-def _compare_chunk(work: _Comparing, start: int, stop: int) -> list[Pattern]:
-    features, freq = work.features, work.freq
+def _compare_range(bounds: tuple[int, int]) -> list[Pattern]:
+    features, pairs, freq, household_guardrail = _comparing
     return [
-        compare(features[a], features[b], freq, household_guardrail=work.household_guardrail)
-        for a, b in work.pairs[start:stop]
+        compare(features[a], features[b], freq, household_guardrail=household_guardrail)
+        for a, b in pairs[bounds[0] : bounds[1]]
     ]
 
 
@@ -199,10 +155,24 @@ def compare_pairs(
     household_guardrail: bool = True,
     workers: int = 1,
 ) -> Iterator[tuple[int, list[Pattern]]]:
-    """The patterns of `pairs`, in order, a chunk at a time (with how many pairs are done), in
-    `workers` processes (in_chunks)."""
-    work = _Comparing(features, pairs, freq, household_guardrail)
-    return in_chunks(_compare_chunk, work, len(pairs), chunk=COMPARE_CHUNK, workers=workers)
+    """The patterns of `pairs`, in order, a chunk at a time (with how many pairs are done).
+    With `workers` > 1 (and at least PARALLEL_FROM pairs) the chunks are compared in that many
+    forked processes, which inherit the records: for a command-line run, never inside a server
+    (fork and threads do not mix)."""
+    global _comparing
+    chunks = [(i, min(i + COMPARE_CHUNK, len(pairs))) for i in range(0, len(pairs), COMPARE_CHUNK)]
+    _comparing = (features, pairs, freq, household_guardrail)
+    try:
+        if workers <= 1 or len(pairs) < PARALLEL_FROM:
+            for bounds in chunks:
+                yield bounds[1], _compare_range(bounds)
+            return
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            for bounds, patterns in zip(chunks, pool.map(_compare_range, chunks), strict=True):
+                yield bounds[1], patterns
+    finally:
+        _comparing = ((), (), None, True)
 
 
 def pair_weight(
@@ -269,10 +239,11 @@ def train(
 
 @contextmanager
 def _no_cycle_collection() -> Iterator[None]:
-    """Python's cycle collector paused for a resolution: it builds millions of small objects
-    (features, keys, pairs, patterns) beside a large live heap, and the collector's passes over
-    that heap took a third of the time (100,000 records: 56 s with it, 35 s without). They hold
-    no reference cycles to collect; reference counting frees what they drop."""
+    """Python's cycle collector paused while `resolve` runs (it decorates it): a resolution
+    builds millions of small objects (features, keys, pairs, patterns) beside a large live heap,
+    and the collector's passes over that heap took a third of the time (100,000 records: 56 s
+    with it, 35 s without). They hold no reference cycles to collect; reference counting frees
+    what they drop."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -282,6 +253,7 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
+@_no_cycle_collection()
 def resolve(
     records: Sequence[RawRecord],
     *,
@@ -294,28 +266,6 @@ def resolve(
 ) -> Resolution:
     """Resolves `records` into parties. `workers` > 1 compares pairs in that many forked
     processes (compare_pairs): the same result, sooner on a machine with that many cores."""
-    with _no_cycle_collection():
-        return _resolve(
-            records,
-            model=model,
-            estimate_model=estimate_model,
-            today=today,
-            progress=progress,
-            household_guardrail=household_guardrail,
-            workers=workers,
-        )
-
-
-def _resolve(
-    records: Sequence[RawRecord],
-    *,
-    model: MatchModel | None,
-    estimate_model: bool,
-    today: dt.date | None,
-    progress: Callable[[str, int, int], None] | None,
-    household_guardrail: bool,
-    workers: int,
-) -> Resolution:
     report = progress or (lambda _stage, _done, _total: None)
     order = sorted(range(len(records)), key=lambda i: (records[i].source, records[i].source_id))
     # Normalised here, not in the workers: with each value normalised once (features.py),
