@@ -37,7 +37,7 @@ from zhike.notifications.v1 import notifications_service_pb2 as pb
 from zhike.notifications.v1 import notifications_service_pb2_grpc as pb_grpc
 from zhike.offers.v1 import events_pb2 as offers_events
 from zhike.offers.v1 import offers_pb2
-from zhike.profile.v1 import profile_service_pb2, profile_service_pb2_grpc
+from zhike.profile.v1 import profile_pb2, profile_service_pb2, profile_service_pb2_grpc
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_identity.app import DEFINITION as IDENTITY
 from zhike_notifications.app import DEFINITION as NOTIFICATIONS
@@ -370,6 +370,12 @@ class Stack:
             preference.quiet_hours_start.CopyFrom(TimeOfDay(hours=start.hour, minutes=start.minute))
             preference.quiet_hours_end.CopyFrom(TimeOfDay(hours=end.hour, minutes=end.minute))
         await self.ingest(record_id, preference_changed=preference)
+        preference_shown = profile_pb2.Preferences(
+            language=preference.language, time_zone=preference.time_zone
+        )
+        if quiet_hours is not None:
+            preference_shown.quiet_hours_start.CopyFrom(preference.quiet_hours_start)
+            preference_shown.quiet_hours_end.CopyFrom(preference.quiet_hours_end)
 
         async def shown() -> bool:
             async with authorised_channel(self.address(self.profile)) as channel:
@@ -384,7 +390,9 @@ class Stack:
                     if error.code() == grpc.StatusCode.NOT_FOUND:
                         return False
                     raise
-            return bool(answer.profile.preferences.time_zone == time_zone)
+            # Compared whole: the profile's defaults (zh-CN, Asia/Shanghai) may already match
+            # before this event applies.
+            return bool(answer.profile.preferences == preference_shown)
 
         await eventually(shown, timeout=20)
 

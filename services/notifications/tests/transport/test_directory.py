@@ -166,7 +166,9 @@ async def set_preferences(services: Services, record_id: str, party_id: str) -> 
                 if error.code() == grpc.StatusCode.NOT_FOUND:
                     return False
                 raise
-            return bool(answer.profile.preferences.time_zone)
+            # Language and time zone have defaults (zh-CN, Asia/Shanghai) before any event:
+            # only the quiet hours show that this PreferenceChanged applied.
+            return answer.profile.preferences.HasField("quiet_hours_start")
 
         await eventually(preferences_shown, timeout=20)
 
