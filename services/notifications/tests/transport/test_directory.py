@@ -168,7 +168,7 @@ async def set_preferences(services: Services, record_id: str, party_id: str) -> 
                 raise
             # Language and time zone have defaults (zh-CN, Asia/Shanghai) before any event:
             # only the quiet hours show that this PreferenceChanged applied.
-            return answer.profile.preferences.HasField("quiet_hours_start")
+            return bool(answer.profile.preferences.HasField("quiet_hours_start"))
 
         await eventually(preferences_shown, timeout=20)
 
