@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ScoredPair:
+class ScoredPair(NamedTuple):
+    # A tuple, not a frozen dataclass: a batch makes one per candidate pair, and a tuple is made
+    # in a fraction of the time.
     left: int
     right: int
     weight: float

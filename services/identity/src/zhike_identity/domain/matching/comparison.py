@@ -84,10 +84,14 @@ def same_person(a: RecordFeatures, b: RecordFeatures) -> bool:
 
 def veto(a: RecordFeatures, b: RecordFeatures) -> str | None:
     """Hard rule: two *valid* resident ID numbers that differ are never the same person."""
-    ra, rb = a.resident_id, b.resident_id
-    if ra is not None and rb is not None and ra != rb:
+    if resident_ids_differ(a.resident_id, b.resident_id):
         return "different_valid_resident_ids"
     return None
+
+
+def resident_ids_differ(a: str | None, b: str | None) -> bool:
+    """The veto's rule on two records' valid resident ID numbers (RecordFeatures.resident_id)."""
+    return a is not None and b is not None and a != b
 
 
 def _id_level(a: RecordFeatures, b: RecordFeatures) -> str:
@@ -243,16 +247,6 @@ def _mistyped_words(left: set[str], right: set[str]) -> int:
     return found
 
 
-def _shared_value(record: RecordFeatures, field: str) -> tuple[str, str] | None:
-    if field == "phone" and record.phone is not None:
-        return ("phone", record.phone.e164)
-    if field == "email" and record.email is not None:
-        return ("email", record.email)
-    if field == "address" and record.address is not None:
-        return ("address", record.address.text)
-    return None
-
-
 def compare(
     a: RecordFeatures,
     b: RecordFeatures,
@@ -264,16 +258,39 @@ def compare(
 
     `household_guardrail=False` is for evaluating the model on data known to hold no households
     or twins (FEBRL); the service always applies it."""
-    levels = _levels(a, b)
-    household = _shared_by_household(levels) if household_guardrail else ()
-    for field in _SHARED_IDENTIFIER_FIELDS:
-        if levels[field] in _AGREES:
-            value = _shared_value(a, field)
-            if field in household or (
-                frequencies is not None and value is not None and frequencies.too_common(*value)
-            ):
-                levels[field] = NULL
-    return tuple(levels[f] for f in FIELDS)
+    # The levels as locals, not through _levels' dict: compare runs for every candidate and
+    # random pair of a batch (about a million for 100,000 records).
+    id_level = _id_level(a, b)
+    name = _name_level(a, b)
+    phone_a = a.phone.e164 if a.phone else None
+    phone = _same_or_different(phone_a, b.phone.e164 if b.phone else None)
+    email = _same_or_different(a.email, b.email)
+    address = _address_level(a, b)
+    if phone in _AGREES or email in _AGREES or address in _AGREES:
+        # The guardrails (_shared_by_household, Frequencies.too_common) on what agrees.
+        household = (
+            household_guardrail and name in _NAMES_DISAGREE and id_level not in _DOCUMENTS_AGREE
+        )
+        if phone in _AGREES and (household or _too_common(frequencies, "phone", phone_a)):
+            phone = NULL
+        if email in _AGREES and (household or _too_common(frequencies, "email", a.email)):
+            email = NULL
+        address_a = a.address.text if a.address else None
+        if address in _AGREES and (household or _too_common(frequencies, "address", address_a)):
+            address = NULL
+    return (
+        id_level,
+        name,
+        _birth_level(a, b),
+        _same_or_different(a.gender, b.gender),
+        phone,
+        email,
+        address,
+    )
+
+
+def _too_common(frequencies: Frequencies | None, kind: str, value: str | None) -> bool:
+    return frequencies is not None and value is not None and frequencies.too_common(kind, value)
 
 
 def shared_by_household(a: RecordFeatures, b: RecordFeatures) -> tuple[str, ...]:
@@ -286,10 +303,12 @@ def shared_by_household(a: RecordFeatures, b: RecordFeatures) -> tuple[str, ...]
 _AGREES = ("same", "exact", "similar")
 
 
+# Households and new owners of recycled numbers never share an identity document number.
+_DOCUMENTS_AGREE = ("exact_valid", "exact", "close")
+
+
 def _shared_by_household(levels: dict[str, str]) -> tuple[str, ...]:
-    # Households and new owners of recycled numbers never share an identity document number.
-    documents_agree = levels["id"] in ("exact_valid", "exact", "close")
-    if levels["name"] not in _NAMES_DISAGREE or documents_agree:
+    if levels["name"] not in _NAMES_DISAGREE or levels["id"] in _DOCUMENTS_AGREE:
         return ()
     return tuple(f for f in _SHARED_IDENTIFIER_FIELDS if levels[f] in _AGREES)
 
