@@ -138,9 +138,10 @@ PARALLEL_EXTRACTION_FROM = 20_000
 _extracting: tuple[Sequence[RawRecord], dt.date] = ((), dt.date.min)
 
 
-def _extract_range(bounds: tuple[int, int]) -> list[RecordFeatures]:
+def _extract_part(part: tuple[int, int]) -> list[RecordFeatures]:
     records, today = _extracting
-    return [extract_features(r, today) for r in records[bounds[0] : bounds[1]]]
+    first, step = part
+    return [extract_features(r, today) for r in records[first::step]]
 
 
 def extract_all(
@@ -150,9 +151,10 @@ def extract_all(
     *,
     workers: int = 1,
 ) -> list[RecordFeatures]:
-    """The features of `records`, in order. With `workers` > 1 the records are split in that
-    many parts: this process extracts the first while forked processes extract the others and
-    send their features back (a part's pickle costs a tenth of extracting it)."""
+    """The features of `records`, in order. With `workers` > 1 the records are dealt into that
+    many parts (every n-th record: sources differ in how costly their values are, and a file
+    comes grouped by source), this process extracting the first while forked processes extract
+    the others and send their features back (a part's pickle costs a tenth of extracting it)."""
     global _extracting
     total = len(records)
     report("normalise", 0, total)
@@ -160,21 +162,19 @@ def extract_all(
         features = [extract_features(r, today) for r in records]
         report("normalise", total, total)
         return features
-    step = -(-total // workers)
-    parts = [(i, min(i + step, total)) for i in range(0, total, step)]
     _extracting = (records, today)
     try:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=len(parts) - 1, mp_context=context) as pool:
-            others = [pool.submit(_extract_range, bounds) for bounds in parts[1:]]
-            features = _extract_range(parts[0])
-            report("normalise", parts[0][1], total)
-            for bounds, other in zip(parts[1:], others, strict=True):
-                features.extend(other.result())
-                report("normalise", bounds[1], total)
+        with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+            others = [pool.submit(_extract_part, (first, workers)) for first in range(1, workers)]
+            parts = [_extract_part((0, workers))]
+            report("normalise", len(parts[0]), total)
+            for other in others:
+                parts.append(other.result())
+                report("normalise", sum(len(p) for p in parts), total)
     finally:
         _extracting = ((), dt.date.min)
-    return features
+    return [parts[i % workers][i // workers] for i in range(total)]
 
 
 # Pairs handed to a worker process at a time (big enough that handing them over costs little
