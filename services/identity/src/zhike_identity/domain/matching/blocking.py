@@ -48,8 +48,13 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
         keys.append(f"em:{record.email}")
     if name is not None:
         keys.append(f"nm:{name.full}")
-        parts = sorted(p for p in (name.surname, name.given) if p)
-        keys.append(f"ns:{':'.join(parts)}")  # either order of the name parts
+        # Either order of the name parts (sorted: blocking_keys runs for every record of a
+        # batch, and two strings are ordered without sorted()'s cost).
+        surname, given = name.surname, name.given
+        if surname and given:
+            keys.append(f"ns:{surname}:{given}" if surname <= given else f"ns:{given}:{surname}")
+        else:
+            keys.append(f"ns:{surname or given}")
         if birth:
             keys.append(f"sb:{name.surname}:{birth}")
             if name.given:
@@ -61,7 +66,7 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
                 keys.append(f"gp:{name.given}:{record.address.postcode}")
     # Either name part's initial: a Latin name's order is a guess, and a nickname ("Bill" for
     # "William") keeps the surname's initial.
-    initials = sorted({p[:1] for p in (name.surname, name.given) if p}) if name else []
+    initials = _initials(name.surname[:1], name.given[:1]) if name else ()
     # The typo-tolerant keys below (postcode-like tokens, address numbers, a swapped or mistyped
     # birth date) only for a record without an ID number, phone or e-mail: such a record has
     # nothing else to meet its others by, while a record with one would bring dozens more
@@ -102,7 +107,14 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
                 keys.append(f"bm:{born:%Y-%m}:{initial}")
         else:
             keys.append(f"bd:{birth}")
-    return [index_key(k) for k in keys]
+    return [k if len(k) <= MAX_KEY_LENGTH else index_key(k) for k in keys]
+
+
+def _initials(first: str, second: str) -> tuple[str, ...]:
+    """The distinct initials of a name's parts, in order (an empty part has none)."""
+    if first and second and first != second:
+        return (first, second) if first < second else (second, first)
+    return (first or second,) if first or second else ()
 
 
 _DIGITS = re.compile(r"[0-9]+")

@@ -112,10 +112,13 @@ def distinct_people(records: Sequence[RecordFeatures], stop_at: int) -> int:
     return len(representatives)
 
 
-def candidate_pairs(features: Sequence[RecordFeatures]) -> list[tuple[int, int]]:
+def candidate_pairs(
+    features: Sequence[RecordFeatures], keys: Sequence[list[str]] | None = None
+) -> list[tuple[int, int]]:
+    """The pairs of records sharing a block (`keys`: each record's blocking keys, if known)."""
     blocks: dict[str, list[int]] = {}
-    for i, f in enumerate(features):
-        for key in blocking_keys(f):
+    for i, record_keys in enumerate(keys or [blocking_keys(f) for f in features]):
+        for key in record_keys:
             blocks.setdefault(key, []).append(i)
     # A pair as one number (lower × size + higher) while collecting and sorting: a set and a
     # sort of ints take a fraction of what tuples do (a pair comes from several blocks).
@@ -150,18 +153,19 @@ def extract_all(
     report: Callable[[str, int, int], None],
     *,
     workers: int = 1,
-) -> list[RecordFeatures]:
-    """The features of `records`, in order. With `workers` > 1 the records are dealt into that
-    many parts (every n-th record: sources differ in how costly their values are, and a file
-    comes grouped by source), this process extracting the first while forked processes extract
-    the others and send their features back (a part's pickle costs a tenth of extracting it)."""
+) -> tuple[list[RecordFeatures], list[list[str]]]:
+    """The features of `records`, in order, and each one's blocking keys. With `workers` > 1
+    the records are dealt into that many parts (every n-th record: sources differ in how costly
+    their values are, and a file comes grouped by source), this process extracting the first
+    while forked processes extract the others and send their features back (a part's pickle
+    costs a tenth of extracting it); this process keys its own part while they send."""
     global _extracting
     total = len(records)
     report("normalise", 0, total)
     if workers <= 1 or total < PARALLEL_EXTRACTION_FROM:
         features = [extract_features(r, today) for r in records]
         report("normalise", total, total)
-        return features
+        return features, [blocking_keys(f) for f in features]
     _extracting = (records, today)
     try:
         context = multiprocessing.get_context("fork")
@@ -169,12 +173,17 @@ def extract_all(
             others = [pool.submit(_extract_part, (first, workers)) for first in range(1, workers)]
             parts = [_extract_part((0, workers))]
             report("normalise", len(parts[0]), total)
+            keys = [[blocking_keys(f) for f in parts[0]]]
             for other in others:
                 parts.append(other.result())
                 report("normalise", sum(len(p) for p in parts), total)
     finally:
         _extracting = ((), dt.date.min)
-    return [parts[i % workers][i // workers] for i in range(total)]
+    keys.extend([blocking_keys(f) for f in part] for part in parts[1:])
+    return (
+        [parts[i % workers][i // workers] for i in range(total)],
+        [keys[i % workers][i // workers] for i in range(total)],
+    )
 
 
 # Pairs handed to a worker process at a time (big enough that handing them over costs little
@@ -321,14 +330,14 @@ def resolve(
     # One day for every record (an ID number's or a birth date's plausibility), and a key the
     # normalisers' memo shares.
     today = today or dt.date.today()
-    features = extract_all([records[i] for i in order], today, report, workers=workers)
+    features, block_keys = extract_all([records[i] for i in order], today, report, workers=workers)
     freq = frequencies_of(features)
     resident_ids = [f.resident_id for f in features]
     # Pairs the veto forbids (two valid resident ID numbers that differ: half the candidates of
     # a set with ID numbers, same-name strangers) are never compared nor scored.
     pairs = [
         (a, b)
-        for a, b in candidate_pairs(features)
+        for a, b in candidate_pairs(features, block_keys)
         if not resident_ids_differ(resident_ids[a], resident_ids[b])
     ]
     chosen = model or default_model()
