@@ -119,44 +119,46 @@ def _name_level(a: RecordFeatures, b: RecordFeatures) -> str:
         return "exact_hanzi"
     if na.full == nb.full:
         return "exact_pinyin"  # a homophone, a romanisation, or another script
-    surnames = _similar(na.surname, nb.surname)
+    sa, ga, sb, gb = na.surname, na.given, nb.surname, nb.given
+    # The four part-to-part similarities, each worked out once: the levels below read them in
+    # every combination, and a random pair (the model's u estimate) goes through all of them.
+    ss, gg = _similar(sa, sb), _similar(ga, gb)
+    sg, gs = _similar(sa, gb), _similar(ga, sb)
     # A name of one part on both sides ("kaitlin", "katilin") is compared by that part alone.
-    givens = 1.0 if not na.given and not nb.given else _similar(na.given, nb.given)
+    givens = 1.0 if not ga and not gb else gg
     # Both parts nearly equal, in either order (given-name-first Latin spellings swap them).
-    swapped = min(_similar(na.surname, nb.given), _similar(na.given, nb.surname))
     # The whole-name comparison is for names split differently ("liujian jun"); where the
     # surnames agree, the given names alone decide (王安 and 王娜, "wangan" and "wangna", are
     # twins' names, not a typo).
     if (
-        max(min(surnames, givens), swapped) >= 0.88
-        or (surnames < 0.92 and JaroWinkler.similarity(na.full, nb.full) >= 0.93)
+        max(min(ss, givens), min(sg, gs)) >= 0.88
+        or (ss < 0.92 and JaroWinkler.similarity(na.full, nb.full) >= 0.93)
         or sorted(na.syllables) == sorted(nb.syllables)
     ):
         return "close"
     # A nickname or short form of the given name ("Artie" / "Arthur", "Bill" / "William") with
     # the surname nearly equal, in either order: a level of its own, stronger than "partial"
     # (which siblings and twins reach) and not subject to the household guardrail.
-    if _variants(na.surname, na.given, nb.surname, nb.given) or _variants(
-        na.surname, na.given, nb.given, nb.surname
+    if (
+        sa
+        and ga
+        and sb
+        and gb
+        and (
+            (ss >= 0.92 and are_name_variants(ga, gb))
+            or (gg >= 0.92 and are_name_variants(sa, sb))
+            or (sg >= 0.92 and are_name_variants(ga, sb))
+            or (gs >= 0.92 and are_name_variants(sa, gb))
+        )
     ):
         return "variant"
     # One part agrees and the other does not or is missing: siblings, twins, spouses — or one
     # person whose other name part was mistyped beyond recognition, replaced or left out. The
     # parts are compared across too: a Latin name's order is a guess ("Webb" vs "Amber Webb").
-    parts_a = [p for p in (na.surname, na.given) if p]
-    parts_b = [p for p in (nb.surname, nb.given) if p]
-    if any(_similar(x, y) >= 0.92 for x in parts_a for y in parts_b):
+    # (An empty part is similar to nothing.)
+    if max(ss, gg, sg, gs) >= 0.92:
         return "partial"
     return "different"
-
-
-def _variants(a1: str, a2: str, b1: str, b2: str) -> bool:
-    """One part nearly equal and the other a nickname or short form of it, in these positions."""
-    if not (a1 and a2 and b1 and b2):
-        return False
-    return (_similar(a1, b1) >= 0.92 and are_name_variants(a2, b2)) or (
-        _similar(a2, b2) >= 0.92 and are_name_variants(a1, b1)
-    )
 
 
 @functools.lru_cache(maxsize=65536)
