@@ -11,6 +11,7 @@ service uses; `--target HOST:PORT` streams them through a running identity servi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -22,18 +23,8 @@ from zhike_identity.domain.matching.model import MatchModel
 from zhike_identity.domain.matching.resolver import Resolution, resolve
 from zhike_identity.progress import StageProgress
 
-COLUMNS = (
-    "source",
-    "source_id",
-    "full_name",
-    "id_type",
-    "id_number",
-    "phone",
-    "email",
-    "birth_date",
-    "gender",
-    "address",
-)
+# RawRecord's fields, in its order (read_records makes records from them by place).
+COLUMNS = tuple(field.name for field in dataclasses.fields(RawRecord))
 
 
 @dataclass(frozen=True)
@@ -52,14 +43,20 @@ class ResolveReport:
 
 def read_records(path: Path) -> list[RawRecord]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("source", "source_id") if c not in (reader.fieldnames or [])]
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        missing = [c for c in ("source", "source_id") if c not in header]
         if missing:
             raise ValueError(f"{path}: the header lacks {', '.join(missing)}")
-        return [
-            RawRecord(**{column: (row.get(column) or "").strip() for column in COLUMNS})
-            for row in reader
-        ]
+        # Rows as lists, each column taken by its place in the header (a dict per row cost a
+        # third of reading); a column the header lacks, or a short row, reads as empty.
+        places = [header.index(column) if column in header else -1 for column in COLUMNS]
+        # (Blank lines hold no record, as csv.DictReader reads them.)
+        return [RawRecord(*(_cell(row, place) for place in places)) for row in reader if row]
+
+
+def _cell(row: list[str], place: int) -> str:
+    return row[place].strip() if 0 <= place < len(row) else ""
 
 
 def write_assignments(path: Path, records: list[RawRecord], party_ids: list[str]) -> None:

@@ -256,11 +256,11 @@ def pair_weight(
     b: RecordFeatures,
     pattern: Pattern,
     freq: Frequencies,
-    known: dict[tuple[Pattern, str | None], float] | None = None,
+    known: dict[tuple[Pattern, int], float] | None = None,
 ) -> float:
     """The pair's match weight. `known`: weights already worked out in this resolution (a
-    weight depends only on the pattern and, for an agreed name, the name; a batch has far fewer
-    of those than pairs)."""
+    weight depends only on the pattern and, for an agreed name, on how many people hold the
+    name; a batch has far fewer of those than pairs)."""
     name_value = (
         a.name.full
         if a.name is not None and pattern[1] in ("exact_hanzi", "exact_pinyin")
@@ -268,9 +268,10 @@ def pair_weight(
     )
     if known is None:
         return model.score(pattern, name_value, freq)
-    weight = known.get((pattern, name_value))
+    holders = freq.people("name", name_value) if name_value is not None else -1
+    weight = known.get((pattern, holders))
     if weight is None:
-        weight = known[(pattern, name_value)] = model.score(pattern, name_value, freq)
+        weight = known[(pattern, holders)] = model.score(pattern, name_value, freq)
     return weight
 
 
@@ -356,7 +357,7 @@ def resolve(
     if estimating:
         chosen = estimate(chosen, patterns, unrelated, version=f"{chosen.version}+estimated")
 
-    known: dict[tuple[Pattern, str | None], float] = {}
+    known: dict[tuple[Pattern, int], float] = {}
     scored = [
         ScoredPair(a, b, pair_weight(chosen, features[a], features[b], pattern, freq, known))
         for (a, b), pattern in zip(pairs, patterns, strict=True)
