@@ -16,8 +16,7 @@ def test_columns_are_read_by_their_header_whatever_their_order_and_unknown_ones_
 ) -> None:
     path = tmp_path / "records.csv"
     path.write_text(
-        "\ufeffphone,branch,source_id,full_name,source\n"
-        " 136 7182 9305 ,B-12,A-1, 刘晓燕 ,core\n",
+        "\ufeffphone,branch,source_id,full_name,source\n 136 7182 9305 ,B-12,A-1, 刘晓燕 ,core\n",
         encoding="utf-8",
     )
 

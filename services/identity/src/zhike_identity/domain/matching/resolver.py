@@ -13,10 +13,11 @@ import itertools
 import multiprocessing
 import random
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 from zhike_identity.domain.matching.blocking import STRONG_PREFIXES, blocking_keys
 from zhike_identity.domain.matching.clustering import Refusal, ScoredPair, cluster
@@ -193,61 +194,109 @@ COMPARE_CHUNK = 20_000
 PARALLEL_FROM = 50_000
 
 
-@dataclass(frozen=True)
-class PairSet:
-    """Pairs to compare, with the frequencies their shared-value guardrail reads (None: none,
-    as for the random pairs that estimate u)."""
-
-    pairs: Sequence[tuple[int, int]]
-    frequencies: Frequencies | None
-
-
 # What the worker processes compare, set before they are forked (they inherit it, so the
 # records are not pickled to them) and cleared after.
-_comparing: tuple[Sequence[RecordFeatures], Sequence[PairSet], bool] = ((), (), True)
+_comparing: tuple[Sequence[RecordFeatures], Sequence[tuple[int, int]], Frequencies | None, bool]
+_comparing = ((), (), None, True)
 
 
-def _compare_range(chunk: tuple[int, int, int]) -> list[Pattern]:
-    features, sets, household_guardrail = _comparing
-    which, start, end = chunk
-    freq = sets[which].frequencies
+def _compare_range(bounds: tuple[int, int]) -> list[Pattern]:
+    features, pairs, freq, household_guardrail = _comparing
+    return _compared(features, pairs[bounds[0] : bounds[1]], freq, household_guardrail)
+
+
+def _compared(
+    features: Sequence[RecordFeatures],
+    pairs: Iterable[tuple[int, int]],
+    freq: Frequencies | None,
+    household_guardrail: bool,
+) -> list[Pattern]:
     return [
         compare(features[a], features[b], freq, household_guardrail=household_guardrail)
-        for a, b in sets[which].pairs[start:end]
+        for a, b in pairs
     ]
 
 
 def compare_pairs(
     features: Sequence[RecordFeatures],
-    sets: Sequence[PairSet],
+    pairs: Sequence[tuple[int, int]],
+    freq: Frequencies | None,
     *,
     household_guardrail: bool = True,
     workers: int = 1,
 ) -> Iterator[tuple[int, list[Pattern]]]:
-    """The patterns of each set's pairs, set after set and in order, a chunk at a time (with
-    the index of the set it belongs to). With `workers` > 1 (and at least PARALLEL_FROM pairs
-    in all) the chunks are compared in that many forked processes, which inherit the records:
-    for a command-line run, never inside a server (fork and threads do not mix). All sets go
-    through one pool: each new pool's processes copy the pages of the records they read (their
-    reference counts change), about 0.6 s at 100,000 records."""
+    """The patterns of `pairs`, in order, a chunk at a time (with how many pairs are done).
+    With `workers` > 1 (and at least PARALLEL_FROM pairs) the chunks are compared in that many
+    forked processes, which inherit the records: for a command-line run, never inside a server
+    (fork and threads do not mix)."""
     global _comparing
-    chunks = [
-        (which, i, min(i + COMPARE_CHUNK, len(pair_set.pairs)))
-        for which, pair_set in enumerate(sets)
-        for i in range(0, len(pair_set.pairs), COMPARE_CHUNK)
-    ]
-    _comparing = (features, sets, household_guardrail)
+    chunks = [(i, min(i + COMPARE_CHUNK, len(pairs))) for i in range(0, len(pairs), COMPARE_CHUNK)]
+    _comparing = (features, pairs, freq, household_guardrail)
     try:
-        if workers <= 1 or sum(len(s.pairs) for s in sets) < PARALLEL_FROM:
-            for chunk in chunks:
-                yield chunk[0], _compare_range(chunk)
+        if workers <= 1 or len(pairs) < PARALLEL_FROM:
+            for bounds in chunks:
+                yield bounds[1], _compare_range(bounds)
             return
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for chunk, patterns in zip(chunks, pool.map(_compare_range, chunks), strict=True):
-                yield chunk[0], patterns
+            for bounds, patterns in zip(chunks, pool.map(_compare_range, chunks), strict=True):
+                yield bounds[1], patterns
     finally:
-        _comparing = ((), (), True)
+        _comparing = ((), (), None, True)
+
+
+@contextmanager
+def compared_aside(
+    features: Sequence[RecordFeatures],
+    pairs: Sequence[tuple[int, int]],
+    *,
+    household_guardrail: bool = True,
+    workers: int = 1,
+) -> Iterator[Callable[[], list[Pattern]]]:
+    """The patterns of `pairs` (without frequencies: the random pairs that estimate u), compared
+    in one forked process while this one goes on, when `workers` > 1; the function yielded
+    waits for them. The candidates' frequencies and blocks are worked out in this process
+    meanwhile, on the core it would otherwise leave idle."""
+    if workers <= 1 or len(pairs) < PARALLEL_FROM:
+        yield lambda: _compared(features, pairs, None, household_guardrail)
+        return
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_compare_and_send,
+        args=(sending, features, pairs, household_guardrail),
+        name="zhike-random-pairs",
+    )
+    process.start()
+    sending.close()  # the child's copy is the one that sends
+
+    def patterns() -> list[Pattern]:
+        try:
+            received: list[Pattern] = receiving.recv()
+        except EOFError:
+            process.join()
+            raise RuntimeError(
+                f"comparing the random pairs failed (exit code {process.exitcode})"
+            ) from None
+        return received
+
+    try:
+        yield patterns
+    finally:
+        receiving.close()
+        if process.is_alive():
+            process.terminate()
+        process.join()
+
+
+def _compare_and_send(
+    sending: Connection,
+    features: Sequence[RecordFeatures],
+    pairs: Sequence[tuple[int, int]],
+    household_guardrail: bool,
+) -> None:
+    with sending:
+        sending.send(_compared(features, pairs, None, household_guardrail))
 
 
 def pair_weight(
@@ -332,30 +381,33 @@ def resolve(
     # normalisers' memo shares.
     today = today or dt.date.today()
     features, block_keys = extract_all([records[i] for i in order], today, report, workers=workers)
-    freq = frequencies_of(features)
-    resident_ids = [f.resident_id for f in features]
-    # Pairs the veto forbids (two valid resident ID numbers that differ: half the candidates of
-    # a set with ID numbers, same-name strangers) are never compared nor scored.
-    pairs = [
-        (a, b)
-        for a, b in candidate_pairs(features, block_keys)
-        if not resident_ids_differ(resident_ids[a], resident_ids[b])
-    ]
     chosen = model or default_model()
     estimating = estimate_model and len(features) >= 1000
-    # The random pairs (for u) are compared with the candidates, in the same worker processes.
-    sets = [PairSet(pairs, freq), PairSet(random_pairs(len(features)) if estimating else [], None)]
-    total = sum(len(s.pairs) for s in sets)
-    patterns: list[Pattern] = []
-    unrelated: list[Pattern] = []
-    report("compare", 0, total)
-    for which, compared in compare_pairs(
-        features, sets, household_guardrail=household_guardrail, workers=workers
-    ):
-        (patterns if which == 0 else unrelated).extend(compared)
-        report("compare", len(patterns) + len(unrelated), total)
-    if estimating:
-        chosen = estimate(chosen, patterns, unrelated, version=f"{chosen.version}+estimated")
+    with compared_aside(
+        features,
+        random_pairs(len(features)) if estimating else [],
+        household_guardrail=household_guardrail,
+        workers=workers,
+    ) as unrelated:
+        freq = frequencies_of(features)
+        resident_ids = [f.resident_id for f in features]
+        # Pairs the veto forbids (two valid resident ID numbers that differ: half the
+        # candidates of a set with ID numbers, same-name strangers) are never compared nor
+        # scored.
+        pairs = [
+            (a, b)
+            for a, b in candidate_pairs(features, block_keys)
+            if not resident_ids_differ(resident_ids[a], resident_ids[b])
+        ]
+        patterns: list[Pattern] = []
+        report("compare", 0, len(pairs))
+        for done, compared in compare_pairs(
+            features, pairs, freq, household_guardrail=household_guardrail, workers=workers
+        ):
+            patterns.extend(compared)
+            report("compare", done, len(pairs))
+        if estimating:
+            chosen = estimate(chosen, patterns, unrelated(), version=f"{chosen.version}+estimated")
 
     known: dict[tuple[Pattern, int], float] = {}
     scored = [
