@@ -79,7 +79,7 @@ def resolve_file(
     workers: int = 1,
 ) -> tuple[list[RawRecord], Resolution, ResolveReport]:
     """`zhike identity resolve-csv` in process: the records, their resolution (for a bulk load)
-    and the report. `workers` > 1 compares pairs in that many processes (resolver.resolve)."""
+    and the report. `workers` > 1 normalises and compares in that many processes (resolve)."""
     started = time.perf_counter()
     stderr = errors or sys.stderr
     records = read_records(input_path)

@@ -373,8 +373,9 @@ def resolve(
     household_guardrail: bool = True,
     workers: int = 1,
 ) -> Resolution:
-    """Resolves `records` into parties. `workers` > 1 compares pairs in that many forked
-    processes (compare_pairs): the same result, sooner on a machine with that many cores."""
+    """Resolves `records` into parties. `workers` > 1 extracts features and compares pairs in
+    that many forked processes (extract_all, compare_pairs, compared_aside): the same result,
+    sooner on a machine with that many cores."""
     report = progress or (lambda _stage, _done, _total: None)
     order = sorted(range(len(records)), key=lambda i: (records[i].source, records[i].source_id))
     # One day for every record (an ID number's or a birth date's plausibility), and a key the
