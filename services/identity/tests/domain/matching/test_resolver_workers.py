@@ -9,6 +9,8 @@ import pytest
 
 from zhike_identity.batch import read_records
 from zhike_identity.domain.matching import resolver
+from zhike_identity.domain.matching.comparison import Frequencies, Pattern
+from zhike_identity.domain.matching.features import RecordFeatures
 from zhike_identity_evaluation import generator
 
 
@@ -33,3 +35,24 @@ def test_extracting_and_comparing_in_two_worker_processes_gives_the_same_parties
     assert shared.reviews == alone.reviews
     assert shared.model == alone.model
     assert len(set(alone.party_ids)) < len(records)  # records were grouped at all
+
+
+def test_a_failure_comparing_the_random_pairs_aside_is_raised_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generator.write_csv(tmp_path, persons=600, seed=5)
+    records = read_records(tmp_path / "records.csv")
+    monkeypatch.setattr(resolver, "PARALLEL_FROM", 1)
+    compare = resolver.compare
+
+    def failing_without_frequencies(
+        a: RecordFeatures, b: RecordFeatures, frequencies: Frequencies | None = None, **kw: bool
+    ) -> Pattern:
+        if frequencies is None:  # only the random pairs, compared in their own process
+            raise MemoryError("the process comparing the random pairs ran out of memory")
+        return compare(a, b, frequencies, **kw)
+
+    monkeypatch.setattr(resolver, "compare", failing_without_frequencies)
+
+    with pytest.raises(RuntimeError, match=r"comparing the random pairs failed \(exit code 1\)"):
+        resolver.resolve(records, workers=2)
