@@ -9,7 +9,7 @@ import pytest
 
 from zhike_identity.batch import read_records
 from zhike_identity.domain.matching import resolver
-from zhike_identity.domain.matching.comparison import Frequencies, Pattern
+from zhike_identity.domain.matching.comparison import Frequencies, Pattern, compare
 from zhike_identity.domain.matching.features import RecordFeatures
 from zhike_identity_evaluation import generator
 
@@ -43,7 +43,6 @@ def test_a_failure_comparing_the_random_pairs_aside_is_raised_not_waited_for(
     generator.write_csv(tmp_path, persons=600, seed=5)
     records = read_records(tmp_path / "records.csv")
     monkeypatch.setattr(resolver, "PARALLEL_FROM", 1)
-    compare = resolver.compare
 
     def failing_without_frequencies(
         a: RecordFeatures, b: RecordFeatures, frequencies: Frequencies | None = None, **kw: bool
