@@ -49,7 +49,10 @@ def register(commands: Any) -> None:
         "--workers",
         type=int,
         default=os.cpu_count() or 1,
-        help="processes normalising records and comparing pairs (default: one per CPU; 1: all in this process)",
+        help=(
+            "processes normalising records and comparing pairs "
+            "(default: one per CPU; 1: all in this process)"
+        ),
     )
     resolve.add_argument(
         "--without-household-guardrail",

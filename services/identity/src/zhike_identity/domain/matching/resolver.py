@@ -134,6 +134,18 @@ def candidate_pairs(
     return [divmod(pair, size) for pair in sorted(pairs)]
 
 
+def pairs_to_compare(
+    features: Sequence[RecordFeatures], candidates: Iterable[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The candidates less those the veto forbids (two valid resident ID numbers that differ:
+    half the candidates of a set with ID numbers, same-name strangers): never linked, so never
+    compared, scored nor counted in the model's estimate."""
+    resident_ids = [f.resident_id for f in features]
+    return [
+        (a, b) for a, b in candidates if not resident_ids_differ(resident_ids[a], resident_ids[b])
+    ]
+
+
 # The fewest records worth extracting in worker processes too.
 PARALLEL_EXTRACTION_FROM = 20_000
 
@@ -272,13 +284,16 @@ def compared_aside(
 
     def patterns() -> list[Pattern]:
         try:
-            received: list[Pattern] = receiving.recv()
-        except EOFError:
+            received: tuple[str, list[Pattern]] = receiving.recv()
+        except EOFError:  # the process died without a word (killed, out of memory)
             process.join()
             raise RuntimeError(
                 f"comparing the random pairs failed (exit code {process.exitcode})"
             ) from None
-        return received
+        failure, compared = received
+        if failure:
+            raise RuntimeError(f"comparing the random pairs failed ({failure})")
+        return compared
 
     try:
         yield patterns
@@ -296,7 +311,13 @@ def _compare_and_send(
     household_guardrail: bool,
 ) -> None:
     with sending:
-        sending.send(_compared(features, pairs, None, household_guardrail))
+        try:
+            compared = _compared(features, pairs, None, household_guardrail)
+        except Exception as error:  # noqa: BLE001 - told to the parent, which raises it
+            # Only the kind of failure leaves this process: its text could quote a record.
+            sending.send((type(error).__name__, []))
+            return
+        sending.send(("", compared))
 
 
 def pair_weight(
@@ -341,7 +362,8 @@ def train(
     ordered = sorted(records, key=lambda r: (r.source, r.source_id))
     features = [extract_features(r, today) for r in ordered]
     freq = frequencies_of(features)
-    patterns = [compare(features[a], features[b], freq) for a, b in candidate_pairs(features)]
+    pairs = pairs_to_compare(features, candidate_pairs(features))
+    patterns = [compare(features[a], features[b], freq) for a, b in pairs]
     unrelated = [compare(features[a], features[b]) for a, b in random_pairs(len(features))]
     return estimate(default_model(), patterns, unrelated, version=version)
 
@@ -391,15 +413,7 @@ def resolve(
         workers=workers,
     ) as unrelated:
         freq = frequencies_of(features)
-        resident_ids = [f.resident_id for f in features]
-        # Pairs the veto forbids (two valid resident ID numbers that differ: half the
-        # candidates of a set with ID numbers, same-name strangers) are never compared nor
-        # scored.
-        pairs = [
-            (a, b)
-            for a, b in candidate_pairs(features, block_keys)
-            if not resident_ids_differ(resident_ids[a], resident_ids[b])
-        ]
+        pairs = pairs_to_compare(features, candidate_pairs(features, block_keys))
         patterns: list[Pattern] = []
         report("compare", 0, len(pairs))
         for done, compared in compare_pairs(
@@ -428,7 +442,7 @@ def resolve(
         scored,
         link_weight=chosen.link_weight,
         order_keys=keys,
-        resident_ids=resident_ids,
+        resident_ids=[f.resident_id for f in features],
         forced=forced,
     )
     party_by_group = {g: party_id_for(keys[g]) for g in set(groups)}
