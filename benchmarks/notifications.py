@@ -33,7 +33,6 @@ import random
 import subprocess
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +62,7 @@ from zhike_notifications.local_gateways.store import stored_records
 from zhike_notifications.local_gateways.testing import GatewayProcess, local_providers
 from zhike_notifications.testing import every_day_working_calendar
 from zhike_runtime.events import headers as h
+from zhike_runtime.ids import new_id
 from zhike_runtime.testing.processes import (
     NatsServer,
     PostgresCluster,
@@ -256,7 +256,9 @@ async def _notifications_throughput(
                 js.publish(
                     OFFERS_DECIDED_SUBJECT,
                     offer_events.OfferDecided(
-                        decision_id=f"bench-{uuid.uuid4().hex}",
+                        # A platform id, as offers' decisions have: offers reads the decision id
+                        # of every NotificationSent and dead-letters one that is not.
+                        decision_id=new_id(),
                         party_id=party_id,
                         offer_id="bench_second_offer",
                         offer_version=1,
