@@ -7,11 +7,12 @@
    identity's `LinkSourceRecord`, as `zhike simulate` does; waits until the profile has applied
    identity's events.
 3. **Ingestion.** Stops the profile service, publishes every source event to the source stream
-   (`zhike.source.v1.<system>`, the streaming adapters' door), starts the profile service again
-   and measures how fast its consumer applies the backlog (events/s, sustained: between 10 % and
-   90 % of the backlog), with consumer batching as configured (`--batch-size`). Then where the
-   time went: CPU seconds of the profile process, PostgreSQL and nats-server, and the database
-   statements per event.
+   (`zhike.source.v1.<system>`, the streaming adapters' door), starts `--replicas` profile
+   processes (2, as the Helm chart deploys; they share the durable consumer) and measures how
+   fast they apply the backlog (events/s, sustained: between 10 % and 90 % of the backlog), with
+   consumer batching as configured (`--batch-size`). Then where the time went: CPU seconds of
+   the profile processes, PostgreSQL and nats-server, and the database statements per event.
+   Every later step runs against one profile process.
 4. **Event → ProfileChanged.** One balance change at a time on an idle service: from publishing
    the source event until the party's ProfileChanged arrives (p50/p99).
 5. **GetProfile at scale.** Copies the simulated bank's stored facts, as the service wrote them,
@@ -23,6 +24,7 @@
 Prints figures; never asserts.
 
     python -m benchmarks.profile [--customers N] [--parties P] [--calls C] [--batch-size B]
+                                 [--replicas R]
 
 `--customers 300 --parties 20000 --calls 300` is a quick check (about two minutes); the default
 is the issue's figure: 1,000,000 parties stored.
@@ -74,6 +76,8 @@ DEFAULT_PARTIES = 1_000_000
 DEFAULT_CALLS = 2_000
 DEFAULT_LATENCY_SAMPLES = 300
 DEFAULT_BATCH_SIZE = 256
+# Profile replicas applying the ingestion backlog: the Helm chart's default replicaCount.
+DEFAULT_REPLICAS = 2
 CONCURRENT_CALLERS = 8
 INGEST_TARGET = 2_000.0
 GET_PROFILE_TARGET_MS = 10.0
@@ -220,14 +224,19 @@ async def _publish(nats_url: str, events: Sequence[source_pb.SourceEvent]) -> fl
 
 
 async def _ingestion(
-    nats_url: str, total: int, service: Service, cluster: PostgresCluster, nats_server: NatsServer
+    nats_url: str,
+    total: int,
+    replicas: Sequence[Service],
+    cluster: PostgresCluster,
+    nats_server: NatsServer,
 ) -> None:
-    """Samples the source consumer's progress until the backlog is applied."""
+    """Samples the source consumer's progress until the backlog is applied (by every replica:
+    they share the durable consumer, as replicas in a cluster do)."""
     client = await nats.connect(nats_url)
     try:
         js = client.jetstream()
         pids = {
-            "profile": [service.process.pid],
+            "profile": [replica.process.pid for replica in replicas],
             "postgres": _postgres_pids(cluster),
             "nats-server": _nats_pid(nats_server),
         }
@@ -261,7 +270,9 @@ async def _ingestion(
     say(
         "  CPU seconds per 1,000 events: "
         + ", ".join(f"{name} {1000 * seconds / total:.2f}" for name, seconds in cpu.items())
-        + f"  (wall {1000 * elapsed / total:.2f} s on 2 cores)"
+        + f"  (wall {1000 * elapsed / total:.2f} s on 2 cores, {len(replicas)} profile "
+        + ("replica" if len(replicas) == 1 else "replicas")
+        + ")"
     )
 
 
@@ -466,6 +477,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-samples", type=int, default=DEFAULT_LATENCY_SAMPLES)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=DEFAULT_REPLICAS,
+        help="profile replicas applying the backlog (the chart deploys 2)",
+    )
     args = parser.parse_args(argv)
 
     say(
@@ -525,8 +542,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _sql(cluster, profile_db, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             )
             asyncio.run(_sql(cluster, profile_db, "SELECT pg_stat_statements_reset()"))
-            profile = _start("zhike_profile", profile_url, nats_server.url, profile_settings)
-            asyncio.run(_ingestion(nats_server.url, len(events), profile, cluster, nats_server))
+            replicas = [
+                _start("zhike_profile", profile_url, nats_server.url, profile_settings)
+                for _ in range(max(args.replicas, 1))
+            ]
+            profile, others = replicas[0], replicas[1:]
+            try:
+                asyncio.run(
+                    _ingestion(nats_server.url, len(events), replicas, cluster, nats_server)
+                )
+            finally:
+                # The rest of the run measures one process (event → ProfileChanged, GetProfile).
+                for replica in others:
+                    replica.stop()
             asyncio.run(_top_statements(cluster, profile_db, len(events), "event"))
 
             asyncio.run(wait_serving(profile.port, timeout=120))
