@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import nats
 import sqlalchemy as sa
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -51,6 +50,7 @@ from zhike_runtime.events.headers import CONTENT_TYPE, EVENT_ID, EVENT_TYPE, MSG
 from zhike_runtime.testing.processes import NatsServer, free_port
 from zhike_runtime.testing.services import (
     TEST_SETTINGS,
+    answer_or_none,
     authorised_channel,
     dispatcher_environment,
     eventually,
@@ -379,20 +379,17 @@ class Stack:
 
         async def shown() -> bool:
             async with authorised_channel(self.address(self.profile)) as channel:
-                try:
-                    answer = await profile_service_pb2_grpc.ProfileServiceStub(channel).GetProfile(
+                answer = await answer_or_none(
+                    profile_service_pb2_grpc.ProfileServiceStub(channel).GetProfile(
                         profile_service_pb2.GetProfileRequest(
                             party_id=party_id, read_mask=FieldMask(paths=["preferences"])
                         ),
                         timeout=5,
                     )
-                except grpc.aio.AioRpcError as error:
-                    if error.code() == grpc.StatusCode.NOT_FOUND:
-                        return False
-                    raise
+                )
             # Compared whole: the profile's defaults (zh-CN, Asia/Shanghai) may already match
             # before this event applies.
-            return bool(answer.profile.preferences == preference_shown)
+            return answer is not None and answer.profile.preferences == preference_shown
 
         await eventually(shown, timeout=20)
 

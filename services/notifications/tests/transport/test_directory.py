@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import nats
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -38,6 +37,7 @@ from zhike_runtime.ids import new_id
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
     TEST_SETTINGS,
+    answer_or_none,
     authorised_channel,
     dispatcher_token,
     eventually,
@@ -155,20 +155,17 @@ async def set_preferences(services: Services, record_id: str, party_id: str) -> 
         )
 
         async def preferences_shown() -> bool:
-            try:
-                answer = await profile.GetProfile(
+            answer = await answer_or_none(
+                profile.GetProfile(
                     profile_service_pb2.GetProfileRequest(
                         party_id=party_id, read_mask=FieldMask(paths=["preferences"])
                     ),
                     timeout=5,
                 )
-            except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.NOT_FOUND:
-                    return False
-                raise
+            )
             # Language and time zone have defaults (zh-CN, Asia/Shanghai) before any event:
             # only the quiet hours show that this PreferenceChanged applied.
-            return bool(answer.profile.preferences.HasField("quiet_hours_start"))
+            return answer is not None and answer.profile.preferences.HasField("quiet_hours_start")
 
         await eventually(preferences_shown, timeout=20)
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import profile_pb2, profile_service_pb2
-from zhike_runtime.testing.services import eventually
+from zhike_runtime.testing.services import answer_or_none, eventually
 
 from .identity_and_profile import Stack
 
@@ -71,16 +69,12 @@ async def person_b(stack: Stack) -> str:
 
 
 async def find_profile(stack: Stack, party_id: str) -> profile_pb2.Profile | None:
-    try:
-        response = await stack.profile.GetProfile(
+    response = await answer_or_none(
+        stack.profile.GetProfile(
             profile_service_pb2.GetProfileRequest(party_id=party_id), timeout=2
         )
-    except grpc.aio.AioRpcError as error:
-        if error.code() == grpc.StatusCode.NOT_FOUND:
-            return None
-        raise
-    found: profile_pb2.Profile = response.profile
-    return found
+    )
+    return None if response is None else response.profile
 
 
 def keys(found: profile_pb2.Profile | None) -> set[tuple[str, str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import grpc
 import sqlalchemy as sa
 from google.protobuf.message import Message
 
@@ -14,7 +13,7 @@ from zhike.profile.v1 import profile_pb2, profile_service_pb2
 from zhike_profile.storage import schema
 from zhike_runtime.events import headers as h
 from zhike_runtime.ids import new_id
-from zhike_runtime.testing.services import eventually
+from zhike_runtime.testing.services import answer_or_none, eventually
 
 from .identity_and_profile import Stack
 
@@ -30,16 +29,12 @@ def js(stack: Stack) -> Any:
 
 
 async def find_profile(stack: Stack, party_id: str) -> profile_pb2.Profile | None:
-    try:
-        response = await stack.profile.GetProfile(
+    response = await answer_or_none(
+        stack.profile.GetProfile(
             profile_service_pb2.GetProfileRequest(party_id=party_id), timeout=2
         )
-    except grpc.aio.AioRpcError as error:
-        if error.code() == grpc.StatusCode.NOT_FOUND:
-            return None
-        raise
-    found: profile_pb2.Profile = response.profile
-    return found
+    )
+    return None if response is None else response.profile
 
 
 def record_keys(found: profile_pb2.Profile | None) -> set[tuple[str, str]]:

@@ -8,7 +8,6 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -19,7 +18,7 @@ from zhike.profile.v1 import events_pb2, profile_pb2, profile_service_pb2
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_runtime.events import headers as h
 from zhike_runtime.ids import new_id
-from zhike_runtime.testing.services import eventually
+from zhike_runtime.testing.services import answer_or_none, eventually
 
 from .identity_and_profile import Stack
 
@@ -105,12 +104,7 @@ async def consents(stack: Stack, party_id: str) -> list[profile_pb2.Consent]:
 async def consents_shown(stack: Stack, party_id: str) -> bool:
     """Whether the profile shows a consent of the party yet; NOT_FOUND is "not yet" (neither
     identity's event nor notifications' has reached the profile)."""
-    try:
-        return bool(await consents(stack, party_id))
-    except grpc.aio.AioRpcError as error:
-        if error.code() == grpc.StatusCode.NOT_FOUND:
-            return False
-        raise
+    return bool(await answer_or_none(consents(stack, party_id)))
 
 
 async def profile_changes(stack: Stack, party_id: str) -> list[events_pb2.ProfileChanged]:

@@ -35,6 +35,7 @@ from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry
 
 S = TypeVar("S", bound=ServiceSettings)
+R = TypeVar("R")
 
 SERVING: int = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -163,6 +164,17 @@ async def eventually(
             return
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s: {check.__name__}")
+
+
+async def answer_or_none(call: Awaitable[R]) -> R | None:
+    """The RPC's answer, or None when it is NOT_FOUND: for polling what another service's
+    events have not brought yet (a party's profile before identity's event reaches it)."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as error:
+        if error.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 async def wait_serving(port: int, timeout: float = 15.0) -> None:
