@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Self
 
 import pytest
@@ -187,6 +188,37 @@ async def test_a_lock_name_already_held_is_not_taken_again_and_commit_releases_i
                 sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
             )
         assert held == 0
+
+
+async def test_try_lock_takes_the_free_names_leaves_the_held_ones_and_never_waits(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    database = Database(postgres_cluster.create_database())
+    try:
+        await apply_migrations(database, None)
+        async with AccountUnit(database) as holder, AccountUnit(database) as trier:
+            await holder.lock(["a"])
+            await trier.lock(["c"])
+            # "a" is the holder's: left without waiting (a wait would hang this test, the
+            # holder commits only below); "b" is free; "c" the trier holds already.
+            taken = await asyncio.wait_for(trier.try_lock(["a", "b", "c"]), timeout=5)
+            assert taken == {"b", "c"}
+            await holder.commit()
+            assert await trier.try_lock(["a"]) == {"a"}
+            await trier.commit()
+    finally:
+        await database.dispose()
+
+
+async def test_on_sqlite_try_lock_takes_every_name(tmp_path: Path) -> None:
+    # SQLite serialises whole transactions (BEGIN IMMEDIATE): nothing inside one is contended.
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'locks.db'}")
+    try:
+        await apply_migrations(database, None)
+        async with AccountUnit(database) as unit:
+            assert await unit.try_lock(["a", "b"]) == {"a", "b"}
+    finally:
+        await database.dispose()
 
 
 def test_lock_ids_are_the_ones_every_deployed_version_computes() -> None:

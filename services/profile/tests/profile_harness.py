@@ -56,7 +56,7 @@ class Harness:
         return SqlProfileUnitOfWork(self.database, codec.outgoing_event)
 
     async def deliver(
-        self, event_id: str, apply: Callable[[ProfileUnitOfWork], Awaitable[None]]
+        self, event_id: str, apply: Callable[[ProfileUnitOfWork], Awaitable[object]]
     ) -> bool:
         """As the consumer applies an event: the inbox row and the effect in one transaction;
         False (and nothing changed) for an event seen before."""

@@ -30,6 +30,12 @@ The API (stable; services subclass it and add their repositories):
   twice. On SQLite a no-op: every transaction starts with BEGIN IMMEDIATE (`zhike_runtime.db`),
   which already serialises all writers. Names hash to 64-bit ids; a collision only serialises
   more. Take locks before reading what they protect.
+- `await try_lock(names)`: the same locks, but only those free now: returns the names this
+  unit holds afterwards and never waits (PostgreSQL's `pg_try_advisory_xact_lock`; on SQLite
+  every name). For a batch that would rather leave contended work for later than queue behind
+  another replica's transaction. Take the locks you will wait for (`lock`) before any you try:
+  a unit that waits while holding tried locks can wait in a cycle (PostgreSQL then breaks it
+  with a deadlock error, a `ConcurrentUpdate`).
 - `await commit()`: writes the staged events, commits, then calls `on_commit` if there were any.
   Locks are released with the transaction. Leaving `async with` without committing rolls back.
 - Leaving `async with` on a unique-key/foreign-key violation (`IntegrityError`), a PostgreSQL
@@ -67,6 +73,10 @@ _DEADLOCK_DETECTED = "40P01"
 # One statement for any number of locks, sorted by the database so the order is the same for all.
 _ADVISORY_LOCKS = sa.text(
     "SELECT pg_advisory_xact_lock(id) FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id"
+)
+# The ids of those free now, taken; the others are left to their holders, without waiting.
+_TRY_ADVISORY_LOCKS = sa.text(
+    "SELECT id FROM unnest(CAST(:ids AS bigint[])) AS t(id) WHERE pg_try_advisory_xact_lock(id)"
 )
 
 
@@ -118,6 +128,18 @@ class UnitOfWork:
             return
         await self.session.execute(_ADVISORY_LOCKS, {"ids": ids})
         self._locked.update(ids)
+
+    async def try_lock(self, names: Iterable[str]) -> set[str]:
+        """Of `names`, those this unit holds afterwards: the ones it held already and the ones
+        that were free; never waits for the others (PostgreSQL; on SQLite all of them)."""
+        ids = {name: lock_id(name) for name in names}
+        if not self.is_postgres:
+            return set(ids)
+        wanted = sorted(set(ids.values()) - self._locked)
+        if wanted:
+            taken = (await self.session.execute(_TRY_ADVISORY_LOCKS, {"ids": wanted})).scalars()
+            self._locked.update(taken)
+        return {name for name, lock in ids.items() if lock in self._locked}
 
     async def commit(self) -> None:
         staged = self._staged

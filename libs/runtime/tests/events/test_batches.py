@@ -5,6 +5,8 @@ at a time, so a poison event is retried and dead-lettered alone (RELIABILITY R5)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +15,7 @@ from zhike.testing.v1 import events_pb2
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import DLQ_STREAM, dlq_subject
 from zhike_runtime.events.consumer import (
+    DEFER_LIMIT,
     ConsumerSpec,
     EventContext,
     EventHandler,
@@ -204,3 +207,75 @@ async def test_a_malformed_message_in_a_fetch_is_dead_lettered_and_the_batch_app
         assert consumer.batches_failed == 0
     assert [size for size, _units in batches] == [3]
     assert await effects(backbone) == 3
+
+
+# Per key, the may_defer of each batch the key was handed to.
+offered: dict[str, list[bool]] = {}
+
+
+async def leaving_out_busy_keys(
+    unit: UnitOfWork, events: Sequence[ReceivedEvent]
+) -> list[ReceivedEvent]:
+    """Leaves "busy-*" for later whenever it may, "once" the first time only."""
+    left: list[ReceivedEvent] = []
+    taken: list[ReceivedEvent] = []
+    for event in events:
+        key = cast(events_pb2.Ping, event.message).key
+        offered.setdefault(key, []).append(event.may_defer)
+        busy = key.startswith("busy-") or (key == "once" and len(offered[key]) == 1)
+        (left if busy and event.may_defer else taken).append(event)
+    await apply_in_turn(unit, taken)
+    return left
+
+
+async def test_an_event_left_for_later_is_applied_once_in_a_later_batch_and_at_last_must_be(
+    backbone: Backbone,
+) -> None:
+    reset()
+    offered.clear()
+    keys = [f"k{i}" for i in range(20)] + ["once", "busy-1", "busy-2"]
+    await publish_through_outbox(backbone, [events_pb2.Ping(key=key) for key in keys])
+    spec = replace(BATCHED, batch_handler=leaving_out_busy_keys)
+    async with consuming(backbone, spec=spec) as (bus, consumer, _task):
+
+        async def settled() -> bool:
+            info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+            return consumer.applied == len(keys) and info.num_ack_pending == 0
+
+        await eventually(settled, timeout=20)
+        # "once" left out once; each "busy-" DEFER_LIMIT times, then handed over as a must.
+        assert consumer.deferred == 1 + 2 * DEFER_LIMIT
+        assert consumer.batches_failed == 0
+    assert offered["once"] == [True, True]
+    assert offered["busy-1"] == [True] * DEFER_LIMIT + [False]
+    assert offered["busy-2"] == [True] * DEFER_LIMIT + [False]
+    # Kept in hand, never redelivered by JetStream; applied, recorded and echoed once each.
+    assert deliveries["busy-1"] == [1]
+    assert {await effects(backbone, key) for key in keys} == {1}
+    assert await backbone.count(inbox_event) == len(keys)
+    assert await echoes(backbone) == len(keys)
+
+
+async def test_a_batch_handler_that_leaves_out_an_event_it_must_apply_fails_the_batch(
+    backbone: Backbone,
+) -> None:
+    reset()
+
+    async def leaving_out_everything(
+        unit: UnitOfWork, events: Sequence[ReceivedEvent]
+    ) -> Sequence[ReceivedEvent]:
+        return [event for event in events if not event.may_defer] or events
+
+    keys = ["a", "b", "c"]
+    await publish_through_outbox(backbone, [events_pb2.Ping(key=key) for key in keys])
+    spec = replace(BATCHED, batch_handler=leaving_out_everything)
+    async with consuming(backbone, spec=spec) as (_bus, consumer, _task):
+
+        async def applied() -> bool:
+            return consumer.applied == len(keys)
+
+        # Left out DEFER_LIMIT times, then refused as a must: applied one by one instead.
+        await eventually(applied, timeout=20)
+        assert consumer.batches_failed == 1
+    assert {await effects(backbone, key) for key in keys} == {1}
+    assert await backbone.count(inbox_event) == len(keys)

@@ -19,7 +19,11 @@ Also, for every consumer:
   events) are deleted every `consumer_inbox_prune_interval_seconds`;
 - with `ConsumerSpec.batch_handler`, the new events of one fetch are applied in one transaction;
   if that fails, each event is applied alone, so a poison event is retried and dead-lettered by
-  itself.
+  itself. The batch handler may leave events for later (`ReceivedEvent.may_defer`: what they
+  need is locked by another transaction, say another replica's batch, and waiting would
+  serialise the replicas): their inbox rows are taken back and they join the next fetch's batch,
+  unacked and kept alive; after `DEFER_LIMIT` batches an event must be applied, waiting if need
+  be, so every event is applied in the end.
 """
 
 from __future__ import annotations
@@ -67,6 +71,11 @@ KEEP_ALIVE_FRACTION = 1 / 3
 KEEP_ALIVE_LIMIT = 10
 # Inbox rows deleted per statement when pruning, so no transaction holds many row locks for long.
 PRUNE_CHUNK = 5000
+# Batches an event may be left out of (ReceivedEvent.may_defer) before a batch must apply it.
+DEFER_LIMIT = 3
+# How long a fetch waits for new messages while deferred ones are in hand: they are retried at
+# once on an idle stream instead of after a full fetch timeout.
+CARRIED_FETCH_TIMEOUT = 0.05
 # The inbox's column sizes (events/schema.py): a header longer than these can never be recorded.
 _MAX_EVENT_ID = 64
 _MAX_EVENT_TYPE = 255
@@ -102,11 +111,14 @@ class EventHandler(Generic[M]):
 
 @dataclass(frozen=True)
 class ReceivedEvent:
-    """One new event of a batch: its decoded payload, its context and the handler for its type."""
+    """One new event of a batch: its decoded payload, its context and the handler for its type.
+    `may_defer`: the batch handler may leave it for a later batch instead of waiting for what
+    it needs (false once it has been left out `DEFER_LIMIT` times)."""
 
     message: Message
     context: EventContext
     handler: EventHandler[Any]
+    may_defer: bool = False
 
 
 def unit_of(unit: UnitOfWork, kind: type[U]) -> U:
@@ -118,7 +130,10 @@ def unit_of(unit: UnitOfWork, kind: type[U]) -> U:
 
 
 # Applies a batch of new events (stream order, none seen before) in the unit's transaction.
-BatchHandler = Callable[[UnitOfWork, Sequence[ReceivedEvent]], Awaitable[None]]
+# Returns the events it left for a later batch (only ones with `may_defer`; None: none).
+BatchHandler = Callable[
+    [UnitOfWork, Sequence[ReceivedEvent]], Awaitable[Sequence[ReceivedEvent] | None]
+]
 
 
 async def apply_in_turn(unit: UnitOfWork, events: Sequence[ReceivedEvent]) -> None:
@@ -150,6 +165,7 @@ class _Outcome(Enum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     UNHANDLED = "unhandled"
+    DEFERRED = "deferred"  # left by the batch handler for the next batch
 
 
 @dataclass(frozen=True)
@@ -194,6 +210,9 @@ class EventConsumer:
         self.unhandled = 0
         self.batches_applied = 0
         self.batches_failed = 0
+        self.deferred = 0
+        # The deferred messages in hand (by id(message)) and how many batches left each out.
+        self._times_deferred: dict[int, int] = {}
         # The series exist from the start at 0: a counter first seen at 1 shows no increase()
         # to Prometheus, and the first dead letter would not alert.
         for counter in (
@@ -229,6 +248,8 @@ class EventConsumer:
         subscription: JetStreamContext.PullSubscription | None = None
         loop = asyncio.get_running_loop()
         last_lag_check = 0.0
+        # Messages a batch left for later: applied with the next fetch, settled by then.
+        carried: list[Msg] = []
         while not self._stopping:
             if subscription is None and self._bus.awaits_stream(self.spec.durable):
                 # Its producer has not created the stream yet: nothing to fetch, nothing wrong.
@@ -239,7 +260,10 @@ class EventConsumer:
                     subscription = await self._bus.js.pull_subscribe_bind(
                         durable=self.spec.durable, stream=self.spec.stream
                     )
-                messages = await subscription.fetch(self._settings.consumer_batch_size, timeout=1)
+                messages = await subscription.fetch(
+                    max(self._settings.consumer_batch_size - len(carried), 1),
+                    timeout=CARRIED_FETCH_TIMEOUT if carried else 1,
+                )
             except TimeoutError:
                 # Nothing to fetch in time. nats-py raises its own TimeoutError or asyncio's (the
                 # builtin, an OSError) depending on where in fetch the deadline passed: both mean
@@ -252,24 +276,29 @@ class EventConsumer:
                 )
                 await asyncio.sleep(0.5)
                 continue
-            if messages:
-                await self._process_fetched(messages)
+            if carried or messages:
+                carried = await self._process_fetched([*carried, *messages])
             if subscription is not None and loop.time() - last_lag_check > 5.0:
                 last_lag_check = loop.time()
                 await self._record_lag(subscription)
+        for message in carried:
+            # Stopping: hand them back for another replica (or our next start) at once.
+            await _settle(message.nak())
         if subscription is not None:
             try:
                 await subscription.unsubscribe()
             except (NatsError, JetStreamError) as error:
                 log.info("unsubscribe failed", extra={"error": describe_error(error)})
 
-    async def _process_fetched(self, messages: Sequence[Msg]) -> None:
-        """Applies one fetch (as a batch, or one by one), keeping the unsettled ones alive."""
+    async def _process_fetched(self, messages: Sequence[Msg]) -> list[Msg]:
+        """Applies one fetch (as a batch, or one by one), keeping the unsettled ones alive.
+        Returns the messages the batch left for later, unsettled."""
         unsettled: dict[int, Msg] = {id(m): m for m in messages}
         keep_alive = asyncio.create_task(self._keep_alive(unsettled))
+        deferred: list[Msg] = []
         try:
             if self.spec.batch_handler is not None and len(messages) > 1 and not self._stopping:
-                await self._process_batch(messages, unsettled)
+                deferred = await self._process_batch(messages, unsettled)
             for message in messages:
                 if id(message) not in unsettled:
                     continue  # settled by the batch
@@ -281,6 +310,8 @@ class EventConsumer:
                 del unsettled[id(message)]
         finally:
             keep_alive.cancel()
+        self._times_deferred = {id(m): self._times_deferred.get(id(m), 0) + 1 for m in deferred}
+        return deferred
 
     async def _keep_alive(self, unsettled: Mapping[int, Msg]) -> None:
         """Tells JetStream every fetched message not yet settled is still being worked on, so
@@ -403,10 +434,11 @@ class EventConsumer:
 
     # --- a batch in one transaction ------------------------------------------------------------
 
-    async def _process_batch(self, messages: Sequence[Msg], unsettled: dict[int, Msg]) -> None:
+    async def _process_batch(self, messages: Sequence[Msg], unsettled: dict[int, Msg]) -> list[Msg]:
         """Applies the well-formed events of one fetch in one transaction and settles them.
         Leaves in `unsettled` whatever must go one by one: malformed messages (to be dead-
-        lettered alone) and, if the batch fails, all of them."""
+        lettered alone) and, if the batch fails, all of them. Returns the ones the batch handler
+        left for later, taken out of `unsettled` and not settled."""
         assert self.spec.batch_handler is not None
         deliveries: list[tuple[_Delivery, Message | None]] = []
         for message in messages:
@@ -416,7 +448,7 @@ class EventConsumer:
             except PermanentEventError:
                 continue  # the one-by-one path dead-letters it with its reason
         if not deliveries:
-            return
+            return []
         # One span for the batch, linked to each event's producer span.
         producers = (
             trace.get_current_span(extract_context(d.message.headers or {})).get_span_context()
@@ -446,15 +478,19 @@ class EventConsumer:
                         "error": describe_error(error),
                     },
                 )
-                return
+                return []
         self.batches_applied += 1
+        deferred = [d.message for d, outcome, _c in outcomes if outcome is _Outcome.DEFERRED]
+        settled = [item for item in outcomes if item[1] is not _Outcome.DEFERRED]
         if self._after_commit is not None:
-            for _delivery, _outcome, context in outcomes:
+            for _delivery, _outcome, context in settled:
                 await self._after_commit(context)
-        for delivery, _outcome, _context in outcomes:
-            await _settle(delivery.message.ack())
+        for delivery, outcome, _context in outcomes:
+            if outcome is not _Outcome.DEFERRED:
+                await _settle(delivery.message.ack())
             del unsettled[id(delivery.message)]
         self._count([(delivery, outcome) for delivery, outcome, _context in outcomes], batch=True)
+        return deferred
 
     async def _apply_batch(
         self, deliveries: Sequence[tuple[_Delivery, Message | None]]
@@ -487,11 +523,42 @@ class EventConsumer:
                     outcomes.append((delivery, _Outcome.UNHANDLED, context))
                 else:
                     outcomes.append((delivery, _Outcome.APPLIED, context))
-                    received.append(ReceivedEvent(payload, context, delivery.handler))
-            if received:
-                await self.spec.batch_handler(unit, received)
+                    times = self._times_deferred.get(id(delivery.message), 0)
+                    received.append(
+                        ReceivedEvent(
+                            payload, context, delivery.handler, may_defer=times < DEFER_LIMIT
+                        )
+                    )
+            left = await self.spec.batch_handler(unit, received) if received else None
+            if left:
+                outcomes = await self._take_back(unit, outcomes, received, left)
             await unit.commit()
         return outcomes
+
+    async def _take_back(
+        self,
+        unit: UnitOfWork,
+        outcomes: list[tuple[_Delivery, _Outcome, EventContext]],
+        received: Sequence[ReceivedEvent],
+        left: Sequence[ReceivedEvent],
+    ) -> list[tuple[_Delivery, _Outcome, EventContext]]:
+        """The events the batch handler left for later: their inbox rows deleted (they are not
+        applied yet), their outcomes DEFERRED."""
+        deferrable = {id(event.context) for event in received if event.may_defer}
+        contexts = {id(event.context) for event in left}
+        if not contexts <= deferrable:
+            # A handler bug, not the events' fault: the batch rolls back and they go one by one.
+            raise RuntimeError("the batch handler left an event it may not defer")
+        ids = [event.context.event_id for event in left]
+        await unit.session.execute(
+            delete(inbox_event).where(
+                inbox_event.c.consumer == self.spec.durable, inbox_event.c.event_id.in_(ids)
+            )
+        )
+        return [
+            (delivery, _Outcome.DEFERRED if id(context) in contexts else outcome, context)
+            for delivery, outcome, context in outcomes
+        ]
 
     # --- outcomes ------------------------------------------------------------------------------
 
@@ -500,9 +567,11 @@ class EventConsumer:
     ) -> None:
         """Counters and log lines for settled events: a line per event one at a time, a line
         per batch in a batch (thousands of lines a second would cost a core's share)."""
-        applied = duplicates = 0
+        applied = duplicates = deferred = 0
         for delivery, outcome in outcomes:
-            if outcome is _Outcome.APPLIED:
+            if outcome is _Outcome.DEFERRED:
+                deferred += 1
+            elif outcome is _Outcome.APPLIED:
                 applied += 1
                 if not batch:
                     log.info(
@@ -542,6 +611,7 @@ class EventConsumer:
                     "consumer": self.spec.durable,
                     "applied": applied,
                     "duplicates": duplicates,
+                    "deferred": deferred,
                     "first_event_id": outcomes[0][0].event_id,
                     "last_event_id": outcomes[-1][0].event_id,
                 },
@@ -549,6 +619,7 @@ class EventConsumer:
         if applied:
             self.applied += applied
             self._telemetry.events_applied.add(applied, self._labels)
+        self.deferred += deferred
         if duplicates:
             self.duplicates += duplicates
             self._telemetry.events_duplicate.add(duplicates, self._labels)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -175,29 +175,57 @@ class ProfileUpdates:
         await self.apply_source_events(unit, [event])
 
     async def apply_source_events(
-        self, unit: ProfileUnitOfWork, events: Sequence[SourceEvent]
-    ) -> None:
+        self,
+        unit: ProfileUnitOfWork,
+        events: Sequence[SourceEvent],
+        deferrable: Sequence[bool] = (),
+    ) -> set[int]:
         """Applies the events (one, or a consumer's batch) and tells each party they touched
-        what changed, once: one ProfileChanged per party for the whole transaction."""
-        keys = sorted({event.source for event in events})
-        await unit.lock([record_lock(key) for key in keys])
-        parties = await self._lock_parties_of(unit, keys)
-        await unit.facts.apply([(event, self._clock.month_of(event.at)) for event in events])
+        what changed, once: one ProfileChanged per party for the whole transaction.
+
+        `deferrable[i]` (default: none): event i may be left out rather than wait for its record
+        or party while another transaction holds it. Two replicas' batches share many parties;
+        waiting would make each batch queue behind the other's whole transaction. Returns the
+        positions of the events left out (all of a record's, or none); the rest are applied."""
+        flags = list(deferrable) or [False] * len(events)
+        must = {event.source for event, may in zip(events, flags, strict=True) if not may}
+        may_wait = {event.source for event in events} - must
+        # The locks waited for before the ones tried (UnitOfWork.try_lock): no waiting in a cycle.
+        await unit.lock([record_lock(key) for key in sorted(must)])
+        tried = await unit.try_lock([record_lock(key) for key in sorted(may_wait)])
+        keys = must | {key for key in may_wait if record_lock(key) in tried}
+        parties, kept = await self._lock_parties_of(unit, keys, waiting=must)
+        applied = [i for i, event in enumerate(events) if event.source in kept]
+        await unit.facts.apply([(events[i], self._clock.month_of(events[i].at)) for i in applied])
         if parties:
             await self._publish(unit, parties, ChangeCause.SOURCE_EVENT)
+        return set(range(len(events))) - set(applied)
 
     async def _lock_parties_of(
-        self, unit: ProfileUnitOfWork, keys: Sequence[SourceKey]
-    ) -> set[str]:
-        """The parties the (locked) records belong to, locked; records not linked yet have
-        none. Read again after locking: a merge may have moved a record on in between."""
+        self,
+        unit: ProfileUnitOfWork,
+        keys: Collection[SourceKey],
+        waiting: Collection[SourceKey] | None = None,
+    ) -> tuple[set[str], set[SourceKey]]:
+        """The parties the (locked) records belong to, locked, and the records kept; records
+        not linked yet have none. Read again after locking: a merge may have moved a record on
+        in between. A record not in `waiting` (None: every record is) whose party another
+        transaction holds is dropped instead of waited for."""
+        kept = set(keys)
         locked: set[str] = set()
         for _ in range(_MAX_LOCK_ROUNDS):
-            parties = {link.party_id for link in (await unit.parties.links(keys)).values()}
+            links = await unit.parties.links(sorted(kept))
+            parties = {link.party_id for link in links.values()}
             if parties <= locked:
-                return parties
-            await unit.lock([party_lock(p) for p in sorted(parties - locked)])
-            locked |= parties
+                return parties, kept
+            waited = {
+                link.party_id for key, link in links.items() if waiting is None or key in waiting
+            }
+            await unit.lock([party_lock(p) for p in sorted(waited - locked)])
+            locked |= waited
+            tried = await unit.try_lock([party_lock(p) for p in sorted(parties - locked)])
+            locked |= {p for p in parties if party_lock(p) in tried}
+            kept = {key for key in kept if key not in links or links[key].party_id in locked}
         raise RuntimeError("the records' parties kept changing while they were being locked")
 
     # --- identity ---------------------------------------------------------------------------
@@ -339,7 +367,7 @@ class ProfileUpdates:
         if key not in await unit.parties.links([key]):
             target = (await self._lock_resolved(unit, {party_id}, set()))[party_id]
             await unit.parties.set_link(key, party_id, target, 0, event.at)
-        parties = await self._lock_parties_of(unit, [key])
+        parties, _kept = await self._lock_parties_of(unit, [key])
         await unit.facts.apply([(event, self._clock.month_of(event.at))])
         await self._publish(unit, parties, ChangeCause.NOTIFICATIONS)
 

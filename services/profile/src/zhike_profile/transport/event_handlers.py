@@ -222,14 +222,21 @@ class SourceEventHandler:
     ) -> None:
         await self._updates.apply_source_events(_unit(context), [self.decode(message, context)])
 
-    async def batch(self, unit: UnitOfWork, received: Sequence[ReceivedEvent]) -> None:
+    async def batch(
+        self, unit: UnitOfWork, received: Sequence[ReceivedEvent]
+    ) -> list[ReceivedEvent]:
         """A fetch's new events in one transaction, each party told once. A malformed one
-        fails the batch: its events then go one by one, and that one alone is dead-lettered."""
+        fails the batch: its events then go one by one, and that one alone is dead-lettered.
+        Events whose record or party another replica's batch holds are left for the next
+        batch (returned) instead of waited for, as long as the consumer allows."""
         events = [
             self.decode(cast(source_pb.SourceEvent, item.message), item.context)
             for item in received
         ]
-        await self._updates.apply_source_events(_profile_unit(unit), events)
+        left = await self._updates.apply_source_events(
+            _profile_unit(unit), events, [item.may_defer for item in received]
+        )
+        return [received[i] for i in sorted(left)]
 
 
 def source_consumer(
