@@ -1,11 +1,13 @@
-"""What every benchmark shares: printing, percentiles, a latency line, a service as a process."""
+"""What every benchmark shares: printing, percentiles, a latency line, a service as a process,
+the CPU time of processes."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from zhike_runtime.testing.processes import PostgresCluster, free_port
 from zhike_runtime.testing.services import process_environment
@@ -52,3 +54,38 @@ def service_process(
         | dict(extra or {})
     )
     return subprocess.Popen([sys.executable, "-m", module], env=environment), port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(cluster: PostgresCluster) -> list[int]:
+    """The postmaster and its children: the backends of the connections open now."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(
+        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [postmaster, *(int(pid) for pid in children)]
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes since the meter was made. Each group's pids are
+    listed again at the end, so processes started meanwhile (a database backend for a new
+    connection) count whole, and those reaped meanwhile count through their parent."""
+
+    def __init__(self, groups: Mapping[str, Callable[[], Sequence[int]]]) -> None:
+        self._groups = groups
+        self._before = {pid: cpu_seconds(pid) for pids in groups.values() for pid in pids()}
+
+    def seconds(self) -> dict[str, float]:
+        return {
+            name: sum(cpu_seconds(pid) - self._before.get(pid, 0.0) for pid in set(pids()))
+            for name, pids in self._groups.items()
+        }

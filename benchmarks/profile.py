@@ -51,7 +51,15 @@ from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.msg import Msg
 
-from benchmarks.common import dsn, latency_line, percentile, say, service_process
+from benchmarks.common import (
+    CpuMeter,
+    dsn,
+    latency_line,
+    percentile,
+    postgres_pids,
+    say,
+    service_process,
+)
 from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import events_pb2 as profile_events
 from zhike.profile.v1 import profile_service_pb2 as profile_pb
@@ -136,32 +144,6 @@ async def _fetchval(cluster: PostgresCluster, database: str, query: str) -> obje
         await connection.close()
 
 
-def _cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU seconds of the processes and their reaped children."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-    return total / ticks
-
-
-def _postgres_pids(cluster: PostgresCluster) -> list[int]:
-    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    children = subprocess.run(
-        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    return [postmaster, *(int(pid) for pid in children)]
-
-
-def _nats_pid(nats_server: NatsServer) -> list[int]:
-    process = getattr(nats_server, "_process", None)
-    return [process.pid] if process is not None else []
-
-
 @dataclass
 class Service:
     module: str
@@ -235,12 +217,13 @@ async def _ingestion(
     client = await nats.connect(nats_url)
     try:
         js = client.jetstream()
-        pids = {
-            "profile": [replica.process.pid for replica in replicas],
-            "postgres": _postgres_pids(cluster),
-            "nats-server": _nats_pid(nats_server),
-        }
-        cpu_before = {name: _cpu_seconds(p) for name, p in pids.items()}
+        meter = CpuMeter(
+            {
+                "profile": lambda: [replica.process.pid for replica in replicas],
+                "postgres": lambda: postgres_pids(cluster),
+                "nats-server": lambda: [nats_server.pid] if nats_server.pid else [],
+            }
+        )
         samples: list[tuple[float, int]] = []
         started = time.perf_counter()
         while True:
@@ -252,7 +235,7 @@ async def _ingestion(
             if time.perf_counter() - started > 1800:
                 raise TimeoutError(f"{applied}/{total} events applied after 30 minutes")
             await asyncio.sleep(0.25)
-        cpu = {name: _cpu_seconds(p) - cpu_before[name] for name, p in pids.items()}
+        cpu = meter.seconds()
     finally:
         await client.close()
     elapsed = samples[-1][0]

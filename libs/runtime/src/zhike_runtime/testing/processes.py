@@ -104,6 +104,11 @@ class NatsServer:
         scheme = "tls" if self._tls is not None else "nats"
         return f"{scheme}://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "nats.conf"
