@@ -34,7 +34,7 @@ import platform
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,15 @@ import asyncpg  # type: ignore[import-untyped]
 import grpc
 from google.type import date_pb2
 
-from benchmarks.common import dsn, latency_line, percentile, say, service_process
+from benchmarks.common import (
+    CpuMeter,
+    dsn,
+    latency_line,
+    percentile,
+    postgres_pids,
+    say,
+    service_process,
+)
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from zhike.identity.v1 import party_pb2
@@ -233,6 +241,7 @@ async def _online(
     warm_up: Sequence[Call],
     callers: int,
     stored_parties: frozenset[str],
+    processes: Mapping[str, Callable[[], Sequence[int]]],
 ) -> None:
     await wait_serving(port, timeout=120)
     async with authorised_channel(f"127.0.0.1:{port}", roles=["source_system"]) as channel:
@@ -243,6 +252,7 @@ async def _online(
             (warm_up, sequential, concurrent),
             callers,
             stored_parties,
+            processes,
         )
 
 
@@ -253,6 +263,7 @@ async def _measure(
     phases: tuple[Sequence[Call], Sequence[Call], Sequence[Call]],
     callers: int,
     stored_parties: frozenset[str],
+    processes: Mapping[str, Callable[[], Sequence[int]]],
 ) -> None:
     """Warm-up calls, then `sequential` one caller at a time, then `concurrent` by `callers`."""
     warm_up, sequential, concurrent = phases
@@ -286,11 +297,18 @@ async def _measure(
             await link(call.request, timeout=30)
             loaded.append((time.perf_counter() - started) * 1000)
 
+    meter = CpuMeter(processes)
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - started
+    used = meter.seconds()
     say(latency_line(f"LinkSourceRecord, {callers} callers", loaded))
     say(f"  throughput with {callers} callers: {len(loaded) / elapsed:.0f} records/s")
+    say(
+        "  CPU ms per link: "
+        + ", ".join(f"{name} {1000 * sec / len(loaded):.2f}" for name, sec in used.items())
+        + f"  (the 2 cores offer {2000 * elapsed / len(loaded):.2f})"
+    )
 
 
 async def _reset_statements(cluster: PostgresCluster, database: str) -> None:
@@ -390,6 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     warm_up,
                     args.callers,
                     stored_parties,
+                    {
+                        "benchmark client": lambda: [os.getpid()],
+                        "identity": lambda: [service.pid],
+                        "postgres": lambda: postgres_pids(cluster),
+                        "nats-server": lambda: [nats.pid] if nats.pid else [],
+                    },
                 )
             )
         finally:
