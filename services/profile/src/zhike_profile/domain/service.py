@@ -189,11 +189,11 @@ class ProfileUpdates:
         positions of the events left out (all of a record's, or none); the rest are applied."""
         flags = list(deferrable) or [False] * len(events)
         must = {event.source for event, may in zip(events, flags, strict=True) if not may}
-        may_wait = {event.source for event in events} - must
+        may_skip = {event.source for event in events} - must
         # The locks waited for before the ones tried (UnitOfWork.try_lock): no waiting in a cycle.
         await unit.lock([record_lock(key) for key in sorted(must)])
-        tried = await unit.try_lock([record_lock(key) for key in sorted(may_wait)])
-        keys = must | {key for key in may_wait if record_lock(key) in tried}
+        tried = await unit.try_lock([record_lock(key) for key in sorted(may_skip)])
+        keys = must | {key for key in may_skip if record_lock(key) in tried}
         parties, kept = await self._lock_parties_of(unit, keys, waiting=must)
         applied = [i for i, event in enumerate(events) if event.source in kept]
         await unit.facts.apply([(events[i], self._clock.month_of(events[i].at)) for i in applied])
