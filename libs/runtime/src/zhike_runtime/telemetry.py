@@ -213,6 +213,14 @@ class Telemetry:
             ),
             service,
         )
+        self.events_deferred = ServiceCounter(
+            meter.create_counter(
+                "zhike.events.deferred",
+                description="Events a batch left for a later batch (another transaction held "
+                "what they need)",
+            ),
+            service,
+        )
         self.events_published = ServiceCounter(
             meter.create_counter(
                 "zhike.outbox.published", description="Outbox events acknowledged by JetStream"

@@ -4,6 +4,7 @@ at a time, so a poison event is retried and dead-lettered alone (RELIABILITY R5)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import cast
@@ -17,6 +18,7 @@ from zhike_runtime.events.bus import DLQ_STREAM, dlq_subject
 from zhike_runtime.events.consumer import (
     DEFER_LIMIT,
     ConsumerSpec,
+    EventConsumer,
     EventContext,
     EventHandler,
     ReceivedEvent,
@@ -277,5 +279,40 @@ async def test_a_batch_handler_that_leaves_out_an_event_it_must_apply_fails_the_
         # Left out DEFER_LIMIT times, then refused as a must: applied one by one instead.
         await eventually(applied, timeout=20)
         assert consumer.batches_failed == 1
+    assert {await effects(backbone, key) for key in keys} == {1}
+    assert await backbone.count(inbox_event) == len(keys)
+
+
+async def test_events_left_for_later_are_handed_back_when_the_consumer_stops(
+    backbone: Backbone,
+) -> None:
+    reset()
+    keys = ["a", "b", "busy-1", "busy-2"]
+    await publish_through_outbox(backbone, [events_pb2.Ping(key=key) for key in keys])
+    stopping: list[EventConsumer] = []
+
+    async def leaving_busy_and_stopping(
+        unit: UnitOfWork, events: Sequence[ReceivedEvent]
+    ) -> list[ReceivedEvent]:
+        left = [e for e in events if cast(events_pb2.Ping, e.message).key.startswith("busy-")]
+        await apply_in_turn(unit, [e for e in events if e not in left])
+        stopping[0].stop()  # the replica is being shut down while it holds them
+        return left
+
+    spec = replace(BATCHED, batch_handler=leaving_busy_and_stopping)
+    # Redelivered after AckWait only if nobody handed them back: longer than the wait below.
+    patient = backbone.settings.model_copy(update={"consumer_ack_wait_seconds": 30.0})
+    async with consuming(backbone, spec=spec, settings=patient) as (_bus, first, task):
+        stopping.append(first)
+        await asyncio.wait_for(task, timeout=20)
+        assert (first.applied, first.deferred) == (2, 2)
+    # NAKed at the stop, not left to AckWait: the next replica applies them at once.
+    async with consuming(backbone, spec=BATCHED, settings=patient) as (bus, second, _task):
+
+        async def settled() -> bool:
+            info = await bus.js.consumer_info(TEST_STREAM.name, DURABLE)
+            return second.applied == 2 and info.num_ack_pending == 0
+
+        await eventually(settled, timeout=10)
     assert {await effects(backbone, key) for key in keys} == {1}
     assert await backbone.count(inbox_event) == len(keys)

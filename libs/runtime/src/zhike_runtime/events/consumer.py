@@ -220,6 +220,7 @@ class EventConsumer:
             telemetry.events_duplicate,
             telemetry.events_dead_lettered,
             telemetry.events_unhandled,
+            telemetry.events_deferred,
         ):
             counter.add(0, self._labels)
         bus.add_consumer(
@@ -619,7 +620,9 @@ class EventConsumer:
         if applied:
             self.applied += applied
             self._telemetry.events_applied.add(applied, self._labels)
-        self.deferred += deferred
+        if deferred:
+            self.deferred += deferred
+            self._telemetry.events_deferred.add(deferred, self._labels)
         if duplicates:
             self.duplicates += duplicates
             self._telemetry.events_duplicate.add(duplicates, self._labels)
