@@ -12,6 +12,7 @@ from zhike.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import profile_service_pb2 as profile_pb
 from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
+from zhike_runtime.testing.services import answer_or_none
 
 
 def source_record(source: str, record_id: str, name: str = "测试客户") -> party_pb2.SourceRecord:
@@ -37,14 +38,9 @@ async def profile_or_none(
     channel: grpc.aio.Channel, party_id: str
 ) -> profile_pb.GetProfileResponse | None:
     stub = profile_grpc.ProfileServiceStub(channel)
-    try:
-        response: profile_pb.GetProfileResponse = await stub.GetProfile(
-            profile_pb.GetProfileRequest(party_id=party_id), timeout=5
-        )
-    except grpc.aio.AioRpcError as error:
-        if error.code() is grpc.StatusCode.NOT_FOUND:
-            return None
-        raise
+    response: profile_pb.GetProfileResponse | None = await answer_or_none(
+        stub.GetProfile(profile_pb.GetProfileRequest(party_id=party_id), timeout=5)
+    )
     return response
 
 

@@ -15,7 +15,7 @@ from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import profile_service_pb2 as profile_pb
 from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from zhike.source.v1 import source_event_pb2 as pb
-from zhike_runtime.testing.services import authorised_channel, eventually
+from zhike_runtime.testing.services import answer_or_none, authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link
@@ -117,12 +117,8 @@ def facts() -> dict[str, list[pb.SourceEvent]]:
 
 async def profile_of(channel: grpc.aio.Channel, **by: Any) -> Any:
     stub = profile_grpc.ProfileServiceStub(channel)
-    try:
-        return (await stub.GetProfile(profile_pb.GetProfileRequest(**by), timeout=5)).profile
-    except grpc.aio.AioRpcError as error:
-        if error.code() is grpc.StatusCode.NOT_FOUND:
-            return None
-        raise
+    response = await answer_or_none(stub.GetProfile(profile_pb.GetProfileRequest(**by), timeout=5))
+    return None if response is None else response.profile
 
 
 async def test_three_spellings_in_three_systems_are_one_profile_with_every_holding(

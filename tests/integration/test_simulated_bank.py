@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import grpc
-
 from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import profile_pb2
 from zhike.profile.v1 import profile_service_pb2 as pb
 from zhike.profile.v1 import profile_service_pb2_grpc as pb_grpc
-from zhike_runtime.testing.services import TEST_ISSUER, authorised_channel, eventually
+from zhike_runtime.testing.services import (
+    TEST_ISSUER,
+    answer_or_none,
+    authorised_channel,
+    eventually,
+)
 
 from .conftest import ServiceProcess
 
@@ -108,13 +111,10 @@ async def test_a_simulated_bank_fills_every_profile_with_the_holdings_it_sent(
             nonlocal last_difference
             profiles: dict[Key, profile_pb2.Profile] = {}
             for key, holdings in expected.items():
-                try:
-                    shown = await profile_of(key)
-                except grpc.aio.AioRpcError as error:
-                    if error.code() is grpc.StatusCode.NOT_FOUND:
-                        last_difference = f"{key}: no profile"
-                        return False
-                    raise
+                shown = await answer_or_none(profile_of(key))
+                if shown is None:
+                    last_difference = f"{key}: no profile"
+                    return False
                 balances = {
                     (h.account_id, h.balance.currency_code): h.balance.minor_units
                     for h in shown.holdings

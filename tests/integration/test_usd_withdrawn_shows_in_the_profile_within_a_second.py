@@ -18,7 +18,7 @@ from zhike.profile.v1 import profile_service_pb2 as profile_pb
 from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import authorised_channel, eventually
+from zhike_runtime.testing.services import answer_or_none, authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link
@@ -29,12 +29,11 @@ ACCOUNT = "D-0001-USD"
 
 async def usd_balance(channel: grpc.aio.Channel, party_id: str) -> int | None:
     stub = profile_grpc.ProfileServiceStub(channel)
-    try:
-        response = await stub.GetProfile(profile_pb.GetProfileRequest(party_id=party_id), timeout=5)
-    except grpc.aio.AioRpcError as error:
-        if error.code() is grpc.StatusCode.NOT_FOUND:
-            return None
-        raise
+    response = await answer_or_none(
+        stub.GetProfile(profile_pb.GetProfileRequest(party_id=party_id), timeout=5)
+    )
+    if response is None:
+        return None
     usd = [b.assets_minor_units for b in response.profile.balances if b.currency_code == "USD"]
     return usd[0] if usd else None
 
