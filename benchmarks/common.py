@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from zhike_runtime.testing.processes import PostgresCluster, free_port
+from zhike_runtime.testing.processes import NatsServer, PostgresCluster, free_port
 from zhike_runtime.testing.services import process_environment
 
 
@@ -75,12 +75,28 @@ def postgres_pids(cluster: PostgresCluster) -> list[int]:
     return [postmaster, *(int(pid) for pid in children)]
 
 
+ProcessGroups = Mapping[str, Callable[[], Sequence[int]]]
+
+
+def platform_processes(
+    cluster: PostgresCluster, nats_server: NatsServer, **services: Callable[[], Sequence[int]]
+) -> dict[str, Callable[[], Sequence[int]]]:
+    """What a benchmark meters: this process (the client), the services, PostgreSQL and
+    nats-server, each listed when asked (backends come and go with connections)."""
+    return {
+        "benchmark client": lambda: [os.getpid()],
+        **services,
+        "postgres": lambda: postgres_pids(cluster),
+        "nats-server": lambda: [nats_server.pid] if nats_server.pid else [],
+    }
+
+
 class CpuMeter:
     """CPU seconds used by groups of processes since the meter was made. Each group's pids are
     listed again at the end, so processes started meanwhile (a database backend for a new
     connection) count whole, and those reaped meanwhile count through their parent."""
 
-    def __init__(self, groups: Mapping[str, Callable[[], Sequence[int]]]) -> None:
+    def __init__(self, groups: ProcessGroups) -> None:
         self._groups = groups
         self._before = {pid: cpu_seconds(pid) for pids in groups.values() for pid in pids()}
 
@@ -89,3 +105,14 @@ class CpuMeter:
             name: sum(cpu_seconds(pid) - self._before.get(pid, 0.0) for pid in set(pids()))
             for name, pids in self._groups.items()
         }
+
+    def line(self, count: int, elapsed: float, unit: str) -> str:
+        """CPU ms per `unit` of each group, their total, and what two cores offer per unit in
+        `elapsed` seconds (the total nears it as the machine saturates)."""
+        used = self.seconds()
+        return (
+            f"  CPU ms per {unit}: "
+            + ", ".join(f"{name} {1000 * sec / count:.2f}" for name, sec in used.items())
+            + f"  (total {1000 * sum(used.values()) / count:.2f}; the 2 cores offer "
+            + f"{2000 * elapsed / count:.2f})"
+        )

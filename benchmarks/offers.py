@@ -39,7 +39,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -49,7 +49,14 @@ from google.type import date_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.aio.msg import Msg
 
-from benchmarks.common import CpuMeter, latency_line, postgres_pids, say, service_process
+from benchmarks.common import (
+    CpuMeter,
+    ProcessGroups,
+    latency_line,
+    platform_processes,
+    say,
+    service_process,
+)
 from zhike.identity.v1 import party_pb2
 from zhike.offers.v1 import events_pb2 as offer_events
 from zhike.offers.v1 import offers_pb2
@@ -291,7 +298,7 @@ async def _decide(
     addresses: Sequence[str],
     party_ids: Sequence[str],
     args: argparse.Namespace,
-    processes: Mapping[str, Callable[[], Sequence[int]]],
+    processes: ProcessGroups,
 ) -> None:
     rng = random.Random(args.seed)
     channels = [authorised_channel(address, roles=["channel_app"]) for address in addresses]
@@ -343,25 +350,14 @@ async def _decide(
             f"  {len(loaded) / elapsed:.0f} decisions/s with {len(addresses)} replica(s); "
             f"target p99 <= {TARGET_P99_MS:.0f} ms at >= {TARGET_RATE:.0f}/s"
         )
-        _cpu_line(meter, len(loaded), elapsed)
+        say(meter.line(len(loaded), elapsed, "decision"))
         meter = CpuMeter(processes)
         started = time.perf_counter()
         count = await _at_rate(stubs, request, args.rate, args.seconds)
-        _cpu_line(meter, count, time.perf_counter() - started)
+        say(meter.line(count, time.perf_counter() - started, "decision"))
     finally:
         for channel in channels:
             await channel.close()
-
-
-def _cpu_line(meter: CpuMeter, decisions: int, elapsed: float) -> None:
-    """Where the machine's two cores went: CPU ms per decision of each process group."""
-    used = meter.seconds()
-    say(
-        "  CPU ms per decision: "
-        + ", ".join(f"{name} {1000 * seconds / decisions:.2f}" for name, seconds in used.items())
-        + f"  (total {1000 * sum(used.values()) / decisions:.2f}; the 2 cores offer "
-        + f"{2000 * elapsed / decisions:.2f})"
-    )
 
 
 async def _at_rate(
@@ -515,12 +511,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             live = asyncio.run(_top_up_catalogue(addresses[0], args.offers, args.seed))
             say(f"catalogue: {live} live offers")
             asyncio.run(_load_parties(nats_server.url, party_ids, args.seed))
-            processes = {
-                "benchmark client": lambda: [os.getpid()],
-                "offers": lambda: [process.pid for process, _port in replicas],
-                "postgres": lambda: postgres_pids(cluster),
-                "nats-server": lambda: [nats_server.pid] if nats_server.pid else [],
-            }
+            processes = platform_processes(
+                cluster, nats_server, offers=lambda: [process.pid for process, _port in replicas]
+            )
             asyncio.run(_decide(addresses, party_ids, args, processes))
             asyncio.run(_reaction(nats_server.url, args.latency_samples))
         finally:

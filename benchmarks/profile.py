@@ -56,7 +56,7 @@ from benchmarks.common import (
     dsn,
     latency_line,
     percentile,
-    postgres_pids,
+    platform_processes,
     say,
     service_process,
 )
@@ -218,11 +218,9 @@ async def _ingestion(
     try:
         js = client.jetstream()
         meter = CpuMeter(
-            {
-                "profile": lambda: [replica.process.pid for replica in replicas],
-                "postgres": lambda: postgres_pids(cluster),
-                "nats-server": lambda: [nats_server.pid] if nats_server.pid else [],
-            }
+            platform_processes(
+                cluster, nats_server, profile=lambda: [replica.process.pid for replica in replicas]
+            )
         )
         samples: list[tuple[float, int]] = []
         started = time.perf_counter()
@@ -235,10 +233,10 @@ async def _ingestion(
             if time.perf_counter() - started > 1800:
                 raise TimeoutError(f"{applied}/{total} events applied after 30 minutes")
             await asyncio.sleep(0.25)
-        cpu = meter.seconds()
+        elapsed = samples[-1][0]
+        cpu = meter.line(total, elapsed, "event")
     finally:
         await client.close()
-    elapsed = samples[-1][0]
 
     def first_reaching(count: float) -> float:
         return next(at for at, applied in samples if applied >= count)
@@ -246,17 +244,13 @@ async def _ingestion(
     low, high = first_reaching(0.1 * total), first_reaching(0.9 * total)
     sustained = 0.8 * total / (high - low) if high > low else float("nan")
     say(
-        f"ingestion: {total} source events applied in {elapsed:.1f} s from the service's start "
+        f"ingestion by {len(replicas)} profile "
+        + ("replica" if len(replicas) == 1 else "replicas")
+        + f": {total} source events applied in {elapsed:.1f} s from the service's start "
         f"({total / elapsed:.0f}/s overall); sustained {sustained:.0f} events/s "
         f"(10 % → 90 % of the backlog), target {INGEST_TARGET:.0f}/s"
     )
-    say(
-        "  CPU seconds per 1,000 events: "
-        + ", ".join(f"{name} {1000 * seconds / total:.2f}" for name, seconds in cpu.items())
-        + f"  (wall {1000 * elapsed / total:.2f} s on 2 cores, {len(replicas)} profile "
-        + ("replica" if len(replicas) == 1 else "replicas")
-        + ")"
-    )
+    say(cpu)
 
 
 async def _top_statements(cluster: PostgresCluster, database: str, per: int, what: str) -> None:

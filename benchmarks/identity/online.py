@@ -34,7 +34,7 @@ import platform
 import random
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +44,11 @@ from google.type import date_pb2
 
 from benchmarks.common import (
     CpuMeter,
+    ProcessGroups,
     dsn,
     latency_line,
     percentile,
-    postgres_pids,
+    platform_processes,
     say,
     service_process,
 )
@@ -241,7 +242,7 @@ async def _online(
     warm_up: Sequence[Call],
     callers: int,
     stored_parties: frozenset[str],
-    processes: Mapping[str, Callable[[], Sequence[int]]],
+    processes: ProcessGroups,
 ) -> None:
     await wait_serving(port, timeout=120)
     async with authorised_channel(f"127.0.0.1:{port}", roles=["source_system"]) as channel:
@@ -263,7 +264,7 @@ async def _measure(
     phases: tuple[Sequence[Call], Sequence[Call], Sequence[Call]],
     callers: int,
     stored_parties: frozenset[str],
-    processes: Mapping[str, Callable[[], Sequence[int]]],
+    processes: ProcessGroups,
 ) -> None:
     """Warm-up calls, then `sequential` one caller at a time, then `concurrent` by `callers`."""
     warm_up, sequential, concurrent = phases
@@ -301,14 +302,9 @@ async def _measure(
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     elapsed = time.perf_counter() - started
-    used = meter.seconds()
     say(latency_line(f"LinkSourceRecord, {callers} callers", loaded))
     say(f"  throughput with {callers} callers: {len(loaded) / elapsed:.0f} records/s")
-    say(
-        "  CPU ms per link: "
-        + ", ".join(f"{name} {1000 * sec / len(loaded):.2f}" for name, sec in used.items())
-        + f"  (the 2 cores offer {2000 * elapsed / len(loaded):.2f})"
-    )
+    say(meter.line(len(loaded), elapsed, "link"))
 
 
 async def _reset_statements(cluster: PostgresCluster, database: str) -> None:
@@ -408,12 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     warm_up,
                     args.callers,
                     stored_parties,
-                    {
-                        "benchmark client": lambda: [os.getpid()],
-                        "identity": lambda: [service.pid],
-                        "postgres": lambda: postgres_pids(cluster),
-                        "nats-server": lambda: [nats.pid] if nats.pid else [],
-                    },
+                    platform_processes(cluster, nats, identity=lambda: [service.pid]),
                 )
             )
         finally:

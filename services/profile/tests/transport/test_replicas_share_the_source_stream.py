@@ -11,6 +11,7 @@ import datetime as dt
 import uuid
 
 import nats
+import sqlalchemy as sa
 
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_profile.app import DEFINITION as PROFILE
@@ -77,10 +78,12 @@ def source_consumers(*services: RunningService[ProfileSettings]) -> list[EventCo
 
 async def inbox_rows(harness: Harness) -> int:
     async with harness.database.session() as session:
-        rows = await session.execute(
-            inbox_event.select().where(inbox_event.c.consumer == SOURCE_DURABLE)
+        count = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(inbox_event)
+            .where(inbox_event.c.consumer == SOURCE_DURABLE)
         )
-        return len(rows.all())
+    return int(count or 0)
 
 
 async def test_two_replicas_apply_a_shared_backlog_once_leaving_a_held_party_for_later(

@@ -481,17 +481,16 @@ class EventConsumer:
                 )
                 return []
         self.batches_applied += 1
-        deferred = [d.message for d, outcome, _c in outcomes if outcome is _Outcome.DEFERRED]
         settled = [item for item in outcomes if item[1] is not _Outcome.DEFERRED]
         if self._after_commit is not None:
             for _delivery, _outcome, context in settled:
                 await self._after_commit(context)
-        for delivery, outcome, _context in outcomes:
-            if outcome is not _Outcome.DEFERRED:
-                await _settle(delivery.message.ack())
+        for delivery, _outcome, _context in settled:
+            await _settle(delivery.message.ack())
+        for delivery, _outcome, _context in outcomes:
             del unsettled[id(delivery.message)]
         self._count([(delivery, outcome) for delivery, outcome, _context in outcomes], batch=True)
-        return deferred
+        return [d.message for d, outcome, _c in outcomes if outcome is _Outcome.DEFERRED]
 
     async def _apply_batch(
         self, deliveries: Sequence[tuple[_Delivery, Message | None]]
