@@ -14,7 +14,9 @@
    `--callers` concurrent callers for `--seconds` (decisions/s, and latency under that load);
    then the target's own terms: calls started on a fixed schedule at `--rate` per second for
    `--seconds` (open loop: a slow answer holds back no later call, and each latency counts from
-   the call's scheduled start, so queueing shows), p50/p99 and the rate achieved.
+   the call's scheduled start, so queueing shows), p50/p99 and the rate achieved; then the
+   trivial call on the same schedule, whose CPU per call is what gRPC alone costs at that
+   rate.
 5. ProfileChanged → OfferDecided (USD 6,000 arrives for a consenting C3 customer) and
    ProfileChanged → OfferWithdrawn (the USD leaves), one party at a time (p50/p99).
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import itertools
 import os
 import platform
@@ -39,8 +42,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import nats
@@ -351,30 +355,45 @@ async def _decide(
             f"target p99 <= {TARGET_P99_MS:.0f} ms at >= {TARGET_RATE:.0f}/s"
         )
         say(meter.line(len(loaded), elapsed, "decision"))
-        meter = CpuMeter(processes)
-        started = time.perf_counter()
-        count = await _at_rate(stubs, request, args.rate, args.seconds)
-        say(meter.line(count, time.perf_counter() - started, "decision"))
+        # The target's own terms, then a trivial call on the same schedule: what gRPC alone
+        # costs both sides at that rate (far more per call than under a closed loop, where
+        # each wake-up serves several calls).
+        deciding = [functools.partial(_decide_one, stub, request) for stub in stubs]
+        echoing = [
+            functools.partial(_echo_one, health_pb2_grpc.HealthStub(channel).Check)
+            for channel in channels
+        ]
+        for label, unit, calls_to in (
+            ("DecideOffers", "decision", deciding),
+            ("trivial gRPC call (health Check)", "call", echoing),
+        ):
+            meter = CpuMeter(processes)
+            started = time.perf_counter()
+            count = await _at_rate(label, unit, calls_to, args.rate, args.seconds)
+            say(meter.line(count, time.perf_counter() - started, unit))
+        say(f"  target p99 <= {TARGET_P99_MS:.0f} ms at >= {TARGET_RATE:.0f} decisions/s")
     finally:
         for channel in channels:
             await channel.close()
 
 
 async def _at_rate(
-    stubs: Sequence[offers_grpc.OffersServiceStub],
-    request: Callable[[], offers_pb.DecideOffersRequest],
+    label: str,
+    unit: str,
+    calls_to: Sequence[Callable[[], Awaitable[object]]],
     rate: float,
     seconds: float,
 ) -> int:
-    """DecideOffers started on schedule, `rate` a second, round robin over the replicas."""
-    spread = itertools.cycle(stubs)
+    """Calls started on schedule, `rate` a second, round robin over `calls_to` (one per
+    replica); prints their latency and returns how many were answered."""
+    spread = itertools.cycle(calls_to)
     latencies: list[float] = []
     refused: Counter[str] = Counter()
-    calls: set[asyncio.Task[None]] = set()
+    running: set[asyncio.Task[None]] = set()
 
-    async def call(stub: offers_grpc.OffersServiceStub, due: float) -> None:
+    async def call(call_to: Callable[[], Awaitable[object]], due: float) -> None:
         try:
-            await stub.DecideOffers(request(), timeout=30)
+            await call_to()
         except grpc.aio.AioRpcError as error:
             # An overloaded server sheds calls (its concurrency limit): counted, not timed.
             refused[error.code().name] += 1
@@ -389,19 +408,28 @@ async def _at_rate(
         if ahead > 0:
             await asyncio.sleep(ahead)
         task = asyncio.create_task(call(next(spread), due))
-        calls.add(task)
-        task.add_done_callback(calls.discard)
-    await asyncio.gather(*calls)
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
     elapsed = time.perf_counter() - started
-    say(latency_line(f"DecideOffers at {rate:.0f}/s, open loop", latencies, 40))
+    say(latency_line(f"{label} at {rate:.0f}/s, open loop", latencies, 40))
     say(
-        f"  {len(latencies) / elapsed:.0f} decisions/s answered over {elapsed:.1f} s "
-        f"(latency from each call's scheduled start); "
-        f"target p99 <= {TARGET_P99_MS:.0f} ms at >= {TARGET_RATE:.0f}/s"
+        f"  {len(latencies) / elapsed:.0f} {unit}s/s answered over {elapsed:.1f} s "
+        f"(latency from each call's scheduled start)"
     )
     if refused:
         say("  refused: " + ", ".join(f"{n} {code}" for code, n in sorted(refused.items())))
     return len(latencies)
+
+
+async def _decide_one(
+    stub: offers_grpc.OffersServiceStub, request: Callable[[], offers_pb.DecideOffersRequest]
+) -> object:
+    return await stub.DecideOffers(request(), timeout=30)
+
+
+async def _echo_one(check: Any) -> object:
+    return await check(health_pb2.HealthCheckRequest(service=""), timeout=30)
 
 
 # --- ProfileChanged → OfferDecided / OfferWithdrawn ----------------------------------------
