@@ -6,18 +6,21 @@
    and resolves them in memory with `resolve()` — the batch resolver (records/s).
 3. Bulk-loads the result into a fresh identity store (`zhike_identity.storage.bulk.write_store`:
    COPY, then VACUUM ANALYZE), then ANALYZE once more as an operator would (seconds).
-4. Starts the identity service as deployed (`python -m zhike_identity`, its own process) on
-   that database with a real nats-server, and sends LinkSourceRecord over gRPC for new records,
+4. Starts the identity service as deployed (`python -m zhike_identity`, its own processes:
+   `--replicas`, 2 by default as the chart deploys) on that database with a real nats-server,
+   and sends LinkSourceRecord over gRPC for new records,
    about half of them new records of persons already stored (a stored record's values under a
    new source key, some fields left out) and half of new persons (the generator with another
-   seed): first one caller at a time (p50/p90/p99/max), then 8 concurrent callers (throughput,
-   and latency under that load). The client shares the machine's 2 cores with the service,
+   seed): first one caller at a time to one replica (p50/p90/p99/max), then 8 concurrent
+   callers spread over the replicas, as a Kubernetes Service spreads them (throughput, and
+   latency under that load). The client shares the machine's 2 cores with the service,
    PostgreSQL and nats-server.
 5. With pg_stat_statements, prints where the database time of the one-caller phase went.
 
 Prints figures; never asserts.
 
-    python -m benchmarks.identity.online [--records N] [--calls C] [--callers K] [--seed S]
+    python -m benchmarks.identity.online [--records N] [--calls C] [--callers K] [--replicas P]
+                                         [--seed S]
 
 `--records 20000 --calls 500` is a quick check (under a minute on 2 cores); the default is the
 issue's figure: 1,000,000 records stored, 2,000 calls.
@@ -75,6 +78,8 @@ DEFAULT_RECORDS = 1_000_000
 DEFAULT_CALLS = 2_000
 DEFAULT_CALLERS = 8
 WARM_UP_CALLS = 30
+# Identity replicas: the Helm chart's default replicaCount.
+DEFAULT_REPLICAS = 2
 # Issue 14's targets: p99 of one caller, and links per second with DEFAULT_CALLERS callers.
 LATENCY_TARGET_MS = 10.0
 THROUGHPUT_TARGET = 500
@@ -235,7 +240,7 @@ async def _top_statements(cluster: PostgresCluster, database: str, calls: int) -
 
 async def _online(
     cluster: PostgresCluster,
-    port: int,
+    ports: Sequence[int],
     database: str,
     sequential: Sequence[Call],
     concurrent: Sequence[Call],
@@ -244,32 +249,41 @@ async def _online(
     stored_parties: frozenset[str],
     processes: ProcessGroups,
 ) -> None:
-    await wait_serving(port, timeout=120)
-    async with authorised_channel(f"127.0.0.1:{port}", roles=["source_system"]) as channel:
+    for port in ports:
+        await wait_serving(port, timeout=120)
+    channels = [authorised_channel(f"127.0.0.1:{port}", roles=["source_system"]) for port in ports]
+    try:
         await _measure(
             cluster,
             database,
-            pb_grpc.IdentityServiceStub(channel).LinkSourceRecord,
+            [pb_grpc.IdentityServiceStub(channel).LinkSourceRecord for channel in channels],
             (warm_up, sequential, concurrent),
             callers,
             stored_parties,
             processes,
         )
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 async def _measure(
     cluster: PostgresCluster,
     database: str,
-    link: grpc.aio.UnaryUnaryMultiCallable[pb.LinkSourceRecordRequest, pb.LinkSourceRecordResponse],
+    links: Sequence[
+        grpc.aio.UnaryUnaryMultiCallable[pb.LinkSourceRecordRequest, pb.LinkSourceRecordResponse]
+    ],
     phases: tuple[Sequence[Call], Sequence[Call], Sequence[Call]],
     callers: int,
     stored_parties: frozenset[str],
     processes: ProcessGroups,
 ) -> None:
-    """Warm-up calls, then `sequential` one caller at a time, then `concurrent` by `callers`."""
+    """Warm-up calls, then `sequential` one caller at a time (to the first replica), then
+    `concurrent` by `callers`, each bound to a replica in turn."""
     warm_up, sequential, concurrent = phases
-    for call in warm_up:
-        await link(call.request, timeout=30)
+    link = links[0]
+    for n, call in enumerate(warm_up):
+        await links[n % len(links)](call.request, timeout=30)
 
     await _reset_statements(cluster, database)
     outcomes = Outcomes(stored_parties)
@@ -292,7 +306,11 @@ async def _measure(
     queue = iter(concurrent)
     loaded: list[float] = []
 
-    async def caller() -> None:
+    async def caller(
+        link: grpc.aio.UnaryUnaryMultiCallable[
+            pb.LinkSourceRecordRequest, pb.LinkSourceRecordResponse
+        ],
+    ) -> None:
         for call in queue:
             started = time.perf_counter()
             await link(call.request, timeout=30)
@@ -300,10 +318,13 @@ async def _measure(
 
     meter = CpuMeter(processes)
     started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
+    await asyncio.gather(*(caller(links[n % len(links)]) for n in range(callers)))
     elapsed = time.perf_counter() - started
     say(latency_line(f"LinkSourceRecord, {callers} callers", loaded))
-    say(f"  throughput with {callers} callers: {len(loaded) / elapsed:.0f} records/s")
+    say(
+        f"  throughput with {callers} callers over {len(links)} replica(s): "
+        f"{len(loaded) / elapsed:.0f} records/s"
+    )
     say(meter.line(len(loaded), elapsed, "link"))
 
 
@@ -329,6 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=DEFAULT_RECORDS, help="records stored")
     parser.add_argument("--calls", type=int, default=DEFAULT_CALLS, help="calls per phase")
     parser.add_argument("--callers", type=int, default=DEFAULT_CALLERS)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=DEFAULT_REPLICAS,
+        help="identity replicas the callers are spread over (the chart deploys 2)",
+    )
     parser.add_argument("--seed", type=int, default=generator.DEFAULT_SEED)
     args = parser.parse_args(argv)
 
@@ -392,24 +419,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         nats = NatsServer(Path(scratch) / "nats")
         nats.start()
-        service, port = service_process("zhike_identity", database_url, nats.url)
+        services = [
+            service_process("zhike_identity", database_url, nats.url) for _ in range(args.replicas)
+        ]
         try:
             asyncio.run(
                 _online(
                     cluster,
-                    port,
+                    [port for _service, port in services],
                     database,
                     sequential,
                     concurrent,
                     warm_up,
                     args.callers,
                     stored_parties,
-                    platform_processes(cluster, nats, identity=lambda: [service.pid]),
+                    platform_processes(
+                        cluster, nats, identity=lambda: [service.pid for service, _ in services]
+                    ),
                 )
             )
         finally:
-            service.terminate()
-            service.wait(timeout=60)
+            for service, _port in services:
+                service.terminate()
+            for service, _port in services:
+                service.wait(timeout=60)
             nats.stop()
     say(
         "Splink: benchmarks/identity/splink_baseline.py resolves a whole file (run()); it offers "
