@@ -14,16 +14,16 @@
    `--callers` concurrent callers for `--seconds` (decisions/s, and latency under that load);
    then the target's own terms: calls started on a fixed schedule at `--rate` per second for
    `--seconds` (open loop: a slow answer holds back no later call, and each latency counts from
-   the call's scheduled start, so queueing shows), p50/p99 and the rate achieved; then the
-   trivial call on the same schedule, whose CPU per call is what gRPC alone costs at that
-   rate.
+   the call's scheduled start, so queueing shows), p50/p99 and the rate achieved, at each
+   `--rate` in turn; then the trivial call on the first rate's schedule, whose CPU per call
+   is what gRPC alone costs at that rate.
 5. ProfileChanged → OfferDecided (USD 6,000 arrives for a consenting C3 customer) and
    ProfileChanged → OfferWithdrawn (the USD leaves), one party at a time (p50/p99).
 
 Prints figures; never asserts.
 
     python -m benchmarks.offers [--parties N] [--offers K] [--calls C] [--callers M]
-                                [--seconds S] [--rate R] [--replicas P]
+                                [--seconds S] [--rate R [R ...]] [--replicas P]
 
 `--parties 5000 --calls 300 --seconds 10` is a quick check.
 """
@@ -363,13 +363,12 @@ async def _decide(
             functools.partial(_echo_one, health_pb2_grpc.HealthStub(channel).Check)
             for channel in channels
         ]
-        for label, unit, calls_to in (
-            ("DecideOffers", "decision", deciding),
-            ("trivial gRPC call (health Check)", "call", echoing),
-        ):
+        runs = [("DecideOffers", "decision", deciding, rate) for rate in args.rate]
+        runs.append(("trivial gRPC call (health Check)", "call", echoing, args.rate[0]))
+        for label, unit, calls_to, rate in runs:
             meter = CpuMeter(processes)
             started = time.perf_counter()
-            count = await _at_rate(label, unit, calls_to, args.rate, args.seconds)
+            count = await _at_rate(label, unit, calls_to, rate, args.seconds)
             say(meter.line(count, time.perf_counter() - started, unit))
         say(f"  target p99 <= {TARGET_P99_MS:.0f} ms at >= {TARGET_RATE:.0f} decisions/s")
     finally:
@@ -506,7 +505,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=DEFAULT_CALLS)
     parser.add_argument("--callers", type=int, default=DEFAULT_CALLERS)
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
-    parser.add_argument("--rate", type=float, default=TARGET_RATE)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        nargs="+",
+        default=[TARGET_RATE],
+        help="open-loop rates to run DecideOffers at, one after another (the trivial call "
+        "runs at the first)",
+    )
     parser.add_argument(
         "--replicas",
         type=int,
