@@ -56,6 +56,7 @@ from nats.aio.msg import Msg
 from benchmarks.common import (
     CpuMeter,
     ProcessGroups,
+    client_collector_paused,
     latency_line,
     platform_processes,
     say,
@@ -548,8 +549,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             processes = platform_processes(
                 cluster, nats_server, offers=lambda: [process.pid for process, _port in replicas]
             )
-            asyncio.run(_decide(addresses, party_ids, args, processes))
-            asyncio.run(_reaction(nats_server.url, args.latency_samples))
+            with client_collector_paused():
+                asyncio.run(_decide(addresses, party_ids, args, processes))
+                asyncio.run(_reaction(nats_server.url, args.latency_samples))
         finally:
             for process, _port in replicas:
                 process.terminate()

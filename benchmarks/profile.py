@@ -53,6 +53,7 @@ from nats.aio.msg import Msg
 
 from benchmarks.common import (
     CpuMeter,
+    client_collector_paused,
     dsn,
     latency_line,
     percentile,
@@ -536,12 +537,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             asyncio.run(wait_serving(profile.port, timeout=120))
             steps = _balance_events(simulation, sent.parties, args.latency_samples, args.seed)
-            asyncio.run(_event_to_profile_changed(nats_server.url, steps))
+            with client_collector_paused():
+                asyncio.run(_event_to_profile_changed(nats_server.url, steps))
 
             asyncio.run(_replicate(cluster, profile_db, args.parties))
             party_ids = asyncio.run(_sample_parties(cluster, profile_db, args.calls))
             asyncio.run(_sql(cluster, profile_db, "SELECT pg_stat_statements_reset()"))
-            asyncio.run(_get_profile(profile.port, party_ids))
+            with client_collector_paused():
+                asyncio.run(_get_profile(profile.port, party_ids))
             asyncio.run(_top_statements(cluster, profile_db, 2 * len(party_ids), "GetProfile"))
         finally:
             profile.stop()

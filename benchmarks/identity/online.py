@@ -48,6 +48,7 @@ from google.type import date_pb2
 from benchmarks.common import (
     CpuMeter,
     ProcessGroups,
+    client_collector_paused,
     dsn,
     latency_line,
     percentile,
@@ -423,21 +424,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             service_process("zhike_identity", database_url, nats.url) for _ in range(args.replicas)
         ]
         try:
-            asyncio.run(
-                _online(
-                    cluster,
-                    [port for _service, port in services],
-                    database,
-                    sequential,
-                    concurrent,
-                    warm_up,
-                    args.callers,
-                    stored_parties,
-                    platform_processes(
-                        cluster, nats, identity=lambda: [service.pid for service, _ in services]
-                    ),
+            with client_collector_paused():
+                asyncio.run(
+                    _online(
+                        cluster,
+                        [port for _service, port in services],
+                        database,
+                        sequential,
+                        concurrent,
+                        warm_up,
+                        args.callers,
+                        stored_parties,
+                        platform_processes(
+                            cluster, nats, identity=lambda: [service.pid for service, _ in services]
+                        ),
+                    )
                 )
-            )
         finally:
             for service, _port in services:
                 service.terminate()
