@@ -1,9 +1,15 @@
-"""Database connections: what every PostgreSQL session of a service is set up with."""
+"""Database connections: what every PostgreSQL session of a service is set up with, and how a\nconnection the database dropped is replaced."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+from zhike_runtime import db
 from zhike_runtime.db import Database
 from zhike_runtime.testing.processes import PostgresCluster
 
@@ -16,3 +22,90 @@ async def test_postgresql_sessions_run_without_jit(postgres_cluster: PostgresClu
             assert await session.scalar(sa.text("SHOW jit")) == "off"
     finally:
         await database.dispose()
+
+
+async def _backend_pid(database: Database) -> int:
+    async with database.session() as session:
+        pid = await session.scalar(sa.text("SELECT pg_backend_pid()"))
+    assert isinstance(pid, int)
+    return pid
+
+
+@pytest.fixture
+async def one_connection(postgres_cluster: PostgresCluster) -> AsyncIterator[Database]:
+    """A database used one call at a time: its pool lends the same connection while it lives."""
+    database = Database(postgres_cluster.create_database(), pool_size=1)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def test_a_pooled_connection_the_database_closed_is_replaced_when_next_lent(
+    one_connection: Database,
+) -> None:
+    first = await _backend_pid(one_connection)
+    # The backend goes as in a restart or a failover, while the connection idles in the pool.
+    other = Database(one_connection.url)
+    try:
+        async with other.session() as session:
+            await session.execute(
+                sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": first}
+            )
+    finally:
+        await other.dispose()
+    await asyncio.sleep(0.1)  # the service's event loop sees the socket close meanwhile
+
+    assert await _backend_pid(one_connection) != first
+
+
+async def test_a_connection_in_use_is_lent_again_without_a_ping(
+    one_connection: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = _count_pings(monkeypatch)
+    first = await _backend_pid(one_connection)
+
+    again = [await _backend_pid(one_connection) for _ in range(3)]
+
+    assert again == [first] * 3
+    assert pings == []
+
+
+async def test_a_connection_idle_past_the_threshold_is_pinged_and_kept_if_it_answers(
+    one_connection: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await _backend_pid(one_connection)
+    pings = _count_pings(monkeypatch)
+    monkeypatch.setattr(db, "IDLE_BEFORE_PING_SECONDS", 0.0)
+
+    assert await _backend_pid(one_connection) == first
+    assert len(pings) == 1
+
+
+async def test_an_idle_connection_that_does_not_answer_its_ping_is_replaced(
+    one_connection: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await _backend_pid(one_connection)
+    monkeypatch.setattr(db, "IDLE_BEFORE_PING_SECONDS", 0.0)
+    pings = _count_pings(monkeypatch, answers=False)
+
+    second = await _backend_pid(one_connection)
+
+    assert second != first
+    assert len(pings) == 1  # the new connection was not idle: lent without a ping
+
+
+def _count_pings(monkeypatch: pytest.MonkeyPatch, *, answers: bool = True) -> list[object]:
+    """Records each ping of a pooled connection; one that does not answer fails as a dead
+    connection does (the driver's error, as SQLAlchemy's adapter raises it)."""
+    pings: list[object] = []
+    ping: Callable[[AsyncAdapt_asyncpg_connection], None] = AsyncAdapt_asyncpg_connection.ping
+
+    def counted(connection: AsyncAdapt_asyncpg_connection) -> None:
+        pings.append(connection)
+        if not answers:
+            raise connection.dbapi.OperationalError("the connection is gone")
+        ping(connection)
+
+    monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "ping", counted)
+    return pings

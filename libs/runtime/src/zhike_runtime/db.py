@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -100,7 +100,7 @@ class Database:
         parsed = make_url(url)
         self.url = url
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
@@ -133,6 +133,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+        else:
+            _check_connections_out(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -154,6 +156,39 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# A pooled connection unused this long is pinged before it is lent: one dropped without a word
+# (a firewall's or a NAT's idle timeout) looks open until a statement fails on it.
+IDLE_BEFORE_PING_SECONDS = 30.0
+
+
+def _check_connections_out(engine: AsyncEngine) -> None:
+    """Disconnect handling without a round trip per checkout. SQLAlchemy's pool_pre_ping pings
+    every connection it lends, and with asyncpg a ping is three round trips (BEGIN, a query,
+    ROLLBACK): about 0.4 ms of CPU and 0.5-0.9 ms of each unit of work's latency. Instead a
+    connection the database closed (a restart, a failover, a terminated backend: asyncpg sees
+    the socket close) is replaced without asking, and only one idle for
+    IDLE_BEFORE_PING_SECONDS is pinged. Raising DisconnectionError makes the pool discard the
+    connection and lend another (a new one if need be)."""
+
+    # The driver's errors as SQLAlchemy's adapter raises them (not sqlalchemy.exc's classes).
+    driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the database closed the connection")
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since > IDLE_BEFORE_PING_SECONDS:
+            try:
+                dbapi_connection.ping()
+            except (driver_error, OSError, TimeoutError) as error:
+                raise DisconnectionError("an idle connection did not answer") from error
 
 
 def _enable_wal(cursor: Any) -> None:

@@ -5,9 +5,8 @@ together in the next one (`Rounds`), each caller awaiting the commit of its own 
 decision returns only once its entry is durable and concurrent decisions share one commit.
 
 On PostgreSQL the store drives asyncpg directly on a few connections of the engine's pool that
-it holds between uses (`HeldConnections`): no pool check-out, pre-ping (three round trips with
-SQLAlchemy's asyncpg dialect) or SQLAlchemy statement machinery per call, which together cost
-several times what the statements do. A read is one statement for one party (by equality, so
+it holds between uses (`HeldConnections`): no pool check-out, BEGIN/COMMIT or SQLAlchemy
+statement machinery per call, which together cost several times what the statements do. A read is one statement for one party (by equality, so
 PostgreSQL plans it once, where a statement for several parties at once is planned on every
 call and costs more than the reads it saves); the log's round is one pipelined INSERT of every
 waiting entry and one commit. A connection that breaks is given back as invalid and the work is
