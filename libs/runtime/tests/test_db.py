@@ -1,4 +1,5 @@
-"""Database connections: what every PostgreSQL session of a service is set up with, and how a\nconnection the database dropped is replaced."""
+"""Database connections: what every PostgreSQL session of a service is set up with, and how a
+connection the database dropped is replaced."""
 
 from __future__ import annotations
 
