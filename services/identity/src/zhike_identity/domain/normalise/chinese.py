@@ -26,6 +26,7 @@ HAN = re.compile(f"[{HAN_CHARS}]")
 _PINYIN = re.compile(r"[a-z]+")
 _LONGEST_SYLLABLE = max(len(syllable) for syllable in PINYIN_SYLLABLES)
 _BARE_VOWELS = frozenset({"a", "o", "e"})
+_MAX_FOLDS = 4  # OpenCC's longest chain of single-character mappings is two steps
 
 
 @functools.cache
@@ -66,9 +67,16 @@ def simplified_char(char: str) -> str:
     """
     if not HAN.fullmatch(char):
         return char
-    folded = _t2s()(char)
-    # OpenCC maps a character to one character; keep the original if that ever does not hold.
-    return folded if len(folded) == 1 else char
+    folded = char
+    # Some of OpenCC's mappings chain (薴 → 苧 → 苎): fold until the character stays, so that
+    # folding a folded value changes nothing. OpenCC maps a character to one character; stop at
+    # the last that did if that ever does not hold.
+    for _ in range(_MAX_FOLDS):
+        step = _t2s()(folded)
+        if len(step) != 1 or step == folded:
+            break
+        folded = step
+    return folded
 
 
 def simplified(text: str) -> str:
