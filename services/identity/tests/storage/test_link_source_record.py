@@ -14,11 +14,16 @@ import sqlalchemy as sa
 
 from zhike.identity.v1 import events_pb2
 from zhike_identity.app import DEFINITION
+from zhike_identity.domain.matching.blocking import blocking_keys
+from zhike_identity.domain.matching.features import RawRecord, extract_features
 from zhike_identity.domain.matching.model import default_model
 from zhike_identity.domain.model import LinkOutcome, SourceRecordInput, SourceRecordKey
+from zhike_identity.domain.placement import raw_record
 from zhike_identity.domain.queries import PartyQuery
 from zhike_identity.domain.resident_id import check_character
+from zhike_identity.domain.validation import validate_source_record
 from zhike_identity.storage.protection import RecordProtection
+from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import party, source_record
 from zhike_identity.transport import codec
 from zhike_runtime.db import Database
@@ -430,3 +435,40 @@ async def test_placeholder_values_are_ignored_not_refused(identity: Identity) ->
     stored = await stored_record(identity.database, SourceRecordKey("branch", "B-1"))
     assert stored["party_id"] == outcome.party_id
     assert (stored["phone"], stored["email"], stored["address"]) == ("", "", "")
+
+
+async def test_candidates_carry_what_their_stored_records_hold(identity: Identity) -> None:
+    # Candidates are read from their rows by position, not built as StoredRecords: each must
+    # be the raw record, key and party that its stored record gives, whatever its fields hold.
+    inputs = [
+        with_resident_id(
+            "core", "c1", full_name="张伟", phone="13800138000", email="zhang.wei@example.com"
+        ),
+        record("cards", "k1", full_name="张伟", birth_date=(1949, 12, 31), gender=1),
+        record("loans", "l1", full_name="張偉", id_type=3, id_number="E12345678", gender=2),
+        record("branch", "b1", full_name="张伟", address="北京市朝阳区建国路88号"),
+        record("callcentre", "t1", full_name="张伟", phone="13800138000"),
+    ]
+    for one in inputs:
+        await identity.service.linking.link_source_record(one)
+    keys = sorted({k for one in inputs for k in blocking_keys(extract_features(raw_of(one)))})
+
+    async with SqlIdentityUnitOfWork(
+        identity.database, codec.outgoing_event, lambda: None, PROTECTION
+    ) as uow:
+        itself, candidates = await uow.records.with_candidates(SourceRecordKey("core", "c1"), keys)
+        stored = {s.key: s for s in await uow.records.get_many([c.key for c in candidates])}
+        expected_itself = await uow.records.get(SourceRecordKey("core", "c1"))
+
+    assert itself == expected_itself
+    assert [c.key for c in candidates] == sorted(
+        (SourceRecordKey(o.source_system, o.source_record_id) for o in inputs[1:]),
+        key=lambda k: (k.source_system, k.source_record_id),
+    )
+    for candidate in candidates:
+        assert candidate.party_id == stored[candidate.key].party_id
+        assert candidate.raw == raw_record(stored[candidate.key].record)
+
+
+def raw_of(one: SourceRecordInput) -> RawRecord:
+    return raw_record(validate_source_record(one, NOW.date()))

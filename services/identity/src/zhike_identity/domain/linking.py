@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from zhike_identity.domain.golden import golden_record
 from zhike_identity.domain.matching.blocking import STRONG_PREFIXES, blocking_keys, counting_keys
 from zhike_identity.domain.matching.comparison import Frequencies
-from zhike_identity.domain.matching.features import RecordFeatures, extract_features
+from zhike_identity.domain.matching.features import RawRecord, RecordFeatures, extract_features
 from zhike_identity.domain.matching.model import MatchModel
 from zhike_identity.domain.matching.resolver import BLOCK_LIMIT, SHARED_VALUE_LIMIT
 from zhike_identity.domain.model import (
@@ -70,17 +70,18 @@ class Linking:
         """Stores the record and resolves it: to the party it matches, merging the parties it
         bridges, or to a new party. An update of a known record is re-resolved and may move."""
         record = validate_source_record(candidate, self._clock().date())
-        features = extract_features(raw_record(record))
+        raw = raw_record(record)
+        features = extract_features(raw)
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return await self._link(record.key, record, features)
+                return await self._link(record.key, record, raw, features)
             except ConcurrentUpdate:
                 if attempt == _ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
 
     async def _link(
-        self, key: SourceRecordKey, record: SourceRecord, features: RecordFeatures
+        self, key: SourceRecordKey, record: SourceRecord, raw: RawRecord, features: RecordFeatures
     ) -> LinkOutcome:
         now = self._clock()
         version = self._model.version
@@ -103,11 +104,11 @@ class Linking:
                 await self._store_size.read(uow),
                 SHARED_VALUE_LIMIT,
             )
-            candidates = [Candidate(s.key, s.party_id, features_of(s)) for s in stored]
+            candidates = [Candidate(s.key, s.party_id, extract_features(s.raw)) for s in stored]
             # What was normalised stays at hand for the golden record: most of the party's
             # records were candidates, and normalising costs more than anything else here.
-            known = {s.key: (s.record, c.features) for s, c in zip(stored, candidates, strict=True)}
-            known[key] = (record, features)
+            known = {s.key: (s.raw, c.features) for s, c in zip(stored, candidates, strict=True)}
+            known[key] = (raw, features)
             scored = score_candidates(self._model, features, candidates, frequencies)
             # Records are never deleted and a steward decides only about stored records, so a
             # record seen for the first time has no decisions: one query fewer on most links.
@@ -270,7 +271,7 @@ async def _publish_golden_if_changed(
     existing: StoredRecord | None,
     record: SourceRecord,
     merged: bool,
-    known: Mapping[SourceRecordKey, tuple[SourceRecord, RecordFeatures]],
+    known: Mapping[SourceRecordKey, tuple[RawRecord, RecordFeatures]],
     now: dt.datetime,
 ) -> None:
     """Stages GoldenRecordChanged for the party the record is now in, unless its golden record
@@ -281,9 +282,11 @@ async def _publish_golden_if_changed(
 
     def with_features(stored: StoredRecord) -> tuple[StoredRecord, RecordFeatures]:
         hit = known.get(stored.key)
-        if hit is not None and hit[0] == stored.record:
-            return stored, hit[1]
-        return stored, features_of(stored)
+        if hit is None:
+            return stored, features_of(stored)
+        raw = raw_record(stored.record)
+        # Features are a function of the raw values: the same values, the same features.
+        return stored, hit[1] if hit[0] == raw else extract_features(raw)
 
     members = [with_features(m) for m in await uow.records.of_parties([party_id])]
     if not members:

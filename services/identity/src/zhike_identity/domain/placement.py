@@ -34,6 +34,16 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class StoredCandidate:
+    """A stored record as a link compares it: its key, its party and its values as the matcher
+    reads them (`raw_record` of the stored record, built straight from its row)."""
+
+    key: SourceRecordKey
+    party_id: str
+    raw: RawRecord
+
+
+@dataclass(frozen=True)
 class ScoredCandidate:
     candidate: Candidate
     weight: float

@@ -21,6 +21,7 @@ from zhike_identity.domain.model import (
     SourceRecordKey,
     StoredRecord,
 )
+from zhike_identity.domain.placement import StoredCandidate
 
 
 class RecordStore(Protocol):
@@ -51,9 +52,12 @@ class RecordStore(Protocol):
     ) -> list[StoredRecord]: ...
     async def with_candidates(
         self, key: SourceRecordKey, keys: Sequence[str]
-    ) -> tuple[StoredRecord | None, list[StoredRecord]]:
+    ) -> tuple[StoredRecord | None, list[StoredCandidate]]:
         """The record stored under `key` (None if new) and, as `with_blocking_keys` with it
-        excluded, the records indexed under any of `keys`: one query where a link needs both."""
+        excluded, the records indexed under any of `keys`: one query where a link needs both.
+        The candidates come as the matcher reads them, not as whole StoredRecords: a link
+        reads about fifty, and building each record, its evidence and enums cost more than
+        comparing it."""
         ...
 
     async def set_blocking_keys(

@@ -51,11 +51,19 @@ class RecordProtection:
 
     def open(self, row: Any) -> tuple[str, str, str]:
         """The plain ID number, phone and e-mail of a `source_record` row."""
-        place = (row.source_system, row.source_record_id)
+        return self.open_values(
+            row.source_system, row.source_record_id, row.id_number, row.phone, row.email
+        )
+
+    def open_values(
+        self, source_system: str, source_record_id: str, id_number: str, phone: str, email: str
+    ) -> tuple[str, str, str]:
+        """The plain ID number, phone and e-mail sealed in the record `(system, record id)`."""
+        place = (source_system, source_record_id)
         return (
-            self._ring.decrypt(row.id_number, _ID_NUMBER, place),
-            self._ring.decrypt(row.phone, _PHONE, place),
-            self._ring.decrypt(row.email, _EMAIL, place),
+            self._ring.decrypt(id_number, _ID_NUMBER, place),
+            self._ring.decrypt(phone, _PHONE, place),
+            self._ring.decrypt(email, _EMAIL, place),
         )
 
     def open_id_number(self, source_system: str, source_record_id: str, token: str) -> str:

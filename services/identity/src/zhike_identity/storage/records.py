@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.model import (
     Decider,
     Gender,
@@ -21,6 +22,7 @@ from zhike_identity.domain.model import (
     SourceRecordKey,
     StoredRecord,
 )
+from zhike_identity.domain.placement import StoredCandidate
 from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.schema import blocking_key, source_record
 from zhike_runtime.db import as_utc
@@ -84,6 +86,60 @@ def _stored(row: Any, protection: RecordProtection) -> StoredRecord:
         ),
         updated_at=as_utc(row.updated_at),
     )
+
+
+# A stored id_type or gender as `raw_record` writes it (IdType(1) → "RESIDENT_ID", 2 → "2").
+_ID_TYPE_TEXT = {int(kind): kind.name for kind in IdType}
+_GENDER_TEXT = {int(gender): str(int(gender)) for gender in Gender}
+
+
+def _candidates(
+    rows: sa.Result[Any], key: SourceRecordKey, protection: RecordProtection
+) -> tuple[StoredRecord | None, list[StoredCandidate]]:
+    """The record `key` (if among the rows) as a StoredRecord and the others as candidates,
+    their values read by position: by name, SQLAlchemy's rows cost about as much as the rest
+    of turning a row into a record."""
+    at = {name: n for n, name in enumerate(rows.keys())}
+    system_at, record_id_at, party_at = (
+        at["source_system"],
+        at["source_record_id"],
+        at["party_id"],
+    )
+    name_at, id_type_at, id_number_at, phone_at, email_at = (
+        at["full_name"],
+        at["id_type"],
+        at["id_number"],
+        at["phone"],
+        at["email"],
+    )
+    birth_at, gender_at, address_at = at["birth_date"], at["gender"], at["address"]
+    itself: StoredRecord | None = None
+    found: dict[SourceRecordKey, StoredCandidate] = {}
+    for row in rows:
+        system, record_id = row[system_at], row[record_id_at]
+        if system == key.source_system and record_id == key.source_record_id:
+            itself = _stored(row, protection)
+            continue
+        id_number, phone, email = protection.open_values(
+            system, record_id, row[id_number_at], row[phone_at], row[email_at]
+        )
+        id_type, born, gender = row[id_type_at], row[birth_at], row[gender_at]
+        raw = RawRecord(
+            source=system,
+            source_id=record_id,
+            full_name=row[name_at],
+            id_type=(_ID_TYPE_TEXT.get(id_type) or IdType(id_type).name) if id_type else "",
+            id_number=id_number,
+            phone=phone,
+            email=email,
+            birth_date=born.isoformat() if born else "",
+            gender=(_GENDER_TEXT.get(gender) or str(int(Gender(gender)))) if gender else "",
+            address=row[address_at],
+        )
+        candidate_key = SourceRecordKey(system, record_id)
+        found[candidate_key] = StoredCandidate(candidate_key, row[party_at], raw)
+    # In the database's key order, as with_blocking_keys returns them.
+    return itself, list(found.values())
 
 
 def _key_clause(keys: Sequence[SourceRecordKey]) -> sa.ColumnElement[bool]:
@@ -338,7 +394,7 @@ class SqlRecordStore:
 
     async def with_candidates(
         self, key: SourceRecordKey, keys: Sequence[str]
-    ) -> tuple[StoredRecord | None, list[StoredRecord]]:
+    ) -> tuple[StoredRecord | None, list[StoredCandidate]]:
         rows = await self._session.execute(
             self._hot.record_and_records_with_keys,
             {
@@ -347,16 +403,7 @@ class SqlRecordStore:
                 "keys": self._protection.index_keys(keys),
             },
         )
-        itself: StoredRecord | None = None
-        found: dict[SourceRecordKey, StoredRecord] = {}
-        for row in rows:
-            stored = _stored(row, self._protection)
-            if stored.key == key:
-                itself = stored
-            else:
-                found[stored.key] = stored
-        # In the database's key order, as with_blocking_keys returns them.
-        return itself, list(found.values())
+        return _candidates(rows, key, self._protection)
 
     async def keys_after(self, after: SourceRecordKey | None, limit: int) -> list[SourceRecordKey]:
         c = source_record.c
