@@ -56,8 +56,8 @@ class RecordStore(Protocol):
         """The record stored under `key` (None if new) and, as `with_blocking_keys` with it
         excluded, the records indexed under any of `keys`: one query where a link needs both.
         The candidates come as the matcher reads them, not as whole StoredRecords: a link
-        reads about fifty, and building each record, its evidence and enums cost more than
-        comparing it."""
+        reads dozens (about 20 at a million records, 50 at 20,000), and building each record
+        with its evidence and enums cost more than comparing it."""
         ...
 
     async def set_blocking_keys(
