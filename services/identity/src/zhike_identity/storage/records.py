@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,20 @@ def _stored(row: Any, protection: RecordProtection) -> StoredRecord:
 # A stored id_type or gender as `raw_record` writes it (IdType(1) → "RESIDENT_ID", 2 → "2").
 _ID_TYPE_TEXT = {int(kind): kind.name for kind in IdType}
 _GENDER_TEXT = {int(gender): str(int(gender)) for gender in Gender}
+# The columns a candidate is made of, in the order _candidates unpacks them.
+_CANDIDATE_COLUMNS = (
+    "source_system",
+    "source_record_id",
+    "party_id",
+    "full_name",
+    "id_type",
+    "id_number",
+    "phone",
+    "email",
+    "birth_date",
+    "gender",
+    "address",
+)
 
 
 def _candidates(
@@ -100,44 +115,32 @@ def _candidates(
     their values read by position: by name, SQLAlchemy's rows cost about as much as the rest
     of turning a row into a record."""
     at = {name: n for n, name in enumerate(rows.keys())}
-    system_at, record_id_at, party_at = (
-        at["source_system"],
-        at["source_record_id"],
-        at["party_id"],
-    )
-    name_at, id_type_at, id_number_at, phone_at, email_at = (
-        at["full_name"],
-        at["id_type"],
-        at["id_number"],
-        at["phone"],
-        at["email"],
-    )
-    birth_at, gender_at, address_at = at["birth_date"], at["gender"], at["address"]
+    values_of = operator.itemgetter(*(at[name] for name in _CANDIDATE_COLUMNS))
     itself: StoredRecord | None = None
     found: dict[SourceRecordKey, StoredCandidate] = {}
     for row in rows:
-        system, record_id = row[system_at], row[record_id_at]
+        (system, record_id, party_id, full_name, id_type, sealed_id, sealed_phone, sealed_email,
+         born, gender, address) = values_of(row)  # fmt: skip
         if system == key.source_system and record_id == key.source_record_id:
             itself = _stored(row, protection)
             continue
         id_number, phone, email = protection.open_values(
-            system, record_id, row[id_number_at], row[phone_at], row[email_at]
+            system, record_id, sealed_id, sealed_phone, sealed_email
         )
-        id_type, born, gender = row[id_type_at], row[birth_at], row[gender_at]
         raw = RawRecord(
             source=system,
             source_id=record_id,
-            full_name=row[name_at],
+            full_name=full_name,
             id_type=(_ID_TYPE_TEXT.get(id_type) or IdType(id_type).name) if id_type else "",
             id_number=id_number,
             phone=phone,
             email=email,
             birth_date=born.isoformat() if born else "",
             gender=(_GENDER_TEXT.get(gender) or str(int(Gender(gender)))) if gender else "",
-            address=row[address_at],
+            address=address,
         )
         candidate_key = SourceRecordKey(system, record_id)
-        found[candidate_key] = StoredCandidate(candidate_key, row[party_at], raw)
+        found[candidate_key] = StoredCandidate(candidate_key, party_id, raw)
     # In the database's key order, as with_blocking_keys returns them.
     return itself, list(found.values())
 
