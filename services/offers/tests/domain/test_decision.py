@@ -426,6 +426,16 @@ def test_a_bad_request_names_every_field() -> None:
         decision_request(channel="mobile_app", outbound=True)
 
 
+def test_a_request_takes_the_contracts_sixteen_context_entries_and_no_more() -> None:
+    sixteen = {f"k{n}": "v" for n in range(16)}
+    assert len(decision_request(channel="mobile_app", context=sixteen).context) == 16
+    with pytest.raises(InvalidArgument) as raised:
+        decision_request(channel="mobile_app", context={**sixteen, "k16": "v"})
+    assert [(v.field, v.description) for v in raised.value.violations] == [
+        ("context", "at most 16 entries, got 17")
+    ]
+
+
 def test_value_is_read_against_the_reference_value() -> None:
     config = DecisionConfig(reference_value=Decimal(500))
     decision = decide(

@@ -61,7 +61,7 @@ from zhike_offers.domain.suitability import Unsuitable, check_suitability, unsui
 from zhike_runtime.validation import Violations
 
 MAX_OFFERS = 20
-MAX_CONTEXT_ENTRIES = 20
+MAX_CONTEXT_ENTRIES = 16  # the contract's limit (DecideOffersRequest.context)
 
 
 class Reason(enum.StrEnum):
@@ -108,7 +108,7 @@ def decision_request(
         violations.add("max_offers", f"must be from 1 to {MAX_OFFERS}")
     context = dict(context or {})
     if len(context) > MAX_CONTEXT_ENTRIES:
-        violations.add("context", f"at most {MAX_CONTEXT_ENTRIES} entries")
+        violations.add("context", f"at most {MAX_CONTEXT_ENTRIES} entries, got {len(context)}")
     else:
         for key, value in sorted(context.items()):
             if not CONTEXT_KEY_PATTERN.fullmatch(f"{key}={value}"):

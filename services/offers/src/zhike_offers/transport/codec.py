@@ -59,7 +59,6 @@ from zhike_runtime.validation import Violations
 T = TypeVar("T")
 
 # The contract's limits that the domain does not hold itself.
-MAX_CONTEXT_ENTRIES = 16  # DecideOffersRequest.context
 RESPONSE_CLOCK_SKEW = dt.timedelta(minutes=5)  # RecordResponseRequest.response_time
 MAX_REASON_LENGTH = 500  # RetireOfferRequest.reason
 
@@ -589,8 +588,6 @@ def decide_request(
     v = Violations()
     party_id = v.uuid("party_id", request.party_id)
     name = channel(v, "channel", request.channel)
-    if len(request.context) > MAX_CONTEXT_ENTRIES:
-        v.add("context", f"at most {MAX_CONTEXT_ENTRIES} entries, got {len(request.context)}")
     checked: DecisionRequest | None = None
     try:
         checked = decision_request(
