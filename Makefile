@@ -69,7 +69,7 @@ demo: setup ## Fill the running `make run` stack with a simulated bank (200 cust
 	  --identity-target "127.0.0.1:$${ZHIKE_DEV_IDENTITY_PORT:-50051}" \
 	  --profile-target "127.0.0.1:$${ZHIKE_DEV_PROFILE_PORT:-50052}" $(DEMO_ARGS)
 
-bench: setup ## Benchmarks (figures, not pass/fail): platform, identity, profile, offers, notifications
+bench: setup ## Benchmarks (figures, not pass/fail): platform, identity, profile, offers, notifications, outbox
 	$(PYTHON) -m benchmarks
 	$(PYTHON) -m benchmarks.identity.quality
 	$(PYTHON) -m benchmarks.identity.throughput
@@ -77,6 +77,7 @@ bench: setup ## Benchmarks (figures, not pass/fail): platform, identity, profile
 	$(PYTHON) -m benchmarks.profile  # 1,000,000 parties on PostgreSQL
 	$(PYTHON) -m benchmarks.offers  # 100,000 parties, 50 live offers on PostgreSQL
 	$(PYTHON) -m benchmarks.notifications  # the FX journey and messages/s to the local gateways
+	$(PYTHON) -m benchmarks.outbox  # one relay round's cost as sent events pile up (PostgreSQL)
 
 include deploy/deploy.mk
 
