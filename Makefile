@@ -77,7 +77,7 @@ bench: setup ## Benchmarks (figures, not pass/fail): platform, identity, profile
 	$(PYTHON) -m benchmarks.profile  # 1,000,000 parties on PostgreSQL
 	$(PYTHON) -m benchmarks.offers  # 100,000 parties, 50 live offers on PostgreSQL
 	$(PYTHON) -m benchmarks.notifications  # the FX journey and messages/s to the local gateways
-	$(PYTHON) -m benchmarks.outbox  # one relay round's cost as sent events pile up (PostgreSQL)
+	$(PYTHON) -m benchmarks.outbox  # a relay round's cost as sent events pile up, before and after autovacuum
 
 include deploy/deploy.mk
 
