@@ -28,7 +28,6 @@ from zhike_identity.domain.model import (
     StoredRecord,
 )
 from zhike_identity.domain.parties import (
-    features_of,
     merge,
     move,
     record_lock_name,
@@ -281,12 +280,10 @@ async def _publish_golden_if_changed(
     normalised in this link, by record key and the values they came from."""
 
     def with_features(stored: StoredRecord) -> tuple[StoredRecord, RecordFeatures]:
-        hit = known.get(stored.key)
-        if hit is None:
-            return stored, features_of(stored)
         raw = raw_record(stored.record)
+        hit = known.get(stored.key)
         # Features are a function of the raw values: the same values, the same features.
-        return stored, hit[1] if hit[0] == raw else extract_features(raw)
+        return stored, hit[1] if hit is not None and hit[0] == raw else extract_features(raw)
 
     members = [with_features(m) for m in await uow.records.of_parties([party_id])]
     if not members:

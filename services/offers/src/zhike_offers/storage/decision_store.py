@@ -6,10 +6,10 @@ decision returns only once its entry is durable and concurrent decisions share o
 
 On PostgreSQL the store drives asyncpg directly on a few connections of the engine's pool that
 it holds between uses (`HeldConnections`): no pool check-out, BEGIN/COMMIT or SQLAlchemy
-statement machinery per call, which together cost several times what the statements do. A read is one statement for one party (by equality, so
-PostgreSQL plans it once, where a statement for several parties at once is planned on every
-call and costs more than the reads it saves); the log's round is one pipelined INSERT of every
-waiting entry and one commit. A connection that breaks is given back as invalid and the work is
+statement machinery per call, which together cost several times what the statements do. A
+read is one statement for one party (by equality, so PostgreSQL plans it once, where a
+statement for several parties at once is planned on every call and costs more than the reads
+it saves); the log's round is one pipelined INSERT of every waiting entry and one commit. A connection that breaks is given back as invalid and the work is
 tried once more on a fresh one; a statement PostgreSQL refuses fails its callers alone.
 
 On SQLite (one writer, embedded) reads go through a unit of work as everywhere else, and the log
