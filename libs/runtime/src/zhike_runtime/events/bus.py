@@ -33,6 +33,7 @@ from nats.js.api import (
 from nats.js.errors import Error as JetStreamError
 from nats.js.errors import NotFoundError
 
+from zhike_runtime.events.pull import PullConsumer
 from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import NatsSettings
 
@@ -210,6 +211,14 @@ class EventBus:
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
+
+    async def pull(self, stream: str, durable: str) -> PullConsumer:
+        """Fetches from the durable pull consumer `durable` of `stream` (close it when done)."""
+        if self._nc is None:
+            raise ConnectionError("not connected to NATS")
+        consumer = PullConsumer(self._nc, stream, durable)
+        await consumer.start()
+        return consumer
 
     def awaits_stream(self, durable: str) -> bool:
         """True while `durable` waits for its producer's stream to appear (not added yet)."""

@@ -17,6 +17,8 @@ Also, for every consumer:
   redelivered to another;
 - inbox rows older than `ServiceSettings.inbox_retention_seconds` (longer than the stream keeps
   events) are deleted every `consumer_inbox_prune_interval_seconds`;
+- fetches return as soon as an event arrives, however the pull requests before them ended
+  (`events.pull.PullConsumer`; nats-py's own fetch may wait out its timeout);
 - with `ConsumerSpec.batch_handler`, the new events of one fetch are applied in one transaction;
   if that fails, each event is applied alone, so a poison event is retried and dead-lettered by
   itself. The batch handler may leave events for later (`ReceivedEvent.may_defer`: what they
@@ -39,7 +41,6 @@ from typing import Any, Generic, TypeVar
 from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
@@ -51,6 +52,7 @@ from zhike_runtime.db import DISCONNECT_ERRORS, Database, insert_for
 from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import ConsumerDeclaration, EventBus, PayloadTooLarge, dlq_subject
+from zhike_runtime.events.pull import PullConsumer
 from zhike_runtime.events.schema import inbox_event
 from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import ServiceSettings
@@ -246,30 +248,23 @@ class EventConsumer:
             pruning.cancel()
 
     async def _consume(self) -> None:
-        subscription: JetStreamContext.PullSubscription | None = None
+        pull: PullConsumer | None = None
         loop = asyncio.get_running_loop()
         last_lag_check = 0.0
         # Messages a batch left for later: applied with the next fetch, settled by then.
         carried: list[Msg] = []
         while not self._stopping:
-            if subscription is None and self._bus.awaits_stream(self.spec.durable):
+            if pull is None and self._bus.awaits_stream(self.spec.durable):
                 # Its producer has not created the stream yet: nothing to fetch, nothing wrong.
                 await asyncio.sleep(0.5)
                 continue
             try:
-                if subscription is None:
-                    subscription = await self._bus.js.pull_subscribe_bind(
-                        durable=self.spec.durable, stream=self.spec.stream
-                    )
-                messages = await subscription.fetch(
+                if pull is None:
+                    pull = await self._bus.pull(self.spec.stream, self.spec.durable)
+                messages = await pull.fetch(
                     max(self._settings.consumer_batch_size - len(carried), 1),
                     timeout=CARRIED_FETCH_TIMEOUT if carried else 1,
                 )
-            except TimeoutError:
-                # Nothing to fetch in time. nats-py raises its own TimeoutError or asyncio's (the
-                # builtin, an OSError) depending on where in fetch the deadline passed: both mean
-                # an empty batch, not a failure worth a warning.
-                messages = []
             except (NatsError, JetStreamError, OSError) as error:
                 log.warning(
                     "fetch failed; retrying",
@@ -279,17 +274,17 @@ class EventConsumer:
                 continue
             if carried or messages:
                 carried = await self._process_fetched([*carried, *messages])
-            if subscription is not None and loop.time() - last_lag_check > 5.0:
+            if pull is not None and loop.time() - last_lag_check > 5.0:
                 last_lag_check = loop.time()
-                await self._record_lag(subscription)
+                await self._record_lag()
         for message in carried:
             # Stopping: hand them back for another replica (or our next start) at once.
             await _settle(message.nak())
-        if subscription is not None:
+        if pull is not None:
             try:
-                await subscription.unsubscribe()
+                await pull.close()
             except (NatsError, JetStreamError) as error:
-                log.info("unsubscribe failed", extra={"error": describe_error(error)})
+                log.info("closing the pull consumer failed", extra={"error": describe_error(error)})
 
     async def _process_fetched(self, messages: Sequence[Msg]) -> list[Msg]:
         """Applies one fetch (as a batch, or one by one), keeping the unsettled ones alive.
@@ -726,9 +721,9 @@ class EventConsumer:
                     )
             await asyncio.sleep(self._settings.consumer_inbox_prune_interval_seconds)
 
-    async def _record_lag(self, subscription: JetStreamContext.PullSubscription) -> None:
+    async def _record_lag(self) -> None:
         try:
-            info = await subscription.consumer_info()
+            info = await self._bus.js.consumer_info(self.spec.stream, self.spec.durable)
         except (NatsError, JetStreamError, OSError, TimeoutError):
             return
         pending = (info.num_pending or 0) + (info.num_ack_pending or 0)
