@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -101,40 +101,49 @@ async def test_a_fetch_with_nothing_to_fetch_returns_no_messages_when_its_timeou
     assert await consumer.fetch(10, timeout=0.3) == []
 
 
+async def fetched_while_waiting(
+    stream: Stream,
+    consumer: PullConsumer,
+    payload: bytes,
+    meanwhile: Callable[[], Awaitable[None]] | None = None,
+) -> list[bytes]:
+    """Starts a fetch with a long timeout and lets it wait; runs `meanwhile` (the fetch still
+    waiting after it), publishes `payload`, and returns what the fetch returned, failing if it
+    took GUARD seconds."""
+    fetching = asyncio.create_task(consumer.fetch(10, timeout=LONG_TIMEOUT))
+    await asyncio.sleep(0.2)
+    if meanwhile is not None:
+        await meanwhile()
+        await asyncio.sleep(0.2)
+        assert not fetching.done()
+    await stream.publish(payload)
+    return [message.data for message in await asyncio.wait_for(fetching, GUARD)]
+
+
 async def test_a_fetch_returns_a_message_published_while_it_waits_without_waiting_to_fill_its_batch(
     stream: Stream, consumer: PullConsumer
 ) -> None:
-    fetching = asyncio.create_task(consumer.fetch(10, timeout=LONG_TIMEOUT))
-    await asyncio.sleep(0.2)
-    await stream.publish(b"late")
-    messages = await asyncio.wait_for(fetching, GUARD)
-    assert [message.data for message in messages] == [b"late"]
+    assert await fetched_while_waiting(stream, consumer, b"late") == [b"late"]
 
 
 async def test_a_message_an_abandoned_pull_request_receives_is_returned_by_the_waiting_fetch(
     stream: Stream, consumer: PullConsumer
 ) -> None:
-    # The server hands a new message to its oldest waiting request: the abandoned one.
+    # Older than the fetch's own request, so the server hands the new message to it.
     await stream.abandoned_request(consumer, {"batch": 5, "expires": int(60e9)})
-    fetching = asyncio.create_task(consumer.fetch(10, timeout=LONG_TIMEOUT))
-    await asyncio.sleep(0.2)
-    await stream.publish(b"taken by the abandoned request")
-    messages = await asyncio.wait_for(fetching, GUARD)
-    assert [message.data for message in messages] == [b"taken by the abandoned request"]
+    payload = b"taken by the abandoned request"
+    assert await fetched_while_waiting(stream, consumer, payload) == [payload]
 
 
 async def test_a_status_for_another_pull_request_does_not_end_a_waiting_fetch(
     stream: Stream, consumer: PullConsumer
 ) -> None:
-    fetching = asyncio.create_task(consumer.fetch(10, timeout=LONG_TIMEOUT))
-    await asyncio.sleep(0.2)
-    # Nothing to deliver: JetStream answers this request at once with 404 No Messages.
-    await stream.abandoned_request(consumer, {"batch": 1, "no_wait": True})
-    await asyncio.sleep(0.2)
-    assert not fetching.done()
-    await stream.publish(b"after the stray status")
-    messages = await asyncio.wait_for(fetching, GUARD)
-    assert [message.data for message in messages] == [b"after the stray status"]
+    async def stray_status() -> None:
+        # Nothing to deliver: JetStream answers this request at once with 404 No Messages.
+        await stream.abandoned_request(consumer, {"batch": 1, "no_wait": True})
+
+    payload = b"after the stray status"
+    assert await fetched_while_waiting(stream, consumer, payload, stray_status) == [payload]
 
 
 async def test_messages_that_arrived_but_were_not_fetched_are_handed_back_when_it_closes(
