@@ -25,6 +25,28 @@ async def test_postgresql_sessions_run_without_jit(postgres_cluster: PostgresClu
         await database.dispose()
 
 
+async def test_bursts_beyond_the_pool_wait_for_its_connections_instead_of_opening_more(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    database = Database(postgres_cluster.create_database(), pool_size=2)
+
+    async def backend_in_use() -> int:
+        async with database.session() as session:
+            pid = await session.scalar(sa.text("SELECT pg_backend_pid()"))
+            await asyncio.sleep(0.05)  # held, as a unit of work holds it
+        assert isinstance(pid, int)
+        return pid
+
+    try:
+        backends: set[int] = set()
+        for _burst in range(2):
+            backends |= set(await asyncio.gather(*(backend_in_use() for _ in range(10))))
+    finally:
+        await database.dispose()
+    # Overflow connections would add backends in each burst and close them after it.
+    assert len(backends) == 2
+
+
 async def _backend_pid(database: Database) -> int:
     async with database.session() as session:
         pid = await session.scalar(sa.text("SELECT pg_backend_pid()"))
