@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import sqlalchemy as sa
+from google.rpc import code_pb2
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from zhike_runtime import db
 from zhike_runtime.db import Database
+from zhike_runtime.grpc_errors import status_for
 from zhike_runtime.testing.processes import PostgresCluster
 
 
@@ -45,6 +48,22 @@ async def test_bursts_beyond_the_pool_wait_for_its_connections_instead_of_openin
         await database.dispose()
     # Overflow connections would add backends in each burst and close them after it.
     assert len(backends) == 2
+
+
+async def test_no_pooled_connection_free_in_time_is_the_database_unavailable_now(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    database = Database(postgres_cluster.create_database(), pool_size=1, pool_timeout_seconds=0.2)
+    try:
+        async with database.session() as holding:
+            await holding.execute(sa.text("SELECT 1"))
+            with pytest.raises(PoolTimeout) as raised:
+                async with database.session() as waiting:
+                    await waiting.execute(sa.text("SELECT 1"))
+    finally:
+        await database.dispose()
+    assert db.is_disconnect(raised.value)
+    assert status_for(raised.value, "trace").code == code_pb2.UNAVAILABLE
 
 
 async def _backend_pid(database: Database) -> int:

@@ -20,6 +20,7 @@ from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,10 +30,12 @@ from sqlalchemy.ext.asyncio import (
 
 from zhike_runtime.settings import ServiceSettings
 
-# Errors that mean "the database is not reachable now" rather than "this request is wrong".
+# Errors that mean "the database is not reachable now" rather than "this request is wrong";
+# among them no pooled connection coming free within the pool's timeout (PoolTimeout).
 DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
+    PoolTimeout,
     ConnectionError,
     OSError,
 )
@@ -95,7 +98,12 @@ def database_for(settings: ServiceSettings) -> Database:
 
 class Database:
     def __init__(
-        self, url: str, pool_size: int = 10, *, tls: ssl.SSLContext | str | None = None
+        self,
+        url: str,
+        pool_size: int = 10,
+        *,
+        tls: ssl.SSLContext | str | None = None,
+        pool_timeout_seconds: float = 10.0,
     ) -> None:
         parsed = make_url(url)
         self.url = url
@@ -116,7 +124,7 @@ class Database:
                 # one notifications benchmark), and it sent about 15% fewer SMS a second.
                 "pool_size": pool_size,
                 "max_overflow": 0,
-                "pool_timeout": 10,
+                "pool_timeout": pool_timeout_seconds,
                 "connect_args": {
                     "timeout": 5,
                     "command_timeout": 30,
