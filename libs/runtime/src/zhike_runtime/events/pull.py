@@ -83,7 +83,10 @@ class PullConsumer:
             # waiting for it, and they would wait, unprocessed, for the next fetch.
             expires = max(timeout - _EXPIRY_MARGIN, timeout / 2)
             first = await self._wait(
-                {"batch": 1, "no_wait": True, "expires": int(expires * 1e9)}, deadline, 1
+                {"batch": 1, "no_wait": True, "expires": int(expires * 1e9)},
+                deadline,
+                1,
+                holding=False,
             )
             if not first:
                 return []
@@ -93,14 +96,18 @@ class PullConsumer:
             if _last_there(messages[-1]):
                 return messages  # an idle stream's one event: no second request
         if len(messages) < batch:
+            wanted = batch - len(messages)
             messages += await self._wait(
-                {"batch": batch - len(messages), "no_wait": True}, deadline, batch - len(messages)
+                {"batch": wanted, "no_wait": True}, deadline, wanted, holding=True
             )
         return messages
 
-    async def _wait(self, request: dict[str, object], deadline: float, wanted: int) -> list[Msg]:
+    async def _wait(
+        self, request: dict[str, object], deadline: float, wanted: int, *, holding: bool
+    ) -> list[Msg]:
         """Sends `request` and returns the messages that arrive until it ends, `wanted` came or
-        `deadline` (the loop's time) passes, whichever is first."""
+        `deadline` (the loop's time) passes, whichever is first. An error status for it is
+        raised only when neither this request nor the fetch (`holding`) has messages to give."""
         reply = f"{self._inbox}.{self._numbers()}"
         await self._client.publish(self._next, json.dumps(request).encode(), reply=reply)
         loop = asyncio.get_running_loop()
@@ -117,8 +124,8 @@ class PullConsumer:
             if status is None:
                 messages.append(message)
             elif message.subject == reply:
-                if status in _ENDED:
-                    break
+                if status in _ENDED or messages or holding:
+                    break  # messages in hand go out now; a lasting error comes back next fetch
                 raise APIError.from_msg(message)
             # Otherwise a status for an earlier request, which its fetch no longer waits for.
         return messages
