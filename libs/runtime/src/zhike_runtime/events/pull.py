@@ -5,8 +5,8 @@ tell which request a status belongs to. When a request's `408 Request Timeout` a
 the client gave up on it, the next fetch takes that stale status for its own answer and falls
 back to a lingering request that waits for the whole batch; the next message then waits out the
 fetch's timeout (up to a second here) on an idle stream (nats-io/nats.py#933; #986 reports it
-again in 2.15, and 2.16 does it here). Measured here: the first OfferWithdrawn after an idle
-minute took 350-440 ms instead of 7.
+again in 2.15, and 2.16 does it here). Measured here: the first OfferWithdrawn after the
+stream had been idle took 350-440 ms instead of 7.
 
 `PullConsumer.fetch` sends each pull request from a reply subject of its own, under one wildcard
 subscription, and never waits for a request that another one may have been served instead of:
