@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -56,8 +57,6 @@ class Stream:
 
 @pytest.fixture
 async def stream(nats_server: NatsServer) -> AsyncIterator[Stream]:
-    import nats
-
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
     n = next(_names)
