@@ -73,36 +73,56 @@ class Services:
         await self.identity_stack.aclose()
 
 
+async def start_services(
+    stack: AsyncExitStack, identity_nats: NatsServer, profile_nats: NatsServer, tmp_path: Path
+) -> Services:
+    """Identity, then the profile; the profile hears of identity's parties only when both
+    use the same nats-server."""
+    # Identity first (it owns the stream the profile follows); stopped last, unless a test
+    # stops it itself.
+    identity_stack = AsyncExitStack()
+    stack.push_async_callback(identity_stack.aclose)
+    identity = await identity_stack.enter_async_context(
+        running_service(
+            IDENTITY,
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
+            nats_url=identity_nats.url,
+        )
+    )
+    await wait_serving(identity.grpc_port)
+    # Notifications' own stream, as it declares it: the profile's consumer of it waits.
+    client = await nats.connect(profile_nats.url)
+    await client.jetstream().add_stream(
+        name="ZHIKE_NOTIFICATIONS", subjects=["zhike.notifications.v1.>"]
+    )
+    await client.close()
+    profile = await stack.enter_async_context(
+        running_service(
+            PROFILE,
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",
+            nats_url=profile_nats.url,
+        )
+    )
+    await wait_serving(profile.grpc_port)
+    return Services(identity, profile, identity_stack)
+
+
 @pytest.fixture
 async def services(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Services]:
     async with AsyncExitStack() as stack:
-        # Identity first (it owns the stream the profile follows); stopped last, unless a test
-        # stops it itself.
-        identity_stack = AsyncExitStack()
-        stack.push_async_callback(identity_stack.aclose)
-        identity = await identity_stack.enter_async_context(
-            running_service(
-                IDENTITY,
-                database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
-                nats_url=nats_server.url,
-            )
-        )
-        await wait_serving(identity.grpc_port)
-        # Notifications' own stream, as it declares it: the profile's consumer of it waits.
-        client = await nats.connect(nats_server.url)
-        await client.jetstream().add_stream(
-            name="ZHIKE_NOTIFICATIONS", subjects=["zhike.notifications.v1.>"]
-        )
-        await client.close()
-        profile = await stack.enter_async_context(
-            running_service(
-                PROFILE,
-                database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",
-                nats_url=nats_server.url,
-            )
-        )
-        await wait_serving(profile.grpc_port)
-        yield Services(identity, profile, identity_stack)
+        yield await start_services(stack, nats_server, nats_server, tmp_path)
+
+
+@pytest.fixture
+async def services_apart(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Services]:
+    """The profile on a nats-server of its own: it never hears of identity's parties."""
+    profile_nats = NatsServer(tmp_path / "profile-nats")
+    profile_nats.start()
+    try:
+        async with AsyncExitStack() as stack:
+            yield await start_services(stack, nats_server, profile_nats, tmp_path)
+    finally:
+        profile_nats.stop()
 
 
 def dispatcher() -> ServiceToken:
@@ -194,17 +214,47 @@ async def test_contact_has_the_e164_phone_the_email_and_the_profile_preferences(
     assert contact.opted_out_channels == frozenset()
 
 
-async def test_a_party_without_preferences_has_its_addresses_and_no_preferences(
-    services: Services,
+async def test_a_party_the_profile_does_not_know_has_its_addresses_and_no_preferences(
+    services_apart: Services,
 ) -> None:
-    party_id = await link(services, "B-1")
+    party_id = await link(services_apart, "B-1")
 
-    async with services.directory(dispatcher()) as directory:
+    async with services_apart.directory(dispatcher()) as directory:
         contact = await directory.contact(party_id)
 
     assert contact is not None
     assert (contact.phone, contact.email) == (PHONE, EMAIL)
     assert (contact.language, contact.time_zone, contact.quiet_hours) == ("", "", None)
+
+
+async def test_a_party_without_stated_preferences_has_the_profiles_defaults_and_no_quiet_hours(
+    services: Services,
+) -> None:
+    party_id = await link(services, "C-1")
+
+    async def profile_knows_the_party() -> bool:
+        async with authorised_channel(services.profile_address) as channel:
+            answer = await answer_or_none(
+                profile_service_pb2_grpc.ProfileServiceStub(channel).GetProfile(
+                    profile_service_pb2.GetProfileRequest(
+                        party_id=party_id, read_mask=FieldMask(paths=["preferences"])
+                    ),
+                    timeout=5,
+                )
+            )
+        return answer is not None
+
+    await eventually(profile_knows_the_party, timeout=20)
+    async with services.directory(dispatcher()) as directory:
+        contact = await directory.contact(party_id)
+
+    assert contact is not None
+    assert (contact.phone, contact.email) == (PHONE, EMAIL)
+    assert (contact.language, contact.time_zone, contact.quiet_hours) == (
+        "zh-CN",
+        "Asia/Shanghai",
+        None,
+    )
 
 
 async def test_a_party_identity_does_not_know_has_no_contact(services: Services) -> None:
