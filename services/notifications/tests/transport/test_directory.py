@@ -32,7 +32,7 @@ from zhike_notifications.transport.directory import (
     ServiceToken,
 )
 from zhike_profile.app import DEFINITION as PROFILE
-from zhike_runtime.app import RunningService
+from zhike_runtime.app import RunningService, ServiceDefinition
 from zhike_runtime.ids import new_id
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
@@ -73,6 +73,21 @@ class Services:
         await self.identity_stack.aclose()
 
 
+async def serving(
+    stack: AsyncExitStack,
+    definition: ServiceDefinition[Any],
+    database: Path,
+    nats_server: NatsServer,
+) -> RunningService[Any]:
+    service = await stack.enter_async_context(
+        running_service(
+            definition, database_url=f"sqlite+aiosqlite:///{database}", nats_url=nats_server.url
+        )
+    )
+    await wait_serving(service.grpc_port)
+    return service
+
+
 async def start_services(
     stack: AsyncExitStack, identity_nats: NatsServer, profile_nats: NatsServer, tmp_path: Path
 ) -> Services:
@@ -82,28 +97,14 @@ async def start_services(
     # stops it itself.
     identity_stack = AsyncExitStack()
     stack.push_async_callback(identity_stack.aclose)
-    identity = await identity_stack.enter_async_context(
-        running_service(
-            IDENTITY,
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'identity.db'}",
-            nats_url=identity_nats.url,
-        )
-    )
-    await wait_serving(identity.grpc_port)
+    identity = await serving(identity_stack, IDENTITY, tmp_path / "identity.db", identity_nats)
     # Notifications' own stream, as it declares it: the profile's consumer of it waits.
     client = await nats.connect(profile_nats.url)
     await client.jetstream().add_stream(
         name="ZHIKE_NOTIFICATIONS", subjects=["zhike.notifications.v1.>"]
     )
     await client.close()
-    profile = await stack.enter_async_context(
-        running_service(
-            PROFILE,
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'profile.db'}",
-            nats_url=profile_nats.url,
-        )
-    )
-    await wait_serving(profile.grpc_port)
+    profile = await serving(stack, PROFILE, tmp_path / "profile.db", profile_nats)
     return Services(identity, profile, identity_stack)
 
 
