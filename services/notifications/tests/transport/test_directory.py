@@ -20,7 +20,7 @@ from google.type.timeofday_pb2 import TimeOfDay
 from pydantic import SecretStr
 
 from zhike.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, party_pb2
-from zhike.profile.v1 import profile_service_pb2, profile_service_pb2_grpc
+from zhike.profile.v1 import profile_pb2, profile_service_pb2, profile_service_pb2_grpc
 from zhike.source.v1 import source_event_pb2
 from zhike_identity.app import DEFINITION as IDENTITY
 from zhike_notifications.domain.ports import DirectoryUnavailable
@@ -175,20 +175,27 @@ async def set_preferences(services: Services, record_id: str, party_id: str) -> 
             timeout=5,
         )
 
-        async def preferences_shown() -> bool:
-            answer = await answer_or_none(
-                profile.GetProfile(
-                    profile_service_pb2.GetProfileRequest(
-                        party_id=party_id, read_mask=FieldMask(paths=["preferences"])
-                    ),
-                    timeout=5,
-                )
-            )
-            # Language and time zone have defaults (zh-CN, Asia/Shanghai) before any event:
-            # only the quiet hours show that this PreferenceChanged applied.
-            return answer is not None and answer.profile.preferences.HasField("quiet_hours_start")
+    async def preferences_shown() -> bool:
+        preferences = await profile_preferences(services, party_id)
+        # Language and time zone have defaults (zh-CN, Asia/Shanghai) before any event:
+        # only the quiet hours show that this PreferenceChanged applied.
+        return preferences is not None and preferences.HasField("quiet_hours_start")
 
-        await eventually(preferences_shown, timeout=20)
+    await eventually(preferences_shown, timeout=20)
+
+
+async def profile_preferences(services: Services, party_id: str) -> profile_pb2.Preferences | None:
+    """The party's preferences as the profile answers them; None while it does not know him."""
+    async with authorised_channel(services.profile_address) as channel:
+        answer = await answer_or_none(
+            profile_service_pb2_grpc.ProfileServiceStub(channel).GetProfile(
+                profile_service_pb2.GetProfileRequest(
+                    party_id=party_id, read_mask=FieldMask(paths=["preferences"])
+                ),
+                timeout=5,
+            )
+        )
+    return None if answer is None else answer.profile.preferences
 
 
 def refusals(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -234,16 +241,7 @@ async def test_a_party_without_stated_preferences_has_the_profiles_defaults_and_
     party_id = await link(services, "C-1")
 
     async def profile_knows_the_party() -> bool:
-        async with authorised_channel(services.profile_address) as channel:
-            answer = await answer_or_none(
-                profile_service_pb2_grpc.ProfileServiceStub(channel).GetProfile(
-                    profile_service_pb2.GetProfileRequest(
-                        party_id=party_id, read_mask=FieldMask(paths=["preferences"])
-                    ),
-                    timeout=5,
-                )
-            )
-        return answer is not None
+        return await profile_preferences(services, party_id) is not None
 
     await eventually(profile_knows_the_party, timeout=20)
     async with services.directory(dispatcher()) as directory:

@@ -9,8 +9,9 @@ it holds between uses (`HeldConnections`): no pool check-out, BEGIN/COMMIT or SQ
 statement machinery per call, which together cost several times what the statements do. A
 read is one statement for one party (by equality, so PostgreSQL plans it once, where a
 statement for several parties at once is planned on every call and costs more than the reads
-it saves); the log's round is one pipelined INSERT of every waiting entry and one commit. A connection that breaks is given back as invalid and the work is
-tried once more on a fresh one; a statement PostgreSQL refuses fails its callers alone.
+it saves); the log's round is one pipelined INSERT of every waiting entry and one commit. A
+connection that breaks is given back as invalid and the work is tried once more on a fresh one;
+a statement PostgreSQL refuses fails its callers alone.
 
 On SQLite (one writer, embedded) reads go through a unit of work as everywhere else, and the log
 rounds commit the waiting entries in one transaction.
