@@ -1,21 +1,25 @@
-"""Database connections: what every PostgreSQL session of a service is set up with, and how a
-connection the database dropped is replaced."""
+"""Database connections: what every PostgreSQL session of a service is set up with, how a
+connection the database dropped is replaced, and the order SQLite's transactions take turns in."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from google.rpc import code_pb2
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from zhike_runtime import db
 from zhike_runtime.db import Database
 from zhike_runtime.grpc_errors import status_for
 from zhike_runtime.testing.processes import PostgresCluster
+from zhike_runtime.unit_of_work import UnitOfWork
 
 
 async def test_postgresql_sessions_run_without_jit(postgres_cluster: PostgresCluster) -> None:
@@ -64,6 +68,50 @@ async def test_no_pooled_connection_free_in_time_is_the_database_unavailable_now
         await database.dispose()
     assert db.is_disconnect(raised.value)
     assert status_for(raised.value, "trace").code == code_pb2.UNAVAILABLE
+
+
+async def test_callers_that_gave_up_waiting_leave_the_connection_to_the_next_in_line(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    database = Database(postgres_cluster.create_database(), pool_size=1, pool_timeout_seconds=0.3)
+
+    async def select_one() -> object:
+        async with database.session() as session:
+            return await session.scalar(sa.text("SELECT 1"))
+
+    try:
+        async with database.session() as holding:
+            await holding.execute(sa.text("SELECT 1"))
+            timed_out = asyncio.create_task(select_one())
+            cancelled = asyncio.create_task(select_one())
+            await asyncio.sleep(0.05)
+            cancelled.cancel()
+            with pytest.raises(PoolTimeout):
+                await timed_out
+            next_in_line = asyncio.create_task(select_one())
+            await asyncio.sleep(0.05)
+        # Neither the timed-out caller nor the cancelled one took the connection with it.
+        assert await next_in_line == 1
+        assert cancelled.cancelled()
+        assert await asyncio.wait_for(select_one(), 1.0) == 1
+    finally:
+        await database.dispose()
+
+
+async def test_a_caller_cancelled_as_its_connection_arrives_is_cancelled_and_passes_it_on() -> None:
+    # The turn and the cancellation in the same step of the loop: the caller must still end
+    # (a service stopping waits for its tasks), and the connection go to the next in line.
+    queue = db._InTurnQueue(maxsize=1)
+    first = asyncio.create_task(greenlet_spawn(queue.get, True, 5.0))
+    second = asyncio.create_task(greenlet_spawn(queue.get, True, 5.0))
+    await asyncio.sleep(0.01)  # both waiting, in this order
+
+    queue.put_nowait("connection")
+    first.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second == "connection"
 
 
 async def _backend_pid(database: Database) -> int:
@@ -135,6 +183,51 @@ async def test_an_idle_connection_that_does_not_answer_its_ping_is_replaced(
 
     assert second != first
     assert len(pings) == 1  # the new connection was not idle: lent without a ping
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+async def test_units_going_again_at_once_do_not_take_the_connection_ahead_of_those_waiting(
+    dialect: str, tmp_path: Path, postgres_cluster: PostgresCluster
+) -> None:
+    # A consumer applies event after event, each in a unit of work; a read (GetProfile) that
+    # asks for the connection meanwhile gets the next turn. SQLAlchemy's pool let the consumer
+    # take it back each time first, and on SQLite the busy handler let waiters retry in any
+    # order: reads waited up to seconds.
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}"
+        if dialect == "sqlite"
+        else postgres_cluster.create_database()
+    )
+    database = Database(url, pool_size=1)
+    turns: list[str] = []
+
+    async def unit_of_work(name: str) -> None:
+        async with UnitOfWork(database) as unit:
+            await unit.session.execute(sa.text("SELECT 1"))
+            turns.append(name)
+            await unit.commit()
+
+    async def consumer(name: str) -> None:
+        for _ in range(3):
+            await unit_of_work(name)
+
+    async def arrive(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        await asyncio.sleep(0.05)  # asking before whatever arrives next
+        return task
+
+    try:
+        async with UnitOfWork(database) as holding:
+            await holding.session.execute(sa.text("SELECT 1"))
+            tasks = [await arrive(consumer(f"consumer {n}")) for n in (1, 2, 3)]
+            tasks.append(await arrive(unit_of_work("read")))
+            await holding.commit()
+        await asyncio.gather(*tasks)
+    finally:
+        await database.dispose()
+
+    each_in_turn = ["consumer 1", "consumer 2", "consumer 3"]
+    assert turns == [*each_in_turn, "read", *each_in_turn, *each_in_turn]
 
 
 def _count_pings(monkeypatch: pytest.MonkeyPatch, *, answers: bool = True) -> list[object]:

@@ -2,7 +2,8 @@
 
 SQLite (embedded, the laptop default) and PostgreSQL (clusters) run the same code. On SQLite every
 transaction starts with BEGIN IMMEDIATE: writers queue on the file lock up front instead of failing
-with "database is locked" when a read later turns into a write.
+with "database is locked" when a read later turns into a write. Within a process they queue for
+its one connection, in arrival order.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 import sqlite3
 import ssl
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 
 from zhike_runtime.settings import ServiceSettings
 
@@ -96,6 +101,68 @@ def database_for(settings: ServiceSettings) -> Database:
     )
 
 
+class _InTurnQueue(AsyncAdaptedQueue[Any]):
+    """The asyncio pool's queue of free connections, lent in the order they were asked for.
+
+    SQLAlchemy's takes a free connection without waiting whenever one is there, and asyncio's
+    queue wakes a waiter without handing it the connection, so whoever asks in between takes it.
+    A consumer applying event after event took the connection back each time ahead of those
+    waiting: on SQLite's one connection, GetProfile, the outbox relay and the other consumers
+    waited up to 0.9 s each behind it. Here a connection given back goes to the longest waiter,
+    and nobody takes one while others wait (the same trouble: sqlx#453, mysql_async#212)."""
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
+        super().__init__(maxsize, use_lifo)
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+
+    def put_nowait(self, item: Any) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        super().put_nowait(item)
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        # Never more connections come back than the pool holds: there is always room.
+        self.put_nowait(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not any(not waiter.done() for waiter in self._waiters):
+            try:
+                return self.get_nowait()
+            except Empty:
+                if not block:
+                    raise
+        elif not block:
+            raise Empty()
+        return await_(self._wait_turn(timeout))
+
+    async def _wait_turn(self, timeout: float | None) -> Any:
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows the caller's
+        # cancellation when the connection arrives in the same turn, and a service stopping
+        # then waited for ever for a task that would not end.
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled():
+                # Handed a connection just as it gave up (timed out, or its caller cancelled
+                # it): the next in line gets it rather than the pool losing it.
+                self.put_nowait(waiter.result())
+            else:
+                waiter.cancel()
+            if isinstance(error, TimeoutError):
+                raise Empty() from None
+            raise
+
+
+class _InTurnPool(AsyncAdaptedQueuePool):
+    _queue_class = _InTurnQueue
+
+
 class Database:
     def __init__(
         self,
@@ -113,9 +180,18 @@ class Database:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            # A small pool: opening an aiosqlite connection costs a thread and the PRAGMAs below.
-            # Writers still queue on SQLite's file lock (BEGIN IMMEDIATE), not in the pool.
-            kwargs = {"pool_size": 5, "max_overflow": 5, "connect_args": {"timeout": 30}}
+            # One connection, lent in turn. Every transaction here is a writer (BEGIN
+            # IMMEDIATE), so SQLite runs one at a time whatever the pool; with several
+            # connections, those waiting for the file lock sleep in SQLite's busy handler and
+            # retry, and a reader kept losing to back-to-back consumer batches: reads waited
+            # 2-7 s behind 4 busy writers. The pool lends it in turn (`_InTurnQueue`): about
+            # 0.1 s there. `timeout` as SQLite's busy_timeout below: the same wait.
+            kwargs = {
+                "pool_size": 1,
+                "max_overflow": 0,
+                "pool_timeout": 30,
+                "connect_args": {"timeout": 30},
+            }
         else:
             kwargs |= {
                 # At most pool_size connections, each kept once opened: overflow connections
@@ -142,6 +218,7 @@ class Database:
         # Bound values are names, ID numbers and phones: never in a log line or an exception's
         # text (SQLAlchemy renders them into both unless told not to).
         kwargs["hide_parameters"] = True
+        kwargs["poolclass"] = _InTurnPool
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
