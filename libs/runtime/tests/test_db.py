@@ -1,5 +1,5 @@
 """Database connections: what every PostgreSQL session of a service is set up with, how a
-connection the database dropped is replaced, and the order SQLite's transactions take turns in."""
+connection the database dropped is replaced, and the order pooled connections are lent in."""
 
 from __future__ import annotations
 
