@@ -46,6 +46,10 @@ DISCONNECT_ERRORS: tuple[type[BaseException], ...] = (
 )
 _PING_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DISCONNECT_ERRORS)
 
+# How long an SQLite transaction waits for its turn: for the process's one connection, and for
+# the file lock held by another process (busy_timeout).
+SQLITE_WAIT_SECONDS = 30
+
 
 def as_utc(value: dt.datetime) -> dt.datetime:
     """SQLite hands back naive datetimes; every time this platform stores is UTC."""
@@ -185,12 +189,12 @@ class Database:
             # connections, those waiting for the file lock sleep in SQLite's busy handler and
             # retry, and a reader kept losing to back-to-back consumer batches: reads waited
             # 2-7 s behind 4 busy writers. The pool lends it in turn (`_InTurnQueue`): about
-            # 0.1 s there. `timeout` as SQLite's busy_timeout below: the same wait.
+            # 0.1 s there. A turn is waited for as long as SQLite waits for its file lock.
             kwargs = {
                 "pool_size": 1,
                 "max_overflow": 0,
-                "pool_timeout": 30,
-                "connect_args": {"timeout": 30},
+                "pool_timeout": SQLITE_WAIT_SECONDS,
+                "connect_args": {"timeout": SQLITE_WAIT_SECONDS},
             }
         else:
             kwargs |= {
@@ -303,7 +307,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # Hand transaction control to the "begin" hook below (pysqlite's own is unreliable).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_WAIT_SECONDS * 1000}")
         _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
