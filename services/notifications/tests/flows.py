@@ -1,6 +1,6 @@
 """Helpers beside `stack.py` for the API, event and webhook tests: a calendar where every day is a
-working day, the notifications' published events read back from JetStream, and provider webhooks
-signed as a provider signs them.
+working day, the notifications' published events read back from JetStream, provider webhooks
+signed as a provider signs them, and a consent published on the profile's stream.
 
 The webhook server listens on `webhook_port`; the service does not report the port it bound, so
 a test that posts webhooks picks a free one (`free_port`) and passes it in the settings.
@@ -8,6 +8,7 @@ a test that posts webhooks picks a free one (`free_port`) and passes it in the s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -18,11 +19,14 @@ import httpx
 from nats.aio.client import Client as NATS
 
 from zhike.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, party_pb2
+from zhike.profile.v1 import events_pb2 as profile_events
+from zhike.profile.v1 import profile_pb2
+from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_notifications.transport.event_handlers import OFFERS_DURABLE, OFFERS_STREAM
 from zhike_notifications.transport.webhook_signatures import sign
 from zhike_runtime.testing.services import authorised_channel, eventually
 
-from .stack import Stack
+from .stack import CONSENT_TEXT, Stack, stamp
 
 NOTIFICATIONS_STREAM = "ZHIKE_NOTIFICATIONS"
 
@@ -100,3 +104,31 @@ async def offer_taken(stack: Stack, party_id: str, decision_id: str, **decision:
     notification exists once this returns."""
     await stack.offer_decided(party_id, decision_id, **decision)
     await consumed(stack.nats, OFFERS_STREAM, OFFERS_DURABLE)
+
+
+async def consent_on_profile_stream(stack: Stack, party_id: str, profile_version: int) -> None:
+    """A ProfileChanged giving consent to marketing SMS, as the profile publishes it."""
+    now = dt.datetime.now(dt.UTC)
+    await stack.publish(
+        "zhike.profile.v1.profile_changed",
+        profile_events.ProfileChanged(
+            party_id=party_id,
+            profile_version=profile_version,
+            change_time=stamp(now),
+            cause=profile_events.CHANGE_CAUSE_SOURCE_EVENT,
+            facts=[
+                profile_events.ProfileFact(
+                    consent_changed=profile_events.ConsentChanged(
+                        channel=source_pb.CONTACT_CHANNEL_SMS,
+                        purpose=source_pb.CONTACT_PURPOSE_MARKETING,
+                        given=True,
+                        evidence=profile_pb2.ConsentEvidence(
+                            captured_where="branch 0101",
+                            capture_time=stamp(now),
+                            text_version=CONSENT_TEXT,
+                        ),
+                    )
+                )
+            ],
+        ),
+    )

@@ -20,7 +20,6 @@ import pytest_asyncio
 from zhike.notifications.v1 import events_pb2
 from zhike.notifications.v1 import notifications_pb2 as model_pb
 from zhike.profile.v1 import events_pb2 as profile_events
-from zhike.profile.v1 import profile_pb2
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_notifications.testing import every_day_working_calendar, midday_zone
 from zhike_notifications.transport.event_codec import SENT_SUBJECT
@@ -31,8 +30,8 @@ from zhike_notifications.transport.event_handlers import (
 )
 from zhike_runtime.testing.processes import NatsServer
 
-from ..flows import consumed, link_person, offer_taken, published
-from ..stack import CONSENT_TEXT, Stack, notifications_stack, stamp
+from ..flows import consent_on_profile_stream, consumed, link_person, offer_taken, published
+from ..stack import Stack, notifications_stack, stamp
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -175,34 +174,6 @@ async def test_a_withdrawal_that_overtook_its_decision_leaves_it_cancelled_and_u
     assert sms_for(stack, notification_id) == []
     assert (await stack.notification(notification_id)).status == (
         STATUS.NOTIFICATION_STATUS_CANCELLED
-    )
-
-
-async def consent_on_profile_stream(stack: Stack, party_id: str, profile_version: int) -> None:
-    """A ProfileChanged giving consent to marketing SMS, as the profile publishes it."""
-    now = dt.datetime.now(dt.UTC)
-    await stack.publish(
-        "zhike.profile.v1.profile_changed",
-        profile_events.ProfileChanged(
-            party_id=party_id,
-            profile_version=profile_version,
-            change_time=stamp(now),
-            cause=profile_events.CHANGE_CAUSE_SOURCE_EVENT,
-            facts=[
-                profile_events.ProfileFact(
-                    consent_changed=profile_events.ConsentChanged(
-                        channel=source_pb.CONTACT_CHANNEL_SMS,
-                        purpose=source_pb.CONTACT_PURPOSE_MARKETING,
-                        given=True,
-                        evidence=profile_pb2.ConsentEvidence(
-                            captured_where="branch 0101",
-                            capture_time=stamp(now),
-                            text_version=CONSENT_TEXT,
-                        ),
-                    )
-                )
-            ],
-        ),
     )
 
 

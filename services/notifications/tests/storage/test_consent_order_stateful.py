@@ -265,7 +265,7 @@ class Consents(RuleBasedStateMachine):
     def the_newest_decision_holds(self) -> None:
         async def held() -> list[ConsentEntry]:
             async with self.units() as unit:
-                return await unit.consents.of_party(self.party_id)
+                return list((await unit.consents.held(self.party_id)).entries)
 
         found = {(e.record.channel, e.record.purpose): e for e in self.run(held())}
         assert found == self.model

@@ -1,6 +1,7 @@
 """Consents, the inbox, withdrawn decisions and webhook deliveries over SQLite and PostgreSQL:
-the newer consent decision holds whatever the order; the inbox pages, counts and marks read
-once, its text sealed; a withdrawal and a webhook delivery are each taken once."""
+the newer consent decision holds whatever the order, and consents are read with the profile
+version they are as of; the inbox pages, counts and marks read once, its text sealed; a
+withdrawal and a webhook delivery are each taken once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import sqlalchemy as sa
 
 from zhike_notifications.domain.gates import ConsentEvidence, ConsentRecord
 from zhike_notifications.domain.model import Channel, Purpose
-from zhike_notifications.domain.ports import ConsentEntry, DecisionWithdrawal, InboxEntry
+from zhike_notifications.domain.ports import (
+    ConsentEntry,
+    DecisionWithdrawal,
+    HeldConsents,
+    InboxEntry,
+)
 from zhike_notifications.storage.schema import inbox_message
 from zhike_runtime.db import Database
 
@@ -41,7 +47,7 @@ async def put(units: Units, *entries: ConsentEntry) -> int:
 
 async def consents(units: Units, party_id: str = PARTY) -> list[ConsentEntry]:
     async with units() as unit:
-        return await unit.consents.of_party(party_id)
+        return list((await unit.consents.held(party_id)).entries)
 
 
 async def test_an_older_consent_decision_never_overwrites_a_newer_one(units: Units) -> None:
@@ -92,6 +98,33 @@ async def test_a_batch_keeps_the_newest_decision_per_consent(units: Units) -> No
     assert await consents(units) == [newest]
     assert await consents(units, OTHER_PARTY) == [other_party]
     assert await put(units) == 0
+
+
+async def test_the_consents_held_come_with_the_profile_version_they_are_as_of(
+    units: Units,
+) -> None:
+    async with units() as unit:
+        assert await unit.consents.held(PARTY) == HeldConsents((), 0)
+        await unit.consents.saw_profile(PARTY, 4)  # a ProfileChanged without consents
+        await unit.commit()
+    async with units() as unit:
+        assert await unit.consents.held(PARTY) == HeldConsents((), 4)
+
+    consent = sms_marketing(True, T0, profile_version=7)
+    email = ConsentEntry(
+        PARTY, ConsentRecord(Channel.EMAIL, Purpose.SERVICE, False), T0 - HOUR, profile_version=7
+    )
+    async with units() as unit:
+        await unit.consents.put([consent, email])
+        await unit.consents.saw_profile(PARTY, 7)
+        await unit.consents.put([sms_marketing(True, T0, profile_version=1, party_id=OTHER_PARTY)])
+        await unit.commit()
+    async with units() as unit:
+        assert await unit.consents.held(PARTY) == HeldConsents((email, consent), 7)
+        # Consents applied from a ProfileChanged whose version was not recorded: as of none.
+        other = await unit.consents.held(OTHER_PARTY)
+    assert other.profile_version == 0
+    assert [e.party_id for e in other.entries] == [OTHER_PARTY]
 
 
 def message(notification_id: str, created_at: dt.datetime, party_id: str = PARTY) -> InboxEntry:

@@ -60,6 +60,16 @@ class ConsentEntry:
 
 
 @dataclass(frozen=True)
+class HeldConsents:
+    """The party's consent decisions and the highest profile version applied for him (0: none),
+    read together: a dispatch that finds no consent can tell "refused" from "not here yet"
+    only if both come from the same moment."""
+
+    entries: tuple[ConsentEntry, ...]
+    profile_version: int
+
+
+@dataclass(frozen=True)
 class ContactPreferences:
     """The customer's own switches as offers keeps them (its ContactPreferencesChanged):
     do-not-contact (no marketing) and the outbound channels he opted out of (nothing but
@@ -151,15 +161,14 @@ class NotificationStore(Protocol):
 
 
 class ConsentStore(Protocol):
-    async def of_party(self, party_id: str) -> list[ConsentEntry]: ...
+    async def held(self, party_id: str) -> HeldConsents:
+        """The party's consents by (channel, purpose) and the profile version they are as of,
+        in one read (one snapshot: a ProfileChanged applied meanwhile is in both or neither)."""
+        ...
 
     async def put(self, entries: Sequence[ConsentEntry]) -> int:
         """Keeps each entry unless its (party, channel, purpose) holds a newer decision
         (`ConsentEntry`'s order); how many it took."""
-        ...
-
-    async def profile_version(self, party_id: str) -> int:
-        """The highest ProfileChanged.profile_version applied for the party (0: none)."""
         ...
 
     async def saw_profile(self, party_id: str, profile_version: int) -> None:

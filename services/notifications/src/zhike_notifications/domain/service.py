@@ -528,9 +528,9 @@ class Dispatcher:
             due = stored.notification.due_at()
             if due is None or due > now:
                 return None
-            verdict = await self._gates(unit, stored, contact, now)
+            verdict, consents_as_of = await self._gates(unit, stored, contact, now)
             version = stored.notification.version
-            if await self._consents_behind(unit, stored, verdict, now):
+            if self._consents_behind(stored, verdict, consents_as_of, now):
                 until = now + self._config.consent_catch_up_step
                 after, _ = _apply(stored, lifecycle.Deferred(until, version))
                 await _save(unit, stored, after)
@@ -573,22 +573,22 @@ class Dispatcher:
             await unit.commit()
             return after, outgoing
 
-    async def _consents_behind(
+    def _consents_behind(
         self,
-        unit: NotificationsUnitOfWork,
         stored: StoredNotification,
         verdict: gates.Verdict,
+        consents_as_of: int,
         now: dt.datetime,
     ) -> bool:
-        """A consent refusal of an offer decided on a newer profile than the consents held,
-        still inside the catch-up time: the consent that allowed the decision may be on its
-        way (offers and notifications read the profile's events each at its own pace)."""
+        """A consent refusal of an offer decided on a newer profile than the consents the gates
+        read (`consents_as_of`), still inside the catch-up time: the consent that allowed the
+        decision may be on its way (offers and notifications read the profile's events each at
+        its own pace)."""
         if not isinstance(verdict, gates.Suppress) or verdict.gate is not gates.Gate.CONSENT:
             return False
         if now - stored.notification.created_at > self._config.consent_catch_up:
             return False
-        known = await unit.consents.profile_version(stored.notification.party_id)
-        return stored.profile_version > known
+        return stored.profile_version > consents_as_of
 
     async def _gates(
         self,
@@ -596,9 +596,11 @@ class Dispatcher:
         stored: StoredNotification,
         contact: PartyContact | None,
         now: dt.datetime,
-    ) -> gates.Verdict:
+    ) -> tuple[gates.Verdict, int]:
+        """The gates' verdict, and the profile version the consents it read are as of."""
         party_id = stored.notification.party_id
-        consents = tuple(entry.record for entry in await unit.consents.of_party(party_id))
+        held = await unit.consents.held(party_id)
+        consents = tuple(entry.record for entry in held.entries)
         # The customer's switches, read in the same unit of work as his consents (offers
         # announces them; the directory may add its own).
         switches = await unit.preferences.get(party_id)
@@ -618,7 +620,7 @@ class Dispatcher:
         )
         since = now - dt.timedelta(days=self._config.history_days)
         history = await unit.notifications.history(party_id, since)
-        return gates.evaluate(
+        verdict = gates.evaluate(
             stored.message,
             snapshot,
             history,
@@ -626,6 +628,7 @@ class Dispatcher:
             self._config.gate_policy,
             self._config.calendar,
         )
+        return verdict, held.profile_version
 
     def _provider_for(self, stored: StoredNotification) -> str | None:
         configured = self._providers.providers(stored.notification.channel)

@@ -23,6 +23,7 @@ from zhike_notifications.domain.ports import (
     ConsentEntry,
     ContactPreferences,
     DecisionWithdrawal,
+    HeldConsents,
     InboxEntry,
     OutboundEvent,
     StoredNotification,
@@ -284,13 +285,26 @@ def _order(entry: ConsentEntry) -> tuple[dt.datetime, int]:
 
 
 class SqlConsentStore(_Store):
-    async def of_party(self, party_id: str) -> list[ConsentEntry]:
-        rows = await self._session.execute(
-            sa.select(consent)
-            .where(consent.c.party_id == party_id)
-            .order_by(consent.c.channel, consent.c.purpose)
+    async def held(self, party_id: str) -> HeldConsents:
+        # One statement, so one snapshot on PostgreSQL too: read apart (consents, then the
+        # version), a ProfileChanged committed between the two reads looked applied while its
+        # consent was not seen, and a consented offer was refused.
+        as_of = (
+            sa.select(party_profile.c.profile_version)
+            .where(party_profile.c.party_id == party_id)
+            .scalar_subquery()
         )
-        return [records.consent_of(row) for row in rows]
+        # A one-row anchor joined to the consents: the version comes back with no consent too.
+        anchor = sa.select(as_of.label("as_of")).subquery("anchor")
+        rows = (
+            await self._session.execute(
+                sa.select(anchor.c.as_of, consent)
+                .select_from(anchor.outerjoin(consent, consent.c.party_id == party_id))
+                .order_by(consent.c.channel, consent.c.purpose)
+            )
+        ).all()
+        entries = tuple(records.consent_of(row) for row in rows if row.party_id is not None)
+        return HeldConsents(entries, int(rows[0].as_of or 0))
 
     async def put(self, entries: Sequence[ConsentEntry]) -> int:
         # One row per key, the newest: a statement may not touch a row twice, and the
@@ -308,12 +322,6 @@ class SqlConsentStore(_Store):
             [records.consent_row(newest[key]) for key in sorted(newest)],
         )
         return len(rows.all())
-
-    async def profile_version(self, party_id: str) -> int:
-        found = await self._session.scalar(
-            sa.select(party_profile.c.profile_version).where(party_profile.c.party_id == party_id)
-        )
-        return int(found or 0)
 
     async def saw_profile(self, party_id: str, profile_version: int) -> None:
         await self._session.execute(
