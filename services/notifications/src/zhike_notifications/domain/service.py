@@ -27,7 +27,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 
@@ -254,6 +254,10 @@ class Intake:
             decision_id=decision.decision_id,
             offer_id=decision.offer_id,
         )
+        # Under the party's lock, as the withdrawal is taken: with two replicas on the offers
+        # consumer, a withdrawal committed between this read and this insert would find nothing
+        # to cancel, and the decision would be queued to be sent.
+        await unit.lock([party_lock(decision.party_id)])
         withdrawal = await unit.withdrawals.get(decision.decision_id)
         if withdrawal is not None:
             notification = lifecycle.apply(
@@ -277,6 +281,11 @@ class Intake:
         )
         if await unit.notifications.add(stored) and withdrawal is None:
             unit.after_commit(self._on_new)
+
+    async def lock_parties(self, unit: NotificationsUnitOfWork, party_ids: Iterable[str]) -> None:
+        """The parties' locks taken at once, in one order (a batch of offers' events then never
+        waits in a circle with another replica's batch)."""
+        await unit.lock([party_lock(party_id) for party_id in party_ids])
 
     async def offer_withdrawn(
         self, unit: NotificationsUnitOfWork, withdrawal: DecisionWithdrawal

@@ -13,12 +13,14 @@ row).
   in the transaction that recorded FAILED), queues the notification again.
 
 A fetch's events are applied in one transaction; when one of them fails, the fetch goes one event
-at a time and only a malformed event is dead-lettered, with the field named.
+at a time and only a malformed event is dead-lettered, with the field named. A fetch of offers'
+events takes the locks of all its parties first, in one order, so that two replicas' fetches
+never wait for each other in a circle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,9 +35,11 @@ from zhike_runtime.events.consumer import (
     ConsumerSpec,
     EventContext,
     EventHandler,
+    ReceivedEvent,
     apply_in_turn,
     unit_of,
 )
+from zhike_runtime.unit_of_work import UnitOfWork
 
 OFFERS_STREAM = "ZHIKE_OFFERS"
 OFFERS_SUBJECTS = ("zhike.offers.v1.>",)
@@ -53,6 +57,17 @@ def _unit(context: EventContext) -> NotificationsUnitOfWork:
 class EventHandlers:
     def __init__(self, intake: Intake) -> None:
         self._intake = intake
+
+    async def offers_batch(self, unit: UnitOfWork, events: Sequence[ReceivedEvent]) -> None:
+        """Offers' events of a fetch in one transaction: every party's lock first (decisions and
+        withdrawals take it one by one), then each event in stream order."""
+        party_ids = {
+            event.message.party_id
+            for event in events
+            if isinstance(event.message, offers_events.OfferDecided | offers_events.OfferWithdrawn)
+        }
+        await self._intake.lock_parties(unit_of(unit, SqlNotificationsUnitOfWork), party_ids)
+        await apply_in_turn(unit, events)
 
     async def offer_decided(
         self, _session: AsyncSession, message: offers_events.OfferDecided, context: EventContext
@@ -110,7 +125,7 @@ def offers_consumer(
         unit_of_work=unit_of_work,
         # A fetch's events in one transaction (each handler as it is, in stream order): one
         # commit for a burst of decisions instead of one each.
-        batch_handler=apply_in_turn,
+        batch_handler=handlers.offers_batch,
     )
 
 
