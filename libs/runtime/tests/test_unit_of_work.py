@@ -210,6 +210,37 @@ async def test_try_lock_takes_the_free_names_leaves_the_held_ones_and_never_wait
         await database.dispose()
 
 
+async def test_shared_holders_hold_a_name_together_and_an_exclusive_one_waits_for_them_all(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    database = Database(postgres_cluster.create_database())
+    try:
+        await apply_migrations(database, None)
+        async with (
+            AccountUnit(database) as reader,
+            AccountUnit(database) as other_reader,
+            AccountUnit(database) as writer,
+        ):
+            await reader.lock_shared(["catalogue"])
+            # Another shared holder is not kept waiting (a wait would hang: nothing commits).
+            await asyncio.wait_for(other_reader.lock_shared(["catalogue"]), timeout=5)
+            exclusive = asyncio.create_task(writer.lock(["catalogue"]))
+            await reader.commit()
+            await asyncio.sleep(0.2)
+            assert not exclusive.done()  # the other shared holder still has it
+            await other_reader.commit()
+            await asyncio.wait_for(exclusive, timeout=5)
+            # Now a shared holder waits for the exclusive one.
+            shared = asyncio.create_task(reader.lock_shared(["catalogue"]))
+            await asyncio.sleep(0.2)
+            assert not shared.done()
+            await writer.commit()
+            await asyncio.wait_for(shared, timeout=5)
+            await reader.commit()
+    finally:
+        await database.dispose()
+
+
 async def test_on_sqlite_try_lock_takes_every_name(tmp_path: Path) -> None:
     # SQLite serialises whole transactions (BEGIN IMMEDIATE): nothing inside one is contended.
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'locks.db'}")

@@ -74,6 +74,10 @@ _DEADLOCK_DETECTED = "40P01"
 _ADVISORY_LOCKS = sa.text(
     "SELECT pg_advisory_xact_lock(id) FROM unnest(CAST(:ids AS bigint[])) AS t(id) ORDER BY id"
 )
+_SHARED_ADVISORY_LOCKS = sa.text(
+    "SELECT pg_advisory_xact_lock_shared(id) FROM unnest(CAST(:ids AS bigint[])) AS t(id) "
+    "ORDER BY id"
+)
 # The ids of those free now, taken; the others are left to their holders, without waiting.
 _TRY_ADVISORY_LOCKS = sa.text(
     "SELECT id FROM unnest(CAST(:ids AS bigint[])) AS t(id) WHERE pg_try_advisory_xact_lock(id)"
@@ -127,6 +131,18 @@ class UnitOfWork:
         if not ids:
             return
         await self.session.execute(_ADVISORY_LOCKS, {"ids": ids})
+        self._locked.update(ids)
+
+    async def lock_shared(self, names: Iterable[str]) -> None:
+        """Named locks in shared mode until the transaction ends: any number of units hold one
+        together, while a unit holding it with `lock` (exclusive) waits for them all, and they
+        for it (PostgreSQL; SQLite already serialises). A unit takes a name in one mode only."""
+        if not self.is_postgres:
+            return
+        ids = sorted({lock_id(name) for name in names} - self._locked)
+        if not ids:
+            return
+        await self.session.execute(_SHARED_ADVISORY_LOCKS, {"ids": ids})
         self._locked.update(ids)
 
     async def try_lock(self, names: Iterable[str]) -> set[str]:

@@ -1,24 +1,29 @@
 """ProfileChanged → outbound decisions and withdrawals, over real storage (SQLite and
-PostgreSQL): the FX story, the budget under a storm of changes, retirement, merges, the
-customer's switches, and redelivery."""
+PostgreSQL): the FX story, the budget under a storm of changes, retirement (also by another
+replica, before or while one decides), merges, the customer's switches, and redelivery."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from zhike.offers.v1 import offers_pb2
 from zhike_offers.domain.catalogue import Catalogue, compile_offer
-from zhike_offers.domain.model import DecisionTrigger
+from zhike_offers.domain.model import DecisionTrigger, StoredOffer
 from zhike_offers.storage import schema
+from zhike_offers.storage.repository import SqlPartyStore
 from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.testing.processes import PostgresCluster
 
 from ..domain.builders import document, shared_environment
-from ..offers_harness import Harness
+from ..offers_harness import Harness, default_catalogue
 from ..profile_events import (
     T0,
     changed,
@@ -228,6 +233,70 @@ async def test_retiring_an_offer_withdraws_its_active_decisions(harness: Harness
     ]
     assert [w.decision_id for w in page.entries[0].withdrawn] == [decided.decision_id]
     assert FX_OFFER not in await offered_in_the_app(harness)
+
+
+async def test_a_replica_whose_cached_catalogue_predates_a_retirement_decides_without_the_offer(
+    harness: Harness,
+) -> None:
+    # Replicas refresh their catalogue every few seconds: this one loaded it before another
+    # replica retired the offer, and has not refreshed since.
+    other_replica = Harness(harness.database, default_catalogue())
+    try:
+        await other_replica.catalogues.get()
+        await harness.admin.retire(FX_OFFER, 1, "product closed")
+
+        await fx_customer_gets_usd(other_replica)
+
+        assert await harness.decided() == []
+    finally:
+        await other_replica.store.close()
+
+
+async def test_a_retirement_waits_for_a_decision_in_flight_and_withdraws_it(
+    postgres_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On another replica, the FX offer is being decided (the party's facts applied, not yet
+    # committed) when the admin retires it.
+    harness = await Harness.start(postgres_cluster.create_database())
+    deciding = Harness(harness.database, default_catalogue())
+    apply = SqlPartyStore.apply
+    retiring: list[asyncio.Task[StoredOffer]] = []
+
+    async def retired_meanwhile(store: SqlPartyStore, *args: Any, **kwargs: Any) -> Any:
+        taken = await apply(store, *args, **kwargs)
+        if not retiring:
+            retiring.append(
+                asyncio.create_task(harness.admin.retire(FX_OFFER, 1, "product closed"))
+            )
+            await done_or_waiting_for_a_lock(retiring[0], harness)
+        return taken
+
+    monkeypatch.setattr(SqlPartyStore, "apply", retired_meanwhile)
+    try:
+        await deciding.catalogues.get()
+        await harness.catalogues.get()
+        await fx_customer_gets_usd(deciding)
+        await retiring[0]
+
+        [decided] = await harness.decided()
+        [withdrawn] = await harness.withdrawn()
+        assert withdrawn.decision_id == decided.decision_id
+        assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_RETIRED
+    finally:
+        await deciding.store.close()
+        await harness.close()
+
+
+async def done_or_waiting_for_a_lock(task: asyncio.Task[Any], harness: Harness) -> None:
+    """Until `task` has ended, or waits for a lock (held by the caller's transaction)."""
+    for _ in range(400):
+        if task.done():
+            return
+        async with harness.database.session() as session:
+            if await session.scalar(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the retirement neither ended nor waited for a lock within 20 s")
 
 
 async def test_a_redelivered_profile_changed_changes_nothing_and_publishes_nothing(

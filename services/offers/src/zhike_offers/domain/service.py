@@ -169,6 +169,12 @@ def offer_lock(offer_id: str) -> str:
     return f"offers-offer:{offer_id}"
 
 
+# Taken exclusively by a save that changes a live offer, in shared mode by whatever decides
+# outbound; before any party's lock. A save then sees every outbound decision made before it
+# (it withdraws what it no longer allows), and every one after it is made with it.
+CATALOGUE_LOCK = "offers-catalogue"
+
+
 class OffersClock:
     def __init__(self, now: Callable[[], dt.datetime], zone: dt.tzinfo) -> None:
         self._now = now
@@ -274,12 +280,29 @@ class CatalogueCache:
                 if revision == self._revision:
                     return False
                 stored = await unit.catalogue.latest()
-            offers = [offer for offer in map(self._offer, stored) if offer is not None]
-            catalogue = Catalogue(offers, self.environment)
-            _ = catalogue.rules  # compiled here, not in the first decision that needs it
+            self._load(stored, revision)
+            return True
+
+    async def current_in(self, unit: OffersUnitOfWork) -> Catalogue:
+        """The catalogue as `unit` reads it stored: the one loaded, or, when another replica
+        saved an offer since this one last refreshed, loaded again through `unit` (no other
+        connection: SQLite's one is the unit's). `get` must have run."""
+        held = self.current
+        revision = await unit.catalogue.revision()
+        if revision == self._revision:
+            return held
+        return self._load(await unit.catalogue.latest(), revision)
+
+    def _load(self, stored: Sequence[StoredDocument], revision: int) -> Catalogue:
+        """The stored offers compiled; kept unless a later revision is held already (the
+        revision only grows: `refresh` and `current_in` may load side by side)."""
+        offers = [offer for offer in map(self._offer, stored) if offer is not None]
+        catalogue = Catalogue(offers, self.environment)
+        _ = catalogue.rules  # compiled here, not in the first decision that needs it
+        if self._revision is None or revision > self._revision:
             self._catalogue, self._revision = catalogue, revision
             self._saved_at = {document.offer_id: document.saved_at for document in stored}
-            return True
+        return catalogue
 
     async def _store_defaults(self) -> None:
         """The shipped offers whose ids were never stored, as version 1 (or whatever version
@@ -492,6 +515,13 @@ class OutboundDecisions:
         await self._catalogues.get()
         await self._models.get()
 
+    async def locked_catalogue(self, unit: OffersUnitOfWork) -> Catalogue:
+        """The catalogue lock held in shared mode by `unit`, and the catalogue as stored: no
+        offer is saved until the unit ends, and one saved before is in the catalogue returned
+        (a replica's cached one may be seconds behind). Call it before any party's lock."""
+        await unit.lock_shared([CATALOGUE_LOCK])
+        return await self._catalogues.current_in(unit)
+
     async def redecide(
         self,
         unit: OffersUnitOfWork,
@@ -503,8 +533,9 @@ class OutboundDecisions:
     ) -> None:
         """Each party's outbound decisions, again. `versions`: per party, the profile version
         of the change that caused it (absent: none did). `catalogue`: the one to decide with,
-        when it is not yet the live one (an admin's save, before it commits). Storage is read
-        and written once for all the parties, not once for each."""
+        when it is not yet the live one (an admin's save, before it commits). The caller holds
+        the catalogue lock (`locked_catalogue`). Storage is read and written once for all the
+        parties, not once for each."""
         if not parties:
             return
         catalogue = catalogue or self._catalogues.current
@@ -662,6 +693,7 @@ class ProfileReactions:
             for change in changes:
                 await self.apply_batch(unit, [change])
             return
+        catalogue = await self._outbound.locked_catalogue(unit)
         await unit.lock([party_lock(change.party_id) for change in changes])
         zone = self._clock.zone
         taken = await unit.parties.apply([(change, entries(change, zone)) for change in changes])
@@ -676,7 +708,7 @@ class ProfileReactions:
                 )
                 await self._carry_restrictions(unit, change.party_id, change.merged_into)
             return
-        kinds = outbound_kinds(self._catalogues.current)
+        kinds = outbound_kinds(catalogue)
         versions: dict[str, int] = {}
         for change in changes:
             # Only what was taken: a stale or repeated change decides nothing.
@@ -688,7 +720,9 @@ class ProfileReactions:
         parties = await unit.parties.get_many(sorted(versions))
         # A late change of a party merged away decides nothing: its facts are the survivor's.
         live = [party for party in parties if not party.merged_into]
-        await self._outbound.redecide(unit, live, DecisionTrigger.PROFILE_CHANGE, versions)
+        await self._outbound.redecide(
+            unit, live, DecisionTrigger.PROFILE_CHANGE, versions, catalogue=catalogue
+        )
 
     async def _carry_restrictions(
         self, unit: OffersUnitOfWork, retired_id: str, survivor_id: str
@@ -1003,6 +1037,7 @@ class OfferDecisions:
         # A retired party id (a channel held on to it): the choice is its survivor's.
         for _ in range(_MAX_FORWARDS):
             async with self._units() as unit:
+                await self._outbound.locked_catalogue(unit)
                 await unit.lock([party_lock(party_id)])
                 party = await unit.parties.get(party_id)
                 if party is not None and party.merged_into:
@@ -1110,9 +1145,12 @@ class CatalogueAdmin:
         v.raise_if_any()
         now = self._clock.now()
         await self._outbound.ready()
-        live = self._catalogues.current
         async with self._units() as unit:
             await unit.lock([offer_lock(offer_id)])
+            # Exclusively: outbound decisions in flight commit first (and are decided again
+            # below if they chose this offer); those after this save see it.
+            await unit.lock([CATALOGUE_LOCK])
+            live = await self._catalogues.current_in(unit)
             latest = await unit.catalogue.get(offer_id)
             if latest is None:
                 raise NotFound("offer", offer_id)
