@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from zhike.identity.v1 import events_pb2
 from zhike_identity.app import DEFINITION
+from zhike_identity.domain import stewardship
 from zhike_identity.domain.explanations import Explanation
 from zhike_identity.domain.matching.comparison import FIELDS
 from zhike_identity.domain.matching.model import default_model
@@ -32,6 +33,8 @@ from zhike_identity.domain.model import (
     SourceRecordInput,
     SourceRecordKey,
 )
+from zhike_identity.domain.parties import surviving_party
+from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.queries import PartyQuery
 from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.schema import link_decision, party
@@ -1110,3 +1113,83 @@ async def test_concurrent_bridging_records_leave_no_forwarding_loop(
     survivor = await pg_identity.service.queries.get_party(b.party_id)
     assert survivor.party_id == a.party_id
     assert len(survivor.records) == 4
+
+
+def merge_or_link_after_the_parties_are_read(
+    monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], Awaitable[object]]
+) -> list[object]:
+    """Runs `meanwhile` to its end (committed) once a steward's decision has read the two
+    records' parties and before it locks them; what it returned, or the error it raised."""
+    resolve = surviving_party
+    calls: list[str] = []
+    outcome: list[object] = []
+
+    async def resolved_then_meanwhile(uow: IdentityUnitOfWork, party_id: str) -> str:
+        found = await resolve(uow, party_id)
+        calls.append(found)
+        if len(calls) == 2:
+            try:
+                outcome.append(await meanwhile())
+            except (FailedPrecondition, NotFound) as error:
+                outcome.append(error)
+        return found
+
+    monkeypatch.setattr(stewardship, "surviving_party", resolved_then_meanwhile)
+    return outcome
+
+
+async def test_an_always_link_follows_a_record_whose_party_was_merged_while_it_waited(
+    pg_identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Z's party is the oldest: a steward merging X's party into it retires X's.
+    z = await pg_identity.link(ma("branch", "Z-1", "13300000006", "ma.z@163.com"))
+    x = await pg_identity.link(ma("core", "X-1", "13300000007", "ma.x@163.com"))
+    y = await pg_identity.link(ma("cards", "Y-1", "13300000008", "ma.y@163.com"))
+    steward = pg_identity.service.stewardship
+    merged = merge_or_link_after_the_parties_are_read(
+        monkeypatch, lambda: steward.merge_parties([x.party_id, z.party_id], "steward-li", "")
+    )
+
+    parties = await steward.record_decision(
+        key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.ALWAYS, "steward-wu", "same"
+    )
+
+    assert merged == [z.party_id]
+    assert parties == (z.party_id, z.party_id)
+    assert await pg_identity.keys_of(z.party_id) == {
+        key("branch", "Z-1"),
+        key("core", "X-1"),
+        key("cards", "Y-1"),
+    }
+    async with pg_identity.database.session() as session:
+        forwards = dict(
+            (await session.execute(sa.select(party.c.party_id, party.c.retired_into))).all()
+        )
+    assert forwards == {z.party_id: None, x.party_id: z.party_id, y.party_id: z.party_id}
+
+
+async def test_a_never_link_is_refused_when_a_bridging_record_merged_the_parties_meanwhile(
+    pg_identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = await pg_identity.link(ma("core", "X-1", "13300000007", "ma.x@163.com"))
+    y = await pg_identity.link(ma("cards", "Y-1", "13300000008", "ma.y@163.com"))
+    assert x.party_id != y.party_id
+    # Phone of X-1, e-mail of Y-1: the model links it to both and merges their parties.
+    bridged = merge_or_link_after_the_parties_are_read(
+        monkeypatch,
+        lambda: pg_identity.service.linking.link_source_record(
+            ma("mobile", "B-1", "13300000007", "ma.y@163.com")
+        ),
+    )
+
+    with pytest.raises(FailedPrecondition, match="same party"):
+        await pg_identity.service.stewardship.record_decision(
+            key("core", "X-1"), key("cards", "Y-1"), LinkDecisionKind.NEVER, "steward-wu", "twins"
+        )
+
+    [bridge] = bridged
+    assert isinstance(bridge, LinkOutcome)
+    assert bridge.merged_party_ids == (y.party_id,)
+    async with pg_identity.database.session() as session:
+        decisions = await session.execute(sa.select(sa.func.count()).select_from(link_decision))
+        assert decisions.scalar_one() == 0

@@ -21,9 +21,13 @@ from zhike_identity.domain.model import (
 from zhike_identity.domain.parties import merge, publish_golden, record_lock_name, surviving_party
 from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.validation import validate_key
-from zhike_runtime.errors import FailedPrecondition, NotFound
+from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
 from zhike_runtime.paging import PageTokens, page_size
 from zhike_runtime.validation import Violations
+
+# Reads of two records' parties under their locks before giving up: each round that finds
+# them moved takes one more merge or split that landed meanwhile.
+_LOCK_ROUNDS = 5
 
 
 class Stewardship:
@@ -236,21 +240,13 @@ class Stewardship:
         now: dt.datetime,
     ) -> tuple[str, str]:
         await uow.lock([record_lock_name(a), record_lock_name(b)])
-        left = await uow.records.get(a)
-        right = await uow.records.get(b)
-        if left is None:
-            raise NotFound("source_record", f"{a.source_system}/{a.source_record_id}")
-        if right is None:
-            raise NotFound("source_record", f"{b.source_system}/{b.source_record_id}")
-        party_a = await surviving_party(uow, left.party_id)
-        party_b = await surviving_party(uow, right.party_id)
+        party_a, party_b = await _parties_locked(uow, a, b)
         if kind is LinkDecisionKind.NEVER and party_a == party_b:
             raise FailedPrecondition(
                 "the records are in the same party: split it first (SplitParty)", party_a
             )
         await uow.decisions.record(a, b, kind, steward, reason, now)
         if kind is LinkDecisionKind.ALWAYS and party_a != party_b:
-            await uow.lock([f"party:{p}" for p in sorted((party_a, party_b))])
             # Checked after recording: this decision replaces a "never link" between a and b.
             await _ensure_mergeable(uow, (party_a, party_b))
             states = await uow.parties.get_many([party_a, party_b])
@@ -261,6 +257,31 @@ class Stewardship:
             await publish_golden(uow, [survivor], now)
             party_a = party_b = survivor
         return party_a, party_b
+
+
+async def _parties_locked(
+    uow: IdentityUnitOfWork, a: SourceRecordKey, b: SourceRecordKey
+) -> tuple[str, str]:
+    """The parties holding records `a` and `b` now, locked. Read again under their locks until
+    they hold still: a merge or a split locks parties, not records, so either may move the
+    records (or retire their party) while this unit waits for a party's lock. A "never link"
+    recorded against parties about to be merged, or a merge into a retired party, would
+    otherwise follow."""
+    locked: set[str] = set()
+    for _ in range(_LOCK_ROUNDS):
+        parties = (await _party_of(uow, a), await _party_of(uow, b))
+        if set(parties) <= locked:
+            return parties
+        await uow.lock([f"party:{p}" for p in sorted(set(parties) - locked)])
+        locked.update(parties)
+    raise ConcurrentUpdate("the records' parties changed while their locks were taken")
+
+
+async def _party_of(uow: IdentityUnitOfWork, key: SourceRecordKey) -> str:
+    stored = await uow.records.get(key)
+    if stored is None:
+        raise NotFound("source_record", f"{key.source_system}/{key.source_record_id}")
+    return await surviving_party(uow, stored.party_id)
 
 
 async def _ensure_mergeable(uow: IdentityUnitOfWork, party_ids: Sequence[str]) -> None:
