@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from zhike.identity.v1 import events_pb2
 from zhike_identity.app import DEFINITION
-from zhike_identity.domain import stewardship
+from zhike_identity.domain import linking, stewardship
 from zhike_identity.domain.explanations import Explanation
 from zhike_identity.domain.matching.comparison import FIELDS
 from zhike_identity.domain.matching.model import default_model
@@ -33,10 +33,12 @@ from zhike_identity.domain.model import (
     SourceRecordInput,
     SourceRecordKey,
 )
+from zhike_identity.domain.parties import move as parties_move
 from zhike_identity.domain.parties import surviving_party
 from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.queries import PartyQuery
 from zhike_identity.storage.protection import RecordProtection
+from zhike_identity.storage.records import SqlRecordStore
 from zhike_identity.storage.schema import link_decision, party
 from zhike_runtime.db import Database
 from zhike_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -1193,3 +1195,83 @@ async def test_a_never_link_is_refused_when_a_bridging_record_merged_the_parties
     async with pg_identity.database.session() as session:
         decisions = await session.execute(sa.select(sa.func.count()).select_from(link_decision))
         assert decisions.scalar_one() == 0
+
+
+async def test_a_record_relinked_while_a_steward_merges_its_old_party_ends_where_it_was_placed(
+    pg_identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # P is the oldest party: the steward's merge of O into P retires O.
+    p = await pg_identity.link(ma("branch", "Q-1", "13300000006", "ma.q@163.com"))
+    o = await pg_identity.link(ma("core", "R-1", "13300000007", "ma.r@163.com"))
+    assert (await pg_identity.link(ma("cards", "S-1", "13300000007", "ma.r@163.com"))).party_id == (
+        o.party_id
+    )
+    steward = pg_identity.service.stewardship
+    move = parties_move
+    merging: list[asyncio.Task[str]] = []
+
+    async def merged_meanwhile(uow: IdentityUnitOfWork, *args: Any) -> None:
+        # R-1 is about to move out of O (its new values are stored, its row locked).
+        if not merging:
+            merging.append(
+                asyncio.create_task(
+                    steward.merge_parties([o.party_id, p.party_id], "steward-li", "")
+                )
+            )
+            await ended_or_waiting_for_a_lock(merging[0], pg_identity.database)
+        await move(uow, *args)
+
+    monkeypatch.setattr(linking, "move", merged_meanwhile)
+
+    # R-1 is now someone else's record: another name, phone and e-mail.
+    moved = await pg_identity.link(
+        record("core", "R-1", full_name="林晓燕", phone="13522223333", email="lin.xy@163.com")
+    )
+    assert await merging[0] == p.party_id
+
+    assert moved.party_id not in (o.party_id, p.party_id)
+    assert await pg_identity.keys_of(moved.party_id) == {key("core", "R-1")}
+    assert await pg_identity.keys_of(p.party_id) == {key("branch", "Q-1"), key("cards", "S-1")}
+
+
+async def ended_or_waiting_for_a_lock(task: asyncio.Task[Any], database: Database) -> None:
+    """Until `task` has ended, or waits for a lock (the caller's transaction holds it)."""
+    for _ in range(400):
+        if task.done():
+            return
+        async with database.session() as session:
+            if await session.scalar(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the task neither ended nor waited for a lock within 20 s")
+
+
+async def test_a_record_split_out_while_it_is_relinked_is_linked_again_from_its_new_party(
+    pg_identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    o = await pg_identity.link(ma("core", "R-1", "13300000007", "ma.r@163.com"))
+    await pg_identity.link(ma("cards", "S-1", "13300000007", "ma.r@163.com"))
+    steward = pg_identity.service.stewardship
+    read = SqlRecordStore.with_candidates
+    split: list[str] = []
+
+    async def read_then_split(store: SqlRecordStore, *args: Any) -> Any:
+        # The link has read R-1 in O and its candidates, and locked nothing of O yet.
+        found = await read(store, *args)
+        if not split:
+            split.append(
+                await steward.split_party(o.party_id, [key("core", "R-1")], "steward-li", "")
+            )
+        return found
+
+    monkeypatch.setattr(SqlRecordStore, "with_candidates", read_then_split)
+
+    # R-1 is now someone else's record: another name, phone and e-mail.
+    moved = await pg_identity.link(
+        record("core", "R-1", full_name="林晓燕", phone="13522223333", email="lin.xy@163.com")
+    )
+
+    [new_party] = split
+    assert moved.party_id == new_party
+    assert await pg_identity.keys_of(new_party) == {key("core", "R-1")}
+    assert await pg_identity.keys_of(o.party_id) == {key("cards", "S-1")}

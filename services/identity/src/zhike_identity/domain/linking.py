@@ -121,7 +121,12 @@ class Linking:
                     if s.weight >= self._model.review_weight or s.candidate.key in decisions
                 }
             )
-            parties, forward, apart = await self._candidate_parties(uow, relevant)
+            # The known record's own party is locked too: a steward's merge or split of it must
+            # not land between this read and the record's move out of it.
+            held_in = existing.party_id if existing else None
+            parties, forward, apart = await self._candidate_parties(
+                uow, sorted({*relevant, *([held_in] if held_in else [])}), holding=existing
+            )
             if forward:
                 scored = [
                     dataclasses.replace(
@@ -149,7 +154,7 @@ class Linking:
                 model_version=version,
                 at=now,
             )
-            old_party = existing.party_id if existing else None
+            old_party = forward.get(held_in, held_in) if held_in else None
             target = placement.party_id
             created = False
             history: list[HistoryEntry] = []
@@ -228,11 +233,16 @@ class Linking:
         return LinkOutcome(target, party_created=created, merged_party_ids=tuple(merged))
 
     async def _candidate_parties(
-        self, uow: IdentityUnitOfWork, party_ids: Sequence[str]
+        self,
+        uow: IdentityUnitOfWork,
+        party_ids: Sequence[str],
+        *,
+        holding: StoredRecord | None = None,
     ) -> tuple[dict[str, CandidateParty], dict[str, str], frozenset[frozenset[str]]]:
         """The candidates' parties, locked, with their valid resident IDs; a map from any party
         merged away since the candidates were read to its survivor; and the pairs of these
-        parties a steward has kept apart."""
+        parties a steward has kept apart. `holding`: a stored record whose party is among
+        them; ConcurrentUpdate (the link starts again) if a split moved it out meanwhile."""
         if not party_ids:
             return {}, {}, frozenset()
         await uow.lock([f"party:{p}" for p in party_ids])
@@ -255,6 +265,8 @@ class Linking:
             p: CandidateParty(p, states[p].created_at, frozenset(resident[p])) for p in survivors
         }
         party_of = {m.key: m.party_id for m in members}
+        if holding is not None and holding.key not in party_of:
+            raise ConcurrentUpdate("the record was moved to another party while it was linked")
         kept_apart = any(m.kept_apart for m in members)
         apart = frozenset(
             frozenset((party_of[a], party_of[b]))
