@@ -56,8 +56,9 @@ def wire(platform: Platform[ProfileSettings]) -> Wiring:
     def unit_of_work() -> SqlProfileUnitOfWork:
         return SqlProfileUnitOfWork(platform.database, codec.outgoing_event, platform.relay.notify)
 
+    reads = SqlProfileReads(platform.database)
     queries = ProfileQueries(
-        SqlProfileReads(platform.database), facts, platform.page_tokens, settings.max_page_size
+        reads, facts, platform.page_tokens, settings.max_page_size, snapshots=reads.snapshot
     )
     handlers = ProfileHandlers(
         queries, platform.bus, publish_timeout_seconds=settings.outbox_publish_timeout_seconds

@@ -1,14 +1,16 @@
 """GetProfile answers from the read model each change stores (domain/read_model.py) while it is
 as of today and on the service's basis, and otherwise computes the profile afresh; either way the
-answer is the same. On SQLite and PostgreSQL."""
+answer is the same; computed afresh, from one moment. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from zhike.source.v1 import source_event_pb2 as pb
@@ -17,7 +19,8 @@ from zhike_profile.domain.model import ProfileView
 from zhike_profile.domain.read_model import ReadModel, from_json, to_json
 from zhike_profile.domain.service import Facts, ProfileQueries
 from zhike_profile.storage import schema
-from zhike_profile.storage.repository import SqlProfileReads
+from zhike_profile.storage.repository import SqlFactStore, SqlProfileReads
+from zhike_runtime.testing.processes import PostgresCluster
 
 from ..profile_harness import CONFIG, Harness
 from ..source_facts import (
@@ -218,3 +221,52 @@ async def test_reads_outside_a_transaction_answer_as_reads_in_one(harness: Harne
     assert by_record == inside
     assert page == await harness.queries.list_interactions(party_id, 10, "")
     assert len(page.interactions) == 1
+
+
+@pytest.fixture
+async def pg_harness(postgres_cluster: PostgresCluster) -> AsyncIterator[Harness]:
+    started = await Harness.start(postgres_cluster.create_database())
+    try:
+        yield started
+    finally:
+        await started.close()
+
+
+async def test_a_profile_computed_afresh_reads_its_facts_from_one_moment(
+    pg_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accounts, balances and the rest are read in several statements: a change committed
+    between two of them is in none of them (and in the next answer). PostgreSQL: on SQLite
+    the reads' transaction keeps every writer out."""
+    harness = pg_harness
+    party_id = await a_customer(harness)
+    harness.now = T0 + dt.timedelta(days=1)  # the read model is yesterday's: computed afresh
+    reads = SqlProfileReads(harness.database)
+    queries = ProfileQueries(reads, harness.facts, snapshots=reads.snapshot)
+    before = await queries.get_profile(party_id)
+    by_party = SqlFactStore._by_party
+    changed: list[bool] = []
+
+    async def usd_leaves_after_the_first_read(
+        store: SqlFactStore, query: Any, parameters: dict[str, Any]
+    ) -> dict[str, list[Any]]:
+        found = await by_party(store, query, parameters)
+        if not changed:
+            changed.append(True)
+            # The USD goes (the accounts were read; the balances are still to be read).
+            later = T0 + dt.timedelta(hours=20)
+            await harness.source(
+                source_event("core", "C-1", "b9", 5, later, **balance_changed("C-USD", "USD", 0))
+            )
+        return found
+
+    monkeypatch.setattr(SqlFactStore, "_by_party", usd_leaves_after_the_first_read)
+    during = await queries.get_profile(party_id)
+    monkeypatch.undo()
+    after = await queries.get_profile(party_id)
+
+    assert changed == [True]
+    assert during == before
+    assert after.facts is not None
+    usd = [h.balance.minor_units for h in after.facts.holdings if h.account_id == "C-USD"]
+    assert usd == [0]

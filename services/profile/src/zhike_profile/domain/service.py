@@ -479,8 +479,13 @@ class ProfileQueries:
         facts: Facts,
         page_tokens: PageTokens | None = None,
         max_page_size: int = 500,
+        *,
+        snapshots: ReadsFactory | None = None,
     ) -> None:
+        """`snapshots`: reads that all see one moment, for a profile computed afresh (`units`
+        when those already do)."""
         self._units = units
+        self._snapshots = snapshots or units
         self._facts = facts
         self._page_tokens = page_tokens or PageTokens()
         self._max_page_size = max_page_size
@@ -510,8 +515,12 @@ class ProfileQueries:
             view = stored.view
             if view is not None and view.serves(self._facts.clock.today(), self._facts.basis):
                 return ProfileView(profile, view.facts, view.assessment)
-            current = profile.party_id
-            facts = (await self._facts.of(unit, {current: stored.birth_date}))[current]
+        # Computed afresh from the fact rows, read in several statements: from one snapshot, so
+        # that a change committed meanwhile is in all of them or in none (a balance without
+        # its account, or a tier no stored state ever had, otherwise).
+        current = profile.party_id
+        async with self._snapshots() as snapshot:
+            facts = (await self._facts.of(snapshot, {current: stored.birth_date}))[current]
         return ProfileView(profile, shown(facts), self._facts.assess(facts))
 
     async def list_interactions(

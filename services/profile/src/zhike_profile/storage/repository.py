@@ -1202,18 +1202,32 @@ class SqlProfileReads:
     """Opens the stores for reads (GetProfile, ListHoldings, ListInteractions, SearchProfiles):
     `async with reads() as unit:`. On PostgreSQL in autocommit: each statement sees what was
     committed when it started, as it would in a READ COMMITTED transaction, without the BEGIN
-    and ROLLBACK round trips of one. On SQLite a transaction as any other."""
+    and ROLLBACK round trips of one. On SQLite a transaction as any other. `reads.snapshot()`
+    for reads that must agree with each other."""
 
     def __init__(self, database: Database) -> None:
         self._dialect = database.dialect
-        engine = database.engine
+        engine = snapshot_engine = database.engine
         if database.is_postgres:
             engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+            snapshot_engine = snapshot_engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._snapshot_sessions = async_sessionmaker(snapshot_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[_Stores]:
         async with self._sessions() as session:
+            yield _Stores(
+                SqlPartyStore(session, self._dialect), SqlFactStore(session, self._dialect)
+            )
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[_Stores]:
+        """The stores, every read seeing one moment: a read-only REPEATABLE READ transaction on
+        PostgreSQL (its BEGIN and ROLLBACK the price); on SQLite a transaction as any other."""
+        async with self._snapshot_sessions() as session, session.begin():
             yield _Stores(
                 SqlPartyStore(session, self._dialect), SqlFactStore(session, self._dialect)
             )
