@@ -125,24 +125,21 @@ class UnitOfWork:
 
     async def lock(self, names: Iterable[str]) -> None:
         """Named locks until the transaction ends (PostgreSQL; SQLite already serialises)."""
-        if not self.is_postgres:
-            return
-        ids = sorted({lock_id(name) for name in names} - self._locked)
-        if not ids:
-            return
-        await self.session.execute(_ADVISORY_LOCKS, {"ids": ids})
-        self._locked.update(ids)
+        await self._take(_ADVISORY_LOCKS, names)
 
     async def lock_shared(self, names: Iterable[str]) -> None:
         """Named locks in shared mode until the transaction ends: any number of units hold one
         together, while a unit holding it with `lock` (exclusive) waits for them all, and they
         for it (PostgreSQL; SQLite already serialises). A unit takes a name in one mode only."""
+        await self._take(_SHARED_ADVISORY_LOCKS, names)
+
+    async def _take(self, statement: sa.TextClause, names: Iterable[str]) -> None:
         if not self.is_postgres:
             return
         ids = sorted({lock_id(name) for name in names} - self._locked)
         if not ids:
             return
-        await self.session.execute(_SHARED_ADVISORY_LOCKS, {"ids": ids})
+        await self.session.execute(statement, {"ids": ids})
         self._locked.update(ids)
 
     async def try_lock(self, names: Iterable[str]) -> set[str]:
