@@ -43,22 +43,58 @@ async def listed_services(port: int) -> set[str]:
     return set()
 
 
-def free_port_with_health_neighbour() -> int:
-    while True:
-        port = free_port()
-        if port + HEALTH_OFFSET < 65536:
-            return port
+class DistinctPorts:
+    """Free ports, none handed out twice (two free_port calls may return the same one), a
+    service's health neighbour included."""
+
+    def __init__(self) -> None:
+        self._taken: set[int] = set()
+
+    def one(self, *, with_health_neighbour: bool = False) -> int:
+        while True:
+            port = free_port()
+            wanted = {port, port + HEALTH_OFFSET} if with_health_neighbour else {port}
+            if max(wanted) < 65536 and not wanted & self._taken:
+                self._taken |= wanted
+                return port
+
+
+def local_stack_environment(tmp_path: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """The stack's environment on free ports under `tmp_path`, and each service's port."""
+    free = DistinctPorts()
+    ports = {name: free.one(with_health_neighbour=True) for name in SERVICES}
+    env = os.environ | {
+        "ZHIKE_DEV_STATE_DIR": str(tmp_path / "state"),
+        "ZHIKE_DEV_NATS_PORT": str(free.one()),
+        **{f"ZHIKE_DEV_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **{variable: str(free.one()) for variable in GATEWAY_PORTS},
+        WEBHOOK_PORT_VARIABLE: str(free.one()),
+    }
+    return env, ports
+
+
+def test_the_local_stack_refuses_two_listeners_on_one_port_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    env, ports = local_stack_environment(tmp_path)
+    env["ZHIKE_DEV_NOTIFICATIONS_PORT"] = str(ports["offers"])
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "zhike_runtime.devstack"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert refused.returncode == 1
+    assert f"port {ports['offers']} is set for offers and for notifications" in refused.stderr
+    assert not (tmp_path / "state" / "logs").exists()
 
 
 async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    ports = {name: free_port_with_health_neighbour() for name in SERVICES}
-    env = os.environ | {
-        "ZHIKE_DEV_STATE_DIR": str(tmp_path / "state"),
-        "ZHIKE_DEV_NATS_PORT": str(free_port()),
-        **{f"ZHIKE_DEV_{name.upper()}_PORT": str(port) for name, port in ports.items()},
-        **{variable: str(free_port()) for variable in GATEWAY_PORTS},
-        WEBHOOK_PORT_VARIABLE: str(free_port()),
-    }
+    env, ports = local_stack_environment(tmp_path)
     stack = subprocess.Popen(
         [sys.executable, "-m", "zhike_runtime.devstack"],
         env=env,

@@ -80,6 +80,18 @@ def _port(variable: str, default: int) -> int:
     return port
 
 
+def _require_distinct(ports: dict[str, int]) -> None:
+    """Each listener its own port. A clash is not always refused by the second bind: another
+    service already SERVING on the port answers the start-up's health check in its place."""
+    users: dict[int, str] = {}
+    for what, port in ports.items():
+        if port in users:
+            raise SystemExit(
+                f"port {port} is set for {users[port]} and for {what}: give each its own"
+            )
+        users[port] = what
+
+
 def _require_free(port: int, what: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -127,12 +139,21 @@ class Stack:
         self.field_keys = development_field_keys(state_dir / FIELD_KEYS_FILE)
 
     def start(self) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
         ports = {
             name: _port(f"ZHIKE_DEV_{name.upper()}_PORT", port) for name, port in SERVICES.items()
         }
         http_gateway_port, smtp_port = (_port(v, port) for v, port in GATEWAY_PORTS.items())
         self.webhook_port = _port(WEBHOOK_PORT_VARIABLE, WEBHOOK_PORT)
+        _require_distinct(
+            {"NATS": self.nats.port}
+            | {name: port for name, port in ports.items()}
+            | {f"{name} health": port + HEALTH_OFFSET for name, port in ports.items()}
+            | {
+                "the local SMS and push gateway": http_gateway_port,
+                "the local SMTP server": smtp_port,
+                "the notifications webhooks": self.webhook_port,
+            }
+        )
         _require_free(self.nats.port, "NATS")
         for name, port in ports.items():
             _require_free(port, name)
@@ -140,6 +161,7 @@ class Stack:
         _require_free(http_gateway_port, "the local SMS and push gateway")
         _require_free(smtp_port, "the local SMTP server")
         _require_free(self.webhook_port, "the notifications webhooks")
+        self.logs.mkdir(parents=True, exist_ok=True)
         self.nats.start()
         _say(f"nats-server with JetStream on {self.nats.url} (store {self.nats.store})")
         self.gateways = self._start_gateways(http_gateway_port, smtp_port)
