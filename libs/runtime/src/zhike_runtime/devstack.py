@@ -146,7 +146,7 @@ class Stack:
         self.webhook_port = _port(WEBHOOK_PORT_VARIABLE, WEBHOOK_PORT)
         _require_distinct(
             {"NATS": self.nats.port}
-            | {name: port for name, port in ports.items()}
+            | ports
             | {f"{name} health": port + HEALTH_OFFSET for name, port in ports.items()}
             | {
                 "the local SMS and push gateway": http_gateway_port,
