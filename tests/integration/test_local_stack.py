@@ -101,6 +101,8 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Its own process group: a failed test kills the services and nats-server with it.
+        start_new_session=True,
     )
     assert stack.stdout is not None
     output: list[str] = []
@@ -130,7 +132,8 @@ async def test_the_local_stack_serves_all_four_services_and_stops_on_ctrl_c(tmp_
         rest, _ = await asyncio.to_thread(stack.communicate, timeout=60)
     finally:
         if stack.poll() is None:
-            stack.kill()
+            os.killpg(stack.pid, signal.SIGKILL)
+            stack.wait()
     assert stack.returncode == 0
     assert "stopped." in rest
     for name in SERVICES:
