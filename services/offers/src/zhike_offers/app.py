@@ -15,6 +15,7 @@ from zhike_offers.domain.service import (
     CatalogueCache,
     NotificationReactions,
     OfferDecisions,
+    OfferExpiry,
     OffersClock,
     OutboundDecisions,
     ProfileReactions,
@@ -85,6 +86,7 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
         sample_size=settings.simulation_sample_size,
         max_sample_size=settings.simulation_max_sample_size,
     )
+    expiry = OfferExpiry(unit_of_work, catalogues, outbound, clock)
     retention = Retention(
         unit_of_work,
         catalogues,
@@ -122,6 +124,9 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
             ),
             "propensity-refresh": every(
                 settings.propensity_refresh_seconds, "propensity refresh", models.refresh
+            ),
+            "offer-expiry": every(
+                settings.expiry_check_seconds, "offer expiry round", expiry.withdraw_expired
             ),
             "decision-retention": every(
                 settings.retention_check_seconds, "retention round", retention.prune

@@ -49,6 +49,9 @@ class OffersSettings(ServiceSettings):
     # How long the decision log keeps an arbitration (and withdrawn outbound decisions).
     decision_log_retention_days: int = Field(default=180, ge=1, le=3650)
     retention_check_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # How often each replica withdraws the outbound decisions of offers past their valid_until
+    # (a message deferred to a later day must not go out once its offer has closed).
+    expiry_check_seconds: float = Field(default=30.0, gt=0, le=3600)
     # How often each replica looks for a changed catalogue (another replica's save) and reads
     # the propensity counts again; decisions never wait for either.
     catalogue_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)

@@ -1,6 +1,7 @@
 """ProfileChanged → outbound decisions and withdrawals, over real storage (SQLite and
 PostgreSQL): the FX story, the budget under a storm of changes, retirement (also by another
-replica, before or while one decides), merges, the customer's switches, and redelivery."""
+replica, before or while one decides), an offer's window closing, merges, the customer's
+switches, and redelivery."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from zhike.offers.v1 import offers_pb2
 from zhike_offers.domain.catalogue import Catalogue, compile_offer
 from zhike_offers.domain.model import DecisionTrigger, StoredOffer
+from zhike_offers.domain.service import OfferExpiry
 from zhike_offers.storage import schema
 from zhike_offers.storage.repository import SqlPartyStore
 from zhike_runtime.errors import InvalidArgument
@@ -297,6 +299,43 @@ async def done_or_waiting_for_a_lock(task: asyncio.Task[Any], harness: Harness) 
                 return
         await asyncio.sleep(0.05)
     raise AssertionError("the retirement neither ended nor waited for a lock within 20 s")
+
+
+def closing_catalogue(closes: dt.datetime) -> Catalogue:
+    """One marketing SMS offer for USD holders, open until `closes`."""
+    closing = document(
+        "usd_closing",
+        channels=["sms"],
+        outbound=True,
+        templates={"sms": "usd_closing_sms"},
+        eligibility=['assets["USD"] >= 5000.0'],
+        valid_until=closes.isoformat(),
+    )
+    return Catalogue([compile_offer(closing, shared_environment())], shared_environment())
+
+
+async def test_the_expiry_round_withdraws_the_decisions_of_an_offer_once_its_window_closes(
+    database_url: str,
+) -> None:
+    # Decided on Friday; nothing about the party changes again before the offer closes.
+    closes = T0 + dt.timedelta(days=2)
+    harness = await Harness.start(database_url, closing_catalogue(closes))
+    expiry = OfferExpiry(harness.unit, harness.catalogues, harness.outbound, harness.clock)
+    try:
+        await harness.deliver("e1", changed(PARTY, 1, sms_marketing(), usd(6000)))
+        [decided] = await harness.decided()
+
+        harness.now = closes - dt.timedelta(seconds=1)
+        assert await expiry.withdraw_expired() == 0
+        harness.now = closes
+        assert await expiry.withdraw_expired() == 1
+        assert await expiry.withdraw_expired() == 0  # nothing left to withdraw
+
+        [withdrawn] = await harness.withdrawn()
+        assert withdrawn.decision_id == decided.decision_id
+        assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_EXPIRED
+    finally:
+        await harness.close()
 
 
 async def test_a_redelivered_profile_changed_changes_nothing_and_publishes_nothing(

@@ -1348,6 +1348,63 @@ _STAGE_OF_REASON = {
 # --- retention --------------------------------------------------------------------------------
 
 
+class OfferExpiry:
+    """Withdraws the ACTIVE outbound decisions of offers whose window has closed. A decision is
+    otherwise decided again only when something changes (the party's facts, a save, his
+    switches), and a message deferred by quiet hours or a holiday would go out after its
+    offer's `valid_until`. Every replica runs it: a withdrawal is taken once, so two rounds at
+    once change nothing twice."""
+
+    CHUNK = 500  # parties decided again per transaction
+
+    def __init__(
+        self,
+        units: UnitFactory,
+        catalogues: CatalogueCache,
+        outbound: OutboundDecisions,
+        clock: OffersClock,
+    ) -> None:
+        self._units = units
+        self._catalogues = catalogues
+        self._outbound = outbound
+        self._clock = clock
+
+    async def withdraw_expired(self) -> int:
+        """One round; how many parties were decided again."""
+        await self._outbound.ready()
+        now = self._clock.now()
+        closed = [
+            offer.offer_id
+            for offer in self._catalogues.current.offers
+            if offer.valid_until is not None and offer.valid_until <= now
+        ]
+        done = 0
+        for offer_id in closed:
+            while True:
+                async with self._units() as unit:
+                    catalogue = await self._outbound.locked_catalogue(unit)
+                    offer = catalogue.offer(offer_id)
+                    if offer is not None and offer.valid_at(now):
+                        break  # extended by a save since the cache was read
+                    concerned = (await unit.outbound.active_parties(offer_id))[: self.CHUNK]
+                    if not concerned:
+                        break
+                    await unit.lock([party_lock(party_id) for party_id in concerned])
+                    await self._outbound.redecide(
+                        unit,
+                        await unit.parties.get_many(concerned),
+                        DecisionTrigger.CATALOGUE_OR_PREFERENCE,
+                        catalogue=catalogue,
+                    )
+                    await unit.commit()
+                done += len(concerned)
+                if len(concerned) < self.CHUNK:
+                    break
+        if done:
+            log.info("outbound decisions of closed offers decided again", extra={"parties": done})
+        return done
+
+
 class Retention:
     """Deletes what has outlived its retention, in small transactions: decision log entries
     after `decision_log_days`, contact events once no rule and no log looks at them, withdrawn
