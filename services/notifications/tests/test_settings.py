@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from zhike_notifications.domain.gates import CapWindow
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.domain.quiet_hours import QuietHours
+from zhike_notifications.policy import PolicyError
 from zhike_notifications.settings import NotificationsSettings
 from zhike_runtime.testing.services import TEST_SETTINGS
 
@@ -163,3 +164,26 @@ def test_values_that_do_not_hold_together_are_refused_naming_them(
 ) -> None:
     with pytest.raises(ValidationError, match=named):
         settings(**overrides)
+
+
+def test_the_gates_look_back_as_far_as_the_longest_window_configured(tmp_path: Path) -> None:
+    texts = tmp_path / "texts.yaml"
+    texts.write_text(
+        "texts:\n  - {version: bank-9, message_types: [fx], frequency: {limit: 4, days: 120}}\n",
+        encoding="utf-8",
+    )
+
+    assert settings().gate_policy().history_days == 30  # the 30-day cap window
+    assert settings(dedup_days=90).gate_policy().history_days == 90
+    assert settings(frequency_cap="7:2,100:6").gate_policy().history_days == 100
+    assert settings(consent_texts_file=str(texts)).gate_policy().history_days == 120
+
+
+def test_a_window_longer_than_retention_keeps_sends_is_refused_naming_retention() -> None:
+    with pytest.raises(PolicyError) as refused:
+        settings(dedup_days=200, retention_days=150).gate_policy()
+
+    [violation] = refused.value.violations
+    assert violation.field == "ZHIKE_RETENTION_DAYS"
+    assert "200 days" in violation.description
+    assert settings(dedup_days=200, retention_days=200).gate_policy().history_days == 200

@@ -21,11 +21,13 @@ from zhike_notifications.domain.model import Channel
 from zhike_notifications.domain.quiet_hours import SendWindowPolicy
 from zhike_notifications.domain.retry import RetryPolicy
 from zhike_notifications.policy import (
+    PolicyError,
     load_gate_policy,
     parse_frequency_cap,
     parse_quiet_hours,
     parse_wall_time,
 )
+from zhike_runtime.errors import FieldViolation
 from zhike_runtime.settings import ServiceSettings, known_time_zone
 
 # A provider's name as the failover order lists it.
@@ -241,8 +243,9 @@ class NotificationsSettings(ServiceSettings):
         return self
 
     def gate_policy(self) -> GatePolicy:
-        """The gates' policy; reads the consent texts (a bad file raises PolicyError)."""
-        return load_gate_policy(
+        """The gates' policy; reads the consent texts (a bad file raises PolicyError, and so
+        does a window longer than what retention keeps: the gates would not see its sends)."""
+        policy = load_gate_policy(
             consent_texts_file=self.consent_texts_file,
             frequency_cap=parse_frequency_cap(self.frequency_cap),
             dedup_days=self.dedup_days,
@@ -254,6 +257,18 @@ class NotificationsSettings(ServiceSettings):
             default_time_zone=self.default_time_zone,
             default_language=self.default_language,
         )
+        if policy.history_days > self.retention_days:
+            raise PolicyError(
+                [
+                    FieldViolation(
+                        "ZHIKE_RETENTION_DAYS",
+                        f"is {self.retention_days} days, shorter than the longest window the "
+                        f"gates count sends in ({policy.history_days} days: frequency cap, "
+                        "dedup or a consent text's frequency)",
+                    )
+                ]
+            )
+        return policy
 
     def retry_policy(self, channel: Channel) -> RetryPolicy:
         """The failover order and backoff of `channel` (the inbox has no providers)."""

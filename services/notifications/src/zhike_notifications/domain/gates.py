@@ -168,6 +168,14 @@ class GatePolicy:
                 raise ValueError(f"consent_texts[{version!r}] holds version {text.version!r}")
         object.__setattr__(self, "consent_texts", MappingProxyType(dict(self.consent_texts)))
 
+    @property
+    def history_days(self) -> int:
+        """How far back the gates look: the longest of the cap windows, the dedup window and
+        the consent texts' frequencies (each configurable up to a year)."""
+        windows = [window.days for window in self.frequency_cap] + [self.dedup_days]
+        windows += [t.frequency.days for t in self.consent_texts.values() if t.frequency]
+        return max(windows)
+
 
 # --- verdicts --------------------------------------------------------------------------------
 

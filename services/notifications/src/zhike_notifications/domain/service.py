@@ -100,8 +100,6 @@ class DispatchConfig:
     retry_policies: Mapping[Channel, RetryPolicy]
     # How long an attempt in flight is left to its dispatcher before another takes it up.
     lease: dt.timedelta = dt.timedelta(seconds=60)
-    # How far back the gates look (the longest cap window, dedup and consent frequency fit).
-    history_days: int = 31
     # An offer decided on a profile version whose consents have not reached notifications yet
     # (they come by another road: ProfileChanged, not offers) waits for them this long, looking
     # again every `consent_catch_up_step`, before a consent refusal is taken as final.
@@ -627,7 +625,7 @@ class Dispatcher:
             time_zone=contact.time_zone if contact else "",
             quiet_hours=contact.quiet_hours if contact else None,
         )
-        since = now - dt.timedelta(days=self._config.history_days)
+        since = now - dt.timedelta(days=self._config.gate_policy.history_days)
         history = await unit.notifications.history(party_id, since)
         verdict = gates.evaluate(
             stored.message,
