@@ -241,7 +241,9 @@ class PartyFacts:
     as_of: dt.date
     holdings: tuple[Holding, ...] = ()
     activity: tuple[MonthlyActivity, ...] = ()  # most recent last, at most 12 months
-    interactions: tuple[Interaction, ...] = ()  # most recent last
+    # Most recent last; their times at the bank's zone (party_facts), so `at.date()` is the
+    # business day.
+    interactions: tuple[Interaction, ...] = ()
     consents: tuple[Consent, ...] = ()
     preferences: Preferences = field(default_factory=Preferences)
     risk: RiskAssessment | None = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -137,6 +137,16 @@ def add_months(month: dt.date, count: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
+# How far back interactions are read: the longest any assessment counts them over (RFM's
+# frequency counts a year of contacts; the activity window starts later in most months).
+INTERACTION_DAYS = 365
+
+
+def interactions_start(as_of: dt.date) -> dt.date:
+    """The first business day whose interactions are read for an assessment as of `as_of`."""
+    return as_of - dt.timedelta(days=INTERACTION_DAYS)
+
+
 def window_start(as_of: dt.date) -> dt.date:
     """The first day of the activity window that ends with as_of's month."""
     return add_months(first_of_month(as_of), -(ACTIVITY_MONTHS - 1))
@@ -172,7 +182,14 @@ def party_facts(
         as_of=as_of,
         holdings=_holdings(stored, rates),
         activity=_activity(stored, lines, as_of, rates, zone),
-        interactions=tuple(sorted(stored.interactions, key=_interaction_order)),
+        # At the bank's time: an assessment counts them by business day (`at.date()`), and a
+        # contact at 00:30 in Shanghai is 16:30 the day before in UTC.
+        interactions=tuple(
+            sorted(
+                (replace(i, at=i.at.astimezone(zone)) for i in stored.interactions),
+                key=_interaction_order,
+            )
+        ),
         consents=_consents(stored.consents),
         preferences=_preferences(stored.preferences),
         risk=_risk(stored.risks),

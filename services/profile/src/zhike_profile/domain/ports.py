@@ -136,9 +136,16 @@ class FactStore(Protocol):
         one at a time in this order, in a few statements for all of them."""
         ...
 
-    async def stored(self, party_ids: Sequence[str], since: dt.datetime) -> dict[str, StoredFacts]:
+    async def stored(
+        self,
+        party_ids: Sequence[str],
+        since: dt.datetime,
+        *,
+        interactions_since: dt.datetime | None = None,
+    ) -> dict[str, StoredFacts]:
         """The facts of the records linked to each party, in one read per kind of fact; balance
-        history and interactions from `since` on. A party without facts is left out."""
+        history from `since` on, interactions from `interactions_since` (else `since`) on. A
+        party without facts is left out."""
         ...
 
     async def interactions(

@@ -46,6 +46,7 @@ from zhike_profile.domain.model import ProfileRow, ProfileView, SearchCriteria
 from zhike_profile.domain.party_facts import (
     StoredFacts,
     first_of_month,
+    interactions_start,
     party_facts,
     window_start,
 )
@@ -143,7 +144,9 @@ class Facts:
         for all of them at once."""
         today = self.clock.today()
         stored = await unit.facts.stored(
-            sorted(birth_dates), self.clock.start_of(window_start(today))
+            sorted(birth_dates),
+            self.clock.start_of(window_start(today)),
+            interactions_since=self.clock.start_of(interactions_start(today)),
         )
         return {
             party_id: party_facts(

@@ -496,7 +496,13 @@ class SqlFactStore:
             found[row[0]].append(row)
         return found
 
-    async def stored(self, party_ids: Sequence[str], since: dt.datetime) -> dict[str, StoredFacts]:
+    async def stored(
+        self,
+        party_ids: Sequence[str],
+        since: dt.datetime,
+        *,
+        interactions_since: dt.datetime | None = None,
+    ) -> dict[str, StoredFacts]:
         if not party_ids:
             return {}
         ids = {"party_ids": list(party_ids)}
@@ -507,7 +513,9 @@ class SqlFactStore:
         activity = await self._by_party(
             reads.activity, ids | {"first_month": since.date() - dt.timedelta(days=31)}
         )
-        interactions = await self._by_party(reads.interactions, ids | {"since": since})
+        interactions = await self._by_party(
+            reads.interactions, ids | {"since": interactions_since or since}
+        )
         consents = await self._by_party(reads.consents, ids)
         preferences = await self._by_party(reads.preferences, ids)
         risks = await self._by_party(reads.risks, ids)
