@@ -1380,6 +1380,7 @@ class OfferExpiry:
         ]
         done = 0
         for offer_id in closed:
+            previous: list[str] = []
             while True:
                 async with self._units() as unit:
                     catalogue = await self._outbound.locked_catalogue(unit)
@@ -1387,8 +1388,11 @@ class OfferExpiry:
                     if offer is not None and offer.valid_at(now):
                         break  # extended by a save since the cache was read
                     concerned = (await unit.outbound.active_parties(offer_id))[: self.CHUNK]
-                    if not concerned:
+                    # The same parties again: their decisions could not be withdrawn (a party
+                    # row missing, say); the next round tries again rather than loop here.
+                    if not concerned or concerned == previous:
                         break
+                    previous = concerned
                     await unit.lock([party_lock(party_id) for party_id in concerned])
                     await self._outbound.redecide(
                         unit,
