@@ -1,5 +1,5 @@
 """The background loops services run: work that arrives while a round is looking for it is
-taken at once, not after the idle nap."""
+taken at once, not after the idle nap; a loop cancelled as it is woken stops."""
 
 from __future__ import annotations
 
@@ -45,3 +45,25 @@ async def test_without_a_wake_up_the_loop_naps_between_rounds_that_find_nothing(
     task.cancel()
 
     assert rounds == 1
+
+
+async def test_a_loop_cancelled_in_the_turn_it_is_woken_stops() -> None:
+    # A service stopping cancels its loops once and waits for them: a loop that let this
+    # cancellation go (Python 3.11's wait_for does, when the wake-up lands in the same turn)
+    # would keep the service from ever stopping.
+    wake = asyncio.Event()
+    napping = asyncio.Event()
+
+    async def round_() -> int:
+        napping.set()
+        return 0
+
+    task = asyncio.create_task(while_working("test round", round_, wake, idle_seconds=60)())
+    await napping.wait()
+    await asyncio.sleep(0)  # into the nap
+    wake.set()
+    task.cancel()
+
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done == {task}
+    assert task.cancelled()

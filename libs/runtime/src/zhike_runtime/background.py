@@ -71,7 +71,10 @@ def while_working(
                 log.warning(
                     f"{what} failed; will try again", extra={"error": describe_error(error)}
                 )
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns when the wake-up
+            # and a cancellation land in the same turn, and the loop would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), idle_seconds)
+                async with asyncio.timeout(idle_seconds):
+                    await wake.wait()
 
     return loop
