@@ -522,6 +522,27 @@ class OutboundDecisions:
         await unit.lock_shared([CATALOGUE_LOCK])
         return await self._catalogues.current_in(unit)
 
+    async def redecide_holders(
+        self,
+        unit: OffersUnitOfWork,
+        offer_id: str,
+        catalogue: Catalogue,
+        *,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The parties holding an ACTIVE outbound decision of `offer_id` (the first `limit`),
+        locked and decided again with `catalogue`; their ids. The caller holds the catalogue
+        lock and commits."""
+        concerned = (await unit.outbound.active_parties(offer_id))[:limit]
+        await unit.lock([party_lock(party_id) for party_id in concerned])
+        await self.redecide(
+            unit,
+            await unit.parties.get_many(concerned),
+            DecisionTrigger.CATALOGUE_OR_PREFERENCE,
+            catalogue=catalogue,
+        )
+        return concerned
+
     async def redecide(
         self,
         unit: OffersUnitOfWork,
@@ -1167,14 +1188,7 @@ class CatalogueAdmin:
             )
             await unit.catalogue.add(self._stored(offer, now), reason)
             catalogue = self._catalogues.with_offer(live, offer)
-            concerned = await unit.outbound.active_parties(offer_id)
-            await unit.lock([party_lock(party_id) for party_id in concerned])
-            await self._outbound.redecide(
-                unit,
-                await unit.parties.get_many(concerned),
-                DecisionTrigger.CATALOGUE_OR_PREFERENCE,
-                catalogue=catalogue,
-            )
+            await self._outbound.redecide_holders(unit, offer_id, catalogue)
             await unit.commit()
         await self._catalogues.refresh()
         return StoredOffer(offer, now)
@@ -1387,19 +1401,14 @@ class OfferExpiry:
                     offer = catalogue.offer(offer_id)
                     if offer is not None and offer.valid_at(now):
                         break  # extended by a save since the cache was read
-                    concerned = (await unit.outbound.active_parties(offer_id))[: self.CHUNK]
+                    concerned = await self._outbound.redecide_holders(
+                        unit, offer_id, catalogue, limit=self.CHUNK
+                    )
                     # The same parties again: their decisions could not be withdrawn (a party
                     # row missing, say); the next round tries again rather than loop here.
                     if not concerned or concerned == previous:
                         break
                     previous = concerned
-                    await unit.lock([party_lock(party_id) for party_id in concerned])
-                    await self._outbound.redecide(
-                        unit,
-                        await unit.parties.get_many(concerned),
-                        DecisionTrigger.CATALOGUE_OR_PREFERENCE,
-                        catalogue=catalogue,
-                    )
                     await unit.commit()
                 done += len(concerned)
                 if len(concerned) < self.CHUNK:
