@@ -1,11 +1,11 @@
 """The background loops services run: work that arrives while a round is looking for it is
-taken at once, not after the idle nap; a loop cancelled as it is woken stops."""
+taken at once, not after the idle nap; a loop, or a nap, cancelled as it is woken stops."""
 
 from __future__ import annotations
 
 import asyncio
 
-from zhike_runtime.background import while_working
+from zhike_runtime.background import nap, while_working
 
 
 async def test_a_wake_up_during_a_round_that_found_nothing_starts_the_next_round_at_once() -> None:
@@ -60,6 +60,19 @@ async def test_a_loop_cancelled_in_the_turn_it_is_woken_stops() -> None:
 
     task = asyncio.create_task(while_working("test round", round_, wake, idle_seconds=60)())
     await napping.wait()
+    await asyncio.sleep(0)  # into the nap
+    wake.set()
+    task.cancel()
+
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done == {task}
+    assert task.cancelled()
+
+
+async def test_a_nap_cancelled_in_the_turn_it_is_woken_is_cancelled() -> None:
+    # The outbox relay naps this way between rounds; see the test above for why it matters.
+    wake = asyncio.Event()
+    task = asyncio.create_task(nap(wake, 60))
     await asyncio.sleep(0)  # into the nap
     wake.set()
     task.cancel()

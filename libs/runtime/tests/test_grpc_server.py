@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,43 @@ async def test_health_is_also_served_on_the_plaintext_health_port(
 
     await eventually(ready)
     assert await readiness(probe.health_port, "zhike.testing.v1.Probe") == SERVING
+
+
+async def test_a_background_loop_failing_as_it_is_cancelled_leaves_the_rest_of_the_stop_to_run(
+    tmp_path: Path, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Cancelled inside a query, a loop can end with the driver's error instead of
+    # CancelledError (asyncpg: "another operation is in progress"); the broker and the
+    # database must still be closed.
+    def wire_failing(platform: Platform[ServiceSettings]) -> Wiring:
+        wiring = wire(platform)
+
+        async def cut_short() -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise RuntimeError("a query cut short") from None
+
+        wiring.background["cut-short"] = cut_short
+        return wiring
+
+    async with running_service(
+        dataclasses.replace(PROBE, wire=wire_failing),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}",
+        nats_url=nats_server.url,
+    ) as service:
+        await eventually(lambda: _connected(service))
+
+    assert not service.bus.is_connected
+    assert [
+        record.task  # type: ignore[attr-defined]
+        for record in caplog.records
+        if record.getMessage() == "background task failed as the service stopped"
+    ] == ["cut-short"]
+
+
+async def _connected(service: RunningService[ServiceSettings]) -> bool:
+    return service.bus.is_connected
 
 
 async def test_readiness_follows_the_database_not_nats_and_liveness_follows_neither(

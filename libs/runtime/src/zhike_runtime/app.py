@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import gc
 import logging
@@ -34,6 +33,7 @@ from zhike_runtime.grpc_server import HealthReporter, build_health_server, build
 from zhike_runtime.logs import configure_logging
 from zhike_runtime.migrations import apply_migrations
 from zhike_runtime.paging import PageTokens
+from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import ServiceSettings, load_settings
 from zhike_runtime.telemetry import Telemetry
 from zhike_runtime.tls import allow_list_interceptors, certificate_files, server_credentials
@@ -41,6 +41,8 @@ from zhike_runtime.tls import allow_list_interceptors, certificate_files, server
 log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=ServiceSettings)
+
+RELAY_TASK = "outbox-relay"
 
 
 @dataclass
@@ -210,7 +212,7 @@ class RunningService(Generic[S]):
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.bus.run(), name="nats-connect"),
-            loop.create_task(self.relay.run(), name="outbox-relay"),
+            loop.create_task(self.relay.run(), name=RELAY_TASK),
             loop.create_task(self._watch_dependencies(), name="readiness"),
             loop.create_task(self.audit.run_retention(), name="audit-retention"),
             *(loop.create_task(c.run(), name=f"consumer-{c.spec.durable}") for c in self.consumers),
@@ -256,7 +258,12 @@ class RunningService(Generic[S]):
         consumer_tasks = [t for t in self._tasks if t.get_name().startswith("consumer-")]
         if consumer_tasks:
             await asyncio.wait(consumer_tasks, timeout=grace * 0.2)
+        # The relay ends after its current round rather than being cancelled in a query: a
+        # cancellation inside asyncpg surfaces as "another operation is in progress", not as
+        # CancelledError. Only then the last drain, so two rounds never run side by side.
         self.relay.stop()
+        relay_task = [t for t in self._tasks if t.get_name() == RELAY_TASK]
+        await asyncio.wait(relay_task, timeout=grace * 0.1)
         backlog = await self.relay.drain(deadline_seconds=grace * 0.1)
         if backlog:
             log.warning(
@@ -266,14 +273,28 @@ class RunningService(Generic[S]):
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _settled(task)
         await self.bus.close()
         if self.health_server is not None:
             await self.health_server.stop(0)
         await self.database.dispose()
         self.telemetry.shutdown()
         log.info("service stopped")
+
+
+async def _settled(task: asyncio.Task[Any]) -> None:
+    """Waits for a cancelled background task. One that failed as it stopped (a database that is
+    down, a query cut short) is logged, so the rest of the shutdown still runs."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise  # the stop itself is being cancelled
+    except Exception as error:  # noqa: BLE001 - logged; stopping goes on
+        log.warning(
+            "background task failed as the service stopped",
+            extra={"task": task.get_name(), "error": describe_error(error)},
+        )
 
 
 def access_control(

@@ -71,10 +71,16 @@ def while_working(
                 log.warning(
                     f"{what} failed; will try again", extra={"error": describe_error(error)}
                 )
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns when the wake-up
-            # and a cancellation land in the same turn, and the loop would never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(idle_seconds):
-                    await wake.wait()
+            await nap(wake, idle_seconds)
 
     return loop
+
+
+async def nap(wake: asyncio.Event, seconds: float) -> None:
+    """Waits until `wake` is set or `seconds` pass, and stays cancellable throughout.
+
+    asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when the wake-up and
+    a cancellation land in the same turn, so a loop being stopped would never stop."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()

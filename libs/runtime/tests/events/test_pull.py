@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.errors import Error as JetStreamError
@@ -171,6 +172,22 @@ async def test_messages_that_arrived_but_were_not_fetched_are_handed_back_when_i
         (b"b", 2),
         (b"c", 2),
     ]
+
+
+async def test_a_fetch_cancelled_in_the_turn_its_message_arrives_is_cancelled_and_keeps_it(
+    stream: Stream, consumer: PullConsumer
+) -> None:
+    # A stopping consumer cancels its fetch once: a fetch that let this go (Python 3.11's
+    # wait_for does, when the message lands in the same turn) would keep the service running.
+    fetching = asyncio.create_task(consumer.fetch(10, timeout=LONG_TIMEOUT))
+    await asyncio.sleep(0.2)
+    arriving = Msg(_client=stream.client, subject=f"{consumer.inbox}.0", data=b"m")
+    await consumer._receive(arriving)  # as the subscription delivers it, in this very turn
+    fetching.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await fetching
+    assert [message.data for message in await consumer.fetch(10, timeout=0.5)] == [b"m"]
 
 
 async def test_a_fetch_from_a_consumer_that_does_not_exist_raises_a_jetstream_error(

@@ -117,7 +117,10 @@ class PullConsumer:
             if left <= 0:
                 break
             try:
-                message = await asyncio.wait_for(self._arrived.get(), left)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation
+                # that lands in the turn a message arrives, and a stopping consumer runs on.
+                async with asyncio.timeout(left):
+                    message = await self._arrived.get()
             except TimeoutError:
                 break
             status = _status(message)

@@ -9,7 +9,6 @@ LOCKED, so several replicas share the backlog instead of publishing the same row
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +19,7 @@ from nats.js.errors import Error as JetStreamError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zhike_runtime.background import nap
 from zhike_runtime.db import DISCONNECT_ERRORS, Database
 from zhike_runtime.events.bus import EventBus, PayloadTooLarge
 from zhike_runtime.events.schema import outbox_event
@@ -90,8 +90,7 @@ class OutboxRelay:
                 last_housekeeping = loop.time()
                 await self._housekeeping()
             if published < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                await nap(self._wake, self._poll)
 
     async def drain(self, deadline_seconds: float) -> int:
         """Publishes what is pending until nothing is left or the deadline passes; returns backlog."""
