@@ -33,3 +33,37 @@ async def test_an_appended_record_is_committed_when_append_returns(database_url:
     finally:
         await database.dispose()
         await other.dispose()
+
+
+async def test_records_since_a_time_given_in_another_zone_are_those_after_that_instant(
+    database_url: str,
+) -> None:
+    database = Database(database_url)
+    try:
+        await apply_migrations(database, None)
+        audit = AuditLog(database, dt.timedelta(days=365))
+        shanghai = dt.timezone(dt.timedelta(hours=8))
+        for hour in (0, 1, 2):
+            await audit.append(
+                AuditEntry(
+                    actor=f"teller-{hour}",
+                    roles=("branch_teller",),
+                    method="/zhike.profile.v1.ProfileService/GetProfile",
+                    party_id="p-1",
+                    fields=(),
+                    purpose="",
+                    outcome="OK",
+                    trace_id="",
+                    # Given in the bank's zone: 08:00, 09:00 and 10:00 in Shanghai.
+                    recorded_at=dt.datetime(2026, 12, 4, hour, tzinfo=dt.UTC).astimezone(shanghai),
+                )
+            )
+
+        since = dt.datetime(2026, 12, 4, 9, 30, tzinfo=shanghai)  # 01:30 UTC
+        read = await audit.read(since=since)
+
+        assert [(e.actor, e.recorded_at) for e in read] == [
+            ("teller-2", dt.datetime(2026, 12, 4, 2, tzinfo=dt.UTC))
+        ]
+    finally:
+        await database.dispose()

@@ -57,6 +57,12 @@ class AuditEntry:
     recorded_at: dt.datetime | None = None
 
 
+def _utc(at: dt.datetime) -> dt.datetime:
+    """In UTC, as every stored time is: SQLite keeps a time's wall clock and compares it as
+    text, so `--since 09:30+08:00` would otherwise be read as 09:30 UTC. A naive time is UTC."""
+    return as_utc(at).astimezone(dt.UTC)
+
+
 class AuditLog:
     def __init__(self, database: Database, retention: dt.timedelta) -> None:
         self._database = database
@@ -71,7 +77,7 @@ class AuditLog:
 
     async def append(self, entry: AuditEntry) -> None:
         statement = sa.insert(audit_record).values(
-            recorded_at=entry.recorded_at or dt.datetime.now(dt.UTC),
+            recorded_at=_utc(entry.recorded_at or dt.datetime.now(dt.UTC)),
             actor=entry.actor[:255],
             roles=",".join(entry.roles)[:500],
             method=entry.method[:255],
@@ -102,7 +108,7 @@ class AuditLog:
         if actor is not None:
             query = query.where(audit_record.c.actor == actor)
         if since is not None:
-            query = query.where(audit_record.c.recorded_at >= since)
+            query = query.where(audit_record.c.recorded_at >= _utc(since))
         async with self._database.session() as session:
             rows = (await session.execute(query)).all()
         return [
