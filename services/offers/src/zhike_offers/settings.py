@@ -35,9 +35,10 @@ class OffersSettings(ServiceSettings):
     # The marketing-contact budget per customer across all channels, rolling windows:
     # "<days>d:<limit>,…" (ZHIKE_CONTACT_BUDGET).
     contact_budget: str = "7d:2,30d:6"
-    # Ignored impressions of an offer (with no click or accept between) that suppress it, and
-    # for how many days.
+    # Ignored impressions of an offer (with no click or accept between) that suppress it, the
+    # days they must fall within, and for how many days they suppress it.
     ignore_limit: int = Field(default=3, ge=1, le=100)
+    ignore_window_days: int = Field(default=30, ge=1, le=366)
     ignore_suppression_days: int = Field(default=60, ge=0, le=366)
     # After a decline, days the offer stays away unless the offer sets its own cool-down.
     decline_cool_down_days: int = Field(default=30, ge=0, le=366)
@@ -86,6 +87,7 @@ class OffersSettings(ServiceSettings):
             policy=ContactPolicy(
                 budget=parse_budget(self.contact_budget),
                 ignore_limit=self.ignore_limit,
+                ignore_window_days=self.ignore_window_days,
                 ignore_suppression_days=self.ignore_suppression_days,
                 decline_cool_down_days=self.decline_cool_down_days,
             ),

@@ -7,6 +7,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zhike_offers.domain.catalogue import Offer
 from zhike_offers.domain.contact_policy import (
@@ -136,12 +138,54 @@ def test_three_ignored_impressions_suppress_for_60_days_then_not() -> None:
     found = check(subject, ignored, channel="mobile_app")
     assert found is not None
     assert (found.rule, found.until) == (SuppressionRule.IGNORED, third + days(60))
-    assert found.explanation == "ignored: 3 impressions ignored, suppressed for 60 days"
+    assert found.explanation == (
+        "ignored: 3 impressions ignored within 30 days, suppressed for 60 days"
+    )
     assert check(subject, ignored, third + days(60) - dt.timedelta(seconds=1), channel="mobile_app")
     assert check(subject, ignored, third + days(60), channel="mobile_app") is None
     # After the suppression the count starts again: one more ignore is not three.
     again = [*ignored, event(ContactKind.IGNORE, third + days(61), channel="mobile_app")]
     assert check(subject, again, third + days(62), channel="mobile_app") is None
+
+
+def test_three_ignores_spread_over_more_than_the_window_do_not_suppress() -> None:
+    subject = offer(contact_limits={"max_contacts": 100})
+    ignored = [event(ContactKind.IGNORE, NOW - days(n), channel="mobile_app") for n in (40, 20, 1)]
+    assert check(subject, ignored, channel="mobile_app") is None
+    assert check(
+        subject, ignored, channel="mobile_app", policy=ContactPolicy(ignore_window_days=40)
+    )
+
+
+ENGAGEMENTS = st.sampled_from([ContactKind.IGNORE, ContactKind.CLICK, ContactKind.ACCEPT])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(ENGAGEMENTS, st.integers(min_value=0, max_value=400 * 24)),
+        max_size=25,
+    ),
+    st.integers(min_value=1, max_value=60),
+    st.integers(min_value=1, max_value=4),
+)
+def test_the_ignore_rule_reads_nothing_older_than_its_lookback(
+    hours_back: list[tuple[ContactKind, int]], window_days: int, limit: int
+) -> None:
+    # Storage loads history from a start that depends on the whole catalogue's longest window:
+    # more history loaded must never change what the rule finds.
+    policy = ContactPolicy(ignore_limit=limit, ignore_window_days=window_days)
+    subject = offer(contact_limits={"max_contacts": 100})
+    events = sorted(
+        (event(kind, NOW - dt.timedelta(hours=h), channel="mobile_app") for kind, h in hours_back),
+        key=lambda e: e.at,
+    )
+    start = NOW - days(policy.ignore_lookback_days)
+    recent = [e for e in events if e.at >= start]
+
+    assert check(subject, events, channel="mobile_app", policy=policy) == check(
+        subject, recent, channel="mobile_app", policy=policy
+    )
 
 
 def test_a_click_between_ignores_starts_the_count_again() -> None:

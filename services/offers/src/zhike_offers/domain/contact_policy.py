@@ -10,8 +10,11 @@ Rules, checked in this order; the first that applies names the suppression:
   that channel was refused.
 - decline cool-down: after a DECLINE of an offer, nothing of it for the offer's
   `cool_down_days` (else the policy's default).
-- ignored: `ignore_limit` IGNOREs of an offer with no click or accept between them suppress it
-  for `ignore_suppression_days` from the last of them; the count then starts again.
+- ignored: `ignore_limit` IGNOREs of an offer within `ignore_window_days`, with no click or
+  accept between them, suppress it for `ignore_suppression_days` from the last of them; the
+  count then starts again. The rule reads only the events of its last window and suppression
+  (`ignore_lookback_days`), so what it finds never depends on how much older history a caller
+  happened to load.
 - offer cap: at most the offer's `max_contacts` contacts (outbound decisions and impressions) in
   its last `window_days`.
 - budget: marketing contacts across all channels, in rolling windows that end at `now` (never
@@ -131,6 +134,7 @@ class ContactPolicy:
     budget: tuple[BudgetWindow, ...] = (BudgetWindow(7, 2), BudgetWindow(30, 6))
     budget_channels: frozenset[str] = OUTBOUND_CHANNELS
     ignore_limit: int = 3
+    ignore_window_days: int = 30
     ignore_suppression_days: int = 60
     decline_cool_down_days: int = 30
 
@@ -143,6 +147,8 @@ class ContactPolicy:
             raise ValueError(f"budget_channels: unknown {', '.join(unknown)}")
         if self.ignore_limit < 1 or self.ignore_suppression_days < 0:
             raise ValueError("ignore_limit must be ≥ 1 and ignore_suppression_days ≥ 0")
+        if self.ignore_window_days < 1:
+            raise ValueError("ignore_window_days must be ≥ 1")
         if self.decline_cool_down_days < 0:
             raise ValueError("decline_cool_down_days must be ≥ 0")
 
@@ -233,25 +239,33 @@ class ContactPolicy:
             until,
         )
 
+    @property
+    def ignore_lookback_days(self) -> int:
+        """How far back the ignore rule reads: a suppression in force now began with an ignore
+        within its period, and the ignores that caused it lie within the window before that."""
+        return self.ignore_window_days + self.ignore_suppression_days
+
     def _ignored(self, events: Sequence[ContactEvent], now: dt.datetime) -> Suppression | None:
         period = dt.timedelta(days=self.ignore_suppression_days)
-        count = 0
+        window = dt.timedelta(days=self.ignore_window_days)
+        start = now - dt.timedelta(days=self.ignore_lookback_days)
+        ignores: list[dt.datetime] = []  # since the last engagement or suppression
         until: dt.datetime | None = None
         for event in events:
-            if until is not None and event.at < until:
-                continue  # inside a suppression: nothing counts toward the next one
+            if event.at < start or (until is not None and event.at < until):
+                continue  # too old to matter now, or inside a suppression: counts for nothing
             if event.kind in _ENGAGED:
-                count = 0
+                ignores = []
             elif event.kind is ContactKind.IGNORE:
-                count += 1
-                if count >= self.ignore_limit:
-                    until, count = event.at + period, 0
+                ignores = [at for at in ignores if at > event.at - window] + [event.at]
+                if len(ignores) >= self.ignore_limit:
+                    until, ignores = event.at + period, []
         if until is None or now >= until:
             return None
         return Suppression(
             SuppressionRule.IGNORED,
-            f"ignored: {self.ignore_limit} impressions ignored, suppressed for "
-            f"{self.ignore_suppression_days} days",
+            f"ignored: {self.ignore_limit} impressions ignored within "
+            f"{self.ignore_window_days} days, suppressed for {self.ignore_suppression_days} days",
             until,
         )
 

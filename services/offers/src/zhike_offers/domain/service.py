@@ -211,7 +211,7 @@ def outbound_channels(catalogue: Catalogue) -> frozenset[str]:
 @functools.lru_cache(maxsize=16)
 def _longest_window_days(catalogue: Catalogue, policy: ContactPolicy) -> int:
     days = [
-        policy.ignore_suppression_days,
+        policy.ignore_lookback_days,
         policy.decline_cool_down_days,
         *(window.days for window in policy.budget),
     ]
