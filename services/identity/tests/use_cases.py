@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from zhike_identity.domain.explanations import LinkExplanations
 from zhike_identity.domain.linking import Linking
@@ -27,20 +28,25 @@ class UseCases:
     stewardship: Stewardship
 
 
+# The service's default (IdentitySettings.business_time_zone).
+BANK_ZONE = ZoneInfo("Asia/Shanghai")
+
+
 def use_cases(
     database: Database,
     protection: RecordProtection,
     *,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     on_commit: Callable[[], None] = lambda: None,
+    zone: dt.tzinfo = BANK_ZONE,
 ) -> UseCases:
     def unit_of_work() -> SqlIdentityUnitOfWork:
         return SqlIdentityUnitOfWork(database, codec.outgoing_event, on_commit, protection)
 
     model = default_model()
     return UseCases(
-        linking=Linking(unit_of_work, new_id, clock, model),
-        queries=PartyQueries(unit_of_work, clock),
+        linking=Linking(unit_of_work, new_id, clock, model, zone=zone),
+        queries=PartyQueries(unit_of_work, clock, zone=zone),
         explanations=LinkExplanations(unit_of_work, model),
         stewardship=Stewardship(unit_of_work, new_id, clock),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from zhike.identity.v1 import identity_service_pb2
 from zhike_identity.domain.explanations import LinkExplanations
@@ -40,10 +41,11 @@ def wire(platform: Platform[IdentitySettings]) -> Wiring:
     def clock() -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
+    zone = ZoneInfo(platform.settings.business_time_zone)
     model = default_model()
     handlers = IdentityHandlers(
-        linking=Linking(unit_of_work, new_id, clock, model),
-        queries=PartyQueries(unit_of_work, clock),
+        linking=Linking(unit_of_work, new_id, clock, model, zone=zone),
+        queries=PartyQueries(unit_of_work, clock, zone=zone),
         explanations=LinkExplanations(unit_of_work, model),
         stewardship=Stewardship(
             unit_of_work,

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.settings import ServiceSettings, known_time_zone
 
 
 class IdentitySettings(ServiceSettings):
@@ -13,3 +13,10 @@ class IdentitySettings(ServiceSettings):
     data_keys: SecretStr
     data_key_id: str
     blind_index_key: SecretStr
+    # The bank's time zone (IANA): the day a birth date must not be after.
+    business_time_zone: str = "Asia/Shanghai"
+
+    @field_validator("business_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        return known_time_zone(value)

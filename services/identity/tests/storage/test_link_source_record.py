@@ -472,3 +472,27 @@ async def test_candidates_carry_what_their_stored_records_hold(identity: Identit
 
 def raw_of(one: SourceRecordInput) -> RawRecord:
     return raw_record(validate_source_record(one, NOW.date()))
+
+
+async def test_a_birth_date_of_the_banks_today_is_accepted_while_utc_is_still_on_the_day_before(
+    database_url: str,
+) -> None:
+    database = Database(database_url)
+    await apply_migrations(database, DEFINITION.migrations)
+    # 02:30 on 5 December in Shanghai: an account opened for a child born that night.
+    late_evening_utc = dt.datetime(2026, 12, 4, 18, 30, tzinfo=dt.UTC)
+    linking = use_cases(database, PROTECTION, clock=lambda: late_evening_utc).linking
+    try:
+        await linking.link_source_record(
+            record("branch", "NEWBORN-1", full_name="王小宝", birth_date=(2026, 12, 5))
+        )
+        with pytest.raises(InvalidArgument) as caught:
+            await linking.link_source_record(
+                record("branch", "NEWBORN-2", full_name="王小贝", birth_date=(2026, 12, 6))
+            )
+
+        stored = await stored_record(database, SourceRecordKey("branch", "NEWBORN-1"))
+        assert stored["birth_date"] == dt.date(2026, 12, 5)
+        assert [v.field for v in caught.value.violations] == ["source_record.birth_date"]
+    finally:
+        await database.dispose()

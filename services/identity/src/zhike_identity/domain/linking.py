@@ -58,19 +58,25 @@ class Linking:
         new_party_id: Callable[[], str],
         clock: Callable[[], dt.datetime],
         model: MatchModel,
+        *,
+        zone: dt.tzinfo,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._new_party_id = new_party_id
         self._clock = clock
+        self._zone = zone
         self._model = model
         self._store_size = StoreSize()
 
     async def link_source_record(self, candidate: SourceRecordInput) -> LinkOutcome:
         """Stores the record and resolves it: to the party it matches, merging the parties it
         bridges, or to a new party. An update of a known record is re-resolved and may move."""
-        record = validate_source_record(candidate, self._clock().date())
+        # Today is the bank's: a child born this morning in Shanghai is not born in the
+        # future because it is still yesterday in UTC.
+        today = self._clock().astimezone(self._zone).date()
+        record = validate_source_record(candidate, today)
         raw = raw_record(record)
-        features = extract_features(raw)
+        features = extract_features(raw, today)
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 return await self._link(record.key, record, raw, features)

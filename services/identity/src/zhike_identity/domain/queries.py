@@ -41,10 +41,15 @@ class PartyQueries:
     """GetParty, GetPartyHistory and FindParties: reads, never writes."""
 
     def __init__(
-        self, unit_of_work: Callable[[], IdentityUnitOfWork], clock: Callable[[], dt.datetime]
+        self,
+        unit_of_work: Callable[[], IdentityUnitOfWork],
+        clock: Callable[[], dt.datetime],
+        *,
+        zone: dt.tzinfo,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._clock = clock
+        self._zone = zone  # the bank's: the date an ID number's birth date is checked against
 
     async def get_party(self, party_id: str) -> PartyView:
         _require_uuid("party_id", party_id)
@@ -69,7 +74,7 @@ class PartyQueries:
             return await uow.history.of_party(party_id)
 
     async def find_parties(self, query: PartyQuery) -> list[str]:
-        key, matches = _query_key(query, self._clock().date())
+        key, matches = _query_key(query, self._clock().astimezone(self._zone).date())
         async with self._unit_of_work() as uow:
             if query.source_record is not None:
                 found = await uow.records.get(query.source_record)
