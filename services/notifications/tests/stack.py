@@ -206,6 +206,7 @@ class Stack:
         template_id: str = "offer_usd_fx_wealth_sms_v1",
         channel: int = offers_pb2.CHANNEL_SMS,
         profile_version: int = 1,
+        offer_valid_until: dt.datetime | None = None,
     ) -> None:
         await self.publish(
             "zhike.offers.v1.offer_decided",
@@ -219,6 +220,7 @@ class Stack:
                 category=offers_pb2.OFFER_CATEGORY_MARKETING,
                 decide_time=stamp(dt.datetime.now(dt.UTC)),
                 profile_version=profile_version,
+                offer_valid_until=None if offer_valid_until is None else stamp(offer_valid_until),
             ),
         )
 

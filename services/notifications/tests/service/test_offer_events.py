@@ -1,8 +1,9 @@
 """Offers' decisions through NATS into notifications, over the real stack: a consented party's
 OfferDecided becomes one SMS with its opt-out line and a NotificationSent event that carries no
 phone and no text; a redelivered decision is still one SMS; a withdrawal cancels a deferred send,
-and one that overtook its decision leaves it cancelled from the start; a deferred send keeps its
-time across a restart.
+and one that overtook its decision leaves it cancelled from the start; a send deferred past its
+offer's close is cancelled at the close, and one that arrives after it is never sent; a deferred
+send keeps its time across a restart.
 
 One stack serves the module, with a calendar in which every day is a working day; each party's
 time zone makes it early afternoon there, inside the marketing window.
@@ -154,6 +155,41 @@ async def test_a_withdrawal_cancels_a_send_deferred_by_quiet_hours(
 
     assert deferred.HasField("deferred_until")
     assert cancelled.cancelled_by_decision_id == decision_id
+    assert sms_for(stack, notification_id) == []
+
+
+async def test_a_send_deferred_past_its_offers_close_is_cancelled_at_the_close(
+    stack: Stack, parties: Parties
+) -> None:
+    # Offers withdraws the decision (expired) only on its next round, up to 30 s after the
+    # close: notifications must not send it meanwhile, nor after.
+    party_id = await parties.consented(quiet_hours=quiet_now())
+    decision_id = decision()
+    notification_id = f"offer-{decision_id}"
+    closes = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+
+    await offer_taken(stack, party_id, decision_id, offer_valid_until=closes)
+    deferred = await stack.status_becomes(notification_id, STATUS.NOTIFICATION_STATUS_DEFERRED)
+    cancelled = await stack.status_becomes(notification_id, STATUS.NOTIFICATION_STATUS_CANCELLED)
+
+    assert deferred.deferred_until.ToDatetime(tzinfo=dt.UTC) > closes
+    assert cancelled.cancelled_by_decision_id == decision_id
+    assert sms_for(stack, notification_id) == []
+
+
+async def test_a_decision_arriving_after_its_offer_closed_is_cancelled_unsent(
+    stack: Stack, parties: Parties
+) -> None:
+    party_id = await parties.consented()
+    decision_id = decision()
+    notification_id = f"offer-{decision_id}"
+
+    closed = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    await offer_taken(stack, party_id, decision_id, offer_valid_until=closed)
+    cancelled = await stack.status_becomes(notification_id, STATUS.NOTIFICATION_STATUS_CANCELLED)
+
+    assert cancelled.cancelled_by_decision_id == decision_id
+    assert cancelled.attempts == 0
     assert sms_for(stack, notification_id) == []
 
 

@@ -44,6 +44,22 @@ def test_a_decision_id_of_58_characters_is_taken_with_its_profile_version() -> N
     assert decision.profile_version == 3
 
 
+def test_a_decision_carries_its_offers_close_and_none_when_the_offer_does_not_close() -> None:
+    closing = decided("d-1")
+    closing.offer_valid_until.FromDatetime(dt.datetime(2026, 12, 6, 16, tzinfo=dt.UTC))
+
+    assert offer_decision(closing).offer_valid_until == dt.datetime(2026, 12, 6, 16, tzinfo=dt.UTC)
+    assert offer_decision(decided("d-2")).offer_valid_until is None
+
+
+def test_a_close_that_is_no_possible_time_is_refused_naming_it() -> None:
+    closing = decided("d-1")
+    closing.offer_valid_until.seconds = 10**12
+
+    with pytest.raises(PermanentEventError, match=r"^OfferDecided\.offer_valid_until "):
+        offer_decision(closing)
+
+
 @pytest.mark.parametrize("decision_id", ["d" * 59, "决定-1", "d.1", ""])
 def test_a_decision_id_storage_or_providers_cannot_take_is_refused_naming_it(
     decision_id: str,

@@ -314,6 +314,29 @@ def closing_catalogue(closes: dt.datetime) -> Catalogue:
     return Catalogue([compile_offer(closing, shared_environment())], shared_environment())
 
 
+async def test_an_outbound_decision_names_when_its_offer_closes(database_url: str) -> None:
+    # Notifications sends nothing of it from then on, before the expiry round withdraws it.
+    closes = T0 + dt.timedelta(days=2)
+    harness = await Harness.start(database_url, closing_catalogue(closes))
+    try:
+        await harness.deliver("e1", changed(PARTY, 1, sms_marketing(), usd(6000)))
+        [decided] = await harness.decided()
+
+        assert decided.offer_valid_until.ToDatetime(tzinfo=dt.UTC) == closes
+    finally:
+        await harness.close()
+
+
+async def test_an_outbound_decision_of_an_offer_that_never_closes_names_no_close(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+    decided = await harness.decided()
+
+    assert [d.offer_id for d in decided] == ["usd_fx_wealth"]
+    assert not decided[0].HasField("offer_valid_until")
+
+
 async def test_the_expiry_round_withdraws_the_decisions_of_an_offer_once_its_window_closes(
     database_url: str,
 ) -> None:

@@ -97,6 +97,8 @@ class Message:
     topic: str = ""
     offer_id: str = ""  # set for offers: content dedup is per offer across channels
     decision_id: str = ""  # the offer decision it delivers; its withdrawal cancels it
+    # When the offer closes (None: it does not, or not an offer's): never sent from then on.
+    send_before: dt.datetime | None = None
 
     @property
     def content_key(self) -> str:

@@ -45,6 +45,15 @@ class StoredNotification:
     # notifications holds may be older than that for a moment (they come by another road).
     profile_version: int = 0
 
+    def due_at(self) -> dt.datetime | None:
+        """When the dispatcher should next look at it: the notification's due time, or its
+        offer's close if that is sooner (a send deferred past the close is cancelled then)."""
+        due = self.notification.due_at()
+        closes = self.message.send_before
+        if due is None or closes is None:
+            return due
+        return min(due, closes)
+
 
 @dataclass(frozen=True)
 class ConsentEntry:

@@ -122,6 +122,7 @@ class OfferDecision:
     category: Category
     decided_at: dt.datetime
     profile_version: int = 0  # the ProfileChanged.profile_version it was decided on
+    offer_valid_until: dt.datetime | None = None  # when the offer closes (None: it does not)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,7 @@ class Intake:
             topic=template.draft.topic,
             offer_id=decision.offer_id,
             decision_id=decision.decision_id,
+            send_before=decision.offer_valid_until,
         )
         stored = StoredNotification(
             notification,
@@ -532,8 +534,16 @@ class Dispatcher:
                 await unit.notifications.lease([notification_id], now + self._config.lease)
                 await unit.commit()
                 return after, outgoing
-            due = stored.notification.due_at()
+            due = stored.due_at()
             if due is None or due > now:
+                return None
+            closed = stored.message.send_before
+            if closed is not None and now >= closed:
+                # The offer closed: offers withdraws the decision (expired) on its next round,
+                # up to half a minute later; a send falling due meanwhile would go out.
+                after, _ = _apply(stored, lifecycle.Withdrawal(stored.message.decision_id, closed))
+                await _save(unit, stored, after)
+                await unit.commit()
                 return None
             verdict, consents_as_of = await self._gates(unit, stored, contact, now)
             version = stored.notification.version

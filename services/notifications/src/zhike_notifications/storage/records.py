@@ -53,7 +53,7 @@ def due_at(stored: StoredNotification) -> dt.datetime | None:
     """When the dispatcher should look at it: the notification's due time; while an attempt is
     in flight and nothing else is due, the time it was handed over (the lease decides when
     another dispatcher may take it over and ask the same provider)."""
-    due = stored.notification.due_at()
+    due = stored.due_at()
     if due is None and stored.sending is not None:
         return stored.sending.started_at
     return due
@@ -86,6 +86,7 @@ def notification_row(stored: StoredNotification, ring: KeyRing) -> dict[str, Any
         "topic": message.topic,
         "offer_id": message.offer_id,
         "decision_id": message.decision_id,
+        "send_before": optional_utc(message.send_before),
         "profile_version": stored.profile_version,
         "idempotency_key": stored.idempotency_key or None,
         "request_digest": stored.request_digest,
@@ -132,6 +133,7 @@ def message_of(row: Any) -> Message:
         topic=row.topic,
         offer_id=row.offer_id,
         decision_id=row.decision_id,
+        send_before=_read_time(row.send_before),
     )
 
 

@@ -45,6 +45,8 @@ notification = sa.Table(
     sa.Column("topic", _CODE, nullable=False),
     sa.Column("offer_id", _CODE, nullable=False),
     sa.Column("decision_id", _DECISION_ID, nullable=False),
+    # When the offer closes (NULL: it does not, or not an offer's).
+    sa.Column("send_before", _TIME, nullable=True),
     # The ProfileChanged.profile_version the offer decision was made on (0: not an offer's).
     sa.Column("profile_version", sa.BigInteger(), nullable=False, server_default="0"),
     # The caller's key (NULL: none; several NULLs never collide).

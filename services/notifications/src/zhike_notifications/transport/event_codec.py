@@ -123,6 +123,11 @@ def offer_decision(message: offers_events.OfferDecided) -> OfferDecision:
         category=OFFER_CATEGORIES[message.category],
         decided_at=_time(message.decide_time, name, "decide_time"),
         profile_version=max(message.profile_version, 0),
+        offer_valid_until=(
+            _time(message.offer_valid_until, name, "offer_valid_until")
+            if message.HasField("offer_valid_until")
+            else None
+        ),
     )
 
 

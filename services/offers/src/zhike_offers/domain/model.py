@@ -186,6 +186,7 @@ class OfferDecidedEvent:
     decision: OutboundDecision
     category: Category
     profile_version: int  # of the ProfileChanged that caused it (0: none did)
+    valid_until: dt.datetime | None = None  # the offer's close (None: it does not close)
 
 
 @dataclass(frozen=True)

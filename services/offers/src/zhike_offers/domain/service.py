@@ -658,7 +658,11 @@ class OutboundDecisions:
                 writes.contacts.append(
                     NewContact(f"decided:{chosen_id}", party_id, contact, chosen_id)
                 )
-                unit.record(OfferDecidedEvent(decided, chosen.category, profile_version))
+                offer = catalogue.offer(chosen.offer_id)
+                assert offer is not None  # decided from this very catalogue
+                unit.record(
+                    OfferDecidedEvent(decided, chosen.category, profile_version, offer.valid_until)
+                )
                 # Counted by the next channel's budget and caps, and left out there.
                 events.append(contact)
                 active.add(chosen.offer_id)

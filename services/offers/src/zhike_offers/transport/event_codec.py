@@ -267,6 +267,9 @@ def offer_decided(event: OfferDecidedEvent) -> offers_events.OfferDecided:
         category=codec.category_number(event.category),
         decide_time=codec.timestamp(decided.decided_at),
         profile_version=event.profile_version,
+        offer_valid_until=(
+            None if event.valid_until is None else codec.timestamp(event.valid_until)
+        ),
     )
 
 
