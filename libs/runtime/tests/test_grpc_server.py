@@ -13,6 +13,8 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.exc import OperationalError
 
 from zhike.testing.v1 import events_pb2
@@ -59,6 +61,23 @@ async def crash(
     raise RuntimeError("secret connection string postgres://admin:hunter2@db")
 
 
+async def refused_while_handling(
+    _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
+) -> events_pb2.Ping:
+    # As a validation that turns a parser's error into a violation does: the error raised
+    # inside the except block has the parser's, which names the customer, as its context.
+    violations = [FieldViolation("full_name", "not usable")]
+    try:
+        raise ValueError("'Иван Петров' is neither Hanzi nor Latin letters")
+    except ValueError:
+        raise_invalid(violations)  # raised by a call, as Violations.raise_if_any raises
+    return events_pb2.Ping()
+
+
+def raise_invalid(violations: list[FieldViolation]) -> None:
+    raise InvalidArgument(violations)
+
+
 async def database_gone(
     _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
 ) -> events_pb2.Ping:
@@ -75,6 +94,7 @@ METHODS: dict[str, Behaviour] = {
     "Invalid": invalid,
     "Missing": missing,
     "Crash": crash,
+    "RefusedWhileHandling": refused_while_handling,
     "DatabaseGone": database_gone,
     "Echo": echo,
 }
@@ -163,6 +183,30 @@ async def test_unexpected_errors_are_internal_and_leak_nothing(
     assert "hunter2" not in (raised.value.details() or "")
     assert "RuntimeError" not in (raised.value.details() or "")
     assert "trace" in (raised.value.details() or "")
+
+
+async def test_the_server_span_records_no_text_of_the_errors_a_call_failed_with(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    exporter = InMemorySpanExporter()
+    async with running_service(
+        PROBE,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}",
+        nats_url=nats_server.url,
+        telemetry=Telemetry(PROBE.name, extra_span_processors=[SimpleSpanProcessor(exporter)]),
+    ) as service:
+        for method in ("Crash", "RefusedWhileHandling"):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await call(service.grpc_port, method, events_pb2.Ping())
+
+    recorded = [
+        str(value)
+        for span in exporter.get_finished_spans()
+        for event in span.events
+        for value in (event.attributes or {}).values()
+    ]
+    assert recorded  # the exceptions were recorded: what they say is checked below
+    assert not [text for text in recorded if "hunter2" in text or "Иван" in text]
 
 
 async def test_a_lost_database_is_unavailable_with_a_retry_hint(

@@ -82,6 +82,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             # current here, it gets this call's status and the trace id for logs and errors.
             span = trace.get_current_span()
             trace_id = f"{span.get_span_context().trace_id:032x}"
+            aborting: grpc.Status | None = None
             try:
                 # Who is calling, before anything about the request is looked at.
                 caller = await access_control.authenticate(pairs)
@@ -124,12 +125,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     )
                 if access is not None:
                     await _record_failure(access_control, access, code, trace_id)
-                # abort() rather than abort_with_status(): the span's context wrapper sees
-                # abort() and records the code on the server span.
                 aborting = abort_status(status)
-                await context.abort(
-                    aborting.code, aborting.details, trailing_metadata=aborting.trailing_metadata
-                )
             finally:
                 elapsed = time.perf_counter() - started
                 attributes = {"rpc.method": method, "rpc.grpc.status_code": code.name}
@@ -145,6 +141,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         "duration_ms": round(elapsed * 1000, 2),
                     },
                 )
+            # Aborted outside the except block, so the AbortError carries no chain: the server
+            # span records the exception it sees with the text of its whole chain (OpenTelemetry's
+            # exception.stacktrace), and the error caught may hold a customer's values. abort()
+            # rather than abort_with_status(): the span's context wrapper sees abort() and
+            # records the code on the server span.
+            assert aborting is not None  # every other way out of the try returned or raised
+            await context.abort(
+                aborting.code, aborting.details, trailing_metadata=aborting.trailing_metadata
+            )
 
         return wrapped
 
