@@ -623,6 +623,39 @@ async def test_a_steward_cannot_merge_parties_with_different_valid_resident_ids(
         assert decisions.scalar_one() == 0  # the refused "always link" was not recorded
 
 
+async def test_a_merge_naming_a_party_twice_is_invalid_and_changes_nothing(
+    identity: Identity,
+) -> None:
+    # Merged into itself, a party would forward to itself, and every read of it would fail.
+    x, y = await two_parties_with_different_resident_ids(identity)
+    events = len(await outbox(identity.database))
+
+    with pytest.raises(InvalidArgument) as caught:
+        await identity.service.stewardship.merge_parties([x, x, y], "steward-li", "one man")
+
+    assert [(v.field, v.description) for v in caught.value.violations] == [
+        ("party_ids[1]", "repeats party_ids[0]")
+    ]
+    await assert_unchanged(identity, (x, y), events)
+
+
+async def test_a_stewards_reason_is_stored_as_its_length_was_checked(
+    identity: Identity,
+) -> None:
+    # 600 code points that normalise to 300: within the 500 allowed once normalised, and
+    # stored normalised (PostgreSQL would refuse the raw text as too long for its column).
+    x = await identity.link(ma("core", "X-1", "13300000007", "ma.x@163.com"))
+    y = await identity.link(ma("cards", "Y-1", "13300000008", "ma.y@163.com"))
+    decomposed = "e\u0301" * 300
+
+    survivor = await identity.service.stewardship.merge_parties(
+        [x.party_id, y.party_id], "steward-li", decomposed
+    )
+
+    absorbed = entry(await identity.service.queries.party_history(survivor), PartyChange.ABSORBED)
+    assert absorbed.reason == "\u00e9" * 300
+
+
 async def test_a_steward_cannot_merge_records_another_steward_kept_apart(
     identity: Identity,
 ) -> None:
@@ -952,10 +985,14 @@ async def test_find_parties_with_unknown_values_is_empty(identity: Identity) -> 
         (PartyQuery(source_record=SourceRecordKey("a.b", "F-1")), ["source_record.source_system"]),
         pytest.param(
             PartyQuery(id_type="RESIDENT_ID", id_number="110105199003070018"),
-            ["id_number"],
+            ["id_number.id_number"],
             id="resident id with a wrong check character",
         ),
         (PartyQuery(phone="12345"), ["phone"]),
+        (
+            PartyQuery(full_name="123", birth_date=dt.date(1990, 3, 8)),
+            ["name_and_birth_date.full_name"],
+        ),
         (PartyQuery(full_name="周涛"), ["name_and_birth_date.birth_date"]),
     ],
 )

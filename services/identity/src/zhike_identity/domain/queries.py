@@ -97,6 +97,16 @@ def _require_uuid(field: str, value: str) -> None:
     v.raise_if_any()
 
 
+# FindPartiesRequest's criteria as the request names them (the order of `given` below).
+_CRITERIA = (
+    "source_record",
+    "id_number.id_number",
+    "phone",
+    "email",
+    "name_and_birth_date.full_name",
+)
+
+
 def _query_key(
     query: PartyQuery, today: dt.date
 ) -> tuple[str, Callable[[RecordFeatures], bool] | None]:
@@ -112,6 +122,7 @@ def _query_key(
     if sum(given) != 1:
         v.add("by", "set exactly one criterion")
         v.raise_if_any()
+    unusable = ""
     try:
         if query.source_record is not None:
             validate_key(v, "source_record", query.source_record)
@@ -121,7 +132,7 @@ def _query_key(
             kind = query.id_type or "RESIDENT_ID"
             document = normalise_id(kind, query.id_number, today)
             if document.kind == "RESIDENT_ID" and not document.valid:
-                v.add("id_number", "not a valid resident ID number (check character)")
+                v.add("id_number.id_number", "not a valid resident ID number (check character)")
                 v.raise_if_any()
             return f"id:{document.kind}:{document.number}", None
         if query.phone:
@@ -130,16 +141,14 @@ def _query_key(
             return index_key(f"em:{normalise_email(query.email)}"), None
         name = normalise_name(query.full_name)
     except Unusable as error:
-        field = next(
-            f
-            for f, on in zip(
-                ("source_record", "id_number", "phone", "email", "full_name"), given, strict=True
-            )
-            if on
-        )
-        v.add(field, f"not usable: {error.reason}")
+        unusable = error.reason
+    if unusable:
+        # Raised outside the except block: the parser's error, which may quote the value,
+        # stays out of the violation's chain (and so out of traces).
+        field = next(f for f, on in zip(_CRITERIA, given, strict=True) if on)
+        v.add(field, f"not usable: {unusable}")
         v.raise_if_any()
-        raise AssertionError("unreachable") from error
+        raise AssertionError("unreachable: a violation was added")
     if query.birth_date is None:
         v.add("name_and_birth_date.birth_date", "is required with a name")
         v.raise_if_any()

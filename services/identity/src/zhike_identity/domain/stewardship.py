@@ -50,11 +50,16 @@ class Stewardship:
 
     async def merge_parties(self, party_ids: Sequence[str], steward: str, reason: str) -> str:
         v = Violations()
+        first_at: dict[str, int] = {}
         for i, party_id in enumerate(party_ids):
             v.uuid(f"party_ids[{i}]", party_id)
-        if len(set(party_ids)) < 2:
+            if party_id in first_at:
+                # A party twice would be merged into itself: it would forward to itself.
+                v.add(f"party_ids[{i}]", f"repeats party_ids[{first_at[party_id]}]")
+            first_at.setdefault(party_id, i)
+        if len(first_at) < 2:
             v.add("party_ids", "needs at least two different parties")
-        _steward(v, steward, reason)
+        steward, reason = _steward(v, steward, reason)
         v.raise_if_any()
         now = self._clock()
         async with self._unit_of_work() as uow:
@@ -85,7 +90,7 @@ class Stewardship:
             v.add("source_records", "name at least one record to move")
         for i, key in enumerate(keys):
             validate_key(v, f"source_records[{i}]", key)
-        _steward(v, steward, reason)
+        steward, reason = _steward(v, steward, reason)
         v.raise_if_any()
         now = self._clock()
         async with self._unit_of_work() as uow:
@@ -186,7 +191,7 @@ class Stewardship:
     async def resolve_review(self, review_id: str, link: bool, steward: str) -> tuple[str, str]:
         v = Violations()
         v.uuid("review_id", review_id)
-        _steward(v, steward, "")
+        steward, _ = _steward(v, steward, "")
         v.raise_if_any()
         now = self._clock()
         async with self._unit_of_work() as uow:
@@ -222,7 +227,7 @@ class Stewardship:
         validate_key(v, "record_b", b)
         if a == b:
             v.add("record_b", "must differ from record_a")
-        _steward(v, steward, reason)
+        steward, reason = _steward(v, steward, reason)
         v.raise_if_any()
         async with self._unit_of_work() as uow:
             parties = await self._decide(uow, a, b, kind, steward, reason, self._clock())
@@ -313,9 +318,12 @@ async def _ensure_mergeable(uow: IdentityUnitOfWork, party_ids: Sequence[str]) -
             )
 
 
-def _steward(v: Violations, steward: str, reason: str) -> None:
-    v.text("steward", steward, required=True, max_length=128)
-    v.text("reason", reason, max_length=500)
+def _steward(v: Violations, steward: str, reason: str) -> tuple[str, str]:
+    """The steward and the reason as stored: normalised, as their lengths were checked."""
+    return (
+        v.text("steward", steward, required=True, max_length=128),
+        v.text("reason", reason, max_length=500),
+    )
 
 
 def _position(v: Violations, position: list[str] | None) -> tuple[dt.datetime, str] | None:
