@@ -273,6 +273,10 @@ async def test_bad_offers_are_refused_naming_the_field_and_nothing_is_stored(sta
             ["offer.templates[0].channel"],
         ),
         (app_offer("bad_offer", value_cny="1e400"), ["offer.value_cny"]),
+        # Finer than storage keeps: stored rounded, it would be another offer (a lever of 0).
+        (app_offer("bad_offer", value_cny="1e-999999"), ["offer.value_cny"]),
+        (app_offer("bad_offer", value_cny="0.001"), ["offer.value_cny"]),
+        (app_offer("bad_offer", levers="1e-2000000"), ["offer.levers"]),
         (app_offer("bad_offer", value_cny=""), ["offer.value_cny"]),
     ]
     for offer, fields in cases:
@@ -311,6 +315,10 @@ async def test_bad_catalogue_requests_are_refused_and_change_nothing(stack: Stac
         api.RetireOffer(pb.RetireOfferRequest(offer_id="app_card", expected_version=0))
     ) == ["expected_version"]
     assert await invalid(api.GetOffer(pb.GetOfferRequest(offer_id="App Card"))) == ["offer_id"]
+    # Beyond the stored INTEGER: PostgreSQL would refuse the query (INTERNAL).
+    assert await invalid(api.GetOffer(pb.GetOfferRequest(offer_id="app_card", version=2**31))) == [
+        "version"
+    ]
     assert await invalid(api.ListOffers(pb.ListOffersRequest(page_size=10**6))) == ["page_size"]
     assert await invalid(api.ListOffers(pb.ListOffersRequest(page_token="forged"))) == [
         "page_token"

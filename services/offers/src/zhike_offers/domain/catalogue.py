@@ -48,6 +48,10 @@ PLACEMENT_PATTERN = re.compile(r"[a-z0-9_]{1,64}")
 CONTEXT_KEY_PATTERN = re.compile(r"[a-z0-9_]{1,32}=[A-Za-z0-9_.-]{1,64}")
 MAX_VALUE_CNY = Decimal(1_000_000_000)
 MAX_WEIGHT = Decimal(100)  # levers and context boosts
+# Decimal places kept: a value in CNY to the fen; a weight to a millionth. More is refused,
+# not rounded: "1e-2000000" passed as above 0 and was stored as "0".
+VALUE_PLACES = 2
+WEIGHT_PLACES = 6
 MAX_DAYS = 366
 
 
@@ -339,7 +343,9 @@ def compile_offer(
     valid_until = attempt("valid_until", _optional_time, None)
     eligibility = rules("eligibility")
     applicability = rules("applicability")
-    value = attempt("value", lambda v, f: _decimal(v, f, Decimal(0), MAX_VALUE_CNY), Decimal(0))
+    value = attempt(
+        "value", lambda v, f: _decimal(v, f, Decimal(0), MAX_VALUE_CNY, VALUE_PLACES), Decimal(0)
+    )
     levers = attempt("levers", _weight, Decimal(1))
     limits = attempt("contact_limits", _contact_limits, ContactLimits())
     outbound = attempt("outbound", _bool, False)
@@ -524,7 +530,7 @@ def _clause_texts(value: object, field: str) -> tuple[str, ...]:
     return tuple(listed)
 
 
-def _decimal(value: object, field: str, minimum: Decimal, maximum: Decimal) -> Decimal:
+def _decimal(value: object, field: str, minimum: Decimal, maximum: Decimal, places: int) -> Decimal:
     if isinstance(value, float):
         raise _Invalid(field, f'write {value!r} as a string ("{value}"): YAML floats are inexact')
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -535,11 +541,24 @@ def _decimal(value: object, field: str, minimum: Decimal, maximum: Decimal) -> D
         raise _Invalid(field, f"{value!r} is not a decimal number") from None
     if not number.is_finite() or not minimum <= number <= maximum:
         raise _Invalid(field, f"must be from {minimum} to {maximum}")
+    if _decimal_places(number) > places:
+        raise _Invalid(field, f"must have at most {places} decimal places")
     return number
 
 
+def _decimal_places(number: Decimal) -> int:
+    """Places after the point, trailing zeros aside ("1.50" has 1), read from the digits as
+    written: normalize() would round an exponent past the context's limit to 0 first."""
+    if number.is_zero():
+        return 0
+    _sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -exponent - trailing)
+
+
 def _weight(value: object, field: str) -> Decimal:
-    number = _decimal(value, field, Decimal(0), MAX_WEIGHT)
+    number = _decimal(value, field, Decimal(0), MAX_WEIGHT, WEIGHT_PLACES)
     if number == 0:
         raise _Invalid(field, "must be above 0")
     return number

@@ -607,12 +607,18 @@ def decide_request(
     return party_id, checked
 
 
+# Versions are stored as INTEGER: a larger one asked for is refused before the query.
+MAX_OFFER_VERSION = 2**31 - 1
+
+
 def offer_key(request: pb.GetOfferRequest) -> tuple[str, int]:
     """GetOffer: the offer id and the version asked for (0: the latest)."""
     v = Violations()
     offer_id = _offer_id(v, "offer_id", request.offer_id)
     if request.version < 0:
         v.add("version", "must not be negative (0: the latest)")
+    elif request.version > MAX_OFFER_VERSION:
+        v.add("version", f"must be at most {MAX_OFFER_VERSION}")
     v.raise_if_any()
     return offer_id, request.version
 
