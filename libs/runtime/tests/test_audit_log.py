@@ -67,3 +67,28 @@ async def test_records_since_a_time_given_in_another_zone_are_those_after_that_i
         ]
     finally:
         await database.dispose()
+
+
+async def test_a_nul_in_what_a_refused_call_asked_for_is_stored_replaced(database_url: str) -> None:
+    # Calls are audited before their request is validated; PostgreSQL refuses NUL in text.
+    database = Database(database_url)
+    try:
+        await apply_migrations(database, None)
+        audit = AuditLog(database, dt.timedelta(days=365))
+        await audit.append(
+            AuditEntry(
+                actor="app-user",
+                roles=("channel_app",),
+                method="/zhike.notifications.v1.NotificationsService/ListInbox",
+                party_id="a\x00b",
+                fields=(),
+                purpose="",
+                outcome="NOT_FOUND",
+                trace_id="",
+                recorded_at=dt.datetime(2026, 12, 4, 1, tzinfo=dt.UTC),
+            )
+        )
+
+        assert [e.party_id for e in await audit.read()] == ["a\ufffdb"]
+    finally:
+        await database.dispose()

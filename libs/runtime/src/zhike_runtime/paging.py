@@ -20,13 +20,19 @@ _MAC_BYTES = 16
 DEFAULT_PAGE_SIZE = 50
 
 
-def page_size(v: Violations, field: str, requested: int, *, maximum: int) -> int:
+def page_size(
+    v: Violations, field: str, requested: int, *, maximum: int, refuse_above: bool = False
+) -> int:
     """How many items a page holds (RELIABILITY.md S11, bad-input class 12): 0 — proto3's
     "not set" — gives the default, anything above `maximum` is clamped to it (a client asking
-    for a million rows gets a full page and a next token, not an error or a million rows),
-    and a negative size is a violation naming `field`."""
+    for a million rows gets a full page and a next token, not an error or a million rows), or,
+    with `refuse_above` (where the contract says so), is a violation naming `field`; a negative
+    size is a violation naming `field`."""
     if requested < 0:
         v.add(field, "must not be negative")
+        return 0
+    if refuse_above and requested > maximum:
+        v.add(field, f"must be at most {maximum}, got {requested}")
         return 0
     if requested == 0:
         return min(DEFAULT_PAGE_SIZE, maximum)

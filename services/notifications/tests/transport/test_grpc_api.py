@@ -180,6 +180,37 @@ async def test_an_unknown_notification_is_not_found(stack: Stack, api: Api) -> N
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_bad_lookups_and_listings_are_invalid_argument_naming_the_field(
+    stack: Stack, api: Api, party_id: str
+) -> None:
+    customer = api(roles=("channel_app",), party_id=party_id)
+    calls = [
+        # A NUL byte would reach PostgreSQL, which refuses it in text (INTERNAL).
+        (
+            api().GetNotification(pb.GetNotificationRequest(notification_id="a\x00"), timeout=10),
+            "notification_id",
+        ),
+        # The contract refuses a page size above the maximum.
+        (
+            api().ListNotifications(
+                pb.ListNotificationsRequest(party_id=party_id, page_size=10**6), timeout=10
+            ),
+            "page_size",
+        ),
+        (
+            customer.MarkInboxRead(
+                pb.MarkInboxReadRequest(party_id=party_id, notification_ids=["offer-d-1", "a\x00"]),
+                timeout=10,
+            ),
+            "notification_ids[1]",
+        ),
+    ]
+    for call, field in calls:
+        error = await refused(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in bad_request(error).field_violations] == [field]
+
+
 async def test_notifications_list_newest_first_a_page_at_a_time(stack: Stack, api: Api) -> None:
     party_id = await link_person(stack, "API-LIST", number=2)
     sent = [

@@ -143,6 +143,25 @@ async def test_a_signed_receipt_reaches_the_action_once(
     assert actions.deliveries == ["dlv-1"]
 
 
+@pytest.mark.parametrize(
+    ("error", "kept"),
+    [
+        ("UNDELIV", "UNDELIV"),
+        ("E_OFF", "E_OFF"),
+        # A gateway echoing the number: recorded, without the number.
+        ("UNDELIV: 13912345678 unreachable", "provider_text_withheld"),
+        ("13912345678", "provider_text_withheld"),
+    ],
+)
+async def test_a_receipts_error_is_kept_only_as_a_plain_code(
+    client: httpx.AsyncClient, actions: RecordingActions, error: str, kept: str
+) -> None:
+    response = await post_signed(client, RECEIPTS, receipt_body(kind="undelivered", error=error))
+
+    assert response.status_code == 200, response.text
+    assert [receipt[4] for receipt in actions.receipts] == [kept]
+
+
 async def test_the_same_delivery_again_is_refused_as_a_replay_and_not_run(
     client: httpx.AsyncClient, actions: RecordingActions
 ) -> None:

@@ -57,6 +57,13 @@ class AuditEntry:
     recorded_at: dt.datetime | None = None
 
 
+def _text(value: str, limit: int) -> str:
+    """As stored: at most `limit` characters, and a NUL (which PostgreSQL refuses in text)
+    replaced. A refused call is audited with the party id it asked for, before any validation:
+    with a NUL in it, the audit's failure would have turned NOT_FOUND into INTERNAL."""
+    return value[:limit].replace("\x00", "\N{REPLACEMENT CHARACTER}")
+
+
 def _utc(at: dt.datetime) -> dt.datetime:
     """In UTC, as every stored time is: SQLite keeps a time's wall clock and compares it as
     text, so `--since 09:30+08:00` would otherwise be read as 09:30 UTC. A naive time is UTC."""
@@ -78,14 +85,14 @@ class AuditLog:
     async def append(self, entry: AuditEntry) -> None:
         statement = sa.insert(audit_record).values(
             recorded_at=_utc(entry.recorded_at or dt.datetime.now(dt.UTC)),
-            actor=entry.actor[:255],
-            roles=",".join(entry.roles)[:500],
-            method=entry.method[:255],
-            party_id=entry.party_id[:64],
-            fields=",".join(entry.fields)[:500],
-            purpose=entry.purpose[:200],
-            outcome=entry.outcome[:64],
-            trace_id=entry.trace_id[:32],
+            actor=_text(entry.actor, 255),
+            roles=_text(",".join(entry.roles), 500),
+            method=_text(entry.method, 255),
+            party_id=_text(entry.party_id, 64),
+            fields=_text(",".join(entry.fields), 500),
+            purpose=_text(entry.purpose, 200),
+            outcome=_text(entry.outcome, 64),
+            trace_id=_text(entry.trace_id, 32),
         )
         if self._autocommit is not None:
             async with self._autocommit.connect() as connection:

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from dataclasses import dataclass
 
 from zhike_runtime.validation import Violations
+
+# A provider's own error word (a send's answer, a delivery receipt) is kept only when it is a
+# plain code: a provider that echoes the request back in its error must not put the number or
+# the text into our records, events or answers.
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,47}")
+# What is kept of an error that is not a plain code.
+ERROR_TEXT_WITHHELD = "provider_text_withheld"
+
+
+def is_error_code(text: str) -> bool:
+    return bool(_ERROR_CODE.fullmatch(text))
 
 
 class Channel(enum.StrEnum):

@@ -939,8 +939,9 @@ class Queries:
 
     async def get(self, notification_id: str) -> Notification:
         v = Violations()
-        if not notification_id or len(notification_id) > 128:
-            v.add("notification_id", "is required (at most 128 characters)")
+        # Ids are UUIDs or "offer-<decision id>": letters, digits, '-' and '_' (a NUL byte
+        # would reach PostgreSQL, which refuses it in text, as INTERNAL).
+        v.token("notification_id", notification_id, max_length=128)
         v.raise_if_any()
         async with self._unit_of_work() as unit:
             stored = await unit.notifications.get(notification_id)
@@ -951,7 +952,10 @@ class Queries:
     async def of_party(self, party_id: str, page_size: int, page_token: str) -> NotificationPage:
         v = Violations()
         _check_party(v, party_id)
-        size = resolve_page_size(v, "page_size", page_size, maximum=self._max_page_size)
+        # The contract refuses a size above the maximum (ListNotificationsRequest.page_size).
+        size = resolve_page_size(
+            v, "page_size", page_size, maximum=self._max_page_size, refuse_above=True
+        )
         query = f"notifications|{party_id}"
         before = _position(v, self._page_tokens, query, page_token)
         v.raise_if_any()
@@ -993,8 +997,7 @@ class Queries:
         if len(notification_ids) > self._max_page_size:
             v.add("notification_ids", f"at most {self._max_page_size} at a time")
         for index, ident in enumerate(notification_ids):
-            if not ident or len(ident) > 128:
-                v.add(f"notification_ids[{index}]", "is empty or longer than 128 characters")
+            v.token(f"notification_ids[{index}]", ident, max_length=128)
         v.raise_if_any()
         wanted = list(dict.fromkeys(notification_ids))
         async with self._unit_of_work() as unit:

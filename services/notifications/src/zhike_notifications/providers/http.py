@@ -22,13 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
-import re
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
-from zhike_notifications.domain.model import Channel
+from zhike_notifications.domain.model import Channel, is_error_code
 from zhike_notifications.domain.retry import ErrorKind, classify_http_status
 from zhike_notifications.providers.base import (
     OutboundMessage,
@@ -41,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 PATHS = {Channel.SMS: "/v1/sms", Channel.PUSH: "/v1/push"}
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-# A provider's own error word is kept in the code only when it is a plain token: a provider that
-# echoes the request back in its error must not put the number or the text into our records.
-_ERROR_WORD = re.compile(r"[a-z][a-z0-9_.-]{0,47}")
 
 
 class HttpProvider:
@@ -191,7 +187,7 @@ def _message_id(response: httpx.Response) -> str:
 
 def _error_word(response: httpx.Response) -> str:
     value = _json(response).get("error")
-    return value if isinstance(value, str) and _ERROR_WORD.fullmatch(value) else ""
+    return value if isinstance(value, str) and is_error_code(value) else ""
 
 
 def retry_after_delay(value: str | None, now: dt.datetime) -> dt.timedelta | None:

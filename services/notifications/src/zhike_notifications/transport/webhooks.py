@@ -35,6 +35,7 @@ from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
 from zhike_notifications.domain.lifecycle import ReceiptKind
+from zhike_notifications.domain.model import ERROR_TEXT_WITHHELD, is_error_code
 from zhike_notifications.domain.replies import ReplyAction
 from zhike_notifications.domain.service import WebhookReplayed
 from zhike_notifications.domain.unsubscribe_links import notification_of
@@ -280,7 +281,8 @@ def webhook_app(
                 body.provider_message_id,
                 body.kind,
                 body.at,
-                body.error,
+                # Kept only as a plain code (a gateway may echo the number or the text).
+                body.error if not body.error or is_error_code(body.error) else ERROR_TEXT_WITHHELD,
             )
         except WebhookReplayed:
             return replayed(request)

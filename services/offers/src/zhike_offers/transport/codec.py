@@ -252,10 +252,7 @@ def _time(v: Violations, field: str, stamp: Timestamp) -> dt.datetime | None:
 def page_size(v: Violations, field: str, requested: int, *, maximum: int) -> int:
     """The page size to list with. The contract refuses a size above the configured maximum
     (INVALID_ARGUMENT) where the runtime's helper would clamp it; 0 gives the default."""
-    if requested > maximum:
-        v.add(field, f"must be at most {maximum}, got {requested}")
-        return 0
-    return paging.page_size(v, field, requested, maximum=maximum)
+    return paging.page_size(v, field, requested, maximum=maximum, refuse_above=True)
 
 
 def _offer_id(v: Violations, field: str, value: str) -> str:
