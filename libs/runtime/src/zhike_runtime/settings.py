@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Literal, Self, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -22,6 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zhike_runtime.crypto import FieldKeys, field_keys, parse_data_keys, parse_key
+from zhike_runtime.validation import iana_zone
 
 ENV_PREFIX = "ZHIKE_"
 
@@ -361,8 +361,6 @@ def load_field_keys() -> FieldKeys:
 def known_time_zone(value: str) -> str:
     """`value` if it names an IANA time zone; a ValueError naming it otherwise (for settings'
     validators)."""
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"not an IANA time zone: {value!r}") from error
+    if iana_zone(value) is None:
+        raise ValueError(f"not an IANA time zone: {value!r}")
     return value

@@ -9,8 +9,19 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from zhike_runtime.errors import FieldViolation, InvalidArgument
+
+
+def iana_zone(name: str) -> ZoneInfo | None:
+    """The IANA time zone `name`; None when it names none: unknown, malformed, or a folder of
+    the zone database such as "Asia", for which ZoneInfo raises IsADirectoryError."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
 
 # Format characters that can disguise text (zero-width, bidi overrides) are refused with controls.
 _FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}

@@ -43,6 +43,7 @@ from ..source_facts import (
     consent,
     publish,
     risk_assessed,
+    salary_paid,
     source_event,
     timestamp,
 )
@@ -157,6 +158,35 @@ INGEST_CASES: list[tuple[str, list[source_pb.SourceEvent], list[str]]] = [
         ["events[0].account_opened.product_line"],
     ),
     ("a card number as account id", [pan_account()], ["events[0].balance_changed.account_id"]),
+    *(
+        (
+            f"a card number written {how} as account id",
+            [with_fact(**balance_changed(written, "USD", 100))],
+            ["events[0].balance_changed.account_id"],
+        )
+        for how, written in (
+            ("with dashes", "4111-1111-1111-1111"),
+            ("in full-width digits", "４１１１１１１１１１１１１１１１"),
+            ("with no-break spaces", "4111\u00a01111\u00a01111\u00a01111"),
+            ("with dots", "4111.1111.1111.1111"),
+        )
+    ),
+    # Summed into BIGINT columns later: an event past the cap was taken, then lost.
+    (
+        "a transaction beyond the amount cap",
+        [with_fact(**salary_paid("ACC-1", amount=10**15 + 1))],
+        ["events[0].transaction_posted.amount_minor_units"],
+    ),
+    (
+        "a balance beyond the amount cap",
+        [with_fact(**balance_changed("ACC-1", "USD", -(10**15) - 1))],
+        ["events[0].balance_changed.balance_minor_units"],
+    ),
+    (
+        "a time zone that is a folder of the zone database",
+        [with_fact(preference_changed=source_pb.PreferenceChanged(time_zone="Asia"))],
+        ["events[0].preference_changed.time_zone"],
+    ),
     ("consent without evidence", [no_evidence()], ["events[0].consent_given.evidence"]),
     (
         "risk expiring before it was assessed",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from zhike_notifications.domain.calendar import WorkingCalendar
 from zhike_notifications.domain.model import Category
+from zhike_runtime.validation import iana_zone
 
 MIDNIGHT = dt.time(0, 0)
 
@@ -131,12 +132,9 @@ def time_zone(name: str, default: str) -> zoneinfo.ZoneInfo:
     """The customer's zone by IANA name; `default` (the bank's) when none is set or it is not a
     known zone (a bad preference must not stop a message, it falls back to the bank's hours)."""
     for candidate in (name, default):
-        if not candidate:
-            continue
-        try:
-            return zoneinfo.ZoneInfo(candidate)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            continue
+        zone = iana_zone(candidate) if candidate else None
+        if zone is not None:
+            return zone
     raise ValueError(f"default time zone {default!r} is not a known IANA zone")
 
 
