@@ -16,7 +16,7 @@ from zhike_offers.domain.contact_policy import ContactKind, SuppressionRule
 from zhike_offers.domain.decision import Reason
 from zhike_offers.domain.model import Decided, DecisionTrigger, ResponseRecord
 from zhike_offers.storage import schema
-from zhike_runtime.errors import InvalidArgument, NotFound
+from zhike_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from zhike_runtime.testing.processes import PostgresCluster
 
 from ..offers_harness import Harness
@@ -197,6 +197,24 @@ async def test_a_response_is_recorded_once_and_teaches_the_model(harness: Harnes
     assert after.version != before.version
     assert after.estimate(PROMO, "all") > before.estimate(PROMO, "all")
     assert await harness.count(schema.propensity) == 1
+    assert await harness.count(schema.contact_event) == 1
+
+
+async def test_a_response_id_used_again_for_another_response_is_refused_and_changes_nothing(
+    harness: Harness,
+) -> None:
+    decided = await app_banner(harness)
+    accepted = response(decided, ContactKind.ACCEPT)
+    assert not await harness.decisions.record_response(accepted)
+
+    with pytest.raises(FailedPrecondition):
+        await harness.decisions.record_response(
+            dataclasses.replace(accepted, kind=ContactKind.DECLINE)
+        )
+    # The same response sent again later (a retry without a time is "now" again): a duplicate.
+    retried = dataclasses.replace(accepted, at=accepted.at + dt.timedelta(minutes=1))
+
+    assert await harness.decisions.record_response(retried)
     assert await harness.count(schema.contact_event) == 1
 
 

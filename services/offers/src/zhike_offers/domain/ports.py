@@ -131,6 +131,10 @@ class ContactStore(Protocol):
         """Records each contact whose id is not known yet."""
         ...
 
+    async def get(self, contact_id: str) -> NewContact | None:
+        """The contact recorded under `contact_id`, None if none is."""
+        ...
+
     async def prune(self, before: dt.datetime, limit: int) -> int: ...
 
 

@@ -841,6 +841,32 @@ class NotificationReactions:
 # --- decisions, responses, switches -----------------------------------------------------------
 
 
+def _same_response(recorded: NewContact | None, response: ResponseRecord) -> None:
+    """A response id used again must name the same response: another decision, offer, party,
+    kind or channel under it is a caller's mistake, not a retry. The time is not compared: a
+    retry without one is "now" again."""
+    if recorded is None:
+        return  # pruned since: nothing to compare with
+    event = recorded.event
+    if (
+        recorded.decision_id,
+        recorded.party_id,
+        event.offer_id,
+        event.kind,
+        event.channel,
+    ) != (
+        response.decision_id,
+        response.party_id,
+        response.offer_id,
+        response.kind,
+        response.channel,
+    ):
+        raise FailedPrecondition(
+            f"response_id {response.response_id} was recorded for another response",
+            response.response_id,
+        )
+
+
 class OfferDecisions:
     def __init__(
         self,
@@ -940,6 +966,7 @@ class OfferDecisions:
             if not await unit.contacts.add(
                 contact_id, response.party_id, event, response.decision_id
             ):
+                _same_response(await unit.contacts.get(contact_id), response)
                 return True
             successes, failures = OUTCOME_WEIGHTS.get(response.kind, (0.0, 0.0))
             if successes or failures:

@@ -317,6 +317,16 @@ class SqlContactStore(_Store):
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def get(self, contact_id: str) -> NewContact | None:
+        row = (
+            await self._session.execute(
+                sa.select(contact_event).where(contact_event.c.contact_id == contact_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return NewContact(row.contact_id, row.party_id, _contact(row), row.decision_id)
+
     async def add_many(self, contacts: Sequence[NewContact]) -> None:
         if not contacts:
             return
