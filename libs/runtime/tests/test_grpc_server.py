@@ -49,6 +49,15 @@ async def invalid(
     )
 
 
+async def verbose(
+    _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
+) -> events_pb2.Ping:
+    # As a request of 10^5 bad elements, each quoted back, would be refused.
+    raise InvalidArgument(
+        [FieldViolation(f"items[{i}]", "unknown code " + "x" * 1000) for i in range(10**5)]
+    )
+
+
 async def missing(
     _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
 ) -> events_pb2.Ping:
@@ -92,6 +101,7 @@ async def echo(
 
 METHODS: dict[str, Behaviour] = {
     "Invalid": invalid,
+    "Verbose": verbose,
     "Missing": missing,
     "Crash": crash,
     "RefusedWhileHandling": refused_while_handling,
@@ -166,6 +176,22 @@ async def test_invalid_argument_names_every_offending_field(
     bad_request = error_details_pb2.BadRequest()
     assert details(raised.value).details[0].Unpack(bad_request)
     assert [v.field for v in bad_request.field_violations] == ["party.name", "party.id"]
+
+
+async def test_a_refusal_quoting_much_of_the_request_reaches_the_caller_bounded(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    # Unbounded, the status would exceed the metadata a client accepts, and the caller would
+    # see another error than INVALID_ARGUMENT.
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(probe.grpc_port, "Verbose", events_pb2.Ping())
+
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    bad_request = error_details_pb2.BadRequest()
+    assert details(raised.value).details[0].Unpack(bad_request)
+    assert len(bad_request.field_violations) == 16
+    assert max(len(v.description) for v in bad_request.field_violations) == 160
+    assert (raised.value.details() or "").endswith("…; and 99984 more")
 
 
 async def test_not_found_maps_to_not_found(probe: RunningService[ServiceSettings]) -> None:

@@ -30,33 +30,55 @@ from zhike_runtime.errors import (
     Unavailable,
 )
 
+# What an error answer quotes of a request is bounded: a violation may quote what the caller
+# sent (an unknown template id, a field path), and a megabyte of it, or 10^5 violations, would
+# exceed the metadata a client accepts (8 KB before gRPC starts refusing it), and the caller
+# would see RESOURCE_EXHAUSTED instead of the error sent. The message and the details' trailer
+# (base64) stay under about 5 KB together.
+MAX_ERROR_TEXT = 160
+MAX_MESSAGE = 1000
+MAX_VIOLATIONS = 16
+
+
+def _bounded(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 def status_for(error: BaseException, trace_id: str) -> status_pb2.Status:
     """Builds the google.rpc.Status the client receives for an exception a handler raised."""
     if isinstance(error, InvalidArgument):
+        shown = error.violations[:MAX_VIOLATIONS]
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=_bounded(v.field), description=_bounded(v.description)
                 )
-                for v in error.violations
+                for v in shown
             ]
         )
-        return _status(code_pb2.INVALID_ARGUMENT, str(error), bad_request)
+        message = _bounded(
+            "; ".join(f"{_bounded(v.field)}: {_bounded(v.description)}" for v in shown),
+            MAX_MESSAGE,
+        )
+        if len(error.violations) > len(shown):
+            message += f"; and {len(error.violations) - len(shown)} more"
+        return _status(code_pb2.INVALID_ARGUMENT, message, bad_request)
     if isinstance(error, NotFound):
         info = error_details_pb2.ResourceInfo(
-            resource_type=error.resource, resource_name=error.resource_id
+            resource_type=error.resource, resource_name=_bounded(error.resource_id)
         )
-        return _status(code_pb2.NOT_FOUND, str(error), info)
+        return _status(code_pb2.NOT_FOUND, _bounded(str(error)), info)
     if isinstance(error, FailedPrecondition):
         failure = error_details_pb2.PreconditionFailure(
             violations=[
                 error_details_pb2.PreconditionFailure.Violation(
-                    type="STATE", subject=error.subject, description=error.reason
+                    type="STATE",
+                    subject=_bounded(error.subject),
+                    description=_bounded(error.reason),
                 )
             ]
         )
-        return _status(code_pb2.FAILED_PRECONDITION, error.reason, failure)
+        return _status(code_pb2.FAILED_PRECONDITION, _bounded(error.reason), failure)
     if isinstance(error, Unauthenticated):
         return _status(code_pb2.UNAUTHENTICATED, str(error))
     if isinstance(error, PermissionDenied):
