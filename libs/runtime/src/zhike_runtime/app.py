@@ -263,7 +263,8 @@ class RunningService(Generic[S]):
         # CancelledError. Only then the last drain, so two rounds never run side by side.
         self.relay.stop()
         relay_task = [t for t in self._tasks if t.get_name() == RELAY_TASK]
-        await asyncio.wait(relay_task, timeout=grace * 0.1)
+        if relay_task:
+            await asyncio.wait(relay_task, timeout=grace * 0.1)
         backlog = await self.relay.drain(deadline_seconds=grace * 0.1)
         if backlog:
             log.warning(
