@@ -30,6 +30,7 @@ from zhike_runtime.auth.development import (
     DevelopmentIssuer,
 )
 from zhike_runtime.auth.permissions import MethodRule
+from zhike_runtime.errors import NotFound
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
@@ -61,6 +62,9 @@ class Calls:
             self.count[name] = self.count.get(name, 0) + 1
             if delay:
                 await asyncio.sleep(delay)
+            if name == "Refuse":
+                # As a handler refuses another party's notification or decision.
+                raise NotFound("notification", "someone-elses")
             return request
 
         return behaviour
@@ -80,6 +84,7 @@ RULES = {
     f"/{PROBE}/Search": MethodRule("probe.read"),
     f"/{PROBE}/Write": MethodRule("probe.write", audited=True),
     f"/{PROBE}/Slow": MethodRule("probe.read"),
+    f"/{PROBE}/Refuse": MethodRule("probe.read", party_field="key"),
     # /Unlisted has a handler but no rule.
 }
 
@@ -87,7 +92,14 @@ RULES = {
 def probe_definition(calls: Calls) -> ServiceDefinition[ServiceSettings]:
     def wire(_platform: Platform[ServiceSettings]) -> Wiring:
         def register(server: grpc.aio.Server) -> None:
-            names = {"Read": 0.0, "Search": 0.0, "Write": 0.0, "Unlisted": 0.0, "Slow": 5.0}
+            names = {
+                "Read": 0.0,
+                "Search": 0.0,
+                "Write": 0.0,
+                "Unlisted": 0.0,
+                "Slow": 5.0,
+                "Refuse": 0.0,
+            }
             handlers = {
                 name: grpc.unary_unary_rpc_method_handler(
                     calls.handler(name, delay),
@@ -227,6 +239,8 @@ def token_variants(tmp_path: Path) -> dict[str, tuple[tuple[str, str], ...]]:
         "not a JWT": bearer("garbage"),
         "basic scheme": (("authorization", "Basic dXNlcjpwYXNz"),),
         "no subject": bearer(signed(TEST_ISSUER, sub="")),
+        # Present means confined: null must not read as "any party".
+        "a null party claim": bearer(signed(TEST_ISSUER, party_id=None)),
     }
 
 
@@ -317,6 +331,34 @@ async def test_a_delegated_token_reads_only_its_own_party(
         ("party-a ", "NOT_FOUND"),
         ("*", "NOT_FOUND"),
     ]
+
+
+async def test_a_refusal_by_the_handler_of_a_delegated_call_is_audited_and_of_staff_not(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    customer = signed(TEST_ISSUER, sub="app-user", party_id="party-a")
+    staff = signed(TEST_ISSUER, sub="agent-7")
+    for token in (customer, staff):
+        assert await code_of(probe.grpc_port, "Refuse", metadata=bearer(token)) is (
+            grpc.StatusCode.NOT_FOUND
+        )
+
+    audited = await probe.audit.read()
+    assert [(e.actor, e.method, e.party_id, e.outcome) for e in audited] == [
+        ("app-user", f"/{PROBE}/Refuse", "party-a", "NOT_FOUND")
+    ]
+
+
+async def test_a_refusal_for_a_missing_permission_is_audited_with_the_party_asked_for(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    token = signed(TEST_ISSUER, roles=["writer"])
+    assert await code_of(probe.grpc_port, "Read", key="party-b", metadata=bearer(token)) is (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+
+    [entry] = await probe.audit.read()
+    assert (entry.party_id, entry.outcome) == ("party-b", "PERMISSION_DENIED")
 
 
 async def test_a_delegated_token_may_not_call_a_method_without_a_party(

@@ -340,6 +340,23 @@ async def test_explain_link_over_grpc_is_masked_and_adds_up(stub: Stub) -> None:
             assert "xiaoyan.liu" not in value
 
 
+async def test_explain_link_masks_the_address_as_get_party_does(stub: Stub) -> None:
+    street = "北京市朝阳区建国路88号SOHO现代城5号楼1203室"
+    for source, record_id in (("core", "C-1"), ("mobile", "C-2")):
+        await link(stub, source, record_id, full_name="赵敏", phone="13800138000", address=street)
+
+    explained = await stub.ExplainLink(
+        pb.ExplainLinkRequest(record_a=key("core", "C-1"), record_b=key("mobile", "C-2")),
+        timeout=5,
+    )
+
+    [address] = [f for f in explained.fields if f.field == "address"]
+    for shown in (address.value_a, address.value_b):
+        assert shown.endswith("****")
+        assert "88号" not in shown
+        assert "1203" not in shown
+
+
 async def test_merge_split_and_history_over_grpc(identity: Identity, stub: Stub) -> None:
     first = await person_a(stub)
     second = await person_b(stub)

@@ -132,9 +132,13 @@ class AccessControl:
             raise Unauthenticated(str(rejected)) from None
         roles = _string_list(verified.claims.get(self._roles_claim))
         permissions = frozenset(p for role in roles for p in self._roles.get(role, ()))
-        party = verified.claims.get(self._party_claim)
-        if party is not None and (not isinstance(party, str) or not party):
-            raise Unauthenticated(f"the {self._party_claim} claim is not a party id")
+        party: str | None = None
+        if self._party_claim in verified.claims:
+            # Present means confined: a null or empty claim is no party, not "any party".
+            claimed = verified.claims[self._party_claim]
+            if not isinstance(claimed, str) or not claimed:
+                raise Unauthenticated(f"the {self._party_claim} claim is not a party id")
+            party = claimed
         return Caller(verified.subject, roles, permissions, party)
 
     async def authorise(
@@ -145,10 +149,12 @@ class AccessControl:
         if rule is None:
             await self._refused(caller, method, "", purpose, "PERMISSION_DENIED", trace_id)
             raise PermissionDenied(method, "no access rule: methods are denied by default")
-        if not caller.can(rule.permission):
-            await self._refused(caller, method, "", purpose, "PERMISSION_DENIED", trace_id)
-            raise PermissionDenied(method, f"needs the permission {rule.permission}")
         requested_party = str(getattr(request, rule.party_field, "")) if rule.party_field else ""
+        if not caller.can(rule.permission):
+            await self._refused(
+                caller, method, requested_party, purpose, "PERMISSION_DENIED", trace_id
+            )
+            raise PermissionDenied(method, f"needs the permission {rule.permission}")
         if caller.party_id is not None:
             if rule.party_field is None:
                 await self._refused(caller, method, "", purpose, "PERMISSION_DENIED", trace_id)
@@ -171,8 +177,11 @@ class AccessControl:
         )
 
     async def record(self, access: CallAccess, outcome: str, trace_id: str) -> None:
-        """Audits a call that its rule says to audit: unmasked reads and audited methods."""
-        if not (access.unmasked or access.audited):
+        """Audits a call that its rule says to audit (unmasked reads and audited methods), and
+        every refusal of a customer-delegated call: one its handler refused (another party's
+        notification or decision, a foreign page token) is an attempt too."""
+        refused_customer = access.caller.party_id is not None and outcome != "OK"
+        if not (access.unmasked or access.audited or refused_customer):
             return
         await self.audit.append(
             AuditEntry(

@@ -47,7 +47,9 @@ METHOD_RULES: Mapping[str, MethodRule] = {
     # Searches by ID number, phone, e-mail or name are audited by the handler (not by source key).
     _IDENTITY + "FindParties": MethodRule("identity.party.find"),
     _IDENTITY + "ExplainLink": MethodRule("identity.steward.read"),
-    _IDENTITY + "GetPartyHistory": MethodRule("identity.party.read", party_field="party_id"),
+    # Stewards' names, reasons and the other parties records moved to: staff only (not the
+    # customer's own channel).
+    _IDENTITY + "GetPartyHistory": MethodRule("identity.party.history", party_field="party_id"),
     _IDENTITY + "MergeParties": MethodRule("identity.steward.write", audited=True),
     _IDENTITY + "SplitParty": MethodRule("identity.steward.write", audited=True),
     _IDENTITY + "ListLinkReviews": MethodRule("identity.steward.read"),
@@ -110,6 +112,7 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "identity.party.read",
         "identity.party.read_pii",
         "identity.party.find",
+        "identity.party.history",
         "profile.read",
         "profile.read_pii",
         "offers.decide",
@@ -121,6 +124,7 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
     "call_centre_agent": (
         "identity.party.read",
         "identity.party.find",
+        "identity.party.history",
         "profile.read",
         "offers.decide",
         "offers.respond",
@@ -131,6 +135,7 @@ DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
         "identity.party.read",
         "identity.party.read_pii",
         "identity.party.find",
+        "identity.party.history",
         "identity.steward.read",
         "identity.steward.write",
         "profile.read",

@@ -16,7 +16,7 @@ from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.term_frequencies import StoreSize, frequency_counts, shared_value_keys
 from zhike_identity.domain.validation import validate_key
 from zhike_runtime.errors import NotFound
-from zhike_runtime.masking import mask_email, mask_id_number, mask_phone
+from zhike_runtime.masking import mask_address, mask_email, mask_id_number, mask_phone
 from zhike_runtime.validation import Violations
 
 
@@ -119,6 +119,7 @@ def _shown(name: str, a: RecordFeatures, b: RecordFeatures) -> tuple[str, str]:
             return mask_phone(f.phone.e164) if f.phone else ""
         if name == "email":
             return mask_email(f.email) if f.email else ""
-        return f.address.text if f.address else ""
+        # Masked as GetParty masks it without read_pii: explanations are always masked.
+        return mask_address(f.address.text) if f.address else ""
 
     return value(a), value(b)

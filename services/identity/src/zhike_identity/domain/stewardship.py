@@ -53,12 +53,14 @@ class Stewardship:
         first_at: dict[str, int] = {}
         for i, party_id in enumerate(party_ids):
             v.uuid(f"party_ids[{i}]", party_id)
-            if party_id in first_at:
-                # A party twice would be merged into itself: it would forward to itself.
-                v.add(f"party_ids[{i}]", f"repeats party_ids[{first_at[party_id]}]")
             first_at.setdefault(party_id, i)
         if len(first_at) < 2:
             v.add("party_ids", "needs at least two different parties")
+        else:
+            for i, party_id in enumerate(party_ids):
+                if first_at[party_id] != i:
+                    # A party twice would be merged into itself: it would forward to itself.
+                    v.add(f"party_ids[{i}]", f"repeats party_ids[{first_at[party_id]}]")
         steward, reason = _steward(v, steward, reason)
         v.raise_if_any()
         now = self._clock()
