@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike.testing.v1 import events_pb2
 from zhike_runtime import cli
+from zhike_runtime.errors import FieldViolation, InvalidArgument
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import DLQ_STREAM, EventBus, dlq_subject
 from zhike_runtime.events.consumer import (
@@ -49,6 +51,11 @@ async def apply_ping(session: AsyncSession, event: events_pb2.Ping, _ctx: EventC
         raise RuntimeError(f"cannot apply {event.key}: downstream rejects it")
     if event.key.startswith("permanent"):
         raise PermanentEventError(f"{event.key} can never be applied")
+    if event.key.startswith("refused-by-the-database"):
+        # As PostgreSQL refuses a value too long for its column, or a NUL byte (SQLSTATE 22).
+        raise DataError("INSERT INTO ping_effect", {}, ValueError("value too long"))
+    if event.key.startswith("breaking-a-rule"):
+        raise InvalidArgument([FieldViolation("key", "breaks a domain rule")])
     await session.execute(sa.insert(ping_effect).values(key=event.key))
 
 
@@ -205,12 +212,11 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliveries_and_the_rest
     assert await effects(backbone, "poison") == 0
 
 
+@pytest.mark.parametrize("key", ["permanent-1", "refused-by-the-database", "breaking-a-rule"])
 async def test_a_permanent_error_goes_to_the_dead_letters_without_redelivery(
-    backbone: Backbone,
+    backbone: Backbone, key: str
 ) -> None:
-    await publish_through_outbox(
-        backbone, [events_pb2.Ping(key="permanent-1"), events_pb2.Ping(key="after")]
-    )
+    await publish_through_outbox(backbone, [events_pb2.Ping(key=key), events_pb2.Ping(key="after")])
     async with consuming(backbone) as (bus, consumer, _task):
         dead = await bus.js.pull_subscribe(
             dlq_subject(DURABLE), durable="dlq-reader", stream=DLQ_STREAM

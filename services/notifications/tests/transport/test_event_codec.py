@@ -13,11 +13,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from zhike.offers.v1 import events_pb2 as offers_events
 from zhike.offers.v1 import offers_pb2
+from zhike.profile.v1 import events_pb2 as profile_events
+from zhike.profile.v1 import profile_pb2
+from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.transport.event_codec import (
     contact_preferences,
     decision_withdrawal,
     offer_decision,
+    profile_news,
 )
 from zhike_runtime.events.consumer import PermanentEventError
 
@@ -120,3 +124,35 @@ def test_malformed_contact_preferences_changed_is_refused_naming_the_field(
         PermanentEventError, match=rf"^ContactPreferencesChanged\.{re.escape(field)} "
     ):
         contact_preferences(preferences(**fields))
+
+
+def consent_captured(at: dt.datetime) -> profile_events.ProfileChanged:
+    evidence = profile_pb2.ConsentEvidence(captured_where="branch 12", text_version="v1")
+    evidence.capture_time.FromDatetime(at)
+    changed = profile_changed()
+    changed.facts.add().consent_changed.CopyFrom(
+        profile_events.ConsentChanged(
+            channel=source_pb.CONTACT_CHANNEL_SMS,
+            purpose=source_pb.CONTACT_PURPOSE_MARKETING,
+            given=True,
+            evidence=evidence,
+        )
+    )
+    return changed
+
+
+def profile_changed() -> profile_events.ProfileChanged:
+    changed = profile_events.ProfileChanged(party_id=str(uuid.uuid4()), profile_version=2)
+    changed.change_time.FromDatetime(dt.datetime.now(dt.UTC))
+    return changed
+
+
+def test_a_consent_captured_far_in_the_future_is_refused_naming_its_capture_time() -> None:
+    # The newest decision wins: dated years ahead, it would outrank the customer's later opt-out.
+    now = dt.datetime.now(dt.UTC)
+    assert profile_news(consent_captured(now)).consents[0].record.given
+
+    with pytest.raises(
+        PermanentEventError, match=r"facts\[0\]\.consent_changed\.evidence\.capture_time "
+    ):
+        profile_news(consent_captured(dt.datetime(2205, 1, 1, tzinfo=dt.UTC)))

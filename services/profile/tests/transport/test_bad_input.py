@@ -182,6 +182,12 @@ INGEST_CASES: list[tuple[str, list[source_pb.SourceEvent], list[str]]] = [
         [with_fact(**balance_changed("ACC-1", "USD", -(10**15) - 1))],
         ["events[0].balance_changed.balance_minor_units"],
     ),
+    # The newest capture wins: one dated centuries ahead would outrank a later opt-out.
+    (
+        "a consent captured centuries ahead",
+        [with_fact(**consent(True, at=dt.datetime(2205, 1, 1, tzinfo=dt.UTC)))],
+        ["events[0].consent_given.evidence.capture_time"],
+    ),
     (
         "a time zone that is a folder of the zone database",
         [with_fact(preference_changed=source_pb.PreferenceChanged(time_zone="Asia"))],

@@ -45,11 +45,11 @@ from nats.js.errors import Error as JetStreamError
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from sqlalchemy import delete, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike_runtime.db import DISCONNECT_ERRORS, Database, insert_for
-from zhike_runtime.errors import ConcurrentUpdate
+from zhike_runtime.errors import ConcurrentUpdate, InvalidArgument
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import ConsumerDeclaration, EventBus, PayloadTooLarge, dlq_subject
 from zhike_runtime.events.pull import PullConsumer
@@ -85,6 +85,13 @@ _MAX_EVENT_TYPE = 255
 
 class PermanentEventError(Exception):
     """The event can never be applied (malformed, violates an invariant): dead-letter it now."""
+
+
+# Failures that no redelivery can mend, dead-lettered at once like a PermanentEventError: a
+# value the database refuses as data (SQLSTATE class 22: too long, a NUL byte, out of range),
+# and a domain rule the event's content breaks. Retried, each cost the whole batch's work on
+# every delivery until the last one.
+_NEVER_APPLICABLE = (DataError, InvalidArgument)
 
 
 @dataclass(frozen=True)
@@ -396,7 +403,7 @@ class EventConsumer:
             try:
                 payload = self._decode(delivery)
                 outcome, context = await self._apply(delivery, payload)
-            except PermanentEventError as error:
+            except (PermanentEventError, *_NEVER_APPLICABLE) as error:
                 span.set_status(Status(StatusCode.ERROR, describe_error(error)))
                 await self._dead_letter(delivery, error)
                 return

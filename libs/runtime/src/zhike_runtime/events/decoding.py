@@ -16,14 +16,22 @@ def malformed(event: str, field: str, why: str) -> PermanentEventError:
     return PermanentEventError(f"{event}.{field} {why}")
 
 
+# Times in the last year protobuf can hold overflow when a consumer puts them in a zone east of
+# UTC (the bank's day, a customer's): refused as impossible rather than failing on every delivery.
+LAST_POSSIBLE_YEAR = 9998
+
+
 def event_time(stamp: Timestamp, event: str, field: str) -> dt.datetime:
     """The time, in UTC; an unset (zero) or impossible one is malformed."""
     if not stamp.seconds and not stamp.nanos:
         raise malformed(event, field, "is missing")
     try:
-        return stamp.ToDatetime(tzinfo=dt.UTC)
+        at = stamp.ToDatetime(tzinfo=dt.UTC)
     except (ValueError, OverflowError):
         raise malformed(event, field, "is not a possible time") from None
+    if at.year > LAST_POSSIBLE_YEAR:
+        raise malformed(event, field, "is not a possible time")
+    return at
 
 
 def platform_id(value: str, event: str, field: str, what: str) -> str:

@@ -89,6 +89,11 @@ def _bad(event: str, field: str, why: str) -> PermanentEventError:
     return malformed(event, field, why)
 
 
+# How far ahead of this replica's clock a consent's capture time may be (the profile refuses
+# source events more than a day ahead; clocks differ a little).
+MAX_CAPTURE_AHEAD = dt.timedelta(days=1)
+
+
 def _time(stamp: Timestamp, event: str, field: str) -> dt.datetime:
     return event_time(stamp, event, field)
 
@@ -190,14 +195,17 @@ def profile_news(message: profile_events.ProfileChanged) -> ProfileNews:
         evidence = None
         if consent.HasField("evidence"):
             found = consent.evidence
+            captured = (
+                _time(found.capture_time, name, f"{field}.evidence.capture_time")
+                if found.HasField("capture_time")
+                else changed_at
+            )
+            if captured > dt.datetime.now(dt.UTC) + MAX_CAPTURE_AHEAD:
+                # The newest decision wins: one dated years ahead would outrank the customer's
+                # later opt-out (a "TD" reply, an unsubscribe link), which would do nothing.
+                raise _bad(name, f"{field}.evidence.capture_time", "is far in the future")
             evidence = ConsentEvidence(
-                found.captured_where[:128],
-                (
-                    _time(found.capture_time, name, f"{field}.evidence.capture_time")
-                    if found.HasField("capture_time")
-                    else changed_at
-                ),
-                found.text_version[:64],
+                found.captured_where[:128], captured, found.text_version[:64]
             )
         record = ConsentRecord(
             CONSENT_CHANNELS[consent.channel],

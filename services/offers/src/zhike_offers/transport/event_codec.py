@@ -189,6 +189,9 @@ def profile_change(message: profile_events.ProfileChanged) -> ProfileChange:
     """A ProfileChanged as the domain reads it; PermanentEventError names a bad field."""
     if message.profile_version < 1:
         raise _bad("profile_version", "must be 1 or more")
+    if message.merged_into_party_id and message.merged_into_party_id == message.party_id:
+        # Merged into itself, a party would forward to itself and never be decided for again.
+        raise _bad("merged_into_party_id", "names the party itself")
     return ProfileChange(
         party_id=_party_id(message.party_id, "party_id"),
         profile_version=message.profile_version,

@@ -176,9 +176,10 @@ def _is_card_number(value: str) -> bool:
 class _Fields:
     """The checks of one message, with the path of its fields."""
 
-    def __init__(self, v: Violations, prefix: str) -> None:
+    def __init__(self, v: Violations, prefix: str, now: dt.datetime) -> None:
         self.v = v
         self.prefix = prefix
+        self.now = now  # the time the event is decoded: what "in the future" is measured from
 
     def at(self, name: str) -> str:
         return _path(self.prefix, name)
@@ -260,7 +261,7 @@ def decode_source_event(
     v: Violations, prefix: str, message: pb.SourceEvent, now: dt.datetime
 ) -> SourceEvent | None:
     """The event, or None with every problem added to `v` (paths start with `prefix`)."""
-    top = _Fields(v, prefix)
+    top = _Fields(v, prefix, now)
     source: SourceKey | None = None
     if not message.HasField("source_record"):
         v.add(top.at("source_record"), "is required")
@@ -293,7 +294,7 @@ def decode_source_event(
         v.add(top.at("fact"), "set one fact (account_opened, balance_changed, …)")
     else:
         decode = _FACTS[which]
-        changes = decode(_Fields(v, top.at(which)), getattr(message, which))
+        changes = decode(_Fields(v, top.at(which), now), getattr(message, which))
     if v or source is None or at is None:
         return None
     return SourceEvent(source, event_id, at, message.sequence, changes)
@@ -436,7 +437,7 @@ def _consent(f: _Fields, m: pb.ConsentGiven | pb.ConsentWithdrawn, given: bool) 
     if not m.HasField("evidence"):
         f.v.add(f.at("evidence"), "is required")
         return None
-    evidence = _Fields(f.v, f.at("evidence"))
+    evidence = _Fields(f.v, f.at("evidence"), f.now)
     where = evidence.text(
         "captured_where", m.evidence.captured_where, required=True, max_length=100
     )
@@ -444,6 +445,11 @@ def _consent(f: _Fields, m: pb.ConsentGiven | pb.ConsentWithdrawn, given: bool) 
         "capture_time", m.evidence.capture_time, m.evidence.HasField("capture_time")
     )
     version = evidence.text("text_version", m.evidence.text_version, required=True, max_length=32)
+    if captured is not None and captured > f.now + MAX_CLOCK_AHEAD:
+        # The newest capture wins across records and in notifications: one dated years ahead
+        # would outrank every later decision, a customer's opt-out included.
+        f.v.add(evidence.at("capture_time"), "is more than a day in the future")
+        captured = None
     if channel is None or purpose is None or captured is None:
         return None
     return SetConsent(Consent(channel, purpose, given, ConsentEvidence(captured, where, version)))

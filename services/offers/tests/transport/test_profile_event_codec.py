@@ -1,0 +1,31 @@
+"""The profile's ProfileChanged as offers reads it: content that could never be applied, or would
+leave a party in a state no later event mends, is refused naming the field (the consumer
+dead-letters it at once)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from zhike_offers.transport.event_codec import profile_change
+from zhike_runtime.events.consumer import PermanentEventError
+
+from ..profile_events import changed, usd
+
+PARTY = str(uuid.uuid4())
+
+
+def test_a_party_merged_into_itself_is_refused_naming_the_field() -> None:
+    # Merged into itself, a party would forward to itself and never be decided for again.
+    with pytest.raises(PermanentEventError, match=r"^ProfileChanged\.merged_into_party_id "):
+        profile_change(changed(PARTY, 2, merged_into=PARTY))
+
+
+def test_a_change_time_in_the_last_year_a_timestamp_holds_is_refused_naming_the_field() -> None:
+    # Put in the bank's zone (UTC+8), it would overflow on every delivery.
+    last_evening = dt.datetime(9999, 12, 31, 20, tzinfo=dt.UTC)
+
+    with pytest.raises(PermanentEventError, match=r"^ProfileChanged\.change_time "):
+        profile_change(changed(PARTY, 2, usd(6000), at=last_evening))
