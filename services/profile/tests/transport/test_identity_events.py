@@ -198,3 +198,39 @@ async def test_a_golden_record_with_an_impossible_birth_date_is_dead_lettered_wi
     async with stack.profile_service.database.session() as session:
         parties = (await session.scalars(sa.select(schema.profile.c.party_id))).all()
     assert parties == []
+
+
+async def test_identity_events_no_later_event_could_mend_are_dead_lettered_naming_the_field(
+    stack: Stack,
+) -> None:
+    # A change dated centuries ahead would stay the newest for good (the name would never
+    # change again); a merge retiring "" would create a profile for no party.
+    party_id = str(uuid.uuid4())
+    ahead = events_pb2.GoldenRecordChanged(
+        party_id=party_id,
+        golden_record=party_pb2.GoldenRecord(full_name=party_pb2.GoldenValue(value="刘晓燕")),
+    )
+    ahead.change_time.FromJsonString("2205-01-01T00:00:00Z")
+    merge = events_pb2.PartiesMerged(surviving_party_id=party_id, retired_party_ids=[""])
+    merge.merge_time.GetCurrentTime()
+    ahead_id = await publish(
+        stack,
+        "zhike.identity.v1.golden_record_changed",
+        ahead,
+        "zhike.identity.v1.GoldenRecordChanged",
+    )
+    merge_id = await publish(
+        stack, "zhike.identity.v1.parties_merged", merge, "zhike.identity.v1.PartiesMerged"
+    )
+
+    async def both_dead_lettered() -> bool:
+        return await dlq_messages(stack) == 2
+
+    await eventually(both_dead_lettered, timeout=10)
+    parked = [await js(stack).get_msg(DLQ_STREAM, seq=seq) for seq in (1, 2)]
+    errors = {m.headers[h.EVENT_ID]: m.headers[h.LAST_ERROR] for m in parked}
+    assert errors[ahead_id].startswith("PermanentEventError: GoldenRecordChanged.change_time ")
+    assert errors[merge_id].startswith("PermanentEventError: PartiesMerged.retired_party_ids[0] ")
+    async with stack.profile_service.database.session() as session:
+        parties = (await session.scalars(sa.select(schema.profile.c.party_id))).all()
+    assert parties == []

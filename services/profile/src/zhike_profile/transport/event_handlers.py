@@ -18,6 +18,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import cast
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike.identity.v1 import events_pb2 as identity_events
@@ -45,6 +46,7 @@ from zhike_runtime.events.consumer import (
     ReceivedEvent,
     unit_of,
 )
+from zhike_runtime.events.decoding import event_time, malformed, platform_id
 from zhike_runtime.unit_of_work import UnitOfWork
 from zhike_runtime.validation import Violations
 
@@ -63,14 +65,26 @@ def _unit(context: EventContext) -> ProfileUnitOfWork:
     return _profile_unit(context.unit)
 
 
-def _require_party(party_id: str, field: str = "party_id") -> None:
-    if not party_id:
-        raise PermanentEventError(f"event has no {field}")
+# How far ahead of this replica's clock identity's times may be: a change dated years ahead
+# would stay the newest for good (a golden record's name then never changes again).
+_CLOCK_AHEAD = dt.timedelta(days=1)
+# Identity's limits on a source record key, and the golden name (the columns they fill).
+_KEY_PARTS = (("source_system", 64), ("source_record_id", 128))
+_NAME_LENGTH = 200
 
 
-def _key(message: identity_party.SourceRecordKey) -> SourceKey:
-    if not message.source_system or not message.source_record_id:
-        raise PermanentEventError("event has an incomplete source record key")
+def _party(event: str, party_id: str, field: str = "party_id") -> str:
+    """A party id identity issued (a UUID); anything else is malformed, naming the field."""
+    return platform_id(party_id, event, field, "a party id")
+
+
+def _key(event: str, message: identity_party.SourceRecordKey, field: str) -> SourceKey:
+    for part, longest in _KEY_PARTS:
+        value: str = getattr(message, part)
+        if not value or len(value) > longest or not value.isprintable():
+            raise malformed(
+                event, f"{field}.{part}", f"is missing, longer than {longest} or unprintable"
+            )
     return SourceKey(message.source_system, message.source_record_id)
 
 
@@ -87,11 +101,19 @@ def _birth_date(golden: identity_party.GoldenRecord) -> dt.date | None:
         ) from None
 
 
-def _time(stamp: object) -> dt.datetime:
-    try:
-        return stamp.ToDatetime(tzinfo=dt.UTC)  # type: ignore[attr-defined, no-any-return]
-    except (ValueError, OverflowError) as error:
-        raise PermanentEventError("event has an impossible time") from error
+def _time(event: str, stamp: Timestamp, field: str) -> dt.datetime:
+    """A time identity stamped: set, possible, and not beyond a day ahead of this clock."""
+    at = event_time(stamp, event, field)
+    if at > dt.datetime.now(dt.UTC) + _CLOCK_AHEAD:
+        raise malformed(event, field, "is more than a day in the future")
+    return at
+
+
+def _name(event: str, value: str) -> str:
+    if len(value) > _NAME_LENGTH or not value.isprintable():
+        # The field only: the value is personal data.
+        raise malformed(event, "golden_record.full_name", "is too long or unprintable")
+    return value
 
 
 class IdentityEventHandlers:
@@ -101,8 +123,12 @@ class IdentityEventHandlers:
     async def party_created(
         self, _session: AsyncSession, event: identity_events.PartyCreated, context: EventContext
     ) -> None:
-        _require_party(event.party_id)
-        await self._updates.party_created(_unit(context), event.party_id, _time(event.create_time))
+        name = "PartyCreated"
+        await self._updates.party_created(
+            _unit(context),
+            _party(name, event.party_id),
+            _time(name, event.create_time, "create_time"),
+        )
 
     async def source_record_linked(
         self,
@@ -110,9 +136,12 @@ class IdentityEventHandlers:
         event: identity_events.SourceRecordLinked,
         context: EventContext,
     ) -> None:
-        _require_party(event.party_id)
+        name = "SourceRecordLinked"
         link = RecordLink(
-            _key(event.source_record), event.party_id, event.link_version, _time(event.link_time)
+            _key(name, event.source_record, "source_record"),
+            _party(name, event.party_id),
+            event.link_version,
+            _time(name, event.link_time, "link_time"),
         )
         await self._updates.records_linked(_unit(context), [link])
 
@@ -122,37 +151,43 @@ class IdentityEventHandlers:
         event: identity_events.SourceRecordMoved,
         context: EventContext,
     ) -> None:
-        _require_party(event.to_party_id, "to_party_id")
+        name = "SourceRecordMoved"
         link = RecordLink(
-            _key(event.source_record), event.to_party_id, event.link_version, _time(event.move_time)
+            _key(name, event.source_record, "source_record"),
+            _party(name, event.to_party_id, "to_party_id"),
+            event.link_version,
+            _time(name, event.move_time, "move_time"),
         )
         await self._updates.records_linked(_unit(context), [link])
 
     async def parties_merged(
         self, _session: AsyncSession, event: identity_events.PartiesMerged, context: EventContext
     ) -> None:
-        _require_party(event.surviving_party_id, "surviving_party_id")
-        if not event.retired_party_ids or event.surviving_party_id in event.retired_party_ids:
+        name = "PartiesMerged"
+        survivor = _party(name, event.surviving_party_id, "surviving_party_id")
+        retired = [
+            _party(name, party_id, f"retired_party_ids[{i}]")
+            for i, party_id in enumerate(event.retired_party_ids)
+        ]
+        if not retired or survivor in retired:
             raise PermanentEventError("a merge needs retired parties other than the survivor")
         await self._updates.parties_merged(
-            _unit(context),
-            event.surviving_party_id,
-            list(event.retired_party_ids),
-            _time(event.merge_time),
+            _unit(context), survivor, retired, _time(name, event.merge_time, "merge_time")
         )
 
     async def party_split(
         self, _session: AsyncSession, event: identity_events.PartySplit, context: EventContext
     ) -> None:
-        _require_party(event.party_id)
-        _require_party(event.new_party_id, "new_party_id")
+        name = "PartySplit"
+        _party(name, event.party_id)
+        new_party = _party(name, event.new_party_id, "new_party_id")
         versions = list(event.link_versions) or [0] * len(event.source_records)
         if len(versions) != len(event.source_records):
             raise PermanentEventError("a split needs one link version per source record")
-        at = _time(event.split_time)
+        at = _time(name, event.split_time, "split_time")
         links = [
-            RecordLink(_key(key), event.new_party_id, version, at)
-            for key, version in zip(event.source_records, versions, strict=True)
+            RecordLink(_key(name, key, f"source_records[{i}]"), new_party, version, at)
+            for i, (key, version) in enumerate(zip(event.source_records, versions, strict=True))
         ]
         await self._updates.records_linked(_unit(context), links)
 
@@ -162,13 +197,13 @@ class IdentityEventHandlers:
         event: identity_events.GoldenRecordChanged,
         context: EventContext,
     ) -> None:
-        _require_party(event.party_id)
+        name = "GoldenRecordChanged"
         await self._updates.golden_record(
             _unit(context),
-            event.party_id,
-            event.golden_record.full_name.value,
+            _party(name, event.party_id),
+            _name(name, event.golden_record.full_name.value),
             _birth_date(event.golden_record),
-            _time(event.change_time),
+            _time(name, event.change_time, "change_time"),
         )
 
 
