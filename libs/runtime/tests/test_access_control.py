@@ -30,6 +30,7 @@ from zhike_runtime.auth.development import (
     DevelopmentIssuer,
 )
 from zhike_runtime.auth.permissions import MethodRule
+from zhike_runtime.auth.tokens import KeySet, TokenRejected, TokenVerifier
 from zhike_runtime.errors import NotFound
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.testing.processes import NatsServer
@@ -489,6 +490,56 @@ async def test_a_key_set_url_is_fetched_again_for_a_new_kid_at_most_once_per_int
         # The first fetch, then one after the interval: the unknown kid seen within the interval
         # did not fetch again (a stream of forged kids cannot hammer the identity provider).
         assert key_set_server.requests == 2
+
+
+def verifier_for(keys: KeySet) -> TokenVerifier:
+    return TokenVerifier(keys, issuer=DEVELOPMENT_ISSUER, audience=DEVELOPMENT_AUDIENCE)
+
+
+async def test_a_key_withdrawn_from_the_key_file_stops_a_verified_token_at_once(
+    tmp_path: Path,
+) -> None:
+    # A compromised key is withdrawn: the tokens it signed must stop at once, cached or not.
+    key_file = tmp_path / "jwks.json"
+    key_file.write_bytes(TEST_ISSUER.jwks_file.read_bytes())
+    verifier = verifier_for(KeySet(file=key_file))
+    token = signed(TEST_ISSUER)
+    assert (await verifier.verify(token)).subject == "agent-7"
+
+    key_file.write_bytes(DevelopmentIssuer(tmp_path / "successor").jwks_file.read_bytes())
+
+    with pytest.raises(TokenRejected, match="unknown signing key id"):
+        await verifier.verify(token)
+
+
+async def test_a_key_withdrawn_from_the_key_set_url_stops_a_verified_token_once_it_is_stale(
+    tmp_path: Path, key_set_server: _KeySetServer
+) -> None:
+    keys = KeySet(url=key_set_server.url, refresh_seconds=0.1, max_age_seconds=0.3)
+    verifier = verifier_for(keys)
+    token = signed(TEST_ISSUER)
+    assert (await verifier.verify(token)).subject == "agent-7"
+
+    key_set_server.body = DevelopmentIssuer(tmp_path / "successor").jwks_file.read_bytes()
+    assert (await verifier.verify(token)).subject == "agent-7"  # not stale yet: cached
+    await asyncio.sleep(0.4)
+
+    with pytest.raises(TokenRejected, match="unknown signing key id"):
+        await verifier.verify(token)
+
+
+async def test_a_key_set_url_that_fails_keeps_the_keys_held(key_set_server: _KeySetServer) -> None:
+    # An outage of the identity provider must not refuse every caller.
+    keys = KeySet(url=key_set_server.url, refresh_seconds=0.1, max_age_seconds=0.2)
+    verifier = verifier_for(keys)
+    token = signed(TEST_ISSUER)
+    assert (await verifier.verify(token)).subject == "agent-7"
+
+    key_set_server.server.shutdown()
+    key_set_server.server.server_close()
+    await asyncio.sleep(0.3)
+
+    assert (await verifier.verify(token)).subject == "agent-7"
 
 
 async def test_the_bearer_token_client_interceptor_sends_the_purpose(
