@@ -217,12 +217,23 @@ async def test_a_decision_is_withdrawn_once(units: Units) -> None:
 
 async def test_a_replayed_webhook_delivery_is_not_first_time_until_pruned(units: Units) -> None:
     async with units() as unit:
-        assert await unit.webhook_deliveries.first_time("wh-1", T0)
-        assert await unit.webhook_deliveries.first_time("wh-2", T0 + 2 * HOUR)
+        assert await unit.webhook_deliveries.first_time("sms_a", "wh-1", T0)
+        assert await unit.webhook_deliveries.first_time("sms_a", "wh-2", T0 + 2 * HOUR)
         await unit.commit()
     async with units() as unit:
-        assert not await unit.webhook_deliveries.first_time("wh-1", T0 + HOUR)
+        assert not await unit.webhook_deliveries.first_time("sms_a", "wh-1", T0 + HOUR)
         assert await unit.webhook_deliveries.prune(T0 + HOUR, limit=10) == 1
-        assert await unit.webhook_deliveries.first_time("wh-1", T0 + 3 * HOUR)
-        assert not await unit.webhook_deliveries.first_time("wh-2", T0 + 3 * HOUR)
+        assert await unit.webhook_deliveries.first_time("sms_a", "wh-1", T0 + 3 * HOUR)
+        assert not await unit.webhook_deliveries.first_time("sms_a", "wh-2", T0 + 3 * HOUR)
+        await unit.commit()
+
+
+async def test_the_same_delivery_id_from_another_provider_is_not_a_replay(units: Units) -> None:
+    # Ids are each provider's own: taken for a replay, a reply's "TD" opt-out would be lost.
+    longest = "d" * 200  # with a provider's name, longer than the column holds
+    async with units() as unit:
+        assert await unit.webhook_deliveries.first_time("sms_a", "wh-1", T0)
+        assert await unit.webhook_deliveries.first_time("sms_b", "wh-1", T0)
+        assert await unit.webhook_deliveries.first_time("sms_a" * 12, longest, T0)
+        assert not await unit.webhook_deliveries.first_time("sms_a" * 12, longest, T0 + HOUR)
         await unit.commit()

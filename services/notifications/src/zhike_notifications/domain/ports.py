@@ -230,8 +230,9 @@ class WithdrawalStore(Protocol):
 
 
 class WebhookDeliveryStore(Protocol):
-    async def first_time(self, delivery_id: str, at: dt.datetime) -> bool:
-        """Records a webhook delivery id; False when it was seen before (a replay)."""
+    async def first_time(self, provider: str, delivery_id: str, at: dt.datetime) -> bool:
+        """Records a provider's webhook delivery id; False when that provider's id was seen
+        before (a replay). Ids are the provider's own: another provider may use the same."""
         ...
 
     async def prune(self, before: dt.datetime, limit: int) -> int: ...

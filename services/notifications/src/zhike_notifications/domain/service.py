@@ -822,7 +822,7 @@ class Deliveries:
         accepted under that id yet — a receipt may overtake our own record of the send — and
         then the delivery id is not used up, so the provider's retry finds it."""
         async with self._unit_of_work() as unit:
-            if not await unit.webhook_deliveries.first_time(delivery_id, self._clock()):
+            if not await unit.webhook_deliveries.first_time(provider, delivery_id, self._clock()):
                 raise WebhookReplayed
             found = await unit.notifications.by_provider_message(provider, provider_message_id)
             if found is None:
@@ -843,7 +843,7 @@ class Deliveries:
         """An SMS reply to a message we sent; None when no message has that provider id."""
         reply = parse_reply(text)
         async with self._unit_of_work() as unit:
-            if not await unit.webhook_deliveries.first_time(delivery_id, self._clock()):
+            if not await unit.webhook_deliveries.first_time(provider, delivery_id, self._clock()):
                 raise WebhookReplayed
             found = await unit.notifications.by_provider_message(provider, in_reply_to)
             if found is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -492,11 +493,23 @@ class SqlWithdrawalStore(_Store):
         return DecisionWithdrawal(row.decision_id, row.party_id, as_utc(row.at))
 
 
+def _delivery_key(provider: str, delivery_id: str) -> str:
+    """The provider and its id, in the column's 255 characters (a provider's name is at most
+    64, an id at most 200: a longer pair keeps the id's SHA-256 instead)."""
+    key = f"{provider}:{delivery_id}"
+    if len(key) <= _DELIVERY_KEY_LENGTH:
+        return key
+    return f"{provider}:sha256:{hashlib.sha256(delivery_id.encode()).hexdigest()}"
+
+
+_DELIVERY_KEY_LENGTH = 255
+
+
 class SqlWebhookDeliveryStore(_Store):
-    async def first_time(self, delivery_id: str, at: dt.datetime) -> bool:
+    async def first_time(self, provider: str, delivery_id: str, at: dt.datetime) -> bool:
         result = await self._session.execute(
             insert_for(self._dialect, webhook_delivery)
-            .values(delivery_id=delivery_id, seen_at=utc(at))
+            .values(delivery_id=_delivery_key(provider, delivery_id), seen_at=utc(at))
             .on_conflict_do_nothing()
         )
         return _rowcount(result) == 1
