@@ -17,7 +17,7 @@ from zhike.testing.v1 import events_pb2
 from zhike_runtime import cli
 from zhike_runtime.errors import FieldViolation, InvalidArgument
 from zhike_runtime.events import headers as h
-from zhike_runtime.events.bus import DLQ_STREAM, EventBus, dlq_subject
+from zhike_runtime.events.bus import DLQ_STREAM, EventBus, dlq_subject, message_size
 from zhike_runtime.events.consumer import (
     AfterCommitHook,
     ConsumerSpec,
@@ -26,6 +26,7 @@ from zhike_runtime.events.consumer import (
     EventHandler,
     PermanentEventError,
 )
+from zhike_runtime.events.dead_letters import list_dead_letters, replay
 from zhike_runtime.events.outbox import add_to_outbox
 from zhike_runtime.events.relay import OutboxRelay
 from zhike_runtime.events.schema import inbox_event
@@ -254,6 +255,40 @@ async def test_a_payload_that_does_not_decode_is_dead_lettered(backbone: Backbon
         assert letter.headers is not None
         assert "not a zhike.testing.v1.Ping" in letter.headers[h.LAST_ERROR]
     assert await effects(backbone) == 0
+
+
+async def test_an_event_too_large_to_park_with_its_headers_is_parked_without_its_payload(
+    backbone: Backbone,
+) -> None:
+    # Left for redelivery instead, it would be lost once its deliveries ran out.
+    async with consuming(backbone) as (bus, consumer, _task):
+        assert bus.max_payload is not None
+        headers = {
+            h.MSG_ID: "large-1",
+            h.EVENT_ID: "large-1",
+            h.EVENT_TYPE: "zhike.testing.v1.Ping",
+        }
+        # 50 bytes short of the limit: it fits alone, not with a letter's headers.
+        room = bus.max_payload - message_size(b"", headers) - 50
+        event = events_pb2.Ping(key="refused-by-the-database")
+        event.key += "x" * (room - event.ByteSize())
+        over = message_size(event.SerializeToString(), headers) - (bus.max_payload - 50)
+        event.key = event.key[: len(event.key) - over]  # the key's length took bytes of its own
+        assert message_size(event.SerializeToString(), headers) == bus.max_payload - 50
+        ack = await bus.js.publish(PING_SUBJECT, event.SerializeToString(), headers=headers)
+        dead = await bus.js.pull_subscribe(
+            dlq_subject(DURABLE), durable="dlq-reader", stream=DLQ_STREAM
+        )
+        [letter] = await dead.fetch(1, timeout=10)
+
+        assert letter.data == b""
+        assert letter.headers is not None
+        assert letter.headers[h.PAYLOAD_OMITTED] == str(event.ByteSize())
+        assert letter.headers[h.ORIGINAL_SEQUENCE] == str(ack.seq)
+        assert consumer.dead_lettered == 1
+        [parked] = await list_dead_letters(bus.js, DURABLE)
+        with pytest.raises(ValueError, match=f"in its stream at sequence {ack.seq}"):
+            await replay(bus.js, [parked])
 
 
 async def test_two_consumer_instances_share_the_work_and_apply_each_event_once(

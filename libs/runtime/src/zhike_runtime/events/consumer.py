@@ -662,7 +662,19 @@ class EventConsumer:
             h.DELIVERIES: str(delivery.delivery),
         }
         try:
-            await self._bus.publish(dlq_subject(self.spec.durable), message.data, headers=headers)
+            try:
+                await self._bus.publish(
+                    dlq_subject(self.spec.durable), message.data, headers=headers
+                )
+            except PayloadTooLarge:
+                # An event near the size limit does not fit with the letter's headers: parked
+                # without its payload, which stays in its stream at the sequence named. Left
+                # for redelivery instead, it would be lost once its deliveries ran out.
+                headers |= {
+                    h.PAYLOAD_OMITTED: str(len(message.data)),
+                    h.ORIGINAL_SEQUENCE: str(sequence),
+                }
+                await self._bus.publish(dlq_subject(self.spec.durable), b"", headers=headers)
         except (NatsError, JetStreamError, OSError, TimeoutError, PayloadTooLarge) as publish_error:
             # Not parked: leave the message unacked so it comes back rather than vanish.
             log.error(

@@ -21,7 +21,15 @@ from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.redaction import redact_text
 
 # Headers the dead-lettering added: not part of the original event.
-_DLQ_ONLY = {h.ORIGINAL_SUBJECT, h.LAST_ERROR, h.CONSUMER, h.DELIVERIES, h.MSG_ID}
+_DLQ_ONLY = {
+    h.ORIGINAL_SUBJECT,
+    h.LAST_ERROR,
+    h.CONSUMER,
+    h.DELIVERIES,
+    h.MSG_ID,
+    h.PAYLOAD_OMITTED,
+    h.ORIGINAL_SEQUENCE,
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,12 @@ async def replay(js: JetStreamContext, letters: Iterable[DeadLetter]) -> int:
     for letter in letters:
         if not letter.original_subject or not letter.event_id:
             raise ValueError(f"dead letter {letter.sequence} lacks its subject or event id")
+        if h.PAYLOAD_OMITTED in letter.headers:
+            # Replayed empty, the event would be lost for good: it is still in its stream.
+            raise ValueError(
+                f"dead letter {letter.sequence} was parked without its payload, which is in its "
+                f"stream at sequence {letter.headers.get(h.ORIGINAL_SEQUENCE, '?')}"
+            )
         headers = {k: v for k, v in letter.headers.items() if k not in _DLQ_ONLY}
         headers[h.MSG_ID] = f"{letter.event_id}:replay:{letter.sequence}"
         headers[h.EVENT_ID] = letter.event_id

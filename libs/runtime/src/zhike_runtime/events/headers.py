@@ -14,3 +14,7 @@ ORIGINAL_SUBJECT = "Zhike-Original-Subject"
 LAST_ERROR = "Zhike-Last-Error"
 CONSUMER = "Zhike-Consumer"
 DELIVERIES = "Zhike-Deliveries"
+# On a dead letter whose event was too large to park with the letter's own headers: the
+# payload's size, and where it still is (its sequence in the original stream).
+PAYLOAD_OMITTED = "Zhike-Payload-Omitted"
+ORIGINAL_SEQUENCE = "Zhike-Original-Sequence"
