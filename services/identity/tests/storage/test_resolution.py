@@ -639,6 +639,24 @@ async def test_a_merge_naming_a_party_twice_is_invalid_and_changes_nothing(
     await assert_unchanged(identity, (x, y), events)
 
 
+async def test_a_merge_or_split_of_more_than_a_request_may_hold_is_invalid(
+    identity: Identity,
+) -> None:
+    # Each party or record is locked in one transaction: 10^5 of them would hold every lock.
+    many_parties = [str(uuid.uuid4()) for _ in range(stewardship.MAX_MERGED_PARTIES + 1)]
+    many_records = [key("core", f"R-{n}") for n in range(stewardship.MAX_SPLIT_RECORDS + 1)]
+
+    with pytest.raises(InvalidArgument) as merging:
+        await identity.service.stewardship.merge_parties(many_parties, "steward-li", "")
+    with pytest.raises(InvalidArgument) as splitting:
+        await identity.service.stewardship.split_party(
+            str(uuid.uuid4()), many_records, "steward-li", ""
+        )
+
+    assert [v.field for v in merging.value.violations] == ["party_ids"]
+    assert [v.field for v in splitting.value.violations] == ["source_records"]
+
+
 async def test_a_stewards_reason_is_stored_as_its_length_was_checked(
     identity: Identity,
 ) -> None:

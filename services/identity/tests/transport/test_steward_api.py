@@ -340,6 +340,31 @@ async def test_explain_link_over_grpc_is_masked_and_adds_up(stub: Stub) -> None:
             assert "xiaoyan.liu" not in value
 
 
+async def test_the_customers_own_app_is_not_told_which_steward_linked_his_records(
+    identity: Identity, stub: Stub
+) -> None:
+    party_id = await person_a(stub)
+    split = await stub.SplitParty(
+        pb.SplitPartyRequest(party_id=party_id, source_records=[key("mobile", "A-2")]),
+        timeout=5,
+    )
+    moved = split.new_party_id
+
+    async with authorised_channel(
+        f"127.0.0.1:{identity.grpc_port}", roles=["channel_app"], party_id=moved
+    ) as channel:
+        app = cast("Stub", identity_service_pb2_grpc.IdentityServiceStub(channel))
+        seen = (await app.GetParty(pb.GetPartyRequest(party_id=moved), timeout=5)).party
+    staff = (await stub.GetParty(pb.GetPartyRequest(party_id=moved), timeout=5)).party
+
+    assert [(r.evidence.decided_by, r.evidence.steward) for r in staff.source_records] == [
+        (party_pb2.DECIDER_STEWARD, STEWARD)
+    ]
+    assert [(r.evidence.decided_by, r.evidence.steward) for r in seen.source_records] == [
+        (party_pb2.DECIDER_STEWARD, "")
+    ]
+
+
 async def test_explain_link_masks_the_address_as_get_party_does(stub: Stub) -> None:
     street = "北京市朝阳区建国路88号SOHO现代城5号楼1203室"
     for source, record_id in (("core", "C-1"), ("mobile", "C-2")):

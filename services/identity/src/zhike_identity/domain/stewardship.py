@@ -30,6 +30,12 @@ from zhike_runtime.validation import Violations
 _LOCK_ROUNDS = 5
 
 
+# A steward's merge or split in one request, at most: each party or record is locked and
+# written in one transaction (RELIABILITY.md, bad-input class 10: 10^5 elements).
+MAX_MERGED_PARTIES = 100
+MAX_SPLIT_RECORDS = 1000
+
+
 class Stewardship:
     """A data steward's decisions: merging and splitting parties, the review queue, and
     "always" or "never link" decisions about two records."""
@@ -50,6 +56,10 @@ class Stewardship:
 
     async def merge_parties(self, party_ids: Sequence[str], steward: str, reason: str) -> str:
         v = Violations()
+        if len(party_ids) > MAX_MERGED_PARTIES:
+            # Each is locked and read in the merge's one transaction.
+            v.add("party_ids", f"at most {MAX_MERGED_PARTIES} at a time, got {len(party_ids)}")
+            v.raise_if_any()
         first_at: dict[str, int] = {}
         for i, party_id in enumerate(party_ids):
             v.uuid(f"party_ids[{i}]", party_id)
@@ -90,6 +100,9 @@ class Stewardship:
         v.uuid("party_id", party_id)
         if not keys:
             v.add("source_records", "name at least one record to move")
+        if len(keys) > MAX_SPLIT_RECORDS:
+            v.add("source_records", f"at most {MAX_SPLIT_RECORDS} at a time, got {len(keys)}")
+            v.raise_if_any()
         for i, key in enumerate(keys):
             validate_key(v, f"source_records[{i}]", key)
         steward, reason = _steward(v, steward, reason)

@@ -86,13 +86,14 @@ def source_record_key(key: SourceRecordKey) -> party_pb2.SourceRecordKey:
     )
 
 
-def _evidence(evidence: LinkEvidence) -> party_pb2.LinkEvidence:
+def _evidence(evidence: LinkEvidence, *, staff: bool) -> party_pb2.LinkEvidence:
     message = party_pb2.LinkEvidence(
         decided_by=_DECIDERS[evidence.decided_by],
         match_weight=evidence.weight or 0.0,
         model_version=evidence.model_version,
         decide_time=timestamp(evidence.at),
-        steward=evidence.steward,
+        # An employee's identity is the bank's, not the customer's to see.
+        steward=evidence.steward if staff else "",
     )
     if evidence.matched is not None:
         message.matched_record.CopyFrom(source_record_key(evidence.matched))
@@ -140,12 +141,15 @@ def golden_event_message(golden: GoldenRecord) -> party_pb2.GoldenRecord:
     )
 
 
-def party_message(view: PartyView, *, unmasked: bool) -> party_pb2.Party:
+def party_message(view: PartyView, *, unmasked: bool, staff: bool) -> party_pb2.Party:
+    """The party as a caller sees it: `unmasked` with the permission to read personal data;
+    not `staff` for the customer's own channel (a customer-delegated token), which is not told
+    which steward linked his records."""
     return party_pb2.Party(
         party_id=view.party_id,
         source_records=[
             party_pb2.LinkedSourceRecord(
-                key=source_record_key(r.key), evidence=_evidence(r.evidence)
+                key=source_record_key(r.key), evidence=_evidence(r.evidence, staff=staff)
             )
             for r in view.records
         ],

@@ -73,7 +73,10 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
         view = await self._queries.get_party(request.party_id)
         call = current_call()
         call.about_party(view.party_id)
-        return pb.GetPartyResponse(party=codec.party_message(view, unmasked=call.unmasked))
+        staff = call.caller.party_id is None
+        return pb.GetPartyResponse(
+            party=codec.party_message(view, unmasked=call.unmasked, staff=staff)
+        )
 
     async def FindParties(
         self, request: pb.FindPartiesRequest, context: Context
