@@ -78,3 +78,16 @@ def test_nats_url_must_use_a_nats_scheme(
     with pytest.raises(SystemExit):
         load_settings(ServiceSettings)
     assert "ZHIKE_NATS_URL" in capsys.readouterr().err
+
+
+def test_audit_records_are_kept_at_least_three_years(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # They are processing records (unmasked reads, steward writes): S7 keeps them 3 years.
+    monkeypatch.setenv("ZHIKE_AUDIT_RETENTION_DAYS", "1096")
+    assert load_settings(ServiceSettings).audit_retention_days == 1096
+
+    monkeypatch.setenv("ZHIKE_AUDIT_RETENTION_DAYS", "1095")
+    with pytest.raises(SystemExit):
+        load_settings(ServiceSettings)
+    assert "ZHIKE_AUDIT_RETENTION_DAYS" in capsys.readouterr().err

@@ -24,6 +24,8 @@ from zhike_runtime.crypto import FieldKeys, field_keys, parse_data_keys, parse_k
 from zhike_runtime.validation import iana_zone
 
 ENV_PREFIX = "ZHIKE_"
+# Three years, leap days included: the shortest time processing records are kept.
+AUDIT_RETENTION_MIN_DAYS = 3 * 365 + 1
 
 
 class FieldKeySettings(BaseSettings):
@@ -211,9 +213,9 @@ class ServiceSettings(FieldKeySettings, NatsSettings):
     auth_roles_file: Path | None = None
     auth_roles_claim: str = Field(default="roles", min_length=1)
     auth_party_claim: str = Field(default="party_id", min_length=1)
-    # Audit records of personal-data reads and steward writes: at least 6 months by regulation,
-    # 3 years by default (processing records).
-    audit_retention_days: int = Field(default=3 * 366, ge=183)
+    # Audit records of personal-data reads and steward writes: processing records, which S7
+    # (RELIABILITY.md) keeps at least 3 years; refusals are logs, kept as long with them.
+    audit_retention_days: int = Field(default=3 * 366, ge=AUDIT_RETENTION_MIN_DAYS)
 
     @field_validator("database_url")
     @classmethod

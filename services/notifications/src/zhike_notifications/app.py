@@ -14,6 +14,7 @@ from zhike.notifications.v1 import notifications_service_pb2
 from zhike_notifications.calendars import load_calendar
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.domain.service import (
+    REQUEST_DIGEST_PURPOSE,
     Deliveries,
     DispatchConfig,
     Dispatcher,
@@ -131,7 +132,13 @@ def wire(platform: Platform[NotificationsSettings]) -> Wiring:
         )
 
     wake = asyncio.Event()
-    intake = Intake(unit_of_work, templates, _now, on_new=wake.set)
+    intake = Intake(
+        unit_of_work,
+        templates,
+        _now,
+        on_new=wake.set,
+        request_digest=keys.blind_index.purpose(REQUEST_DIGEST_PURPOSE),
+    )
     dispatcher = Dispatcher(
         unit_of_work,
         templates,

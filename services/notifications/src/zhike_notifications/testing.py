@@ -7,6 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from zhike_notifications.domain.service import REQUEST_DIGEST_PURPOSE
+from zhike_runtime.testing.services import fixed_field_keys
+
+# The request digest as a service with the tests' field keys computes it.
+REQUEST_DIGEST = fixed_field_keys().blind_index.purpose(REQUEST_DIGEST_PURPOSE)
+
 
 def every_day_working(first_year: int, last_year: int) -> str:
     """A calendar file's text (calendars/cn.yaml's format) in which every day of these years is

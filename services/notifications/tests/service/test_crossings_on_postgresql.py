@@ -32,7 +32,7 @@ from zhike_notifications.storage.repository import (
     SqlWithdrawalStore,
 )
 from zhike_notifications.templates import load_templates
-from zhike_notifications.testing import every_day_working_calendar, midday_zone
+from zhike_notifications.testing import REQUEST_DIGEST, every_day_working_calendar, midday_zone
 from zhike_notifications.transport import event_codec
 from zhike_notifications.transport.event_handlers import offers_consumer
 from zhike_runtime.db import Database
@@ -119,7 +119,12 @@ def units(database: Database) -> Callable[[], SqlNotificationsUnitOfWork]:
 
 @pytest.fixture
 def intake(units: Callable[[], SqlNotificationsUnitOfWork]) -> Intake:
-    return Intake(units, Templates(load_templates()), lambda: dt.datetime.now(dt.UTC))
+    return Intake(
+        units,
+        Templates(load_templates()),
+        lambda: dt.datetime.now(dt.UTC),
+        request_digest=REQUEST_DIGEST,
+    )
 
 
 async def test_a_withdrawal_committed_while_its_decision_is_taken_in_leaves_it_cancelled(

@@ -40,6 +40,7 @@ from zhike_notifications.domain.ports import ConsentEntry
 from zhike_notifications.domain.replies import ReplyAction
 from zhike_notifications.domain.service import Deliveries, Intake, Templates, WebhookReplayed
 from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
+from zhike_notifications.testing import REQUEST_DIGEST
 from zhike_notifications.transport.event_codec import outgoing_event, profile_news
 from zhike_runtime.db import Database
 from zhike_runtime.testing.services import migrate_databases
@@ -135,7 +136,7 @@ class Consents(RuleBasedStateMachine):
             return SqlNotificationsUnitOfWork(self.database, outgoing_event, None, KEYS)
 
         self.units = units
-        self.intake = Intake(units, Templates({}), lambda: T0)
+        self.intake = Intake(units, Templates({}), lambda: T0, request_digest=REQUEST_DIGEST)
         self.deliveries = Deliveries(units, lambda: T0)
         self.version = 0
         self.pending: list[Event] = []

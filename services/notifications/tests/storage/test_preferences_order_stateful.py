@@ -34,6 +34,7 @@ from zhike_notifications.domain.model import Channel
 from zhike_notifications.domain.ports import ContactPreferences
 from zhike_notifications.domain.service import Intake, Templates
 from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
+from zhike_notifications.testing import REQUEST_DIGEST
 from zhike_notifications.transport.event_codec import contact_preferences, outgoing_event
 from zhike_runtime.db import Database
 from zhike_runtime.testing.services import migrate_databases
@@ -68,7 +69,7 @@ class Preferences(RuleBasedStateMachine):
             return SqlNotificationsUnitOfWork(self.database, outgoing_event, None, KEYS)
 
         self.units = units
-        self.intake = Intake(units, Templates({}), lambda: T0)
+        self.intake = Intake(units, Templates({}), lambda: T0, request_digest=REQUEST_DIGEST)
         self.version = 0
         self.pending: list[offers_events.ContactPreferencesChanged] = []
         self.delivered: list[offers_events.ContactPreferencesChanged] = []

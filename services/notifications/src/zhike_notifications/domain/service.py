@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
 import logging
 import random
@@ -205,7 +204,16 @@ class Templates:
         return template
 
 
-def _digest(request: SendRequest, category: Category, purpose: Purpose) -> str:
+# The blind-index purpose of the request digest that idempotency keys are checked against.
+REQUEST_DIGEST_PURPOSE = "notifications.request_digest"
+
+
+def _digest(
+    request: SendRequest, category: Category, purpose: Purpose, blind: Callable[[str], str]
+) -> str:
+    """What tells a retried request from another under the same idempotency key: a keyed hash
+    (the blind index), since an unkeyed one of a one-time passcode's six digits, beside the rest
+    of the row in clear, gives the sealed code back in seconds."""
     document = {
         "party_id": request.party_id,
         "channel": request.channel.value if request.channel else "",
@@ -215,7 +223,7 @@ def _digest(request: SendRequest, category: Category, purpose: Purpose) -> str:
         "values": dict(sorted(request.values.items())),
     }
     canonical = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return blind(canonical)
 
 
 class Intake:
@@ -228,11 +236,14 @@ class Intake:
         templates: Templates,
         clock: Clock,
         on_new: Callable[[], None] = lambda: None,
+        *,
+        request_digest: Callable[[str], str],
     ) -> None:
         self._unit_of_work = unit_of_work
         self._templates = templates
         self._clock = clock
         self._on_new = on_new
+        self._request_digest = request_digest
 
     async def offer_decided(self, unit: NotificationsUnitOfWork, decision: OfferDecision) -> None:
         """Queues the decision's message once (its id is derived from the decision's); created
@@ -379,7 +390,7 @@ class Intake:
             request.values,
             unsubscribe_url="https://unsubscribe.invalid/check",
         )
-        digest = _digest(request, request.category, purpose)
+        digest = _digest(request, request.category, purpose, self._request_digest)
         now = self._clock()
         notification = Notification(
             notification_id=new_id(),
