@@ -61,12 +61,7 @@ async def test_a_loop_cancelled_in_the_turn_it_is_woken_stops() -> None:
     task = asyncio.create_task(while_working("test round", round_, wake, idle_seconds=60)())
     await napping.wait()
     await asyncio.sleep(0)  # into the nap
-    wake.set()
-    task.cancel()
-
-    done, _ = await asyncio.wait([task], timeout=5)
-    assert done == {task}
-    assert task.cancelled()
+    await woken_and_cancelled_in_one_turn(task, wake)
 
 
 async def test_a_nap_cancelled_in_the_turn_it_is_woken_is_cancelled() -> None:
@@ -74,6 +69,11 @@ async def test_a_nap_cancelled_in_the_turn_it_is_woken_is_cancelled() -> None:
     wake = asyncio.Event()
     task = asyncio.create_task(nap(wake, 60))
     await asyncio.sleep(0)  # into the nap
+    await woken_and_cancelled_in_one_turn(task, wake)
+
+
+async def woken_and_cancelled_in_one_turn(task: asyncio.Task[None], wake: asyncio.Event) -> None:
+    """Wakes the napping `task` and cancels it in the same turn; it must end, cancelled."""
     wake.set()
     task.cancel()
 

@@ -167,14 +167,22 @@ def details(error: grpc.aio.AioRpcError) -> status_pb2.Status:
     return status
 
 
-async def test_invalid_argument_names_every_offending_field(
-    probe: RunningService[ServiceSettings],
-) -> None:
+async def refused_as_bad_request(
+    port: int, method: str
+) -> tuple[grpc.aio.AioRpcError, error_details_pb2.BadRequest]:
+    """The INVALID_ARGUMENT a call of `method` is refused with, and its BadRequest detail."""
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call(probe.grpc_port, "Invalid", events_pb2.Ping())
+        await call(port, method, events_pb2.Ping())
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     bad_request = error_details_pb2.BadRequest()
     assert details(raised.value).details[0].Unpack(bad_request)
+    return raised.value, bad_request
+
+
+async def test_invalid_argument_names_every_offending_field(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    _error, bad_request = await refused_as_bad_request(probe.grpc_port, "Invalid")
     assert [v.field for v in bad_request.field_violations] == ["party.name", "party.id"]
 
 
@@ -183,15 +191,11 @@ async def test_a_refusal_quoting_much_of_the_request_reaches_the_caller_bounded(
 ) -> None:
     # Unbounded, the status would exceed the metadata a client accepts, and the caller would
     # see another error than INVALID_ARGUMENT.
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call(probe.grpc_port, "Verbose", events_pb2.Ping())
+    error, bad_request = await refused_as_bad_request(probe.grpc_port, "Verbose")
 
-    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    bad_request = error_details_pb2.BadRequest()
-    assert details(raised.value).details[0].Unpack(bad_request)
     assert len(bad_request.field_violations) == 16
     assert max(len(v.description) for v in bad_request.field_violations) == 160
-    assert (raised.value.details() or "").endswith("…; and 99984 more")
+    assert (error.details() or "").endswith("…; and 99984 more")
 
 
 async def test_not_found_maps_to_not_found(probe: RunningService[ServiceSettings]) -> None:

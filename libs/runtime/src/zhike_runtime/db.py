@@ -56,6 +56,12 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """A time as it is stored and compared: in UTC (SQLite keeps a time's wall clock and
+    compares it as text, so 09:30+08:00 would read as 09:30 UTC); a naive time is UTC."""
+    return as_utc(value).astimezone(dt.UTC)
+
+
 def insert_for(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that supports ON CONFLICT on both engines (SQLAlchemy has it per dialect)."""
     if dialect == "postgresql":

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from zhike_runtime.db import Database, as_utc
+from zhike_runtime.db import Database, as_utc, to_utc
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,6 @@ def _text(value: str, limit: int) -> str:
     return value[:limit].replace("\x00", "\N{REPLACEMENT CHARACTER}")
 
 
-def _utc(at: dt.datetime) -> dt.datetime:
-    """In UTC, as every stored time is: SQLite keeps a time's wall clock and compares it as
-    text, so `--since 09:30+08:00` would otherwise be read as 09:30 UTC. A naive time is UTC."""
-    return as_utc(at).astimezone(dt.UTC)
-
-
 class AuditLog:
     def __init__(self, database: Database, retention: dt.timedelta) -> None:
         self._database = database
@@ -84,7 +78,7 @@ class AuditLog:
 
     async def append(self, entry: AuditEntry) -> None:
         statement = sa.insert(audit_record).values(
-            recorded_at=_utc(entry.recorded_at or dt.datetime.now(dt.UTC)),
+            recorded_at=to_utc(entry.recorded_at or dt.datetime.now(dt.UTC)),
             actor=_text(entry.actor, 255),
             roles=_text(",".join(entry.roles), 500),
             method=_text(entry.method, 255),
@@ -115,7 +109,7 @@ class AuditLog:
         if actor is not None:
             query = query.where(audit_record.c.actor == actor)
         if since is not None:
-            query = query.where(audit_record.c.recorded_at >= _utc(since))
+            query = query.where(audit_record.c.recorded_at >= to_utc(since))
         async with self._database.session() as session:
             rows = (await session.execute(query)).all()
         return [

@@ -34,6 +34,20 @@ def event_time(stamp: Timestamp, event: str, field: str) -> dt.datetime:
     return at
 
 
+# How far ahead of this replica's clock a producer's time may be: clocks differ a little, and
+# a time further ahead would stay the newest for good wherever the newest wins (a consent, a
+# golden record's name).
+CLOCK_AHEAD = dt.timedelta(days=1)
+
+
+def recent_event_time(stamp: Timestamp, event: str, field: str) -> dt.datetime:
+    """`event_time`, and at most `CLOCK_AHEAD` after this replica's clock."""
+    at = event_time(stamp, event, field)
+    if at > dt.datetime.now(dt.UTC) + CLOCK_AHEAD:
+        raise malformed(event, field, "is more than a day in the future")
+    return at
+
+
 def platform_id(value: str, event: str, field: str, what: str) -> str:
     """An id this platform issues (a canonical lower-case UUID); `what` names it in the error
     ("a party id")."""

@@ -29,20 +29,15 @@ from zhike_notifications.domain.model import (
 from zhike_notifications.domain.ports import ConsentEntry, InboxEntry, Sending, StoredNotification
 from zhike_notifications.storage.schema import INBOX_MESSAGE_SEALED, NOTIFICATION_SEALED
 from zhike_runtime.crypto import KeyRing
-from zhike_runtime.db import as_utc
+from zhike_runtime.db import as_utc, to_utc
 
 _VALUES = NOTIFICATION_SEALED.place("template_values")
 _SUBJECT = INBOX_MESSAGE_SEALED.place("subject")
 _BODY = INBOX_MESSAGE_SEALED.place("body")
 
 
-def utc(value: dt.datetime) -> dt.datetime:
-    """Stored in UTC: SQLite keeps no zone, and compares times as text."""
-    return value.astimezone(dt.UTC)
-
-
 def optional_utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else utc(value)
+    return None if value is None else to_utc(value)
 
 
 def _read_time(value: dt.datetime | None) -> dt.datetime | None:
@@ -94,31 +89,31 @@ def notification_row(stored: StoredNotification, ring: KeyRing) -> dict[str, Any
         "language": stored.language,
         "status": n.status.value,
         "version": n.version,
-        "created_at": utc(n.created_at),
+        "created_at": to_utc(n.created_at),
         "due_at": optional_utc(due_at(stored)),
         "sending_attempt": sending.attempt if sending else None,
         "sending_provider": sending.provider if sending else None,
-        "sending_started_at": utc(sending.started_at) if sending else None,
+        "sending_started_at": to_utc(sending.started_at) if sending else None,
         "deferred_until": optional_utc(n.deferred_until),
         "suppression_reason": n.suppression.reason.value if n.suppression else None,
         "suppression_detail": n.suppression.detail if n.suppression else None,
         "withdrawn_by": n.withdrawn_by,
         "attempts": n.attempts,
         "retry_attempt": n.retry.attempt if n.retry else None,
-        "retry_at": utc(n.retry.at) if n.retry else None,
+        "retry_at": to_utc(n.retry.at) if n.retry else None,
         "retry_provider": n.retry.provider if n.retry else None,
         "accepted_attempt": n.accepted.attempt if n.accepted else None,
         "accepted_provider": n.accepted.provider if n.accepted else None,
         "accepted_provider_message_id": n.accepted.provider_message_id if n.accepted else None,
-        "accepted_at": utc(n.accepted.at) if n.accepted else None,
+        "accepted_at": to_utc(n.accepted.at) if n.accepted else None,
         "gave_up_attempt": n.gave_up.attempt if n.gave_up else None,
         "gave_up_reason": n.gave_up.reason.value if n.gave_up else None,
         "gave_up_error": n.gave_up.error if n.gave_up else None,
-        "gave_up_at": utc(n.gave_up.at) if n.gave_up else None,
+        "gave_up_at": to_utc(n.gave_up.at) if n.gave_up else None,
         "last_failure_attempt": n.last_failure.attempt if n.last_failure else None,
         "last_failure_error": n.last_failure.error if n.last_failure else None,
         "delivered_at": optional_utc(n.delivered_at),
-        "undelivered_at": utc(n.undelivered.at) if n.undelivered else None,
+        "undelivered_at": to_utc(n.undelivered.at) if n.undelivered else None,
         "undelivered_error": n.undelivered.error if n.undelivered else None,
     }
 
@@ -226,9 +221,9 @@ def consent_row(entry: ConsentEntry) -> dict[str, Any]:
         "purpose": record.purpose.value,
         "given": record.given,
         "captured_where": evidence.captured_where if evidence else None,
-        "captured_at": utc(evidence.captured_at) if evidence else None,
+        "captured_at": to_utc(evidence.captured_at) if evidence else None,
         "text_version": evidence.text_version if evidence else None,
-        "decided_at": utc(entry.decided_at),
+        "decided_at": to_utc(entry.decided_at),
         "profile_version": entry.profile_version,
     }
 
@@ -259,7 +254,7 @@ def inbox_row(entry: InboxEntry, ring: KeyRing) -> dict[str, Any]:
         "language": entry.language,
         "subject": ring.encrypt(entry.subject, _SUBJECT, place),
         "body": ring.encrypt(entry.body, _BODY, place),
-        "created_at": utc(entry.created_at),
+        "created_at": to_utc(entry.created_at),
         "read_at": optional_utc(entry.read_at),
     }
 

@@ -30,7 +30,6 @@ from zhike_notifications.domain.ports import (
     StoredNotification,
 )
 from zhike_notifications.storage import records
-from zhike_notifications.storage.records import utc
 from zhike_notifications.storage.schema import (
     consent,
     contact_preferences,
@@ -41,7 +40,7 @@ from zhike_notifications.storage.schema import (
     webhook_delivery,
 )
 from zhike_runtime.crypto import FieldKeys, KeyRing
-from zhike_runtime.db import Database, as_utc, insert_for
+from zhike_runtime.db import Database, as_utc, insert_for, to_utc
 from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.unit_of_work import UnitOfWork
@@ -187,7 +186,7 @@ class SqlNotificationStore(_Store):
     async def due(
         self, now: dt.datetime, limit: int, exclude: Iterable[str] = ()
     ) -> list[tuple[str, str]]:
-        now = utc(now)
+        now = to_utc(now)
         query = (
             sa.select(notification.c.notification_id, notification.c.party_id)
             .where(
@@ -210,11 +209,11 @@ class SqlNotificationStore(_Store):
     async def lease(self, notification_ids: Sequence[str], until: dt.datetime) -> None:
         if notification_ids:
             await self._session.execute(
-                _LEASE, {"ids": list(notification_ids), "until": utc(until)}
+                _LEASE, {"ids": list(notification_ids), "until": to_utc(until)}
             )
 
     async def history(self, party_id: str, since: dt.datetime) -> list[SentMessage]:
-        rows = await self._session.execute(_HISTORY, {"party_id": party_id, "since": utc(since)})
+        rows = await self._session.execute(_HISTORY, {"party_id": party_id, "since": to_utc(since)})
         return [
             SentMessage(
                 at=as_utc(row.at),
@@ -234,7 +233,7 @@ class SqlNotificationStore(_Store):
         order = (notification.c.created_at, notification.c.notification_id)
         query = sa.select(notification).where(notification.c.party_id == party_id)
         if before is not None:
-            query = query.where(sa.tuple_(*order) < sa.tuple_(utc(before[0]), before[1]))
+            query = query.where(sa.tuple_(*order) < sa.tuple_(to_utc(before[0]), before[1]))
         rows = await self._session.execute(
             query.order_by(*(column.desc() for column in order)).limit(limit)
         )
@@ -246,7 +245,7 @@ class SqlNotificationStore(_Store):
             notification.c.notification_id,
             sa.and_(
                 notification.c.status.in_([status.value for status in FINISHED]),
-                notification.c.created_at < utc(before),
+                notification.c.created_at < to_utc(before),
                 # An attempt still in flight (a send that raced a withdrawal) is not finished.
                 notification.c.sending_attempt.is_(None),
             ),
@@ -387,7 +386,7 @@ class SqlPreferenceStore(_Store):
                     sorted(channel.value for channel in preferences.opted_out_channels)
                 ),
                 "version": preferences.version,
-                "changed_at": utc(preferences.changed_at),
+                "changed_at": to_utc(preferences.changed_at),
             },
         )
         return bool(rows.all())
@@ -422,7 +421,7 @@ class SqlInboxStore(_Store):
         if unread_only:
             query = query.where(inbox_message.c.read_at.is_(None))
         if before is not None:
-            query = query.where(sa.tuple_(*order) < sa.tuple_(utc(before[0]), before[1]))
+            query = query.where(sa.tuple_(*order) < sa.tuple_(to_utc(before[0]), before[1]))
         rows = await self._session.execute(
             query.order_by(*(column.desc() for column in order)).limit(limit)
         )
@@ -459,7 +458,7 @@ class SqlInboxStore(_Store):
                 inbox_message.c.notification_id.in_(list(notification_ids)),
                 inbox_message.c.read_at.is_(None),
             )
-            .values(read_at=utc(at))
+            .values(read_at=to_utc(at))
         )
         return _rowcount(result)
 
@@ -474,7 +473,7 @@ class SqlWithdrawalStore(_Store):
             .values(
                 decision_id=withdrawal.decision_id,
                 party_id=withdrawal.party_id,
-                at=utc(withdrawal.at),
+                at=to_utc(withdrawal.at),
             )
             .on_conflict_do_nothing()
         )
@@ -509,7 +508,7 @@ class SqlWebhookDeliveryStore(_Store):
     async def first_time(self, provider: str, delivery_id: str, at: dt.datetime) -> bool:
         result = await self._session.execute(
             insert_for(self._dialect, webhook_delivery)
-            .values(delivery_id=_delivery_key(provider, delivery_id), seen_at=utc(at))
+            .values(delivery_id=_delivery_key(provider, delivery_id), seen_at=to_utc(at))
             .on_conflict_do_nothing()
         )
         return _rowcount(result) == 1
@@ -518,7 +517,7 @@ class SqlWebhookDeliveryStore(_Store):
         return await self._delete_chunk(
             webhook_delivery,
             webhook_delivery.c.delivery_id,
-            webhook_delivery.c.seen_at < utc(before),
+            webhook_delivery.c.seen_at < to_utc(before),
             limit,
         )
 

@@ -35,7 +35,7 @@ from zhike_notifications.domain.service import ConsentChange, OfferDecision, Pro
 from zhike_notifications.transport import codec
 from zhike_runtime.events.consumer import PermanentEventError
 from zhike_runtime.events.dead_letters import dead_letter_event
-from zhike_runtime.events.decoding import event_time, malformed, platform_id
+from zhike_runtime.events.decoding import event_time, malformed, platform_id, recent_event_time
 from zhike_runtime.events.outbox import OutgoingEvent
 
 SUBJECT_PREFIX = "zhike.notifications.v1"
@@ -87,11 +87,6 @@ _DECISION = re.compile(r"[A-Za-z0-9_-]+")
 
 def _bad(event: str, field: str, why: str) -> PermanentEventError:
     return malformed(event, field, why)
-
-
-# How far ahead of this replica's clock a consent's capture time may be (the profile refuses
-# source events more than a day ahead; clocks differ a little).
-MAX_CAPTURE_AHEAD = dt.timedelta(days=1)
 
 
 def _time(stamp: Timestamp, event: str, field: str) -> dt.datetime:
@@ -184,7 +179,9 @@ def profile_news(message: profile_events.ProfileChanged) -> ProfileNews:
     ]
     if not facts:
         return ProfileNews(party_id, message.profile_version)
-    changed_at = _time(message.change_time, name, "change_time")
+    # The newest decision wins: one dated years ahead would outrank the customer's later
+    # opt-out (a "TD" reply, an unsubscribe link), which would then do nothing.
+    changed_at = recent_event_time(message.change_time, name, "change_time")
     changes = []
     for index, consent in facts:
         field = f"facts[{index}].consent_changed"
@@ -196,14 +193,10 @@ def profile_news(message: profile_events.ProfileChanged) -> ProfileNews:
         if consent.HasField("evidence"):
             found = consent.evidence
             captured = (
-                _time(found.capture_time, name, f"{field}.evidence.capture_time")
+                recent_event_time(found.capture_time, name, f"{field}.evidence.capture_time")
                 if found.HasField("capture_time")
                 else changed_at
             )
-            if captured > dt.datetime.now(dt.UTC) + MAX_CAPTURE_AHEAD:
-                # The newest decision wins: one dated years ahead would outrank the customer's
-                # later opt-out (a "TD" reply, an unsubscribe link), which would do nothing.
-                raise _bad(name, f"{field}.evidence.capture_time", "is far in the future")
             evidence = ConsentEvidence(
                 found.captured_where[:128], captured, found.text_version[:64]
             )

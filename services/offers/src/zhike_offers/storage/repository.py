@@ -42,17 +42,13 @@ from zhike_offers.storage.schema import (
     party_fact,
     propensity,
 )
-from zhike_runtime.db import Database, as_utc, insert_for
+from zhike_runtime.db import Database, as_utc, insert_for, to_utc
 from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.unit_of_work import UnitOfWork
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC)
-
-
 def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else as_utc(value)
+    return None if value is None else to_utc(value)
 
 
 class _Store:
@@ -161,7 +157,7 @@ class SqlPartyStore(_Store):
                 parties[change.party_id] = {
                     "party_id": change.party_id,
                     "profile_version": change.profile_version,
-                    "updated_at": _utc(change.at),
+                    "updated_at": to_utc(change.at),
                 }
             for entry in fact_entries:
                 held = facts.get((change.party_id, entry.key))
@@ -192,7 +188,7 @@ class SqlPartyStore(_Store):
         result = await self._session.execute(
             sa.update(party)
             .where(party.c.party_id == party_id, party.c.merged_into.is_(None))
-            .values(merged_into=into, updated_at=_utc(at))
+            .values(merged_into=into, updated_at=to_utc(at))
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -204,7 +200,7 @@ class SqlPartyStore(_Store):
         opted_out_channels: frozenset[str],
         at: dt.datetime,
     ) -> ContactPreferences:
-        at = _utc(at)
+        at = to_utc(at)
         statement = insert_for(self._dialect, party).values(
             party_id=party_id,
             do_not_contact=do_not_contact,
@@ -285,7 +281,7 @@ def _contact_row(contact: NewContact) -> dict[str, Any]:
     return {
         "contact_id": contact.contact_id,
         "party_id": contact.party_id,
-        "at": _utc(event.at),
+        "at": to_utc(event.at),
         "offer_id": event.offer_id,
         "channel": event.channel,
         "kind": event.kind.value,
@@ -302,7 +298,7 @@ class SqlContactStore(_Store):
         if not party_ids:
             return {}
         rows = await self._session.execute(
-            _HISTORIES, {"party_ids": list(party_ids), "since": _utc(since)}
+            _HISTORIES, {"party_ids": list(party_ids), "since": to_utc(since)}
         )
         for row in rows:
             found[row.party_id].append(_contact(row))
@@ -336,7 +332,7 @@ class SqlContactStore(_Store):
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
         return await self._delete_chunk(
-            contact_event, contact_event.c.contact_id, contact_event.c.at < _utc(before), limit
+            contact_event, contact_event.c.contact_id, contact_event.c.at < to_utc(before), limit
         )
 
 
@@ -378,7 +374,7 @@ class SqlDecisionInputs(_Store):
     ) -> tuple[StoredParty | None, list[ContactEvent]]:
         rows = (
             await self._session.execute(
-                _DECISION_INPUTS, {"party_id": party_id, "since": _utc(since)}
+                _DECISION_INPUTS, {"party_id": party_id, "since": to_utc(since)}
             )
         ).all()
         parties = [row for row in rows if row.party_id is not None]
@@ -467,7 +463,7 @@ class SqlOutboundStore(_Store):
                     "offer_version": decision.offer_version,
                     "channel": decision.channel,
                     "template_id": decision.template_id,
-                    "decided_at": _utc(decision.decided_at),
+                    "decided_at": to_utc(decision.decided_at),
                     "profile_version": profile_version,
                     "active": True,
                 }
@@ -482,7 +478,7 @@ class SqlOutboundStore(_Store):
             _WITHDRAW,
             {
                 "decision": withdrawn.decision_id,
-                "at": _utc(withdrawn.at),
+                "at": to_utc(withdrawn.at),
                 "reason": reason,
                 "detail": why.explanation[:1000],
             },
@@ -495,7 +491,7 @@ class SqlOutboundStore(_Store):
             outbound_decision.c.decision_id,
             sa.and_(
                 sa.not_(outbound_decision.c.active),
-                outbound_decision.c.withdrawn_at < _utc(before),
+                outbound_decision.c.withdrawn_at < to_utc(before),
             ),
             limit,
         )
@@ -513,7 +509,7 @@ def log_row(arbitration: Arbitration) -> dict[str, Any]:
     return {
         "arbitration_id": arbitration.arbitration_id,
         "party_id": decision.party_id,
-        "decided_at": _utc(decision.decided_at),
+        "decided_at": to_utc(decision.decided_at),
         "trigger": arbitration.trigger.value,
         "channel": decision.channel,
         "placement": decision.placement,
@@ -552,7 +548,7 @@ class SqlDecisionLog(_Store):
         order = (decision_log.c.decided_at, decision_log.c.arbitration_id)
         query = sa.select(decision_log).where(decision_log.c.party_id == party_id)
         if before is not None:
-            query = query.where(sa.tuple_(*order) < sa.tuple_(_utc(before[0]), before[1]))
+            query = query.where(sa.tuple_(*order) < sa.tuple_(to_utc(before[0]), before[1]))
         rows = await self._session.execute(
             query.order_by(*(column.desc() for column in order)).limit(limit)
         )
@@ -562,7 +558,7 @@ class SqlDecisionLog(_Store):
         return await self._delete_chunk(
             decision_log,
             decision_log.c.arbitration_id,
-            decision_log.c.decided_at < _utc(before),
+            decision_log.c.decided_at < to_utc(before),
             limit,
         )
 
@@ -640,7 +636,7 @@ class SqlCatalogueStore(_Store):
             "version": saved.version,
             "document": dict(saved.document),
             "retired": saved.retired,
-            "saved_at": _utc(saved.saved_at),
+            "saved_at": to_utc(saved.saved_at),
         }
         # A version saved twice (two admins at once) fails here: ConcurrentUpdate.
         await self._session.execute(offer_version.insert().values(**values, reason=reason))
@@ -676,7 +672,7 @@ class SqlCatalogueStore(_Store):
                 "version": document.version,
                 "document": dict(document.document),
                 "retired": document.retired,
-                "saved_at": _utc(document.saved_at),
+                "saved_at": to_utc(document.saved_at),
             }
             # Another replica storing the same defaults at the same moment: one of them wins.
             result = await self._session.execute(
@@ -704,7 +700,7 @@ class SqlPropensityStore(_Store):
             segment=segment,
             successes=successes,
             failures=failures,
-            updated_at=_utc(at),
+            updated_at=to_utc(at),
         )
         await self._session.execute(
             statement.on_conflict_do_update(

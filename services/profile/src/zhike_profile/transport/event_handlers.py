@@ -18,7 +18,6 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike.identity.v1 import events_pb2 as identity_events
@@ -46,7 +45,7 @@ from zhike_runtime.events.consumer import (
     ReceivedEvent,
     unit_of,
 )
-from zhike_runtime.events.decoding import event_time, malformed, platform_id
+from zhike_runtime.events.decoding import malformed, platform_id, recent_event_time
 from zhike_runtime.unit_of_work import UnitOfWork
 from zhike_runtime.validation import Violations
 
@@ -65,9 +64,6 @@ def _unit(context: EventContext) -> ProfileUnitOfWork:
     return _profile_unit(context.unit)
 
 
-# How far ahead of this replica's clock identity's times may be: a change dated years ahead
-# would stay the newest for good (a golden record's name then never changes again).
-_CLOCK_AHEAD = dt.timedelta(days=1)
 # Identity's limits on a source record key, and the golden name (the columns they fill).
 _KEY_PARTS = (("source_system", 64), ("source_record_id", 128))
 _NAME_LENGTH = 200
@@ -101,14 +97,6 @@ def _birth_date(golden: identity_party.GoldenRecord) -> dt.date | None:
         ) from None
 
 
-def _time(event: str, stamp: Timestamp, field: str) -> dt.datetime:
-    """A time identity stamped: set, possible, and not beyond a day ahead of this clock."""
-    at = event_time(stamp, event, field)
-    if at > dt.datetime.now(dt.UTC) + _CLOCK_AHEAD:
-        raise malformed(event, field, "is more than a day in the future")
-    return at
-
-
 def _name(event: str, value: str) -> str:
     if len(value) > _NAME_LENGTH or not value.isprintable():
         # The field only: the value is personal data.
@@ -127,7 +115,7 @@ class IdentityEventHandlers:
         await self._updates.party_created(
             _unit(context),
             _party(name, event.party_id),
-            _time(name, event.create_time, "create_time"),
+            recent_event_time(event.create_time, name, "create_time"),
         )
 
     async def source_record_linked(
@@ -141,7 +129,7 @@ class IdentityEventHandlers:
             _key(name, event.source_record, "source_record"),
             _party(name, event.party_id),
             event.link_version,
-            _time(name, event.link_time, "link_time"),
+            recent_event_time(event.link_time, name, "link_time"),
         )
         await self._updates.records_linked(_unit(context), [link])
 
@@ -156,7 +144,7 @@ class IdentityEventHandlers:
             _key(name, event.source_record, "source_record"),
             _party(name, event.to_party_id, "to_party_id"),
             event.link_version,
-            _time(name, event.move_time, "move_time"),
+            recent_event_time(event.move_time, name, "move_time"),
         )
         await self._updates.records_linked(_unit(context), [link])
 
@@ -172,7 +160,10 @@ class IdentityEventHandlers:
         if not retired or survivor in retired:
             raise PermanentEventError("a merge needs retired parties other than the survivor")
         await self._updates.parties_merged(
-            _unit(context), survivor, retired, _time(name, event.merge_time, "merge_time")
+            _unit(context),
+            survivor,
+            retired,
+            recent_event_time(event.merge_time, name, "merge_time"),
         )
 
     async def party_split(
@@ -184,7 +175,7 @@ class IdentityEventHandlers:
         versions = list(event.link_versions) or [0] * len(event.source_records)
         if len(versions) != len(event.source_records):
             raise PermanentEventError("a split needs one link version per source record")
-        at = _time(name, event.split_time, "split_time")
+        at = recent_event_time(event.split_time, name, "split_time")
         links = [
             RecordLink(_key(name, key, f"source_records[{i}]"), new_party, version, at)
             for i, (key, version) in enumerate(zip(event.source_records, versions, strict=True))
@@ -203,7 +194,7 @@ class IdentityEventHandlers:
             _party(name, event.party_id),
             _name(name, event.golden_record.full_name.value),
             _birth_date(event.golden_record),
-            _time(name, event.change_time, "change_time"),
+            recent_event_time(event.change_time, name, "change_time"),
         )
 
 

@@ -51,15 +51,13 @@ from zhike_profile.domain.source_events import (
     SourceEvent,
 )
 from zhike_runtime.events import headers as h
+from zhike_runtime.events.decoding import CLOCK_AHEAD
 from zhike_runtime.validation import Violations, iana_zone
 
 SUBJECT_PREFIX = "zhike.source.v1"
 EVENT_TYPE = pb.SourceEvent.DESCRIPTOR.full_name
 # The inbox keeps event ids of up to 64 characters; the key is "<source_system>:<event_id>".
 MAX_MESSAGE_ID = 64
-# An event stamped further ahead than this is refused: its clock is wrong, and months and
-# averages would count it in the future.
-MAX_CLOCK_AHEAD = dt.timedelta(days=1)
 MAX_OVERDUE_DAYS = 36_500
 # The largest amount an event may carry, in minor units (10 trillion in major units): far above
 # any account, and low enough that months of sums and a party's total in CNY stay inside the
@@ -284,7 +282,7 @@ def decode_source_event(
             f"{MAX_MESSAGE_ID - 1} characters",
         )
     at = top.time("event_time", message.event_time, message.HasField("event_time"))
-    if at is not None and at > now + MAX_CLOCK_AHEAD:
+    if at is not None and at > now + CLOCK_AHEAD:
         v.add(top.at("event_time"), "is more than a day in the future")
     if message.sequence < 1:
         v.add(top.at("sequence"), "must be at least 1")
@@ -445,7 +443,7 @@ def _consent(f: _Fields, m: pb.ConsentGiven | pb.ConsentWithdrawn, given: bool) 
         "capture_time", m.evidence.capture_time, m.evidence.HasField("capture_time")
     )
     version = evidence.text("text_version", m.evidence.text_version, required=True, max_length=32)
-    if captured is not None and captured > f.now + MAX_CLOCK_AHEAD:
+    if captured is not None and captured > f.now + CLOCK_AHEAD:
         # The newest capture wins across records and in notifications: one dated years ahead
         # would outrank every later decision, a customer's opt-out included.
         f.v.add(evidence.at("capture_time"), "is more than a day in the future")
