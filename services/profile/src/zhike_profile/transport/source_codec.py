@@ -60,9 +60,9 @@ EVENT_TYPE = pb.SourceEvent.DESCRIPTOR.full_name
 MAX_MESSAGE_ID = 64
 MAX_OVERDUE_DAYS = 36_500
 # The largest amount an event may carry, in minor units (10 trillion in major units): far above
-# any account, and low enough that months of sums and a party's total in CNY stay inside the
-# BIGINT columns they are added into. Above it an event was accepted and then failed in the
-# consumer on every delivery, lost.
+# any account, and low enough that over 9,000 of them still add up inside the BIGINT columns
+# sums go into. Without it, an event was accepted and then failed in the consumer on every
+# delivery, lost.
 MAX_AMOUNT_MINOR_UNITS = 10**15
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
