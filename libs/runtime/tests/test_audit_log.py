@@ -95,3 +95,15 @@ async def test_a_nul_in_what_a_refused_call_asked_for_is_stored_replaced(audit: 
     await audit.append(refused)
 
     assert [e.party_id for e in await audit.read()] == ["a\ufffdb"]
+
+
+async def test_expiry_deletes_the_records_older_than_the_retention_and_keeps_the_rest(
+    audit: AuditLog,
+) -> None:
+    now = dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC)
+    for days_ago in (400, 366, 364, 1):
+        await audit.append(recorded(now - dt.timedelta(days=days_ago), actor=f"t-{days_ago}"))
+
+    assert await audit.expire(now) == 2
+
+    assert sorted(e.actor for e in await audit.read()) == ["t-1", "t-364"]

@@ -69,6 +69,45 @@ def insert_for(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Inse
     return sqlite.insert(table)
 
 
+# Rows a retention job deletes per statement. Each chunk is a short transaction of its own, so
+# a large backlog (the first round after an upgrade or a long outage) never holds its locks, or
+# every replica's rounds, for minutes.
+DELETE_CHUNK = 5000
+
+
+async def delete_chunk(
+    session: AsyncSession,
+    table: sa.Table,
+    key: sa.ColumnElement[Any],
+    where: sa.ColumnElement[bool],
+    limit: int,
+) -> int:
+    """Deletes up to `limit` rows of `table` matching `where`, chosen by their `key` (one short
+    statement); returns how many. `where` applies to the rows deleted as well as to the ones
+    chosen, so `key` may be one part of a composite key that `where` pins the rest of."""
+    chunk = sa.select(key).where(where).limit(limit).scalar_subquery()
+    result = await session.execute(sa.delete(table).where(where, key.in_(chunk)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def delete_in_chunks(
+    database: Database,
+    table: sa.Table,
+    key: sa.ColumnElement[Any],
+    where: sa.ColumnElement[bool],
+    chunk: int = DELETE_CHUNK,
+) -> int:
+    """Deletes every row of `table` matching `where`, up to `chunk` rows per transaction;
+    returns how many."""
+    total = 0
+    while True:
+        async with database.session() as session, session.begin():
+            deleted = await delete_chunk(session, table, key, where, chunk)
+        total += deleted
+        if deleted < chunk:
+            return total
+
+
 def sqlstate(error: BaseException | None) -> str | None:
     """The SQLSTATE of a database error, wherever the driver keeps it: on SQLAlchemy's `orig`
     (asyncpg's adapter, psycopg's pgcode) or on the driver's own exception behind it."""

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from zhike_runtime.events.consumer import PRUNE_CHUNK, EventConsumer
+from zhike_runtime.db import DELETE_CHUNK
+from zhike_runtime.events.consumer import EventConsumer
 from zhike_runtime.events.schema import inbox_event
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.testing.services import TEST_SETTINGS, eventually
@@ -65,12 +66,12 @@ async def test_the_running_consumer_prunes_its_own_rows_past_the_retention(
 
 async def test_pruning_a_large_backlog_deletes_in_chunks_until_done(backbone: Backbone) -> None:
     now = dt.datetime.now(dt.UTC)
-    await add_inbox_rows(backbone, DURABLE, "old", 2 * PRUNE_CHUNK + 7, now - 60 * DAY)
+    await add_inbox_rows(backbone, DURABLE, "old", 2 * DELETE_CHUNK + 7, now - 60 * DAY)
     await add_inbox_rows(backbone, DURABLE, "new", 3, now)
     consumer = EventConsumer(
         SPEC, backbone.database, backbone.bus(), backbone.telemetry, backbone.settings
     )
-    assert await consumer.prune_inbox(now - 40 * DAY) == 2 * PRUNE_CHUNK + 7
+    assert await consumer.prune_inbox(now - 40 * DAY) == 2 * DELETE_CHUNK + 7
     assert await inbox(backbone, DURABLE) == 3
     assert await consumer.prune_inbox(now - 40 * DAY) == 0
 

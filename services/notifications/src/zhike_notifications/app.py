@@ -156,7 +156,13 @@ def wire(platform: Platform[NotificationsSettings]) -> Wiring:
         max_page_size=settings.max_page_size,
     )
     deliveries = Deliveries(unit_of_work, _now)
-    retention = Retention(unit_of_work, _now, retention_days=settings.retention_days)
+    retention = Retention(
+        unit_of_work,
+        _now,
+        retention_days=settings.retention_days,
+        inbox_message_retention_days=settings.inbox_message_retention_days,
+        withdrawal_retention=dt.timedelta(seconds=settings.inbox_retention_seconds),
+    )
     verifier = SignatureVerifier(
         {
             name: [secret.get_secret_value().encode() for secret in values]

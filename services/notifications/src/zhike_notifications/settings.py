@@ -97,6 +97,9 @@ class NotificationsSettings(ServiceSettings):
     # Send records and consent records are kept at least five months (China's rules on
     # commercial SMS), so no less than 150 days.
     retention_days: int = Field(default=150, ge=150, le=3660)
+    # The customer's in-app inbox keeps a message this long. The send record above is what the
+    # five months apply to; the inbox copy is the customer's to read.
+    inbox_message_retention_days: int = Field(default=365, ge=30, le=3660)
 
     # --- providers: each one the failover orders above may name (a JSON list in
     # ZHIKE_PROVIDERS). The defaults are the local gateways `make run` starts.

@@ -1,7 +1,7 @@
 """Consents, the inbox, withdrawn decisions and webhook deliveries over SQLite and PostgreSQL:
 the newer consent decision holds whatever the order, and consents are read with the profile
 version they are as of; the inbox pages, counts and marks read once, its text sealed; a
-withdrawal and a webhook delivery are each taken once."""
+withdrawal and a webhook delivery are each taken once; each is deleted from its cut-off on."""
 
 from __future__ import annotations
 
@@ -213,6 +213,37 @@ async def test_a_decision_is_withdrawn_once(units: Units) -> None:
     async with units() as unit:
         assert await unit.withdrawals.get("d-1") == withdrawal
         assert await unit.withdrawals.get("d-2") is None
+
+
+async def test_inbox_pruning_deletes_up_to_the_limit_of_the_messages_created_before_the_cut_off(
+    units: Units,
+) -> None:
+    async with units() as unit:
+        for i in range(3):
+            await unit.inbox.add(message(f"old-{i}", T0 + i * HOUR))
+        await unit.inbox.add(message("at-cut-off", T0 + 3 * HOUR, OTHER_PARTY))
+        await unit.commit()
+    async with units() as unit:
+        assert await unit.inbox.prune(T0 + 3 * HOUR, limit=2) == 2
+        assert await unit.inbox.prune(T0 + 3 * HOUR, limit=2) == 1
+        assert await unit.inbox.prune(T0 + 3 * HOUR, limit=2) == 0
+        await unit.commit()
+    async with units() as unit:
+        assert await unit.inbox.page(PARTY, None, 10, False) == []
+        assert await unit.inbox.known(OTHER_PARTY, ["at-cut-off"]) == {"at-cut-off"}
+
+
+async def test_withdrawal_pruning_deletes_those_made_before_the_cut_off(units: Units) -> None:
+    async with units() as unit:
+        assert await unit.withdrawals.add(DecisionWithdrawal("d-old", PARTY, T0))
+        assert await unit.withdrawals.add(DecisionWithdrawal("d-new", PARTY, T0 + HOUR))
+        await unit.commit()
+    async with units() as unit:
+        assert await unit.withdrawals.prune(T0 + HOUR, limit=10) == 1
+        await unit.commit()
+    async with units() as unit:
+        assert await unit.withdrawals.get("d-old") is None
+        assert await unit.withdrawals.get("d-new") == DecisionWithdrawal("d-new", PARTY, T0 + HOUR)
 
 
 async def test_a_replayed_webhook_delivery_is_not_first_time_until_pruned(units: Units) -> None:

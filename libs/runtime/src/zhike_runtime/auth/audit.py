@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from zhike_runtime.db import Database, as_utc, to_utc
+from zhike_runtime.db import Database, as_utc, delete_in_chunks, to_utc
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +128,14 @@ class AuditLog:
         ]
 
     async def expire(self, now: dt.datetime | None = None) -> int:
-        """Deletes records older than the retention period; returns how many."""
+        """Deletes records older than the retention period, in chunks; returns how many."""
         cutoff = (now or dt.datetime.now(dt.UTC)) - self.retention
-        async with self._database.session() as session, session.begin():
-            result = await session.execute(
-                sa.delete(audit_record).where(audit_record.c.recorded_at < cutoff)
-            )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return await delete_in_chunks(
+            self._database,
+            audit_record,
+            audit_record.c.record_id,
+            audit_record.c.recorded_at < to_utc(cutoff),
+        )
 
     async def run_retention(self, interval_seconds: float = 3600.0) -> None:
         while True:

@@ -44,11 +44,11 @@ from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhike_runtime.db import DISCONNECT_ERRORS, Database, insert_for
+from zhike_runtime.db import DISCONNECT_ERRORS, Database, delete_in_chunks, insert_for
 from zhike_runtime.errors import ConcurrentUpdate, InvalidArgument
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import ConsumerDeclaration, EventBus, PayloadTooLarge, dlq_subject
@@ -71,8 +71,6 @@ KEEP_ALIVE_FRACTION = 1 / 3
 # hold its message (and the ones fetched with it) for ever; past it JetStream redelivers them,
 # and the inbox absorbs whatever did commit.
 KEEP_ALIVE_LIMIT = 10
-# Inbox rows deleted per statement when pruning, so no transaction holds many row locks for long.
-PRUNE_CHUNK = 5000
 # Batches an event may be left out of (ReceivedEvent.may_defer) before a batch must apply it.
 DEFER_LIMIT = 3
 # How long a fetch waits for new messages while deferred ones are in hand: they are retried at
@@ -701,27 +699,15 @@ class EventConsumer:
 
     async def prune_inbox(self, older_than: dt.datetime) -> int:
         """Deletes this consumer's inbox rows processed before `older_than`; returns how many."""
-        deleted = 0
-        while True:
-            chunk = (
-                select(inbox_event.c.event_id)
-                .where(
-                    inbox_event.c.consumer == self.spec.durable,
-                    inbox_event.c.processed_at < older_than,
-                )
-                .limit(PRUNE_CHUNK)
-            )
-            async with self._db.session() as session, session.begin():
-                result = await session.execute(
-                    delete(inbox_event).where(
-                        inbox_event.c.consumer == self.spec.durable,
-                        inbox_event.c.event_id.in_(chunk.scalar_subquery()),
-                    )
-                )
-            count = int(result.rowcount)  # type: ignore[attr-defined]
-            deleted += count
-            if count < PRUNE_CHUNK:
-                return deleted
+        return await delete_in_chunks(
+            self._db,
+            inbox_event,
+            inbox_event.c.event_id,
+            and_(
+                inbox_event.c.consumer == self.spec.durable,
+                inbox_event.c.processed_at < older_than,
+            ),
+        )
 
     async def _prune_periodically(self) -> None:
         retention = dt.timedelta(seconds=self._settings.inbox_retention_seconds)

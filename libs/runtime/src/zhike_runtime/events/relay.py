@@ -16,11 +16,11 @@ from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zhike_runtime.background import nap
-from zhike_runtime.db import DISCONNECT_ERRORS, Database
+from zhike_runtime.db import DISCONNECT_ERRORS, Database, delete_in_chunks
 from zhike_runtime.events.bus import EventBus, PayloadTooLarge
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.redaction import describe_error
@@ -215,10 +215,12 @@ class OutboxRelay:
             self._telemetry.gauges.outbox_backlog = await self.backlog()
             self._telemetry.gauges.outbox_oldest_unsent = await self.oldest_unsent()
             cutoff = dt.datetime.now(dt.UTC) - self._retention
-            async with self._db.session() as session, session.begin():
-                await session.execute(
-                    delete(outbox_event).where(outbox_event.c.published_at < cutoff)
-                )
+            await delete_in_chunks(
+                self._db,
+                outbox_event,
+                outbox_event.c.position,
+                outbox_event.c.published_at < cutoff,
+            )
         except DISCONNECT_ERRORS as error:
             log.warning(
                 "outbox housekeeping: database unavailable", extra={"error": describe_error(error)}

@@ -220,6 +220,10 @@ class InboxStore(Protocol):
         """Marks the unread ones read at `at`; how many it marked."""
         ...
 
+    async def prune(self, before: dt.datetime, limit: int) -> int:
+        """Deletes up to `limit` messages created before `before`; how many it deleted."""
+        ...
+
 
 class WithdrawalStore(Protocol):
     async def add(self, withdrawal: DecisionWithdrawal) -> bool:
@@ -227,6 +231,10 @@ class WithdrawalStore(Protocol):
         ...
 
     async def get(self, decision_id: str) -> DecisionWithdrawal | None: ...
+
+    async def prune(self, before: dt.datetime, limit: int) -> int:
+        """Deletes up to `limit` withdrawals made before `before`; how many it deleted."""
+        ...
 
 
 class WebhookDeliveryStore(Protocol):

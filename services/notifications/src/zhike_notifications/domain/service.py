@@ -1027,8 +1027,12 @@ def _check_party(v: Violations, party_id: str) -> None:
 
 
 class Retention:
-    """Deletes finished notifications and old webhook delivery ids after the retention period
-    (send records are kept at least five months: settings)."""
+    """Deletes what has outlived its keeping: finished notifications (send records, kept at
+    least five months: settings), inbox messages, decision withdrawals and webhook delivery ids.
+
+    A withdrawal is kept as long as the broker may still deliver its decision's OfferDecided
+    (`withdrawal_retention`, the consumer inbox's retention): one pruned sooner would let a late
+    copy of the decision be sent."""
 
     def __init__(
         self,
@@ -1036,23 +1040,32 @@ class Retention:
         clock: Clock,
         *,
         retention_days: int,
+        inbox_message_retention_days: int,
+        withdrawal_retention: dt.timedelta,
         webhook_replay_days: int = 2,
         chunk: int = 5000,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._clock = clock
         self._retention = dt.timedelta(days=retention_days)
+        self._inbox_retention = dt.timedelta(days=inbox_message_retention_days)
+        self._withdrawal_retention = withdrawal_retention
         self._replay = dt.timedelta(days=webhook_replay_days)
         self._chunk = chunk
 
     async def prune(self) -> int:
+        """Deletes a chunk of each kind per transaction until none is left; how many in all."""
         now = self._clock()
         total = 0
         while True:
             async with self._unit_of_work() as unit:
-                deleted = await unit.notifications.prune(now - self._retention, self._chunk)
-                deleted += await unit.webhook_deliveries.prune(now - self._replay, self._chunk)
+                deleted = [
+                    await unit.notifications.prune(now - self._retention, self._chunk),
+                    await unit.inbox.prune(now - self._inbox_retention, self._chunk),
+                    await unit.withdrawals.prune(now - self._withdrawal_retention, self._chunk),
+                    await unit.webhook_deliveries.prune(now - self._replay, self._chunk),
+                ]
                 await unit.commit()
-            total += deleted
-            if deleted < self._chunk:
+            total += sum(deleted)
+            if max(deleted) < self._chunk:
                 return total

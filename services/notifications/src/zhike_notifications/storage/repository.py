@@ -40,7 +40,7 @@ from zhike_notifications.storage.schema import (
     webhook_delivery,
 )
 from zhike_runtime.crypto import FieldKeys, KeyRing
-from zhike_runtime.db import Database, as_utc, insert_for, to_utc
+from zhike_runtime.db import Database, as_utc, delete_chunk, insert_for, to_utc
 from zhike_runtime.errors import ConcurrentUpdate
 from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.unit_of_work import UnitOfWork
@@ -64,14 +64,6 @@ class _Store:
     @property
     def _is_postgres(self) -> bool:
         return self._dialect == "postgresql"
-
-    async def _delete_chunk(
-        self, table: sa.Table, key: sa.Column[Any], where: sa.ColumnElement[bool], limit: int
-    ) -> int:
-        """Deletes up to `limit` rows matching `where`, by their key (one short statement)."""
-        chunk = sa.select(key).where(where).limit(limit).scalar_subquery()
-        result = await self._session.execute(sa.delete(table).where(key.in_(chunk)))
-        return _rowcount(result)
 
 
 def _rowcount(result: Any) -> int:
@@ -240,7 +232,8 @@ class SqlNotificationStore(_Store):
         return [records.notification_of(row) for row in rows]
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
-        return await self._delete_chunk(
+        return await delete_chunk(
+            self._session,
             notification,
             notification.c.notification_id,
             sa.and_(
@@ -462,6 +455,15 @@ class SqlInboxStore(_Store):
         )
         return _rowcount(result)
 
+    async def prune(self, before: dt.datetime, limit: int) -> int:
+        return await delete_chunk(
+            self._session,
+            inbox_message,
+            inbox_message.c.notification_id,
+            inbox_message.c.created_at < to_utc(before),
+            limit,
+        )
+
 
 # --- withdrawn decisions, webhook deliveries --------------------------------------------------
 
@@ -491,6 +493,15 @@ class SqlWithdrawalStore(_Store):
             return None
         return DecisionWithdrawal(row.decision_id, row.party_id, as_utc(row.at))
 
+    async def prune(self, before: dt.datetime, limit: int) -> int:
+        return await delete_chunk(
+            self._session,
+            decision_withdrawal,
+            decision_withdrawal.c.decision_id,
+            decision_withdrawal.c.at < to_utc(before),
+            limit,
+        )
+
 
 def _delivery_key(provider: str, delivery_id: str) -> str:
     """The provider and its id, in the column's 255 characters (a provider's name is at most
@@ -514,7 +525,8 @@ class SqlWebhookDeliveryStore(_Store):
         return _rowcount(result) == 1
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
-        return await self._delete_chunk(
+        return await delete_chunk(
+            self._session,
             webhook_delivery,
             webhook_delivery.c.delivery_id,
             webhook_delivery.c.seen_at < to_utc(before),

@@ -147,6 +147,8 @@ inbox_message = sa.Table(
     sa.Column("created_at", _TIME, nullable=False),
     sa.Column("read_at", _TIME, nullable=True),
     sa.Index("ix_inbox_message_party_created", "party_id", "created_at", "notification_id"),
+    # For retention (migration 0004).
+    sa.Index("ix_inbox_message_created_at", "created_at"),
 )
 
 decision_withdrawal = sa.Table(
@@ -155,6 +157,8 @@ decision_withdrawal = sa.Table(
     sa.Column("decision_id", _DECISION_ID, primary_key=True),
     sa.Column("party_id", _ID, nullable=False),
     sa.Column("at", _TIME, nullable=False),
+    # For retention (migration 0004).
+    sa.Index("ix_decision_withdrawal_at", "at"),
 )
 
 webhook_delivery = sa.Table(

@@ -42,7 +42,7 @@ from zhike_offers.storage.schema import (
     party_fact,
     propensity,
 )
-from zhike_runtime.db import Database, as_utc, insert_for, to_utc
+from zhike_runtime.db import Database, as_utc, delete_chunk, insert_for, to_utc
 from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.unit_of_work import UnitOfWork
 
@@ -55,14 +55,6 @@ class _Store:
     def __init__(self, session: AsyncSession, dialect: str) -> None:
         self._session = session
         self._dialect = dialect
-
-    async def _delete_chunk(
-        self, table: sa.Table, key: sa.Column[Any], where: sa.ColumnElement[bool], limit: int
-    ) -> int:
-        """Deletes up to `limit` rows matching `where`, by their key (one short statement)."""
-        chunk = sa.select(key).where(where).limit(limit).scalar_subquery()
-        result = await self._session.execute(sa.delete(table).where(key.in_(chunk)))
-        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 # --- parties and their facts ------------------------------------------------------------------
@@ -331,8 +323,12 @@ class SqlContactStore(_Store):
         )
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
-        return await self._delete_chunk(
-            contact_event, contact_event.c.contact_id, contact_event.c.at < to_utc(before), limit
+        return await delete_chunk(
+            self._session,
+            contact_event,
+            contact_event.c.contact_id,
+            contact_event.c.at < to_utc(before),
+            limit,
         )
 
 
@@ -486,7 +482,8 @@ class SqlOutboundStore(_Store):
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
-        return await self._delete_chunk(
+        return await delete_chunk(
+            self._session,
             outbound_decision,
             outbound_decision.c.decision_id,
             sa.and_(
@@ -555,7 +552,8 @@ class SqlDecisionLog(_Store):
         return [_arbitration(row) for row in rows]
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
-        return await self._delete_chunk(
+        return await delete_chunk(
+            self._session,
             decision_log,
             decision_log.c.arbitration_id,
             decision_log.c.decided_at < to_utc(before),
