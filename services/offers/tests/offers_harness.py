@@ -29,6 +29,7 @@ from zhike_offers.domain.service import (
     OfferDecisions,
     OffersClock,
     OutboundDecisions,
+    OutboundSweep,
     ProfileReactions,
     PropensityCache,
     Retention,
@@ -64,6 +65,7 @@ class Harness:
         config: DecisionConfig | None = None,
         *,
         retention_days: int = 180,
+        sweep_chunk: int = 50,
     ) -> None:
         self.database = database
         self.now = now
@@ -90,6 +92,9 @@ class Harness:
         )
         self.retention = Retention(
             self.unit, self.catalogues, self.config, self.clock, decision_log_days=retention_days
+        )
+        self.sweep = OutboundSweep(
+            self.unit, self.catalogues, self.outbound, self.clock, chunk=sweep_chunk
         )
 
     @classmethod

@@ -18,6 +18,7 @@ from zhike_offers.domain.service import (
     OfferExpiry,
     OffersClock,
     OutboundDecisions,
+    OutboundSweep,
     ProfileReactions,
     PropensityCache,
     Retention,
@@ -87,6 +88,7 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
         max_sample_size=settings.simulation_max_sample_size,
     )
     expiry = OfferExpiry(unit_of_work, catalogues, outbound, clock)
+    sweep = OutboundSweep(unit_of_work, catalogues, outbound, clock, chunk=settings.sweep_chunk)
     retention = Retention(
         unit_of_work,
         catalogues,
@@ -128,6 +130,7 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
             "offer-expiry": every(
                 settings.expiry_check_seconds, "offer expiry round", expiry.withdraw_expired
             ),
+            "outbound-sweep": every(settings.sweep_check_seconds, "outbound sweep", sweep.sweep),
             "decision-retention": every(
                 settings.retention_check_seconds, "retention round", retention.prune
             ),

@@ -53,6 +53,11 @@ class OffersSettings(ServiceSettings):
     # How often each replica withdraws the outbound decisions of offers past their valid_until
     # (a message deferred to a later day must not go out once its offer has closed).
     expiry_check_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How often each replica looks for outbound offers gone live (new, changed, or opening at
+    # their valid_from), and how many parties a chunk of the sweep that follows decides again
+    # in one transaction (each chunk holds their locks, and the event loop, while it decides).
+    sweep_check_seconds: float = Field(default=60.0, gt=0, le=3600)
+    sweep_chunk: int = Field(default=50, ge=1, le=1000)
     # How often each replica looks for a changed catalogue (another replica's save) and reads
     # the propensity counts again; decisions never wait for either.
     catalogue_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)

@@ -240,3 +240,46 @@ async def test_a_malformed_event_in_a_batch_is_dead_lettered_alone_and_the_rest_
         await eventually(settled, timeout=10)
         # The batch failed as a whole; its events then went one by one.
         assert (consumer.batches_failed, consumer.applied) == (1, 2)
+
+
+async def test_an_outbound_offer_created_through_the_api_reaches_existing_customers_by_the_sweep(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    # USD 6,000 but no risk assessment: the default catalogue's USD offer is an investment one,
+    # so nothing is decided for him until the bank adds an offer he suits.
+    party_id = str(uuid.uuid4())
+    await published_before_start(nats_server, changed(party_id, 1, sms_marketing(), usd(6000)))
+    async with running_service(
+        DEFINITION,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'offers.db'}",
+        nats_url=nats_server.url,
+        sweep_check_seconds=0.2,
+    ) as service:
+        await wait_serving(service.grpc_port)
+
+        async def applied() -> bool:
+            return service.consumers[0].applied == 1
+
+        await eventually(applied, timeout=10)
+        assert await offer_events(service) == []
+
+        offer = offers_pb2.Offer(
+            offer_id="usd_travel_insurance",
+            names=offers_pb2.OfferNames(zh_cn="境外旅行保险", en="Travel insurance"),
+            product_code="TRAVEL_INS",
+            category=offers_pb2.OFFER_CATEGORY_MARKETING,
+            channels=[offers_pb2.CHANNEL_SMS],
+            outbound=True,
+            templates=[
+                offers_pb2.ChannelTemplate(channel=offers_pb2.CHANNEL_SMS, template_id="travel")
+            ],
+            eligibility=['assets["USD"] >= 5000.0'],
+            value_cny="100",
+        )
+        async with authorised_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = offers_service_pb2_grpc.OffersServiceStub(channel)
+            await stub.CreateOffer(offers_service_pb2.CreateOfferRequest(offer=offer), timeout=10)
+
+        [decided] = await wait_for_events(service, 1)
+        assert isinstance(decided, offers_events.OfferDecided)
+        assert (decided.party_id, decided.offer_id) == (party_id, "usd_travel_insurance")

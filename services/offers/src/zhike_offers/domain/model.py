@@ -21,7 +21,7 @@ from zhike_offers.domain.decision import MAX_OFFERS, ChosenOffer, Decision, NotC
 class DecisionTrigger(enum.StrEnum):
     REQUEST = "request"  # a DecideOffers call
     PROFILE_CHANGE = "profile_change"  # a ProfileChanged touching facts outbound offers read
-    # A retired or changed offer, or the customer's switches.
+    # A retired, changed or new offer (the outbound sweep), or the customer's switches.
     CATALOGUE_OR_PREFERENCE = "catalogue_or_preference"
 
 

@@ -18,6 +18,7 @@ from zhike_offers.domain.model import (
 )
 from zhike_offers.domain.projection import FactEntry, ProfileChange
 from zhike_offers.domain.propensity import Counts
+from zhike_offers.domain.sweep import SweepState
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,18 @@ class PartyStore(Protocol):
     async def population(self, segment: str) -> list[str]:
         """Ids of the parties not merged away (in the segment, if one is named), sorted."""
         ...
+
+    async def ids_after(self, party_id: str, limit: int) -> list[str]:
+        """The ids after `party_id` of the parties not merged away, sorted, the first `limit`."""
+        ...
+
+
+class SweepStore(Protocol):
+    async def get(self) -> SweepState | None:
+        """Where the outbound sweep stands (None: it never ran)."""
+        ...
+
+    async def put(self, state: SweepState, at: dt.datetime) -> None: ...
 
 
 class DecisionInputStore(Protocol):
@@ -232,7 +245,13 @@ class OffersUnitOfWork(Protocol):
     def catalogue(self) -> CatalogueStore: ...
     @property
     def propensity(self) -> PropensityStore: ...
+    @property
+    def sweeps(self) -> SweepStore: ...
     async def lock(self, names: Iterable[str]) -> None: ...
+    async def try_lock(self, names: Iterable[str]) -> set[str]:
+        """Of `names`, those this unit holds afterwards, without waiting for the others."""
+        ...
+
     async def lock_shared(self, names: Iterable[str]) -> None: ...
     def record(self, event: OutboundEvent) -> None:
         """An event to publish if, and when, the transaction commits."""

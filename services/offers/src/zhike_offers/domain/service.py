@@ -103,6 +103,7 @@ from zhike_offers.domain.propensity import (
     Estimator,
     PropensityModel,
 )
+from zhike_offers.domain.sweep import after_chunk, live_outbound, plan
 from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
 from zhike_runtime.ids import new_id
 from zhike_runtime.paging import PageTokens
@@ -127,6 +128,7 @@ __all__ = [
     "OffersClock",
     "OutboundDecision",
     "OutboundDecisions",
+    "OutboundSweep",
     "ProfileReactions",
     "PropensityCache",
     "ResponseRecord",
@@ -173,6 +175,8 @@ def offer_lock(offer_id: str) -> str:
 # outbound; before any party's lock. A save then sees every outbound decision made before it
 # (it withdraws what it no longer allows), and every one after it is made with it.
 CATALOGUE_LOCK = "offers-catalogue"
+# Held by the replica deciding a chunk of the outbound sweep.
+SWEEP_LOCK = "offers-sweep"
 
 
 class OffersClock:
@@ -1446,6 +1450,67 @@ class OfferExpiry:
                     break
         if done:
             log.info("outbound decisions of closed offers decided again", extra={"parties": done})
+        return done
+
+
+class OutboundSweep:
+    """Decides every party's outbound offers again, a chunk of parties per transaction, when
+    the live outbound offers gain one (domain/sweep.py). Every replica runs it; one at a time
+    takes a chunk (the sweep's lock, tried without waiting), and the others leave it to that
+    one. A chunk takes the locks a profile change takes, in the same order: the catalogue's
+    (shared), then the parties'."""
+
+    def __init__(
+        self,
+        units: UnitFactory,
+        catalogues: CatalogueCache,
+        outbound: OutboundDecisions,
+        clock: OffersClock,
+        *,
+        chunk: int,
+    ) -> None:
+        self._units = units
+        self._catalogues = catalogues
+        self._outbound = outbound
+        self._clock = clock
+        self._chunk = chunk
+
+    async def sweep(self) -> int:
+        """Chunks until the sweep is done, or another replica holds it; how many parties were
+        decided again."""
+        await self._outbound.ready()
+        done = 0
+        while True:
+            async with self._units() as unit:
+                catalogue = await self._outbound.locked_catalogue(unit)
+                if SWEEP_LOCK not in await unit.try_lock([SWEEP_LOCK]):
+                    break
+                now = self._clock.now()
+                stored = await unit.sweeps.get()
+                state, due = plan(stored, live_outbound(catalogue, now))
+                if due:
+                    party_ids = await unit.parties.ids_after(state.cursor, self._chunk)
+                    await unit.lock([party_lock(party_id) for party_id in party_ids])
+                    # Read under the locks: one merged away meanwhile decides nothing.
+                    parties = [
+                        p for p in await unit.parties.get_many(party_ids) if not p.merged_into
+                    ]
+                    await self._outbound.redecide(
+                        unit,
+                        parties,
+                        DecisionTrigger.CATALOGUE_OR_PREFERENCE,
+                        {party.party_id: party.profile_version for party in parties},
+                        catalogue=catalogue,
+                    )
+                    state = after_chunk(state, party_ids, self._chunk)
+                    done += len(party_ids)
+                if state != stored:
+                    await unit.sweeps.put(state, now)
+                    await unit.commit()
+            if not due or state.finished:
+                break
+        if done:
+            log.info("outbound offers decided again for new offers", extra={"parties": done})
         return done
 
 

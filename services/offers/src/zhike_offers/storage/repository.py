@@ -31,6 +31,7 @@ from zhike_offers.domain.model import (
 from zhike_offers.domain.ports import NewContact, StoredDocument, StoredParty
 from zhike_offers.domain.projection import FactEntry, ProfileChange, kind_of, segment_key
 from zhike_offers.domain.propensity import Counts
+from zhike_offers.domain.sweep import SweepState
 from zhike_offers.storage import records
 from zhike_offers.storage.schema import (
     contact_event,
@@ -38,6 +39,7 @@ from zhike_offers.storage.schema import (
     offer,
     offer_version,
     outbound_decision,
+    outbound_sweep,
     party,
     party_fact,
     propensity,
@@ -217,6 +219,15 @@ class SqlPartyStore(_Store):
         return ContactPreferences(
             party_id, do_not_contact, personalised_offers, int(version), at, opted_out_channels
         )
+
+    async def ids_after(self, party_id: str, limit: int) -> list[str]:
+        ids = await self._session.scalars(
+            sa.select(party.c.party_id)
+            .where(party.c.party_id > party_id, party.c.merged_into.is_(None))
+            .order_by(party.c.party_id)
+            .limit(limit)
+        )
+        return list(ids)
 
     async def population(self, segment: str) -> list[str]:
         if not segment:
@@ -719,6 +730,33 @@ class SqlPropensityStore(_Store):
         }
 
 
+_SWEEP = "outbound"  # the one sweep there is: the row's key
+
+
+class SqlSweepStore(_Store):
+    async def get(self) -> SweepState | None:
+        row = (
+            await self._session.execute(
+                sa.select(outbound_sweep).where(outbound_sweep.c.sweep == _SWEEP)
+            )
+        ).first()
+        if row is None:
+            return None
+        return SweepState(frozenset(row.offers), row.cursor, row.finished)
+
+    async def put(self, state: SweepState, at: dt.datetime) -> None:
+        values = {
+            "offers": sorted(state.offers),
+            "cursor": state.cursor,
+            "finished": state.finished,
+            "updated_at": to_utc(at),
+        }
+        statement = insert_for(self._dialect, outbound_sweep).values(sweep=_SWEEP, **values)
+        await self._session.execute(
+            statement.on_conflict_do_update(index_elements=["sweep"], set_=values)
+        )
+
+
 class SqlOffersUnitOfWork(UnitOfWork):
     """The runtime's unit of work with the offers' stores; `record` stages an OfferDecided or
     OfferWithdrawn in the outbox of the same transaction."""
@@ -749,6 +787,7 @@ class SqlOffersUnitOfWork(UnitOfWork):
         self.decisions = SqlDecisionLog(self.session, self.dialect)
         self.catalogue = SqlCatalogueStore(self.session, self.dialect)
         self.propensity = SqlPropensityStore(self.session, self.dialect)
+        self.sweeps = SqlSweepStore(self.session, self.dialect)
         return self
 
     def record(self, event: OutboundEvent) -> None:

@@ -147,3 +147,15 @@ propensity = sa.Table(
     sa.Column("failures", sa.Float(), nullable=False),
     sa.Column("updated_at", _TIME, nullable=False),
 )
+
+# Where the outbound sweep stands (domain/sweep.py): one row.
+outbound_sweep = sa.Table(
+    "outbound_sweep",
+    metadata,
+    sa.Column("sweep", sa.String(32), primary_key=True),
+    # A JSON list of "offer_id:version", sorted: the live outbound offers it is for.
+    sa.Column("offers", sa.JSON(), nullable=False),
+    sa.Column("cursor", _ID, nullable=False),
+    sa.Column("finished", sa.Boolean(), nullable=False),
+    sa.Column("updated_at", _TIME, nullable=False),
+)
