@@ -24,7 +24,7 @@ from zhike_runtime.auth.client import BearerToken
 from zhike_runtime.auth.permissions import DEFAULT_ROLES
 from zhike_runtime.telemetry import Telemetry
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import TEST_ISSUER, running_service, wait_serving
+from zhike_runtime.testing.services import TEST_ISSUER, eventually, running_service, wait_serving
 
 LINK = "/zhike.identity.v1.IdentityService/LinkSourceRecord"
 RECORD = party_pb2.SourceRecord(
@@ -101,6 +101,13 @@ async def traced(
                     pb.LinkSourceRecordRequest(source_record=refused), timeout=5
                 )
             assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+        # A refused call's status reaches the client before its server span ends.
+        async def both_server_spans_ended() -> bool:
+            ended = exporter.get_finished_spans()
+            return sum(s.kind is SpanKind.SERVER for s in ended) == 2
+
+        await eventually(both_server_spans_ended, timeout=5)
         sa.event.remove(service.database.engine.sync_engine, "before_cursor_execute", bound)
         yield list(exporter.get_finished_spans()), bound
 

@@ -30,6 +30,7 @@ from zhike_notifications.transport.event_handlers import (
     PROFILE_DURABLE,
 )
 from zhike_runtime.testing.processes import NatsServer
+from zhike_runtime.testing.services import eventually
 
 from ..flows import consent_on_profile_stream, consumed, link_person, offer_taken, published
 from ..stack import Stack, notifications_stack, stamp
@@ -110,6 +111,13 @@ async def test_a_consented_decision_becomes_one_sms_with_its_opt_out_and_a_sent_
     assert OPT_OUT in str(sms["text"])
     assert sent.decision_id == decision_id
     assert sent.category == model_pb.NOTIFICATION_CATEGORY_MARKETING
+
+    # NotificationSent leaves through the outbox relay, after the status is stored.
+    async def announced() -> bool:
+        payloads = await published(stack.nats, SENT_SUBJECT)
+        return any(sent.notification_id.encode() in p for p in payloads)
+
+    await eventually(announced, timeout=10)
     payloads = await published(stack.nats, SENT_SUBJECT)
     events = [events_pb2.NotificationSent.FromString(p) for p in payloads]
     [event] = [e for e in events if e.notification_id == sent.notification_id]

@@ -166,7 +166,12 @@ async def test_profile_follows_identity_each_with_only_its_own_nats_permissions(
 
             await eventually(parked, timeout=15)
             (consumer,) = [c for c in profile.consumers if c.spec.durable == "profile-identity"]
-            assert consumer.dead_lettered == 1
+
+            # Counted once its publish is acknowledged, which may come after it is listed.
+            async def counted() -> bool:
+                return consumer.dead_lettered == 1
+
+            await eventually(counted, timeout=5)
 
             # Replayed to identity's subject by dlq-admin: the profile gets it again (and, as it
             # is still malformed, dead-letters it again).

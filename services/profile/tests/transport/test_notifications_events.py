@@ -96,7 +96,7 @@ def sent(party_id: str, notification_id: str) -> notifications_pb.NotificationSe
 
 async def consents(stack: Stack, party_id: str) -> list[profile_pb2.Consent]:
     response = await stack.profile.GetProfile(
-        profile_service_pb2.GetProfileRequest(party_id=party_id), timeout=2
+        profile_service_pb2.GetProfileRequest(party_id=party_id), timeout=5
     )
     return list(response.profile.consents)
 
@@ -220,4 +220,10 @@ async def test_malformed_notifications_events_are_dead_lettered_naming_the_field
     for letter in await dead_letters(stack):
         assert letter.headers[h.CONSUMER] == "profile-notifications"
         assert expected[letter.headers[h.EVENT_ID]] in letter.headers[h.LAST_ERROR]
+
+    # The profile learns of the party from identity's events, at their own pace.
+    async def profile_known() -> bool:
+        return await answer_or_none(consents(stack, party_id)) is not None
+
+    await eventually(profile_known, timeout=15)
     assert await consents(stack, party_id) == []

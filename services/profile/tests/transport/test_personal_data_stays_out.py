@@ -240,8 +240,10 @@ async def bank_journeys(stack: Stack) -> None:
         },
     )
 
+    # Parked, and then logged: the consumer counts and logs it once the letter is on its stream.
     async def dead_lettered() -> bool:
-        return (await js.stream_info(DLQ_STREAM)).state.messages == 1
+        parked = (await js.stream_info(DLQ_STREAM)).state.messages == 1
+        return parked and sum(c.dead_lettered for c in stack.profile_service.consumers) == 1
 
     await eventually(dead_lettered, timeout=15)
 
