@@ -19,6 +19,8 @@
    is what gRPC alone costs at that rate.
 5. ProfileChanged → OfferDecided (USD 6,000 arrives for a consenting C3 customer) and
    ProfileChanged → OfferWithdrawn (the USD leaves), one party at a time (p50/p99).
+6. The outbound sweep: an outbound offer launched through CreateOffer, and one more replica
+   that decides every party again for it (parties/s, from its first chunk to its last).
 
 Prints figures; never asserts.
 
@@ -48,6 +50,7 @@ from typing import Any
 
 import grpc
 import nats
+import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from google.type import date_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -70,6 +73,8 @@ from zhike.offers.v1 import offers_service_pb2_grpc as offers_grpc
 from zhike.profile.v1 import events_pb2 as profile_events
 from zhike.profile.v1 import profile_pb2
 from zhike.source.v1 import source_event_pb2 as source_pb
+from zhike_offers.storage import schema as offers_schema
+from zhike_runtime.db import Database
 from zhike_runtime.events import headers as h
 from zhike_runtime.testing.processes import NatsServer, throwaway_postgres
 from zhike_runtime.testing.services import authorised_channel, wait_serving
@@ -499,6 +504,81 @@ async def _reaction(nats_url: str, samples: int) -> None:
     say(latency_line("ProfileChanged → OfferWithdrawn", withdrawn_ms, 40))
 
 
+# --- the outbound sweep --------------------------------------------------------------------
+
+SWEPT_OFFER = "bench_launch"
+
+
+def _launched_offer() -> offers_pb2.Offer:
+    """An outbound marketing offer for every USD holder, launched after the parties are in."""
+    return offers_pb2.Offer(
+        offer_id=SWEPT_OFFER,
+        names=offers_pb2.OfferNames(zh_cn="新上线的美元理财", en="New USD wealth product"),
+        product_code="BENCH-LAUNCH",
+        category=offers_pb2.OFFER_CATEGORY_MARKETING,
+        channels=[offers_pb2.CHANNEL_SMS],
+        eligibility=['assets["USD"] >= 1000.0'],
+        value_cny="300",
+        outbound=True,
+        templates=[offers_pb2.ChannelTemplate(channel=offers_pb2.CHANNEL_SMS, template_id="l")],
+        depends_on=[offers_pb2.FACT_KIND_ASSETS, offers_pb2.FACT_KIND_CONSENT],
+    )
+
+
+async def _sweep_progress(database: Database) -> tuple[bool, str, bool]:
+    """(the sweep is for the launched offer, its cursor, finished)."""
+    async with database.session() as session:
+        row = (await session.execute(sa.select(offers_schema.outbound_sweep))).first()
+    if row is None:
+        return False, "", False
+    launched = any(entry.startswith(f"{SWEPT_OFFER}:") for entry in row.offers)
+    return launched, row.cursor, row.finished
+
+
+async def _sweep(address: str, database_url: str, nats_url: str) -> None:
+    """Launches an outbound offer and has one more replica, checking every half second, sweep
+    every party for it (the benchmark's replicas check only hourly)."""
+    async with authorised_channel(address, roles=["marketing_operations"]) as channel:
+        stub = offers_grpc.OffersServiceStub(channel)
+        await stub.CreateOffer(offers_pb.CreateOfferRequest(offer=_launched_offer()), timeout=30)
+    database = Database(database_url)
+    sweeper, _port = service_process(
+        "zhike_offers", database_url, nats_url, {"ZHIKE_SWEEP_CHECK_SECONDS": "0.5"}
+    )
+    try:
+        first_chunk: float | None = None
+        while True:
+            launched, cursor, finished = await _sweep_progress(database)
+            now = time.perf_counter()
+            if launched and cursor and first_chunk is None:
+                first_chunk = now
+            if launched and finished:
+                break
+            await asyncio.sleep(0.05)
+        assert first_chunk is not None, "the sweep finished before its first chunk was seen"
+        elapsed = now - first_chunk
+        async with database.session() as session:
+            parties = await session.scalar(
+                sa.select(sa.func.count())
+                .select_from(offers_schema.party)
+                .where(offers_schema.party.c.merged_into.is_(None))
+            )
+            decided = await session.scalar(
+                sa.select(sa.func.count())
+                .select_from(offers_schema.outbound_decision)
+                .where(offers_schema.outbound_decision.c.offer_id == SWEPT_OFFER)
+            )
+    finally:
+        sweeper.terminate()
+        sweeper.wait(timeout=60)
+        await database.dispose()
+    say(
+        f"outbound sweep, one replica: {parties or 0:,} parties in {elapsed:.1f} s after its "
+        f"first chunk ({(parties or 0) / elapsed:,.0f} parties/s); the launched offer decided "
+        f"for {decided or 0:,}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.offers")
     parser.add_argument("--parties", type=int, default=DEFAULT_PARTIES)
@@ -555,6 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with client_collector_paused():
                 asyncio.run(_decide(addresses, party_ids, args, processes))
                 asyncio.run(_reaction(nats_server.url, args.latency_samples))
+            asyncio.run(_sweep(addresses[0], database_url, nats_server.url))
         finally:
             for process, _port in replicas:
                 process.terminate()

@@ -207,6 +207,7 @@ class Stack:
         channel: int = offers_pb2.CHANNEL_SMS,
         profile_version: int = 1,
         offer_valid_until: dt.datetime | None = None,
+        decided_at: dt.datetime | None = None,
     ) -> None:
         await self.publish(
             "zhike.offers.v1.offer_decided",
@@ -218,7 +219,7 @@ class Stack:
                 channel=channel,  # type: ignore[arg-type]
                 template_id=template_id,
                 category=offers_pb2.OFFER_CATEGORY_MARKETING,
-                decide_time=stamp(dt.datetime.now(dt.UTC)),
+                decide_time=stamp(decided_at or dt.datetime.now(dt.UTC)),
                 profile_version=profile_version,
                 offer_valid_until=None if offer_valid_until is None else stamp(offer_valid_until),
             ),

@@ -132,12 +132,16 @@ def wire(platform: Platform[NotificationsSettings]) -> Wiring:
         )
 
     wake = asyncio.Event()
+    # How long a decision's withdrawal is kept, and so how long after it was made a decision
+    # may still be sent (Intake, Retention).
+    decision_lifetime = dt.timedelta(seconds=settings.inbox_retention_seconds)
     intake = Intake(
         unit_of_work,
         templates,
         _now,
         on_new=wake.set,
         request_digest=keys.blind_index.purpose(REQUEST_DIGEST_PURPOSE),
+        decision_lifetime=decision_lifetime,
     )
     dispatcher = Dispatcher(
         unit_of_work,
@@ -161,7 +165,7 @@ def wire(platform: Platform[NotificationsSettings]) -> Wiring:
         _now,
         retention_days=settings.retention_days,
         inbox_message_retention_days=settings.inbox_message_retention_days,
-        withdrawal_retention=dt.timedelta(seconds=settings.inbox_retention_seconds),
+        withdrawal_retention=decision_lifetime,
     )
     verifier = SignatureVerifier(
         {

@@ -29,6 +29,7 @@ from zhike_notifications.transport.event_handlers import (
     OFFERS_STREAM,
     PROFILE_DURABLE,
 )
+from zhike_runtime.app import RunningService
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import eventually
 
@@ -194,6 +195,25 @@ async def test_a_decision_arriving_after_its_offer_closed_is_cancelled_unsent(
 
     closed = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     await offer_taken(stack, party_id, decision_id, offer_valid_until=closed)
+    cancelled = await stack.status_becomes(notification_id, STATUS.NOTIFICATION_STATUS_CANCELLED)
+
+    assert cancelled.cancelled_by_decision_id == decision_id
+    assert cancelled.attempts == 0
+    assert sms_for(stack, notification_id) == []
+
+
+async def test_a_decision_arriving_after_withdrawals_are_kept_is_cancelled_unsent(
+    stack: Stack, parties: Parties
+) -> None:
+    # Its withdrawal, if there was one, may be deleted by now (a dead letter replayed weeks on).
+    party_id = await parties.consented()
+    decision_id = decision()
+    notification_id = f"offer-{decision_id}"
+    assert isinstance(stack.notifications, RunningService)
+    kept = dt.timedelta(seconds=stack.notifications.settings.inbox_retention_seconds)
+
+    made = dt.datetime.now(dt.UTC) - kept - dt.timedelta(minutes=1)
+    await offer_taken(stack, party_id, decision_id, decided_at=made)
     cancelled = await stack.status_becomes(notification_id, STATUS.NOTIFICATION_STATUS_CANCELLED)
 
     assert cancelled.cancelled_by_decision_id == decision_id

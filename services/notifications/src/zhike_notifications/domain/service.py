@@ -238,12 +238,14 @@ class Intake:
         on_new: Callable[[], None] = lambda: None,
         *,
         request_digest: Callable[[str], str],
+        decision_lifetime: dt.timedelta | None = None,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._templates = templates
         self._clock = clock
         self._on_new = on_new
         self._request_digest = request_digest
+        self._decision_lifetime = decision_lifetime
 
     async def offer_decided(self, unit: NotificationsUnitOfWork, decision: OfferDecision) -> None:
         """Queues the decision's message once (its id is derived from the decision's); created
@@ -282,7 +284,7 @@ class Intake:
             topic=template.draft.topic,
             offer_id=decision.offer_id,
             decision_id=decision.decision_id,
-            send_before=decision.offer_valid_until,
+            send_before=self._send_before(decision),
         )
         stored = StoredNotification(
             notification,
@@ -292,6 +294,17 @@ class Intake:
         )
         if await unit.notifications.add(stored) and withdrawal is None:
             unit.after_commit(self._on_new)
+
+    def _send_before(self, decision: OfferDecision) -> dt.datetime | None:
+        """When the decision's message may no longer go out: when its offer closes, and at the
+        latest `decision_lifetime` after it was made. Withdrawals are kept that long (Retention),
+        so a decision arriving later (a dead letter replayed weeks on) may have had its
+        withdrawal deleted already: it is cancelled unsent, as past its offer's close."""
+        closes = decision.offer_valid_until
+        if self._decision_lifetime is None:
+            return closes
+        latest = decision.decided_at + self._decision_lifetime
+        return latest if closes is None else min(closes, latest)
 
     async def lock_parties(self, unit: NotificationsUnitOfWork, party_ids: Iterable[str]) -> None:
         """The parties' locks taken at once, in one order (a batch of offers' events then never
@@ -1030,9 +1043,9 @@ class Retention:
     """Deletes what has outlived its keeping: finished notifications (send records, kept at
     least five months: settings), inbox messages, decision withdrawals and webhook delivery ids.
 
-    A withdrawal is kept as long as the broker may still deliver its decision's OfferDecided
-    (`withdrawal_retention`, the consumer inbox's retention): one pruned sooner would let a late
-    copy of the decision be sent."""
+    A withdrawal is kept `withdrawal_retention` from when it was made; Intake sends no decision
+    older than that (`decision_lifetime`, the same period), so a decision whose withdrawal is
+    gone is never sent."""
 
     def __init__(
         self,
