@@ -116,7 +116,13 @@ async def test_a_sweep_carries_on_after_the_last_party_its_stored_state_names(
     # As a replica that stopped after committing the chunk that ended with party 3 left it.
     async with harness.unit() as unit:
         await unit.sweeps.put(
-            SweepState(frozenset({f"usd_new:{created.offer.version}"}), PARTIES[2], False), T0
+            SweepState(
+                frozenset({f"usd_new:{created.offer.version}"}),
+                frozenset({"usd_new"}),
+                PARTIES[2],
+                finished=False,
+            ),
+            T0,
         )
         await unit.commit()
 
@@ -154,7 +160,34 @@ async def test_two_replicas_sweeping_at_once_decide_each_party_once(harness: Har
     other = Harness(harness.database, BEFORE, now=harness.now, sweep_chunk=2)
     await harness.admin.create(usd_offer())
 
-    await asyncio.gather(harness.sweep.sweep(), other.sweep.sweep())
+    swept = await asyncio.gather(harness.sweep.sweep(), other.sweep.sweep())
     await other.store.close()
 
+    # Each chunk was taken by one of them: between them, each party once.
+    assert sum(swept) == len(PARTIES)
     assert await decided_for(harness) == [(p, "usd_new") for p in USD_HOLDERS]
+
+
+async def test_a_sweep_decides_only_the_offers_gone_live_not_those_decided_before(
+    database_url: str,
+) -> None:
+    # Three USD offers live from the start; the budget (2 in 7 days) lets two of them through
+    # at the profile change. A week later the budget has room again, and a fourth goes live.
+    before = catalogue_of(
+        usd_offer("usd_a", value="300"), usd_offer("usd_b", value="200"), usd_offer("usd_c")
+    )
+    harness = await Harness.start(database_url, before, sweep_chunk=2)
+    try:
+        party_id = USD_HOLDERS[0]
+        await harness.deliver("e1", changed(party_id, 1, sms_marketing(), usd(6000)))
+        assert await harness.sweep.sweep() == 0
+        assert await decided_for(harness) == [(party_id, "usd_a"), (party_id, "usd_b")]
+
+        harness.now = T0 + 8 * DAY
+        await harness.admin.create(usd_offer())
+        assert await harness.sweep.sweep() == 1
+
+        # Not usd_c: it was decided on (and left out) at the profile change, as before.
+        assert [d.offer_id for d in await harness.decided()] == ["usd_a", "usd_b", "usd_new"]
+    finally:
+        await harness.close()

@@ -555,18 +555,23 @@ class OutboundDecisions:
         versions: Mapping[str, int] | None = None,
         *,
         catalogue: Catalogue | None = None,
+        only: Collection[str] | None = None,
     ) -> None:
         """Each party's outbound decisions, again. `versions`: per party, the profile version
         of the change that caused it (absent: none did). `catalogue`: the one to decide with,
-        when it is not yet the live one (an admin's save, before it commits). The caller holds
-        the catalogue lock (`locked_catalogue`). Storage is read and written once for all the
-        parties, not once for each."""
+        when it is not yet the live one (an admin's save, before it commits). `only`: the ids
+        of the offers that may be chosen (None: any); every ACTIVE decision is still checked.
+        The caller holds the catalogue lock (`locked_catalogue`). Storage is read and written
+        once for all the parties, not once for each."""
         if not parties:
             return
         catalogue = catalogue or self._catalogues.current
         now = self._clock.now()
         config = self._arbiter.config
         party_ids = [party.party_id for party in parties]
+        others = frozenset(
+            () if only is None else (o.offer_id for o in catalogue.offers if o.offer_id not in only)
+        )
         active = await unit.outbound.active(party_ids)
         histories = await unit.contacts.histories(party_ids, history_since(catalogue, config, now))
         writes = _OutboundWrites()
@@ -604,6 +609,7 @@ class OutboundDecisions:
                 version,
                 kept,
                 withdrawn,
+                others,
             )
         await unit.outbound.add_many(writes.decisions)
         await unit.contacts.add_many(writes.contacts)
@@ -621,8 +627,10 @@ class OutboundDecisions:
         profile_version: int,
         active: set[str],
         withdrawn: Sequence[WithdrawnDecision],
+        others: frozenset[str],
     ) -> None:
-        """Each outbound channel in turn, with the offers still ACTIVE left out."""
+        """Each outbound channel in turn, with the offers still ACTIVE, and `others`, left
+        out."""
         party_id = facts.party_id
         channels = outbound_channels(catalogue) | {w.channel for w in withdrawn}
         for channel in sorted(channels):
@@ -635,7 +643,7 @@ class OutboundDecisions:
                 request,
                 now,
                 trigger,
-                exclude=active,
+                exclude=active | others,
                 withdrawn=[w for w in withdrawn if w.channel == channel],
             )
             # One that chose and withdrew nothing is not logged: one for each channel on each
@@ -1454,8 +1462,8 @@ class OfferExpiry:
 
 
 class OutboundSweep:
-    """Decides every party's outbound offers again, a chunk of parties per transaction, when
-    the live outbound offers gain one (domain/sweep.py). Every replica runs it; one at a time
+    """Decides every party again for the outbound offers gone live, a chunk of parties per
+    transaction (domain/sweep.py). Every replica runs it; one at a time
     takes a chunk (the sweep's lock, tried without waiting), and the others leave it to that
     one. A chunk takes the locks a profile change takes, in the same order: the catalogue's
     (shared), then the parties'."""
@@ -1501,6 +1509,7 @@ class OutboundSweep:
                         DecisionTrigger.CATALOGUE_OR_PREFERENCE,
                         {party.party_id: party.profile_version for party in parties},
                         catalogue=catalogue,
+                        only=state.fresh,
                     )
                     state = after_chunk(state, party_ids, self._chunk)
                     done += len(party_ids)

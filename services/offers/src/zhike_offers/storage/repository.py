@@ -742,11 +742,12 @@ class SqlSweepStore(_Store):
         ).first()
         if row is None:
             return None
-        return SweepState(frozenset(row.offers), row.cursor, row.finished)
+        return SweepState(frozenset(row.offers), frozenset(row.fresh), row.cursor, row.finished)
 
     async def put(self, state: SweepState, at: dt.datetime) -> None:
         values = {
             "offers": sorted(state.offers),
+            "fresh": sorted(state.fresh),
             "cursor": state.cursor,
             "finished": state.finished,
             "updated_at": to_utc(at),

@@ -153,8 +153,10 @@ outbound_sweep = sa.Table(
     "outbound_sweep",
     metadata,
     sa.Column("sweep", sa.String(32), primary_key=True),
-    # A JSON list of "offer_id:version", sorted: the live outbound offers it is for.
+    # A JSON list of "offer_id:version", sorted: the live outbound offers when it started.
     sa.Column("offers", sa.JSON(), nullable=False),
+    # A JSON list of offer ids, sorted: those it decides.
+    sa.Column("fresh", sa.JSON(), nullable=False),
     sa.Column("cursor", _ID, nullable=False),
     sa.Column("finished", sa.Boolean(), nullable=False),
     sa.Column("updated_at", _TIME, nullable=False),

@@ -1,5 +1,5 @@
-"""Offers: where the outbound sweep stands (the live outbound offers it is for and the last
-party decided), so a restart or another replica carries on from there.
+"""Offers: where the outbound sweep stands (the live outbound offers when it started, those it
+decides, the last party decided), so a restart or another replica carries on from there.
 
 Revision ID: offers_0003
 Revises: offers_0002
@@ -20,6 +20,7 @@ def upgrade() -> None:
         "outbound_sweep",
         sa.Column("sweep", sa.String(32), primary_key=True),
         sa.Column("offers", sa.JSON(), nullable=False),
+        sa.Column("fresh", sa.JSON(), nullable=False),
         sa.Column("cursor", sa.String(36), nullable=False),
         sa.Column("finished", sa.Boolean(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
