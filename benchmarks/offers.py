@@ -19,8 +19,9 @@
    is what gRPC alone costs at that rate.
 5. ProfileChanged → OfferDecided (USD 6,000 arrives for a consenting C3 customer) and
    ProfileChanged → OfferWithdrawn (the USD leaves), one party at a time (p50/p99).
-6. The outbound sweep: an outbound offer launched through CreateOffer, and one more replica
-   that decides every party again for it (parties/s, from its first chunk to its last).
+6. The outbound sweep: one more replica, and an outbound offer launched through CreateOffer that
+   it decides for every party (parties/s, from its first chunk to its last), with one caller
+   asking it for decisions meanwhile and then as many times with it idle (p50/p99).
 
 Prints figures; never asserts.
 
@@ -535,26 +536,60 @@ async def _sweep_progress(database: Database) -> tuple[bool, str, bool]:
     return launched, row.cursor, row.finished
 
 
-async def _sweep(address: str, database_url: str, nats_url: str) -> None:
-    """Launches an outbound offer and has one more replica, checking every half second, sweep
-    every party for it (the benchmark's replicas check only hourly)."""
-    async with authorised_channel(address, roles=["marketing_operations"]) as channel:
-        stub = offers_grpc.OffersServiceStub(channel)
-        await stub.CreateOffer(offers_pb.CreateOfferRequest(offer=_launched_offer()), timeout=30)
+async def _sweep(address: str, database_url: str, nats_url: str, party_ids: list[str]) -> None:
+    """Has one more replica, checking every half second, sweep every party for an outbound offer
+    launched once it serves (the benchmark's replicas check only hourly), while one caller asks
+    that replica for decisions; then as many calls again with the replica idle."""
     database = Database(database_url)
-    sweeper, _port = service_process(
+    sweeper, port = service_process(
         "zhike_offers", database_url, nats_url, {"ZHIKE_SWEEP_CHECK_SECONDS": "0.5"}
     )
+    rng = random.Random(11)
+
+    def request() -> offers_pb.DecideOffersRequest:
+        return offers_pb.DecideOffersRequest(
+            party_id=rng.choice(party_ids),
+            channel=offers_pb2.CHANNEL_MOBILE_APP,
+            placement="home_banner",
+            max_offers=3,
+        )
+
     try:
-        first_chunk: float | None = None
-        while True:
-            launched, cursor, finished = await _sweep_progress(database)
-            now = time.perf_counter()
-            if launched and cursor and first_chunk is None:
-                first_chunk = now
-            if launched and finished:
-                break
-            await asyncio.sleep(0.05)
+        await wait_serving(port, timeout=120)
+        async with authorised_channel(f"127.0.0.1:{port}", roles=["channel_app"]) as channel:
+            decide = offers_grpc.OffersServiceStub(channel).DecideOffers
+            for _ in range(100):  # warm-up: connections, caches
+                await decide(request(), timeout=30)
+            async with authorised_channel(address, roles=["marketing_operations"]) as admin:
+                await offers_grpc.OffersServiceStub(admin).CreateOffer(
+                    offers_pb.CreateOfferRequest(offer=_launched_offer()), timeout=30
+                )
+            swept = asyncio.Event()
+            during: list[float] = []
+
+            async def caller() -> None:
+                while not swept.is_set():
+                    started = time.perf_counter()
+                    await decide(request(), timeout=30)
+                    during.append((time.perf_counter() - started) * 1000)
+
+            calls = asyncio.create_task(caller())
+            first_chunk: float | None = None
+            while True:
+                launched, cursor, finished = await _sweep_progress(database)
+                now = time.perf_counter()
+                if launched and cursor and first_chunk is None:
+                    first_chunk = now
+                if launched and finished:
+                    break
+                await asyncio.sleep(0.05)
+            swept.set()
+            await calls
+            idle: list[float] = []
+            for _ in during:
+                started = time.perf_counter()
+                await decide(request(), timeout=30)
+                idle.append((time.perf_counter() - started) * 1000)
         assert first_chunk is not None, "the sweep finished before its first chunk was seen"
         elapsed = now - first_chunk
         async with database.session() as session:
@@ -577,6 +612,8 @@ async def _sweep(address: str, database_url: str, nats_url: str) -> None:
         f"first chunk ({(parties or 0) / elapsed:,.0f} parties/s); the launched offer decided "
         f"for {decided or 0:,}"
     )
+    say(latency_line("DecideOffers on it while it sweeps", during, 40))
+    say(latency_line("DecideOffers on it afterwards", idle, 40))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -635,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with client_collector_paused():
                 asyncio.run(_decide(addresses, party_ids, args, processes))
                 asyncio.run(_reaction(nats_server.url, args.latency_samples))
-            asyncio.run(_sweep(addresses[0], database_url, nats_server.url))
+            asyncio.run(_sweep(addresses[0], database_url, nats_server.url, party_ids))
         finally:
             for process, _port in replicas:
                 process.terminate()
