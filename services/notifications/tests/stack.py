@@ -451,11 +451,13 @@ async def notifications_stack(
     tmp_path: Path,
     *,
     as_process: bool = False,
+    provider_timeout_seconds: float | None = None,
     **notifications_settings: Any,
 ) -> AsyncIterator[Stack]:
     """The stack; `notifications_settings` override notifications' (a `database_url` too:
     SQLite under `tmp_path` by default). `as_process`: notifications runs as an OS process
-    (`python -m zhike_notifications`), for tests that kill it."""
+    (`python -m zhike_notifications`), for tests that kill it. `provider_timeout_seconds`: the
+    local providers' time-out (under half a short `dispatch_lease_seconds`)."""
     state_dir = tmp_path / "gateways"
     async with AsyncExitStack() as stack:
         gateways = await stack.enter_async_context(running_gateways(state_dir))
@@ -477,7 +479,11 @@ async def notifications_stack(
         client = await nats.connect(nats_server.url)
         stack.push_async_callback(client.close)
         await client.jetstream().add_stream(name="ZHIKE_OFFERS", subjects=["zhike.offers.v1.>"])
-        providers = local_providers(gateways.http_url, gateways.smtp_port)
+        providers: list[dict[str, Any]] = list(
+            local_providers(gateways.http_url, gateways.smtp_port)
+        )
+        if provider_timeout_seconds is not None:
+            providers = [p | {"timeout_seconds": provider_timeout_seconds} for p in providers]
         settings: dict[str, Any] = {
             "identity_address": f"127.0.0.1:{identity.grpc_port}",
             "profile_address": f"127.0.0.1:{profile.grpc_port}",

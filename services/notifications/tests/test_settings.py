@@ -157,6 +157,8 @@ def test_a_bad_value_is_refused_naming_its_setting(field: str, value: object) ->
             "ZHIKE_MARKETING_WINDOW_START",
         ),
         ({"retry_base_seconds": 10, "retry_max_seconds": 5}, "ZHIKE_RETRY_MAX_SECONDS"),
+        # A provider call is cut at half the lease: a longer time-out of its own would not hold.
+        ({"dispatch_lease_seconds": 20}, "local_sms's timeout_seconds"),
     ],
 )
 def test_values_that_do_not_hold_together_are_refused_naming_them(

@@ -230,6 +230,15 @@ class NotificationsSettings(ServiceSettings):
                         f"ZHIKE_PROVIDERS_{channel.upper()}: {name!r} is not a {channel} "
                         "provider in ZHIKE_PROVIDERS"
                     )
+        # A call to a provider is cut at half the lease (another replica takes an attempt up
+        # once its lease runs out): a provider's own time-out must fit inside that.
+        for provider in self.providers:
+            if provider.timeout_seconds >= self.dispatch_lease_seconds / 2:
+                raise ValueError(
+                    f"ZHIKE_PROVIDERS: {provider.name}'s timeout_seconds "
+                    f"({provider.timeout_seconds:g}) must be under half of "
+                    f"ZHIKE_DISPATCH_LEASE_SECONDS ({self.dispatch_lease_seconds:g})"
+                )
         return self
 
     @model_validator(mode="after")

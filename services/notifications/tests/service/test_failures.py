@@ -109,7 +109,11 @@ async def test_a_crash_between_the_gateways_accept_and_our_commit_leaves_one_mes
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     async with notifications_stack(
-        nats_server, tmp_path, as_process=True, dispatch_lease_seconds=2
+        nats_server,
+        tmp_path,
+        as_process=True,
+        dispatch_lease_seconds=2,
+        provider_timeout_seconds=0.9,
     ) as stack:
         party_id = await stack.link("CRASH-1")
         # The next message is stored at once and answered 30 s later: notifications is killed

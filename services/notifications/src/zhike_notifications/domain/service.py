@@ -69,7 +69,7 @@ from zhike_notifications.domain.ports import (
     StoredNotification,
 )
 from zhike_notifications.domain.replies import ReplyAction, parse_reply
-from zhike_notifications.domain.retry import RetryPolicy, Stop, after_failure
+from zhike_notifications.domain.retry import ErrorKind, RetryPolicy, Stop, after_failure
 from zhike_notifications.domain.templates import CompiledTemplate, Rendered
 from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
 from zhike_runtime.ids import new_id
@@ -531,7 +531,16 @@ class Dispatcher:
             return
         stored, outgoing = planned
         assert stored.sending is not None
-        answer = await self._providers.send(stored.sending.provider, outgoing)
+        provider = stored.sending.provider
+        try:
+            # Bounded well inside the attempt's lease: past the lease another replica takes the
+            # attempt up, and two calls for one message would be in flight (an adapter's own
+            # time-outs apply per phase or per command, so they do not bound the call).
+            async with asyncio.timeout(self._config.lease.total_seconds() / 2):
+                answer = await self._providers.send(provider, outgoing)
+        except TimeoutError:
+            # It may have gone out: the same provider again, with the same out-id.
+            answer = ProviderAnswer(provider, error=ErrorKind.AMBIGUOUS, code="timeout")
         await self._record_answer(notification_id, stored.sending, answer)
 
     async def _decide(
@@ -548,6 +557,10 @@ class Dispatcher:
             if stored is None or stored.notification.party_id != party_id:
                 return None
             if stored.sending is not None:
+                if stored.sending.started_at + self._config.lease > now:
+                    # Another replica is sending it now: its round took it up when this round's
+                    # lease on it ran out. Not a crash to take over.
+                    return None
                 # Taken up after a crash or a lost lease: the same provider, the same out-id.
                 outgoing = self._outgoing(stored, contact, stored.language)
                 if outgoing is None:
