@@ -194,11 +194,6 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         "services.notifications.directory.serviceToken.existingSecret: required",
     ),
     (
-        "two replicas without a shared unsubscribe link key",
-        _notifications({"webhooks": {"unsubscribeLinkKey": {"existingSecret": ""}}}),
-        "webhooks.unsubscribeLinkKey.existingSecret is required",
-    ),
-    (
         "identity not deployed and no address for it",
         {"services": {"identity": {"enabled": False}}},
         "services.notifications.directory.identityAddress: required",
@@ -230,10 +225,11 @@ def test_notifications_values_it_cannot_work_with_stop_the_render(
         render(values)
 
 
-def test_one_replica_may_sign_unsubscribe_links_with_its_own_key() -> None:
+def test_replicas_without_a_link_key_of_their_own_render_with_none() -> None:
+    # The service then derives it from the blind-index key, which every replica holds.
     objects = render(
         _notifications(
-            {"replicaCount": 1, "webhooks": {"unsubscribeLinkKey": {"existingSecret": ""}}}
+            {"replicaCount": 3, "webhooks": {"unsubscribeLinkKey": {"existingSecret": ""}}}
         )
     )
     deployment = _one(objects, "Deployment", "zhike-notifications")

@@ -129,6 +129,21 @@ def test_blind_index_is_hmac_sha256_per_purpose_and_short() -> None:
     )
 
 
+def test_a_signing_key_is_its_purposes_own_and_never_a_digest_key() -> None:
+    index = BlindIndex(BLIND)
+    key = index.signing_key("notifications.unsubscribe_link")
+
+    assert key == hmac.digest(
+        BLIND, b"zhike signing key\x00notifications.unsubscribe_link", "sha256"
+    )
+    assert BlindIndex(BLIND).signing_key("notifications.unsubscribe_link") == key  # every replica
+    assert index.signing_key("another.purpose") != key
+    # Not the key behind the digests of the same name.
+    assert key != hmac.digest(
+        BLIND, b"zhike blind index\x00notifications.unsubscribe_link", "sha256"
+    )
+
+
 def test_field_keys_survive_pickling_for_worker_processes() -> None:
     keys = FieldKeys(ring("k2"), BlindIndex(BLIND))
     copy = pickle.loads(pickle.dumps(keys))

@@ -605,17 +605,6 @@ it cannot start (or send, or be reached) without. Context: dict root/name/svc.
 {{- if and $v.grpcTls.clientCA.existingSecret (not $n.directory.tls.clientCertificate) -}}
 {{- fail "services.notifications.directory.tls.clientCertificate: required with grpcTls.clientCA (identity and the profile ask notifications for a client certificate)" -}}
 {{- end -}}
-{{- if not $n.webhooks.unsubscribeLinkKey.existingSecret -}}
-{{- $replicas := "" -}}
-{{- if $n.autoscaling.enabled -}}
-{{- $replicas = "autoscaling is on" -}}
-{{- else if gt (int $n.replicaCount) 1 -}}
-{{- $replicas = printf "replicaCount is %d" (int $n.replicaCount) -}}
-{{- end -}}
-{{- if $replicas -}}
-{{- fail (printf "services.notifications: %s, so webhooks.unsubscribeLinkKey.existingSecret is required: without a shared key an unsubscribe link works only on the pod that sent the e-mail" $replicas) -}}
-{{- end -}}
-{{- end -}}
 {{- if and $n.webhooks.ingress.enabled (not $n.webhooks.ingress.host) -}}
 {{- fail "services.notifications.webhooks.ingress.host: required with webhooks.ingress.enabled" -}}
 {{- end -}}

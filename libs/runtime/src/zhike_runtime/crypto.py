@@ -217,6 +217,12 @@ class BlindIndex:
         derived = hmac.digest(self._key, b"zhike blind index\x00" + name.encode(), "sha256")
         return _blinder(derived)
 
+    def signing_key(self, name: str) -> bytes:
+        """A key of its own for one signing purpose (e.g. "notifications.unsubscribe_link"),
+        derived from the blind-index key under another label than the digests' keys: every
+        replica holds it, and it outlives a restart."""
+        return hmac.digest(self._key, b"zhike signing key\x00" + name.encode(), "sha256")
+
 
 def _blinder(key: bytes) -> Blinder:
     """HMAC-SHA256 (RFC 2104) with the key's inner and outer pads hashed once: each value then

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import secrets
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from zhike_notifications.domain.service import (
     Retention,
     Templates,
 )
-from zhike_notifications.domain.unsubscribe_links import unsubscribe_url
+from zhike_notifications.domain.unsubscribe_links import SIGNING_KEY_PURPOSE, unsubscribe_url
 from zhike_notifications.http_server import HttpServer
 from zhike_notifications.providers.base import Provider
 from zhike_notifications.providers.email import SmtpProvider
@@ -123,7 +122,7 @@ def wire(platform: Platform[NotificationsSettings]) -> Wiring:
     link_key = (
         settings.unsubscribe_link_key.get_secret_value().encode()
         if settings.unsubscribe_link_key
-        else secrets.token_bytes(32)
+        else keys.blind_index.signing_key(SIGNING_KEY_PURPOSE)
     )
 
     def unit_of_work() -> SqlNotificationsUnitOfWork:

@@ -132,8 +132,8 @@ class NotificationsSettings(ServiceSettings):
     webhook_public_url: str = "http://127.0.0.1:8026"
     webhook_secrets: dict[str, list[SecretStr]] = Field(default_factory=dict)
     webhook_tolerance_seconds: float = Field(default=300.0, gt=0, le=3600)
-    # Signs unsubscribe links; every replica needs the same one (from a Secret). Unset: a random
-    # key per process (links then work only against the replica that sent them: development).
+    # Signs unsubscribe links (from a Secret). Unset: a key derived from the blind-index key,
+    # which every replica holds and a restart keeps, so a link sent works on any replica later.
     unsubscribe_link_key: SecretStr | None = None
 
     # --- the party directory (transport/directory.py): identity and the profile, asked for

@@ -18,6 +18,8 @@ import hmac
 import re
 
 PURPOSE = b"zhike.notifications.unsubscribe.v1\x00"
+# The name of the key derived from the blind-index key when no link key is configured.
+SIGNING_KEY_PURPOSE = "notifications.unsubscribe_link"
 MAX_NOTIFICATION_ID_LENGTH = 200
 # base64url of the longest id in UTF-8 (4 bytes a character at most), a dot, the 43 characters
 # of a SHA-256 MAC.
