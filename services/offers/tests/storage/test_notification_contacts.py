@@ -17,7 +17,8 @@ from zhike_offers.domain.decision import Reason
 from zhike_offers.domain.model import MessageSent
 from zhike_offers.storage import schema
 
-from ..offers_harness import Harness
+from ..domain.builders import document
+from ..offers_harness import Harness, default_catalogue
 from ..profile_events import T0, changed, risk, sms_marketing, usd
 
 PARTY = str(uuid.UUID(int=11))
@@ -146,3 +147,43 @@ async def test_the_budget_forgets_a_message_after_its_window(harness: Harness) -
     [decided] = await harness.decided()
     assert decided.offer_id == FX
     assert await sms_budget_explanation(harness) is None
+
+
+async def test_a_message_of_an_offer_saved_on_another_replica_moments_ago_counts(
+    harness: Harness,
+) -> None:
+    # This replica loaded the catalogue before another replica created the offer, and has not
+    # refreshed since: the message notifications sent of it is still this party's contact.
+    other_replica = Harness(harness.database, default_catalogue())
+    try:
+        await other_replica.catalogues.get()
+        await harness.admin.create(
+            document("app_launch", channels=["mobile_app", "push"], templates={"push": "l"})
+        )
+
+        assert await other_replica.message_sent(sent("app_launch"))
+
+        assert await contacts(harness) == [("app_launch", "impression")]
+    finally:
+        await other_replica.store.close()
+
+
+async def test_retention_keeps_the_contacts_an_offer_saved_on_another_replica_looks_back_at(
+    harness: Harness,
+) -> None:
+    # An impression 250 days ago: past every window of the shipped catalogue (181 days at most),
+    # inside the year of an offer another replica has just saved. This replica's cache
+    # predates that save.
+    other_replica = Harness(harness.database, default_catalogue(), retention_days=180)
+    try:
+        await other_replica.catalogues.get()
+        assert await harness.message_sent(sent(at=T0 - dt.timedelta(days=250)))
+        await harness.admin.create(
+            document("long_memory", contact_limits={"max_contacts": 1, "window_days": 365})
+        )
+
+        await other_replica.retention.prune()
+
+        assert await harness.count(schema.contact_event) == 1
+    finally:
+        await other_replica.store.close()

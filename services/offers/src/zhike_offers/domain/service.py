@@ -834,7 +834,11 @@ class NotificationReactions:
     async def message_sent(self, unit: OffersUnitOfWork, message: MessageSent) -> bool:
         """Records the message's contact; False when there is none to record or the
         notification was recorded before (a repeat, or its Sent after its Delivered)."""
-        offer = self._catalogues.current.offer(message.offer_id) if message.offer_id else None
+        if not message.offer_id:
+            return False
+        # As stored, not as this replica last refreshed it: an offer saved on another replica
+        # seconds ago is in the catalogue its message was sent from.
+        offer = (await self._catalogues.current_in(unit)).offer(message.offer_id)
         if offer is None:
             return False
         # Under the party's lock: an outbound decision for the party either sees this contact
@@ -1552,9 +1556,12 @@ class Retention:
         """One round; how many rows it deleted."""
         now = self._clock.now()
         log_before = now - dt.timedelta(days=self._days)
-        contacts_before = min(
-            log_before, history_since(await self._catalogues.get(), self._config, now)
-        )
+        await self._catalogues.get()
+        # The catalogue as stored: one saved on another replica a moment ago with a longer
+        # window than any before must find its contacts still kept.
+        async with self._units() as unit:
+            catalogue = await self._catalogues.current_in(unit)
+        contacts_before = min(log_before, history_since(catalogue, self._config, now))
         prunes: list[Callable[[OffersUnitOfWork], Awaitable[int]]] = [
             lambda unit: unit.decisions.prune(log_before, self.CHUNK),
             lambda unit: unit.outbound.prune(log_before, self.CHUNK),
