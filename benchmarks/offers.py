@@ -305,6 +305,22 @@ async def _profile_stream(nats_url: str) -> None:
 # --- DecideOffers --------------------------------------------------------------------------
 
 
+def _app_requests(
+    party_ids: Sequence[str], rng: random.Random
+) -> Callable[[], offers_pb.DecideOffersRequest]:
+    """DecideOffers for a random party on the app's home banner, a new request each call."""
+
+    def request() -> offers_pb.DecideOffersRequest:
+        return offers_pb.DecideOffersRequest(
+            party_id=rng.choice(party_ids),
+            channel=offers_pb2.CHANNEL_MOBILE_APP,
+            placement="home_banner",
+            max_offers=3,
+        )
+
+    return request
+
+
 async def _decide(
     addresses: Sequence[str],
     party_ids: Sequence[str],
@@ -317,14 +333,7 @@ async def _decide(
         stubs = [offers_grpc.OffersServiceStub(channel) for channel in channels]
         health = health_pb2_grpc.HealthStub(channels[0]).Check
 
-        def request() -> offers_pb.DecideOffersRequest:
-            return offers_pb.DecideOffersRequest(
-                party_id=rng.choice(party_ids),
-                channel=offers_pb2.CHANNEL_MOBILE_APP,
-                placement="home_banner",
-                max_offers=3,
-            )
-
+        request = _app_requests(party_ids, rng)
         for _ in range(100):  # warm-up: connections, caches
             await stubs[0].DecideOffers(request(), timeout=30)
         decide_ms: list[float] = []
@@ -544,16 +553,7 @@ async def _sweep(address: str, database_url: str, nats_url: str, party_ids: list
     sweeper, port = service_process(
         "zhike_offers", database_url, nats_url, {"ZHIKE_SWEEP_CHECK_SECONDS": "0.5"}
     )
-    rng = random.Random(11)
-
-    def request() -> offers_pb.DecideOffersRequest:
-        return offers_pb.DecideOffersRequest(
-            party_id=rng.choice(party_ids),
-            channel=offers_pb2.CHANNEL_MOBILE_APP,
-            placement="home_banner",
-            max_offers=3,
-        )
-
+    request = _app_requests(party_ids, random.Random(11))
     try:
         await wait_serving(port, timeout=120)
         async with authorised_channel(f"127.0.0.1:{port}", roles=["channel_app"]) as channel:

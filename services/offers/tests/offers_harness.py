@@ -93,9 +93,7 @@ class Harness:
         self.retention = Retention(
             self.unit, self.catalogues, self.config, self.clock, decision_log_days=retention_days
         )
-        self.sweep = OutboundSweep(
-            self.unit, self.catalogues, self.outbound, self.clock, chunk=sweep_chunk
-        )
+        self.sweep = OutboundSweep(self.unit, self.outbound, self.clock, chunk=sweep_chunk)
 
     @classmethod
     async def start(

@@ -13,7 +13,12 @@ from google.protobuf.wrappers_pb2 import StringValue
 
 import zhike_notifications.storage
 from zhike_notifications.domain.model import Category, Channel, Message, Notification, Purpose
-from zhike_notifications.domain.ports import OutboundEvent, StatusChanged, StoredNotification
+from zhike_notifications.domain.ports import (
+    InboxEntry,
+    OutboundEvent,
+    StatusChanged,
+    StoredNotification,
+)
 from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
 from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.db import Database
@@ -88,6 +93,19 @@ def stored(
         notification=replace(notification, **facts),  # type: ignore[arg-type]
         message=message,
         idempotency_key=idempotency_key,
+    )
+
+
+def inbox_entry(notification_id: str, created_at: dt.datetime, party_id: str = PARTY) -> InboxEntry:
+    """A message in the party's in-app inbox (its text names the customer: it is sealed)."""
+    return InboxEntry(
+        notification_id=notification_id,
+        party_id=party_id,
+        template_id="deposit_maturity",
+        language="zh-CN",
+        subject="您的定期存款即将到期",
+        body="王小明您好，您的定期存款将于下周到期。",
+        created_at=created_at,
     )
 
 

@@ -15,12 +15,11 @@ from zhike_notifications.domain.ports import (
     ConsentEntry,
     DecisionWithdrawal,
     HeldConsents,
-    InboxEntry,
 )
 from zhike_notifications.storage.schema import inbox_message
 from zhike_runtime.db import Database
 
-from .conftest import OTHER_PARTY, PARTY, T0, Units
+from .conftest import OTHER_PARTY, PARTY, T0, Units, inbox_entry
 
 HOUR = dt.timedelta(hours=1)
 BRANCH = ConsentEvidence("branch 0101", T0 - 48 * HOUR, "marketing-sms-v3")
@@ -127,24 +126,12 @@ async def test_the_consents_held_come_with_the_profile_version_they_are_as_of(
     assert [e.party_id for e in other.entries] == [OTHER_PARTY]
 
 
-def message(notification_id: str, created_at: dt.datetime, party_id: str = PARTY) -> InboxEntry:
-    return InboxEntry(
-        notification_id=notification_id,
-        party_id=party_id,
-        template_id="deposit_maturity",
-        language="zh-CN",
-        subject="您的定期存款即将到期",
-        body="王小明您好，您的定期存款将于下周到期。",
-        created_at=created_at,
-    )
-
-
 async def test_the_inbox_pages_newest_first_and_unread_only_and_counts_unread(
     units: Units,
 ) -> None:
-    entries = [message(f"m{i}", T0 + i * HOUR) for i in range(5)]
+    entries = [inbox_entry(f"m{i}", T0 + i * HOUR) for i in range(5)]
     async with units() as unit:
-        for entry in [*entries, message("other", T0, OTHER_PARTY)]:
+        for entry in [*entries, inbox_entry("other", T0, OTHER_PARTY)]:
             await unit.inbox.add(entry)
         await unit.inbox.add(entries[0])  # a redelivery changes nothing
         assert await unit.inbox.mark_read(PARTY, ["m3"], T0 + 10 * HOUR) == 1
@@ -169,9 +156,9 @@ async def test_mark_read_marks_each_unread_message_once_and_only_the_partys_own(
     units: Units,
 ) -> None:
     async with units() as unit:
-        await unit.inbox.add(message("m1", T0))
-        await unit.inbox.add(message("m2", T0 + HOUR))
-        await unit.inbox.add(message("theirs", T0, OTHER_PARTY))
+        await unit.inbox.add(inbox_entry("m1", T0))
+        await unit.inbox.add(inbox_entry("m2", T0 + HOUR))
+        await unit.inbox.add(inbox_entry("theirs", T0, OTHER_PARTY))
         await unit.commit()
 
     async with units() as unit:
@@ -191,7 +178,7 @@ async def test_mark_read_marks_each_unread_message_once_and_only_the_partys_own(
 
 
 async def test_the_inbox_text_is_sealed_in_the_row(units: Units, database: Database) -> None:
-    entry = message("m1", T0)
+    entry = inbox_entry("m1", T0)
     async with units() as unit:
         await unit.inbox.add(entry)
         await unit.commit()
@@ -220,8 +207,8 @@ async def test_inbox_pruning_deletes_up_to_the_limit_of_the_messages_created_bef
 ) -> None:
     async with units() as unit:
         for i in range(3):
-            await unit.inbox.add(message(f"old-{i}", T0 + i * HOUR))
-        await unit.inbox.add(message("at-cut-off", T0 + 3 * HOUR, OTHER_PARTY))
+            await unit.inbox.add(inbox_entry(f"old-{i}", T0 + i * HOUR))
+        await unit.inbox.add(inbox_entry("at-cut-off", T0 + 3 * HOUR, OTHER_PARTY))
         await unit.commit()
     async with units() as unit:
         assert await unit.inbox.prune(T0 + 3 * HOUR, limit=2) == 2

@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 from zhike_notifications.domain.model import Acceptance, Status
-from zhike_notifications.domain.ports import DecisionWithdrawal, InboxEntry, StoredNotification
+from zhike_notifications.domain.ports import DecisionWithdrawal, StoredNotification
 from zhike_notifications.domain.service import Retention
 
-from .conftest import PARTY, T0, Units, add, stored
+from .conftest import PARTY, T0, Units, add, inbox_entry, stored
 
 DAY = dt.timedelta(days=1)
 NOW = T0
@@ -33,18 +33,6 @@ def sent(notification_id: str, created_at: dt.datetime) -> StoredNotification:
     return stored(notification_id, created_at=created_at, status=Status.SENT, accepted=accepted)
 
 
-def message(notification_id: str, created_at: dt.datetime) -> InboxEntry:
-    return InboxEntry(
-        notification_id=notification_id,
-        party_id=PARTY,
-        template_id="deposit_maturity",
-        language="zh-CN",
-        subject="您的定期存款即将到期",
-        body="您的定期存款将于下周到期。",
-        created_at=created_at,
-    )
-
-
 async def test_a_round_deletes_each_kind_past_its_own_retention_in_chunks_and_keeps_the_rest(
     units: Units,
 ) -> None:
@@ -55,9 +43,9 @@ async def test_a_round_deletes_each_kind_past_its_own_retention_in_chunks_and_ke
     )
     async with units() as unit:
         for i in range(5):
-            await unit.inbox.add(message(f"m-old-{i}", NOW - 366 * DAY))
+            await unit.inbox.add(inbox_entry(f"m-old-{i}", NOW - 366 * DAY))
         # Past the send records' 150 days, within the inbox's 365.
-        await unit.inbox.add(message("m-kept", NOW - 200 * DAY))
+        await unit.inbox.add(inbox_entry("m-kept", NOW - 200 * DAY))
         await unit.withdrawals.add(DecisionWithdrawal("d-old", PARTY, NOW - 38 * DAY))
         await unit.withdrawals.add(DecisionWithdrawal("d-kept", PARTY, NOW - 36 * DAY))
         await unit.webhook_deliveries.first_time("sms", "wh-old", NOW - 3 * DAY)

@@ -88,7 +88,7 @@ def wire(platform: Platform[OffersSettings]) -> Wiring:
         max_sample_size=settings.simulation_max_sample_size,
     )
     expiry = OfferExpiry(unit_of_work, catalogues, outbound, clock)
-    sweep = OutboundSweep(unit_of_work, catalogues, outbound, clock, chunk=settings.sweep_chunk)
+    sweep = OutboundSweep(unit_of_work, outbound, clock, chunk=settings.sweep_chunk)
     retention = Retention(
         unit_of_work,
         catalogues,

@@ -1476,16 +1476,9 @@ class OutboundSweep:
     (shared), then the parties'."""
 
     def __init__(
-        self,
-        units: UnitFactory,
-        catalogues: CatalogueCache,
-        outbound: OutboundDecisions,
-        clock: OffersClock,
-        *,
-        chunk: int,
+        self, units: UnitFactory, outbound: OutboundDecisions, clock: OffersClock, *, chunk: int
     ) -> None:
         self._units = units
-        self._catalogues = catalogues
         self._outbound = outbound
         self._clock = clock
         self._chunk = chunk
