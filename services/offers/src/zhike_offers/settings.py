@@ -55,7 +55,7 @@ class OffersSettings(ServiceSettings):
     expiry_check_seconds: float = Field(default=30.0, gt=0, le=3600)
     # How often each replica looks for outbound offers gone live (new, changed, or opening at
     # their valid_from), and how many parties a chunk of the sweep that follows decides again
-    # in one transaction (each chunk holds their locks, and the event loop, while it decides).
+    # in one transaction (each chunk holds their locks while it decides).
     sweep_check_seconds: float = Field(default=60.0, gt=0, le=3600)
     sweep_chunk: int = Field(default=50, ge=1, le=1000)
     # How often each replica looks for a changed catalogue (another replica's save) and reads

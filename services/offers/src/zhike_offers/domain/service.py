@@ -1470,10 +1470,10 @@ class OfferExpiry:
 
 class OutboundSweep:
     """Decides every party again for the outbound offers gone live, a chunk of parties per
-    transaction (domain/sweep.py). Every replica runs it; one at a time
-    takes a chunk (the sweep's lock, tried without waiting), and the others leave it to that
-    one. A chunk takes the locks a profile change takes, in the same order: the catalogue's
-    (shared), then the parties'."""
+    transaction (domain/sweep.py). Every replica runs it; one at a time takes a chunk (the
+    sweep's lock, tried without waiting), and the others leave it to that one. A chunk takes
+    the locks a profile change takes, in the same order: the catalogue's (shared), then the
+    parties'."""
 
     def __init__(
         self, units: UnitFactory, outbound: OutboundDecisions, clock: OffersClock, *, chunk: int
