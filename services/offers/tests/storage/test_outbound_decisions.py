@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from zhike_offers.domain.catalogue import Catalogue, compile_offer
 from zhike_offers.domain.model import DecisionTrigger, StoredOffer
 from zhike_offers.domain.service import OfferExpiry
 from zhike_offers.storage import schema
-from zhike_offers.storage.repository import SqlPartyStore
+from zhike_offers.storage.repository import SqlOffersUnitOfWork, SqlPartyStore
 from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.testing.processes import PostgresCluster
@@ -394,6 +394,32 @@ async def test_a_merged_party_has_its_decisions_withdrawn(harness: Harness) -> N
     # Nothing is decided for it again, whatever arrives late.
     await harness.deliver("e3", changed(PARTY, 3, usd(9000)))
     assert len(await harness.decided()) == 1
+
+
+async def test_a_batch_with_a_merge_takes_every_partys_lock_in_one_call_survivor_included(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Locks taken in one call are taken in one global order: a sweep chunk or the expiry round
+    # holding some of them can then never wait in a circle with this batch.
+    other = str(uuid.UUID(int=3))
+    calls: list[list[str]] = []
+    take = SqlOffersUnitOfWork.lock
+
+    async def recording(unit: SqlOffersUnitOfWork, names: Iterable[str]) -> None:
+        listed = list(names)
+        calls.append(sorted(name for name in listed if name.startswith("offers-party:")))
+        await take(unit, listed)
+
+    monkeypatch.setattr(SqlOffersUnitOfWork, "lock", recording)
+    await harness.deliver_batch(
+        [
+            ("b1", changed(other, 1, usd(100))),
+            ("b2", changed(PARTY, 2, merged_into=SURVIVOR)),
+        ]
+    )
+
+    first = next(names for names in calls if names)
+    assert first == sorted(f"offers-party:{p}" for p in (other, PARTY, SURVIVOR))
 
 
 async def merge_party_into_survivor(harness: Harness) -> None:
