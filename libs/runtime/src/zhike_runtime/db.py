@@ -62,6 +62,11 @@ def to_utc(value: dt.datetime) -> dt.datetime:
     return as_utc(value).astimezone(dt.UTC)
 
 
+def optional_to_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """`to_utc` of a time that may be missing."""
+    return None if value is None else to_utc(value)
+
+
 def insert_for(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that supports ON CONFLICT on both engines (SQLAlchemy has it per dialect)."""
     if dialect == "postgresql":

@@ -29,15 +29,11 @@ from zhike_notifications.domain.model import (
 from zhike_notifications.domain.ports import ConsentEntry, InboxEntry, Sending, StoredNotification
 from zhike_notifications.storage.schema import INBOX_MESSAGE_SEALED, NOTIFICATION_SEALED
 from zhike_runtime.crypto import KeyRing
-from zhike_runtime.db import as_utc, to_utc
+from zhike_runtime.db import as_utc, optional_to_utc, to_utc
 
 _VALUES = NOTIFICATION_SEALED.place("template_values")
 _SUBJECT = INBOX_MESSAGE_SEALED.place("subject")
 _BODY = INBOX_MESSAGE_SEALED.place("body")
-
-
-def optional_utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else to_utc(value)
 
 
 def _read_time(value: dt.datetime | None) -> dt.datetime | None:
@@ -81,7 +77,7 @@ def notification_row(stored: StoredNotification, ring: KeyRing) -> dict[str, Any
         "topic": message.topic,
         "offer_id": message.offer_id,
         "decision_id": message.decision_id,
-        "send_before": optional_utc(message.send_before),
+        "send_before": optional_to_utc(message.send_before),
         "profile_version": stored.profile_version,
         "idempotency_key": stored.idempotency_key or None,
         "request_digest": stored.request_digest,
@@ -90,11 +86,11 @@ def notification_row(stored: StoredNotification, ring: KeyRing) -> dict[str, Any
         "status": n.status.value,
         "version": n.version,
         "created_at": to_utc(n.created_at),
-        "due_at": optional_utc(due_at(stored)),
+        "due_at": optional_to_utc(due_at(stored)),
         "sending_attempt": sending.attempt if sending else None,
         "sending_provider": sending.provider if sending else None,
         "sending_started_at": to_utc(sending.started_at) if sending else None,
-        "deferred_until": optional_utc(n.deferred_until),
+        "deferred_until": optional_to_utc(n.deferred_until),
         "suppression_reason": n.suppression.reason.value if n.suppression else None,
         "suppression_detail": n.suppression.detail if n.suppression else None,
         "withdrawn_by": n.withdrawn_by,
@@ -112,7 +108,7 @@ def notification_row(stored: StoredNotification, ring: KeyRing) -> dict[str, Any
         "gave_up_at": to_utc(n.gave_up.at) if n.gave_up else None,
         "last_failure_attempt": n.last_failure.attempt if n.last_failure else None,
         "last_failure_error": n.last_failure.error if n.last_failure else None,
-        "delivered_at": optional_utc(n.delivered_at),
+        "delivered_at": optional_to_utc(n.delivered_at),
         "undelivered_at": to_utc(n.undelivered.at) if n.undelivered else None,
         "undelivered_error": n.undelivered.error if n.undelivered else None,
     }
@@ -255,7 +251,7 @@ def inbox_row(entry: InboxEntry, ring: KeyRing) -> dict[str, Any]:
         "subject": ring.encrypt(entry.subject, _SUBJECT, place),
         "body": ring.encrypt(entry.body, _BODY, place),
         "created_at": to_utc(entry.created_at),
-        "read_at": optional_utc(entry.read_at),
+        "read_at": optional_to_utc(entry.read_at),
     }
 
 

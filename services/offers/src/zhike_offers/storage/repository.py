@@ -44,13 +44,9 @@ from zhike_offers.storage.schema import (
     party_fact,
     propensity,
 )
-from zhike_runtime.db import Database, as_utc, delete_chunk, insert_for, to_utc
+from zhike_runtime.db import Database, as_utc, delete_chunk, insert_for, optional_to_utc, to_utc
 from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.unit_of_work import UnitOfWork
-
-
-def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else to_utc(value)
 
 
 class _Store:
@@ -73,7 +69,7 @@ def _party(row: Any, facts: dict[str, Any]) -> StoredParty:
             bool(row.do_not_contact),
             bool(row.personalised_offers),
             int(row.preferences_version),
-            _optional_utc(row.preferences_updated_at),
+            optional_to_utc(row.preferences_updated_at),
             records.channel_set(row.opted_out_channels),
         ),
     )

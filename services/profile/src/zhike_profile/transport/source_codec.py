@@ -247,6 +247,15 @@ class _Fields:
             self.v.add(self.at(name), "must be between years 1 and 9999")
             return None
 
+    def recent_time(self, name: str, value: Timestamp, present: bool) -> dt.datetime | None:
+        """`time`, and at most `CLOCK_AHEAD` after the decoding: an event's own time, and a
+        consent's capture, which wins over every later one while it is the newest."""
+        at = self.time(name, value, present)
+        if at is not None and at > self.now + CLOCK_AHEAD:
+            self.v.add(self.at(name), "is more than a day in the future")
+            return None
+        return at
+
     def time_of_day(self, name: str, value: timeofday_pb2.TimeOfDay) -> dt.time | None:
         try:
             return dt.time(value.hours, value.minutes, value.seconds)
@@ -281,9 +290,7 @@ def decode_source_event(
             f"is too long: source system and event id together must be at most "
             f"{MAX_MESSAGE_ID - 1} characters",
         )
-    at = top.time("event_time", message.event_time, message.HasField("event_time"))
-    if at is not None and at > now + CLOCK_AHEAD:
-        v.add(top.at("event_time"), "is more than a day in the future")
+    at = top.recent_time("event_time", message.event_time, message.HasField("event_time"))
     if message.sequence < 1:
         v.add(top.at("sequence"), "must be at least 1")
     which = message.WhichOneof("fact")
@@ -439,15 +446,10 @@ def _consent(f: _Fields, m: pb.ConsentGiven | pb.ConsentWithdrawn, given: bool) 
     where = evidence.text(
         "captured_where", m.evidence.captured_where, required=True, max_length=100
     )
-    captured = evidence.time(
+    captured = evidence.recent_time(
         "capture_time", m.evidence.capture_time, m.evidence.HasField("capture_time")
     )
     version = evidence.text("text_version", m.evidence.text_version, required=True, max_length=32)
-    if captured is not None and captured > f.now + CLOCK_AHEAD:
-        # The newest capture wins across records and in notifications: one dated years ahead
-        # would outrank every later decision, a customer's opt-out included.
-        f.v.add(evidence.at("capture_time"), "is more than a day in the future")
-        captured = None
     if channel is None or purpose is None or captured is None:
         return None
     return SetConsent(Consent(channel, purpose, given, ConsentEvidence(captured, where, version)))
