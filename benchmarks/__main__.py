@@ -113,7 +113,7 @@ def main() -> int:
             sys.stdout.write(
                 f"Zhike walking skeleton on SQLite + local NATS, {os.cpu_count()} cores\n"
             )
-            token = stack.issuer.mint(["source_system", "channel_app"], subject="benchmark")
+            token = stack.issuer.mint(["source_system", "call_centre_agent"], subject="benchmark")
             asyncio.run(
                 _measure(f"127.0.0.1:{ports['identity']}", f"127.0.0.1:{ports['profile']}", token)
             )

@@ -328,7 +328,7 @@ async def _decide(
     processes: ProcessGroups,
 ) -> None:
     rng = random.Random(args.seed)
-    channels = [authorised_channel(address, roles=["channel_app"]) for address in addresses]
+    channels = [authorised_channel(address, roles=["call_centre_agent"]) for address in addresses]
     try:
         stubs = [offers_grpc.OffersServiceStub(channel) for channel in channels]
         health = health_pb2_grpc.HealthStub(channels[0]).Check
@@ -556,7 +556,7 @@ async def _sweep(address: str, database_url: str, nats_url: str, party_ids: list
     request = _app_requests(party_ids, random.Random(11))
     try:
         await wait_serving(port, timeout=120)
-        async with authorised_channel(f"127.0.0.1:{port}", roles=["channel_app"]) as channel:
+        async with authorised_channel(f"127.0.0.1:{port}", roles=["call_centre_agent"]) as channel:
             decide = offers_grpc.OffersServiceStub(channel).DecideOffers
             for _ in range(100):  # warm-up: connections, caches
                 await decide(request(), timeout=30)

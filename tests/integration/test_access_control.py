@@ -130,7 +130,7 @@ async def test_a_customer_token_reads_only_its_own_party_in_identity_and_profile
 ) -> None:
     party_a = await link(platform, "D-1", CUSTOMER_A)
     party_b = await link(platform, "D-2", CUSTOMER_B)
-    async with authorised_channel(platform.address("profile"), roles=["channel_app"]) as ch:
+    async with authorised_channel(platform.address("profile"), roles=["call_centre_agent"]) as ch:
         profile = profile_service_pb2_grpc.ProfileServiceStub(ch)
 
         async def projected() -> bool:

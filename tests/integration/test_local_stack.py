@@ -174,3 +174,7 @@ async def a_minted_token_opens_the_identity_api(state_dir: Path, port: int) -> N
     refused = zhike_token(state_dir, "--role", "branch_teller", ZHIKE_PROFILE="production")
     assert (refused.returncode, refused.stdout) == (2, "")
     assert "refused with ZHIKE_PROFILE=production" in refused.stderr
+    # The services would refuse such a token; the command says why before it is minted.
+    partyless = zhike_token(state_dir, "--role", "channel_app")
+    assert (partyless.returncode, partyless.stdout) == (2, "")
+    assert "--role channel_app acts for a customer: give --party" in partyless.stderr

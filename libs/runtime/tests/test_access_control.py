@@ -47,6 +47,8 @@ ROLES = {
     "reader": ["probe.read"],
     "reader_with_pii": ["probe.read", "probe.read_pii"],
     "writer": ["probe.write"],
+    # The default customer role (ZHIKE_AUTH_CUSTOMER_ROLES).
+    "channel_app": ["probe.read"],
 }
 
 
@@ -360,6 +362,33 @@ async def test_a_refusal_for_a_missing_permission_is_audited_with_the_party_aske
 
     [entry] = await probe.audit.read()
     assert (entry.party_id, entry.outcome) == ("party-b", "PERMISSION_DENIED")
+
+
+async def test_a_customer_role_without_the_party_claim_is_unauthenticated(
+    probe: RunningService[ServiceSettings], calls: Calls
+) -> None:
+    alone = signed(TEST_ISSUER, roles=["channel_app"])
+    with_staff_role = signed(TEST_ISSUER, roles=["reader", "channel_app"])
+    refusals = []
+    for token in (alone, with_staff_role):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call(probe.grpc_port, "Read", key="party-b", metadata=bearer(token))
+        refusals.append((raised.value.code(), raised.value.details()))
+    assert (
+        refusals
+        == [
+            (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "the role channel_app acts for one customer: the token needs the party_id claim",
+            )
+        ]
+        * 2
+    )
+    assert calls.total() == 0
+    confined = signed(TEST_ISSUER, roles=["channel_app"], party_id="party-b")
+    assert (await call(probe.grpc_port, "Read", key="party-b", metadata=bearer(confined))).key == (
+        "party-b"
+    )
 
 
 async def test_a_delegated_token_may_not_call_a_method_without_a_party(

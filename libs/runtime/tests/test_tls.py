@@ -19,13 +19,14 @@ from pydantic import ValidationError
 from zhike.testing.v1 import events_pb2
 from zhike_runtime.app import Platform, RunningService, ServiceDefinition, Wiring
 from zhike_runtime.auth.client import BearerToken
-from zhike_runtime.auth.permissions import DEFAULT_ROLES, MethodRule
+from zhike_runtime.auth.permissions import MethodRule
 from zhike_runtime.cli import build_parser, check_health
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.testing.certificates import CertificateAuthority, Issued
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
     SERVING,
+    STAFF_ROLES,
     TEST_ISSUER,
     TEST_SETTINGS,
     authorised_channel,
@@ -140,7 +141,7 @@ async def mtls(
 def secure_channel(port: int, credentials: grpc.ChannelCredentials) -> grpc.aio.Channel:
     """A TLS channel carrying a valid bearer token, on a connection of its own (no subchannel
     shared with an earlier channel, so each one is a fresh handshake)."""
-    token = TEST_ISSUER.mint(list(DEFAULT_ROLES), subject="test-user")
+    token = TEST_ISSUER.mint(STAFF_ROLES, subject="test-user")
     return grpc.aio.secure_channel(
         f"127.0.0.1:{port}",
         credentials,

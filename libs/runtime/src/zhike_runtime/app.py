@@ -320,6 +320,7 @@ def access_control(
         rules=rules,
         roles_claim=settings.auth_roles_claim,
         party_claim=settings.auth_party_claim,
+        customer_roles=frozenset(settings.auth_customer_roles),
     )
 
 

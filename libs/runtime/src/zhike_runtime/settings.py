@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from zhike_runtime.auth.permissions import CUSTOMER_ROLES
 from zhike_runtime.crypto import FieldKeys, field_keys, parse_data_keys, parse_key
 from zhike_runtime.validation import iana_zone
 
@@ -213,6 +214,9 @@ class ServiceSettings(FieldKeySettings, NatsSettings):
     auth_roles_file: Path | None = None
     auth_roles_claim: str = Field(default="roles", min_length=1)
     auth_party_claim: str = Field(default="party_id", min_length=1)
+    # Roles that act for one customer (the mobile app): a token holding one must carry the
+    # party claim, so an identity provider that leaves the claim out cannot open every party.
+    auth_customer_roles: list[str] = Field(default=list(CUSTOMER_ROLES))
     # Audit records of personal-data reads and steward writes: processing records, which S7
     # (RELIABILITY.md) keeps at least 3 years; refusals are logs, kept as long with them.
     audit_retention_days: int = Field(default=3 * 366, ge=AUDIT_RETENTION_MIN_DAYS)

@@ -21,10 +21,15 @@ from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import identity_service_pb2_grpc, party_pb2
 from zhike_identity.app import DEFINITION
 from zhike_runtime.auth.client import BearerToken
-from zhike_runtime.auth.permissions import DEFAULT_ROLES
 from zhike_runtime.telemetry import Telemetry
 from zhike_runtime.testing.processes import NatsServer
-from zhike_runtime.testing.services import TEST_ISSUER, eventually, running_service, wait_serving
+from zhike_runtime.testing.services import (
+    STAFF_ROLES,
+    TEST_ISSUER,
+    eventually,
+    running_service,
+    wait_serving,
+)
 
 LINK = "/zhike.identity.v1.IdentityService/LinkSourceRecord"
 RECORD = party_pb2.SourceRecord(
@@ -84,7 +89,7 @@ async def traced(
     ) as service:
         await wait_serving(service.grpc_port)
         sa.event.listen(service.database.engine.sync_engine, "before_cursor_execute", bound)
-        token = TEST_ISSUER.mint(list(DEFAULT_ROLES), subject="test-user")
+        token = TEST_ISSUER.mint(STAFF_ROLES, subject="test-user")
         interceptors = [*telemetry.client_interceptors(), BearerToken(token)]
         async with grpc.aio.insecure_channel(
             f"127.0.0.1:{service.grpc_port}", interceptors=interceptors

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from zhike_runtime.auth.audit import AuditEntry, AuditLog
-from zhike_runtime.auth.permissions import DEFAULT_ROLES, METHOD_RULES, MethodRule
+from zhike_runtime.auth.permissions import (
+    CUSTOMER_ROLES,
+    DEFAULT_ROLES,
+    METHOD_RULES,
+    MethodRule,
+)
 from zhike_runtime.auth.tokens import TokenRejected, TokenVerifier
 from zhike_runtime.errors import NotFound, PermissionDenied, Unauthenticated
 
@@ -106,6 +111,7 @@ class AccessControl:
         rules: Mapping[str, MethodRule] = METHOD_RULES,
         roles_claim: str = "roles",
         party_claim: str = "party_id",
+        customer_roles: frozenset[str] = frozenset(CUSTOMER_ROLES),
     ) -> None:
         self._verifier = verifier
         self._roles = roles
@@ -113,6 +119,7 @@ class AccessControl:
         self.rules = rules
         self._roles_claim = roles_claim
         self._party_claim = party_claim
+        self._customer_roles = customer_roles
 
     async def authenticate(self, metadata: Sequence[tuple[str, Any]]) -> Caller:
         headers = [value for key, value in metadata if key == "authorization"]
@@ -139,6 +146,13 @@ class AccessControl:
             if not isinstance(claimed, str) or not claimed:
                 raise Unauthenticated(f"the {self._party_claim} claim is not a party id")
             party = claimed
+        customer_roles = sorted(self._customer_roles.intersection(roles))
+        if party is None and customer_roles:
+            # Without the claim such a token would read as staff, open to every party.
+            raise Unauthenticated(
+                f"the role {customer_roles[0]} acts for one customer: "
+                f"the token needs the {self._party_claim} claim"
+            )
         return Caller(verified.subject, roles, permissions, party)
 
     async def authorise(

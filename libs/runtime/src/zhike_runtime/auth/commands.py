@@ -12,7 +12,7 @@ from typing import Any
 
 from zhike_runtime.auth.audit import AuditLog, format_entries
 from zhike_runtime.auth.development import DevelopmentIssuer
-from zhike_runtime.auth.permissions import DEFAULT_ROLES
+from zhike_runtime.auth.permissions import CUSTOMER_ROLES, DEFAULT_ROLES
 from zhike_runtime.db import Database
 
 # Where `make run` keeps its development issuer (under ZHIKE_DEV_STATE_DIR, default .zhike/).
@@ -60,6 +60,12 @@ def _token(args: argparse.Namespace) -> int:
         return 1
     if args.ttl <= 0 or args.ttl > 7 * 86400:
         sys.stderr.write("zhike token: --ttl must be between 1 second and 7 days\n")
+        return 2
+    customer_roles = sorted(set(args.role).intersection(CUSTOMER_ROLES))
+    if customer_roles and not args.party:
+        sys.stderr.write(
+            f"zhike token: --role {customer_roles[0]} acts for a customer: give --party\n"
+        )
         return 2
     issuer = DevelopmentIssuer(directory)
     token = issuer.mint(args.role, subject=args.subject, party_id=args.party, ttl_seconds=args.ttl)

@@ -97,6 +97,10 @@ METHOD_RULES: Mapping[str, MethodRule] = {
     _NOTIFICATIONS + "MarkInboxRead": MethodRule("notifications.inbox", party_field="party_id"),
 }
 
+# Roles that act for one customer: a token with one must carry the party claim
+# (ZHIKE_AUTH_CUSTOMER_ROLES, these by default).
+CUSTOMER_ROLES: tuple[str, ...] = ("channel_app",)
+
 # Roles as a bank starts with them. A customer-delegated token (mobile app) carries the
 # channel_app role and a party claim, which confines it to that party's own data.
 DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {

@@ -26,7 +26,7 @@ from zhike_runtime.auth.development import (
     DEVELOPMENT_ISSUER,
     DevelopmentIssuer,
 )
-from zhike_runtime.auth.permissions import DEFAULT_ROLES
+from zhike_runtime.auth.permissions import CUSTOMER_ROLES, DEFAULT_ROLES
 from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.db import Database
 from zhike_runtime.grpc_server import BROKER
@@ -190,6 +190,10 @@ async def wait_serving(port: int, timeout: float = 15.0) -> None:
     await eventually(serving, timeout=timeout, interval=0.1)
 
 
+# Every default role but the customer's, which would need a party claim.
+STAFF_ROLES = [role for role in DEFAULT_ROLES if role not in CUSTOMER_ROLES]
+
+
 def authorised_channel(
     address: str,
     *,
@@ -198,12 +202,12 @@ def authorised_channel(
     subject: str = "test-user",
 ) -> grpc.aio.Channel:
     """A client channel to a service under test, carrying a bearer token for `roles` (every
-    configured role by default) and, for a customer-delegated token, `party_id`.
+    staff role by default) and, for a customer-delegated token, `party_id`.
 
     Use as `async with authorised_channel(f"127.0.0.1:{service.grpc_port}") as ch:`.
     """
     token = TEST_ISSUER.mint(
-        list(DEFAULT_ROLES) if roles is None else roles, subject=subject, party_id=party_id
+        STAFF_ROLES if roles is None else roles, subject=subject, party_id=party_id
     )
     return grpc.aio.insecure_channel(address, interceptors=[BearerToken(token)])
 
