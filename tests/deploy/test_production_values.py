@@ -17,6 +17,12 @@ ONE_REPLICA_NO_PAGE_KEY: dict[str, Any] = {
     "pageTokens": {"existingSecret": ""},
     "services": {s: {"replicaCount": 1} for s in SERVICES},
 }
+# No Secret a shared page-token key could come from: only profile and offers, which store no
+# field-encrypted data, can run so.
+NO_SHARED_KEY: dict[str, Any] = ONE_REPLICA_NO_PAGE_KEY | {
+    "fieldKeys": {"existingSecret": ""},
+    "services": {s: {"replicaCount": 1, "enabled": s in ("profile", "offers")} for s in SERVICES},
+}
 
 
 def _workload(objects: list[Manifest], kind: str, name: str) -> dict[str, Any]:
@@ -39,20 +45,31 @@ def test_a_single_replica_renders_without_a_page_token_secret() -> None:
     assert len(deployments) == len(SERVICES)
 
 
-def test_more_than_one_replica_without_a_page_token_secret_does_not_render() -> None:
+def test_more_than_one_replica_with_the_field_keys_alone_renders() -> None:
+    # Every pod derives the same page-token key from the blind-index key.
     values = _with(ONE_REPLICA_NO_PAGE_KEY, "profile", {"replicaCount": 2})
+    deployment = next(
+        m
+        for m in render(values)
+        if m["kind"] == "Deployment" and "profile" in m["metadata"]["name"]
+    )
+    assert deployment["spec"]["replicas"] == 2
+
+
+def test_more_than_one_replica_without_a_page_token_or_field_key_secret_does_not_render() -> None:
+    values = _with(NO_SHARED_KEY, "profile", {"replicaCount": 2})
     with pytest.raises(HelmRenderError, match=r"services\.profile.*pageTokens\.existingSecret"):
         render(values)
 
 
-def test_autoscaling_without_a_page_token_secret_does_not_render() -> None:
-    values = _with(ONE_REPLICA_NO_PAGE_KEY, "offers", {"autoscaling": {"enabled": True}})
+def test_autoscaling_without_a_page_token_or_field_key_secret_does_not_render() -> None:
+    values = _with(NO_SHARED_KEY, "offers", {"autoscaling": {"enabled": True}})
     with pytest.raises(HelmRenderError, match=r"services\.offers.*pageTokens\.existingSecret"):
         render(values)
 
 
 def test_a_disabled_service_needs_no_page_token_secret() -> None:
-    values = _with(ONE_REPLICA_NO_PAGE_KEY, "offers", {"replicaCount": 3, "enabled": False})
+    values = _with(NO_SHARED_KEY, "offers", {"replicaCount": 3, "enabled": False})
     assert not [m for m in render(values) if "offers" in m["metadata"]["name"]]
 
 

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import base64
+import json
+from typing import Any
 
 import pytest
 
+from zhike_runtime.app import page_token_key
+from zhike_runtime.crypto import generate_key
 from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.paging import DEFAULT_PAGE_SIZE, PageTokens, page_size
+from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.testing.services import TEST_SETTINGS
 from zhike_runtime.validation import Violations
 
 
@@ -69,3 +75,39 @@ def test_a_negative_page_size_is_a_violation_naming_the_field() -> None:
 
 def test_the_default_never_exceeds_a_smaller_maximum() -> None:
     assert page_size(Violations(), "page_size", 0, maximum=10) == 10
+
+
+def replica_settings(**overrides: Any) -> ServiceSettings:
+    """One replica's settings, as every pod of a deployment gets them."""
+    return ServiceSettings(**(TEST_SETTINGS | overrides))
+
+
+def field_keys() -> dict[str, str]:
+    return {
+        "data_keys": json.dumps({"k1": generate_key()}),
+        "data_key_id": "k1",
+        "blind_index_key": generate_key(),
+    }
+
+
+def test_a_token_one_replica_issued_is_read_by_another_with_the_field_keys_alone() -> None:
+    keys = field_keys()
+    issuing = PageTokens(page_token_key("offers", replica_settings(**keys)))
+    reading = PageTokens(page_token_key("offers", replica_settings(**keys)))
+    other_service = PageTokens(page_token_key("profile", replica_settings(**keys)))
+
+    token = issuing.issue("offers", ["7"])
+
+    assert read(reading, token, "offers") == ["7"]
+    with pytest.raises(InvalidArgument):
+        read(other_service, token, "offers")
+
+
+def test_the_page_token_key_setting_wins_over_the_field_keys() -> None:
+    settings = replica_settings(**field_keys(), page_token_key="shared-secret")
+    assert page_token_key("offers", settings) == b"shared-secret"
+
+
+def test_without_either_key_each_replica_signs_with_its_own() -> None:
+    no_keys = replica_settings(data_keys=None, data_key_id=None, blind_index_key=None)
+    assert page_token_key("offers", no_keys) is None

@@ -517,10 +517,11 @@ Call with the root context.
 {{/*
 Page tokens: with several replicas (or an HPA that may add them) every pod must sign with the
 same key, or a listing's next page fails on any pod but the one that issued the token; the
-service only logs that. Context: dict root/name/svc.
+service only logs that. The field keys' blind-index key gives every pod the same derived key.
+Context: dict root/name/svc.
 */}}
 {{- define "zhike.checkPageTokenValues" -}}
-{{- if not .root.Values.pageTokens.existingSecret -}}
+{{- if not (or .root.Values.pageTokens.existingSecret .root.Values.fieldKeys.existingSecret) -}}
 {{- $replicas := "" -}}
 {{- if .svc.autoscaling.enabled -}}
 {{- $replicas = "autoscaling is on" -}}
@@ -528,7 +529,7 @@ service only logs that. Context: dict root/name/svc.
 {{- $replicas = printf "replicaCount is %d" (int .svc.replicaCount) -}}
 {{- end -}}
 {{- if $replicas -}}
-{{- fail (printf "services.%s: %s, so pageTokens.existingSecret is required: without a shared key each pod signs page tokens with its own and a listing's next page fails on every other pod (docs/operations.md, Prerequisites)" .name $replicas) -}}
+{{- fail (printf "services.%s: %s, so pageTokens.existingSecret (or fieldKeys.existingSecret, whose blind-index key gives one) is required: without a shared key each pod signs page tokens with its own and a listing's next page fails on every other pod (docs/operations.md, Prerequisites)" .name $replicas) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

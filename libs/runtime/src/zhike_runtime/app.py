@@ -135,18 +135,13 @@ class RunningService(Generic[S]):
             retention_seconds=settings.outbox_retention_seconds,
             after_publish=faults.after_publish if faults else None,
         )
-        key = (
-            settings.page_token_key.get_secret_value().encode() if settings.page_token_key else None
-        )
-        if key is None:
-            log.warning("ZHIKE_PAGE_TOKEN_KEY is not set: page tokens work on this replica only")
         self.platform = Platform(
             definition.name,
             settings,
             self.database,
             self.telemetry,
             self.relay,
-            PageTokens(key),
+            PageTokens(page_token_key(definition.name, settings)),
             self.bus,
         )
         wiring = definition.wire(self.platform)
@@ -296,6 +291,21 @@ async def _settled(task: asyncio.Task[Any]) -> None:
             "background task failed as the service stopped",
             extra={"task": task.get_name(), "error": describe_error(error)},
         )
+
+
+def page_token_key(service: str, settings: ServiceSettings) -> bytes | None:
+    """ZHIKE_PAGE_TOKEN_KEY, else a key derived from the blind-index key (every replica holds
+    it, so a next page may be served by any pod), else None: a random key per process."""
+    if settings.page_token_key is not None:
+        return settings.page_token_key.get_secret_value().encode()
+    keys = field_keys(settings)
+    if keys is not None:
+        return keys.blind_index.signing_key(f"{service}.page_tokens")
+    log.warning(
+        "neither ZHIKE_PAGE_TOKEN_KEY nor the field keys are set: page tokens work on this "
+        "replica only"
+    )
+    return None
 
 
 def access_control(

@@ -1,8 +1,9 @@
 """Opaque, signed page tokens (RELIABILITY.md §12): a client cannot forge or alter a position.
 
 A token is base64url(JSON payload + HMAC-SHA256). It carries the query it belongs to, so a token
-from one listing is refused by another. Replicas share `ZHIKE_PAGE_TOKEN_KEY`; without it each
-process signs with a random key and a page token only works against the replica that issued it.
+from one listing is refused by another. Replicas share the key: `ZHIKE_PAGE_TOKEN_KEY`, or one
+derived from the blind-index key (`app.page_token_key`); a service with neither signs with a
+random key per process, and its page tokens work only against the replica that issued them.
 """
 
 from __future__ import annotations
