@@ -250,10 +250,23 @@ def test_a_service_offer_is_held_back_only_where_service_contact_was_refused() -
     assert found.explanation == "consent: service contact refused for sms"
 
 
-def test_events_after_now_are_ignored() -> None:
+def test_contacts_stamped_by_a_clock_up_to_five_minutes_ahead_count_toward_the_budget() -> None:
     sms = offer("sms_offer", **SMS_OFFER)
-    later = [event(DECIDED, NOW + days(1), f"m{n}") for n in range(5)]
+    # Two contacts another replica, its clock four minutes ahead, stamped "just now".
+    ahead = [event(DECIDED, NOW + dt.timedelta(minutes=4), f"m{n}", "email") for n in range(2)]
+    found = check(sms, ahead)
+    assert found is not None
+    assert found.rule is SuppressionRule.BUDGET
+    budget = ContactPolicy().remaining_budget(ContactHistory(ahead), NOW)
+    assert budget is not None
+    assert (budget.used, budget.remaining) == (2, 0)
+
+
+def test_events_later_than_the_clock_skew_are_ignored() -> None:
+    sms = offer("sms_offer", **SMS_OFFER)
+    later = [event(DECIDED, NOW + dt.timedelta(minutes=6), f"m{n}") for n in range(5)]
     assert check(sms, later) is None
+    assert check(sms, [event(DECIDED, NOW + days(1), f"m{n}") for n in range(5)]) is None
 
 
 def test_a_policy_with_a_bad_window_is_refused() -> None:

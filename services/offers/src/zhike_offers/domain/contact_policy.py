@@ -26,7 +26,9 @@ Rules, checked in this order; the first that applies names the suppression:
   are the outbound channels: an offer shown where the customer came to the bank (app, branch,
   call centre) is not a contact the bank started, and is governed by the per-offer rules.
 
-Events after `now` are ignored, so a decision can be replayed as of its time.
+Events stamped up to `CLOCK_SKEW` after `now` count as already happened: another replica or a
+channel whose clock is ahead of this one stamped them, and a contact it just made must not
+slip past the budget here. Events later than that are ignored.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ from dataclasses import dataclass
 from zhike_offers.domain.catalogue import Offer
 from zhike_offers.domain.eligibility import CHANNELS, OUTBOUND_CHANNELS
 from zhike_offers.domain.facts import ConsentPurpose, OfferFacts
+
+
+# How far ahead of this replica's clock another's (or a channel's) may be: RecordResponse
+# refuses a response time later than that.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class ContactKind(enum.StrEnum):
@@ -165,7 +172,9 @@ class ContactPolicy:
         """None when the policy lets `offer` reach the party on `channel` now, else the first
         rule that holds it back. A decision checks the budget once for all its offers
         (`with_budget=False` here), as several chosen offers share it."""
-        events = [event for event in history.of_offer(offer.offer_id) if event.at <= now]
+        events = [
+            event for event in history.of_offer(offer.offer_id) if event.at <= now + CLOCK_SKEW
+        ]
         return (
             self.permission(offer, channel=channel, facts=facts)
             or self._cool_down(offer, events, now)
@@ -203,11 +212,11 @@ class ContactPolicy:
         times = [
             event.at
             for event in history.events
-            if event.marketing and event.at <= now and self._counts(event)
+            if event.marketing and event.at <= now + CLOCK_SKEW and self._counts(event)
         ]
         tightest: RemainingBudget | None = None
         for window in self.budget:
-            # Rolling: the window is (now - days, now], whatever the calendar says.
+            # Rolling: the window is (now - days, now + skew], whatever the calendar says.
             used = len(times) - bisect.bisect_right(times, now - dt.timedelta(days=window.days))
             remaining = max(window.limit - used, 0)
             if tightest is None or remaining < tightest.remaining:

@@ -59,7 +59,6 @@ from zhike_runtime.validation import Violations
 T = TypeVar("T")
 
 # The contract's limits that the domain does not hold itself.
-RESPONSE_CLOCK_SKEW = dt.timedelta(minutes=5)  # RecordResponseRequest.response_time
 MAX_REASON_LENGTH = 500  # RetireOfferRequest.reason
 
 # --- enums, both ways -----------------------------------------------------------------------
@@ -741,7 +740,7 @@ def response_record(request: pb.RecordResponseRequest, now: dt.datetime) -> Resp
     at: dt.datetime | None = now
     if request.HasField("response_time"):
         at = _time(v, "response_time", request.response_time)
-        if at is not None and at > now + RESPONSE_CLOCK_SKEW:
+        if at is not None and at > now + CLOCK_SKEW:
             v.add("response_time", "is in the future")
     v.raise_if_any()
     if kind is None or at is None:
