@@ -45,7 +45,6 @@ from zhike_offers.domain.catalogue import Offer
 from zhike_offers.domain.eligibility import CHANNELS, OUTBOUND_CHANNELS
 from zhike_offers.domain.facts import ConsentPurpose, OfferFacts
 
-
 # How far ahead of this replica's clock another's (or a channel's) may be: RecordResponse
 # refuses a response time later than that.
 CLOCK_SKEW = dt.timedelta(minutes=5)

@@ -30,7 +30,7 @@ from zhike_offers.domain.catalogue import (
     Category,
     Offer,
 )
-from zhike_offers.domain.contact_policy import ContactKind, SuppressionRule
+from zhike_offers.domain.contact_policy import CLOCK_SKEW, ContactKind, SuppressionRule
 from zhike_offers.domain.decision import (
     DecisionRequest,
     Factors,
