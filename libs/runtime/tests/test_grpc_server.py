@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.grpc_server import BROKER, LIVENESS
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry
+from zhike_runtime.testing.logs import captured_json_logs
 from zhike_runtime.testing.processes import NatsServer, throwaway_postgres
 from zhike_runtime.testing.services import (
     NOT_SERVING,
@@ -62,6 +64,13 @@ async def missing(
     _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
 ) -> events_pb2.Ping:
     raise NotFound("party", "0190-…")
+
+
+async def missing_pasted_id_number(
+    _request: events_pb2.Ping, _ctx: grpc.aio.ServicerContext[Any, Any]
+) -> events_pb2.Ping:
+    # A teller pasted a resident ID number into a notification id field.
+    raise NotFound("notification", "440306198505120028")
 
 
 async def crash(
@@ -103,6 +112,7 @@ METHODS: dict[str, Behaviour] = {
     "Invalid": invalid,
     "Verbose": verbose,
     "Missing": missing,
+    "MissingPastedIdNumber": missing_pasted_id_number,
     "Crash": crash,
     "RefusedWhileHandling": refused_while_handling,
     "DatabaseGone": database_gone,
@@ -202,6 +212,17 @@ async def test_not_found_maps_to_not_found(probe: RunningService[ServiceSettings
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call(probe.grpc_port, "Missing", events_pb2.Ping())
     assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_the_log_line_of_a_rejected_call_masks_the_values_in_its_reason(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    with captured_json_logs() as lines, pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(probe.grpc_port, "MissingPastedIdNumber", events_pb2.Ping())
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+    [rejected] = [json.loads(line) for line in lines if '"rpc rejected"' in line]
+    assert rejected["reason"] == "NotFound: notification *** not found"
+    assert not [line for line in lines if "440306198505120028" in line]
 
 
 async def test_unexpected_errors_are_internal_and_leak_nothing(

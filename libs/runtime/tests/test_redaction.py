@@ -175,6 +175,18 @@ def test_a_described_error_is_one_bounded_line() -> None:
     assert "\n" not in described
 
 
+@pytest.mark.parametrize("opening", ["name '", 'name "', "Key (name)=("])
+def test_a_value_quoted_across_the_point_where_a_long_text_is_cut_stays_masked(
+    opening: str,
+) -> None:
+    # Only the start of a long first line is read; what a quote or key value opened before
+    # that point holds must not show because its end lies beyond it.
+    text = "x" * 250 + opening + "Wang Fang " * 200 + "' and more"
+    redacted = redact_text(text)
+    assert "Wang" not in redacted
+    assert redacted.startswith("x" * 250)
+
+
 def store_twice(platform: Platform[ServiceSettings]) -> Wiring:
     """A handler with a bug: it stores a customer the table already holds."""
 

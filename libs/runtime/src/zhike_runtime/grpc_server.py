@@ -30,6 +30,7 @@ from zhike_runtime.auth.access import (
 from zhike_runtime.auth.permissions import PUBLIC_PREFIXES
 from zhike_runtime.errors import DeadlineExceeded, DomainError, FieldViolation, InvalidArgument
 from zhike_runtime.grpc_errors import abort_status, grpc_code, status_for
+from zhike_runtime.redaction import describe_error
 from zhike_runtime.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = grpc_code(status)
                 span.set_status(Status(StatusCode.ERROR, code.name))
                 if isinstance(error, DomainError):
+                    # The reason may quote what the caller sent (a not-found id can be an ID
+                    # number pasted into the wrong field): masked, as every logged error is.
                     log.info(
                         "rpc rejected",
-                        extra={"method": method, "code": code.name, "reason": str(error)[:500]},
+                        extra={
+                            "method": method,
+                            "code": code.name,
+                            "reason": describe_error(error),
+                        },
                     )
                 else:
                     log.error(

@@ -29,6 +29,7 @@ from zhike_runtime.db import sqlstate
 
 MASK = "***"
 MAX_LENGTH = 300
+_READ_LENGTH = 4 * MAX_LENGTH
 
 # Order matters: quoted literals first, so a quote's content is masked as a whole.
 _PATTERNS: tuple[re.Pattern[str], ...] = (
@@ -36,6 +37,7 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"=\([^)]*\)"),
     re.compile(r"[^\s@'\"()<>,;]+@[^\s@'\"()<>,;]+"),
 )
+_OPEN_QUOTE = re.compile(r"(?:['\"`‘“「]|=\().*")
 # A run of digits, possibly broken by spaces, dashes, dots or parentheses and ending in the
 # resident-ID check character X: masked when it holds 6 digits or more.
 _DIGIT_RUN = re.compile(r"\+?\d(?:[\d \-.()]*\d)?[Xx]?")
@@ -53,9 +55,14 @@ _CJK = re.compile(
 def redact_text(text: str) -> str:
     """The first line of `text` with every value-like token masked, on one bounded line."""
     first_line = text.strip().splitlines()[0] if text.strip() else ""
-    masked = first_line
+    # Only the start can be shown: masking megabytes (an error listing 10^5 bad elements) would
+    # hold the event loop for seconds.
+    masked = first_line[:_READ_LENGTH]
     for pattern in _PATTERNS:
         masked = pattern.sub(MASK, masked)
+    if len(first_line) > _READ_LENGTH:
+        # A quote the cut left open would show what it quotes: masked to the end.
+        masked = _OPEN_QUOTE.sub(MASK, masked)
     masked = _DIGIT_RUN.sub(_mask_long_digits, masked)
     masked = _CJK.sub(MASK, masked)
     if len(masked) > MAX_LENGTH:
