@@ -151,6 +151,10 @@ async def test_a_signed_receipt_reaches_the_action_once(
         # A gateway echoing the number: recorded, without the number.
         ("UNDELIV: 13912345678 unreachable", "provider_text_withheld"),
         ("13912345678", "provider_text_withheld"),
+        ("UNDELIV_13912345678", "provider_text_withheld"),
+        ("MOBILE.139-1234-5678", "provider_text_withheld"),
+        ("E_100234", "provider_text_withheld"),
+        ("E_10023", "E_10023"),
     ],
 )
 async def test_a_receipts_error_is_kept_only_as_a_plain_code(

@@ -18,12 +18,15 @@ from zhike_runtime.validation import Violations
 # plain code: a provider that echoes the request back in its error must not put the number or
 # the text into our records, events or answers.
 _ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,47}")
+# Six digits or more, even broken by separators, are a phone, account or ID number glued to a
+# code (UNDELIV_13912345678), never a code's own number (MK:100D, E012).
+_NUMBER_IN_CODE = re.compile(r"\d(?:[_.-]?\d){5}")
 # What is kept of an error that is not a plain code.
 ERROR_TEXT_WITHHELD = "provider_text_withheld"
 
 
 def is_error_code(text: str) -> bool:
-    return bool(_ERROR_CODE.fullmatch(text))
+    return bool(_ERROR_CODE.fullmatch(text)) and not _NUMBER_IN_CODE.search(text)
 
 
 class Channel(enum.StrEnum):
