@@ -187,3 +187,19 @@ async def test_retention_keeps_the_contacts_an_offer_saved_on_another_replica_lo
         assert await harness.count(schema.contact_event) == 1
     finally:
         await other_replica.store.close()
+
+
+async def test_a_message_to_a_party_merged_away_since_is_its_survivors_contact(
+    harness: Harness,
+) -> None:
+    survivor = str(uuid.UUID(int=12))
+    await harness.deliver("s1", changed(survivor, 1, usd(10)))
+    await harness.deliver("m1", changed(PARTY, 1, merged_into=survivor))
+
+    assert await harness.message_sent(sent())  # sent before the merge, told after it
+
+    async with harness.unit() as unit:
+        found = await unit.contacts.histories([PARTY, survivor], T0 - dt.timedelta(days=1))
+    assert {party: [e.offer_id for e in events] for party, events in found.items()} == {
+        survivor: [TRAVEL_CARD]
+    }

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from zhike.offers.v1 import offers_pb2
 from zhike_offers.domain.catalogue import Catalogue, compile_offer
-from zhike_offers.domain.model import DecisionTrigger, StoredOffer
+from zhike_offers.domain.contact_policy import ContactKind
+from zhike_offers.domain.model import DecisionTrigger, ResponseRecord, StoredOffer
 from zhike_offers.domain.service import OfferExpiry
 from zhike_offers.storage import schema
 from zhike_offers.storage.repository import SqlOffersUnitOfWork, SqlPartyStore
@@ -489,6 +490,72 @@ async def test_switches_set_on_a_party_merged_away_are_set_on_its_survivor(
     assert (await harness.decisions.contact_preferences(SURVIVOR)).do_not_contact
     [withdrawn] = await harness.withdrawn()
     assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_DO_NOT_CONTACT
+
+
+async def declined_in_the_app(harness: Harness, asked_as: str) -> None:
+    """The customer's app, holding `asked_as`, is shown the FX offer and declines it."""
+    decided = await harness.decide(asked_as, "mobile_app", placement="wealth_tab", max_offers=20)
+    fx = next(item for item in decided.offers if item.chosen.offer_id == FX_OFFER)
+    duplicate = await harness.decisions.record_response(
+        ResponseRecord(
+            str(uuid.uuid4()),
+            fx.decision_id,
+            FX_OFFER,
+            asked_as,
+            ContactKind.DECLINE,
+            "mobile_app",
+            harness.now,
+        )
+    )
+    assert duplicate is False
+
+
+async def test_a_decline_on_the_party_merged_away_keeps_its_survivor_in_the_cool_down(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+    await declined_in_the_app(harness, PARTY)
+
+    await merge_party_into_survivor(harness)
+    await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
+
+    assert FX_OFFER not in await offered_in_the_app(harness, SURVIVOR)
+    assert [d.party_id for d in await harness.decided()] == [PARTY]
+
+
+async def test_decide_offers_for_a_party_merged_away_decides_on_its_survivors_facts(
+    harness: Harness,
+) -> None:
+    await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
+    await harness.deliver("p1", changed(PARTY, 1, usd(10)))
+    await merge_party_into_survivor(harness)
+
+    assert FX_OFFER in await offered_in_the_app(harness, PARTY)
+
+
+async def test_decide_offers_for_a_party_merged_away_obeys_its_survivors_personalised_switch(
+    harness: Harness,
+) -> None:
+    await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
+    await harness.deliver("p1", changed(PARTY, 1, usd(10)))
+    await merge_party_into_survivor(harness)
+    await harness.decisions.set_contact_preferences(SURVIVOR, None, False)
+
+    decided = await harness.decide(PARTY, "mobile_app", placement="wealth_tab", max_offers=20)
+
+    assert decided.decision.personalised is False
+
+
+async def test_a_decline_through_the_id_merged_away_keeps_the_survivor_in_the_cool_down(
+    harness: Harness,
+) -> None:
+    await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
+    await harness.deliver("p1", changed(PARTY, 1, usd(10)))
+    await merge_party_into_survivor(harness)
+
+    await declined_in_the_app(harness, PARTY)  # the app still holds the retired id
+
+    assert FX_OFFER not in await offered_in_the_app(harness, SURVIVOR)
 
 
 async def test_do_not_contact_withdraws_marketing_decisions_and_lifting_it_decides_again(

@@ -741,6 +741,36 @@ async def test_the_decision_log_pages_newest_first_with_everything_to_audit(stac
 # --- who may ask ----------------------------------------------------------------------------
 
 
+async def test_switches_set_through_a_retired_id_are_audited_under_its_survivor(
+    stack: Stack,
+) -> None:
+    retired, survivor = party(), party()
+    await stack.profile_changed(changed(retired, 1, usd(10)))
+    await stack.profile_changed(changed(retired, 2, merged_into=survivor))
+    admin = stack.api()
+
+    async def merged() -> bool:
+        read = await admin.GetContactPreferences(
+            pb.GetContactPreferencesRequest(party_id=retired), timeout=5
+        )
+        return read.preferences.party_id == survivor
+
+    await eventually(merged)
+    mobile = stack.api(["channel_app"], party_id=retired)  # the app still holds the old id
+
+    answered = await mobile.SetContactPreferences(
+        pb.SetContactPreferencesRequest(party_id=retired, do_not_contact=True), timeout=10
+    )
+
+    assert answered.preferences.party_id == survivor
+    audited = [
+        e.party_id
+        for e in await stack.service.audit.read()
+        if e.method.endswith("/SetContactPreferences")
+    ]
+    assert audited == [survivor]
+
+
 async def test_a_customer_token_decides_only_for_its_own_party(stack: Stack) -> None:
     admin = stack.api()
     await create(admin, app_offer("app_card", value_cny="5000"))

@@ -144,6 +144,10 @@ class ContactStore(Protocol):
         """Records each contact whose id is not known yet."""
         ...
 
+    async def move(self, from_party: str, to_party: str) -> None:
+        """Every contact of `from_party` becomes `to_party`'s (a merge: one person's history)."""
+        ...
+
     async def get(self, contact_id: str) -> NewContact | None:
         """The contact recorded under `contact_id`, None if none is."""
         ...

@@ -751,6 +751,9 @@ class ProfileReactions:
                     change.profile_version,
                 )
                 await self._carry_restrictions(unit, change.party_id, change.merged_into)
+                # One person, one contact history: a decline, an ignored offer or a message
+                # sent on the party merged away binds the survivor's budget, caps and cool-downs.
+                await unit.contacts.move(change.party_id, change.merged_into)
             return
         kinds = outbound_kinds(catalogue)
         versions: dict[str, int] = {}
@@ -790,6 +793,17 @@ class ProfileReactions:
         )
         if wanted != held.switches:
             await _set_switches(unit, self._outbound, survivor_id, wanted, self._clock.now())
+
+
+async def _survivor_of(unit: OffersUnitOfWork, party_id: str) -> str:
+    """The party that holds `party_id`'s facts and contacts today: itself, or the party it was
+    merged into (followed along a chain of merges)."""
+    for _ in range(_MAX_FORWARDS):
+        party = await unit.parties.get(party_id)
+        if party is None or not party.merged_into:
+            return party_id
+        party_id = party.merged_into
+    raise RuntimeError("forwarding chain too long: corrupt merge data")
 
 
 async def _set_switches(
@@ -845,19 +859,22 @@ class NotificationReactions:
         offer = (await self._catalogues.current_in(unit)).offer(message.offer_id)
         if offer is None:
             return False
-        # Under the party's lock: an outbound decision for the party either sees this contact
+        # A message to a party merged away since is its survivor's contact. Under both parties'
+        # locks, taken in one call: an outbound decision for the party either sees this contact
         # or runs after it.
-        await unit.lock([party_lock(message.party_id)])
+        survivor = await _survivor_of(unit, message.party_id)
+        await unit.lock([party_lock(message.party_id), party_lock(survivor)])
+        survivor = await _survivor_of(unit, message.party_id)
         decided = await unit.outbound.get(message.decision_id) if message.decision_id else None
         already_counted = (
             decided is not None
-            and decided.party_id == message.party_id
+            and decided.party_id in (message.party_id, survivor)
             and decided.offer_id == message.offer_id
         )
         kind = ContactKind.DELIVERED if already_counted else ContactKind.IMPRESSION
         event = ContactEvent(message.at, message.offer_id, message.channel, kind, offer.marketing)
         return await unit.contacts.add(
-            f"message:{message.notification_id}", message.party_id, event, message.decision_id
+            f"message:{message.notification_id}", survivor, event, message.decision_id
         )
 
 
@@ -929,6 +946,15 @@ class OfferDecisions:
         now = self._clock.now()
         since = history_since(catalogue, self._arbiter.config, now)
         party, contacts = await self._store.read(party_id, since)
+        for _ in range(_MAX_FORWARDS):
+            if party is None or not party.merged_into:
+                break
+            # A retired id a channel held on to: the survivor's facts, switches and contacts
+            # decide, and the decision is the survivor's.
+            party_id = party.merged_into
+            party, contacts = await self._store.read(party_id, since)
+        else:
+            raise RuntimeError("forwarding chain too long: corrupt merge data")
         arbitration = self._arbiter.arbitrate(
             facts_of(party_id, party),
             catalogue,
@@ -970,9 +996,12 @@ class OfferDecisions:
         arbitration_key, rank = named
         async with self._units() as unit:
             arbitration = await unit.decisions.get(arbitration_key)
+            # Either id may have been merged away since: the response is the survivor's.
+            party_id = await _survivor_of(unit, response.party_id)
             chosen = (
                 arbitration.decision.chosen
-                if arbitration is not None and arbitration.party_id == response.party_id
+                if arbitration is not None
+                and await _survivor_of(unit, arbitration.party_id) == party_id
                 else ()
             )
             if not 1 <= rank <= len(chosen) or chosen[rank - 1].offer_id != response.offer_id:
@@ -986,10 +1015,12 @@ class OfferDecisions:
                 chosen[rank - 1].category is Category.MARKETING,
             )
             contact_id = f"response:{response.response_id}"
-            if not await unit.contacts.add(
-                contact_id, response.party_id, event, response.decision_id
-            ):
-                _same_response(await unit.contacts.get(contact_id), response)
+            if not await unit.contacts.add(contact_id, party_id, event, response.decision_id):
+                recorded = await unit.contacts.get(contact_id)
+                if recorded is not None:  # compared as one person's, merged or not
+                    survivor = await _survivor_of(unit, recorded.party_id)
+                    recorded = dataclasses.replace(recorded, party_id=survivor)
+                _same_response(recorded, dataclasses.replace(response, party_id=party_id))
                 return True
             successes, failures = OUTCOME_WEIGHTS.get(response.kind, (0.0, 0.0))
             if successes or failures:

@@ -329,6 +329,13 @@ class SqlContactStore(_Store):
             _add_contact(self._dialect), [_contact_row(contact) for contact in contacts]
         )
 
+    async def move(self, from_party: str, to_party: str) -> None:
+        await self._session.execute(
+            sa.update(contact_event)
+            .where(contact_event.c.party_id == from_party)
+            .values(party_id=to_party)
+        )
+
     async def prune(self, before: dt.datetime, limit: int) -> int:
         return await delete_chunk(
             self._session,

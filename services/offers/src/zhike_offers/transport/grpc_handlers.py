@@ -101,6 +101,8 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
             change.personalised_offers,
             change.opted_out_channels,
         )
+        # Audited under the party whose switches changed: a retired id's survivor.
+        current_call().about_party(preferences.party_id)
         return pb.SetContactPreferencesResponse(preferences=codec.preferences_message(preferences))
 
     # --- the catalogue --------------------------------------------------------------------
