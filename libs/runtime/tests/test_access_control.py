@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from zhike.testing.v1 import events_pb2
 from zhike_runtime.app import Platform, RunningService, ServiceDefinition, Wiring
+from zhike_runtime.auth.access import current_call
 from zhike_runtime.auth.audit import AuditEntry
 from zhike_runtime.auth.client import BearerToken
 from zhike_runtime.auth.development import (
@@ -68,6 +69,9 @@ class Calls:
             if name == "Refuse":
                 # As a handler refuses another party's notification or decision.
                 raise NotFound("notification", "someone-elses")
+            if name == "Forwarded":
+                # As a handler finds the party asked for was merged into another.
+                current_call().about_party(f"survivor-of-{request.key}")
             return request
 
         return behaviour
@@ -88,6 +92,7 @@ RULES = {
     f"/{PROBE}/Write": MethodRule("probe.write", audited=True),
     f"/{PROBE}/Slow": MethodRule("probe.read"),
     f"/{PROBE}/Refuse": MethodRule("probe.read", party_field="key"),
+    f"/{PROBE}/Forwarded": MethodRule("probe.read", party_field="key", audited=True),
     # /Unlisted has a handler but no rule.
 }
 
@@ -102,6 +107,7 @@ def probe_definition(calls: Calls) -> ServiceDefinition[ServiceSettings]:
                 "Unlisted": 0.0,
                 "Slow": 5.0,
                 "Refuse": 0.0,
+                "Forwarded": 0.0,
             }
             handlers = {
                 name: grpc.unary_unary_rpc_method_handler(
@@ -389,6 +395,28 @@ async def test_a_customer_role_without_the_party_claim_is_unauthenticated(
     assert (await call(probe.grpc_port, "Read", key="party-b", metadata=bearer(confined))).key == (
         "party-b"
     )
+
+
+async def test_a_party_merged_into_another_is_not_found_for_its_customer_and_served_to_staff(
+    probe: RunningService[ServiceSettings],
+) -> None:
+    customer = signed(TEST_ISSUER, sub="app-user", roles=["channel_app"], party_id="party-b")
+    staff = signed(TEST_ISSUER, sub="agent-7")
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(probe.grpc_port, "Forwarded", key="party-b", metadata=bearer(customer))
+    served = await call(probe.grpc_port, "Forwarded", key="party-b", metadata=bearer(staff))
+
+    assert (raised.value.code(), raised.value.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        "party 'party-b' not found",
+    )
+    assert served.key == "party-b"
+    audited = await probe.audit.read()
+    assert sorted((e.actor, e.party_id, e.outcome) for e in audited) == [
+        ("agent-7", "survivor-of-party-b", "OK"),
+        ("app-user", "party-b", "NOT_FOUND"),
+    ]
 
 
 async def test_a_delegated_token_may_not_call_a_method_without_a_party(

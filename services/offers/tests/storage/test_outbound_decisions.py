@@ -21,7 +21,7 @@ from zhike_offers.domain.model import DecisionTrigger, ResponseRecord, StoredOff
 from zhike_offers.domain.service import OfferExpiry
 from zhike_offers.storage import schema
 from zhike_offers.storage.repository import SqlOffersUnitOfWork, SqlPartyStore
-from zhike_runtime.errors import InvalidArgument
+from zhike_runtime.errors import InvalidArgument, NotFound
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.testing.processes import PostgresCluster
 
@@ -633,3 +633,30 @@ async def test_personalised_offers_off_withdraws_personalised_decisions(harness:
 async def test_the_default_catalogue_decides_nothing_without_sms_consent(harness: Harness) -> None:
     await harness.deliver("e1", changed(PARTY, 1, risk(3), usd(6000)))
     assert await harness.decided() == []
+
+
+async def test_a_response_for_a_retired_id_without_following_merges_is_not_found_nor_recorded(
+    harness: Harness,
+) -> None:
+    await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
+    await harness.deliver("p1", changed(PARTY, 1, usd(10)))
+    await merge_party_into_survivor(harness)
+    decided = await harness.decide(SURVIVOR, "mobile_app", placement="wealth_tab", max_offers=20)
+    fx = next(item for item in decided.offers if item.chosen.offer_id == FX_OFFER)
+    contacts_before = await harness.count(schema.contact_event)
+
+    with pytest.raises(NotFound):
+        await harness.decisions.record_response(
+            ResponseRecord(
+                str(uuid.uuid4()),
+                fx.decision_id,
+                FX_OFFER,
+                PARTY,
+                ContactKind.DECLINE,
+                "mobile_app",
+                harness.now,
+            ),
+            follow_merges=False,
+        )
+
+    assert await harness.count(schema.contact_event) == contacts_before

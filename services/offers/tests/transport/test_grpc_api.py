@@ -741,9 +741,8 @@ async def test_the_decision_log_pages_newest_first_with_everything_to_audit(stac
 # --- who may ask ----------------------------------------------------------------------------
 
 
-async def test_switches_set_through_a_retired_id_are_audited_under_its_survivor(
-    stack: Stack,
-) -> None:
+async def merged_party(stack: Stack) -> tuple[str, str]:
+    """A party merged into another, as offers learnt it from the profile: (retired, survivor)."""
     retired, survivor = party(), party()
     await stack.profile_changed(changed(retired, 1, usd(10)))
     await stack.profile_changed(changed(retired, 2, merged_into=survivor))
@@ -756,9 +755,16 @@ async def test_switches_set_through_a_retired_id_are_audited_under_its_survivor(
         return read.preferences.party_id == survivor
 
     await eventually(merged)
-    mobile = stack.api(["channel_app"], party_id=retired)  # the app still holds the old id
+    return retired, survivor
 
-    answered = await mobile.SetContactPreferences(
+
+async def test_switches_set_through_a_retired_id_are_audited_under_its_survivor(
+    stack: Stack,
+) -> None:
+    retired, survivor = await merged_party(stack)
+    agent = stack.api(["call_centre_agent"])
+
+    answered = await agent.SetContactPreferences(
         pb.SetContactPreferencesRequest(party_id=retired, do_not_contact=True), timeout=10
     )
 
@@ -769,6 +775,34 @@ async def test_switches_set_through_a_retired_id_are_audited_under_its_survivor(
         if e.method.endswith("/SetContactPreferences")
     ]
     assert audited == [survivor]
+
+
+async def test_a_customer_token_for_a_retired_id_finds_no_party_and_changes_nothing(
+    stack: Stack,
+) -> None:
+    # After a split the retired id may lead to another person: the app must ask again who
+    # its customer is, and is answered as for any party but its own.
+    retired, survivor = await merged_party(stack)
+    mobile = stack.api(["channel_app"], party_id=retired)
+
+    codes = [
+        (await refused(call)).code()
+        for call in (
+            decide(mobile, retired),
+            mobile.GetContactPreferences(pb.GetContactPreferencesRequest(party_id=retired)),
+            mobile.SetContactPreferences(
+                pb.SetContactPreferencesRequest(party_id=retired, do_not_contact=True)
+            ),
+        )
+    ]
+
+    assert codes == [grpc.StatusCode.NOT_FOUND] * 3
+    admin = stack.api()
+    assert await log_of(admin, survivor) == []
+    held = await admin.GetContactPreferences(
+        pb.GetContactPreferencesRequest(party_id=survivor), timeout=5
+    )
+    assert held.preferences.do_not_contact is False
 
 
 async def test_a_customer_token_decides_only_for_its_own_party(stack: Stack) -> None:

@@ -56,6 +56,12 @@ class CallAccess:
     audited: bool = False
 
     def about_party(self, party_id: str) -> None:
+        """The call turned out to be about `party_id` (e.g. the survivor of a merged party it
+        asked for). A customer's token is for his party as it is now: a retired id answers for
+        another party — after a split, perhaps another person — so it is not found, as any
+        party but his own. Call it before the handler changes anything."""
+        if self.caller.party_id is not None and party_id != self.caller.party_id:
+            raise NotFound("party", self.party_id)
         self.party_id = party_id
 
     def audit_use_of(self, *fields: str) -> None:

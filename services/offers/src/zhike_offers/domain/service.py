@@ -936,8 +936,16 @@ class OfferDecisions:
         self.default_max_offers = default_max_offers
 
     async def decide(
-        self, party_id: str, request: DecisionRequest, *, requested_by: str = ""
+        self,
+        party_id: str,
+        request: DecisionRequest,
+        *,
+        requested_by: str = "",
+        follow_merges: bool = True,
     ) -> Decided:
+        """Decides for the party, or for its survivor if it was merged away — unless
+        `follow_merges` is off (a customer's own token: his party as it is now), when a retired
+        id is NotFound."""
         v = Violations()
         v.uuid("party_id", party_id)
         v.raise_if_any()
@@ -949,6 +957,8 @@ class OfferDecisions:
         for _ in range(_MAX_FORWARDS):
             if party is None or not party.merged_into:
                 break
+            if not follow_merges:
+                raise NotFound("party", party_id)
             # A retired id a channel held on to: the survivor's facts, switches and contacts
             # decide, and the decision is the survivor's.
             party_id = party.merged_into
@@ -975,8 +985,11 @@ class OfferDecisions:
             offers.append(DecidedOffer(chosen, chosen_id, offer))
         return Decided(arbitration.decision, arbitration.arbitration_id, tuple(offers))
 
-    async def record_response(self, response: ResponseRecord) -> bool:
-        """Records a response once per response id; True when the id was recorded before."""
+    async def record_response(
+        self, response: ResponseRecord, *, follow_merges: bool = True
+    ) -> bool:
+        """Records a response once per response id; True when the id was recorded before. A
+        party merged away records it for its survivor (NotFound without `follow_merges`)."""
         v = Violations()
         v.uuid("response_id", response.response_id)
         v.uuid("decision_id", response.decision_id)
@@ -998,6 +1011,8 @@ class OfferDecisions:
             arbitration = await unit.decisions.get(arbitration_key)
             # Either id may have been merged away since: the response is the survivor's.
             party_id = await _survivor_of(unit, response.party_id)
+            if party_id != response.party_id and not follow_merges:
+                raise NotFound("party", response.party_id)
             chosen = (
                 arbitration.decision.chosen
                 if arbitration is not None
@@ -1100,7 +1115,10 @@ class OfferDecisions:
             requested_by=arbitration.requested_by,
         )
 
-    async def contact_preferences(self, party_id: str) -> ContactPreferences:
+    async def contact_preferences(
+        self, party_id: str, *, follow_merges: bool = True
+    ) -> ContactPreferences:
+        """The party's switches, or its survivor's (NotFound without `follow_merges`)."""
         v = Violations()
         v.uuid("party_id", party_id)
         v.raise_if_any()
@@ -1111,6 +1129,8 @@ class OfferDecisions:
                     return ContactPreferences(party_id)
                 if not party.merged_into:
                     return party.preferences
+                if not follow_merges:
+                    raise NotFound("party", party_id)
                 party_id = party.merged_into  # a party merged away: its survivor's
         raise RuntimeError("forwarding chain too long: corrupt merge data")
 
@@ -1120,11 +1140,13 @@ class OfferDecisions:
         do_not_contact: bool | None,
         personalised_offers: bool | None,
         opted_out_channels: Collection[str] | None = None,
+        *,
+        follow_merges: bool = True,
     ) -> ContactPreferences:
         """Changes the switches (None: unchanged); outbound decisions they no longer allow are
         withdrawn (and those they now allow decided), and ContactPreferencesChanged staged, in
         the same transaction. A party merged away has them set on its survivor, whose they are
-        now (the answer names the survivor)."""
+        now (the answer names the survivor); without `follow_merges` it is NotFound."""
         v = Violations()
         v.uuid("party_id", party_id)
         if do_not_contact is None and personalised_offers is None and opted_out_channels is None:
@@ -1147,6 +1169,8 @@ class OfferDecisions:
                 await unit.lock([party_lock(party_id)])
                 party = await unit.parties.get(party_id)
                 if party is not None and party.merged_into:
+                    if not follow_merges:
+                        raise NotFound("party", party_id)
                     party_id = party.merged_into
                     continue
                 held = ContactPreferences(party_id) if party is None else party.preferences

@@ -61,7 +61,10 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
             request, default_max_offers=self._default_max_offers
         )
         decided = await self._decisions.decide(
-            party_id, decision_request, requested_by=current_call().caller.subject
+            party_id,
+            decision_request,
+            requested_by=current_call().caller.subject,
+            follow_merges=_follows_merges(),
         )
         return codec.decide_response(decided, explain=request.explain)
 
@@ -69,7 +72,7 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
         self, request: pb.RecordResponseRequest, context: Context
     ) -> pb.RecordResponseResponse:
         duplicate = await self._decisions.record_response(
-            codec.response_record(request, self._now())
+            codec.response_record(request, self._now()), follow_merges=_follows_merges()
         )
         return pb.RecordResponseResponse(duplicate=duplicate)
 
@@ -87,8 +90,9 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
         self, request: pb.GetContactPreferencesRequest, context: Context
     ) -> pb.GetContactPreferencesResponse:
         preferences = await self._decisions.contact_preferences(
-            codec.party_request(request.party_id)
+            codec.party_request(request.party_id), follow_merges=_follows_merges()
         )
+        current_call().about_party(preferences.party_id)
         return pb.GetContactPreferencesResponse(preferences=codec.preferences_message(preferences))
 
     async def SetContactPreferences(
@@ -100,6 +104,7 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
             change.do_not_contact,
             change.personalised_offers,
             change.opted_out_channels,
+            follow_merges=_follows_merges(),
         )
         # Audited under the party whose switches changed: a retired id's survivor.
         current_call().about_party(preferences.party_id)
@@ -155,3 +160,10 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_OffersServiceServicer_to_server(self, server)
+
+
+def _follows_merges() -> bool:
+    """Whether a party merged away answers for its survivor: for staff and systems, yes; a
+    customer's token is for his party as it is now (after a split, a retired id may lead to
+    another person), so for it a retired id is not found."""
+    return current_call().caller.party_id is None
