@@ -382,6 +382,36 @@ async def test_explain_link_masks_the_address_as_get_party_does(stub: Stub) -> N
         assert "1203" not in shown
 
 
+async def test_after_a_merge_and_a_split_the_retired_ids_customer_token_finds_no_party(
+    identity: Identity, stub: Stub
+) -> None:
+    # Wang Wei's party is merged into Liu Xiaoyan's by mistake, then split out again: his
+    # retired id still forwards to her party. His app, holding that id, must not see her.
+    first = await person_a(stub)
+    second = await person_b(stub)
+    await stub.MergeParties(pb.MergePartiesRequest(party_ids=[second, first], reason="same"))
+    await stub.SplitParty(
+        pb.SplitPartyRequest(
+            party_id=first,
+            source_records=[key("cards", "B-1"), key("loans", "B-2")],
+            reason="two customers",
+        ),
+        timeout=5,
+    )
+
+    async with authorised_channel(
+        f"127.0.0.1:{identity.grpc_port}", roles=["channel_app"], party_id=second
+    ) as channel:
+        app = cast("Stub", identity_service_pb2_grpc.IdentityServiceStub(channel))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await app.GetParty(pb.GetPartyRequest(party_id=second), timeout=5)
+
+    assert (raised.value.code(), raised.value.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        f"party '{second}' not found",
+    )
+
+
 async def test_merge_split_and_history_over_grpc(identity: Identity, stub: Stub) -> None:
     first = await person_a(stub)
     second = await person_b(stub)
