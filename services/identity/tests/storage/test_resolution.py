@@ -436,9 +436,16 @@ async def test_merge_then_split_restores_the_original_grouping(identity: Identit
     assert await identity.keys_of(first) == group_a
     assert await identity.keys_of(new_party) == group_b
     types = [t for t, _ in await outbox(identity.database)]
+    # The retired id's records all left: it now leads to the new party.
     assert [t for t in types if t in (PARTIES_MERGED, PARTY_SPLIT)] == [
         PARTIES_MERGED,
         PARTY_SPLIT,
+        PARTIES_MERGED,
+    ]
+    merges = await events_of_type(identity.database, PARTIES_MERGED, events_pb2.PartiesMerged)
+    assert [(m.surviving_party_id, list(m.retired_party_ids)) for m in merges] == [
+        (first, [second]),
+        (new_party, [second]),
     ]
     (split,) = await events_of_type(identity.database, PARTY_SPLIT, events_pb2.PartySplit)
     assert (split.party_id, split.new_party_id) == (first, new_party)

@@ -412,6 +412,77 @@ async def test_after_a_merge_and_a_split_the_retired_ids_customer_token_finds_no
     )
 
 
+async def merged_by_mistake(stub: Stub) -> tuple[str, str]:
+    """Liu Xiaoyan's party (A-1, A-2) absorbs Wang Wei's (B-1, B-2): (kept, retired)."""
+    first = await person_a(stub)
+    second = await person_b(stub)
+    await stub.MergeParties(pb.MergePartiesRequest(party_ids=[second, first], reason="same"))
+    return first, second
+
+
+async def split(stub: Stub, party_id: str, *keys: party_pb2.SourceRecordKey) -> str:
+    answer = await stub.SplitParty(
+        pb.SplitPartyRequest(party_id=party_id, source_records=list(keys), reason="two people"),
+        timeout=5,
+    )
+    return str(answer.new_party_id)
+
+
+async def test_a_retired_id_whose_records_all_leave_in_a_split_leads_to_the_new_party(
+    stub: Stub,
+) -> None:
+    first, second = await merged_by_mistake(stub)
+
+    new_party = await split(stub, first, key("cards", "B-1"), key("loans", "B-2"))
+
+    forwarded = (await stub.GetParty(pb.GetPartyRequest(party_id=second), timeout=5)).party
+    assert forwarded.party_id == new_party
+    assert {as_tuple(r.key) for r in forwarded.source_records} == {
+        ("cards", "B-1"),
+        ("loans", "B-2"),
+    }
+
+
+async def test_a_retired_id_whose_records_a_split_parts_leads_nowhere(stub: Stub) -> None:
+    first, second = await merged_by_mistake(stub)
+
+    await split(stub, first, key("cards", "B-1"))
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetParty(pb.GetPartyRequest(party_id=second), timeout=5)
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_retired_id_whose_records_stay_in_a_split_still_leads_to_its_survivor(
+    stub: Stub,
+) -> None:
+    first, second = await merged_by_mistake(stub)
+
+    await split(stub, first, key("mobile", "A-2"))
+
+    forwarded = (await stub.GetParty(pb.GetPartyRequest(party_id=second), timeout=5)).party
+    assert forwarded.party_id == first
+
+
+async def test_a_split_leads_every_retired_id_of_a_chain_of_merges_straight_to_its_records(
+    stub: Stub,
+) -> None:
+    first = await person_a(stub)
+    second = await person_b(stub)
+    third = await link(stub, "branch", "C-1", full_name="张敏", phone="13700000001")
+    await stub.MergeParties(pb.MergePartiesRequest(party_ids=[third, second], reason="same"))
+    await stub.MergeParties(pb.MergePartiesRequest(party_ids=[second, first], reason="same"))
+
+    # Only the third customer's record leaves: the second retired id held it with others.
+    new_party = await split(stub, first, key("branch", "C-1"))
+
+    third_leads_to = (await stub.GetParty(pb.GetPartyRequest(party_id=third), timeout=5)).party
+    assert third_leads_to.party_id == new_party
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetParty(pb.GetPartyRequest(party_id=second), timeout=5)
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+
+
 async def test_merge_split_and_history_over_grpc(identity: Identity, stub: Stub) -> None:
     first = await person_a(stub)
     second = await person_b(stub)

@@ -38,12 +38,13 @@ def record_lock_name(key: SourceRecordKey) -> str:
 
 
 async def surviving_party(uow: IdentityUnitOfWork, party_id: str) -> str:
-    """Follows merge forwarding to the party that holds the records today."""
+    """Follows merge forwarding to the party that holds the records today; a retired id whose
+    forwarding a split ended (`forwarding_after_split`) is not found."""
     seen: set[str] = set()
     current = party_id
     while True:
         state = await uow.parties.get(current)
-        if state is None:
+        if state is None or state.retired_into == current:
             raise NotFound("party", party_id)
         if state.retired_into is None:
             return current
@@ -51,6 +52,92 @@ async def surviving_party(uow: IdentityUnitOfWork, party_id: str) -> str:
             raise AssertionError(f"party forwarding loops at {current}")
         seen.add(current)
         current = state.retired_into
+
+
+# The history entries that name the records a party held when it was retired (merged, emptied by
+# moves) or that left it earlier.
+_RECORDS_LEFT = frozenset(
+    {PartyChange.MERGED_INTO, PartyChange.RECORD_MOVED_OUT, PartyChange.SPLIT}
+)
+
+
+def forwarding_after_split(
+    held: set[SourceRecordKey], leaving: set[SourceRecordKey], kept: str, new_party: str
+) -> str | None:
+    """Where a retired id that led to a party being split leads afterwards, from the records it
+    brought there (`held`, those still in the party before the split): to the new party if all
+    of them leave, to the party kept if none does, and nowhere (None) if they part — then it
+    names no one person any more, and leading to either could show a customer's data to
+    another."""
+    moving = held & leaving
+    if not moving:
+        return kept
+    if moving == held:
+        return new_party
+    return None
+
+
+async def reroute_forwarding(
+    uow: IdentityUnitOfWork,
+    split_party: str,
+    new_party: str,
+    members: set[SourceRecordKey],
+    leaving: set[SourceRecordKey],
+    now: dt.datetime,
+    steward: str,
+    reason: str,
+) -> None:
+    """After a split, every retired id that led to the split party (also along a chain of
+    merges) leads where `forwarding_after_split` says, straight there: with history, and
+    PartiesMerged for one that now leads to the new party."""
+    retired: list[str] = []
+    frontier, seen = [split_party], {split_party}
+    while frontier:
+        found = await uow.parties.forwarding_into(frontier)
+        frontier = [
+            state.party_id
+            for state in found
+            if state.party_id not in seen and state.retired_into != state.party_id
+        ]
+        seen.update(frontier)
+        retired += frontier
+    states = await uow.parties.get_many(retired)
+    for party_id in retired:
+        held = {
+            key
+            for entry in await uow.history.of_party(party_id)
+            if entry.change in _RECORDS_LEFT
+            for key in entry.source_records
+        } & members
+        target = forwarding_after_split(held, leaving, split_party, new_party)
+        if target == split_party and states[party_id].retired_into == split_party:
+            continue
+        # None is stored as the party itself: retired, leading nowhere.
+        await uow.parties.retire(party_id, target or party_id, now)
+        if target == new_party:
+            uow.record(PartiesMerged(new_party, (party_id,), now))
+        note = (
+            f"{reason} (its records left with the split)"
+            if target == new_party
+            else f"{reason} (forwarding ended: its records were split apart)"
+            if target is None
+            else reason
+        )
+        await uow.history.append(
+            [
+                HistoryEntry(
+                    party_id,
+                    PartyChange.MERGED_INTO if target else PartyChange.SPLIT,
+                    now,
+                    Decider.STEWARD,
+                    "",
+                    steward,
+                    target or split_party,
+                    tuple(sorted(held, key=lambda k: (k.source_system, k.source_record_id))),
+                    note,
+                )
+            ]
+        )
 
 
 async def merge(

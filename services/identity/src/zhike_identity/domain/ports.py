@@ -91,6 +91,9 @@ class PartyStore(Protocol):
         ...
 
     async def retire(self, party_id: str, into: str, at: dt.datetime) -> None: ...
+    async def forwarding_into(self, party_ids: Sequence[str]) -> list[PartyState]:
+        """The parties retired straight into one of these."""
+        ...
 
 
 class DecisionStore(Protocol):

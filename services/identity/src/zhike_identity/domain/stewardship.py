@@ -18,7 +18,13 @@ from zhike_identity.domain.model import (
     ReviewStatus,
     SourceRecordKey,
 )
-from zhike_identity.domain.parties import merge, publish_golden, record_lock_name, surviving_party
+from zhike_identity.domain.parties import (
+    merge,
+    publish_golden,
+    record_lock_name,
+    reroute_forwarding,
+    surviving_party,
+)
 from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.validation import validate_key
 from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
@@ -79,8 +85,8 @@ class Stewardship:
             states = await uow.parties.get_many(list(party_ids))
             for party_id in party_ids:
                 state = states.get(party_id)
-                if state is None:
-                    raise NotFound("party", party_id)
+                if state is None or state.retired_into == party_id:
+                    raise NotFound("party", party_id)  # unknown, or retired leading nowhere
                 if state.retired_into is not None:
                     raise FailedPrecondition(
                         f"party {party_id} was merged into {state.retired_into}", party_id
@@ -111,8 +117,8 @@ class Stewardship:
         async with self._unit_of_work() as uow:
             await uow.lock([f"party:{party_id}"])
             state = await uow.parties.get(party_id)
-            if state is None:
-                raise NotFound("party", party_id)
+            if state is None or state.retired_into == party_id:
+                raise NotFound("party", party_id)  # unknown, or retired leading nowhere
             if state.retired_into is not None:
                 raise FailedPrecondition(
                     f"party {party_id} was merged into {state.retired_into}", party_id
@@ -173,6 +179,11 @@ class Stewardship:
                     now,
                     tuple(versions.get(k, 0) for k in leaving),
                 )
+            )
+            # The retired ids that led here follow their records, or lead nowhere (after the
+            # split on the stream: a consumer meets the new party before ids forward to it).
+            await reroute_forwarding(
+                uow, party_id, new_party, member_keys, set(leaving), now, steward, reason
             )
             await publish_golden(uow, [party_id, new_party], now)
             await uow.commit()

@@ -108,6 +108,14 @@ class SqlPartyStore:
             )
         return states, members
 
+    async def forwarding_into(self, party_ids: Sequence[str]) -> list[PartyState]:
+        if not party_ids:
+            return []
+        rows = await self._session.execute(
+            sa.select(party).where(party.c.retired_into.in_(list(party_ids)))
+        )
+        return [PartyState(row.party_id, as_utc(row.created_at), row.retired_into) for row in rows]
+
     async def retire(self, party_id: str, into: str, at: dt.datetime) -> None:
         await self._session.execute(
             sa.update(party)

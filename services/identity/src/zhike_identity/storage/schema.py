@@ -16,6 +16,8 @@ party = sa.Table(
     # A merged party forwards to its survivor; its id keeps that meaning for ever.
     sa.Column("retired_into", sa.String(36), nullable=True),
     sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
+    # The retired ids that lead to a party, which a split of it re-routes (identity_0005).
+    sa.Index("ix_party_retired_into", "retired_into"),
 )
 
 source_record = sa.Table(
