@@ -752,7 +752,8 @@ async def merged_party(stack: Stack) -> tuple[str, str]:
         read = await admin.GetContactPreferences(
             pb.GetContactPreferencesRequest(party_id=retired), timeout=5
         )
-        return read.preferences.party_id == survivor
+        found: str = read.preferences.party_id
+        return found == survivor
 
     await eventually(merged)
     return retired, survivor
