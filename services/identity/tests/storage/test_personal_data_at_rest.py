@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import make_url
 
 from zhike_identity.app import DEFINITION
 from zhike_identity.domain.matching.resolver import resolve
@@ -29,12 +27,12 @@ from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.db import Database
 from zhike_runtime.key_rotation import rotate_keys
 from zhike_runtime.migrations import (
-    FIELD_KEYS,
     RUNTIME_SCRIPTS,
     RUNTIME_VERSION_TABLE,
     SERVICE_VERSION_TABLE,
     apply_migrations,
 )
+from zhike_runtime.testing.migrations import upgrade_to
 from zhike_runtime.testing.processes import PostgresCluster
 from zhike_runtime.testing.services import (
     TEST_DATA_KEY_ID,
@@ -202,15 +200,6 @@ async def test_stored_values_are_sealed_tokens_and_index_keys_keep_their_prefix(
         assert row.email == "" or row.email.startswith(f"v1.{TEST_DATA_KEY_ID}.")
     assert {k[:3] for k in keys} >= {"id:", "ih:", "it:", "ph:", "em:", "nm:"}
     assert all(len(k) == 3 + 24 for k in keys)
-
-
-def upgrade_to(connection: Connection, scripts: Path, version_table: str, target: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(scripts))
-    config.attributes["connection"] = connection
-    config.attributes["version_table"] = version_table
-    config.attributes[FIELD_KEYS] = None
-    command.upgrade(config, target)
 
 
 async def old_plaintext_store(database: Database) -> tuple[dict[tuple[str, str], str], int]:

@@ -7,32 +7,20 @@ import datetime as dt
 import uuid
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from sqlalchemy.engine import Connection
 
 from zhike_offers.app import DEFINITION
 from zhike_offers.storage.schema import contact_event, party
 from zhike_runtime.db import Database
 from zhike_runtime.migrations import (
-    FIELD_KEYS,
     RUNTIME_SCRIPTS,
     RUNTIME_VERSION_TABLE,
     SERVICE_VERSION_TABLE,
     apply_migrations,
 )
+from zhike_runtime.testing.migrations import upgrade_to
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 FIRST, MIDDLE, SURVIVOR, OTHER = (str(uuid.UUID(int=n)) for n in range(1, 5))
-
-
-def upgrade_to(connection: Connection, scripts: object, version_table: str, target: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(scripts))
-    config.attributes["connection"] = connection
-    config.attributes["version_table"] = version_table
-    config.attributes[FIELD_KEYS] = None
-    command.upgrade(config, target)
 
 
 def contact(contact_id: str, party_id: str) -> dict[str, object]:
@@ -51,6 +39,7 @@ def contact(contact_id: str, party_id: str) -> dict[str, object]:
 async def test_contacts_of_parties_merged_before_the_upgrade_become_the_survivors(
     database_url: str,
 ) -> None:
+    assert DEFINITION.migrations is not None
     database = Database(database_url)
     try:
         async with database.engine.begin() as connection:
