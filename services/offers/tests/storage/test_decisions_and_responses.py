@@ -200,6 +200,20 @@ async def test_a_response_is_recorded_once_and_teaches_the_model(harness: Harnes
     assert await harness.count(schema.contact_event) == 1
 
 
+async def test_one_decision_teaches_the_model_once_per_kind_whatever_its_response_ids(
+    harness: Harness,
+) -> None:
+    decided = await app_banner(harness)
+    for _ in range(5):  # an app reporting ACCEPT again and again, under new response ids
+        assert not await harness.decisions.record_response(response(decided, ContactKind.ACCEPT))
+    assert not await harness.decisions.record_response(response(decided, ContactKind.CLICK))
+
+    await harness.models.refresh()
+    counts = (await harness.models.get()).counts[(PROMO, "all")]
+    assert (counts.successes, counts.failures) == (1.5, 0.0)
+    assert await harness.count(schema.contact_event) == 6
+
+
 async def test_a_response_id_used_again_for_another_response_is_refused_and_changes_nothing(
     harness: Harness,
 ) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from zhike_offers.domain.contact_policy import ContactEvent
+from zhike_offers.domain.contact_policy import ContactEvent, ContactKind
 from zhike_offers.domain.facts import FactKind
 from zhike_offers.domain.model import (
     Arbitration,
@@ -142,6 +142,10 @@ class ContactStore(Protocol):
 
     async def add_many(self, contacts: Sequence[NewContact]) -> None:
         """Records each contact whose id is not known yet."""
+        ...
+
+    async def count_answering(self, decision_id: str, kind: ContactKind) -> int:
+        """How many contacts of this kind answer the decision."""
         ...
 
     async def move(self, from_party: str, to_party: str) -> None:

@@ -1008,6 +1008,8 @@ class OfferDecisions:
             raise NotFound("decision", response.decision_id)
         arbitration_key, rank = named
         async with self._units() as unit:
+            # Responses to one decision one at a time: of two of a kind, one is the first.
+            await unit.lock([f"offers-decision:{response.decision_id}"])
             arbitration = await unit.decisions.get(arbitration_key)
             # Either id may have been merged away since: the response is the survivor's.
             party_id = await _survivor_of(unit, response.party_id)
@@ -1038,7 +1040,10 @@ class OfferDecisions:
                 _same_response(recorded, dataclasses.replace(response, party_id=party_id))
                 return True
             successes, failures = OUTCOME_WEIGHTS.get(response.kind, (0.0, 0.0))
-            if successes or failures:
+            # A decision teaches the model once per kind: an app that reports ACCEPT again and
+            # again under new response ids records contacts, but cannot tilt the model.
+            first = await unit.contacts.count_answering(response.decision_id, response.kind) == 1
+            if (successes or failures) and first:
                 await unit.propensity.add(
                     response.offer_id, arbitration.segment, successes, failures, self._clock.now()
                 )

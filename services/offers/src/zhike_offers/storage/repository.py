@@ -329,6 +329,14 @@ class SqlContactStore(_Store):
             _add_contact(self._dialect), [_contact_row(contact) for contact in contacts]
         )
 
+    async def count_answering(self, decision_id: str, kind: ContactKind) -> int:
+        found = await self._session.scalar(
+            sa.select(sa.func.count())
+            .select_from(contact_event)
+            .where(contact_event.c.decision_id == decision_id, contact_event.c.kind == kind.value)
+        )
+        return int(found or 0)
+
     async def move(self, from_party: str, to_party: str) -> None:
         await self._session.execute(
             sa.update(contact_event)

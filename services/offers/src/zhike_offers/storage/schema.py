@@ -91,6 +91,8 @@ contact_event = sa.Table(
     sa.Column("decision_id", _ID, nullable=False),
     sa.Index("ix_contact_event_party_at", "party_id", "at"),
     sa.Index("ix_contact_event_at", "at"),
+    # The responses to one decision, by kind (offers_0005).
+    sa.Index("ix_contact_event_decision", "decision_id", "kind"),
 )
 
 outbound_decision = sa.Table(
