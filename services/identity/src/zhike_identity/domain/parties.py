@@ -90,19 +90,18 @@ async def reroute_forwarding(
     """After a split, every retired id that led to the split party (also along a chain of
     merges) leads where `forwarding_after_split` says, straight there: with history, and
     PartiesMerged for one that now leads to the new party."""
-    retired: list[str] = []
+    leads_to: dict[str, str | None] = {}  # each retired id found → where it leads now
     frontier, seen = [split_party], {split_party}
     while frontier:
-        found = await uow.parties.forwarding_into(frontier)
-        frontier = [
-            state.party_id
-            for state in found
+        found = [
+            state
+            for state in await uow.parties.forwarding_into(frontier)
             if state.party_id not in seen and state.retired_into != state.party_id
         ]
+        frontier = [state.party_id for state in found]
         seen.update(frontier)
-        retired += frontier
-    states = await uow.parties.get_many(retired)
-    for party_id in retired:
+        leads_to.update((state.party_id, state.retired_into) for state in found)
+    for party_id, current in leads_to.items():
         held = {
             key
             for entry in await uow.history.of_party(party_id)
@@ -110,7 +109,7 @@ async def reroute_forwarding(
             for key in entry.source_records
         } & members
         target = forwarding_after_split(held, leaving, split_party, new_party)
-        if target == split_party and states[party_id].retired_into == split_party:
+        if target == split_party and current == split_party:
             continue
         # None is stored as the party itself: retired, leading nowhere.
         await uow.parties.retire(party_id, target or party_id, now)

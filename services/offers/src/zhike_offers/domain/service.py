@@ -795,15 +795,25 @@ class ProfileReactions:
             await _set_switches(unit, self._outbound, survivor_id, wanted, self._clock.now())
 
 
-async def _survivor_of(unit: OffersUnitOfWork, party_id: str) -> str:
-    """The party that holds `party_id`'s facts and contacts today: itself, or the party it was
-    merged into (followed along a chain of merges)."""
+async def _survivor(
+    unit: OffersUnitOfWork, party_id: str, *, follow_merges: bool = True
+) -> tuple[str, StoredParty | None]:
+    """The party that holds `party_id`'s facts and contacts today, and its row (None: offers
+    never heard of it): itself, or the party it was merged into, along a chain of merges.
+    Without `follow_merges` a party merged away is NotFound."""
     for _ in range(_MAX_FORWARDS):
         party = await unit.parties.get(party_id)
         if party is None or not party.merged_into:
-            return party_id
+            return party_id, party
+        if not follow_merges:
+            raise NotFound("party", party_id)
         party_id = party.merged_into
     raise RuntimeError("forwarding chain too long: corrupt merge data")
+
+
+async def _survivor_of(unit: OffersUnitOfWork, party_id: str) -> str:
+    survivor, _ = await _survivor(unit, party_id)
+    return survivor
 
 
 async def _set_switches(
@@ -1012,13 +1022,14 @@ class OfferDecisions:
             await unit.lock([f"offers-decision:{response.decision_id}"])
             arbitration = await unit.decisions.get(arbitration_key)
             # Either id may have been merged away since: the response is the survivor's.
-            party_id = await _survivor_of(unit, response.party_id)
-            if party_id != response.party_id and not follow_merges:
-                raise NotFound("party", response.party_id)
+            party_id, _ = await _survivor(unit, response.party_id, follow_merges=follow_merges)
             chosen = (
                 arbitration.decision.chosen
                 if arbitration is not None
-                and await _survivor_of(unit, arbitration.party_id) == party_id
+                and (
+                    arbitration.party_id == party_id
+                    or await _survivor_of(unit, arbitration.party_id) == party_id
+                )
                 else ()
             )
             if not 1 <= rank <= len(chosen) or chosen[rank - 1].offer_id != response.offer_id:
@@ -1042,8 +1053,9 @@ class OfferDecisions:
             successes, failures = OUTCOME_WEIGHTS.get(response.kind, (0.0, 0.0))
             # A decision teaches the model once per kind: an app that reports ACCEPT again and
             # again under new response ids records contacts, but cannot tilt the model.
-            first = await unit.contacts.count_answering(response.decision_id, response.kind) == 1
-            if (successes or failures) and first:
+            if (successes or failures) and await unit.contacts.count_answering(
+                response.decision_id, response.kind
+            ) == 1:
                 await unit.propensity.add(
                     response.offer_id, arbitration.segment, successes, failures, self._clock.now()
                 )
@@ -1128,16 +1140,8 @@ class OfferDecisions:
         v.uuid("party_id", party_id)
         v.raise_if_any()
         async with self._units() as unit:
-            for _ in range(_MAX_FORWARDS):
-                party = await unit.parties.get(party_id)
-                if party is None:
-                    return ContactPreferences(party_id)
-                if not party.merged_into:
-                    return party.preferences
-                if not follow_merges:
-                    raise NotFound("party", party_id)
-                party_id = party.merged_into  # a party merged away: its survivor's
-        raise RuntimeError("forwarding chain too long: corrupt merge data")
+            party_id, party = await _survivor(unit, party_id, follow_merges=follow_merges)
+        return ContactPreferences(party_id) if party is None else party.preferences
 
     async def set_contact_preferences(
         self,
@@ -1613,7 +1617,7 @@ class Retention:
         """One round; how many rows it deleted."""
         now = self._clock.now()
         log_before = now - dt.timedelta(days=self._days)
-        await self._catalogues.get()
+        await self._catalogues.get()  # loaded once, outside a unit (current_in needs it)
         # The catalogue as stored: one saved on another replica a moment ago with a longer
         # window than any before must find its contacts still kept.
         async with self._units() as unit:
