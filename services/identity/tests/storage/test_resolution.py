@@ -443,10 +443,10 @@ async def test_merge_then_split_restores_the_original_grouping(identity: Identit
         PARTIES_MERGED,
     ]
     merges = await events_of_type(identity.database, PARTIES_MERGED, events_pb2.PartiesMerged)
-    assert [(m.surviving_party_id, list(m.retired_party_ids)) for m in merges] == [
-        (first, [second]),
-        (new_party, [second]),
-    ]
+    assert [
+        (m.surviving_party_id, list(m.retired_party_ids), list(m.forwarding_versions))
+        for m in merges
+    ] == [(first, [second], [1]), (new_party, [second], [2])]
     (split,) = await events_of_type(identity.database, PARTY_SPLIT, events_pb2.PartySplit)
     assert (split.party_id, split.new_party_id) == (first, new_party)
     assert {(k.source_system, k.source_record_id) for k in split.source_records} == {
@@ -482,6 +482,47 @@ async def test_merge_then_split_restores_the_original_grouping(identity: Identit
     )
     assert explanation.total_weight >= MODEL.link_weight
     assert (explanation.decision, explanation.guardrail) == ("no_link", "steward_never_link")
+
+
+async def test_a_split_tells_each_retired_id_of_a_chain_where_it_leads_with_a_newer_version(
+    identity: Identity,
+) -> None:
+    a = await identity.link(lin("core", "M-1", "13600000001", "lin.a@163.com"))
+    await identity.link(lin("cards", "M-2", "13600000001", "lin.a@163.com"))
+    b = await identity.link(lin("loans", "N-1", "13700000002", "lin.b@qq.com"))
+    await identity.link(lin("wealth", "N-2", "13700000002", "lin.b@qq.com"))
+    c = await identity.link(
+        record("branch", "O-1", full_name="张敏", phone="13800000003", email="zhang.min@126.com")
+    )
+    first, second, third = a.party_id, b.party_id, c.party_id
+    identity.clock.advance()
+    await identity.service.stewardship.merge_parties([third, second], "steward-li", "same")
+    identity.clock.advance()
+    await identity.service.stewardship.merge_parties([second, first], "steward-li", "same")
+    identity.clock.advance()
+
+    # N-1 leaves: the second id's records part (it leads nowhere); none of the third's leave
+    # (it leads straight to the party kept, no longer through the second).
+    await identity.service.stewardship.split_party(
+        first, [key("loans", "N-1")], "steward-li", "two customers"
+    )
+
+    ended_type = events_pb2.PartyForwardingEnded.DESCRIPTOR.full_name
+    types = [t for t, _ in await outbox(identity.database)]
+    assert [t for t in types if t in (PARTIES_MERGED, PARTY_SPLIT, ended_type)] == [
+        PARTIES_MERGED,
+        PARTIES_MERGED,
+        PARTY_SPLIT,
+        ended_type,
+        PARTIES_MERGED,
+    ]
+    merges = await events_of_type(identity.database, PARTIES_MERGED, events_pb2.PartiesMerged)
+    assert [
+        (m.surviving_party_id, list(m.retired_party_ids), list(m.forwarding_versions))
+        for m in merges
+    ] == [(second, [third], [1]), (first, [second], [1]), (first, [third], [2])]
+    (ended,) = await events_of_type(identity.database, ended_type, events_pb2.PartyForwardingEnded)
+    assert (ended.party_id, ended.forwarding_version, ended.kept_party_id) == (second, 2, first)
 
 
 async def test_every_change_of_a_records_party_carries_a_higher_link_version(

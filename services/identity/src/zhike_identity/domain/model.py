@@ -228,6 +228,18 @@ class PartiesMerged:
     surviving_party_id: str
     retired_party_ids: tuple[str, ...]
     at: dt.datetime
+    # One per retired party, in its order: where the id leads is versioned like a record's link.
+    forwarding_versions: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartyForwardingEnded:
+    """A retired id leads nowhere any more (a split parted the records it brought)."""
+
+    party_id: str
+    at: dt.datetime
+    forwarding_version: int
+    kept_party_id: str  # the split party: the id's records that stayed are there
 
 
 @dataclass(frozen=True)
@@ -251,6 +263,7 @@ DomainEvent = (
     | SourceRecordLinked
     | SourceRecordMoved
     | PartiesMerged
+    | PartyForwardingEnded
     | PartySplit
     | GoldenRecordChanged
 )

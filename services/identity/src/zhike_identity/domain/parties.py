@@ -16,6 +16,7 @@ from zhike_identity.domain.model import (
     LinkEvidence,
     PartiesMerged,
     PartyChange,
+    PartyForwardingEnded,
     SourceRecordKey,
     SourceRecordMoved,
     StoredRecord,
@@ -89,7 +90,8 @@ async def reroute_forwarding(
 ) -> None:
     """After a split, every retired id that led to the split party (also along a chain of
     merges) leads where `forwarding_after_split` says, straight there: with history, and
-    PartiesMerged for one that now leads to the new party."""
+    PartiesMerged (or PartyForwardingEnded) with its new forwarding version, so the consumers'
+    forwarding follows identity's whatever order the events arrive in."""
     leads_to: dict[str, str | None] = {}  # each retired id found → where it leads now
     frontier, seen = [split_party], {split_party}
     while frontier:
@@ -112,9 +114,11 @@ async def reroute_forwarding(
         if target == split_party and current == split_party:
             continue
         # None is stored as the party itself: retired, leading nowhere.
-        await uow.parties.retire(party_id, target or party_id, now)
-        if target == new_party:
-            uow.record(PartiesMerged(new_party, (party_id,), now))
+        forwarding = await uow.parties.retire(party_id, target or party_id, now)
+        if target is None:
+            uow.record(PartyForwardingEnded(party_id, now, forwarding, split_party))
+        else:
+            uow.record(PartiesMerged(target, (party_id,), now, (forwarding,)))
         note = (
             f"{reason} (its records left with the split)"
             if target == new_party
@@ -156,8 +160,9 @@ async def merge(
     records = await uow.records.of_parties(list(retired))
     await uow.records.move([r.key for r in records], survivor, None)
     entries = []
+    forwarding: list[int] = []
     for party_id in retired:
-        await uow.parties.retire(party_id, survivor, now)
+        forwarding.append(await uow.parties.retire(party_id, survivor, now))
         moved = tuple(r.key for r in records if r.party_id == party_id)
         entries.append(
             HistoryEntry(
@@ -186,7 +191,7 @@ async def merge(
             )
         )
     await uow.history.append(entries)
-    uow.record(PartiesMerged(survivor, tuple(retired), now))
+    uow.record(PartiesMerged(survivor, tuple(retired), now, tuple(forwarding)))
     return list(retired)
 
 
@@ -232,8 +237,8 @@ async def move(
     )
     if not await uow.records.of_parties([source]):
         # An emptied party forwards to where its last record went, for every consumer too.
-        await uow.parties.retire(source, target, now)
-        uow.record(PartiesMerged(target, (source,), now))
+        forwarding = await uow.parties.retire(source, target, now)
+        uow.record(PartiesMerged(target, (source,), now, (forwarding,)))
         await uow.history.append(
             [
                 HistoryEntry(

@@ -116,9 +116,17 @@ class SqlPartyStore:
         )
         return [PartyState(row.party_id, as_utc(row.created_at), row.retired_into) for row in rows]
 
-    async def retire(self, party_id: str, into: str, at: dt.datetime) -> None:
-        await self._session.execute(
+    async def retire(self, party_id: str, into: str, at: dt.datetime) -> int:
+        version = await self._session.scalar(
             sa.update(party)
             .where(party.c.party_id == party_id)
-            .values(retired_into=into, retired_at=at)
+            .values(
+                retired_into=into,
+                retired_at=at,
+                forwarding_version=party.c.forwarding_version + 1,
+            )
+            .returning(party.c.forwarding_version)
         )
+        if version is None:
+            raise LookupError(f"no party {party_id} to retire")
+        return int(version)

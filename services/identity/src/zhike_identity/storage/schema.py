@@ -16,6 +16,9 @@ party = sa.Table(
     # A merged party forwards to its survivor; its id keeps that meaning for ever.
     sa.Column("retired_into", sa.String(36), nullable=True),
     sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
+    # One more with every change of where a retired id leads (identity_0006), told to consumers
+    # in PartiesMerged and PartyForwardingEnded so they keep the latest whatever the order.
+    sa.Column("forwarding_version", sa.BigInteger(), nullable=False, server_default="0"),
     # The retired ids that lead to a party, which a split of it re-routes (identity_0005).
     sa.Index("ix_party_retired_into", "retired_into"),
 )

@@ -20,6 +20,7 @@ from zhike_identity.domain.model import (
     PartiesMerged,
     PartyChange,
     PartyCreated,
+    PartyForwardingEnded,
     PartySplit,
     PartyView,
     SourceRecordInput,
@@ -36,6 +37,7 @@ SOURCE_RECORD_LINKED_SUBJECT = f"{SUBJECT_PREFIX}.source_record_linked"
 SOURCE_RECORD_MOVED_SUBJECT = f"{SUBJECT_PREFIX}.source_record_moved"
 PARTIES_MERGED_SUBJECT = f"{SUBJECT_PREFIX}.parties_merged"
 PARTY_SPLIT_SUBJECT = f"{SUBJECT_PREFIX}.party_split"
+PARTY_FORWARDING_ENDED_SUBJECT = f"{SUBJECT_PREFIX}.party_forwarding_ended"
 GOLDEN_RECORD_CHANGED_SUBJECT = f"{SUBJECT_PREFIX}.golden_record_changed"
 
 _DECIDERS = {
@@ -226,6 +228,17 @@ def outgoing_event(event: DomainEvent) -> OutgoingEvent:
                     surviving_party_id=event.surviving_party_id,
                     retired_party_ids=list(event.retired_party_ids),
                     merge_time=timestamp(event.at),
+                    forwarding_versions=list(event.forwarding_versions),
+                ),
+            )
+        case PartyForwardingEnded():
+            return OutgoingEvent(
+                PARTY_FORWARDING_ENDED_SUBJECT,
+                events_pb2.PartyForwardingEnded(
+                    party_id=event.party_id,
+                    forwarding_version=event.forwarding_version,
+                    end_time=timestamp(event.at),
+                    kept_party_id=event.kept_party_id,
                 ),
             )
         case PartySplit():
