@@ -113,10 +113,27 @@ class Harness:
         return await self.deliver(event_id, lambda unit: self.updates.records_linked(unit, links))
 
     async def merged(
-        self, event_id: str, survivor: str, retired: Sequence[str], at: dt.datetime = T0
+        self,
+        event_id: str,
+        survivor: str,
+        retired: Sequence[str],
+        at: dt.datetime = T0,
+        versions: Sequence[int] = (),
     ) -> bool:
+        """PartiesMerged, with identity's forwarding version of each retired party (none: an
+        event from before versions)."""
+        forwarding = list(zip(retired, versions or [0] * len(retired), strict=True))
         return await self.deliver(
-            event_id, lambda unit: self.updates.parties_merged(unit, survivor, list(retired), at)
+            event_id, lambda unit: self.updates.parties_merged(unit, survivor, forwarding, at)
+        )
+
+    async def forwarding_ended(
+        self, event_id: str, party_id: str, kept: str, version: int, at: dt.datetime = T0
+    ) -> bool:
+        """PartyForwardingEnded: `party_id` names no one person; `kept` is the split party."""
+        return await self.deliver(
+            event_id,
+            lambda unit: self.updates.forwarding_ended(unit, party_id, kept, version, at),
         )
 
     async def named(

@@ -8,8 +8,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
+import pytest
+
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_profile.domain.facts import SourceKey
+from zhike_runtime.errors import NotFound
 
 from ..profile_harness import Harness
 from ..source_facts import account_opened, balance_changed, loan_drawn, source_event
@@ -115,3 +118,41 @@ async def test_the_events_of_a_merge_tell_the_money_moving_not_appearing(
                 key = f"{fact.balance_changed.currency_code}/{side}"
                 (moved_in if change.party_id == a else moved_out)[key] += delta
     assert moved_in == Counter({k: -v for k, v in moved_out.items()})
+
+
+async def test_a_retired_id_whose_records_all_left_in_a_split_is_told_leading_to_the_new_party(
+    harness: Harness,
+) -> None:
+    a, b = await two_customers(harness)
+    await harness.merged("merge", a, [b], versions=[1])
+    c = str(uuid.uuid4())
+    b_records = [(SourceKey("core", "B-1"), 3), (SourceKey("wealth", "B-2"), 3), (LOAN[0], 3)]
+    await harness.split("split", c, b_records)
+    told_before = len(await harness.changes())
+
+    await harness.merged("re-route", c, [b], versions=[2])
+
+    (retired,) = [ch for ch in (await harness.changes())[told_before:] if ch.party_id == b]
+    assert (retired.merged_into_party_id, retired.forwarding_ended) == (c, False)
+    assert (await harness.profile(b)).profile.party_id == c
+
+
+async def test_a_retired_id_whose_forwarding_ended_is_told_so_and_its_records_stay_kept(
+    harness: Harness,
+) -> None:
+    a, b = await two_customers(harness)
+    await harness.merged("merge", a, [b], versions=[1])
+    before = await totals(harness, a, b)
+    c = str(uuid.uuid4())
+    await harness.split("split", c, [(SourceKey("core", "B-1"), 3)])
+    told_before = len(await harness.changes())
+
+    await harness.forwarding_ended("end", b, a, 2)
+
+    (retired,) = [ch for ch in (await harness.changes())[told_before:] if ch.party_id == b]
+    assert (retired.merged_into_party_id, retired.forwarding_ended) == (a, True)
+    with pytest.raises(NotFound):
+        await harness.profile(b)
+    # B-2 and the loan did not leave with the split: they stay with the party kept.
+    assert await totals(harness, a, c) == before
+    assert await harness.balances(c) == {"HKD": 3_000_000, "USD": 25_050}

@@ -2,7 +2,9 @@
 same profiles as in-order delivery (Hypothesis, stateful), on SQLite and PostgreSQL.
 
 The machine plays a bank: identity links records to parties, moves them, merges and splits
-parties (each record's link version rising as identity's does); the source systems open and
+parties (each record's link version rising as identity's does), and at a split re-routes each
+retired id that led to the split party by the records it brought there — to the new party, to
+the party kept, or nowhere (each retired id's forwarding version rising); the source systems open and
 close accounts, change balances, post transactions, upgrade cards, record consents, preferences,
 risk assessments and contacts (each account's sequence, each record's fact versions rising) —
 for records identity has linked and for records it has not linked yet. Every event goes at once,
@@ -10,7 +12,8 @@ in order, to one store; to the other it goes when the machine decides: late, out
 several times. At the end the second store gets whatever is still pending, and every party's
 profile — records, name, birth date, holdings, balances, activity, consents, preferences, risk,
 tier, value, segments, and the snapshot its last ProfileChanged described — must be the same in
-both.
+both; and every id, retired or not, must read as the party identity's forwarding leads it to
+(NOT_FOUND where it leads nowhere).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from zhike_profile.app import DEFINITION
 from zhike_profile.domain.facts import SourceKey
 from zhike_profile.storage import schema
 from zhike_runtime.db import Database
+from zhike_runtime.errors import NotFound
 from zhike_runtime.events.schema import inbox_event, outbox_event
 from zhike_runtime.testing.services import migrate_databases
 
@@ -101,14 +105,29 @@ class Split:
 
 
 @dataclasses.dataclass(frozen=True)
-class Merged:
+class Merged:  # also a retired id re-routed after a split
     event_id: str
     survivor: str
     retired: tuple[str, ...]
     at: dt.datetime
+    versions: tuple[int, ...]
 
     async def deliver(self, harness: Harness) -> None:
-        await harness.merged(self.event_id, self.survivor, self.retired, self.at)
+        await harness.merged(self.event_id, self.survivor, self.retired, self.at, self.versions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ended:  # PartyForwardingEnded
+    event_id: str
+    party_id: str
+    kept: str
+    version: int
+    at: dt.datetime
+
+    async def deliver(self, harness: Harness) -> None:
+        await harness.forwarding_ended(
+            self.event_id, self.party_id, self.kept, self.version, self.at
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +150,9 @@ class Fact:
         await harness.source(self.message)
 
 
-Event = Created | Linked | Split | Merged | Named | Fact
+Event = Created | Linked | Split | Merged | Ended | Named | Fact
+
+NOT_FOUND = "not found"
 
 
 # --- what is compared ----------------------------------------------------------------------
@@ -142,7 +163,11 @@ async def state_of(harness: Harness, party_ids: list[str]) -> dict[str, Any]:
     count deliveries), and the snapshot of every party's last ProfileChanged."""
     state: dict[str, Any] = {}
     for party_id in party_ids:
-        view = await harness.profile(party_id)
+        try:
+            view = await harness.profile(party_id)
+        except NotFound:
+            state[party_id] = NOT_FOUND
+            continue
         profile = dataclasses.replace(view.profile, updated_at=T0, version=0)
         state[party_id] = (profile, view.facts, view.assessment)
     async with harness.database.session() as session:
@@ -185,6 +210,10 @@ class Bank(RuleBasedStateMachine):
         self.created: dict[str, dt.datetime] = {}  # live parties, with their creation time
         self.links: dict[SourceKey, tuple[str, int]] = {}  # record → (party, link version)
         self.parties: list[str] = []  # every party ever created
+        # retired id → (where its records lead, forwarding version)
+        self.forward: dict[str, tuple[str, int]] = {}
+        self.ended: set[str] = set()  # retired ids that lead nowhere
+        self.held_ever: dict[str, set[SourceKey]] = {}  # party → every record it ever held
         # the source systems' counters
         self.account_seq: dict[tuple[SourceKey, str], int] = {}
         self.record_seq: dict[tuple[SourceKey, str], int] = {}
@@ -214,7 +243,21 @@ class Bank(RuleBasedStateMachine):
     def relink(self, key: SourceKey, party_id: str) -> int:
         version = self.links[key][1] + 1 if key in self.links else 1
         self.links[key] = (party_id, version)
+        self.held_ever.setdefault(party_id, set()).add(key)
         return version
+
+    def retire(self, party_id: str, into: str) -> int:
+        version = self.forward.get(party_id, ("", 0))[1] + 1
+        self.forward[party_id] = (into, version)
+        return version
+
+    def leads_to(self, party_id: str) -> str | None:
+        """Where identity's forwarding leads the id (None: nowhere)."""
+        while party_id in self.forward:
+            if party_id in self.ended:
+                return None
+            party_id = self.forward[party_id][0]
+        return party_id
 
     # --- identity -------------------------------------------------------------------------
 
@@ -247,8 +290,9 @@ class Bank(RuleBasedStateMachine):
             for key in self.members(party_id):
                 self.relink(key, survivor)  # identity bumps the version; no per-record event
             del self.created[party_id]
+        versions = tuple(self.retire(party_id, survivor) for party_id in retired)
         event_id, at = self.tick()
-        self.emit(Merged(event_id, survivor, tuple(retired), at))
+        self.emit(Merged(event_id, survivor, tuple(retired), at, versions))
 
     @precondition(lambda self: len(self.created) >= 2)
     @rule(
@@ -276,6 +320,35 @@ class Bank(RuleBasedStateMachine):
         records = tuple((key, self.relink(key, new_party)) for key in sorted(leaving))
         event_id, at = self.tick()
         self.emit(Split(event_id, new_party, records, at))
+        self.reroute(party_id, new_party, set(members), set(leaving))
+
+    def reroute(
+        self, split: str, new_party: str, members: set[SourceKey], leaving: set[SourceKey]
+    ) -> None:
+        """As identity's split: each retired id leading to the split party follows the records
+        it brought there — all left: the new party; none: the party kept; parted: nowhere."""
+        found, frontier = [], [split]
+        while frontier:  # identity does not follow an id that leads nowhere
+            frontier = sorted(
+                p
+                for p, (into, _) in self.forward.items()
+                if into in frontier and p not in self.ended
+            )
+            found += frontier
+        for party_id in found:
+            held = self.held_ever.get(party_id, set()) & members
+            moving = held & leaving
+            target = split if not moving else new_party if moving == held else None
+            if target == split and self.forward[party_id][0] == split:
+                continue
+            # Its records that stay are the kept party's: they get no event of their own.
+            version = self.retire(party_id, target or split)
+            event_id, at = self.tick()
+            if target is None:
+                self.ended.add(party_id)
+                self.emit(Ended(event_id, party_id, split, version, at))
+            else:
+                self.emit(Merged(event_id, target, (party_id,), at, (version,)))
 
     @precondition(lambda self: self.created)
     @rule(
@@ -472,6 +545,12 @@ class Bank(RuleBasedStateMachine):
             expected = self.run(state_of(self.in_order, self.parties))
             actual = self.run(state_of(self.shuffled, self.parties))
             assert actual == expected
+            leads = {
+                party_id: NOT_FOUND if view == NOT_FOUND else view[0].party_id
+                for party_id, view in expected.items()
+                if party_id != "snapshots"
+            }
+            assert leads == {p: self.leads_to(p) or NOT_FOUND for p in self.parties}
         finally:
             self.run(self.in_order.close())
             self.run(self.shuffled.close())

@@ -156,6 +156,50 @@ async def test_a_split_divides_the_profile_by_source_record(stack: Stack) -> Non
     await wait_for(stack, first, A_RECORDS, display_name="刘晓燕")
 
 
+def record_keys(*pairs: tuple[str, str]) -> list[party_pb2.SourceRecordKey]:
+    return [party_pb2.SourceRecordKey(source_system=s, source_record_id=r) for s, r in pairs]
+
+
+async def test_after_a_split_the_retired_id_answers_with_the_party_its_records_went_to(
+    stack: Stack,
+) -> None:
+    first = await person_a(stack)
+    second = await person_b(stack)
+    await stack.identity.MergeParties(pb.MergePartiesRequest(party_ids=[first, second]), timeout=5)
+    await wait_for(stack, second, A_RECORDS | B_RECORDS, answered_by=first)
+
+    split = await stack.identity.SplitParty(
+        pb.SplitPartyRequest(
+            party_id=first, source_records=record_keys(*sorted(B_RECORDS)), reason="two people"
+        ),
+        timeout=5,
+    )
+
+    # Wang Wei's old id no longer shows Liu Xiaoyan's profile: it follows his records.
+    await wait_for(stack, second, B_RECORDS, answered_by=split.new_party_id)
+
+
+async def test_after_a_split_parts_its_records_the_retired_id_is_not_found(stack: Stack) -> None:
+    first = await person_a(stack)
+    second = await person_b(stack)
+    await stack.identity.MergeParties(pb.MergePartiesRequest(party_ids=[first, second]), timeout=5)
+    await wait_for(stack, second, A_RECORDS | B_RECORDS, answered_by=first)
+
+    split = await stack.identity.SplitParty(
+        pb.SplitPartyRequest(
+            party_id=first, source_records=record_keys(("cards", "B-1")), reason="two people"
+        ),
+        timeout=5,
+    )
+    await wait_for(stack, split.new_party_id, {("cards", "B-1")})
+
+    async def not_found() -> bool:
+        return await find_profile(stack, second) is None
+
+    await eventually(not_found, timeout=10)
+    await wait_for(stack, first, A_RECORDS | {("loans", "B-2")})
+
+
 async def test_a_record_moved_by_an_update_moves_in_the_profile(stack: Stack) -> None:
     first = await person_a(stack)
     await wait_for(stack, first, A_RECORDS)

@@ -213,6 +213,9 @@ async def test_identity_events_no_later_event_could_mend_are_dead_lettered_namin
     ahead.change_time.FromJsonString("2205-01-01T00:00:00Z")
     merge = events_pb2.PartiesMerged(surviving_party_id=party_id, retired_party_ids=[""])
     merge.merge_time.GetCurrentTime()
+    # An end of forwarding without the kept party would leave the id's records nowhere.
+    ended = events_pb2.PartyForwardingEnded(party_id=str(uuid.uuid4()), forwarding_version=2)
+    ended.end_time.GetCurrentTime()
     ahead_id = await publish(
         stack,
         "zhike.identity.v1.golden_record_changed",
@@ -222,15 +225,22 @@ async def test_identity_events_no_later_event_could_mend_are_dead_lettered_namin
     merge_id = await publish(
         stack, "zhike.identity.v1.parties_merged", merge, "zhike.identity.v1.PartiesMerged"
     )
+    ended_id = await publish(
+        stack,
+        "zhike.identity.v1.party_forwarding_ended",
+        ended,
+        "zhike.identity.v1.PartyForwardingEnded",
+    )
 
-    async def both_dead_lettered() -> bool:
-        return await dlq_messages(stack) == 2
+    async def all_dead_lettered() -> bool:
+        return await dlq_messages(stack) == 3
 
-    await eventually(both_dead_lettered, timeout=10)
-    parked = [await js(stack).get_msg(DLQ_STREAM, seq=seq) for seq in (1, 2)]
+    await eventually(all_dead_lettered, timeout=10)
+    parked = [await js(stack).get_msg(DLQ_STREAM, seq=seq) for seq in (1, 2, 3)]
     errors = {m.headers[h.EVENT_ID]: m.headers[h.LAST_ERROR] for m in parked}
     assert errors[ahead_id].startswith("PermanentEventError: GoldenRecordChanged.change_time ")
     assert errors[merge_id].startswith("PermanentEventError: PartiesMerged.retired_party_ids[0] ")
+    assert errors[ended_id].startswith("PermanentEventError: PartyForwardingEnded.kept_party_id ")
     async with stack.profile_service.database.session() as session:
         parties = (await session.scalars(sa.select(schema.profile.c.party_id))).all()
     assert parties == []

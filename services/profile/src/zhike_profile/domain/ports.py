@@ -62,6 +62,7 @@ class StoredProfile:
     merged_into: str | None
     birth_date: dt.date | None
     view: ReadModel | None
+    forwarding_ended: bool = False  # a retired id that names no one person: not found
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,27 @@ class PartyStore(Protocol):
         ...
 
     async def forwarded_to(self, party_id: str) -> str | None: ...
-    async def retire(self, party_id: str, into: str, at: dt.datetime) -> bool:
-        """Forwards `party_id` to `into` from now on; False if it already forwarded."""
+    async def retire(
+        self, party_id: str, into: str, at: dt.datetime, version: int, *, ended: bool = False
+    ) -> bool:
+        """Forwards `party_id` to `into` from now on (`ended`: its records do, and reads of it
+        find nothing), unless the forwarding held is as new (identity's forwarding `version`;
+        0, from before versions: unless it forwards already). False if nothing changed."""
+        ...
+
+    async def forwarding_into(self, party_ids: Sequence[str]) -> list[str]:
+        """The parties that forward straight to one of these."""
         ...
 
     async def links(self, keys: Sequence[SourceKey]) -> dict[SourceKey, Link]: ...
     async def set_link(
         self, key: SourceKey, linked_party_id: str, party_id: str, version: int, at: dt.datetime
     ) -> None: ...
-    async def reassign(self, from_party_id: str, to_party_id: str) -> None:
-        """The records that belong to `from_party_id` now belong to `to_party_id`."""
+    async def reassign(
+        self, linked_party_ids: Sequence[str], from_party_id: str, to_party_id: str
+    ) -> None:
+        """The records linked to one of `linked_party_ids` that belong to `from_party_id` now
+        belong to `to_party_id`."""
         ...
 
     async def set_golden_record(

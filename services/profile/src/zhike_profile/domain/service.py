@@ -5,8 +5,11 @@ Order-safety, in one place:
   newer (its account sequence or record version): storage's conditional writes;
 - a record's link is replaced only by a link event with a higher (link version, time): a late
   or retried move can never put the record back on a party it has left;
-- a merge makes the retired party forward to the survivor, for good: the records resolved to
-  it follow at once, and any link to it that arrives later resolves to the survivor;
+- a merge makes the retired party forward to the survivor: the records resolved to it follow at
+  once, and any link to it that arrives later resolves to the survivor. Where a retired id
+  leads is versioned by identity (a split re-routes it, or ends its forwarding: then its records
+  stay with the party the split kept, and reads of it find nothing): a forwarding is replaced
+  only by a newer one, and the records that led through the id follow it;
 - a fact for a record identity has not linked yet is stored like any other: the record's
   profile shows it from the moment the link arrives (nothing is dropped or waits for replay).
 - what notifications tells (a message sent, a consent withdrawn by a reply or an unsubscribe
@@ -276,20 +279,73 @@ class ProfileUpdates:
         await self._publish(unit, {*leaving, *targets.values()}, ChangeCause.IDENTITY)
 
     async def parties_merged(
-        self, unit: ProfileUnitOfWork, survivor: str, retired: Sequence[str], at: dt.datetime
+        self,
+        unit: ProfileUnitOfWork,
+        survivor: str,
+        retired: Sequence[tuple[str, int]],
+        at: dt.datetime,
     ) -> None:
-        """The retired parties forward to the survivor from now on; their records follow."""
-        for party_id in (survivor, *retired):
+        """Each retired party (with identity's forwarding version: 0 from before versions)
+        forwards to the survivor from now on, unless it holds a newer forwarding; the records
+        that led through it follow."""
+        parties = (survivor, *(p for p, _ in retired))
+        for party_id in parties:
             await unit.parties.ensure(party_id, at)
-        await unit.lock([party_lock(p) for p in (survivor, *retired)])
-        newly = [p for p in retired if await unit.parties.retire(p, survivor, at)]
-        targets = await self._lock_resolved(unit, {survivor}, set(retired))
-        target = targets[survivor]
-        for party_id in retired:
-            await unit.parties.reassign(party_id, target)
-        await self._publish(
-            unit, [target, *newly], ChangeCause.IDENTITY, merged_into={p: target for p in newly}
-        )
+        await unit.lock([party_lock(p) for p in sorted(set(parties))])
+        touched: set[str] = set()
+        moved: dict[str, str] = {}
+        for party_id, version in retired:
+            target = await self._forward(unit, party_id, survivor, version, at, touched)
+            if target is not None:
+                moved[party_id] = target
+        await self._publish(unit, touched | set(moved), ChangeCause.IDENTITY, merged_into=moved)
+
+    async def forwarding_ended(
+        self, unit: ProfileUnitOfWork, party_id: str, kept: str, version: int, at: dt.datetime
+    ) -> None:
+        """The retired id names no one person from now on (unless it holds a newer forwarding):
+        reads of it find nothing, and the records linked to it that no split event moved stay
+        with the party the split kept (identity sends no event for them)."""
+        for p in (party_id, kept):
+            await unit.parties.ensure(p, at)
+        await unit.lock([party_lock(p) for p in sorted({party_id, kept})])
+        touched: set[str] = set()
+        target = await self._forward(unit, party_id, kept, version, at, touched, ended=True)
+        if target is not None:
+            await self._publish(
+                unit, touched | {party_id}, ChangeCause.IDENTITY, {party_id: target}, {party_id}
+            )
+
+    async def _forward(
+        self,
+        unit: ProfileUnitOfWork,
+        party_id: str,
+        into: str,
+        version: int,
+        at: dt.datetime,
+        touched: set[str],
+        *,
+        ended: bool = False,
+    ) -> str | None:
+        """`party_id` forwards to `into` unless its forwarding is as new; the records linked to
+        it, or to an id leading through it, move from where it led to where it leads now.
+        Returns that party (None: nothing changed); adds the parties whose records changed to
+        `touched`. The caller holds the locks of `party_id` and `into`."""
+        # Where the id and `into` lead now, locked: the records move between those two.
+        before = await self._lock_resolved(unit, {party_id, into}, set())
+        if not await unit.parties.retire(party_id, into, at, version, ended=ended):
+            return None
+        after = before[into]
+        if after != before[party_id]:
+            through = [party_id]
+            frontier = [party_id]
+            while frontier:
+                found = await unit.parties.forwarding_into(frontier)
+                frontier = [p for p in found if p not in through]
+                through += frontier
+            await unit.parties.reassign(through, before[party_id], after)
+            touched |= {before[party_id], after}
+        return after
 
     async def golden_record(
         self,
@@ -425,6 +481,7 @@ class ProfileUpdates:
         party_ids: Sequence[str] | set[str],
         cause: ChangeCause,
         merged_into: Mapping[str, str] | None = None,
+        ended: Collection[str] = (),
     ) -> None:
         now = self._clock.now()
         ids = sorted(set(party_ids))
@@ -453,7 +510,11 @@ class ProfileUpdates:
             version = published.version
             if found or moved_on:
                 version += 1
-                unit.record(ProfileChanged(party_id, version, now, cause, found, moved_on))
+                unit.record(
+                    ProfileChanged(
+                        party_id, version, now, cause, found, moved_on, party_id in ended
+                    )
+                )
             # With nothing to tell the snapshot may still move (total assets with the rates:
             # kept searchable), and the read model with it (a transaction's sums).
             changed = version != published.version or snapshot != published.snapshot
@@ -606,6 +667,8 @@ class ProfileQueries:
             stored = await unit.parties.read(current, with_view=with_view)
             if stored is None:
                 raise NotFound("profile", asked)
+            if stored.forwarding_ended:
+                raise NotFound("profile", asked)  # a retired id that names no one person
             if stored.merged_into is None:
                 return stored
             current = stored.merged_into  # a merged party answers with its survivor's profile

@@ -149,6 +149,7 @@ class ProfileChanged:
     cause: ChangeCause
     facts: tuple[ProfileFact, ...]
     merged_into: str = ""
+    forwarding_ended: bool = False  # a retired id that leads nowhere any more
 
 
 def take(facts: PartyFacts, assessment: Assessment | None) -> Snapshot:

@@ -133,6 +133,7 @@ _PROFILE_READ = (
         profile.c.created_at,
         profile.c.updated_at,
         profile.c.merged_into,
+        profile.c.forwarding_ended,
         profile.c.display_name,
         profile.c.birth_date,
         profile.c.version,
@@ -250,6 +251,7 @@ class SqlPartyStore:
                 ),
             ),
             merged_into=row.merged_into,
+            forwarding_ended=bool(row.forwarding_ended),
             birth_date=row.birth_date,
             view=(
                 read_model.from_json(row.party_id, json.loads(row.view))
@@ -279,13 +281,31 @@ class SqlPartyStore:
         )
         return str(value) if value else None
 
-    async def retire(self, party_id: str, into: str, at: dt.datetime) -> bool:
+    async def retire(
+        self, party_id: str, into: str, at: dt.datetime, version: int, *, ended: bool = False
+    ) -> bool:
         result = await self._session.execute(
             sa.update(profile)
-            .where(profile.c.party_id == party_id, profile.c.merged_into.is_(None))
-            .values(merged_into=into, updated_at=at)
+            .where(
+                profile.c.party_id == party_id,
+                sa.or_(profile.c.merged_into.is_(None), profile.c.forwarding_version < version),
+            )
+            .values(
+                merged_into=into,
+                forwarding_version=version,
+                forwarding_ended=ended,
+                updated_at=at,
+            )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def forwarding_into(self, party_ids: Sequence[str]) -> list[str]:
+        if not party_ids:
+            return []
+        rows = await self._session.scalars(
+            sa.select(profile.c.party_id).where(profile.c.merged_into.in_(list(party_ids)))
+        )
+        return sorted(rows)
 
     async def links(self, keys: Sequence[SourceKey]) -> dict[SourceKey, Link]:
         if not keys:
@@ -316,10 +336,15 @@ class SqlPartyStore:
             )
         )
 
-    async def reassign(self, from_party_id: str, to_party_id: str) -> None:
+    async def reassign(
+        self, linked_party_ids: Sequence[str], from_party_id: str, to_party_id: str
+    ) -> None:
         await self._session.execute(
             sa.update(profile_source_record)
-            .where(profile_source_record.c.party_id == from_party_id)
+            .where(
+                profile_source_record.c.party_id == from_party_id,
+                profile_source_record.c.linked_party_id.in_(list(linked_party_ids)),
+            )
             .values(party_id=to_party_id)
         )
 

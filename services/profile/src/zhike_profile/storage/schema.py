@@ -30,7 +30,13 @@ profile = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # Set when identity merged this party into another: reads forward there.
-    sa.Column("merged_into", _ID, nullable=True),
+    sa.Column("merged_into", _ID, nullable=True, index=True),
+    # Identity's forwarding version of where merged_into leads (profile_0008): a forwarding is
+    # replaced only by one with a higher version, whatever order the events arrive in.
+    sa.Column("forwarding_version", _SEQ, nullable=False, server_default="0"),
+    # Identity ended the forwarding (a split parted the records the id brought): the records
+    # linked to it stay with merged_into, the party the split kept; reads of it find nothing.
+    sa.Column("forwarding_ended", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("display_name", sa.String(200), nullable=False, server_default=""),
     # The golden record's birth date (segment rules read the age): personal data, kept as the
     # name is kept, and never put in a log line, an error or ProfileChanged.

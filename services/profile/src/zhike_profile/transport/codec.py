@@ -433,6 +433,7 @@ def profile_changed_message(event: ProfileChanged) -> events_pb2.ProfileChanged:
         cause=_CAUSES[event.cause],
         facts=[_fact(fact) for fact in event.facts],
         merged_into_party_id=event.merged_into,
+        forwarding_ended=event.forwarding_ended,
     )
 
 

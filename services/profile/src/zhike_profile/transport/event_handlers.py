@@ -159,11 +159,35 @@ class IdentityEventHandlers:
         ]
         if not retired or survivor in retired:
             raise PermanentEventError("a merge needs retired parties other than the survivor")
+        versions = list(event.forwarding_versions) or [0] * len(retired)
+        if len(versions) != len(retired) or min(versions) < 0:
+            raise PermanentEventError("a merge needs one forwarding version per retired party")
         await self._updates.parties_merged(
             _unit(context),
             survivor,
-            retired,
+            list(zip(retired, versions, strict=True)),
             recent_event_time(event.merge_time, name, "merge_time"),
+        )
+
+    async def party_forwarding_ended(
+        self,
+        _session: AsyncSession,
+        event: identity_events.PartyForwardingEnded,
+        context: EventContext,
+    ) -> None:
+        name = "PartyForwardingEnded"
+        if event.forwarding_version <= 0:
+            raise PermanentEventError("an end of forwarding needs its forwarding version")
+        party_id = _party(name, event.party_id)
+        kept = _party(name, event.kept_party_id, "kept_party_id")
+        if kept == party_id:
+            raise PermanentEventError("an end of forwarding needs a kept party other than it")
+        await self._updates.forwarding_ended(
+            _unit(context),
+            party_id,
+            kept,
+            event.forwarding_version,
+            recent_event_time(event.end_time, name, "end_time"),
         )
 
     async def party_split(
@@ -212,6 +236,7 @@ def identity_consumer(
             EventHandler(identity_events.SourceRecordMoved, handlers.source_record_moved),
             EventHandler(identity_events.PartiesMerged, handlers.parties_merged),
             EventHandler(identity_events.PartySplit, handlers.party_split),
+            EventHandler(identity_events.PartyForwardingEnded, handlers.party_forwarding_ended),
             EventHandler(identity_events.GoldenRecordChanged, handlers.golden_record_changed),
         ),
         unit_of_work=unit_of_work,
