@@ -32,6 +32,7 @@ def changed(
     *facts: pb.ProfileFact,
     at: dt.datetime = T0,
     merged_into: str = "",
+    forwarding_ended: bool = False,
 ) -> pb.ProfileChanged:
     return pb.ProfileChanged(
         party_id=party_id,
@@ -40,6 +41,7 @@ def changed(
         cause=pb.CHANGE_CAUSE_SOURCE_EVENT,
         facts=list(facts),
         merged_into_party_id=merged_into,
+        forwarding_ended=forwarding_ended,
     )
 
 

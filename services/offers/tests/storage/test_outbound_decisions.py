@@ -546,6 +546,52 @@ async def test_decide_offers_for_a_party_merged_away_obeys_its_survivors_persona
     assert decided.decision.personalised is False
 
 
+NEW_PARTY = str(uuid.UUID(int=3))  # the party a split at identity gives the retired id's records
+
+
+async def declined_then_merged(harness: Harness) -> None:
+    """PARTY declines the FX offer in the app and is merged into SURVIVOR; SURVIVOR and
+    NEW_PARTY would both be offered it."""
+    await fx_customer_gets_usd(harness)
+    await declined_in_the_app(harness, PARTY)
+    await merge_party_into_survivor(harness)
+    for party_id in (SURVIVOR, NEW_PARTY):
+        await harness.deliver(
+            f"{party_id}-1", changed(party_id, 1, sms_marketing(), risk(3), usd(6000))
+        )
+
+
+async def test_a_retired_id_re_routed_after_a_split_takes_its_decline_to_the_new_party(
+    harness: Harness,
+) -> None:
+    await declined_then_merged(harness)
+    assert FX_OFFER not in await offered_in_the_app(harness, SURVIVOR)
+
+    await harness.deliver("re-route", changed(PARTY, 3, merged_into=NEW_PARTY))
+
+    assert FX_OFFER in await offered_in_the_app(harness, SURVIVOR)
+    assert FX_OFFER not in await offered_in_the_app(harness, NEW_PARTY)
+    decided = await harness.decide(PARTY, "mobile_app", placement="wealth_tab", max_offers=20)
+    assert decided.decision.party_id == NEW_PARTY
+
+
+async def test_a_retired_id_whose_forwarding_ended_is_not_found_and_its_decline_stays_kept(
+    harness: Harness,
+) -> None:
+    await declined_then_merged(harness)
+
+    await harness.deliver("end", changed(PARTY, 3, merged_into=SURVIVOR, forwarding_ended=True))
+
+    with pytest.raises(NotFound):
+        await harness.decide(PARTY, "mobile_app", placement="wealth_tab", max_offers=20)
+    with pytest.raises(NotFound):
+        await harness.decisions.set_contact_preferences(PARTY, True, None)
+    with pytest.raises(NotFound):
+        await harness.decisions.contact_preferences(PARTY)
+    assert FX_OFFER not in await offered_in_the_app(harness, SURVIVOR)
+    assert (await harness.decisions.contact_preferences(SURVIVOR)).do_not_contact is False
+
+
 async def test_a_decline_through_the_id_merged_away_keeps_the_survivor_in_the_cool_down(
     harness: Harness,
 ) -> None:

@@ -4,11 +4,14 @@ of in-order delivery (Hypothesis, stateful), on SQLite and PostgreSQL.
 The machine plays the profile: each party's changes carry profile versions 1, 2, 3… and say
 what changed — balances per currency and side, holdings opened and closed, tier, value band,
 segments entered and left, consents, risk levels and expiries — and a party may be merged into
-another, after which it changes no more. Every event goes at once, in order, to one store; to
+another, after which its facts change no more, though a split at identity may re-route it to
+another party or end its forwarding (each a later change). Every party starts with a contact
+recorded for it. Every event goes at once, in order, to one store; to
 the other when the machine decides: late, out of order, several times (also under another event
 id, as a republished copy), one at a time or several in one batch (as the consumer applies a
 fetch). At the end the second store gets whatever is still pending, and every party's projected
-facts, version and merge must be the same in both.
+facts, version, merge and contacts must be the same in both, each merged party leading where its
+latest change said, with the contacts recorded for it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from zhike.profile.v1 import events_pb2 as pb
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_offers.app import DEFINITION
 from zhike_offers.domain.catalogue import Catalogue
+from zhike_offers.domain.contact_policy import ContactEvent, ContactKind
 from zhike_offers.storage import schema
 from zhike_runtime.db import Database
 from zhike_runtime.events.schema import inbox_event, outbox_event
@@ -49,7 +53,7 @@ from ..profile_events import (
 )
 
 PARTIES = tuple(str(uuid.UUID(int=n)) for n in (1, 2, 3))
-SURVIVOR = str(uuid.UUID(int=99))
+SURVIVORS = tuple(str(uuid.UUID(int=n)) for n in (98, 99))
 TABLES = (
     schema.party_fact,
     schema.party,
@@ -100,7 +104,8 @@ facts = st.one_of(
 
 
 async def state_of(harness: Harness) -> dict[str, Any]:
-    """Every party's facts as a decision sees them, its version and its merge."""
+    """Every party's facts as a decision sees them, its version and its merge, and whose
+    contact history each contact is in."""
     state: dict[str, Any] = {}
     async with harness.unit() as unit:
         for party_id in PARTIES:
@@ -108,11 +113,27 @@ async def state_of(harness: Harness) -> dict[str, Any]:
             state[party_id] = (
                 None
                 if party is None
-                else (party.profile_version, party.merged_into, dict(party.facts))
+                else (
+                    party.profile_version,
+                    party.merged_into,
+                    party.forwarding_ended,
+                    dict(party.facts),
+                )
             )
+        for party_id in PARTIES:
+            contact = await unit.contacts.get(f"contact:{party_id}")
+            state[f"contact {party_id}"] = None if contact is None else contact.party_id
     for party_id in PARTIES:
         state[f"facts {party_id}"] = await harness.facts(party_id)
     return state
+
+
+async def record_a_contact_for_each_party(harness: Harness) -> None:
+    async with harness.unit() as unit:
+        for n, party_id in enumerate(PARTIES):
+            event = ContactEvent(T0, "usd_fx_wealth", "sms", ContactKind.DECLINE, True)
+            await unit.contacts.add(f"contact:{party_id}", party_id, event, str(uuid.UUID(int=n)))
+        await unit.commit()
 
 
 async def clear(url: str) -> Database:
@@ -140,8 +161,10 @@ class Profile(RuleBasedStateMachine):
         empty = Catalogue([], shared_environment())
         self.in_order = Harness(in_order, empty)
         self.shuffled = Harness(shuffled, empty)
+        for harness in (self.in_order, self.shuffled):
+            self.run(record_a_contact_for_each_party(harness))
         self.versions = dict.fromkeys(PARTIES, 0)
-        self.merged: set[str] = set()
+        self.merged: dict[str, tuple[str, bool]] = {}  # → where it leads, forwarding ended
         self.pending: list[tuple[str, pb.ProfileChanged]] = []
         self.delivered: list[tuple[str, pb.ProfileChanged]] = []
         self.counter = 0
@@ -149,11 +172,24 @@ class Profile(RuleBasedStateMachine):
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
 
-    def emit(self, party_id: str, items: list[pb.ProfileFact], merged_into: str = "") -> None:
+    def emit(
+        self,
+        party_id: str,
+        items: list[pb.ProfileFact],
+        merged_into: str = "",
+        forwarding_ended: bool = False,
+    ) -> None:
         self.counter += 1
         self.versions[party_id] += 1
         at = T0 + dt.timedelta(hours=self.counter)
-        message = changed(party_id, self.versions[party_id], *items, at=at, merged_into=merged_into)
+        message = changed(
+            party_id,
+            self.versions[party_id],
+            *items,
+            at=at,
+            merged_into=merged_into,
+            forwarding_ended=forwarding_ended,
+        )
         event = (f"e{self.counter}", message)
         self.run(self.in_order.deliver(*event))
         self.pending.append(event)
@@ -169,8 +205,20 @@ class Profile(RuleBasedStateMachine):
     def merge_a_party(self, choice: int) -> None:
         live = [p for p in PARTIES if p not in self.merged]
         party_id = live[choice % len(live)]
-        self.emit(party_id, [], merged_into=SURVIVOR)
-        self.merged.add(party_id)
+        survivor = SURVIVORS[choice % len(SURVIVORS)]
+        self.emit(party_id, [], merged_into=survivor)
+        self.merged[party_id] = (survivor, False)
+
+    @precondition(lambda self: any(not ended for _, ended in self.merged.values()))
+    @rule(choice=st.integers(min_value=0, max_value=99), ended=st.booleans())
+    def reroute_a_merged_party(self, choice: int, ended: bool) -> None:
+        # A split at identity: the retired id follows its records to another party, or (its
+        # records parted) leads nowhere, its contacts staying with the party kept.
+        merged = sorted(p for p, (_, was_ended) in self.merged.items() if not was_ended)
+        party_id = merged[choice % len(merged)]
+        into = self.merged[party_id][0] if ended else SURVIVORS[choice % len(SURVIVORS)]
+        self.emit(party_id, [], merged_into=into, forwarding_ended=ended)
+        self.merged[party_id] = (into, ended)
 
     @precondition(lambda self: self.pending)
     @rule(data=st.data(), again=st.booleans())
@@ -208,6 +256,9 @@ class Profile(RuleBasedStateMachine):
             expected = self.run(state_of(self.in_order))
             actual = self.run(state_of(self.shuffled))
             assert actual == expected
+            for party_id, (into, ended) in self.merged.items():
+                assert expected[party_id][1:3] == (into, ended)
+                assert expected[f"contact {party_id}"] == into
         finally:
             self.run(self.in_order.close())
             self.run(self.shuffled.close())

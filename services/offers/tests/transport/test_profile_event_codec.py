@@ -23,6 +23,12 @@ def test_a_party_merged_into_itself_is_refused_naming_the_field() -> None:
         profile_change(changed(PARTY, 2, merged_into=PARTY))
 
 
+def test_an_ended_forwarding_without_the_party_kept_is_refused_naming_the_field() -> None:
+    # Its contacts would count for no one.
+    with pytest.raises(PermanentEventError, match=r"^ProfileChanged\.merged_into_party_id "):
+        profile_change(changed(PARTY, 2, forwarding_ended=True))
+
+
 def test_a_change_time_in_the_last_year_a_timestamp_holds_is_refused_naming_the_field() -> None:
     # Put in the bank's zone (UTC+8), it would overflow on every delivery.
     last_evening = dt.datetime(9999, 12, 31, 20, tzinfo=dt.UTC)

@@ -31,6 +31,9 @@ class StoredParty:
     merged_into: str  # "" unless identity merged it into another party
     facts: Mapping[str, Any]
     preferences: ContactPreferences
+    # A retired id whose forwarding identity ended: it names no one person (merged_into is the
+    # party the split kept, which its contacts count for).
+    forwarding_ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,15 @@ class PartyStore(Protocol):
         Returns the kinds of the entries taken, per party (parties with none left out)."""
         ...
 
-    async def merge(self, party_id: str, into: str, at: dt.datetime) -> bool:
-        """Marks the party merged into `into`; False if it already was."""
+    async def merge(
+        self, party_id: str, into: str, at: dt.datetime, profile_version: int, ended: bool
+    ) -> bool:
+        """Marks the party merged into `into` (`ended`: its forwarding ended there), if the
+        change at `profile_version` is the latest applied; False if nothing changed."""
+        ...
+
+    async def forwarding_into(self, party_ids: Sequence[str]) -> list[str]:
+        """The parties merged straight into one of these."""
         ...
 
     async def set_preferences(
@@ -148,8 +158,9 @@ class ContactStore(Protocol):
         """How many contacts of this kind answer the decision."""
         ...
 
-    async def move(self, from_party: str, to_party: str) -> None:
-        """Every contact of `from_party` becomes `to_party`'s (a merge: one person's history)."""
+    async def move(self, recorded_for: Sequence[str], from_party: str, to_party: str) -> None:
+        """The contacts of `from_party` recorded for one of `recorded_for` become `to_party`'s
+        (a merge: one person's history)."""
         ...
 
     async def get(self, contact_id: str) -> NewContact | None:

@@ -80,6 +80,8 @@ class ProfileChange:
     at: dt.datetime
     facts: tuple[Fact, ...]
     merged_into: str = ""  # set when identity merged the party into another
+    # Identity ended the retired id's forwarding: merged_into is the party the split kept.
+    forwarding_ended: bool = False
 
 
 @dataclass(frozen=True)

@@ -742,18 +742,7 @@ class ProfileReactions:
         zone = self._clock.zone
         taken = await unit.parties.apply([(change, entries(change, zone)) for change in changes])
         if len(changes) == 1 and changes[0].merged_into:
-            change = changes[0]
-            if await unit.parties.merge(change.party_id, change.merged_into, change.at):
-                await self._outbound.withdraw_all(
-                    unit,
-                    change.party_id,
-                    "the party was merged into another; its decisions end with it",
-                    change.profile_version,
-                )
-                await self._carry_restrictions(unit, change.party_id, change.merged_into)
-                # One person, one contact history: a decline, an ignored offer or a message
-                # sent on the party merged away binds the survivor's budget, caps and cool-downs.
-                await unit.contacts.move(change.party_id, change.merged_into)
+            await self._forward(unit, changes[0])
             return
         kinds = outbound_kinds(catalogue)
         versions: dict[str, int] = {}
@@ -770,6 +759,36 @@ class ProfileReactions:
         await self._outbound.redecide(
             unit, live, DecisionTrigger.PROFILE_CHANGE, versions, catalogue=catalogue
         )
+
+    async def _forward(self, unit: OffersUnitOfWork, change: ProfileChange) -> None:
+        """The party merged away leads where the change says (a later change may re-route it
+        after a split, or end its forwarding), unless a later change was applied. Its decisions
+        end; what the customer said on it binds the party it leads to; and the contacts
+        recorded for it, or for an id leading through it, move there: one person, one contact
+        history (a decline, an ignored offer or a message sent on the party merged away binds
+        the survivor's budget, caps and cool-downs)."""
+        party_id, into = change.party_id, change.merged_into
+        before = await _survivor_of(unit, party_id)
+        after = await _survivor_of(unit, into)
+        await unit.lock([party_lock(p) for p in sorted({before, after})])
+        if not await unit.parties.merge(
+            party_id, into, change.at, change.profile_version, change.forwarding_ended
+        ):
+            return
+        await self._outbound.withdraw_all(
+            unit,
+            party_id,
+            "the party was merged into another; its decisions end with it",
+            change.profile_version,
+        )
+        await self._carry_restrictions(unit, party_id, after)
+        if before != after:
+            recorded_for, frontier = [party_id], [party_id]
+            while frontier:
+                found = await unit.parties.forwarding_into(frontier)
+                frontier = [p for p in found if p not in recorded_for]
+                recorded_for += frontier
+            await unit.contacts.move(recorded_for, before, after)
 
     async def _carry_restrictions(
         self, unit: OffersUnitOfWork, retired_id: str, survivor_id: str
@@ -796,23 +815,31 @@ class ProfileReactions:
 
 
 async def _survivor(
-    unit: OffersUnitOfWork, party_id: str, *, follow_merges: bool = True
+    unit: OffersUnitOfWork,
+    party_id: str,
+    *,
+    follow_merges: bool = True,
+    follow_ended: bool = False,
 ) -> tuple[str, StoredParty | None]:
     """The party that holds `party_id`'s facts and contacts today, and its row (None: offers
     never heard of it): itself, or the party it was merged into, along a chain of merges.
-    Without `follow_merges` a party merged away is NotFound."""
+    Without `follow_merges` a party merged away is NotFound; without `follow_ended` so is a
+    retired id whose forwarding identity ended (it names no one person a channel could mean)."""
+    asked = party_id
     for _ in range(_MAX_FORWARDS):
         party = await unit.parties.get(party_id)
         if party is None or not party.merged_into:
             return party_id, party
-        if not follow_merges:
-            raise NotFound("party", party_id)
+        if not follow_merges or (party.forwarding_ended and not follow_ended):
+            raise NotFound("party", asked)
         party_id = party.merged_into
     raise RuntimeError("forwarding chain too long: corrupt merge data")
 
 
 async def _survivor_of(unit: OffersUnitOfWork, party_id: str) -> str:
-    survivor, _ = await _survivor(unit, party_id)
+    """Where the party's contacts count today, also through an ended forwarding (to the party
+    the split kept): for what the platform itself reports, such as a message sent."""
+    survivor, _ = await _survivor(unit, party_id, follow_ended=True)
     return survivor
 
 
@@ -964,11 +991,12 @@ class OfferDecisions:
         now = self._clock.now()
         since = history_since(catalogue, self._arbiter.config, now)
         party, contacts = await self._store.read(party_id, since)
+        asked = party_id
         for _ in range(_MAX_FORWARDS):
             if party is None or not party.merged_into:
                 break
-            if not follow_merges:
-                raise NotFound("party", party_id)
+            if not follow_merges or party.forwarding_ended:
+                raise NotFound("party", asked)
             # A retired id a channel held on to: the survivor's facts, switches and contacts
             # decide, and the decision is the survivor's.
             party_id = party.merged_into
@@ -1172,14 +1200,15 @@ class OfferDecisions:
         v.raise_if_any()
         await self._outbound.ready()
         # A retired party id (a channel held on to it): the choice is its survivor's.
+        asked = party_id
         for _ in range(_MAX_FORWARDS):
             async with self._units() as unit:
                 await self._outbound.locked_catalogue(unit)
                 await unit.lock([party_lock(party_id)])
                 party = await unit.parties.get(party_id)
                 if party is not None and party.merged_into:
-                    if not follow_merges:
-                        raise NotFound("party", party_id)
+                    if not follow_merges or party.forwarding_ended:
+                        raise NotFound("party", asked)
                     party_id = party.merged_into
                     continue
                 held = ContactPreferences(party_id) if party is None else party.preferences

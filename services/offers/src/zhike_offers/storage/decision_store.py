@@ -167,7 +167,8 @@ class HeldConnections:
 # A decision's read in one statement: the party's row with each of its facts, then its contacts
 # since a time (`part` tells which). JSON comes back as text from asyncpg.
 _READ = """
-SELECT 'p' AS part, p.profile_version, p.merged_into, p.do_not_contact, p.personalised_offers,
+SELECT 'p' AS part, p.profile_version, p.merged_into, p.forwarding_ended,
+       p.do_not_contact, p.personalised_offers,
        p.preferences_version, p.preferences_updated_at, p.opted_out_channels,
        f.fact_key, f.value::text AS value,
        NULL::timestamptz AS at, NULL AS offer_id, NULL AS channel, NULL AS kind,
@@ -175,7 +176,7 @@ SELECT 'p' AS part, p.profile_version, p.merged_into, p.do_not_contact, p.person
 FROM party p LEFT JOIN party_fact f ON f.party_id = p.party_id
 WHERE p.party_id = $1
 UNION ALL
-SELECT 'c', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT 'c', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        c.at, c.offer_id, c.channel, c.kind, c.marketing
 FROM contact_event c
 WHERE c.party_id = $1 AND c.at > $2
@@ -252,6 +253,7 @@ def _party(party_id: str, row: Any, facts: dict[str, Any]) -> StoredParty:
         party_id=party_id,
         profile_version=int(row["profile_version"]),
         merged_into=row["merged_into"] or "",
+        forwarding_ended=bool(row["forwarding_ended"]),
         facts=facts,
         preferences=ContactPreferences(
             party_id,

@@ -63,6 +63,7 @@ def _party(row: Any, facts: dict[str, Any]) -> StoredParty:
         party_id=row.party_id,
         profile_version=int(row.profile_version),
         merged_into=row.merged_into or "",
+        forwarding_ended=bool(row.forwarding_ended),
         facts=facts,
         preferences=ContactPreferences(
             row.party_id,
@@ -174,13 +175,32 @@ class SqlPartyStore(_Store):
                 taken.setdefault(party_id, set()).add(kind_of(fact_key))
         return taken
 
-    async def merge(self, party_id: str, into: str, at: dt.datetime) -> bool:
+    async def merge(
+        self, party_id: str, into: str, at: dt.datetime, profile_version: int, ended: bool
+    ) -> bool:
         result = await self._session.execute(
             sa.update(party)
-            .where(party.c.party_id == party_id, party.c.merged_into.is_(None))
-            .values(merged_into=into, updated_at=to_utc(at))
+            .where(
+                party.c.party_id == party_id,
+                # The change applied (apply raised the version to it) and none later has.
+                party.c.profile_version == profile_version,
+                sa.or_(
+                    party.c.merged_into.is_(None),
+                    party.c.merged_into != into,
+                    party.c.forwarding_ended != ended,
+                ),
+            )
+            .values(merged_into=into, forwarding_ended=ended, updated_at=to_utc(at))
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def forwarding_into(self, party_ids: Sequence[str]) -> list[str]:
+        if not party_ids:
+            return []
+        found = await self._session.scalars(
+            sa.select(party.c.party_id).where(party.c.merged_into.in_(list(party_ids)))
+        )
+        return sorted(found)
 
     async def set_preferences(
         self,
@@ -280,6 +300,7 @@ def _contact_row(contact: NewContact) -> dict[str, Any]:
     return {
         "contact_id": contact.contact_id,
         "party_id": contact.party_id,
+        "recorded_party_id": contact.party_id,
         "at": to_utc(event.at),
         "offer_id": event.offer_id,
         "channel": event.channel,
@@ -337,10 +358,11 @@ class SqlContactStore(_Store):
         )
         return int(found or 0)
 
-    async def move(self, from_party: str, to_party: str) -> None:
+    async def move(self, recorded_for: Sequence[str], from_party: str, to_party: str) -> None:
+        recorded = sa.func.coalesce(contact_event.c.recorded_party_id, contact_event.c.party_id)
         await self._session.execute(
             sa.update(contact_event)
-            .where(contact_event.c.party_id == from_party)
+            .where(contact_event.c.party_id == from_party, recorded.in_(list(recorded_for)))
             .values(party_id=to_party)
         )
 

@@ -32,7 +32,12 @@ party = sa.Table(
     # The highest ProfileChanged.profile_version applied.
     sa.Column("profile_version", sa.BigInteger(), nullable=False, server_default="0"),
     # Set when identity merged the party into another: nothing is decided for it any more.
-    sa.Column("merged_into", _ID, nullable=True),
+    # Replaced by a later ProfileChanged of the party (a split re-routed the retired id).
+    sa.Column("merged_into", _ID, nullable=True, index=True),
+    # Identity ended the retired id's forwarding (a split parted its records): merged_into is
+    # the party the split kept, which its contacts count for; a channel asking by it is told
+    # NOT_FOUND (offers_0006).
+    sa.Column("forwarding_ended", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("do_not_contact", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("personalised_offers", sa.Boolean(), nullable=False, server_default=sa.true()),
     # How many times the customer changed the switches, and when last (NULL: the defaults).
@@ -81,7 +86,12 @@ contact_event = sa.Table(
     metadata,
     # "response:<response id>", "decided:<decision id>" or "message:<notification id>".
     sa.Column("contact_id", sa.String(64), primary_key=True),
+    # Whose contact history it is now: merges move it (with the forwarding of the party it was
+    # recorded for).
     sa.Column("party_id", _ID, nullable=False),
+    # The party it was recorded for, never moved (offers_0006; NULL: recorded before, then
+    # party_id is taken as it). A re-routed retired id takes the contacts recorded for it.
+    sa.Column("recorded_party_id", _ID, nullable=True),
     sa.Column("at", _TIME, nullable=False),
     sa.Column("offer_id", _OFFER, nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),

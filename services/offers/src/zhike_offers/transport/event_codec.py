@@ -192,6 +192,9 @@ def profile_change(message: profile_events.ProfileChanged) -> ProfileChange:
     if message.merged_into_party_id and message.merged_into_party_id == message.party_id:
         # Merged into itself, a party would forward to itself and never be decided for again.
         raise _bad("merged_into_party_id", "names the party itself")
+    if message.forwarding_ended and not message.merged_into_party_id:
+        # Its contacts would count for no one.
+        raise _bad("merged_into_party_id", "must name the party kept when forwarding_ended is set")
     return ProfileChange(
         party_id=_party_id(message.party_id, "party_id"),
         profile_version=message.profile_version,
@@ -202,6 +205,7 @@ def profile_change(message: profile_events.ProfileChanged) -> ProfileChange:
             if message.merged_into_party_id
             else ""
         ),
+        forwarding_ended=message.forwarding_ended,
     )
 
 
