@@ -1,8 +1,8 @@
 """Identity's forwarding version per party, so a retired id that a split re-routes (or whose
 forwarding it ends: forwarding_ended) follows the latest forwarding whatever order the events
-arrive in; and an
-index on merged_into, to find the ids that lead through a party. Parties merged before it keep
-version 0: the first forwarding they were told, which any versioned change replaces.
+arrive in; and an index on merged_into, to find the ids that lead through a party. Parties
+merged before it keep version 0: the first forwarding they were told, which any versioned
+change replaces.
 
 Revision ID: profile_0008
 Revises: profile_0007
