@@ -206,3 +206,23 @@ async def test_a_merged_party_keeps_the_messages_and_withdrawals_of_the_retired_
         notification_id,
     ]
     assert await sms_marketing(harness, survivor) == withdrawal()
+
+
+async def test_a_retired_id_re_routed_after_a_split_takes_its_messages_to_its_new_party(
+    harness: Harness,
+) -> None:
+    kept, retired, new_party = await linked_party(harness), str(uuid.uuid4()), str(uuid.uuid4())
+    await harness.created("created-retired", retired)
+    notification_id = str(uuid.uuid4())
+    await message_sent(harness, "sent", retired, notification_id, T0 + dt.timedelta(hours=1))
+    await harness.merged("merge", kept, [retired], versions=[1])
+
+    await harness.created("created-new", new_party)
+    await harness.merged("re-route", new_party, [retired], versions=[2])
+
+    moved = await harness.queries.list_interactions(new_party, 10, "")
+    assert [i.message.notification_id for i in moved.interactions if i.message] == [
+        notification_id
+    ]
+    stayed = await harness.queries.list_interactions(kept, 10, "")
+    assert [i for i in stayed.interactions if i.message] == []
