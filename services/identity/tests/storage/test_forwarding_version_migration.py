@@ -13,12 +13,9 @@ from zhike_identity.app import DEFINITION
 from zhike_identity.storage.schema import party
 from zhike_runtime.db import Database
 from zhike_runtime.migrations import (
-    RUNTIME_SCRIPTS,
-    RUNTIME_VERSION_TABLE,
-    SERVICE_VERSION_TABLE,
     apply_migrations,
 )
-from zhike_runtime.testing.migrations import upgrade_to
+from zhike_runtime.testing.migrations import service_store_at
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 RETIRED, SURVIVOR = (str(uuid.UUID(int=n)) for n in range(1, 3))
@@ -31,10 +28,7 @@ async def test_parties_retired_before_the_upgrade_start_at_forwarding_version_on
     database = Database(database_url)
     try:
         async with database.engine.begin() as connection:
-            await connection.run_sync(upgrade_to, RUNTIME_SCRIPTS, RUNTIME_VERSION_TABLE, "head")
-            await connection.run_sync(
-                upgrade_to, DEFINITION.migrations, SERVICE_VERSION_TABLE, "identity_0005"
-            )
+            await connection.run_sync(service_store_at, DEFINITION.migrations, "identity_0005")
             await connection.execute(
                 sa.text(
                     "INSERT INTO party (party_id, created_at, retired_into, retired_at) "

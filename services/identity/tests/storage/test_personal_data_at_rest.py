@@ -27,12 +27,10 @@ from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.db import Database
 from zhike_runtime.key_rotation import rotate_keys
 from zhike_runtime.migrations import (
-    RUNTIME_SCRIPTS,
-    RUNTIME_VERSION_TABLE,
     SERVICE_VERSION_TABLE,
     apply_migrations,
 )
-from zhike_runtime.testing.migrations import upgrade_to
+from zhike_runtime.testing.migrations import service_store_at
 from zhike_runtime.testing.processes import PostgresCluster
 from zhike_runtime.testing.services import (
     TEST_DATA_KEY_ID,
@@ -207,10 +205,7 @@ async def old_plaintext_store(database: Database) -> tuple[dict[tuple[str, str],
     plain index keys); returns each record's party and how many non-empty values it holds."""
     assert DEFINITION.migrations is not None
     async with database.engine.begin() as connection:
-        await connection.run_sync(upgrade_to, RUNTIME_SCRIPTS, RUNTIME_VERSION_TABLE, "head")
-        await connection.run_sync(
-            upgrade_to, DEFINITION.migrations, SERVICE_VERSION_TABLE, "identity_0002"
-        )
+        await connection.run_sync(service_store_at, DEFINITION.migrations, "identity_0002")
     raw = generated()[:60]
     resolution = resolve(raw)
     today = dt.date.today()

@@ -12,12 +12,9 @@ from zhike_offers.app import DEFINITION
 from zhike_offers.storage.schema import contact_event, party
 from zhike_runtime.db import Database
 from zhike_runtime.migrations import (
-    RUNTIME_SCRIPTS,
-    RUNTIME_VERSION_TABLE,
-    SERVICE_VERSION_TABLE,
     apply_migrations,
 )
-from zhike_runtime.testing.migrations import upgrade_to
+from zhike_runtime.testing.migrations import service_store_at
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 FIRST, MIDDLE, SURVIVOR, OTHER = (str(uuid.UUID(int=n)) for n in range(1, 5))
@@ -43,10 +40,7 @@ async def test_contacts_of_parties_merged_before_the_upgrade_become_the_survivor
     database = Database(database_url)
     try:
         async with database.engine.begin() as connection:
-            await connection.run_sync(upgrade_to, RUNTIME_SCRIPTS, RUNTIME_VERSION_TABLE, "head")
-            await connection.run_sync(
-                upgrade_to, DEFINITION.migrations, SERVICE_VERSION_TABLE, "offers_0003"
-            )
+            await connection.run_sync(service_store_at, DEFINITION.migrations, "offers_0003")
             # FIRST was merged into MIDDLE, then MIDDLE into SURVIVOR.
             await connection.execute(
                 sa.insert(party),

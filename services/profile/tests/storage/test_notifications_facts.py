@@ -221,8 +221,6 @@ async def test_a_retired_id_re_routed_after_a_split_takes_its_messages_to_its_ne
     await harness.merged("re-route", new_party, [retired], versions=[2])
 
     moved = await harness.queries.list_interactions(new_party, 10, "")
-    assert [i.message.notification_id for i in moved.interactions if i.message] == [
-        notification_id
-    ]
+    assert [i.message.notification_id for i in moved.interactions if i.message] == [notification_id]
     stayed = await harness.queries.list_interactions(kept, 10, "")
     assert [i for i in stayed.interactions if i.message] == []

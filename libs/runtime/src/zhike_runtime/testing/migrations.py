@@ -8,7 +8,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from zhike_runtime.migrations import FIELD_KEYS
+from zhike_runtime.migrations import (
+    FIELD_KEYS,
+    RUNTIME_SCRIPTS,
+    RUNTIME_VERSION_TABLE,
+    SERVICE_VERSION_TABLE,
+)
 
 
 def upgrade_to(connection: Connection, scripts: Path, version_table: str, target: str) -> None:
@@ -20,3 +25,11 @@ def upgrade_to(connection: Connection, scripts: Path, version_table: str, target
     config.attributes["version_table"] = version_table
     config.attributes[FIELD_KEYS] = None
     command.upgrade(config, target)
+
+
+def service_store_at(connection: Connection, scripts: Path, revision: str) -> None:
+    """A store with the service's tables at `revision` (an older release's) and the runtime's
+    (outbox, inbox) at head, for a test of the service's migrations after `revision`. Use with
+    `connection.run_sync`."""
+    upgrade_to(connection, RUNTIME_SCRIPTS, RUNTIME_VERSION_TABLE, "head")
+    upgrade_to(connection, scripts, SERVICE_VERSION_TABLE, revision)

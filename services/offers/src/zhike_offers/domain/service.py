@@ -105,6 +105,7 @@ from zhike_offers.domain.propensity import (
 )
 from zhike_offers.domain.sweep import after_chunk, live_outbound, plan
 from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
+from zhike_runtime.forwarding import leading_through
 from zhike_runtime.ids import new_id
 from zhike_runtime.paging import PageTokens
 from zhike_runtime.paging import page_size as resolve_page_size
@@ -783,11 +784,7 @@ class ProfileReactions:
         )
         await self._carry_restrictions(unit, party_id, after)
         if before != after:
-            recorded_for, frontier = [party_id], [party_id]
-            while frontier:
-                found = await unit.parties.forwarding_into(frontier)
-                frontier = [p for p in found if p not in recorded_for]
-                recorded_for += frontier
+            recorded_for = await leading_through(party_id, unit.parties.forwarding_into)
             await unit.contacts.move(recorded_for, before, after)
 
     async def _carry_restrictions(

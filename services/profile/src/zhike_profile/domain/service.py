@@ -71,6 +71,7 @@ from zhike_profile.domain.snapshot import (
 )
 from zhike_profile.domain.source_events import RecordMessage, SetConsent, SourceEvent
 from zhike_runtime.errors import NotFound
+from zhike_runtime.forwarding import leading_through
 from zhike_runtime.paging import PageTokens, page_size
 from zhike_runtime.validation import Violations
 
@@ -337,12 +338,7 @@ class ProfileUpdates:
             return None
         after = before[into]
         if after != before[party_id]:
-            through = [party_id]
-            frontier = [party_id]
-            while frontier:
-                found = await unit.parties.forwarding_into(frontier)
-                frontier = [p for p in found if p not in through]
-                through += frontier
+            through = await leading_through(party_id, unit.parties.forwarding_into)
             await unit.parties.reassign(through, before[party_id], after)
             touched |= {before[party_id], after}
         return after
