@@ -289,10 +289,8 @@ class ProfileUpdates:
         """Each retired party (with identity's forwarding version: 0 from before versions)
         forwards to the survivor from now on, unless it holds a newer forwarding; the records
         that led through it follow."""
-        parties = (survivor, *(p for p, _ in retired))
-        for party_id in parties:
+        for party_id in (survivor, *(p for p, _ in retired)):
             await unit.parties.ensure(party_id, at)
-        await unit.lock([party_lock(p) for p in sorted(set(parties))])
         touched: set[str] = set()
         moved: dict[str, str] = {}
         for party_id, version in retired:
@@ -309,7 +307,6 @@ class ProfileUpdates:
         with the party the split kept (identity sends no event for them)."""
         for p in (party_id, kept):
             await unit.parties.ensure(p, at)
-        await unit.lock([party_lock(p) for p in sorted({party_id, kept})])
         touched: set[str] = set()
         target = await self._forward(unit, party_id, kept, version, at, touched, ended=True)
         if target is not None:
@@ -331,9 +328,10 @@ class ProfileUpdates:
         """`party_id` forwards to `into` unless its forwarding is as new; the records linked to
         it, or to an id leading through it, move from where it led to where it leads now.
         Returns that party (None: nothing changed); adds the parties whose records changed to
-        `touched`. The caller holds the locks of `party_id` and `into`."""
-        # Where the id and `into` lead now, locked: the records move between those two.
-        before = await self._lock_resolved(unit, {party_id, into}, set())
+        `touched`."""
+        # The id and `into`, and where they lead now (the records move between those two),
+        # locked in one call where they can be: fewer chances to wait in a circle.
+        before = await self._lock_resolved(unit, {party_id, into}, {party_id, into})
         if not await unit.parties.retire(party_id, into, at, version, ended=ended):
             return None
         after = before[into]
