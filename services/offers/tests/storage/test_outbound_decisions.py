@@ -575,6 +575,35 @@ async def test_a_retired_id_re_routed_after_a_split_takes_its_decline_to_the_new
     assert decided.decision.party_id == NEW_PARTY
 
 
+async def test_a_contact_recorded_before_offers_0006_follows_its_party_re_routed_after_a_split(
+    harness: Harness,
+) -> None:
+    await harness.deliver("p1", changed(PARTY, 1, usd(10)))
+    async with harness.unit() as unit:  # as offers before offers_0006 stored it
+        await unit.session.execute(
+            sa.insert(schema.contact_event).values(
+                contact_id="response:before-the-upgrade",
+                party_id=PARTY,
+                recorded_party_id=None,
+                at=harness.now,
+                offer_id=FX_OFFER,
+                channel="mobile_app",
+                kind="decline",
+                marketing=True,
+                decision_id=str(uuid.uuid4()),
+            )
+        )
+        await unit.commit()
+    await merge_party_into_survivor(harness)
+
+    await harness.deliver("re-route", changed(PARTY, 3, merged_into=NEW_PARTY))
+
+    async with harness.unit() as unit:
+        contact = await unit.contacts.get("response:before-the-upgrade")
+    assert contact is not None
+    assert contact.party_id == NEW_PARTY
+
+
 async def test_a_retired_id_whose_forwarding_ended_is_not_found_and_its_decline_stays_kept(
     harness: Harness,
 ) -> None:

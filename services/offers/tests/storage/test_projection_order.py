@@ -6,7 +6,8 @@ what changed — balances per currency and side, holdings opened and closed, tie
 segments entered and left, consents, risk levels and expiries — and a party may be merged into
 another, after which its facts change no more, though a split at identity may re-route it to
 another party or end its forwarding (each a later change). Every party starts with a contact
-recorded for it. Every event goes at once, in order, to one store; to
+recorded for it, and notifications tells of messages sent to any of them, merged or not, at any
+time (offers records each as a contact). Every event goes at once, in order, to one store; to
 the other when the machine decides: late, out of order, several times (also under another event
 id, as a republished copy), one at a time or several in one batch (as the consumer applies a
 fetch). At the end the second store gets whatever is still pending, and every party's projected
@@ -32,12 +33,13 @@ from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_offers.app import DEFINITION
 from zhike_offers.domain.catalogue import Catalogue
 from zhike_offers.domain.contact_policy import ContactEvent, ContactKind
+from zhike_offers.domain.model import MessageSent
 from zhike_offers.storage import schema
 from zhike_runtime.db import Database
 from zhike_runtime.events.schema import inbox_event, outbox_event
 from zhike_runtime.testing.services import migrate_databases
 
-from ..domain.builders import shared_environment
+from ..domain.builders import document, shared_environment
 from ..offers_harness import Harness
 from ..profile_events import (
     T0,
@@ -54,6 +56,7 @@ from ..profile_events import (
 
 PARTIES = tuple(str(uuid.UUID(int=n)) for n in (1, 2, 3))
 SURVIVORS = tuple(str(uuid.UUID(int=n)) for n in (98, 99))
+APP_OFFER = "app_offer"  # on the app only: no change decides it outbound
 TABLES = (
     schema.party_fact,
     schema.party,
@@ -120,9 +123,10 @@ async def state_of(harness: Harness) -> dict[str, Any]:
                     dict(party.facts),
                 )
             )
-        for party_id in PARTIES:
-            contact = await unit.contacts.get(f"contact:{party_id}")
-            state[f"contact {party_id}"] = None if contact is None else contact.party_id
+        rows = await unit.session.execute(
+            sa.select(schema.contact_event.c.contact_id, schema.contact_event.c.party_id)
+        )
+        state["contacts"] = {contact_id: party_id for contact_id, party_id in rows}
     for party_id in PARTIES:
         state[f"facts {party_id}"] = await harness.facts(party_id)
     return state
@@ -163,9 +167,12 @@ class Profile(RuleBasedStateMachine):
         self.shuffled = Harness(shuffled, empty)
         for harness in (self.in_order, self.shuffled):
             self.run(record_a_contact_for_each_party(harness))
+            self.run(harness.admin.create(document(APP_OFFER)))
         self.versions = dict.fromkeys(PARTIES, 0)
         self.merged: dict[str, tuple[str, bool]] = {}  # → where it leads, forwarding ended
         self.pending: list[tuple[str, pb.ProfileChanged]] = []
+        self.messages: dict[str, str] = {}  # notification id → the party it was sent to
+        self.pending_messages: list[MessageSent] = []
         self.delivered: list[tuple[str, pb.ProfileChanged]] = []
         self.counter = 0
 
@@ -220,6 +227,30 @@ class Profile(RuleBasedStateMachine):
         self.emit(party_id, [], merged_into=into, forwarding_ended=ended)
         self.merged[party_id] = (into, ended)
 
+    @rule(choice=st.integers(min_value=0, max_value=99))
+    def send_a_message(self, choice: int) -> None:
+        self.counter += 1
+        message = MessageSent(
+            notification_id=f"n{self.counter}",
+            party_id=PARTIES[choice % len(PARTIES)],
+            channel="mobile_app",
+            decision_id="",
+            offer_id=APP_OFFER,
+            at=T0 + dt.timedelta(hours=self.counter),
+        )
+        assert self.run(self.in_order.message_sent(message))
+        self.messages[message.notification_id] = message.party_id
+        self.pending_messages.append(message)
+
+    @precondition(lambda self: self.pending_messages)
+    @rule(data=st.data(), again=st.booleans())
+    def deliver_a_message(self, data: st.DataObject, again: bool) -> None:
+        index = data.draw(st.integers(min_value=0, max_value=len(self.pending_messages) - 1))
+        message = self.pending_messages[index]
+        if not again:
+            del self.pending_messages[index]
+        self.run(self.shuffled.message_sent(message))
+
     @precondition(lambda self: self.pending)
     @rule(data=st.data(), again=st.booleans())
     def deliver_one_out_of_order(self, data: st.DataObject, again: bool) -> None:
@@ -253,12 +284,21 @@ class Profile(RuleBasedStateMachine):
             # What is still pending arrives last, the oldest last of all.
             for event in reversed(self.pending):
                 self.run(self.shuffled.deliver(*event))
+            for message in self.pending_messages:
+                self.run(self.shuffled.message_sent(message))
             expected = self.run(state_of(self.in_order))
             actual = self.run(state_of(self.shuffled))
             assert actual == expected
             for party_id, (into, ended) in self.merged.items():
                 assert expected[party_id][1:3] == (into, ended)
-                assert expected[f"contact {party_id}"] == into
+
+            def leads_to(party_id: str) -> str:
+                return self.merged.get(party_id, (party_id, False))[0]
+
+            told = {f"contact:{p}": leads_to(p) for p in PARTIES} | {
+                f"message:{n}": leads_to(p) for n, p in self.messages.items()
+            }
+            assert expected["contacts"] == told
         finally:
             self.run(self.in_order.close())
             self.run(self.shuffled.close())

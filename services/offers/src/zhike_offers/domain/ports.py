@@ -132,9 +132,12 @@ class NewContact:
     # "decided:<decision id>", "response:<response id>" or "message:<notification id>":
     # recorded once.
     contact_id: str
-    party_id: str
+    party_id: str  # whose contact history it is in
     event: ContactEvent
     decision_id: str
+    # The party id the contact was told for (a retired id a message or response named), which
+    # it follows if a split re-routes that id; "": party_id.
+    recorded_for: str = ""
 
 
 class ContactStore(Protocol):
@@ -145,9 +148,15 @@ class ContactStore(Protocol):
         ...
 
     async def add(
-        self, contact_id: str, party_id: str, event: ContactEvent, decision_id: str
+        self,
+        contact_id: str,
+        party_id: str,
+        event: ContactEvent,
+        decision_id: str,
+        recorded_for: str = "",
     ) -> bool:
-        """Records the event under its id; False (and nothing stored) if the id is known."""
+        """Records the event under its id (`recorded_for`: see NewContact); False (and nothing
+        stored) if the id is known."""
         ...
 
     async def add_many(self, contacts: Sequence[NewContact]) -> None:

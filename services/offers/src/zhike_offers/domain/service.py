@@ -769,9 +769,18 @@ class ProfileReactions:
         history (a decline, an ignored offer or a message sent on the party merged away binds
         the survivor's budget, caps and cool-downs)."""
         party_id, into = change.party_id, change.merged_into
-        before = await _survivor_of(unit, party_id)
-        after = await _survivor_of(unit, into)
-        await unit.lock([party_lock(p) for p in sorted({before, after})])
+        # Where the id and `into` lead now, locked, and read again once locked: another
+        # replica may have merged one of them on meanwhile.
+        locked: set[str] = {party_id, into}
+        for _ in range(_MAX_FORWARDS):
+            before = await _survivor_of(unit, party_id)
+            after = await _survivor_of(unit, into)
+            if {before, after} <= locked:
+                break
+            await unit.lock([party_lock(p) for p in sorted({before, after} - locked)])
+            locked |= {before, after}
+        else:
+            raise RuntimeError("the parties kept being merged while they were being locked")
         if not await unit.parties.merge(
             party_id, into, change.at, change.profile_version, change.forwarding_ended
         ):
@@ -908,7 +917,11 @@ class NotificationReactions:
         kind = ContactKind.DELIVERED if already_counted else ContactKind.IMPRESSION
         event = ContactEvent(message.at, message.offer_id, message.channel, kind, offer.marketing)
         return await unit.contacts.add(
-            f"message:{message.notification_id}", survivor, event, message.decision_id
+            f"message:{message.notification_id}",
+            survivor,
+            event,
+            message.decision_id,
+            recorded_for=message.party_id,
         )
 
 
@@ -1068,7 +1081,9 @@ class OfferDecisions:
                 chosen[rank - 1].category is Category.MARKETING,
             )
             contact_id = f"response:{response.response_id}"
-            if not await unit.contacts.add(contact_id, party_id, event, response.decision_id):
+            if not await unit.contacts.add(
+                contact_id, party_id, event, response.decision_id, recorded_for=response.party_id
+            ):
                 recorded = await unit.contacts.get(contact_id)
                 if recorded is not None:  # compared as one person's, merged or not
                     survivor = await _survivor_of(unit, recorded.party_id)

@@ -300,7 +300,7 @@ def _contact_row(contact: NewContact) -> dict[str, Any]:
     return {
         "contact_id": contact.contact_id,
         "party_id": contact.party_id,
-        "recorded_party_id": contact.party_id,
+        "recorded_party_id": contact.recorded_for or contact.party_id,
         "at": to_utc(event.at),
         "offer_id": event.offer_id,
         "channel": event.channel,
@@ -325,11 +325,16 @@ class SqlContactStore(_Store):
         return dict(found)
 
     async def add(
-        self, contact_id: str, party_id: str, event: ContactEvent, decision_id: str
+        self,
+        contact_id: str,
+        party_id: str,
+        event: ContactEvent,
+        decision_id: str,
+        recorded_for: str = "",
     ) -> bool:
         result = await self._session.execute(
             _add_contact(self._dialect),
-            _contact_row(NewContact(contact_id, party_id, event, decision_id)),
+            _contact_row(NewContact(contact_id, party_id, event, decision_id, recorded_for)),
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -363,7 +368,8 @@ class SqlContactStore(_Store):
         await self._session.execute(
             sa.update(contact_event)
             .where(contact_event.c.party_id == from_party, recorded.in_(list(recorded_for)))
-            .values(party_id=to_party)
+            # A contact from before offers_0006 was recorded for the party it is moved from.
+            .values(party_id=to_party, recorded_party_id=recorded)
         )
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
