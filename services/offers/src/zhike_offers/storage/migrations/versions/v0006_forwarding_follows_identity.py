@@ -1,7 +1,8 @@
 """Where a retired party leads follows identity's latest forwarding: a split may re-route a
 retired id, or end its forwarding (forwarding_ended), told by a later ProfileChanged. Contacts
 keep the party they were recorded for (recorded_party_id), so a re-routed id takes its own
-contacts along; those recorded before this migration have none and stay where they are. An
+contacts along; one recorded before this migration has none until its next move, which takes
+the party it is moved from (so contacts merged into a survivor before stay with it). An
 index on party.merged_into finds the ids that lead through a party.
 
 Revision ID: offers_0006
