@@ -160,37 +160,36 @@ def record_keys(*pairs: tuple[str, str]) -> list[party_pb2.SourceRecordKey]:
     return [party_pb2.SourceRecordKey(source_system=s, source_record_id=r) for s, r in pairs]
 
 
-async def test_after_a_split_the_retired_id_answers_with_the_party_its_records_went_to(
-    stack: Stack,
-) -> None:
+async def merged_then_split(
+    stack: Stack, *leaving: tuple[str, str]
+) -> tuple[str, str, pb.SplitPartyResponse]:
+    """Wang Wei's party merged into Liu Xiaoyan's (as the profile shows), then the `leaving`
+    records split off: (her party, his retired one, the split's answer)."""
     first = await person_a(stack)
     second = await person_b(stack)
     await stack.identity.MergeParties(pb.MergePartiesRequest(party_ids=[first, second]), timeout=5)
     await wait_for(stack, second, A_RECORDS | B_RECORDS, answered_by=first)
-
     split = await stack.identity.SplitParty(
         pb.SplitPartyRequest(
-            party_id=first, source_records=record_keys(*sorted(B_RECORDS)), reason="two people"
+            party_id=first, source_records=record_keys(*leaving), reason="two people"
         ),
         timeout=5,
     )
+    return first, second, split
+
+
+async def test_after_a_split_the_retired_id_answers_with_the_party_its_records_went_to(
+    stack: Stack,
+) -> None:
+    _, second, split = await merged_then_split(stack, *sorted(B_RECORDS))
 
     # Wang Wei's old id no longer shows Liu Xiaoyan's profile: it follows his records.
     await wait_for(stack, second, B_RECORDS, answered_by=split.new_party_id)
 
 
 async def test_after_a_split_parts_its_records_the_retired_id_is_not_found(stack: Stack) -> None:
-    first = await person_a(stack)
-    second = await person_b(stack)
-    await stack.identity.MergeParties(pb.MergePartiesRequest(party_ids=[first, second]), timeout=5)
-    await wait_for(stack, second, A_RECORDS | B_RECORDS, answered_by=first)
+    first, second, split = await merged_then_split(stack, ("cards", "B-1"))
 
-    split = await stack.identity.SplitParty(
-        pb.SplitPartyRequest(
-            party_id=first, source_records=record_keys(("cards", "B-1")), reason="two people"
-        ),
-        timeout=5,
-    )
     await wait_for(stack, split.new_party_id, {("cards", "B-1")})
 
     async def not_found() -> bool:
