@@ -575,6 +575,20 @@ async def test_a_retired_id_re_routed_after_a_split_takes_its_decline_to_the_new
     assert decided.decision.party_id == NEW_PARTY
 
 
+async def test_a_do_not_contact_binds_every_party_the_id_was_merged_into_whatever_the_order(
+    harness: Harness,
+) -> None:
+    await harness.deliver("p1", changed(PARTY, 1, usd(10)))
+    await harness.decisions.set_contact_preferences(PARTY, True, None)
+
+    # The split's re-route arrives before the merge it follows.
+    await harness.deliver("re-route", changed(PARTY, 3, merged_into=NEW_PARTY))
+    await merge_party_into_survivor(harness)
+
+    for party_id in (NEW_PARTY, SURVIVOR):
+        assert (await harness.decisions.contact_preferences(party_id)).do_not_contact is True
+
+
 async def test_a_contact_recorded_before_offers_0006_follows_its_party_re_routed_after_a_split(
     harness: Harness,
 ) -> None:

@@ -764,10 +764,11 @@ class ProfileReactions:
     async def _forward(self, unit: OffersUnitOfWork, change: ProfileChange) -> None:
         """The party merged away leads where the change says (a later change may re-route it
         after a split, or end its forwarding), unless a later change was applied. Its decisions
-        end; what the customer said on it binds the party it leads to; and the contacts
-        recorded for it, or for an id leading through it, move there: one person, one contact
-        history (a decline, an ignored offer or a message sent on the party merged away binds
-        the survivor's budget, caps and cool-downs)."""
+        end, and the contacts recorded for it, or for an id leading through it, move there: one
+        person, one contact history (a decline, an ignored offer or a message sent on the party
+        merged away binds the survivor's budget, caps and cool-downs). What the customer said on
+        it binds every party it was ever merged into, even when told late: a merge never lifts
+        a restriction, so the parties end with the same switches whatever the order."""
         party_id, into = change.party_id, change.merged_into
         # Where the id and `into` lead now, locked, and read again once locked: another
         # replica may have merged one of them on meanwhile.
@@ -781,6 +782,7 @@ class ProfileReactions:
             locked |= {before, after}
         else:
             raise RuntimeError("the parties kept being merged while they were being locked")
+        await self._carry_restrictions(unit, party_id, after)
         if not await unit.parties.merge(
             party_id, into, change.at, change.profile_version, change.forwarding_ended
         ):
@@ -791,7 +793,6 @@ class ProfileReactions:
             "the party was merged into another; its decisions end with it",
             change.profile_version,
         )
-        await self._carry_restrictions(unit, party_id, after)
         if before != after:
             recorded_for = await leading_through(party_id, unit.parties.forwarding_into)
             await unit.contacts.move(recorded_for, before, after)
