@@ -575,6 +575,22 @@ async def test_a_retired_id_re_routed_after_a_split_takes_its_decline_to_the_new
     assert decided.decision.party_id == NEW_PARTY
 
 
+async def test_an_offer_retired_on_another_replica_is_not_decided_here_a_moment_later(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+    other_replica = Harness(harness.database, default_catalogue())
+    try:
+        assert FX_OFFER in await offered_in_the_app(other_replica)  # its catalogue is loaded
+
+        await harness.admin.retire(FX_OFFER, 1, "product closed")
+
+        # Well inside the other replica's refresh interval, and without a refresh.
+        assert FX_OFFER not in await offered_in_the_app(other_replica)
+    finally:
+        await other_replica.store.close()
+
+
 async def test_a_do_not_contact_binds_every_party_the_id_was_merged_into_whatever_the_order(
     harness: Harness,
 ) -> None:

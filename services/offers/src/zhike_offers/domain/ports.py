@@ -102,13 +102,19 @@ class SweepStore(Protocol):
     async def put(self, state: SweepState, at: dt.datetime) -> None: ...
 
 
+@dataclass(frozen=True)
+class DecisionInputs:
+    """What a decision reads, at once: the party (as `PartyStore.get`), its contact events
+    after a time, and the catalogue's stored revision (as `CatalogueStore.revision`), so a
+    decision made from an older catalogue can tell."""
+
+    party: StoredParty | None
+    contacts: list[ContactEvent]
+    catalogue_revision: int
+
+
 class DecisionInputStore(Protocol):
-    async def read(
-        self, party_id: str, since: dt.datetime
-    ) -> tuple[StoredParty | None, list[ContactEvent]]:
-        """What a decision reads, at once: the party (as `PartyStore.get`) and its contact
-        events after `since`."""
-        ...
+    async def read(self, party_id: str, since: dt.datetime) -> DecisionInputs: ...
 
 
 class DecisionStore(Protocol):
@@ -116,9 +122,7 @@ class DecisionStore(Protocol):
     transaction around its read and its log entry). The entries of concurrent decisions may
     share one commit."""
 
-    async def read(
-        self, party_id: str, since: dt.datetime
-    ) -> tuple[StoredParty | None, list[ContactEvent]]:
+    async def read(self, party_id: str, since: dt.datetime) -> DecisionInputs:
         """As `DecisionInputStore.read`."""
         ...
 

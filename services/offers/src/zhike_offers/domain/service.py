@@ -269,6 +269,11 @@ class CatalogueCache:
         return self.current
 
     @property
+    def revision(self) -> int | None:
+        """The revision of the catalogue loaded (None: none yet)."""
+        return self._revision
+
+    @property
     def current(self) -> Catalogue:
         """The catalogue loaded (no I/O: safe inside a unit of work, once `get` has run)."""
         if self._catalogue is None:
@@ -1000,10 +1005,18 @@ class OfferDecisions:
         catalogue = await self._catalogues.get()
         model = await self._models.get()
         now = self._clock.now()
-        since = history_since(catalogue, self._arbiter.config, now)
-        party, contacts = await self._store.read(party_id, since)
         asked = party_id
         for _ in range(_MAX_FORWARDS):
+            since = history_since(catalogue, self._arbiter.config, now)
+            inputs = await self._store.read(party_id, since)
+            if inputs.catalogue_revision > (self._catalogues.revision or 0):
+                # Saved on another replica since this one last refreshed (an offer retired a
+                # moment ago is not decided): loaded again (the revision only grows), and read
+                # again with its windows.
+                await self._catalogues.refresh()
+                catalogue = self._catalogues.current
+                continue
+            party = inputs.party
             if party is None or not party.merged_into:
                 break
             if not follow_merges or party.forwarding_ended:
@@ -1011,9 +1024,9 @@ class OfferDecisions:
             # A retired id a channel held on to: the survivor's facts, switches and contacts
             # decide, and the decision is the survivor's.
             party_id = party.merged_into
-            party, contacts = await self._store.read(party_id, since)
         else:
             raise RuntimeError("forwarding chain too long: corrupt merge data")
+        contacts = inputs.contacts
         arbitration = self._arbiter.arbitrate(
             facts_of(party_id, party),
             catalogue,

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from zhike_offers.domain.contact_policy import ContactEvent, ContactKind
 from zhike_offers.domain.model import Arbitration, ContactPreferences
-from zhike_offers.domain.ports import StoredParty
+from zhike_offers.domain.ports import DecisionInputs, StoredParty
 from zhike_offers.storage import records
 from zhike_offers.storage.repository import SqlOffersUnitOfWork, log_row
 from zhike_offers.storage.schema import decision_log
@@ -44,8 +44,6 @@ R = TypeVar("R")
 
 # Calls served by one round at most: entries in one log commit.
 MAX_ROUND = 256
-
-DecisionInputs = tuple[StoredParty | None, list[ContactEvent]]
 
 
 class Rounds(Generic[T, R]):
@@ -165,7 +163,8 @@ class HeldConnections:
 
 
 # A decision's read in one statement: the party's row with each of its facts, then its contacts
-# since a time (`part` tells which). JSON comes back as text from asyncpg.
+# since a time, then the catalogue's revision (in profile_version; `part` tells which). JSON
+# comes back as text from asyncpg.
 _READ = """
 SELECT 'p' AS part, p.profile_version, p.merged_into, p.forwarding_ended,
        p.do_not_contact, p.personalised_offers,
@@ -180,6 +179,9 @@ SELECT 'c', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        c.at, c.offer_id, c.channel, c.kind, c.marketing
 FROM contact_event c
 WHERE c.party_id = $1 AND c.at > $2
+UNION ALL
+SELECT 'r', (SELECT coalesce(sum(o.version), 0) FROM offer o), NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 """
 
 _LOG_COLUMNS = tuple(column.name for column in decision_log.columns)
@@ -212,11 +214,14 @@ class PostgresDecisionStore:
         party: Any = None
         facts: dict[str, Any] = {}
         contacts: list[ContactEvent] = []
+        revision = 0
         for row in rows:
             if row["part"] == "p":
                 party = row
                 if row["fact_key"] is not None:
                     facts[row["fact_key"]] = json.loads(row["value"])
+            elif row["part"] == "r":
+                revision = int(row["profile_version"])
             else:
                 contacts.append(
                     ContactEvent(
@@ -227,7 +232,8 @@ class PostgresDecisionStore:
                         row["marketing"],
                     )
                 )
-        return (None if party is None else _party(party_id, party, facts)), contacts
+        found = None if party is None else _party(party_id, party, facts)
+        return DecisionInputs(found, contacts, revision)
 
     async def log(self, arbitration: Arbitration) -> None:
         await self._logs.submit(arbitration)

@@ -28,7 +28,7 @@ from zhike_offers.domain.model import (
     OutboundEvent,
     WithdrawnDecision,
 )
-from zhike_offers.domain.ports import NewContact, StoredDocument, StoredParty
+from zhike_offers.domain.ports import DecisionInputs, NewContact, StoredDocument, StoredParty
 from zhike_offers.domain.projection import FactEntry, ProfileChange, kind_of, segment_key
 from zhike_offers.domain.propensity import Counts
 from zhike_offers.domain.sweep import SweepState
@@ -415,9 +415,7 @@ _DECISION_INPUTS = sa.union_all(
 
 
 class SqlDecisionInputs(_Store):
-    async def read(
-        self, party_id: str, since: dt.datetime
-    ) -> tuple[StoredParty | None, list[ContactEvent]]:
+    async def read(self, party_id: str, since: dt.datetime) -> DecisionInputs:
         rows = (
             await self._session.execute(
                 _DECISION_INPUTS, {"party_id": party_id, "since": to_utc(since)}
@@ -426,7 +424,9 @@ class SqlDecisionInputs(_Store):
         parties = [row for row in rows if row.party_id is not None]
         facts = {row.fact_key: row.value for row in parties if row.fact_key is not None}
         found = _party(parties[0], facts) if parties else None
-        return found, [_contact(row) for row in rows if row.at is not None]
+        contacts = [_contact(row) for row in rows if row.at is not None]
+        revision = await self._session.scalar(CATALOGUE_REVISION)  # in the same transaction
+        return DecisionInputs(found, contacts, int(revision or 0))
 
 
 # --- outbound decisions -----------------------------------------------------------------------
@@ -646,11 +646,13 @@ def _document(row: Any) -> StoredDocument:
     )
 
 
+# The catalogue's revision: it grows with every save (a new version, a retirement).
+CATALOGUE_REVISION = sa.select(sa.func.coalesce(sa.func.sum(offer.c.version), 0))
+
+
 class SqlCatalogueStore(_Store):
     async def revision(self) -> int:
-        total = await self._session.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(offer.c.version), 0))
-        )
+        total = await self._session.scalar(CATALOGUE_REVISION)
         return int(total or 0)
 
     async def latest(self) -> list[StoredDocument]:
