@@ -591,18 +591,40 @@ async def test_an_offer_retired_on_another_replica_is_not_decided_here_a_moment_
         await other_replica.store.close()
 
 
-async def test_a_do_not_contact_binds_every_party_the_id_was_merged_into_whatever_the_order(
+async def test_a_decision_waiting_while_another_call_loads_the_new_catalogue_uses_it(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+    other_replica = Harness(harness.database, default_catalogue())
+    try:
+        assert FX_OFFER in await offered_in_the_app(other_replica)
+        await harness.admin.retire(FX_OFFER, 1, "product closed")
+        read = other_replica.store.read
+
+        async def read_after_a_refresh(party_id: str, since: dt.datetime) -> Any:
+            # Another call (or the background refresh) loads the new catalogue meanwhile.
+            await other_replica.catalogues.refresh()
+            return await read(party_id, since)
+
+        other_replica.store.read = read_after_a_refresh  # type: ignore[method-assign]
+
+        assert FX_OFFER not in await offered_in_the_app(other_replica)
+    finally:
+        await other_replica.store.close()
+
+
+async def test_a_do_not_contact_lifted_on_the_survivor_stays_lifted_when_the_merge_is_told_again(
     harness: Harness,
 ) -> None:
     await harness.deliver("p1", changed(PARTY, 1, usd(10)))
     await harness.decisions.set_contact_preferences(PARTY, True, None)
-
-    # The split's re-route arrives before the merge it follows.
-    await harness.deliver("re-route", changed(PARTY, 3, merged_into=NEW_PARTY))
     await merge_party_into_survivor(harness)
+    await harness.decisions.set_contact_preferences(SURVIVOR, False, None)
 
-    for party_id in (NEW_PARTY, SURVIVOR):
-        assert (await harness.decisions.contact_preferences(party_id)).do_not_contact is True
+    # The same change republished under another event id: the versions absorb it.
+    await harness.deliver("m1-copy", changed(PARTY, 2, merged_into=SURVIVOR))
+
+    assert (await harness.decisions.contact_preferences(SURVIVOR)).do_not_contact is False
 
 
 async def test_a_contact_recorded_before_offers_0006_follows_its_party_re_routed_after_a_split(

@@ -273,6 +273,11 @@ class CatalogueCache:
         """The revision of the catalogue loaded (None: none yet)."""
         return self._revision
 
+    async def loaded(self) -> tuple[Catalogue, int]:
+        """The catalogue (as `get`) with its revision, taken together."""
+        catalogue = await self.get()
+        return catalogue, self._revision or 0
+
     @property
     def current(self) -> Catalogue:
         """The catalogue loaded (no I/O: safe inside a unit of work, once `get` has run)."""
@@ -772,8 +777,7 @@ class ProfileReactions:
         end, and the contacts recorded for it, or for an id leading through it, move there: one
         person, one contact history (a decline, an ignored offer or a message sent on the party
         merged away binds the survivor's budget, caps and cool-downs). What the customer said on
-        it binds every party it was ever merged into, even when told late: a merge never lifts
-        a restriction, so the parties end with the same switches whatever the order."""
+        it binds the party it leads to now."""
         party_id, into = change.party_id, change.merged_into
         # Where the id and `into` lead now, locked, and read again once locked: another
         # replica may have merged one of them on meanwhile.
@@ -787,7 +791,6 @@ class ProfileReactions:
             locked |= {before, after}
         else:
             raise RuntimeError("the parties kept being merged while they were being locked")
-        await self._carry_restrictions(unit, party_id, after)
         if not await unit.parties.merge(
             party_id, into, change.at, change.profile_version, change.forwarding_ended
         ):
@@ -798,6 +801,7 @@ class ProfileReactions:
             "the party was merged into another; its decisions end with it",
             change.profile_version,
         )
+        await self._carry_restrictions(unit, party_id, after)
         if before != after:
             recorded_for = await leading_through(party_id, unit.parties.forwarding_into)
             await unit.contacts.move(recorded_for, before, after)
@@ -846,6 +850,25 @@ async def _survivor(
             raise NotFound("party", asked)
         party_id = party.merged_into
     raise RuntimeError("forwarding chain too long: corrupt merge data")
+
+
+async def _locked_survivor(
+    unit: OffersUnitOfWork, party_id: str, *, follow_merges: bool = True, follow_ended: bool = False
+) -> str:
+    """`_survivor`, with the locks of the party and its survivor held, read again once
+    locked until it stays: a contact recorded
+    under them is seen by an outbound decision for the survivor, and moved by a merge or a
+    split's re-route of the party (which hold both)."""
+    locked: set[str] = set()
+    for _ in range(_MAX_FORWARDS):
+        survivor, _ = await _survivor(
+            unit, party_id, follow_merges=follow_merges, follow_ended=follow_ended
+        )
+        if {party_id, survivor} <= locked:
+            return survivor
+        await unit.lock([party_lock(p) for p in sorted({party_id, survivor} - locked)])
+        locked |= {party_id, survivor}
+    raise RuntimeError("the parties kept being merged while they were being locked")
 
 
 async def _survivor_of(unit: OffersUnitOfWork, party_id: str) -> str:
@@ -909,11 +932,8 @@ class NotificationReactions:
         if offer is None:
             return False
         # A message to a party merged away since is its survivor's contact. Under both parties'
-        # locks, taken in one call: an outbound decision for the party either sees this contact
-        # or runs after it.
-        survivor = await _survivor_of(unit, message.party_id)
-        await unit.lock([party_lock(message.party_id), party_lock(survivor)])
-        survivor = await _survivor_of(unit, message.party_id)
+        # locks: an outbound decision for the party either sees this contact or runs after it.
+        survivor = await _locked_survivor(unit, message.party_id, follow_ended=True)
         decided = await unit.outbound.get(message.decision_id) if message.decision_id else None
         already_counted = (
             decided is not None
@@ -1002,19 +1022,19 @@ class OfferDecisions:
         v = Violations()
         v.uuid("party_id", party_id)
         v.raise_if_any()
-        catalogue = await self._catalogues.get()
+        catalogue, revision = await self._catalogues.loaded()
         model = await self._models.get()
         now = self._clock.now()
         asked = party_id
         for _ in range(_MAX_FORWARDS):
             since = history_since(catalogue, self._arbiter.config, now)
             inputs = await self._store.read(party_id, since)
-            if inputs.catalogue_revision > (self._catalogues.revision or 0):
-                # Saved on another replica since this one last refreshed (an offer retired a
-                # moment ago is not decided): loaded again (the revision only grows), and read
-                # again with its windows.
+            if inputs.catalogue_revision > revision:
+                # Saved on another replica since the catalogue in hand was loaded (an offer
+                # retired a moment ago is not decided): the newer one (the revision only grows,
+                # and another call may have loaded it meanwhile), read again with its windows.
                 await self._catalogues.refresh()
-                catalogue = self._catalogues.current
+                catalogue, revision = self._catalogues.current, self._catalogues.revision or 0
                 continue
             party = inputs.party
             if party is None or not party.merged_into:
@@ -1073,8 +1093,9 @@ class OfferDecisions:
             # Responses to one decision one at a time: of two of a kind, one is the first.
             await unit.lock([f"offers-decision:{response.decision_id}"])
             arbitration = await unit.decisions.get(arbitration_key)
-            # Either id may have been merged away since: the response is the survivor's.
-            party_id, _ = await _survivor(unit, response.party_id, follow_merges=follow_merges)
+            # Either id may have been merged away since: the response is the survivor's,
+            # recorded under both parties' locks (as a message is).
+            party_id = await _locked_survivor(unit, response.party_id, follow_merges=follow_merges)
             chosen = (
                 arbitration.decision.chosen
                 if arbitration is not None
