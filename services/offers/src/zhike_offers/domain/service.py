@@ -285,9 +285,12 @@ class CatalogueCache:
             raise RuntimeError("the catalogue is not loaded yet: await get() first")
         return self._catalogue
 
-    async def refresh(self) -> bool:
-        """Loads the catalogue again if it changed; True if it did."""
+    async def refresh(self, at_least: int | None = None) -> bool:
+        """Loads the catalogue again if it changed; True if it did. With `at_least`, not if the
+        one loaded is that revision or newer (another call loaded it while this one waited)."""
         async with self._lock:
+            if at_least is not None and self._revision is not None and self._revision >= at_least:
+                return False
             if not self._defaults_stored:
                 await self._store_defaults()
             async with self._units() as unit:
@@ -1033,7 +1036,7 @@ class OfferDecisions:
                 # Saved on another replica since the catalogue in hand was loaded (an offer
                 # retired a moment ago is not decided): the newer one (the revision only grows,
                 # and another call may have loaded it meanwhile), read again with its windows.
-                await self._catalogues.refresh()
+                await self._catalogues.refresh(at_least=inputs.catalogue_revision)
                 catalogue, revision = self._catalogues.current, self._catalogues.revision or 0
                 continue
             party = inputs.party
