@@ -858,10 +858,9 @@ async def _survivor(
 async def _locked_survivor(
     unit: OffersUnitOfWork, party_id: str, *, follow_merges: bool = True, follow_ended: bool = False
 ) -> str:
-    """`_survivor`, with the locks of the party and its survivor held, read again once
-    locked until it stays: a contact recorded
-    under them is seen by an outbound decision for the survivor, and moved by a merge or a
-    split's re-route of the party (which hold both)."""
+    """`_survivor`, with the locks of the party and its survivor held, read again once locked
+    until it stays: a contact recorded under them is seen by an outbound decision for the
+    survivor, and moved by a merge or a split's re-route of the party (which hold both)."""
     locked: set[str] = set()
     for _ in range(_MAX_FORWARDS):
         survivor, _ = await _survivor(
