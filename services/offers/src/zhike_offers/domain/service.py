@@ -782,18 +782,9 @@ class ProfileReactions:
         merged away binds the survivor's budget, caps and cool-downs). What the customer said on
         it binds the party it leads to now."""
         party_id, into = change.party_id, change.merged_into
-        # Where the id and `into` lead now, locked, and read again once locked: another
-        # replica may have merged one of them on meanwhile.
-        locked: set[str] = {party_id, into}
-        for _ in range(_MAX_FORWARDS):
-            before = await _survivor_of(unit, party_id)
-            after = await _survivor_of(unit, into)
-            if {before, after} <= locked:
-                break
-            await unit.lock([party_lock(p) for p in sorted({before, after} - locked)])
-            locked |= {before, after}
-        else:
-            raise RuntimeError("the parties kept being merged while they were being locked")
+        # Where the id and `into` lead now, locked (a party locked cannot be merged away).
+        before = await _locked_survivor(unit, party_id, follow_ended=True)
+        after = await _locked_survivor(unit, into, follow_ended=True)
         if not await unit.parties.merge(
             party_id, into, change.at, change.profile_version, change.forwarding_ended
         ):
