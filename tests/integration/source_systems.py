@@ -77,21 +77,35 @@ def fx_customer(today: dt.date, consent_text: str = FX_CONSENT_TEXT) -> list[pb.
                 expire_date=day(today + dt.timedelta(days=355)),
             ),
         ),
-        fact(
-            FX_SYSTEM,
-            FX_RECORD,
-            "open-1",
-            1,
-            account_opened=pb.AccountOpened(
-                account_id=FX_ACCOUNT,
-                product_line=pb.PRODUCT_LINE_SAVINGS,
-                product_code="SAV-USD",
-                currency="USD",
-                branch_code="0101",
-                open_date=day(dt.date(2024, 3, 1)),
-            ),
-        ),
+        fx_usd_account(),
     ]
+
+
+def fx_customer_record() -> party_pb2.SourceRecord:
+    """The FX customer's record as core deposits links it at identity."""
+    return party_pb2.SourceRecord(
+        key=party_pb2.SourceRecordKey(source_system=FX_SYSTEM, source_record_id=FX_RECORD),
+        full_name="刘建军",
+        phone="13812345678",
+    )
+
+
+def fx_usd_account() -> pb.SourceEvent:
+    """The FX customer's USD savings account opened at core deposits."""
+    return fact(
+        FX_SYSTEM,
+        FX_RECORD,
+        "open-1",
+        1,
+        account_opened=pb.AccountOpened(
+            account_id=FX_ACCOUNT,
+            product_line=pb.PRODUCT_LINE_SAVINGS,
+            product_code="SAV-USD",
+            currency="USD",
+            branch_code="0101",
+            open_date=day(dt.date(2024, 3, 1)),
+        ),
+    )
 
 
 def usd_balance(event_id: str, sequence: int, change: int, after: int) -> pb.SourceEvent:

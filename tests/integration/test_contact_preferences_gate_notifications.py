@@ -12,7 +12,6 @@ from pathlib import Path
 
 from nats import connect as connect_to_nats
 
-from zhike.identity.v1 import party_pb2
 from zhike.notifications.v1 import notifications_pb2 as model
 from zhike.notifications.v1 import notifications_service_pb2 as notifications_pb
 from zhike.notifications.v1 import notifications_service_pb2_grpc as notifications_grpc
@@ -28,7 +27,7 @@ from zhike_runtime.testing.services import authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link, scalar
-from .source_systems import fx_customer, ingest
+from .source_systems import fx_customer, fx_customer_record, ingest
 
 SUBJECT = "zhike.offers.v1.contact_preferences_changed"
 
@@ -100,11 +99,7 @@ async def test_offers_switches_suppress_marketing_and_an_opted_out_channel_but_n
             )
             return str(answer.notification_id)
 
-        customer = party_pb2.SourceRecord(
-            key=party_pb2.SourceRecordKey(source_system="core_deposits", source_record_id="D-1"),
-            full_name="刘建军",
-            phone="13812345678",
-        )
+        customer = fx_customer_record()
         party_id = (await link(identity_channel, customer)).party_id
         # Consent to marketing SMS, with its evidence: without it the consent gate, which comes
         # first, would refuse the marketing SMS before do-not-contact is looked at.

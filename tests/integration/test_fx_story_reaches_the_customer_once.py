@@ -31,7 +31,6 @@ from google.type.timeofday_pb2 import TimeOfDay
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from zhike.identity.v1 import party_pb2
 from zhike.notifications.v1 import events_pb2 as notification_events
 from zhike.notifications.v1 import notifications_pb2 as notification_model
 from zhike.notifications.v1 import notifications_service_pb2 as notifications_pb
@@ -53,7 +52,15 @@ from zhike_runtime.testing.services import authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link, scalar
-from .source_systems import FX_RECORD, FX_SYSTEM, fact, fx_customer, ingest, usd_balance
+from .source_systems import (
+    FX_RECORD,
+    FX_SYSTEM,
+    fact,
+    fx_customer,
+    fx_customer_record,
+    ingest,
+    usd_balance,
+)
 
 PHONE = "+8613812345678"  # the linked record's phone, as identity normalises it
 FX_OFFER = "usd_fx_wealth"  # the shipped offer: USD 5,000 or more
@@ -334,11 +341,7 @@ async def test_one_consented_sms_a_deferred_one_cancelled_and_after_td_no_market
         events_on(nats.url, "zhike.notifications.v1.consent_withdrawn") as withdrawals,
     ):
         api = Notifications(messaging)
-        customer = party_pb2.SourceRecord(
-            key=party_pb2.SourceRecordKey(source_system="core_deposits", source_record_id="D-1"),
-            full_name="刘建军",
-            phone="13812345678",
-        )
+        customer = fx_customer_record()
         party_id = (await link(identity_channel, customer)).party_id
         await ingest(profile_channel, *fx_customer(today), preferences("preferences-1", 1, zone))
 

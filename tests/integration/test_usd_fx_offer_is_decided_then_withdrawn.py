@@ -16,7 +16,6 @@ import nats
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from zhike.identity.v1 import party_pb2
 from zhike.offers.v1 import events_pb2 as offer_events
 from zhike.offers.v1 import offers_pb2
 from zhike.offers.v1 import offers_service_pb2 as offers_pb
@@ -26,7 +25,7 @@ from zhike_runtime.testing.services import authorised_channel
 
 from .conftest import ServiceProcess
 from .journeys import link
-from .source_systems import fx_customer, ingest, usd_balance
+from .source_systems import fx_customer, fx_customer_record, ingest, usd_balance
 
 OFFER = "usd_fx_wealth"
 OfferEvent = offer_events.OfferDecided | offer_events.OfferWithdrawn
@@ -102,11 +101,7 @@ async def test_usd_arrives_decides_the_fx_offer_on_sms_and_leaving_withdraws_tha
         authorised_channel(services["offers"].address) as offers_channel,
         offer_events_from_now(nats.url) as told,
     ):
-        customer = party_pb2.SourceRecord(
-            key=party_pb2.SourceRecordKey(source_system="core_deposits", source_record_id="D-1"),
-            full_name="刘建军",
-            phone="13812345678",
-        )
+        customer = fx_customer_record()
         party_id = (await link(identity_channel, customer)).party_id
         await ingest(
             profile_channel, *fx_customer(today), usd_balance("deposit-1", 2, 600000, 600000)

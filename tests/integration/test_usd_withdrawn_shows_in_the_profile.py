@@ -10,26 +10,27 @@ wall clock here: `benchmarks.profile`, "source event → ProfileChanged" (p50/p9
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 import grpc
 
-from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import events_pb2
 from zhike.profile.v1 import profile_service_pb2 as profile_pb
 from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
-from zhike.source.v1 import source_event_pb2 as pb
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import answer_or_none, authorised_channel, eventually
 
 from .conftest import ServiceProcess
 from .journeys import link
-from .source_systems import day, fact, ingest, profile_changes
+from .source_systems import (
+    fx_customer_record,
+    fx_usd_account,
+    ingest,
+    profile_changes,
+    usd_balance,
+)
 
-ACCOUNT = "D-0001-USD"
 
-
-async def usd_balance(channel: grpc.aio.Channel, party_id: str) -> int | None:
+async def usd_shown(channel: grpc.aio.Channel, party_id: str) -> int | None:
     stub = profile_grpc.ProfileServiceStub(channel)
     response = await answer_or_none(
         stub.GetProfile(profile_pb.GetProfileRequest(party_id=party_id), timeout=5)
@@ -59,68 +60,22 @@ async def test_usd_withdrawn_to_zero_shows_in_the_profile_and_is_told_on_the_str
         authorised_channel(identity.address) as identity_channel,
         authorised_channel(profile.address) as profile_channel,
     ):
-        customer = party_pb2.SourceRecord(
-            key=party_pb2.SourceRecordKey(source_system="core_deposits", source_record_id="D-1"),
-            full_name="刘建军",
-            phone="13812345678",
-        )
+        customer = fx_customer_record()
         party_id = (await link(identity_channel, customer)).party_id
-        await ingest(
-            profile_channel,
-            fact(
-                "core_deposits",
-                "D-1",
-                "open-1",
-                1,
-                account_opened=pb.AccountOpened(
-                    account_id=ACCOUNT,
-                    product_line=pb.PRODUCT_LINE_SAVINGS,
-                    product_code="SAV-USD",
-                    currency="USD",
-                    branch_code="0101",
-                    open_date=day(dt.date(2024, 3, 1)),
-                ),
-            ),
-            fact(
-                "core_deposits",
-                "D-1",
-                "deposit-1",
-                2,
-                balance_changed=pb.BalanceChanged(
-                    account_id=ACCOUNT,
-                    currency="USD",
-                    change_minor_units=600000,
-                    balance_minor_units=600000,
-                ),
-            ),
-        )
+        await ingest(profile_channel, fx_usd_account(), usd_balance("deposit-1", 2, 600000, 600000))
 
         async def he_holds_usd_6000() -> bool:
-            return await usd_balance(profile_channel, party_id) == 600000
+            return await usd_shown(profile_channel, party_id) == 600000
 
         await eventually(he_holds_usd_6000, timeout=15)
 
         async with profile_changes(nats.url) as told:
-            await ingest(
-                profile_channel,
-                fact(
-                    "core_deposits",
-                    "D-1",
-                    "withdrawal-1",
-                    3,
-                    balance_changed=pb.BalanceChanged(
-                        account_id=ACCOUNT,
-                        currency="USD",
-                        change_minor_units=-600000,
-                        balance_minor_units=0,
-                    ),
-                ),
-            )
+            await ingest(profile_channel, usd_balance("withdrawal-1", 3, -600000, 0))
             while True:  # (the deposit's own ProfileChanged may still be on its way)
                 changed = await asyncio.wait_for(told.get(), timeout=5)
                 if changed.party_id == party_id and usd_change(changed) == (600000, 0):
                     break
-            shown = await usd_balance(profile_channel, party_id)
+            shown = await usd_shown(profile_channel, party_id)
 
         assert usd_change(changed) == (600000, 0)  # "USD 6,000.00 → 0.00"
         assert changed.cause == events_pb2.CHANGE_CAUSE_SOURCE_EVENT
