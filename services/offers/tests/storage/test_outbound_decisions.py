@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from zhike.offers.v1 import offers_pb2
 from zhike_offers.domain.catalogue import Catalogue, compile_offer
 from zhike_offers.domain.contact_policy import ContactKind
-from zhike_offers.domain.model import DecisionTrigger, ResponseRecord, StoredOffer
+from zhike_offers.domain.model import DecisionTrigger, MessageSent, ResponseRecord, StoredOffer
 from zhike_offers.domain.service import OfferExpiry
 from zhike_offers.storage import schema
 from zhike_offers.storage.repository import SqlOffersUnitOfWork, SqlPartyStore
@@ -520,6 +520,27 @@ async def test_a_decline_on_the_party_merged_away_keeps_its_survivor_in_the_cool
     await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
 
     assert FX_OFFER not in await offered_in_the_app(harness, SURVIVOR)
+    assert [d.party_id for d in await harness.decided()] == [PARTY]
+
+
+async def test_a_merge_that_changes_the_survivors_switches_decides_it_with_the_contacts_moved(
+    harness: Harness,
+) -> None:
+    # The survivor's budget is full this week: its FX offer waits.
+    for _ in range(2):
+        campaign = MessageSent(str(uuid.uuid4()), SURVIVOR, "push", "", "fx_travel_debit_card", T0)
+        assert await harness.message_sent(campaign)
+    await harness.deliver("s1", changed(SURVIVOR, 1, sms_marketing(), risk(3), usd(6000)))
+    # His other record declines the FX offer and opts out of e-mail.
+    await fx_customer_gets_usd(harness)
+    await declined_in_the_app(harness, PARTY)
+    await harness.decisions.set_contact_preferences(PARTY, None, None, {"email"})
+    assert [d.party_id for d in await harness.decided()] == [PARTY]
+
+    harness.now = T0 + dt.timedelta(days=8)  # the survivor's week is over; the decline's
+    await merge_party_into_survivor(harness)  # 90-day cool-down is not
+
+    assert (await harness.decisions.contact_preferences(SURVIVOR)).opted_out_channels == {"email"}
     assert [d.party_id for d in await harness.decided()] == [PARTY]
 
 

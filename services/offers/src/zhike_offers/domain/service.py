@@ -795,10 +795,12 @@ class ProfileReactions:
             "the party was merged into another; its decisions end with it",
             change.profile_version,
         )
-        await self._carry_restrictions(unit, party_id, after)
         if before != after:
             recorded_for = await leading_through(party_id, unit.parties.forwarding_into)
             await unit.contacts.move(recorded_for, before, after)
+        # After the move: a carried switch decides the survivor again, and that decision must
+        # count the contacts (a decline, a full budget) of the party merged away.
+        await self._carry_restrictions(unit, party_id, after)
 
     async def _carry_restrictions(
         self, unit: OffersUnitOfWork, retired_id: str, survivor_id: str
