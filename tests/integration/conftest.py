@@ -99,6 +99,14 @@ class ServiceProcess:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
 
+async def serving(*processes: ServiceProcess) -> None:
+    """Starts the processes together (they boot side by side), then waits until each serves."""
+    for process in processes:
+        process.start()
+    for process in processes:
+        await process.wait_serving()
+
+
 @pytest.fixture
 def nats(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path / "nats")

@@ -19,7 +19,7 @@ from zhike.profile.v1 import profile_service_pb2 as profile_pb
 from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from zhike_runtime.testing.services import authorised_channel, eventually
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link
 
 WANG_WEI = {"full_name": "王伟", "phone": "13912345670", "email": "wang.wei@qq.com"}
@@ -99,10 +99,7 @@ async def merged_by_mistake(
     services: dict[str, ServiceProcess],
 ) -> Any:
     """(channels, her party, his retired party) once every service forwards his id to hers."""
-    for name in ("identity", "profile", "offers"):
-        services[name].start()
-    for name in ("identity", "profile", "offers"):
-        await services[name].wait_serving()
+    await serving(services["identity"], services["profile"], services["offers"])
     async with (
         authorised_channel(services["identity"].address) as identity,
         authorised_channel(services["profile"].address) as profile,

@@ -22,7 +22,7 @@ from zhike_runtime.testing.services import (
     readiness,
 )
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link, profile_or_none, scalar, source_record
 
 RECORDS = 1000
@@ -33,10 +33,7 @@ async def test_broker_killed_mid_stream_loses_and_duplicates_nothing(
     services: dict[str, ServiceProcess], nats: NatsServer
 ) -> None:
     identity, profile = services["identity"], services["profile"]
-    identity.start()
-    profile.start()
-    await identity.wait_serving()
-    await profile.wait_serving()
+    await serving(identity, profile)
 
     counter = itertools.count()
     linked: list[str] = []
@@ -102,10 +99,7 @@ async def test_during_a_broker_outage_the_apis_answer_and_their_events_drain_aft
         "OTEL_METRICS_EXPORTER": "prometheus",
         "OTEL_EXPORTER_PROMETHEUS_PORT": str(metrics_port),
     }
-    identity.start()
-    profile.start()
-    await identity.wait_serving()
-    await profile.wait_serving()
+    await serving(identity, profile)
 
     nats.stop()
 

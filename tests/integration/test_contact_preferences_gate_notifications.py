@@ -25,7 +25,7 @@ from zhike_runtime.events import headers as h
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import authorised_channel, eventually
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link, scalar
 from .source_systems import fx_customer, fx_customer_record, ingest
 
@@ -71,11 +71,7 @@ async def test_offers_switches_suppress_marketing_and_an_opted_out_channel_but_n
     gateway: GatewayProcess,
     notifications: ServiceProcess,
 ) -> None:
-    running = (services["identity"], services["profile"], services["offers"], notifications)
-    for service in running:
-        service.start()
-    for service in running:
-        await service.wait_serving()
+    await serving(services["identity"], services["profile"], services["offers"], notifications)
     async with (
         authorised_channel(services["identity"].address) as identity_channel,
         authorised_channel(services["profile"].address) as profile_channel,

@@ -15,7 +15,7 @@ from zhike_notifications.testing import midday_zone
 from zhike_runtime.testing.services import TEST_ISSUER
 from zhike_simulator.fx_story import READER_ROLES, SOURCE_ROLES, Targets, play
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 
 SENT = ("NOTIFICATION_STATUS_SENT", "NOTIFICATION_STATUS_DELIVERED")
 
@@ -26,10 +26,7 @@ async def test_at_mid_day_on_a_working_day_the_story_sends_one_sms_and_it_stays_
     notifications: ServiceProcess,
 ) -> None:
     running = [services["identity"], services["profile"], services["offers"], notifications]
-    for service in running:
-        service.start()
-    for service in running:
-        await service.wait_serving()
+    await serving(*running)
     printed = io.StringIO()
 
     outcome = await play(

@@ -50,7 +50,7 @@ from zhike_offers.catalogue import DEFAULT_DIRECTORY as SHIPPED_CATALOGUE
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import authorised_channel, eventually
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link, scalar
 from .source_systems import (
     FX_RECORD,
@@ -328,10 +328,7 @@ async def test_one_consented_sms_a_deferred_one_cancelled_and_after_td_no_market
         # decide again after the TD (it has not heard of it) and notifications must refuse it.
         "ZHIKE_CONTACT_BUDGET": "7d:3,30d:6",
     }
-    for service in (services["identity"], services["profile"], services["offers"], notifications):
-        service.start()
-    for service in (services["identity"], services["profile"], services["offers"], notifications):
-        await service.wait_serving()
+    await serving(services["identity"], services["profile"], services["offers"], notifications)
     today = dt.datetime.now(dt.UTC).date()
     async with (
         authorised_channel(services["identity"].address) as identity_channel,

@@ -10,7 +10,7 @@ import grpc
 
 from zhike_runtime.testing.services import authorised_channel, eventually
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link, scalar, source_record
 
 CLIENTS = 50
@@ -20,10 +20,7 @@ async def test_sigterm_under_load_completes_in_flight_calls_and_loses_no_event(
     services: dict[str, ServiceProcess],
 ) -> None:
     identity, profile = services["identity"], services["profile"]
-    identity.start()
-    profile.start()
-    await identity.wait_serving()
-    await profile.wait_serving()
+    await serving(identity, profile)
 
     succeeded: list[str] = []
     refused: list[grpc.StatusCode] = []
@@ -70,8 +67,7 @@ async def test_sigterm_under_load_completes_in_flight_calls_and_loses_no_event(
         assert scalar(identity.database_file, query) == 0, source_id
 
     # Restarted, identity publishes whatever was left; the profile ends with every record.
-    identity.start()
-    await identity.wait_serving()
+    await serving(identity)
 
     async def all_applied() -> bool:
         return scalar(profile.database_file, "SELECT count(*) FROM profile_source_record") == stored

@@ -17,7 +17,7 @@ from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_runtime.testing.services import answer_or_none, authorised_channel, eventually
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link
 from .source_systems import day, fact, ingest
 
@@ -125,10 +125,7 @@ async def test_three_spellings_in_three_systems_are_one_profile_with_every_holdi
     services: dict[str, ServiceProcess],
 ) -> None:
     identity, profile = services["identity"], services["profile"]
-    identity.start()
-    profile.start()
-    await identity.wait_serving()
-    await profile.wait_serving()
+    await serving(identity, profile)
     sent = facts()
     async with (
         authorised_channel(identity.address) as identity_channel,

@@ -12,7 +12,7 @@ import grpc
 from zhike_runtime.testing.processes import free_port
 from zhike_runtime.testing.services import NOT_SERVING, authorised_channel, readiness
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link, source_record
 
 LAME_DUCK_SECONDS = 3.0
@@ -30,8 +30,7 @@ async def test_calls_through_a_sigterm_succeed_until_the_lame_duck_delay_ends(
         "ZHIKE_LAME_DUCK_SECONDS": str(LAME_DUCK_SECONDS),
         "ZHIKE_HEALTH_PORT": str(health_port),
     }
-    identity.start()
-    await identity.wait_serving()
+    await serving(identity)
     loop = asyncio.get_running_loop()
 
     outcomes: list[tuple[float, grpc.StatusCode]] = []  # (when the call started, its status)

@@ -24,7 +24,7 @@ from zhike_runtime.testing.services import (
     eventually,
 )
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 
 CUSTOMERS = 20
 DAYS = 30
@@ -56,10 +56,7 @@ async def test_a_simulated_bank_fills_every_profile_with_the_holdings_it_sent(
     tmp_path: Path, services: dict[str, ServiceProcess]
 ) -> None:
     identity, profile = services["identity"], services["profile"]
-    identity.start()
-    profile.start()
-    await identity.wait_serving()
-    await profile.wait_serving()
+    await serving(identity, profile)
 
     token = TEST_ISSUER.mint(["source_system"], subject="simulator")
     summary_file = tmp_path / "summary.json"

@@ -23,7 +23,7 @@ from zhike.offers.v1 import offers_service_pb2_grpc as offers_grpc
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import authorised_channel
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link
 from .source_systems import fx_customer, fx_customer_record, ingest, usd_balance
 
@@ -90,10 +90,7 @@ async def test_usd_arrives_decides_the_fx_offer_on_sms_and_leaving_withdraws_tha
     services: dict[str, ServiceProcess], nats: NatsServer
 ) -> None:
     await notifications_stream(nats.url)
-    for name in ("identity", "profile", "offers"):
-        services[name].start()
-    for name in ("identity", "profile", "offers"):
-        await services[name].wait_serving()
+    await serving(services["identity"], services["profile"], services["offers"])
     today = dt.datetime.now(dt.UTC).date()
     async with (
         authorised_channel(services["identity"].address) as identity_channel,

@@ -19,7 +19,7 @@ from zhike.profile.v1 import profile_service_pb2_grpc as profile_grpc
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import answer_or_none, authorised_channel, eventually
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link
 from .source_systems import (
     fx_customer_record,
@@ -52,10 +52,7 @@ async def test_usd_withdrawn_to_zero_shows_in_the_profile_and_is_told_on_the_str
     services: dict[str, ServiceProcess], nats: NatsServer
 ) -> None:
     identity, profile = services["identity"], services["profile"]
-    identity.start()
-    profile.start()
-    await identity.wait_serving()
-    await profile.wait_serving()
+    await serving(identity, profile)
     async with (
         authorised_channel(identity.address) as identity_channel,
         authorised_channel(profile.address) as profile_channel,

@@ -7,7 +7,7 @@ import signal
 
 from zhike_runtime.testing.services import authorised_channel, eventually
 
-from .conftest import ServiceProcess
+from .conftest import ServiceProcess, serving
 from .journeys import link, profile_or_none, source_record
 
 
@@ -15,10 +15,7 @@ async def test_a_linked_record_appears_in_the_profile_under_one_trace_across_ser
     services: dict[str, ServiceProcess],
 ) -> None:
     identity, profile = services["identity"], services["profile"]
-    identity.start()
-    profile.start()
-    await identity.wait_serving()
-    await profile.wait_serving()
+    await serving(identity, profile)
 
     trace_id = os.urandom(16).hex()
     traceparent = f"00-{trace_id}-{os.urandom(8).hex()}-01"
@@ -62,14 +59,12 @@ async def test_profile_started_after_the_events_catches_up(
     services: dict[str, ServiceProcess],
 ) -> None:
     identity, profile = services["identity"], services["profile"]
-    identity.start()
-    await identity.wait_serving()
+    await serving(identity)
     async with authorised_channel(identity.address) as channel:
         party_ids = [
             (await link(channel, source_record("cards", f"C-{i}"))).party_id for i in range(20)
         ]
-    profile.start()
-    await profile.wait_serving()
+    await serving(profile)
     async with authorised_channel(profile.address) as channel:
 
         async def all_profiles_exist() -> bool:
