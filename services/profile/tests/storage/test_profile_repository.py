@@ -14,9 +14,9 @@ from zhike.profile.v1 import events_pb2
 from zhike_profile.domain.facts import SourceKey
 from zhike_profile.domain.model import LinkedSourceRecord
 from zhike_profile.domain.source_events import SourceEvent
-from zhike_profile.storage.schema import profile, profile_source_record
+from zhike_profile.storage.schema import monthly_activity, profile, profile_source_record
 from zhike_profile.transport.source_codec import decode_source_event
-from zhike_runtime.errors import InvalidArgument, NotFound
+from zhike_runtime.errors import ConcurrentUpdate, InvalidArgument, NotFound
 from zhike_runtime.validation import Violations
 
 from ..profile_harness import Harness
@@ -26,6 +26,7 @@ from ..source_facts import (
     balance_changed,
     interaction,
     risk_assessed,
+    salary_paid,
     source_event,
 )
 
@@ -416,3 +417,33 @@ def _balance_changes(changed: events_pb2.ProfileChanged) -> list[tuple[str, int,
         if f.HasField("balance_changed")
         and f.balance_changed.side == events_pb2.BALANCE_SIDE_ASSETS
     ]
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+async def test_a_transaction_that_would_overflow_its_months_sums_is_refused_and_they_stay(
+    harness: Harness,
+) -> None:
+    # A month that has taken 9,223 credits of the largest amount accepted (10^15 minor units).
+    credited = 9_223 * 10**15
+    await harness.source(source_event("core", "R1", "e1", 1, **salary_paid("A-1", 10**15)))
+    async with harness.database.engine.begin() as connection:
+        await connection.execute(
+            sa.update(monthly_activity).values(credit_minor=credited, salary_minor=credited)
+        )
+    assert credited + 10**15 > BIGINT_MAX
+
+    # PostgreSQL refuses the BIGINT out of range itself (SQLSTATE 22003); SQLite, which would
+    # store a REAL, by the sum's NOT NULL. The consumer retries either, then dead-letters it.
+    refusal = sa.exc.DBAPIError if harness.database.dialect == "postgresql" else ConcurrentUpdate
+    with pytest.raises(refusal):
+        await harness.source(source_event("core", "R1", "e2", 2, **salary_paid("A-1", 10**15)))
+
+    async with harness.database.session() as session:
+        sums = (
+            await session.execute(
+                sa.select(monthly_activity.c.transactions, monthly_activity.c.credit_minor)
+            )
+        ).all()
+    assert [tuple(row) for row in sums] == [(1, credited)]
