@@ -333,6 +333,24 @@ async def test_bridging_record_cannot_merge_parties_with_different_valid_residen
 # --- 4. re-resolution of updated records ----------------------------------------------------
 
 
+async def test_a_record_sent_again_unchanged_stays_in_the_party_it_matched_and_publishes_nothing(
+    identity: Identity,
+) -> None:
+    # A small store, where one record more or less moves a name's frequency: the record sent
+    # again must be scored as it was the first time, not with its own values counted twice.
+    for n, name in enumerate(["赵一", "钱二", "孙三", "李四", "周五", "吴六", "郑七"]):
+        await identity.link(record("filler", f"F-{n}", full_name=name, phone=f"1350000000{n}"))
+    matched = await identity.link(record("core", "C-1", full_name="钱学森", phone="13912340000"))
+    values = record("cards", "X-1", full_name="钱学森", phone="13912340000")
+    assert (await identity.link(values)).party_id == matched.party_id
+    events_before = len(await outbox(identity.database))
+
+    again = await identity.link(values)  # a channel's retry
+
+    assert (again.party_id, again.party_created) == (matched.party_id, False)
+    assert (await outbox(identity.database))[events_before:] == []
+
+
 async def test_updated_record_that_no_longer_matches_moves_out_of_its_party(
     identity: Identity,
 ) -> None:

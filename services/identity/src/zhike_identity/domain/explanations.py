@@ -13,7 +13,12 @@ from zhike_identity.domain.matching.resolver import SHARED_VALUE_LIMIT, pair_wei
 from zhike_identity.domain.model import LinkDecisionKind, SourceRecordKey
 from zhike_identity.domain.parties import features_of, surviving_party
 from zhike_identity.domain.ports import IdentityUnitOfWork
-from zhike_identity.domain.term_frequencies import StoreSize, frequency_counts, shared_value_keys
+from zhike_identity.domain.term_frequencies import (
+    StoreSize,
+    frequency_counts,
+    shared_value_keys,
+    store_total,
+)
 from zhike_identity.domain.validation import validate_key
 from zhike_runtime.errors import NotFound
 from zhike_runtime.masking import mask_address, mask_email, mask_id_number, mask_phone
@@ -67,9 +72,10 @@ class LinkExplanations:
             counts = await uow.records.key_counts(
                 [*blocking_keys(fa), *counting_keys(fa)], by_party=shared_value_keys(fa)
             )
+            # Record a is stored: its values are counted once, as when it was linked.
             frequencies = Frequencies(
-                frequency_counts(fa, counts),
-                await self._store_size.read(uow),
+                frequency_counts(fa, counts, fa),
+                store_total(await self._store_size.read(uow), fa),
                 SHARED_VALUE_LIMIT,
             )
             decisions = await uow.decisions.for_record(a)

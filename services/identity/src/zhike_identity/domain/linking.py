@@ -28,6 +28,7 @@ from zhike_identity.domain.model import (
     StoredRecord,
 )
 from zhike_identity.domain.parties import (
+    features_of,
     merge,
     move,
     record_lock_name,
@@ -41,7 +42,12 @@ from zhike_identity.domain.placement import (
     score_candidates,
 )
 from zhike_identity.domain.ports import IdentityUnitOfWork
-from zhike_identity.domain.term_frequencies import StoreSize, frequency_counts, shared_value_keys
+from zhike_identity.domain.term_frequencies import (
+    StoreSize,
+    frequency_counts,
+    shared_value_keys,
+    store_total,
+)
 from zhike_identity.domain.validation import validate_source_record
 from zhike_runtime.errors import ConcurrentUpdate
 
@@ -104,9 +110,12 @@ class Linking:
                 if k.startswith(STRONG_PREFIXES) or counts.records.get(k, 0) <= BLOCK_LIMIT
             ]
             existing, stored = await uow.records.with_candidates(key, usable)
+            held = None
+            if existing is not None:
+                held = features if existing.record == record else features_of(existing)
             frequencies = Frequencies(
-                frequency_counts(features, counts),
-                await self._store_size.read(uow),
+                frequency_counts(features, counts, held),
+                store_total(await self._store_size.read(uow), held),
                 SHARED_VALUE_LIMIT,
             )
             candidates = [Candidate(s.key, s.party_id, extract_features(s.raw)) for s in stored]

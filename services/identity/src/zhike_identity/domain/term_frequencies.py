@@ -39,20 +39,38 @@ def shared_value_keys(features: RecordFeatures) -> list[str]:
     return keys
 
 
-def frequency_counts(features: RecordFeatures, counts: KeyCounts) -> dict[tuple[str, str], int]:
-    """How often the record's values are held, the record itself included: a name by records
-    (as the batch resolver counts it), shared values by parties."""
+def frequency_counts(
+    features: RecordFeatures, counts: KeyCounts, stored: RecordFeatures | None
+) -> dict[tuple[str, str], int]:
+    """How often the record's values are held, the record itself counted once: a name by
+    records (as the batch resolver counts it), shared values by parties. `stored`: the features
+    the store holds for this record already (None for a new one), whose values `counts` include:
+    counted again, a record sent twice would be scored on other frequencies the second time, and
+    could leave the party it matched."""
     result: dict[tuple[str, str], int] = {}
+
+    def held(kind: str, value: str, count: int, stored_value: str | None) -> None:
+        result[(kind, value)] = count if stored_value == value else count + 1
+
     if features.name is not None:
-        held = counts.records.get(index_key(f"nm:{features.name.full}"), 0)
-        result[("name", features.name.full)] = held + 1
+        count = counts.records.get(index_key(f"nm:{features.name.full}"), 0)
+        held(
+            "name", features.name.full, count, stored.name.full if stored and stored.name else None
+        )
     if features.phone is not None:
-        held = counts.parties.get(index_key(f"ph:{features.phone.e164}"), 0)
-        result[("phone", features.phone.e164)] = held + 1
+        count = counts.parties.get(index_key(f"ph:{features.phone.e164}"), 0)
+        stored_phone = stored.phone.e164 if stored and stored.phone else None
+        held("phone", features.phone.e164, count, stored_phone)
     if features.email is not None:
-        held = counts.parties.get(index_key(f"em:{features.email}"), 0)
-        result[("email", features.email)] = held + 1
+        count = counts.parties.get(index_key(f"em:{features.email}"), 0)
+        held("email", features.email, count, stored.email if stored else None)
     if features.address is not None:
-        held = counts.parties.get(index_key(f"ad:{features.address.text}"), 0)
-        result[("address", features.address.text)] = held + 1
+        count = counts.parties.get(index_key(f"ad:{features.address.text}"), 0)
+        stored_address = stored.address.text if stored and stored.address else None
+        held("address", features.address.text, count, stored_address)
     return result
+
+
+def store_total(size: int, stored: RecordFeatures | None) -> int:
+    """The store's size with the record counted once (a stored record is in `size` already)."""
+    return size if stored is not None else size + 1
