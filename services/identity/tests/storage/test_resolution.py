@@ -39,6 +39,7 @@ from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.queries import PartyQuery
 from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.records import SqlRecordStore
+from zhike_identity.storage.repository import SqlIdentityUnitOfWork
 from zhike_identity.storage.schema import link_decision, party
 from zhike_runtime.db import Database
 from zhike_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -60,6 +61,7 @@ ID_WOMAN_1985 = "440306198505120028"  # born 1985-05-12, female
 PARTIES_MERGED = events_pb2.PartiesMerged.DESCRIPTOR.full_name
 PARTY_SPLIT = events_pb2.PartySplit.DESCRIPTOR.full_name
 PARTY_CREATED = events_pb2.PartyCreated.DESCRIPTOR.full_name
+GOLDEN_RECORD_CHANGED = events_pb2.GoldenRecordChanged.DESCRIPTOR.full_name
 SOURCE_RECORD_MOVED = events_pb2.SourceRecordMoved.DESCRIPTOR.full_name
 
 FULL_RESIDENT_ID = re.compile(r"\d{17}[\dX]|\d{15}")
@@ -330,6 +332,38 @@ async def test_bridging_record_cannot_merge_parties_with_different_valid_residen
     assert await events_of_type(identity.database, PARTIES_MERGED, events_pb2.PartiesMerged) == []
 
 
+async def test_a_golden_record_committed_after_another_is_stamped_after_it(
+    identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The profile keeps the golden record with the latest time: one committed later but stamped
+    # earlier would lose, and the party's birth date (for segment rules on age) with it.
+    wang = {"full_name": "王芳", "phone": "13700001111", "email": "wang.fang@163.com"}
+    first = await identity.link(record("core", "G-1", **wang))
+    take = SqlIdentityUnitOfWork.lock
+    meanwhile: list[LinkOutcome] = []
+    started: list[bool] = []
+
+    async def another_link_first(unit: SqlIdentityUnitOfWork, names: Any) -> None:
+        if not started:  # the link below waits; another replica's link commits first
+            started.append(True)
+            g3 = record("app", "G-3", address="北京市朝阳区建国路88号", **wang)
+            meanwhile.append(await identity.link(g3))
+            identity.clock.advance()
+        await take(unit, names)
+
+    monkeypatch.setattr(SqlIdentityUnitOfWork, "lock", another_link_first)
+    await identity.link(
+        record("cards", "G-2", id_type=1, id_number=ID_WOMAN_1985, gender=2, **wang)
+    )
+
+    assert meanwhile[0].party_id == first.party_id
+    golden = await events_of_type(
+        identity.database, GOLDEN_RECORD_CHANGED, events_pb2.GoldenRecordChanged
+    )
+    latest = max(golden, key=lambda event: event.change_time.ToDatetime())
+    assert latest.golden_record.birth_date.value == "1985-05-12"
+
+
 # --- 4. re-resolution of updated records ----------------------------------------------------
 
 
@@ -424,6 +458,34 @@ async def test_updated_record_alone_in_its_party_keeps_the_party(identity: Ident
 
 def lin(source_system: str, source_record_id: str, phone: str, email: str) -> SourceRecordInput:
     return record(source_system, source_record_id, full_name="林志强", phone=phone, email=email)
+
+
+async def test_a_record_whose_match_is_split_off_while_it_is_linked_follows_its_match(
+    pg_identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity = pg_identity
+    a1 = await identity.link(lin("core", "M-1", "13600000001", "lin.a@163.com"))
+    await identity.link(lin("cards", "M-2", "13600000001", "lin.a@163.com"))
+    b1 = await identity.link(lin("loans", "N-1", "13700000002", "lin.b@qq.com"))
+    await identity.link(lin("wealth", "N-2", "13700000002", "lin.b@qq.com"))
+    steward = identity.service.stewardship
+    merged = await steward.merge_parties([a1.party_id, b1.party_id], "steward-li", "one")
+    read = SqlRecordStore.with_candidates
+    split_off: list[str] = []
+
+    async def read_then_split(store: SqlRecordStore, *args: Any) -> Any:
+        found = await read(store, *args)
+        if not split_off:  # a steward splits N-1 and N-2 off after the candidates were read
+            split_off.append("")
+            group_b = [key("loans", "N-1"), key("wealth", "N-2")]
+            split_off[0] = await steward.split_party(merged, group_b, "steward-li", "two")
+        return found
+
+    monkeypatch.setattr(SqlRecordStore, "with_candidates", read_then_split)
+    linked = await identity.link(lin("mobile", "N-3", "13700000002", "lin.b@qq.com"))
+
+    assert linked.party_id == split_off[0]
+    assert await identity.keys_of(merged) == {key("core", "M-1"), key("cards", "M-2")}
 
 
 async def test_merge_then_split_restores_the_original_grouping(identity: Identity) -> None:
@@ -646,6 +708,37 @@ async def test_always_link_merges_the_two_parties(identity: Identity) -> None:
     assert (absorbed.decided_by, absorbed.steward) == (Decider.STEWARD, "steward-wu")
     (merge,) = await events_of_type(identity.database, PARTIES_MERGED, events_pb2.PartiesMerged)
     assert (merge.surviving_party_id, list(merge.retired_party_ids)) == (x.party_id, [y.party_id])
+
+
+async def test_always_link_does_not_keep_a_record_that_now_has_another_resident_id_in_the_party(
+    identity: Identity,
+) -> None:
+    y = await identity.link(
+        record("core", "Y-1", full_name="赵磊", id_type=1, id_number=ID_MAN_1990)
+    )
+    x = await identity.link(record("cards", "X-1", full_name="赵磊", phone="13911112222"))
+    identity.clock.advance()
+    await identity.service.stewardship.record_decision(
+        key("cards", "X-1"), key("core", "Y-1"), LinkDecisionKind.ALWAYS, "steward-wu", "same"
+    )
+    assert await identity.keys_of(y.party_id) == {key("core", "Y-1"), key("cards", "X-1")}
+    assert x.party_id != y.party_id
+
+    # The card system sends X-1 again with another man's valid resident ID.
+    relinked = await identity.link(
+        record(
+            "cards",
+            "X-1",
+            full_name="赵磊",
+            phone="13911112222",
+            id_type=1,
+            id_number=ID_OTHER_MAN_1990,
+        )
+    )
+
+    assert relinked.party_id != y.party_id
+    assert await identity.keys_of(y.party_id) == {key("core", "Y-1")}
+    assert await identity.keys_of(relinked.party_id) == {key("cards", "X-1")}
 
 
 async def two_parties_with_different_resident_ids(identity: Identity) -> tuple[str, str]:

@@ -733,6 +733,12 @@ def bad_requests(a: str, b: str) -> list[tuple[str, str, Message, list[str]]]:
             ["record_a.source_system", "record_b.source_record_id"],
         ),
         (
+            "no decision, on wildcard keys",
+            "RecordLinkDecision",
+            decide(record_a=key(">", "A-1"), record_b=key("mobile", "")),
+            ["decision", "record_a.source_system", "record_b.source_record_id"],
+        ),
+        (
             "decision on one record",
             "RecordLinkDecision",
             decide(record_a=ok_key, record_b=ok_key, decision=pb.LINK_DECISION_NEVER_LINK),
@@ -752,6 +758,12 @@ def bad_requests(a: str, b: str) -> list[tuple[str, str, Message, list[str]]]:
             "ResolveLinkReview",
             resolve(review_id=str(uuid.uuid4())),
             ["outcome"],
+        ),
+        (
+            "outcome 9 of a non-UUID review",
+            "ResolveLinkReview",
+            resolve(review_id="r.1", outcome=cast("pb.ReviewOutcome.ValueType", 9)),
+            ["review_id", "outcome"],
         ),
         (
             "non-UUID review",

@@ -94,7 +94,6 @@ class Linking:
     async def _link(
         self, key: SourceRecordKey, record: SourceRecord, raw: RawRecord, features: RecordFeatures
     ) -> LinkOutcome:
-        now = self._clock()
         version = self._model.version
         keys = blocking_keys(features)
         async with self._unit_of_work() as uow:
@@ -129,19 +128,25 @@ class Linking:
             decisions = await uow.decisions.for_record(key) if existing is not None else {}
             # Only the parties the record may join, be reviewed against or is kept from are read
             # and locked; a common name brings dozens of candidates that score far too low.
-            relevant = sorted(
-                {
-                    s.candidate.party_id
-                    for s in scored
-                    if s.weight >= self._model.review_weight or s.candidate.key in decisions
-                }
-            )
+            counted = [
+                (s.candidate.key, s.candidate.party_id)
+                for s in scored
+                if s.weight >= self._model.review_weight or s.candidate.key in decisions
+            ]
+            relevant = sorted({party_id for _, party_id in counted})
             # The known record's own party is locked too: a steward's merge or split of it must
             # not land between this read and the record's move out of it.
             held_in = existing.party_id if existing else None
             parties, forward, apart = await self._candidate_parties(
-                uow, sorted({*relevant, *([held_in] if held_in else [])}), holding=existing
+                uow,
+                sorted({*relevant, *([held_in] if held_in else [])}),
+                holding=existing,
+                matched=counted,
             )
+            # Read once the parties are locked, so that their changes are stamped in the order
+            # they commit: the profile keeps the golden record with the latest time, and one
+            # stamped before a lock it waited for would lose to the older one committed meanwhile.
+            now = self._clock()
             if forward:
                 scored = [
                     dataclasses.replace(
@@ -253,11 +258,14 @@ class Linking:
         party_ids: Sequence[str],
         *,
         holding: StoredRecord | None = None,
+        matched: Sequence[tuple[SourceRecordKey, str]] = (),
     ) -> tuple[dict[str, CandidateParty], dict[str, str], frozenset[frozenset[str]]]:
         """The candidates' parties, locked, with their valid resident IDs; a map from any party
         merged away since the candidates were read to its survivor; and the pairs of these
         parties a steward has kept apart. `holding`: a stored record whose party is among
-        them; ConcurrentUpdate (the link starts again) if a split moved it out meanwhile."""
+        them; `matched`: the candidates that count, with the party each was read in.
+        ConcurrentUpdate (the link starts again) if a split or another link moved one of them
+        out meanwhile: the record would otherwise join the party its match just left."""
         if not party_ids:
             return {}, {}, frozenset()
         await uow.lock([f"party:{p}" for p in party_ids])
@@ -282,6 +290,9 @@ class Linking:
         party_of = {m.key: m.party_id for m in members}
         if holding is not None and holding.key not in party_of:
             raise ConcurrentUpdate("the record was moved to another party while it was linked")
+        for key, read_in in matched:
+            if party_of.get(key) != forward.get(read_in, read_in):
+                raise ConcurrentUpdate("a candidate moved to another party while it was read")
         kept_apart = any(m.kept_apart for m in members)
         apart = frozenset(
             frozenset((party_of[a], party_of[b]))

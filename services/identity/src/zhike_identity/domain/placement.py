@@ -107,17 +107,21 @@ def place(
         scored,
         key=lambda s: (-s.weight, s.candidate.key.source_system, s.candidate.key.source_record_id),
     )
-    # Parties that must not receive the record: a member was vetoed or steward-separated.
+    # Parties that must not receive the record. `binding`: what holds for stewards too, so a
+    # steward's "always link" with one of its records does not lift it (a member the steward
+    # said never to link, two valid resident ID numbers in one party); `barred`: a member the
+    # model's guardrails vetoed, which such an "always link" overrides.
+    binding: dict[str, str] = {}
     barred: dict[str, str] = {}
     for s in scored:
         if s.candidate.key in never:
-            barred.setdefault(s.candidate.party_id, "steward_never_link")
+            binding.setdefault(s.candidate.party_id, "steward_never_link")
         elif s.guardrail is not None:
             barred.setdefault(s.candidate.party_id, s.guardrail)
     own_ids = {features.resident_id} if features.resident_id else set()
     for party_id, party in parties.items():
         if own_ids and party.resident_ids and party.resident_ids != own_ids:
-            barred.setdefault(party_id, "different_valid_resident_ids")
+            binding.setdefault(party_id, "different_valid_resident_ids")
 
     forced = [s for s in scored if s.candidate.key in always]
     linked = [s for s in scored if s.weight >= model.link_weight and s.guardrail is None]
@@ -130,14 +134,15 @@ def place(
         if party_id in chosen:
             continue
         is_forced = s in forced
-        if not is_forced and party_id in barred:
-            refusals.append(ScoredCandidate(s.candidate, s.weight, barred[party_id]))
+        reason = binding.get(party_id) or (None if is_forced else barred.get(party_id))
+        if reason is not None:
+            refusals.append(ScoredCandidate(s.candidate, s.weight, reason))
             continue
-        if not is_forced and any(frozenset((party_id, other)) in apart for other in chosen):
+        if any(frozenset((party_id, other)) in apart for other in chosen):
             refusals.append(ScoredCandidate(s.candidate, s.weight, "steward_never_link"))
             continue
         party_ids = parties[party_id].resident_ids
-        if not is_forced and ids and party_ids and not party_ids <= ids:
+        if ids and party_ids and not party_ids <= ids:
             # Bridging this party too would put two valid resident ID numbers in one party.
             refusals.append(ScoredCandidate(s.candidate, s.weight, "different_valid_resident_ids"))
             continue
@@ -152,6 +157,7 @@ def place(
         and s.guardrail is None
         and s.candidate.party_id not in chosen
         and s.candidate.party_id not in barred
+        and s.candidate.party_id not in binding
     )
     if not chosen:
         return Placement(None, (), None, reviews, tuple(refusals))

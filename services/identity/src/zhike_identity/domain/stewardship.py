@@ -79,9 +79,9 @@ class Stewardship:
                     v.add(f"party_ids[{i}]", f"repeats party_ids[{first_at[party_id]}]")
         steward, reason = _steward(v, steward, reason)
         v.raise_if_any()
-        now = self._clock()
         async with self._unit_of_work() as uow:
             await uow.lock([f"party:{p}" for p in sorted(party_ids)])
+            now = self._clock()  # under the locks: stamped in commit order (linking.py)
             states = await uow.parties.get_many(list(party_ids))
             for party_id in party_ids:
                 state = states.get(party_id)
@@ -113,9 +113,9 @@ class Stewardship:
             validate_key(v, f"source_records[{i}]", key)
         steward, reason = _steward(v, steward, reason)
         v.raise_if_any()
-        now = self._clock()
         async with self._unit_of_work() as uow:
             await uow.lock([f"party:{party_id}"])
+            now = self._clock()  # under the lock: stamped in commit order (linking.py)
             state = await uow.parties.get(party_id)
             if state is None or state.retired_into == party_id:
                 raise NotFound("party", party_id)  # unknown, or retired leading nowhere
@@ -214,12 +214,18 @@ class Stewardship:
             )
         return result, token
 
-    async def resolve_review(self, review_id: str, link: bool, steward: str) -> tuple[str, str]:
+    async def resolve_review(
+        self, review_id: str, link: bool | None, steward: str
+    ) -> tuple[str, str]:
+        """`link`: True to link the two records, False to keep them apart (None: an outcome the
+        caller did not recognise, refused with the other bad fields)."""
         v = Violations()
         v.uuid("review_id", review_id)
+        if link is None:
+            v.add("outcome", "must be REVIEW_OUTCOME_LINK or REVIEW_OUTCOME_KEEP_APART")
         steward, _ = _steward(v, steward, "")
         v.raise_if_any()
-        now = self._clock()
+        assert link is not None
         async with self._unit_of_work() as uow:
             # One transaction, the review locked: two stewards cannot both decide it.
             await uow.lock([f"review:{review_id}"])
@@ -232,10 +238,13 @@ class Stewardship:
                 )
             kind = LinkDecisionKind.ALWAYS if link else LinkDecisionKind.NEVER
             parties = await self._decide(
-                uow, review.record_a, review.record_b, kind, steward, f"review {review_id}", now
+                uow, review.record_a, review.record_b, kind, steward, f"review {review_id}"
             )
             await uow.reviews.close(
-                review_id, ReviewStatus.LINKED if link else ReviewStatus.KEPT_APART, steward, now
+                review_id,
+                ReviewStatus.LINKED if link else ReviewStatus.KEPT_APART,
+                steward,
+                self._clock(),
             )
             await uow.commit()
         return parties
@@ -244,19 +253,24 @@ class Stewardship:
         self,
         a: SourceRecordKey,
         b: SourceRecordKey,
-        kind: LinkDecisionKind,
+        kind: LinkDecisionKind | None,
         steward: str,
         reason: str,
     ) -> tuple[str, str]:
+        """`kind` None: a decision the caller did not recognise, refused with the other bad
+        fields."""
         v = Violations()
+        if kind is None:
+            v.add("decision", "must be LINK_DECISION_NEVER_LINK or LINK_DECISION_ALWAYS_LINK")
         validate_key(v, "record_a", a)
         validate_key(v, "record_b", b)
         if a == b:
             v.add("record_b", "must differ from record_a")
         steward, reason = _steward(v, steward, reason)
         v.raise_if_any()
+        assert kind is not None
         async with self._unit_of_work() as uow:
-            parties = await self._decide(uow, a, b, kind, steward, reason, self._clock())
+            parties = await self._decide(uow, a, b, kind, steward, reason)
             await uow.commit()
         return parties
 
@@ -268,10 +282,10 @@ class Stewardship:
         kind: LinkDecisionKind,
         steward: str,
         reason: str,
-        now: dt.datetime,
     ) -> tuple[str, str]:
         await uow.lock([record_lock_name(a), record_lock_name(b)])
         party_a, party_b = await _parties_locked(uow, a, b)
+        now = self._clock()  # under the locks: stamped in commit order (linking.py)
         if kind is LinkDecisionKind.NEVER and party_a == party_b:
             raise FailedPrecondition(
                 "the records are in the same party: split it first (SplitParty)", party_a

@@ -179,30 +179,25 @@ class IdentityHandlers(pb_grpc.IdentityServiceServicer):
     async def ResolveLinkReview(
         self, request: pb.ResolveLinkReviewRequest, context: Context
     ) -> pb.ResolveLinkReviewResponse:
-        v = Violations()
-        if request.outcome not in (pb.REVIEW_OUTCOME_LINK, pb.REVIEW_OUTCOME_KEEP_APART):
-            v.add("outcome", "must be REVIEW_OUTCOME_LINK or REVIEW_OUTCOME_KEEP_APART")
-        v.raise_if_any()
+        outcomes = {pb.REVIEW_OUTCOME_LINK: True, pb.REVIEW_OUTCOME_KEEP_APART: False}
+        # An unknown outcome is named by the use case with the other bad fields.
         party_a, party_b = await self._stewardship.resolve_review(
-            request.review_id, request.outcome == pb.REVIEW_OUTCOME_LINK, _actor()
+            request.review_id, outcomes.get(request.outcome), _actor()
         )
         return pb.ResolveLinkReviewResponse(party_id_a=party_a, party_id_b=party_b)
 
     async def RecordLinkDecision(
         self, request: pb.RecordLinkDecisionRequest, context: Context
     ) -> pb.RecordLinkDecisionResponse:
-        v = Violations()
         kinds = {
             pb.LINK_DECISION_NEVER_LINK: LinkDecisionKind.NEVER,
             pb.LINK_DECISION_ALWAYS_LINK: LinkDecisionKind.ALWAYS,
         }
-        if request.decision not in kinds:
-            v.add("decision", "must be LINK_DECISION_NEVER_LINK or LINK_DECISION_ALWAYS_LINK")
-        v.raise_if_any()
+        # An unknown decision is named by the use case with the other bad fields.
         party_a, party_b = await self._stewardship.record_decision(
             codec.domain_key(request.record_a),
             codec.domain_key(request.record_b),
-            kinds[request.decision],
+            kinds.get(request.decision),
             _actor(),
             request.reason,
         )
