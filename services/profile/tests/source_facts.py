@@ -98,14 +98,17 @@ def salary_paid(account_id: str, amount: int = 1_500_000) -> dict[str, Any]:
 
 
 def card_issued(
-    account_id: str, tier: int = pb.CARD_TIER_GOLD, card_type: int = pb.CARD_TYPE_CREDIT
+    account_id: str,
+    tier: int = pb.CARD_TIER_GOLD,
+    card_type: int = pb.CARD_TYPE_CREDIT,
+    product_code: str = "CC-GOLD",
 ) -> dict[str, Any]:
     return {
         "card_issued": pb.CardIssued(
             account_id=account_id,
             card_type=card_type,  # type: ignore[arg-type]
             card_tier=tier,  # type: ignore[arg-type]
-            product_code="CC-GOLD",
+            product_code=product_code,
             currency="CNY",
             branch_code="0202",
             issue_date=date(dt.date(2025, 5, 1)),

@@ -3,7 +3,8 @@ literally:
 - the monthly average assets, summed per stretch of days with one balance, equal every day's
   end-of-day total assets converted and averaged, for any balance history: facts in any order,
   late facts with lower sequences, facts before the window and after as_of, accounts without
-  an opening fact, liabilities, currencies with and without a rate;
+  an opening fact, accounts closed (nothing from the close date), liabilities, currencies with
+  and without a rate;
 - the monthly transaction figures, summed per month and currency before converting, equal
   every row converted and summed.
 
@@ -56,6 +57,7 @@ def _days(start: dt.date, end: dt.date) -> Iterator[dt.date]:
 def reference_averages(
     history: Sequence[StoredBalance],
     lines: dict[tuple[SourceKey, str], ProductLine],
+    closed: dict[tuple[SourceKey, str], dt.date],
     as_of: dt.date,
     rates: FxRates,
     zone: ZoneInfo,
@@ -77,6 +79,7 @@ def reference_averages(
     }
     for (source, account_id, currency), points in series.items():
         line = lines[(source, account_id)]
+        closed_on = closed.get((source, account_id), dt.date.max)
         points.sort(key=lambda p: (p.at.astimezone(zone).date(), p.seq))
         best_seq = -1
         balance = 0
@@ -86,7 +89,7 @@ def reference_averages(
                 if points[index].seq > best_seq:
                     best_seq, balance = points[index].seq, points[index].balance_minor
                 index += 1
-            if day >= first_day and best_seq >= 0:
+            if first_day <= day < closed_on and best_seq >= 0:
                 daily[day][currency] += asset_part(line, balance)
     averages: dict[dt.date, int] = {}
     month = first_of_month(first_day)
@@ -133,25 +136,42 @@ balances = st.builds(
             if line is not None
         }
     ),
+    closings=st.lists(
+        st.none() | st.dates(min_value=dt.date(2025, 9, 1), max_value=dt.date(2026, 12, 31)),
+        min_size=len(RECORDS) * len(ACCOUNTS),
+    ),
     as_of=st.dates(min_value=dt.date(2026, 1, 31), max_value=dt.date(2026, 12, 31)),
 )
 def test_monthly_average_assets_equal_the_day_by_day_definition(
     history: list[StoredBalance],
     lines: dict[tuple[SourceKey, str], ProductLine],
+    closings: list[dt.date | None],
     as_of: dt.date,
 ) -> None:
     # One balance fact per account, currency and sequence, as storage keeps them.
     unique = list({(b.source, b.account_id, b.currency, b.seq): b for b in history}.values())
+    keys = [(record, account) for record in RECORDS for account in ACCOUNTS]
+    closed = {key: closed_on for key, closed_on in zip(keys, closings, strict=False) if closed_on}
     accounts = tuple(
         StoredAccount(
-            source, account_id, line, "P", "CNY", "", dt.date(2020, 1, 1), None, None, None, 0
+            source,
+            account_id,
+            line,
+            "P",
+            "CNY",
+            "",
+            dt.date(2020, 1, 1),
+            closed.get((source, account_id)),
+            None,
+            None,
+            0,
         )
         for (source, account_id), line in lines.items()
     )
     stored = StoredFacts(accounts=accounts, history=tuple(unique), records=RECORDS)
     facts = party_facts("P-1", as_of, stored, RATES, SHANGHAI)
     averages = {m.month: m.average_assets_cny_minor for m in facts.activity}
-    expected = reference_averages(unique, lines, as_of, RATES, SHANGHAI)
+    expected = reference_averages(unique, lines, closed, as_of, RATES, SHANGHAI)
     assert averages == {month: expected.get(month, 0) for month in averages}
     assert set(expected) <= set(averages)
 

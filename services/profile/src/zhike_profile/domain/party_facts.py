@@ -177,11 +177,16 @@ def party_facts(
         for a in stored.accounts
         if a.product_line is not None
     }
+    closed = {
+        (a.source, a.account_id): a.closed_on
+        for a in stored.accounts
+        if a.product_line is not None and a.closed_on is not None
+    }
     return PartyFacts(
         party_id=party_id,
         as_of=as_of,
         holdings=_holdings(stored, rates),
-        activity=_activity(stored, lines, as_of, rates, zone),
+        activity=_activity(stored, lines, closed, as_of, rates, zone),
         # At the bank's time: an assessment counts them by business day (`at.date()`), and a
         # contact at 00:30 in Shanghai is 16:30 the day before in UTC.
         interactions=tuple(
@@ -248,6 +253,7 @@ def _in_cny(rates: FxRates, currency: str, minor: int, day: dt.date) -> Decimal 
 def _activity(
     stored: StoredFacts,
     lines: dict[tuple[SourceKey, str], ProductLine],
+    closed: dict[tuple[SourceKey, str], dt.date],
     as_of: dt.date,
     rates: FxRates,
     zone: ZoneInfo,
@@ -283,7 +289,7 @@ def _activity(
                 amount = _in_cny(rates, currency, summed, day)
                 if amount is not None:
                     totals[index] = CONTEXT.add(totals[index], amount)
-    averages = _average_assets(stored.history, lines, as_of, rates, zone)
+    averages = _average_assets(stored.history, lines, closed, as_of, rates, zone)
     nothing = [Decimal(0)] * 5
 
     def minor(amount: Decimal) -> int:
@@ -310,6 +316,7 @@ def _activity(
 def _average_assets(
     history: Sequence[StoredBalance],
     lines: dict[tuple[SourceKey, str], ProductLine],
+    closed: dict[tuple[SourceKey, str], dt.date],
     as_of: dt.date,
     rates: FxRates,
     zone: ZoneInfo,
@@ -317,7 +324,9 @@ def _average_assets(
     """Per month of the window, from the month the first balance fact falls in: the average
     over its days (to as_of in this month) of the end-of-day total assets, in CNY at the month's
     rates. The end-of-day balance of an account is its balance fact with the highest sequence
-    number among those of that day or before; accounts without an opening fact do not count.
+    number among those of that day or before; accounts without an opening fact do not count,
+    nor does a closed account from its close date on (`closed`: the accounts closed now; a
+    source closes an account without sending a last balance of zero).
 
     Summed per stretch of days with one balance, not day by day: the conversion is exact and
     linear, so converting a month's day-sum per currency once gives the same figure as converting
@@ -338,6 +347,7 @@ def _average_assets(
     day_sums: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (source, account_id, currency), points in series.items():
         line = lines[(source, account_id)]
+        closed_on = closed.get((source, account_id))
         points.sort(key=lambda p: (p[0], p[1]))
         # (first day, asset part) each time the best fact so far changes; a fact from before
         # the first day counts from the first day.
@@ -356,6 +366,8 @@ def _average_assets(
                 break
             following = stretches[index + 1][0] if index + 1 < len(stretches) else None
             until = as_of if following is None else min(following - _DAY, as_of)
+            if closed_on is not None:
+                until = min(until, closed_on - _DAY)
             if value:
                 _add_stretch(day_sums, currency, since, until, value)
     averages: dict[dt.date, int] = {}

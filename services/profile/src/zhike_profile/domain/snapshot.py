@@ -22,12 +22,11 @@ from zhike_profile.domain.assessment.changes import (
     Change as AssessmentChange,
 )
 from zhike_profile.domain.assessment.changes import (
-    RiskLevelChanged,
-    RiskLevelExpired,
     SegmentEntered,
     SegmentLeft,
     TierChanged,
     ValueBandChanged,
+    risk_change,
 )
 from zhike_profile.domain.assessment.risk import RiskStatus
 from zhike_profile.domain.facts import (
@@ -128,7 +127,9 @@ class ConsentChanged:
     channel: Channel
     purpose: Purpose
     given: bool
-    evidence: ConsentEvidence
+    # None: the party holds no decision any more (the record that held it left the party), so
+    # there is no capture to show; consumers read the absence as no consent.
+    evidence: ConsentEvidence | None
 
 
 ProfileFact = HoldingOpened | HoldingClosed | BalanceChanged | ConsentChanged | AssessmentChange
@@ -192,9 +193,17 @@ def differences(before: Snapshot, after: Snapshot) -> tuple[ProfileFact, ...]:
     """What a consumer needs to know, in a fixed order: holdings closed and opened, balances
     per currency, consents, tier, value band, segments left and entered, risk."""
     found: list[ProfileFact] = []
-    for key in sorted(before.holdings.keys() - after.holdings.keys()):
+    # A holding whose product changed on its account (a card reissued as another product) is
+    # told as the old one closed, then the new one opened: a consumer keeping one entry per
+    # account and currency ends with the new one, one keeping products drops the old.
+    replaced = {
+        key
+        for key in before.holdings.keys() & after.holdings.keys()
+        if before.holdings[key] != after.holdings[key]
+    }
+    for key in sorted((before.holdings.keys() - after.holdings.keys()) | replaced):
         found.append(HoldingClosed(key, before.holdings[key]))
-    for key in sorted(after.holdings.keys() - before.holdings.keys()):
+    for key in sorted((after.holdings.keys() - before.holdings.keys()) | replaced):
         found.append(HoldingOpened(key, after.holdings[key]))
     for currency in sorted(before.balances.keys() | after.balances.keys()):
         was = before.balances.get(currency, (0, 0))
@@ -204,7 +213,11 @@ def differences(before: Snapshot, after: Snapshot) -> tuple[ProfileFact, ...]:
                 found.append(BalanceChanged(currency, side, was[index], now[index]))
     for channel, purpose in sorted(after.consents.keys() | before.consents.keys()):
         state = after.consents.get((channel, purpose))
-        if state is not None and state != before.consents.get((channel, purpose)):
+        if state is None:
+            # Only in `before`: its record left the party. Consumers keep the last decision
+            # told, so the absence must be told, as "not given" (contact needs a clear yes).
+            found.append(ConsentChanged(channel, purpose, False, None))
+        elif state != before.consents.get((channel, purpose)):
             found.append(ConsentChanged(channel, purpose, state.given, state.evidence))
     found.extend(_assessment_changes(before, after))
     return tuple(found)
@@ -228,17 +241,9 @@ def _assessment_changes(before: Snapshot, after: Snapshot) -> list[AssessmentCha
     was, now = before.segments, after.segments
     found.extend(SegmentLeft(name, was[name]) for name in sorted(was.keys() - now.keys()))
     found.extend(SegmentEntered(name, now[name]) for name in sorted(now.keys() - was.keys()))
-    old, new = before.risk.effective_level, after.risk.effective_level
-    if old != new:
-        if (
-            old is not None
-            and after.risk.status is RiskStatus.EXPIRED
-            and after.risk.level == old
-            and after.risk.expires_on is not None
-        ):
-            found.append(RiskLevelExpired(old, after.risk.expires_on))
-        else:
-            found.append(RiskLevelChanged(old, new, after.risk.expires_on))
+    risk = risk_change(before.risk, after.risk)
+    if risk is not None:
+        found.append(risk)
     return found
 
 

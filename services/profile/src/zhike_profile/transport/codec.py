@@ -386,14 +386,14 @@ def _fact(fact: ProfileFact) -> events_pb2.ProfileFact:
                 )
             )
         case ConsentChanged():
-            return events_pb2.ProfileFact(
-                consent_changed=events_pb2.ConsentChanged(
-                    channel=_CHANNEL_NUMBERS[fact.channel],
-                    purpose=_PURPOSE_NUMBERS[fact.purpose],
-                    given=fact.given,
-                    evidence=_evidence(fact.evidence),
-                )
+            consent = events_pb2.ConsentChanged(
+                channel=_CHANNEL_NUMBERS[fact.channel],
+                purpose=_PURPOSE_NUMBERS[fact.purpose],
+                given=fact.given,
             )
+            if fact.evidence is not None:
+                consent.evidence.CopyFrom(_evidence(fact.evidence))
+            return events_pb2.ProfileFact(consent_changed=consent)
         case TierChanged():
             return events_pb2.ProfileFact(
                 tier_changed=events_pb2.TierChanged(

@@ -105,6 +105,19 @@ def test_a_new_risk_level_is_reported_with_old_and_new(config: AssessmentConfig)
     assert str(changes(second, third)[0]) == "risk level C2 → C4"
 
 
+def test_a_risk_assessment_renewed_at_the_same_level_is_reported_with_its_new_expiry(
+    config: AssessmentConfig,
+) -> None:
+    c3 = RiskAssessment(CustomerRisk.C3, dt.date(2025, 12, 1), dt.date(2026, 12, 1))
+    renewed = RiskAssessment(CustomerRisk.C3, dt.date(2026, 11, 2), dt.date(2027, 11, 2))
+    as_of = dt.date(2026, 11, 2)
+    first = assess(dataclasses.replace(BEFORE, as_of=as_of, risk=c3), config)
+    second = assess(dataclasses.replace(BEFORE, as_of=as_of, risk=renewed), config)
+    assert changes(first, second) == (
+        RiskLevelChanged(CustomerRisk.C3, CustomerRisk.C3, dt.date(2027, 11, 2)),
+    )
+
+
 def test_changes_come_in_a_fixed_order(config: AssessmentConfig) -> None:
     rich = dataclasses.replace(
         BEFORE,

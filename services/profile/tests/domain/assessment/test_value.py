@@ -81,6 +81,21 @@ def test_what_drove_it_names_the_top_three_contributions_in_words(
     )
 
 
+def test_a_card_with_balances_in_two_currencies_pays_one_annual_fee(
+    config: AssessmentConfig,
+) -> None:
+    facts = PartyFacts(
+        party_id="p",
+        as_of=AS_OF,
+        holdings=(
+            holding(ProductLine.CREDIT_CARD, Money("CNY", 0), "K-1", CardTier.PLATINUM),
+            holding(ProductLine.CREDIT_CARD, Money("USD", 10_00), "K-1", CardTier.PLATINUM),
+        ),
+    )
+    (card,) = assess(facts, config).value.contributions
+    assert card.annual_revenue_cny_minor == 1_200_00
+
+
 def test_a_short_card_history_is_scaled_to_twelve_months(config: AssessmentConfig) -> None:
     facts = PartyFacts(
         party_id="p",

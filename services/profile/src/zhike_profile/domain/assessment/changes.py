@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Protocol
 
 from zhike_profile.domain.assessment.assessment import Assessment
 from zhike_profile.domain.assessment.risk import RiskStatus
@@ -54,7 +55,8 @@ class SegmentLeft:
 @dataclass(frozen=True)
 class RiskLevelChanged:
     """The level a sale may rely on changed: a new assessment, or a first or renewed one
-    (None: no valid assessment)."""
+    (None: no valid assessment); or the level stayed and its expiry moved (renewed at the same
+    level), which consumers need to know until when it holds."""
 
     before: CustomerRisk | None
     after: CustomerRisk | None
@@ -110,16 +112,42 @@ def changes(before: Assessment, after: Assessment) -> tuple[Change, ...]:
     found.extend(
         SegmentEntered(name, now[name].description) for name in sorted(now.keys() - was.keys())
     )
-    old = before.risk.effective_level
-    new = after.risk.effective_level
-    if old != new:
-        if (
-            old is not None
-            and after.risk.status is RiskStatus.EXPIRED
-            and after.risk.level == old
-            and after.risk.expires_on is not None
-        ):
-            found.append(RiskLevelExpired(old, after.risk.expires_on))
-        else:
-            found.append(RiskLevelChanged(old, new, after.risk.expires_on))
+    risk = risk_change(before.risk, after.risk)
+    if risk is not None:
+        found.append(risk)
     return tuple(found)
+
+
+class RiskReading(Protocol):
+    """A risk assessment as of a day, as an assessment or a published snapshot holds it."""
+
+    @property
+    def status(self) -> RiskStatus: ...
+
+    @property
+    def level(self) -> CustomerRisk | None: ...
+
+    @property
+    def expires_on(self) -> dt.date | None: ...
+
+    @property
+    def effective_level(self) -> CustomerRisk | None: ...
+
+
+def risk_change(
+    before: RiskReading, after: RiskReading
+) -> RiskLevelChanged | RiskLevelExpired | None:
+    """What changed in the risk level a sale may rely on: the level, or its expiry when it
+    stays valid at the same level (a renewal: consumers hold the expiry and stop selling on
+    it). None when neither changed."""
+    old, new = before.effective_level, after.effective_level
+    if old == new and (new is None or before.expires_on == after.expires_on):
+        return None
+    if (
+        old is not None
+        and after.status is RiskStatus.EXPIRED
+        and after.level == old
+        and after.expires_on is not None
+    ):
+        return RiskLevelExpired(old, after.expires_on)
+    return RiskLevelChanged(old, new, after.expires_on)

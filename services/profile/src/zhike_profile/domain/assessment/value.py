@@ -32,6 +32,7 @@ from zhike_profile.domain.facts import (
     MonthlyActivity,
     PartyFacts,
     ProductLine,
+    SourceKey,
 )
 
 YEAR_DAYS = 365
@@ -156,12 +157,15 @@ def _contributions(
     # Balances per product line, exact in CNY at today's rates (a currency without a rate
     # cannot be valued and is left out, as in the totals).
     balances: dict[ProductLine, Decimal] = {}
-    cards: dict[ProductLine, list[CardTier | None]] = {}
+    # Per line, each card once by its account: a card with balances in two currencies is two
+    # holdings but one card, charged one fee.
+    cards: dict[ProductLine, dict[tuple[SourceKey, str], CardTier | None]] = {}
     for holding in facts.holdings:
         if not holding.is_open:
             continue
         if holding.product_line in (ProductLine.CREDIT_CARD, ProductLine.DEBIT_CARD):
-            cards.setdefault(holding.product_line, []).append(holding.card_tier)
+            held_cards = cards.setdefault(holding.product_line, {})
+            held_cards[(holding.source, holding.account_id)] = holding.card_tier
         try:
             amount = rates.to_cny(holding.balance, facts.as_of)
         except FxRateMissing:
@@ -189,7 +193,7 @@ def _contributions(
             parts.append(f"{cny(to_minor(balance, 2))} × {format_rate(rate)}")
         if line in cards:
             pricing = model.credit_card if line is ProductLine.CREDIT_CARD else model.debit_card
-            held = cards[line]
+            held = list(cards[line].values())
             fees = sum(pricing.annual_fee(tier) for tier in held)
             if fees:
                 revenue = CONTEXT.add(revenue, to_major(fees, 2))
