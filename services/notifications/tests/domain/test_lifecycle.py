@@ -165,11 +165,54 @@ def test_a_verdict_applies_only_over_the_version_it_read() -> None:
     assert current.ignored == "cancelled, sending has begun or ended"
 
 
-def test_a_verdict_after_an_attempt_is_ignored() -> None:
+def test_a_verdict_after_a_failed_attempt_whose_retry_is_not_planned_is_ignored() -> None:
     attempted = run(SendResult(1, "sms-a", SendOutcome.TRANSIENT_ERROR, at(1), error="503"))
     late = apply(attempted, Deferred(at(600), attempted.version))
     assert late.changed is False
     assert late.notification == attempted
+
+
+RETRYING = (
+    SendResult(1, "sms-a", SendOutcome.TRANSIENT_ERROR, at(1), error="http_503"),
+    RetryScheduled(2, at(2), "sms-a"),
+)
+
+
+def test_a_deferral_of_a_planned_retry_holds_it_until_the_deferral_ends() -> None:
+    retrying = run(*RETRYING)
+
+    deferred = apply(retrying, Deferred(at(600), retrying.version)).notification
+
+    assert (deferred.status, deferred.due_at(), deferred.next_attempt) == (
+        Status.DEFERRED,
+        at(600),
+        2,
+    )
+
+
+def test_a_retry_planned_after_a_deferral_ran_out_is_due_at_its_own_time() -> None:
+    deferred = run(Deferred(at(600), over_version=1))
+
+    retrying = run(
+        SendResult(1, "sms-a", SendOutcome.TRANSIENT_ERROR, at(600), error="http_503"),
+        RetryScheduled(2, at(601), "sms-a"),
+        start=deferred,
+    )
+
+    assert (retrying.status, retrying.due_at()) == (Status.QUEUED, at(601))
+
+
+def test_a_refusal_of_a_planned_retry_suppresses_it() -> None:
+    retrying = run(*RETRYING)
+    refusal = Suppression(SuppressionReason.NO_CONSENT, "consent refused: sms/marketing")
+
+    suppressed = apply(retrying, Suppressed(refusal, retrying.version)).notification
+
+    assert (suppressed.status, suppressed.suppression, suppressed.due_at()) == (
+        Status.SUPPRESSED,
+        refusal,
+        None,
+    )
 
 
 def test_a_deferral_moves_its_time_and_the_version_counts_changes() -> None:

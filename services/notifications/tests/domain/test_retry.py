@@ -104,6 +104,14 @@ def test_an_ambiguous_error_is_retried_at_the_same_provider_only() -> None:
     assert NOW <= step.at <= NOW + POLICY.base_delay
 
 
+def test_a_transient_error_at_a_provider_that_may_hold_the_message_is_not_failed_over() -> None:
+    step = after_failure(
+        3, "sms-b", ErrorKind.TRANSIENT, NOW, POLICY, random.Random(3), pinned=True
+    )
+    assert isinstance(step, Retry)
+    assert (step.attempt, step.provider) == (4, "sms-b")
+
+
 def test_retry_after_is_honoured_when_the_same_provider_is_next() -> None:
     single = RetryPolicy(("sms-a",))
     wait = dt.timedelta(seconds=90)
@@ -112,6 +120,14 @@ def test_retry_after_is_honoured_when_the_same_provider_is_next() -> None:
     # Another provider is next: it is tried at once, whatever sms-a asked for.
     step = after_failure(1, "sms-a", ErrorKind.TRANSIENT, NOW, POLICY, random.Random(1), wait)
     assert step == Retry(2, NOW, "sms-b")
+
+
+@pytest.mark.parametrize("seconds", [86_400, 345_600_000_000])
+def test_retry_after_is_honoured_up_to_the_policys_longest_wait(seconds: int) -> None:
+    single = RetryPolicy(("sms-a",), max_delay=dt.timedelta(seconds=300))
+    wait = dt.timedelta(seconds=seconds)
+    step = after_failure(1, "sms-a", ErrorKind.TRANSIENT, NOW, single, random.Random(1), wait)
+    assert step == Retry(2, NOW + dt.timedelta(seconds=300), "sms-a")
 
 
 def test_a_provider_no_longer_configured_fails_over_to_the_first() -> None:

@@ -194,6 +194,19 @@ def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
     assert retry_after_delay(None, now) is None
 
 
+@pytest.mark.parametrize(
+    "value", ["86401", "345600000000", "9" * 5000, "Fri, 31 Dec 9999 23:59:59 GMT"]
+)
+def test_retry_after_is_read_as_a_day_at_most(value: str) -> None:
+    now = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    assert retry_after_delay(value, now) == dt.timedelta(days=1)
+
+
+def test_a_retry_after_of_a_non_ascii_digit_is_unreadable() -> None:
+    now = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    assert retry_after_delay("\u00b2", now) is None  # "²", latin-1 in a header
+
+
 def test_an_http_provider_sends_only_sms_or_push() -> None:
     with pytest.raises(ValueError, match="sms or push"):
         HttpProvider("mail", Channel.EMAIL, "http://127.0.0.1:1")

@@ -87,6 +87,7 @@ def every_fact_set() -> StoredNotification:
         idempotency_key="client:key-1",
         request_digest="9f2c" * 16,
         sending=Sending(4, "sms-main", at + dt.timedelta(minutes=6)),
+        pinned_provider="sms-main",
         language="zh-CN",
     )
 

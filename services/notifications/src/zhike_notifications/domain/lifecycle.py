@@ -3,22 +3,25 @@
 Two kinds of event:
 
 - Facts from outside, whose order nobody controls: send results (a provider accepted an attempt,
-  or answered a transient or a permanent error), retries planned or given up, delivery receipts
-  (webhooks that may arrive before our own send result is committed), and the withdrawal of the
-  offer decision. Each is merged into the record as a fact (the first acceptance, the earliest
-  receipt, the highest attempt…), and the status is derived from the facts by precedence:
+  or answered a transient or a permanent error), retries planned or given up, a message its
+  template cannot render, delivery receipts (webhooks that may arrive before our own send result
+  is committed), and the withdrawal of the offer decision. Each is merged into the record as a
+  fact (the first acceptance, the earliest receipt, the highest attempt…), and the status is
+  derived from the facts by precedence:
 
       DELIVERED > FAILED (undeliverable receipt) > SENT > FAILED (permanent error, retries
-      exhausted) > SUPPRESSED > CANCELLED > DEFERRED / QUEUED
+      exhausted, unrenderable) > SUPPRESSED > CANCELLED > DEFERRED / QUEUED
 
   so any order of the same facts, duplicates included, ends in the same record as in-order
   delivery: a late receipt never moves DELIVERED back to SENT, and a withdrawal cancels only what
   has not been sent (a send that raced a withdrawal is recorded as what it was).
 
 - The gates' verdicts (`Deferred`, `Suppressed`), decided by reading the record: each names the
-  version it was decided over and applies only to that version, and only while nothing has been
-  attempted. A verdict over an older version is stale (say, a withdrawal came in between): the
-  dispatcher reads again.
+  version it was decided over and applies only to that version, and only while the notification
+  waits for its first attempt or for a planned retry (the gates run again before a retry: quiet
+  hours may have begun, consent been withdrawn). A deferred retry waits until the deferral's end;
+  a refused one is SUPPRESSED, as a refused first attempt. A verdict over an older version is
+  stale (say, a withdrawal came in between): the dispatcher reads again.
 
 `apply` returns the record and whether it changed; `version` grows by one with each change.
 """
@@ -82,6 +85,15 @@ class RetriesExhausted:
 
 
 @dataclass(frozen=True)
+class Unrenderable:
+    """The message cannot be rendered from its template and values: sending stops unasked."""
+
+    attempts: int  # the attempts made before (0: none)
+    error: str  # a code naming what failed, never a value
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
 class Receipt:
     kind: ReceiptKind
     at: dt.datetime
@@ -107,7 +119,7 @@ class Suppressed:
     over_version: int
 
 
-Fact = SendResult | RetryScheduled | RetriesExhausted | Receipt | Withdrawal
+Fact = SendResult | RetryScheduled | RetriesExhausted | Unrenderable | Receipt | Withdrawal
 Verdict = Deferred | Suppressed
 Event = Fact | Verdict
 
@@ -153,8 +165,13 @@ def status_of(notification: Notification) -> Status:
         return Status.SUPPRESSED
     if n.withdrawn_by:
         return Status.CANCELLED
-    if n.deferred_until is not None and n.attempts == 0 and n.retry is None:
-        return Status.DEFERRED
+    if n.deferred_until is not None:
+        if n.attempts == 0 and n.retry is None:
+            return Status.DEFERRED
+        # A retry the gates deferred is held past its planned time. A retry planned after a
+        # deferral ran out (an attempt went out then, so later) is due at its own time.
+        if n.retry is not None and n.deferred_until > n.retry.at:
+            return Status.DEFERRED
     return Status.QUEUED
 
 
@@ -187,6 +204,11 @@ def _merge(n: Notification, event: Fact) -> Notification:
             return replace(n, retry=_last(n.retry, plan))
         case RetriesExhausted():
             gave_up = GiveUp(event.attempts, GiveUpReason.RETRIES_EXHAUSTED, event.error, event.at)
+            return replace(
+                n, attempts=max(n.attempts, event.attempts), gave_up=_first(n.gave_up, gave_up)
+            )
+        case Unrenderable():
+            gave_up = GiveUp(event.attempts, GiveUpReason.UNRENDERABLE, event.error, event.at)
             return replace(
                 n, attempts=max(n.attempts, event.attempts), gave_up=_first(n.gave_up, gave_up)
             )
@@ -228,8 +250,10 @@ def _verdict(n: Notification, verdict: Verdict) -> Applied:
         return Applied(
             n, False, f"stale: decided over version {verdict.over_version}, now {n.version}"
         )
-    if n.status not in (Status.QUEUED, Status.DEFERRED) or n.attempts or n.retry:
+    if n.status not in (Status.QUEUED, Status.DEFERRED):
         return Applied(n, False, f"{n.status.value}, sending has begun or ended")
+    if n.attempts and n.retry is None:
+        return Applied(n, False, "an attempt failed and its retry is not planned yet")
     if isinstance(verdict, Deferred):
         merged = replace(n, deferred_until=verdict.until)
     else:

@@ -144,6 +144,9 @@ def message_purpose(category: Category, purpose: Purpose | None, field: str = "p
 class GiveUpReason(enum.StrEnum):
     PERMANENT_ERROR = "permanent_error"  # the provider said it can never be sent
     RETRIES_EXHAUSTED = "retries_exhausted"
+    # Its template cannot render it (a declared field without a value, the template gone): no
+    # provider was asked, and none ever could be.
+    UNRENDERABLE = "unrenderable"
 
 
 @dataclass(frozen=True, order=True)

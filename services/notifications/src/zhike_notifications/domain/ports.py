@@ -40,6 +40,10 @@ class StoredNotification:
     # request is refused.
     request_digest: str = ""
     sending: Sending | None = None
+    # The provider that may hold the message already ("": none): an attempt there went
+    # unanswered (a time-out, a crash). Every later attempt, a redispatch's too, goes to it with
+    # the same out-id, and none to another provider, which would send a second message.
+    pinned_provider: str = ""
     language: str = ""  # the language it was rendered in, once it was
     # An offer's: the ProfileChanged.profile_version its decision was made on. The consents
     # notifications holds may be older than that for a moment (they come by another road).

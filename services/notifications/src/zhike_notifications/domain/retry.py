@@ -5,10 +5,12 @@
   the next provider in the configured order at once; once every provider has failed in a round,
   the next round waits an exponential backoff with full jitter: a uniform draw from
   [0, min(max_delay, base_delay × 2^(round−1))], from the random generator passed in (seeded in
-  tests). A `retry_after` the provider asked for is honoured when the same provider is next.
+  tests). A `retry_after` the provider asked for is honoured when the same provider is next, up
+  to `max_delay`.
 - An ambiguous error (a time-out after the request was sent: the provider may have accepted it)
   is retried at the same provider only, with the same out-id that provider deduplicates on:
-  failing over could send the message twice.
+  failing over could send the message twice. So is any later error of the message there
+  (`pinned`): the provider may still hold it, whatever it answers now.
 - After `max_attempts` attempts: FAILED (retries exhausted).
 """
 
@@ -69,8 +71,12 @@ def after_failure(
     policy: RetryPolicy,
     rng: random.Random,
     retry_after: dt.timedelta | None = None,
+    *,
+    pinned: bool = False,
 ) -> Retry | Stop:
-    """The step after attempt `attempt` through `provider` failed with `error` at `now`."""
+    """The step after attempt `attempt` through `provider` failed with `error` at `now`;
+    `pinned`: an earlier attempt there went unanswered (it may hold the message), so there is
+    no failing over."""
     if attempt < 1:
         raise ValueError("attempt numbers start at 1")
     if error is ErrorKind.PERMANENT:
@@ -78,7 +84,7 @@ def after_failure(
     if attempt >= policy.max_attempts:
         return Stop(GiveUpReason.RETRIES_EXHAUSTED, attempt)
     following = attempt + 1
-    if error is ErrorKind.AMBIGUOUS:
+    if error is ErrorKind.AMBIGUOUS or pinned:
         next_provider = provider
         delay = _backoff(attempt, policy, rng)
     else:
@@ -90,7 +96,9 @@ def after_failure(
             else _backoff(attempt // len(policy.providers), policy, rng)
         )
     if retry_after is not None and next_provider == provider:
-        delay = max(delay, retry_after)
+        # Never past the longest wait configured: a provider's word (a day, a century) must
+        # neither hold a passcode back nor overflow the clock.
+        delay = max(delay, min(retry_after, policy.max_delay))
     return Retry(following, now + delay, next_provider)
 
 

@@ -11,11 +11,12 @@ Dispatch of one notification, and why it is shaped so (at most once, even across
 2. The message goes to that provider with the notification id as its out-id; the provider
    deduplicates on it.
 3. The answer is written: accepted (SENT), or a retry planned (failover at once, then backoff),
-   or given up (FAILED).
+   or given up (FAILED). A retry runs the gates again (step 1): quiet hours may have begun.
 
 A crash between 2 and 3 leaves `Sending` on the row; when its lease runs out any dispatcher takes
 it up again and asks the same provider with the same out-id, without running the gates again, so
-the provider answers with the message it already holds and the customer gets one.
+the provider answers with the message it already holds and the customer gets one. From then on,
+as after a time-out, the message is pinned to that provider (`pinned_provider`): it may hold it.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ from zhike_notifications.domain.ports import (
 )
 from zhike_notifications.domain.replies import ReplyAction, parse_reply
 from zhike_notifications.domain.retry import ErrorKind, RetryPolicy, Stop, after_failure
-from zhike_notifications.domain.templates import CompiledTemplate, Rendered
-from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, NotFound
+from zhike_notifications.domain.templates import CompiledTemplate, Rendered, RenderFailed
+from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, InvalidArgument, NotFound
 from zhike_runtime.ids import new_id
 from zhike_runtime.paging import PageTokens
 from zhike_runtime.paging import page_size as resolve_page_size
@@ -254,6 +255,10 @@ class Intake:
         template = self._templates.check(
             v, "template_id", decision.template_id, decision.channel, decision.category
         )
+        if template is not None and template.draft.fields:
+            # A decision carries no values: refused now (dead-lettered), not queued to fail.
+            fields = ", ".join(sorted(template.draft.fields))
+            v.add("template_id", f"declares fields an offer decision has no values for: {fields}")
         v.raise_if_any()
         assert template is not None
         notification = Notification(
@@ -446,6 +451,15 @@ class Intake:
         return first
 
 
+class Unrenderable(Exception):
+    """A notification's message cannot be rendered (its template gone, or refusing its values):
+    no attempt will ever send it."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code  # names what failed, never a value
+
+
 class Dispatcher:
     """Sends what is due: the gates, then a provider, then the answer (module docstring)."""
 
@@ -508,12 +522,32 @@ class Dispatcher:
             except DirectoryUnavailable:
                 log.warning("party directory unavailable; the notification is tried again soon")
                 await self._again_in(notification_id, self._config.directory_retry)
+            except Unrenderable as error:
+                # This notification fails; the party's others and the round go on.
+                await self._fail_unrenderable(notification_id, party_id, error.code)
 
     async def _needs_contact(self, notification_id: str) -> bool:
         # Notification ids of the inbox are not told apart from others by their id: read it.
         async with self._unit_of_work() as unit:
             stored = await unit.notifications.get(notification_id)
         return stored is not None and stored.notification.channel is not Channel.INBOX
+
+    async def _fail_unrenderable(self, notification_id: str, party_id: str, code: str) -> None:
+        """FAILED, and parked as a dead letter as any send that stopped: once its template is
+        mended, an operator replays it."""
+        async with self._unit_of_work() as unit:
+            await unit.lock([party_lock(party_id)])
+            stored = await unit.notifications.get_for_update(notification_id)
+            if stored is None or stored.notification.status not in (Status.QUEUED, Status.DEFERRED):
+                return
+            attempts = stored.notification.attempts
+            after, _ = _apply(
+                replace(stored, sending=None),
+                lifecycle.Unrenderable(attempts, code, self._clock()),
+            )
+            await _save(unit, stored, after)
+            unit.record(SendingStopped(notification_id, attempts, code))
+            await unit.commit()
 
     async def _again_in(self, notification_id: str, delay: dt.timedelta) -> None:
         """Leaves it to the next round after `delay` (not the whole lease)."""
@@ -561,12 +595,13 @@ class Dispatcher:
                     # Another replica is sending it now: its round took it up when this round's
                     # lease on it ran out. Not a crash to take over.
                     return None
-                # Taken up after a crash or a lost lease: the same provider, the same out-id.
+                # Taken up after a crash or a lost lease: the same provider, the same out-id,
+                # and from now on that provider only (the first call may have reached it).
                 outgoing = self._outgoing(stored, contact, stored.language)
                 if outgoing is None:
                     return None
                 sending = replace(stored.sending, started_at=now)
-                after = replace(stored, sending=sending)
+                after = replace(stored, sending=sending, pinned_provider=sending.provider)
                 await unit.notifications.save(after, stored.notification.version)
                 await unit.notifications.lease([notification_id], now + self._config.lease)
                 await unit.commit()
@@ -692,24 +727,49 @@ class Dispatcher:
                 extra={"channel": stored.notification.channel.value},
             )
             return None
+        pinned = stored.pinned_provider
+        if pinned:
+            if pinned in configured:
+                return pinned
+            # It may hold the message: another provider could send it twice. Left as a channel
+            # without providers is, until the configuration names it again.
+            log.error(
+                "the provider that may hold a message is no longer configured; not sent elsewhere",
+                extra={"provider": pinned},
+            )
+            return None
         retry = stored.notification.retry
         if retry is not None and retry.provider in configured:
             return retry.provider
         return configured[0]
 
     def _render(self, stored: StoredNotification, language: str) -> Rendered:
-        template = self._templates.get(stored.notification.template_id)
+        """The message; `Unrenderable` when its template is gone or refuses its values."""
+        template_id = stored.notification.template_id
+        template = self._templates.get(template_id)
         if template is None:
-            raise NotFound("template", stored.notification.template_id)
+            log.error(
+                "a notification's template is not configured", extra={"template": template_id}
+            )
+            raise Unrenderable("template_unknown")
         unsubscribe = ""
         if stored.notification.category is Category.MARKETING:
             unsubscribe = self._unsubscribe_url(stored.notification.notification_id)
-        return template.render(
-            language,
-            stored.values,
-            unsubscribe_url=unsubscribe if stored.notification.channel is Channel.EMAIL else "",
-            sms_signature=self._config.sms_signature,
-        )
+        try:
+            return template.render(
+                language,
+                stored.values,
+                unsubscribe_url=unsubscribe if stored.notification.channel is Channel.EMAIL else "",
+                sms_signature=self._config.sms_signature,
+            )
+        except (InvalidArgument, RenderFailed) as error:
+            # Both name fields, parts and lines, never a value: safe to log.
+            log.error(
+                "a notification's template cannot render it",
+                extra={"template": template_id, "why": str(error)},
+            )
+            code = "template_values" if isinstance(error, InvalidArgument) else "template_failed"
+            raise Unrenderable(code) from None
 
     def _outgoing(
         self, stored: StoredNotification, contact: PartyContact | None, language: str
@@ -791,6 +851,12 @@ class Dispatcher:
                 after, _ = _apply(replace(stored, sending=None), event)
             else:
                 assert answer.error is not None
+                # An attempt left without an answer pins the message to its provider for good.
+                pinned_provider = (
+                    sending.provider
+                    if answer.error is ErrorKind.AMBIGUOUS
+                    else stored.pinned_provider
+                )
                 step = after_failure(
                     sending.attempt,
                     sending.provider,
@@ -799,6 +865,7 @@ class Dispatcher:
                     policy,
                     self._rng,
                     answer.retry_after,
+                    pinned=pinned_provider == sending.provider,
                 )
                 permanent = isinstance(step, Stop) and step.reason is GiveUpReason.PERMANENT_ERROR
                 outcome = (
@@ -807,7 +874,7 @@ class Dispatcher:
                     else lifecycle.SendOutcome.TRANSIENT_ERROR
                 )
                 after, _ = _apply(
-                    replace(stored, sending=None),
+                    replace(stored, sending=None, pinned_provider=pinned_provider),
                     lifecycle.SendResult(
                         sending.attempt, sending.provider, outcome, now, error=answer.code
                     ),

@@ -190,17 +190,26 @@ def _error_word(response: httpx.Response) -> str:
     return value if isinstance(value, str) and is_error_code(value) else ""
 
 
+# The longest Retry-After read: the longest ZHIKE_RETRY_MAX_SECONDS (the retry policy limits it
+# to its own), and short enough to add to any time.
+RETRY_AFTER_CEILING = dt.timedelta(days=1)
+
+
 def retry_after_delay(value: str | None, now: dt.datetime) -> dt.timedelta | None:
-    """Retry-After as seconds or an HTTP date (RFC 9110 §10.2.3); None when absent or unreadable."""
+    """Retry-After as seconds or an HTTP date (RFC 9110 §10.2.3), at most `RETRY_AFTER_CEILING`;
+    None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return dt.timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():  # "²" is a digit to isdigit(), not to int()
+        digits = value.lstrip("0") or "0"
+        # Seven digits or more are past the ceiling anyway (and int() refuses thousands).
+        seconds = int(digits) if len(digits) <= 6 else RETRY_AFTER_CEILING.total_seconds()
+        return min(dt.timedelta(seconds=seconds), RETRY_AFTER_CEILING)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(when - now, dt.timedelta(0))
+    return min(max(when - now, dt.timedelta(0)), RETRY_AFTER_CEILING)

@@ -90,6 +90,7 @@ def notification_row(stored: StoredNotification, ring: KeyRing) -> dict[str, Any
         "sending_attempt": sending.attempt if sending else None,
         "sending_provider": sending.provider if sending else None,
         "sending_started_at": to_utc(sending.started_at) if sending else None,
+        "pinned_provider": stored.pinned_provider,
         "deferred_until": optional_to_utc(n.deferred_until),
         "suppression_reason": n.suppression.reason.value if n.suppression else None,
         "suppression_detail": n.suppression.detail if n.suppression else None,
@@ -203,6 +204,7 @@ def stored_of(row: Any, ring: KeyRing) -> StoredNotification:
             )
         ),
         language=row.language,
+        pinned_provider=row.pinned_provider,
     )
 
 

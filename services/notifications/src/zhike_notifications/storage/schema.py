@@ -64,6 +64,8 @@ notification = sa.Table(
     sa.Column("sending_attempt", sa.Integer(), nullable=True),
     sa.Column("sending_provider", _CODE, nullable=True),
     sa.Column("sending_started_at", _TIME, nullable=True),
+    # The provider that may hold the message ("": none): no later attempt goes elsewhere.
+    sa.Column("pinned_provider", _CODE, nullable=False, server_default=""),
     # The facts (domain.model.Notification); a group of columns is all NULL or all set.
     sa.Column("deferred_until", _TIME, nullable=True),
     sa.Column("suppression_reason", _ENUM, nullable=True),
