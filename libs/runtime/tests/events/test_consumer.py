@@ -7,6 +7,7 @@ import contextlib
 import io
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -45,6 +46,8 @@ class SimulatedCrash(BaseException):
 
 # Keys whose downstream is "broken" until a test repairs it.
 BROKEN_DOWNSTREAM: set[str] = set()
+# Attempts left that find the database unreachable, for the keys starting "during-an-outage".
+OUTAGE = {"attempts": 0}
 
 
 async def apply_ping(session: AsyncSession, event: events_pb2.Ping, _ctx: EventContext) -> None:
@@ -57,6 +60,9 @@ async def apply_ping(session: AsyncSession, event: events_pb2.Ping, _ctx: EventC
         raise DataError("INSERT INTO ping_effect", {}, ValueError("value too long"))
     if event.key.startswith("breaking-a-rule"):
         raise InvalidArgument([FieldViolation("key", "breaks a domain rule")])
+    if event.key.startswith("during-an-outage") and OUTAGE["attempts"] > 0:
+        OUTAGE["attempts"] -= 1
+        raise ConnectionRefusedError(111, "Connect call failed")
     await session.execute(sa.insert(ping_effect).values(key=event.key))
 
 
@@ -211,6 +217,47 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliveries_and_the_rest
         stream = await bus.js.stream_info(DLQ_STREAM)
         assert stream.state.messages == 1
     assert await effects(backbone, "poison") == 0
+
+
+async def test_an_event_whose_dead_letter_could_not_be_parked_is_parked_at_its_next_delivery(
+    backbone: Backbone,
+) -> None:
+    await publish_through_outbox(backbone, [events_pb2.Ping(key="poison", poison=True)])
+    async with consuming(backbone) as (bus, consumer, _task):
+        publish = bus.publish
+        refused: list[str] = []
+
+        async def dead_letter_stream_down_once(subject: str, payload: bytes, **kw: Any) -> Any:
+            if subject.startswith(dlq_subject("")) and not refused:
+                refused.append(subject)
+                raise TimeoutError("nats: timeout")
+            return await publish(subject, payload, **kw)
+
+        bus.publish = dead_letter_stream_down_once  # type: ignore[method-assign]
+
+        async def parked() -> bool:
+            return consumer.dead_lettered == 1
+
+        await eventually(parked, timeout=20)
+        stream = await bus.js.stream_info(DLQ_STREAM)
+        assert (refused, stream.state.messages) == ([dlq_subject(DURABLE)], 1)
+
+
+async def test_an_event_failing_while_the_database_is_unreachable_is_applied_once_it_is_back(
+    backbone: Backbone,
+) -> None:
+    # More failed attempts than consumer_max_deliver, all for want of a database.
+    OUTAGE["attempts"] = backbone.settings.consumer_max_deliver + 3
+    await publish_through_outbox(backbone, [events_pb2.Ping(key="during-an-outage")])
+    async with consuming(backbone) as (bus, consumer, _task):
+
+        async def applied() -> bool:
+            return await effects(backbone, "during-an-outage") == 1
+
+        await eventually(applied, timeout=20)
+        assert (OUTAGE["attempts"], consumer.dead_lettered) == (0, 0)
+        stream = await bus.js.stream_info(DLQ_STREAM)
+        assert stream.state.messages == 0
 
 
 @pytest.mark.parametrize("key", ["permanent-1", "refused-by-the-database", "breaking-a-rule"])

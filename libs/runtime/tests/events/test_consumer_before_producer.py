@@ -28,7 +28,6 @@ DURABLE = ConsumerDeclaration(
     durable="consumer-producer",
     stream="TEST_PRODUCER",
     filter_subjects=("test.producer.>",),
-    max_deliver=3,
     ack_wait_seconds=5.0,
 )
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from zhike.testing.v1 import events_pb2
 from zhike_runtime.events import headers as h
@@ -155,4 +156,71 @@ async def test_events_keep_their_commit_order_on_the_stream(backbone: Backbone) 
     )
     keys = [events_pb2.Ping.FromString(m.data).key for m in await subscription.fetch(30, timeout=2)]
     assert keys == [f"k{i:02d}" for i in range(30)]
+    await bus.close()
+
+
+async def test_a_round_failing_with_a_database_error_does_not_stop_the_relay(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Say a statement cancelled by the DBA, or a lock timeout while a migration holds the
+    # outbox: not a lost connection, and the relay must still publish what comes after.
+    bus = backbone.bus()
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry, poll_seconds=0.05)
+    publish = OutboxRelay.publish_batch
+    failed: list[bool] = []
+
+    async def cancelled_once(self: OutboxRelay) -> int:
+        if not failed:
+            failed.append(True)
+            raise DBAPIError("SELECT …", {}, Exception("canceling statement due to user request"))
+        return await publish(self)
+
+    monkeypatch.setattr(OutboxRelay, "publish_batch", cancelled_once)
+    task = asyncio.create_task(relay.run())
+    async with backbone.database.session() as session, session.begin():
+        await add_to_outbox(session, [ping("after the failure")])
+    relay.notify()
+
+    async def drained() -> bool:
+        return await relay.backlog() == 0
+
+    await eventually(drained, timeout=10)
+    assert failed == [True]
+    relay.stop()
+    await task
+    await bus.close()
+
+
+async def test_two_relays_publish_the_events_in_their_commit_order(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not backbone.database.is_postgres:
+        pytest.skip("SQLite has one process writing: one relay")
+    async with backbone.database.session() as session:
+        for i in range(4):
+            async with session.begin():
+                await add_to_outbox(session, [ping(f"v{i}")])
+    bus = backbone.bus()
+    await bus.run()
+    first = OutboxRelay(backbone.database, bus, backbone.telemetry, batch_size=2)
+    second = OutboxRelay(backbone.database, bus, backbone.telemetry, batch_size=2)
+    publish = OutboxRelay._publish
+
+    async def slowly_for_the_first(self: OutboxRelay, rows: Any) -> list[str]:
+        if self is first:
+            await asyncio.sleep(0.3)  # the first replica has the oldest rows, and is slower
+        return await publish(self, rows)
+
+    monkeypatch.setattr(OutboxRelay, "_publish", slowly_for_the_first)
+    first_round = asyncio.create_task(first.publish_batch())
+    await asyncio.sleep(0.1)
+    assert await second.publish_batch() == 2
+    assert await first_round == 2
+
+    subscription = await bus.js.pull_subscribe(
+        "zhike.testing.v1.ping", durable="two-relays", stream=TEST_STREAM.name
+    )
+    keys = [events_pb2.Ping.FromString(m.data).key for m in await subscription.fetch(4, timeout=2)]
+    assert keys == ["v0", "v1", "v2", "v3"]
     await bus.close()

@@ -56,7 +56,6 @@ class ConsumerDeclaration:
     durable: str  # <consumer>-<producer>, e.g. profile-identity
     stream: str
     filter_subjects: tuple[str, ...]
-    max_deliver: int
     ack_wait_seconds: float
 
 
@@ -333,7 +332,11 @@ class EventBus:
                 durable_name=consumer.durable,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                max_deliver=consumer.max_deliver,
+                # Unlimited: the consumer counts deliveries and dead-letters an event itself
+                # (`consumer_max_deliver`). With a limit here too, JetStream would drop an event
+                # whose last delivery could not be parked (the dead-letter publish failed) or
+                # that failed only because the database was down.
+                max_deliver=-1,
                 ack_wait=consumer.ack_wait_seconds,
                 filter_subjects=list(consumer.filter_subjects),
                 max_ack_pending=1000,

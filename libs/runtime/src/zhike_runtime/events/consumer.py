@@ -4,9 +4,12 @@ For each message: the event id goes into the inbox table in the same transaction
 effect (one `UnitOfWork`, so a handler may also stage outgoing events and take locks); a
 redelivered event finds its id there and changes nothing. Acks are explicit and sent only after
 the commit. A failing event is NAKed with a growing delay (JetStream's BackOff does not apply to
-NAKs, so the delay is passed explicitly); after `max_deliver` attempts, or at once for an event
-that can never succeed, it goes to the dead-letter stream with its subject and last error, and is
-terminated so the events behind it keep flowing.
+NAKs, so the delay is passed explicitly); after `consumer_max_deliver` attempts, or at once for an
+event that can never succeed, it goes to the dead-letter stream with its subject and last error,
+and is terminated so the events behind it keep flowing. An attempt that failed because the
+database was unreachable is retried until it is back, however long: an outage is not the event's
+fault. JetStream's own redeliveries are unlimited, so an event whose dead-letter publish failed
+comes back too.
 
 Also, for every consumer:
 - an event type with no handler is recorded in the inbox, counted
@@ -48,7 +51,7 @@ from sqlalchemy import and_, delete
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zhike_runtime.db import DISCONNECT_ERRORS, Database, delete_in_chunks, insert_for
+from zhike_runtime.db import Database, delete_in_chunks, insert_for, is_disconnect
 from zhike_runtime.errors import ConcurrentUpdate, InvalidArgument
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import ConsumerDeclaration, EventBus, PayloadTooLarge, dlq_subject
@@ -235,7 +238,6 @@ class EventConsumer:
                 durable=spec.durable,
                 stream=spec.stream,
                 filter_subjects=spec.filter_subjects,
-                max_deliver=settings.consumer_max_deliver,
                 ack_wait_seconds=settings.consumer_ack_wait_seconds,
             )
         )
@@ -627,11 +629,15 @@ class EventConsumer:
             self._telemetry.events_duplicate.add(duplicates, self._labels)
 
     async def _retry_or_dead_letter(self, delivery: _Delivery, error: BaseException) -> None:
-        if delivery.delivery >= self._settings.consumer_max_deliver:
+        # The database unreachable (an outage, a failover) says nothing about the event: it is
+        # retried until the database is back, never dead-lettered for it, or every event fetched
+        # during an outage of a few seconds would be parked and need replaying by hand.
+        unreachable = is_disconnect(error)
+        if delivery.delivery >= self._settings.consumer_max_deliver and not unreachable:
             await self._dead_letter(delivery, error)
             return
         delay = self._settings.backoff_for(delivery.delivery)
-        level = logging.WARNING if not isinstance(error, DISCONNECT_ERRORS) else logging.INFO
+        level = logging.INFO if unreachable else logging.WARNING
         log.log(
             level,
             "event failed; will retry",

@@ -2,8 +2,9 @@
 
 Each event goes out with `Nats-Msg-Id` = its event id, so a republish after a crash between the
 publish and the mark (within the stream's duplicate window) is dropped by JetStream, and after the
-window by the consumers' inboxes. On PostgreSQL the rows being published are locked with SKIP
-LOCKED, so several replicas share the backlog instead of publishing the same rows.
+window by the consumers' inboxes. On PostgreSQL one replica publishes at a time (a transaction
+advisory lock): two publishing side by side would put one party's events on the stream out of
+their commit order. Another replica's round waits for the lock, then reads what is still unsent.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ from zhike_runtime.events.bus import EventBus, PayloadTooLarge
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.redaction import describe_error
 from zhike_runtime.telemetry import Telemetry
+from zhike_runtime.unit_of_work import lock_id
 
 log = logging.getLogger(__name__)
 
 PUBLISH_ERRORS = (NatsError, JetStreamError, OSError, TimeoutError)
+
+# The publisher's turn on PostgreSQL, held until the batch's transaction ends (its rows are read
+# after it is taken, so they are what the previous publisher left unsent).
+_PUBLISHER_LOCK = select(func.pg_advisory_xact_lock(lock_id("zhike:outbox-relay")))
 
 # Test seam for crash scenarios: awaited after JetStream acknowledged a batch and before the rows
 # are marked sent. Production code never sets it.
@@ -86,6 +92,13 @@ class OutboxRelay:
                     log.warning(
                         "outbox relay: database unavailable", extra={"error": describe_error(error)}
                     )
+                except Exception as error:  # noqa: BLE001 - the relay must outlive any round
+                    # A statement cancelled, a lock timeout, a read-only database after a
+                    # failover: ended here, nothing would publish the outbox until a restart.
+                    log.error(
+                        "outbox relay round failed; will try again",
+                        extra={"error": describe_error(error)},
+                    )
             if loop.time() - last_housekeeping > 5.0:
                 last_housekeeping = loop.time()
                 await self._housekeeping()
@@ -100,7 +113,11 @@ class OutboxRelay:
             try:
                 if await self.publish_batch() == 0:
                     break
-            except DISCONNECT_ERRORS:
+            except Exception as error:  # noqa: BLE001 - shutting down: what is left stays queued
+                log.warning(
+                    "outbox drain stopped; the rest goes out after the restart",
+                    extra={"error": describe_error(error)},
+                )
                 break
         return await self.backlog()
 
@@ -120,7 +137,8 @@ class OutboxRelay:
         async with self._db.session() as session:
             if self._db.is_postgres:
                 async with session.begin():
-                    rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
+                    await session.execute(_PUBLISHER_LOCK)
+                    rows = (await session.execute(query)).all()
                     acked = await self._publish(rows)
                     await self._mark_sent(session, acked)
                 return len(acked)
@@ -225,3 +243,5 @@ class OutboxRelay:
             log.warning(
                 "outbox housekeeping: database unavailable", extra={"error": describe_error(error)}
             )
+        except Exception as error:  # noqa: BLE001 - the relay must outlive any round
+            log.error("outbox housekeeping failed", extra={"error": describe_error(error)})
