@@ -99,6 +99,51 @@ async def test_usd_gone_withdraws_the_decision_and_decide_offers_no_longer_retur
     assert FX_OFFER not in await offered_in_the_app(harness)
 
 
+async def test_an_offer_no_longer_outbound_withdraws_its_outbound_decisions(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+    [decided] = await harness.decided()
+    fx = (await harness.admin.get(FX_OFFER)).offer.to_document()
+    fx["outbound"] = False  # the bank stops pushing it; the app may still show it
+
+    await harness.admin.update(fx, expected_version=1)
+
+    [withdrawn] = await harness.withdrawn()
+    assert (withdrawn.decision_id, withdrawn.reason) == (
+        decided.decision_id,
+        offers_pb2.WITHDRAW_REASON_RETIRED,
+    )
+    assert withdrawn.detail == "not an outbound offer"
+
+
+async def test_an_impression_reported_for_an_outbound_decisions_message_is_not_counted_again(
+    harness: Harness,
+) -> None:
+    await fx_customer_gets_usd(harness)
+    [decided] = await harness.decided()
+
+    await harness.decisions.record_response(
+        ResponseRecord(
+            str(uuid.uuid4()),
+            decided.decision_id,
+            FX_OFFER,
+            PARTY,
+            ContactKind.IMPRESSION,
+            "sms",
+            harness.now,
+        )
+    )
+
+    async with harness.unit() as unit:
+        found = await unit.contacts.histories([PARTY], harness.now - dt.timedelta(days=1))
+    # The SMS counted once, by its decision; the report of it counts toward nothing.
+    assert sorted(event.kind for event in found[PARTY]) == [
+        ContactKind.DECIDED_OUTBOUND,
+        ContactKind.DELIVERED,
+    ]
+
+
 async def test_an_expired_risk_assessment_withdraws_the_investment_offer(harness: Harness) -> None:
     await fx_customer_gets_usd(harness)
     # The profile says it expired today, whatever offers' own clock would say.

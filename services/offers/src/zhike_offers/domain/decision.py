@@ -356,8 +356,9 @@ def withdrawal_reason(
     party (so its queued messages must be cancelled), or None when it still does.
 
     It no longer holds when the offer is gone, retired or out of its window, no longer on that
-    channel, when the party's switch, eligibility, applicability or suitability says no, or the
-    party withdrew consent or asked not to be contacted. Budget, caps, cool-down and ignores are
+    channel or no longer an outbound offer (the bank stopped pushing it), when the party's switch,
+    eligibility, applicability or suitability says no, or the party withdrew consent or asked not
+    to be contacted. Budget, caps, cool-down and ignores are
     not reasons: the decision itself already counted against them."""
     config = config or _default_config()
     offer = catalogue.offer(offer_id)
@@ -370,7 +371,7 @@ def withdrawal_reason(
         offer,
         channel=channel,
         placement="",
-        outbound_only=False,
+        outbound_only=True,
         personalised=facts.personalised_offers,
     )
     if rejection is not None:

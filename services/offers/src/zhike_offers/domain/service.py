@@ -1103,11 +1103,22 @@ class OfferDecisions:
             if not 1 <= rank <= len(chosen) or chosen[rank - 1].offer_id != response.offer_id:
                 raise NotFound("decision", response.decision_id)
             assert arbitration is not None
+            kind = response.kind
+            if kind is ContactKind.IMPRESSION:
+                outbound = await unit.outbound.get(response.decision_id)
+                if (
+                    outbound is not None
+                    and outbound.offer_id == response.offer_id
+                    and outbound.channel == response.channel
+                ):
+                    # The message of an outbound decision, reported shown: the decision counted
+                    # it already (as notifications' report of it does, it counts toward nothing).
+                    kind = ContactKind.DELIVERED
             event = ContactEvent(
                 response.at,
                 response.offer_id,
                 response.channel,
-                response.kind,
+                kind,
                 chosen[rank - 1].category is Category.MARKETING,
             )
             contact_id = f"response:{response.response_id}"
@@ -1118,7 +1129,9 @@ class OfferDecisions:
                 if recorded is not None:  # compared as one person's, merged or not
                     survivor = await _survivor_of(unit, recorded.party_id)
                     recorded = dataclasses.replace(recorded, party_id=survivor)
-                _same_response(recorded, dataclasses.replace(response, party_id=party_id))
+                _same_response(
+                    recorded, dataclasses.replace(response, party_id=party_id, kind=kind)
+                )
                 return True
             successes, failures = OUTCOME_WEIGHTS.get(response.kind, (0.0, 0.0))
             # A decision teaches the model once per kind: an app that reports ACCEPT again and

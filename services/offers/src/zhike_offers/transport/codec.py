@@ -143,8 +143,8 @@ _WITHDRAW_REASONS: Mapping[Reason, offers_pb2.WithdrawReason.ValueType] = Mappin
     {
         Reason.RETIRED: offers_pb2.WITHDRAW_REASON_RETIRED,
         Reason.NOT_VALID_NOW: offers_pb2.WITHDRAW_REASON_EXPIRED,
-        # The offer was changed and no longer goes out on the decision's channel: as good as
-        # retired for that decision.
+        # The offer was changed and no longer goes out on the decision's channel, or no longer
+        # goes out at all: as good as retired for that decision.
         Reason.CHANNEL: offers_pb2.WITHDRAW_REASON_RETIRED,
         Reason.NOT_PERSONALISED: offers_pb2.WITHDRAW_REASON_NOT_PERSONALISED,
         Reason.INELIGIBLE: offers_pb2.WITHDRAW_REASON_INELIGIBLE,
