@@ -358,8 +358,8 @@ def withdrawal_reason(
     It no longer holds when the offer is gone, retired or out of its window, no longer on that
     channel or no longer an outbound offer (the bank stopped pushing it), when the party's switch,
     eligibility, applicability or suitability says no, or the party withdrew consent or asked not
-    to be contacted. Budget, caps, cool-down and ignores are
-    not reasons: the decision itself already counted against them."""
+    to be contacted. Budget, caps, cool-down and ignores are not reasons: the decision itself
+    already counted against them."""
     config = config or _default_config()
     offer = catalogue.offer(offer_id)
     if offer is None or offer.retired:
