@@ -176,27 +176,30 @@ async def published(database: Database) -> list[str]:
 # --- a retry runs the gates again ------------------------------------------------------------
 
 
-async def failed_at_20_59_58(units: Units, provider: ScriptedProvider) -> tuple[Clock, str]:
+async def retry_due_in_quiet_hours(
+    units: Units, provider: ScriptedProvider
+) -> tuple[Clock, str, Dispatcher]:
     """A service SMS whose first attempt, two seconds before quiet hours, got a 503: its retry
-    is planned within the next two seconds (the backoff's first round)."""
+    was planned within the next two seconds (the backoff's first round), and it is now a second
+    past nine in Shanghai. With the clock, the notification and the rounds to come."""
     clock = Clock(shanghai(2, 20, 59, 58))
     notification_id = await send(
         units, clock, "deposit_maturity_sms_v1", Category.SERVICE, DEPOSIT_VALUES
     )
-    assert await dispatcher(units, provider, clock).dispatch_due() == 1
+    rounds = dispatcher(units, provider, clock)
+    assert await rounds.dispatch_due() == 1
     retry = (await read(units, notification_id)).retry
     assert retry is not None
     assert retry.at <= shanghai(2, 21, 0)
-    return clock, notification_id
+    clock.now = shanghai(2, 21, 0, 1)
+    return clock, notification_id, rounds
 
 
 async def test_a_retry_falling_in_quiet_hours_waits_for_their_end_instead_of_every_round(
     units: Units,
 ) -> None:
     provider = ScriptedProvider(HTTP_503)
-    clock, notification_id = await failed_at_20_59_58(units, provider)
-    clock.now = shanghai(2, 21, 0, 1)
-    rounds = dispatcher(units, provider, clock)
+    clock, notification_id, rounds = await retry_due_in_quiet_hours(units, provider)
 
     taken = 0
     for _ in range(20):
@@ -213,9 +216,7 @@ async def test_a_retry_deferred_by_quiet_hours_goes_out_when_they_end_as_the_pla
     units: Units,
 ) -> None:
     provider = ScriptedProvider(HTTP_503)
-    clock, notification_id = await failed_at_20_59_58(units, provider)
-    clock.now = shanghai(2, 21, 0, 1)
-    rounds = dispatcher(units, provider, clock)
+    clock, notification_id, rounds = await retry_due_in_quiet_hours(units, provider)
     assert await rounds.dispatch_due() == 1
 
     clock.now = shanghai(3, 8, 0)

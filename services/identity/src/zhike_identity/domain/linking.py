@@ -133,16 +133,12 @@ class Linking:
                 for s in scored
                 if s.weight >= self._model.review_weight or s.candidate.key in decisions
             ]
-            relevant = sorted({party_id for _, party_id in counted})
             # The known record's own party is locked too: a steward's merge or split of it must
             # not land between this read and the record's move out of it.
             held_in = existing.party_id if existing else None
-            parties, forward, apart = await self._candidate_parties(
-                uow,
-                sorted({*relevant, *([held_in] if held_in else [])}),
-                holding=existing,
-                matched=counted,
-            )
+            if existing is not None:
+                counted.append((key, existing.party_id))
+            parties, forward, apart = await self._candidate_parties(uow, counted)
             # Read once the parties are locked, so that their changes are stamped in the order
             # they commit: the profile keeps the golden record with the latest time, and one
             # stamped before a lock it waited for would lose to the older one committed meanwhile.
@@ -255,17 +251,15 @@ class Linking:
     async def _candidate_parties(
         self,
         uow: IdentityUnitOfWork,
-        party_ids: Sequence[str],
-        *,
-        holding: StoredRecord | None = None,
-        matched: Sequence[tuple[SourceRecordKey, str]] = (),
+        read: Sequence[tuple[SourceRecordKey, str]],
     ) -> tuple[dict[str, CandidateParty], dict[str, str], frozenset[frozenset[str]]]:
-        """The candidates' parties, locked, with their valid resident IDs; a map from any party
-        merged away since the candidates were read to its survivor; and the pairs of these
-        parties a steward has kept apart. `holding`: a stored record whose party is among
-        them; `matched`: the candidates that count, with the party each was read in.
-        ConcurrentUpdate (the link starts again) if a split or another link moved one of them
-        out meanwhile: the record would otherwise join the party its match just left."""
+        """The parties of the records `read` (the candidates that count, and the record itself
+        when it is stored, each with the party it was read in), locked, with their valid
+        resident IDs; a map from any party merged away since the read to its survivor; and the
+        pairs of these parties a steward has kept apart. ConcurrentUpdate (the link starts
+        again) if a split or another link moved one of the records out meanwhile: the record
+        would otherwise join the party its match just left, or leave one it is no longer in."""
+        party_ids = sorted({party_id for _, party_id in read})
         if not party_ids:
             return {}, {}, frozenset()
         await uow.lock([f"party:{p}" for p in party_ids])
@@ -288,11 +282,9 @@ class Linking:
             p: CandidateParty(p, states[p].created_at, frozenset(resident[p])) for p in survivors
         }
         party_of = {m.key: m.party_id for m in members}
-        if holding is not None and holding.key not in party_of:
-            raise ConcurrentUpdate("the record was moved to another party while it was linked")
-        for key, read_in in matched:
+        for key, read_in in read:
             if party_of.get(key) != forward.get(read_in, read_in):
-                raise ConcurrentUpdate("a candidate moved to another party while it was read")
+                raise ConcurrentUpdate("a record moved to another party while it was linked")
         kept_apart = any(m.kept_apart for m in members)
         apart = frozenset(
             frozenset((party_of[a], party_of[b]))

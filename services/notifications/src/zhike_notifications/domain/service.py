@@ -451,7 +451,7 @@ class Intake:
         return first
 
 
-class Unrenderable(Exception):
+class CannotRender(Exception):
     """A notification's message cannot be rendered (its template gone, or refusing its values):
     no attempt will ever send it."""
 
@@ -522,7 +522,7 @@ class Dispatcher:
             except DirectoryUnavailable:
                 log.warning("party directory unavailable; the notification is tried again soon")
                 await self._again_in(notification_id, self._config.directory_retry)
-            except Unrenderable as error:
+            except CannotRender as error:
                 # This notification fails; the party's others and the round go on.
                 await self._fail_unrenderable(notification_id, party_id, error.code)
 
@@ -744,14 +744,14 @@ class Dispatcher:
         return configured[0]
 
     def _render(self, stored: StoredNotification, language: str) -> Rendered:
-        """The message; `Unrenderable` when its template is gone or refuses its values."""
+        """The message; `CannotRender` when its template is gone or refuses its values."""
         template_id = stored.notification.template_id
         template = self._templates.get(template_id)
         if template is None:
             log.error(
                 "a notification's template is not configured", extra={"template": template_id}
             )
-            raise Unrenderable("template_unknown")
+            raise CannotRender("template_unknown")
         unsubscribe = ""
         if stored.notification.category is Category.MARKETING:
             unsubscribe = self._unsubscribe_url(stored.notification.notification_id)
@@ -769,7 +769,7 @@ class Dispatcher:
                 extra={"template": template_id, "why": str(error)},
             )
             code = "template_values" if isinstance(error, InvalidArgument) else "template_failed"
-            raise Unrenderable(code) from None
+            raise CannotRender(code) from None
 
     def _outgoing(
         self, stored: StoredNotification, contact: PartyContact | None, language: str
