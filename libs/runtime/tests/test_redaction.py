@@ -164,6 +164,25 @@ def test_other_exceptions_keep_their_class_and_a_masked_message(
     assert "\n" not in described
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        "136/7182/9305",
+        "136_7182_9305",
+        "136\u20137182\u20139305",  # en dash
+        "136\u20147182\u20149305",  # em dash
+        "136\u22127182\u22129305",  # minus sign
+        "136\uff0d7182\uff0d9305",  # full-width hyphen
+        "136\u00a07182\u00a09305",  # no-break space
+        "136\u30007182\u30009305",  # ideographic space
+        "110105/19491231/002X",
+    ],
+)
+def test_a_number_split_by_any_separator_people_write_is_masked_whole(written: str) -> None:
+    redacted = redact_text(f"no customer with phone {written} found")
+    assert redacted == "no customer with phone *** found"
+
+
 def test_text_without_values_is_left_as_it_is() -> None:
     text = "at most 100 parties per merge; retry in 500 ms (attempt 3 of 5)"
     assert redact_text(text) == text

@@ -11,8 +11,8 @@ built here, once:
   names, which are our schema;
 - any other exception keeps its class name and the first line of its message with the values
   masked: quoted literals, `=(…)` key values, e-mail-like tokens, digit runs of 6 or more (ID
-  numbers, phones, account numbers, even with spaces or dashes inside) and CJK text (names,
-  addresses). Latin-script names outside quotes cannot be told from words; code that raises must
+  numbers, phones, account numbers, even with spaces, dashes, slashes or underscores inside) and
+  CJK text (names, addresses). Latin-script names outside quotes cannot be told from words; code that raises must
   not put them there, which is why domain errors name fields, never values.
 
 The result is one line (a NATS header value cannot hold a line break) of bounded length.
@@ -38,9 +38,12 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"[^\s@'\"()<>,;]+@[^\s@'\"()<>,;]+"),
 )
 _OPEN_QUOTE = re.compile(r"(?:['\"`‘“「]|=\().*")
-# A run of digits, possibly broken by spaces, dashes, dots or parentheses and ending in the
-# resident-ID check character X: masked when it holds 6 digits or more.
-_DIGIT_RUN = re.compile(r"\+?\d(?:[\d \-.()]*\d)?[Xx]?")
+# A run of digits, possibly broken by the separators people and systems put in numbers (spaces,
+# no-break and ideographic spaces, dashes of any kind, dots, slashes, underscores, parentheses)
+# and ending in the resident-ID check character X: masked when it holds 6 digits or more.
+_DIGIT_RUN = re.compile(
+    r"\+?\d(?:[\d \u00a0\u3000\-\u2010-\u2015\u2212\uff0d.()/_]*\d)?[Xx]?"
+)
 _MIN_DIGITS = 6
 # SQLite's constraint messages name only the schema (`UNIQUE constraint failed: party.id_number`).
 _SQLITE_CONSTRAINT = re.compile(
