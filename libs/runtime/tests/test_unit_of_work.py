@@ -152,6 +152,25 @@ async def test_a_unique_key_race_is_a_concurrent_update_without_the_value(
     assert await outbox_rows(database) == 0
 
 
+async def test_a_not_null_violation_leaves_as_the_database_error_not_a_conflict_to_retry(
+    database: Database,
+) -> None:
+    # The same statement fails the same way on every try: a caller told "concurrent update"
+    # would retry it until it gave up, and the defect would be reported as contention.
+    async def open_without_a_balance() -> None:
+        async with AccountUnit(database) as unit:
+            await unit.session.execute(
+                sa.insert(account).values(account_id="A-1", balance=None, phone=PHONE)
+            )
+            unit.stage(ping("lost"))
+            await unit.commit()
+
+    with pytest.raises(IntegrityError):
+        await open_without_a_balance()
+    assert await accounts(database) == 0
+    assert await outbox_rows(database) == 0
+
+
 async def test_writers_holding_the_same_lock_lose_no_update(database: Database) -> None:
     async with AccountUnit(database) as unit:
         await unit.accounts.open("A-1", 0)

@@ -41,7 +41,7 @@ The API (stable; services subclass it and add their repositories):
 - Leaving `async with` on a unique-key/foreign-key violation (`IntegrityError`), a PostgreSQL
   serialization failure (40001) or a deadlock (40P01) raises `ConcurrentUpdate` with a value-free
   message (`zhike_runtime.redaction`), chained to the database error. Callers may retry the whole
-  use case.
+  use case. Other integrity errors (NOT NULL, CHECK) leave as they are: no retry mends them.
 - `lock_id(name)` (the id a name locks) and `is_conflict(error)` (the errors mapped above) are
   public for code that takes locks or retries outside a unit, such as migrations or bulk loads.
 
@@ -69,6 +69,13 @@ from zhike_runtime.redaction import describe_error
 # PostgreSQL's SQLSTATEs for "another transaction got there first": retrying may succeed.
 _SERIALIZATION_FAILURE = "40001"
 _DEADLOCK_DETECTED = "40P01"
+# The integrity errors a concurrent writer causes: a key it inserted first, a row it deleted
+# under a reference. A NOT NULL or CHECK violation is the same on every try: a defect or a value
+# out of range, never a race, so retrying it only hides it.
+_RACE_SQLSTATES = frozenset({"23505", "23503", "23P01"})
+_RACE_SQLITE_ERRORS = frozenset(
+    {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_FOREIGNKEY"}
+)
 
 # One statement for any number of locks, sorted by the database so the order is the same for all.
 _ADVISORY_LOCKS = sa.text(
@@ -95,7 +102,8 @@ def lock_id(name: str) -> int:
 def is_conflict(error: BaseException | None) -> bool:
     """True for the database errors that mean a concurrent writer won: worth a retry."""
     if isinstance(error, IntegrityError):
-        return True
+        sqlite_name = getattr(error.orig, "sqlite_errorname", None)
+        return sqlstate(error) in _RACE_SQLSTATES or sqlite_name in _RACE_SQLITE_ERRORS
     if isinstance(error, DBAPIError):
         return sqlstate(error) in (_SERIALIZATION_FAILURE, _DEADLOCK_DETECTED)
     return False

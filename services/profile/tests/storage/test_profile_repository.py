@@ -16,7 +16,7 @@ from zhike_profile.domain.model import LinkedSourceRecord
 from zhike_profile.domain.source_events import SourceEvent
 from zhike_profile.storage.schema import monthly_activity, profile, profile_source_record
 from zhike_profile.transport.source_codec import decode_source_event
-from zhike_runtime.errors import ConcurrentUpdate, InvalidArgument, NotFound
+from zhike_runtime.errors import InvalidArgument, NotFound
 from zhike_runtime.validation import Violations
 
 from ..profile_harness import Harness
@@ -435,8 +435,11 @@ async def test_a_transaction_that_would_overflow_its_months_sums_is_refused_and_
     assert credited + 10**15 > BIGINT_MAX
 
     # PostgreSQL refuses the BIGINT out of range itself (SQLSTATE 22003); SQLite, which would
-    # store a REAL, by the sum's NOT NULL. The consumer retries either, then dead-letters it.
-    refusal = sa.exc.DBAPIError if harness.database.dialect == "postgresql" else ConcurrentUpdate
+    # store a REAL, by the sum's NOT NULL: an error as it is, not a conflict to retry. The
+    # consumer retries either, then dead-letters it.
+    refusal = (
+        sa.exc.DBAPIError if harness.database.dialect == "postgresql" else sa.exc.IntegrityError
+    )
     with pytest.raises(refusal):
         await harness.source(source_event("core", "R1", "e2", 2, **salary_paid("A-1", 10**15)))
 
