@@ -41,9 +41,7 @@ _OPEN_QUOTE = re.compile(r"(?:['\"`‘“「]|=\().*")
 # A run of digits, possibly broken by the separators people and systems put in numbers (spaces,
 # no-break and ideographic spaces, dashes of any kind, dots, slashes, underscores, parentheses)
 # and ending in the resident-ID check character X: masked when it holds 6 digits or more.
-_DIGIT_RUN = re.compile(
-    r"\+?\d(?:[\d \u00a0\u3000\-\u2010-\u2015\u2212\uff0d.()/_]*\d)?[Xx]?"
-)
+_DIGIT_RUN = re.compile(r"\+?\d(?:[\d \u00a0\u3000\-\u2010-\u2015\u2212\uff0d.()/_]*\d)?[Xx]?")
 _MIN_DIGITS = 6
 # SQLite's constraint messages name only the schema (`UNIQUE constraint failed: party.id_number`).
 _SQLITE_CONSTRAINT = re.compile(

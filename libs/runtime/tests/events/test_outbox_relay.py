@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from zhike_runtime.events import headers as h
 from zhike_runtime.events.outbox import add_to_outbox
 from zhike_runtime.events.relay import OutboxRelay
 from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.testing.logs import captured_json_logs
 from zhike_runtime.testing.services import eventually
 
 from ..conftest import TEST_STREAM, Backbone, ping
@@ -190,6 +192,50 @@ async def test_a_round_failing_with_a_database_error_does_not_stop_the_relay(
     relay.stop()
     await task
     await bus.close()
+
+
+async def test_a_failure_that_lasts_is_logged_once_and_retried_less_and_less_often(
+    backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Say the outbox is locked by a migration for minutes: rounds every 50 ms would log 20 errors
+    # a second and hammer the database with the same failing statement.
+    bus = backbone.bus()
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry, poll_seconds=0.05)
+    publish = OutboxRelay.publish_batch
+    failing = True
+
+    async def locked_while_failing(self: OutboxRelay) -> int:
+        if failing:
+            raise DBAPIError("SELECT …", {}, Exception("canceling statement due to lock timeout"))
+        return await publish(self)
+
+    monkeypatch.setattr(OutboxRelay, "publish_batch", locked_while_failing)
+    with captured_json_logs() as lines:
+        task = asyncio.create_task(relay.run())
+        await asyncio.sleep(2.0)
+        # Waits of 0.1, 0.2, 0.4, 0.8 s fit in 2 s: five rounds at most, not forty.
+        rounds_while_failing = relay.failed_rounds
+        failing = False
+        async with backbone.database.session() as session, session.begin():
+            await add_to_outbox(session, [ping("after the failure")])
+        relay.notify()  # a commit wakes the relay whatever its wait: the database takes writes
+
+        async def drained() -> bool:
+            return await relay.backlog() == 0
+
+        await eventually(drained, timeout=10)
+        relay.stop()
+        await task
+    await bus.close()
+
+    assert 2 <= rounds_while_failing <= 5
+    logged = [json.loads(line) for line in lines if '"outbox relay' in line]
+    assert [(entry["severity"], entry["message"]) for entry in logged] == [
+        ("ERROR", "outbox relay round failed; will try again"),
+        ("INFO", "outbox relay recovered"),
+    ]
+    assert logged[1]["failed_rounds"] == rounds_while_failing
 
 
 async def test_two_relays_publish_the_events_in_their_commit_order(

@@ -36,6 +36,19 @@ PUBLISH_ERRORS = (NatsError, JetStreamError, OSError, TimeoutError)
 # after it is taken, so they are what the previous publisher left unsent).
 _PUBLISHER_LOCK = select(func.pg_advisory_xact_lock(lock_id("zhike:outbox-relay")))
 
+# A failing relay retries at most this far apart, and reports a failure that lasts this often.
+_MAX_RETRY_SECONDS = 30.0
+_REPORT_EVERY_SECONDS = 60.0
+
+
+def _retry_delay(poll_seconds: float, failed_rounds: int) -> float:
+    """The wait before the next round: the poll interval, doubled for each failed round in a
+    row, up to `_MAX_RETRY_SECONDS`."""
+    if failed_rounds == 0:
+        return poll_seconds
+    return min(poll_seconds * 2 ** min(failed_rounds, 16), _MAX_RETRY_SECONDS)
+
+
 # Test seam for crash scenarios: awaited after JetStream acknowledged a batch and before the rows
 # are marked sent. Production code never sets it.
 AfterPublishHook = Callable[[list[str]], Awaitable[None]]
@@ -68,6 +81,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = False
         self.duplicates_acknowledged = 0
+        self.failed_rounds = 0
 
     def notify(self) -> None:
         """Called after a commit that wrote outbox rows, so they go out without waiting a poll."""
@@ -80,6 +94,8 @@ class OutboxRelay:
     async def run(self) -> None:
         last_housekeeping = 0.0
         loop = asyncio.get_running_loop()
+        failed_rounds = 0
+        last_reported = -_REPORT_EVERY_SECONDS
         while not self._stopping:
             # Cleared before reading, so a commit that lands while this batch is being published
             # wakes the next round at once instead of waiting out the poll interval.
@@ -88,22 +104,35 @@ class OutboxRelay:
             if self._bus.is_connected:
                 try:
                     published = await self.publish_batch()
-                except DISCONNECT_ERRORS as error:
-                    log.warning(
-                        "outbox relay: database unavailable", extra={"error": describe_error(error)}
-                    )
                 except Exception as error:  # noqa: BLE001 - the relay must outlive any round
-                    # A statement cancelled, a lock timeout, a read-only database after a
-                    # failover: ended here, nothing would publish the outbox until a restart.
-                    log.error(
-                        "outbox relay round failed; will try again",
-                        extra={"error": describe_error(error)},
-                    )
+                    # A lost connection, a statement cancelled, a lock timeout, a read-only
+                    # database after a failover: ended here, nothing would publish the outbox
+                    # until a restart.
+                    failed_rounds += 1
+                    self.failed_rounds += 1
+                    # Reported at the first failure and then once a minute, not at every
+                    # round: a failure that lasts would fill the logs twice a second.
+                    if failed_rounds == 1 or loop.time() - last_reported >= _REPORT_EVERY_SECONDS:
+                        last_reported = loop.time()
+                        disconnected = isinstance(error, DISCONNECT_ERRORS)
+                        log.log(
+                            logging.WARNING if disconnected else logging.ERROR,
+                            "outbox relay: database unavailable"
+                            if disconnected
+                            else "outbox relay round failed; will try again",
+                            extra={"error": describe_error(error), "failed_rounds": failed_rounds},
+                        )
+                else:
+                    if failed_rounds:
+                        log.info("outbox relay recovered", extra={"failed_rounds": failed_rounds})
+                    failed_rounds = 0
             if loop.time() - last_housekeeping > 5.0:
                 last_housekeeping = loop.time()
                 await self._housekeeping()
             if published < self._batch_size:
-                await nap(self._wake, self._poll)
+                # After failures, rounds space out (doubling up to a cap). A commit still wakes
+                # the relay at once: it shows the database takes writes again.
+                await nap(self._wake, _retry_delay(self._poll, failed_rounds))
 
     async def drain(self, deadline_seconds: float) -> int:
         """Publishes what is pending until nothing is left or the deadline passes; returns backlog."""
