@@ -8,6 +8,7 @@ to another."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import uuid
 from collections.abc import Mapping
@@ -45,6 +46,7 @@ from zhike_notifications.domain.service import (
     Templates,
 )
 from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
+from zhike_notifications.storage.schema import notification
 from zhike_notifications.templates import load_templates
 from zhike_notifications.testing import REQUEST_DIGEST
 from zhike_notifications.transport.event_codec import (
@@ -56,6 +58,7 @@ from zhike_notifications.transport.event_codec import (
 from zhike_runtime.db import Database
 from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.events.schema import outbox_event
+from zhike_runtime.testing.logs import captured_json_logs
 
 from .conftest import KEYS, Units
 
@@ -352,6 +355,68 @@ async def test_a_message_its_template_cannot_render_fails_alone_and_the_round_go
     assert await published(database) == sorted(
         [FAILED_SUBJECT, SENT_SUBJECT, "zhike.dlq.notifications-dispatch"]
     )
+
+
+# --- a row this release cannot read ------------------------------------------------------------
+
+
+async def test_a_notification_failing_unexpectedly_holds_up_neither_the_party_nor_the_round(
+    units: Units, database: Database
+) -> None:
+    clock = Clock(shanghai(2, 10, 0))
+    unreadable = await send(
+        units, clock, "deposit_maturity_sms_v1", Category.SERVICE, DEPOSIT_VALUES
+    )
+    # Written by a newer release (a channel this one does not know), then rolled back to.
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            sa.update(notification)
+            .where(notification.c.notification_id == unreadable)
+            .values(channel="CARRIER_PIGEON")
+        )
+    clock.advance(1)
+    # The same party's passcode, queued behind it, and another party's.
+    passcode = await send(units, clock, "otp_sms_v1", Category.TRANSACTIONAL, {"code": "482913"})
+    other = await send(
+        units, clock, "otp_sms_v1", Category.TRANSACTIONAL, {"code": "190377"}, OTHER_PARTY
+    )
+    provider = ScriptedProvider()
+
+    with captured_json_logs() as lines:
+        assert await dispatcher(units, provider, clock).dispatch_due() == 3
+
+    assert sorted(provider.handed) == sorted([(PROVIDER, passcode), (PROVIDER, other)])
+    assert (await read(units, passcode)).status is Status.SENT
+    [reported] = [json.loads(line) for line in lines if "failed to dispatch" in line]
+    assert (reported["severity"], reported["failed"], reported["notification_ids"]) == (
+        "ERROR",
+        1,
+        [unreadable],
+    )
+    # Leased as the round took it: due again when the lease ends, not before.
+    async with units() as unit:
+        assert await unit.notifications.due(clock.now, 10) == []
+        assert await unit.notifications.due(clock.now + dt.timedelta(seconds=61), 10) == [
+            (unreadable, PARTY)
+        ]
+
+
+async def test_a_round_where_every_notification_fails_raises_so_the_loop_naps(
+    units: Units, database: Database
+) -> None:
+    clock = Clock(shanghai(2, 10, 0))
+    unreadable = await send(
+        units, clock, "deposit_maturity_sms_v1", Category.SERVICE, DEPOSIT_VALUES
+    )
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            sa.update(notification)
+            .where(notification.c.notification_id == unreadable)
+            .values(channel="CARRIER_PIGEON")
+        )
+
+    with pytest.raises(ValueError, match="CARRIER_PIGEON"):
+        await dispatcher(units, ScriptedProvider(), clock).dispatch_due()
 
 
 # --- a provider that may hold the message --------------------------------------------------

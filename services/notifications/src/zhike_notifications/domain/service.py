@@ -488,7 +488,9 @@ class Dispatcher:
 
     async def dispatch_due(self) -> int:
         """One round: takes up to a batch of due notifications (leased, so other replicas skip
-        them) and dispatches them, a party's in order, parties side by side; how many it took."""
+        them) and dispatches them, a party's in order, parties side by side; how many it took.
+        A notification failing with an unexpected error is logged and comes back when its lease
+        ends; only a round where every one failed raises."""
         now = self._clock()
         async with self._unit_of_work() as unit:
             due = await unit.notifications.due(now, self._batch_size)
@@ -499,17 +501,34 @@ class Dispatcher:
         by_party: dict[str, list[str]] = {}
         for notification_id, party_id in due:
             by_party.setdefault(party_id, []).append(notification_id)
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(self._dispatch_party(party_id, ids) for party_id, ids in by_party.items())
         )
+        failed = [failure for party_failures in outcomes for failure in party_failures]
+        if failed and len(failed) == len(due):
+            # Nothing went: more likely the database or a dependency than the rows. The loop
+            # reports it and naps before the next round.
+            raise failed[0][1]
+        if failed:
+            # Each comes back when its lease runs out; the rest of the round went out.
+            log.error(
+                "notifications failed to dispatch; tried again when their lease ends",
+                exc_info=failed[0][1],
+                extra={"failed": len(failed), "notification_ids": [i for i, _ in failed[:10]]},
+            )
         return len(due)
 
-    async def _dispatch_party(self, party_id: str, notification_ids: Sequence[str]) -> None:
+    async def _dispatch_party(
+        self, party_id: str, notification_ids: Sequence[str]
+    ) -> list[tuple[str, Exception]]:
+        """Dispatches the party's notifications in order; returns those that failed with an
+        unexpected error, which do not hold up the ones after them."""
         # The party's contact details are asked once for the round's notifications of the party
         # (a burst of them need not ask identity and the profile each time), and before the
         # party's lock is taken: no network wait while holding it. The in-app inbox needs none.
         contact: PartyContact | None = None
         asked = False
+        failed: list[tuple[str, Exception]] = []
         for notification_id in notification_ids:
             try:
                 if not asked and await self._needs_contact(notification_id):
@@ -525,6 +544,11 @@ class Dispatcher:
             except CannotRender as error:
                 # This notification fails; the party's others and the round go on.
                 await self._fail_unrenderable(notification_id, party_id, error.code)
+            except Exception as error:  # noqa: BLE001 - reported by the round, retried at lease end
+                # A row this release cannot read, a defect: the party's later messages (a
+                # passcode behind a broken offer) must still go out, this round and every other.
+                failed.append((notification_id, error))
+        return failed
 
     async def _needs_contact(self, notification_id: str) -> bool:
         # Notification ids of the inbox are not told apart from others by their id: read it.
