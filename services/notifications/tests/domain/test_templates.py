@@ -264,6 +264,16 @@ def test_rendering_needs_exactly_the_declared_fields() -> None:
     }
 
 
+def test_a_declared_field_given_blank_is_required_as_a_missing_one() -> None:
+    template = compile_template(draft())
+    with pytest.raises(InvalidArgument) as raised:
+        template.render("zh-CN", {**VALUES, "account": "", "product": "  "})
+    assert [(v.field, v.description) for v in raised.value.violations] == [
+        ("values.account", "is required"),
+        ("values.product", "is required"),
+    ]
+
+
 def test_a_language_the_template_lacks_falls_back_to_chinese() -> None:
     assert compile_template(draft()).render("fr", VALUES).language == "zh-CN"
 

@@ -119,6 +119,18 @@ BAD_SENDS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "template of another channel": ({"channel": EMAIL}, ["template_id"]),
     "template of another category": ({"category": SERVICE}, ["template_id"]),
     "a template value missing": ({"values": {}}, ["values.code"]),
+    "a template value empty": ({"values": {"code": ""}}, ["values.code"]),
+    "a template value of spaces": ({"values": {"code": "   "}}, ["values.code"]),
+    "a template value with a NUL": ({"values": {"code": "48\x002913"}}, ["values.code"]),
+    "a template value with a right-to-left override": (
+        {"values": {"code": "\u202e482913"}},
+        ["values.code"],
+    ),
+    "a template value with a terminal escape": (
+        {"values": {"code": "\x1b[2J482913"}},
+        ["values.code"],
+    ),
+    "a template value too long": ({"values": {"code": "4" * 513}}, ["values.code"]),
     "an extra template value": (
         {"values": {"code": "482913", "account": SECRET_VALUE}},
         ["values.account"],

@@ -249,8 +249,10 @@ class CompiledTemplate:
         violations = Violations()
         for name in sorted(set(values) - set(self.draft.fields)):
             violations.add(f"values.{name}", f"is not a field of template {self.template_id}")
-        for name in sorted(set(self.draft.fields) - set(values)):
-            violations.add(f"values.{name}", "is required")
+        for name in sorted(self.draft.fields):
+            # Present but blank is as missing: an SMS saying "your code is , valid 5 minutes".
+            if not values.get(name, "").strip():
+                violations.add(f"values.{name}", "is required")
         if template_needs_unsubscribe(self.draft) and not unsubscribe_url:
             violations.add("unsubscribe_url", "a marketing e-mail needs its unsubscribe link")
         violations.raise_if_any()

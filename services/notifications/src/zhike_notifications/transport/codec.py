@@ -159,10 +159,14 @@ def send_request(request: pb.SendNotificationRequest) -> SendRequest:
         v.add("purpose", f"is not a known value ({request.purpose})")
     if len(request.values) > MAX_VALUES:
         v.add("values", f"at most {MAX_VALUES} entries")
+    values: dict[str, str] = {}
     for name, value in request.values.items():
-        if len(value) > MAX_VALUE_LENGTH:
-            # The field's name only: its value may be personal data.
-            v.add(f"values.{name[:40]}", f"longer than {MAX_VALUE_LENGTH} characters")
+        # The field's name only in a violation: its value may be personal data. A value is text
+        # a customer reads: no control or invisible characters (a NUL, a right-to-left override
+        # that reorders a passcode, a terminal escape), and not empty.
+        values[name] = v.text(
+            f"values.{name[:40]}", value, required=True, max_length=MAX_VALUE_LENGTH
+        )
     v.raise_if_any()
     return SendRequest(
         party_id=request.party_id,
@@ -171,5 +175,5 @@ def send_request(request: pb.SendNotificationRequest) -> SendRequest:
         idempotency_key=request.idempotency_key,
         category=category,
         purpose=purpose,
-        values=dict(request.values),
+        values=values,
     )
