@@ -68,3 +68,17 @@ def test_a_bad_file_names_the_file_the_offer_the_field_and_the_position(
 def test_a_missing_directory_is_named(environment: RuleEnvironment, tmp_path: Path) -> None:
     with pytest.raises(CatalogueError, match="not a directory"):
         load_catalogue(environment, tmp_path / "nowhere")
+
+
+def test_a_file_with_more_than_50_context_boosts_is_refused_naming_the_field(
+    environment: RuleEnvironment, tmp_path: Path
+) -> None:
+    good = (DEFAULT_DIRECTORY / "usd_fx_wealth.yaml").read_text(encoding="utf-8")
+    boosts = "".join(f'  "journey=step_{index}": "1.5"\n' for index in range(51))
+    (tmp_path / "usd_fx_wealth.yaml").write_text(
+        f"{good}context_boosts:\n{boosts}", encoding="utf-8"
+    )
+    with pytest.raises(CatalogueError) as raised:
+        load_catalogue(environment, tmp_path)
+    found = [(Path(p.source).name, p.field) for p in raised.value.problems]
+    assert found == [("usd_fx_wealth.yaml", "context_boosts")]

@@ -122,6 +122,26 @@ def test_names_need_both_languages_without_control_characters(
     ]
 
 
+def boosts(count: int) -> dict[str, str]:
+    return {f"journey=step_{index}": "1.5" for index in range(count)}
+
+
+def test_context_boosts_are_capped_at_50_entries(environment: RuleEnvironment) -> None:
+    assert len(compile_offer(document(context_boosts=boosts(50)), environment).context_boosts) == 50
+    found = problems(environment, document(context_boosts=boosts(51)))
+    assert [(p.field, p.message) for p in found] == [("context_boosts", "at most 50 entries")]
+
+
+def test_a_clause_with_a_right_to_left_override_is_refused_naming_the_clause_and_position(
+    environment: RuleEnvironment,
+) -> None:
+    doc = document(applicability=['!("WM_01\u202e" in products)'])
+    found = problems(environment, doc)
+    assert [(p.field, p.line, p.column, p.message) for p in found] == [
+        ("applicability[0]", 1, 9, "contains a control or invisible character: U+202E")
+    ]
+
+
 def test_outbound_channels_need_a_template_and_outbound_needs_such_a_channel(
     environment: RuleEnvironment,
 ) -> None:

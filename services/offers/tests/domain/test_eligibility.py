@@ -64,6 +64,31 @@ def test_a_clause_must_be_a_short_well_formed_bool(
     assert message in refusal(environment, text).message
 
 
+@pytest.mark.parametrize(
+    ("character", "name"),
+    [
+        ("\x00", "U+0000"),  # control
+        ("\r", "U+000D"),  # control: a terminal showing the clause would overwrite its line
+        ("\u202e", "U+202E"),  # format: right-to-left override
+        ("\u200b", "U+200B"),  # format: zero-width space
+        ("\ue000", "U+E000"),  # private use
+        ("\u0378", "U+0378"),  # unassigned
+    ],
+)
+def test_a_control_or_invisible_character_is_refused_at_its_line_and_column(
+    environment: RuleEnvironment, character: str, name: str
+) -> None:
+    # In a string literal CEL would take it: shown back, the clause would read otherwise.
+    error = refusal(environment, f'tier != "" &&\n  tier == "gold{character}"')
+    assert (error.field, error.line, error.column) == ("eligibility[1]", 2, 16)
+    assert error.message == f"contains a control or invisible character: {name}"
+
+
+def test_line_feeds_and_tabs_still_lay_a_clause_out(environment: RuleEnvironment) -> None:
+    clause = environment.compile("eligibility[0]", 'tier != "" &&\n\ttier == "gold"')
+    assert clause.text == 'tier != "" &&\n\ttier == "gold"'
+
+
 def test_activation_data_has_major_units_for_every_configured_currency(
     environment: RuleEnvironment,
 ) -> None:

@@ -262,6 +262,9 @@ async def test_bad_offers_are_refused_naming_the_field_and_nothing_is_stored(sta
     cases = [
         (app_offer("bad_offer", eligibility=["balance >= 1.0"]), ["offer.eligibility[0]"]),
         (app_offer("bad_offer", applicability=['assets["USD"] > 1']), ["offer.applicability[0]"]),
+        # Inside a string literal CEL takes them; shown back, the clause would read otherwise.
+        (app_offer("bad_offer", eligibility=['tier == "gold\u202e"']), ["offer.eligibility[0]"]),
+        (app_offer("bad_offer", applicability=['tier != "\x00"']), ["offer.applicability[0]"]),
         (app_offer("bad_offer", channels=[]), ["offer.channels"]),
         (app_offer("bad_offer", category=9), ["offer.category"]),
         (app_offer("bad_offer", depends_on=[99]), ["offer.depends_on[0]"]),
@@ -297,6 +300,28 @@ async def test_bad_offers_are_refused_naming_the_field_and_nothing_is_stored(sta
     assert missing.code() == grpc.StatusCode.NOT_FOUND
     listed = await api.ListOffers(pb.ListOffersRequest(include_retired=True), timeout=5)
     assert "bad_offer" not in [offer.offer_id for offer in listed.offers]
+
+
+async def test_more_than_50_context_boosts_are_refused_naming_the_field_and_nothing_is_stored(
+    stack: Stack,
+) -> None:
+    api = stack.api()
+    await create(api, app_offer("app_card"))
+    boosted = app_offer("app_card")
+    boosted.context_boosts.update({f"journey=step_{index}": "1.5" for index in range(51)})
+    drafted = app_offer("new_card")
+    drafted.context_boosts.update(boosted.context_boosts)
+
+    fields = [
+        await invalid(api.CreateOffer(pb.CreateOfferRequest(offer=drafted))),
+        await invalid(api.UpdateOffer(pb.UpdateOfferRequest(offer=boosted, expected_version=1))),
+        await invalid(api.SimulateOffer(pb.SimulateOfferRequest(offer=drafted, sample_size=10))),
+    ]
+
+    assert fields == [["offer.context_boosts"]] * 3
+    assert (await refused(get_offer(api, "new_card"))).code() == grpc.StatusCode.NOT_FOUND
+    kept = await get_offer(api, "app_card")
+    assert (kept.version, dict(kept.context_boosts)) == (1, {})
 
 
 async def test_bad_catalogue_requests_are_refused_and_change_nothing(stack: Stack) -> None:
@@ -789,7 +814,7 @@ async def test_a_customer_token_for_a_retired_id_finds_no_party_and_changes_noth
     codes = [
         (await refused(call)).code()
         for call in (
-            decide(mobile, retired),
+            decide(mobile, retired, explain=False),
             mobile.GetContactPreferences(pb.GetContactPreferencesRequest(party_id=retired)),
             mobile.SetContactPreferences(
                 pb.SetContactPreferencesRequest(party_id=retired, do_not_contact=True)
@@ -812,12 +837,12 @@ async def test_a_customer_token_decides_only_for_its_own_party(stack: Stack) -> 
     customer, stranger = party(), party()
     mobile = stack.api(["channel_app"], party_id=customer)
 
-    own = await decide(mobile, customer, max_offers=1)
+    own = await decide(mobile, customer, explain=False, max_offers=1)
     assert chosen(own) == ["app_card"]
     await respond(mobile, customer, own.decisions[0], pb.RESPONSE_KIND_CLICK)
 
     for call in (
-        decide(mobile, stranger),
+        decide(mobile, stranger, explain=False),
         mobile.SetContactPreferences(
             pb.SetContactPreferencesRequest(party_id=stranger, do_not_contact=True)
         ),
@@ -837,3 +862,152 @@ async def test_a_customer_token_decides_only_for_its_own_party(stack: Stack) -> 
     ).preferences
     assert preferences.do_not_contact is False
     assert [entry.requested_by for entry in await log_of(admin, customer)] == [SUBJECT]
+
+
+# The channels a customer's token may not speak for: every one the contract knows but the app.
+NOT_THE_APP = [number for number in offers_pb2.Channel.values() if number not in (0, APP)]
+
+
+async def test_a_customer_token_deciding_on_another_channel_is_denied_and_nothing_is_logged(
+    stack: Stack,
+) -> None:
+    admin = stack.api()
+    await create(admin, app_offer("branch_only", channels=[offers_pb2.CHANNEL_BRANCH]))
+    customer = party()
+    mobile = stack.api(["channel_app"], party_id=customer)
+
+    codes = [
+        (
+            await refused(
+                mobile.DecideOffers(
+                    pb.DecideOffersRequest(party_id=customer, channel=number, max_offers=5),
+                    timeout=10,
+                )
+            )
+        ).code()
+        for number in NOT_THE_APP
+    ]
+
+    assert codes == [grpc.StatusCode.PERMISSION_DENIED] * len(NOT_THE_APP)
+    assert await log_of(admin, customer) == []
+
+
+async def test_a_customer_token_responding_on_another_channel_is_denied_and_nothing_is_recorded(
+    stack: Stack,
+) -> None:
+    admin = stack.api()
+    await create(
+        admin, app_offer("everywhere", channels=[APP, offers_pb2.CHANNEL_BRANCH], value_cny="5000")
+    )
+    customer = party()
+    mobile = stack.api(["channel_app"], party_id=customer)
+    decision = (await decide(mobile, customer, explain=False, max_offers=1)).decisions[0]
+    response_id = str(uuid.uuid4())
+
+    def accepted_at(number: offers_pb2.Channel.ValueType) -> pb.RecordResponseRequest:
+        return pb.RecordResponseRequest(
+            response_id=response_id,
+            decision_id=decision.decision_id,
+            offer_id=decision.offer_id,
+            party_id=customer,
+            kind=pb.RESPONSE_KIND_ACCEPT,
+            channel=number,
+        )
+
+    codes = [
+        (await refused(mobile.RecordResponse(accepted_at(number), timeout=5))).code()
+        for number in NOT_THE_APP
+    ]
+
+    assert codes == [grpc.StatusCode.PERMISSION_DENIED] * len(NOT_THE_APP)
+    # Nothing was recorded under that response id: a teller reporting it now is its first time.
+    teller = stack.api(["branch_teller"])
+    first: pb.RecordResponseResponse = await teller.RecordResponse(
+        accepted_at(offers_pb2.CHANNEL_BRANCH), timeout=5
+    )
+    assert first.duplicate is False
+
+
+async def test_a_customer_token_decides_and_responds_on_the_app_channel(stack: Stack) -> None:
+    admin = stack.api()
+    await create(admin, app_offer("app_card", value_cny="5000"))
+    customer = party()
+    mobile = stack.api(["channel_app"], party_id=customer)
+
+    decided = await decide(mobile, customer, explain=False, max_offers=1)
+    duplicate = await respond(mobile, customer, decided.decisions[0], pb.RESPONSE_KIND_CLICK)
+
+    assert (chosen(decided), duplicate) == (["app_card"], False)
+    assert [entry.channel for entry in await log_of(admin, customer)] == [APP]
+
+
+async def test_a_customer_token_is_answered_without_the_banks_priority_factors(
+    stack: Stack,
+) -> None:
+    admin = stack.api()
+    await create(admin, app_offer("app_card", value_cny="5000"))
+    customer = party()
+    mobile = stack.api(["channel_app"], party_id=customer)
+
+    for_the_app = await decide(mobile, customer, explain=False, max_offers=1)
+    for_staff = await decide(admin, customer, explain=False, max_offers=1)
+
+    # Propensity and value are what the bank reckons of the customer: the staff's view only.
+    assert [field.name for field, _ in for_the_app.decisions[0].ListFields()] == [
+        "offer_id",
+        "rank",
+        "decision_id",
+        "offer_version",
+        "names",
+        "category",
+        "product_code",
+    ]
+    assert for_staff.decisions[0].HasField("factors")
+
+
+async def test_a_customer_token_asking_to_explain_is_denied_and_nothing_is_logged(
+    stack: Stack,
+) -> None:
+    admin = stack.api()
+    await create(admin, app_offer("app_card", value_cny="5000"))
+    customer = party()
+    mobile = stack.api(["channel_app"], party_id=customer)
+
+    error = await refused(decide(mobile, customer, explain=True))
+
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert await log_of(admin, customer) == []
+
+
+async def test_staff_tokens_decide_on_the_channel_they_name(stack: Stack) -> None:
+    admin = stack.api()
+    await create(admin, app_offer("branch_only", channels=[offers_pb2.CHANNEL_BRANCH]))
+    customer = party()
+    teller = stack.api(["branch_teller"])
+
+    answer: pb.DecideOffersResponse = await teller.DecideOffers(
+        pb.DecideOffersRequest(party_id=customer, channel=offers_pb2.CHANNEL_BRANCH, max_offers=5),
+        timeout=10,
+    )
+
+    assert chosen(answer) == ["branch_only"]
+
+
+async def test_a_customer_token_claiming_another_channel_is_audited_as_refused(
+    stack: Stack,
+) -> None:
+    customer = party()
+    mobile = stack.api(["channel_app"], party_id=customer)
+
+    await refused(
+        mobile.DecideOffers(
+            pb.DecideOffersRequest(party_id=customer, channel=offers_pb2.CHANNEL_BRANCH),
+            timeout=10,
+        )
+    )
+
+    audited = [
+        (e.method.rsplit("/", 1)[-1], e.party_id, e.outcome)
+        for e in await stack.service.audit.read(party_id=customer)
+    ]
+    assert audited == [("DecideOffers", customer, "PERMISSION_DENIED")]

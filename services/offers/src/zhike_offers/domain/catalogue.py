@@ -53,6 +53,9 @@ MAX_WEIGHT = Decimal(100)  # levers and context boosts
 VALUE_PLACES = 2
 WEIGHT_PLACES = 6
 MAX_DAYS = 366
+# Entries of an offer's lists and tables (channels, placements, depends_on, context_boosts): far
+# above any real offer, and what keeps a document, and every decision's work on it, bounded.
+MAX_ENTRIES = 50
 
 
 class Category(enum.StrEnum):
@@ -424,7 +427,7 @@ def _bool(value: object, field: str) -> bool:
     return value
 
 
-def _list(value: object, field: str, maximum: int = 50) -> Sequence[Any]:
+def _list(value: object, field: str, maximum: int = MAX_ENTRIES) -> Sequence[Any]:
     if not isinstance(value, list | tuple):
         raise _Invalid(field, "must be a list")
     if len(value) > maximum:
@@ -432,9 +435,11 @@ def _list(value: object, field: str, maximum: int = 50) -> Sequence[Any]:
     return value
 
 
-def _mapping(value: object, field: str) -> Mapping[Any, Any]:
+def _mapping(value: object, field: str, maximum: int | None = None) -> Mapping[Any, Any]:
     if not isinstance(value, Mapping):
         raise _Invalid(field, "must be a mapping")
+    if maximum is not None and len(value) > maximum:
+        raise _Invalid(field, f"at most {maximum} entries")
     return value
 
 
@@ -605,7 +610,9 @@ def _depends_on(value: object, field: str) -> frozenset[FactKind]:
 
 
 def _context_boosts(value: object, field: str) -> Mapping[str, Decimal]:
-    boosts = _mapping(value, field)
+    # Capped as the offer's lists are, not at the request's context entries: one context key
+    # may boost several of its values ("journey=fx_transfer", "journey=travel", …).
+    boosts = _mapping(value, field, maximum=MAX_ENTRIES)
     checked: dict[str, Decimal] = {}
     for key, factor in boosts.items():
         if not isinstance(key, str) or not CONTEXT_KEY_PATTERN.fullmatch(key):

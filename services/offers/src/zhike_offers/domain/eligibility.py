@@ -3,7 +3,8 @@
 An offer's `eligibility` and `applicability` are lists of CEL clauses; every clause must hold.
 Each is compiled and type-checked against one declared environment when the offer is saved, so
 an unknown name or a type error is refused then, naming the offer field (`eligibility[1]`) and
-the line and column in the clause — never discovered while deciding. A clause must be a bool.
+the line and column in the clause — never discovered while deciding. A clause must be a bool, and
+holds no control or invisible character (not even in a string literal), as no catalogue text may.
 
 What a clause sees (one activation per decision):
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -58,6 +60,12 @@ MAX_CLAUSE_LENGTH = 2000  # characters; real clauses are a line or two
 MAX_CLAUSES = 20  # per list
 # CEL refuses an expression above 100,000 code points: a batch holds at most about half that.
 MAX_BATCH_CODEPOINTS = 50_000
+# What no clause may hold, as no other catalogue text may (zhike_runtime.validation's categories):
+# control, format (bidi overrides, zero-width), surrogate, private-use and unassigned characters.
+# CEL takes them inside a string literal, but a clause is shown back in explanations and the
+# decision log, where U+202E makes it read otherwise than it is evaluated. Only a line feed and
+# a tab lay a clause out (YAML reads CRLF as a line feed; a lone CR can overwrite a line).
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,15 @@ class RuleEnvironment:
     def compile(self, field: str, text: str) -> Clause:
         if len(text) > MAX_CLAUSE_LENGTH:
             raise RuleError(field, 1, 1, f"longer than {MAX_CLAUSE_LENGTH} characters")
+        hidden = _first_hidden_character(text)
+        if hidden is not None:
+            line, column, character = hidden
+            raise RuleError(
+                field,
+                line,
+                column,
+                f"contains a control or invisible character: U+{ord(character):04X}",
+            )
         if not text.strip():
             raise RuleError(field, 1, 1, "empty clause")
         try:
@@ -310,6 +327,16 @@ def _first_failing(group: Sequence[Clause]) -> str:
     for index in reversed(range(len(group))):
         expression = f"(!(\n{group[index].text}\n) ? {index} : {expression})"
     return expression
+
+
+def _first_hidden_character(text: str) -> tuple[int, int, str] | None:
+    """The line and column (1-based, in characters, as CEL's) of the first character no clause
+    may hold, and the character; None when there is none."""
+    for line, content in enumerate(text.split("\n"), start=1):
+        for column, character in enumerate(content, start=1):
+            if character != "\t" and unicodedata.category(character) in _HIDDEN_CATEGORIES:
+                return line, column, character
+    return None
 
 
 def _first_error(text: str) -> tuple[int, int, str]:

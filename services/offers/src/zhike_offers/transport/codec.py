@@ -478,12 +478,19 @@ def decided_offer_message(decided: DecidedOffer) -> offers_pb2.OfferDecision:
     )
 
 
-def decide_response(decided: Decided, *, explain: bool) -> pb.DecideOffersResponse:
+def decide_response(
+    decided: Decided, *, explain: bool, with_factors: bool = True
+) -> pb.DecideOffersResponse:
     """The ranked offers; the candidates not chosen only when the caller asked (the decision
-    log keeps them either way)."""
+    log keeps them either way); the priority factors only `with_factors` (not to a customer's
+    app: propensity and value are what the bank reckons of him)."""
     decision = decided.decision
+    decisions = [decided_offer_message(offer) for offer in decided.offers]
+    if not with_factors:
+        for message in decisions:
+            message.ClearField("factors")
     return pb.DecideOffersResponse(
-        decisions=[decided_offer_message(offer) for offer in decided.offers],
+        decisions=decisions,
         personalised=decision.personalised,
         not_chosen=[not_chosen_message(item) for item in decision.not_chosen] if explain else [],
         arbitration_id=decided.arbitration_id,

@@ -2,7 +2,9 @@
 
 Who may call what, and for which party, the runtime's interceptor has already decided from the
 access rules: a customer-delegated token reaches DecideOffers, RecordResponse and the contact
-preferences only for its own party (another party is NOT_FOUND before any handler runs).
+preferences only for its own party (another party is NOT_FOUND before any handler runs). What the
+access rules cannot see is the channel in the request: for such a token it must be the app's
+(`_on_the_app_only`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from zhike.offers.v1 import offers_service_pb2_grpc as pb_grpc
 from zhike_offers.domain.service import CatalogueAdmin, OfferDecisions, StoredOffer
 from zhike_offers.transport import codec
 from zhike_runtime.auth.access import current_call
-from zhike_runtime.errors import InvalidArgument
+from zhike_runtime.errors import InvalidArgument, PermissionDenied
 
 Context: TypeAlias = "grpc.aio.ServicerContext[object, object]"
 T = TypeVar("T")
+
+# The one channel a customer-delegated token speaks for: it is the app acting for its customer.
+CUSTOMER_CHANNEL = offers_pb2.CHANNEL_MOBILE_APP
 
 
 async def _offer_named(offer: offers_pb2.Offer, saving: Awaitable[T]) -> T:
@@ -57,6 +62,12 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
     async def DecideOffers(
         self, request: pb.DecideOffersRequest, context: Context
     ) -> pb.DecideOffersResponse:
+        _on_the_app_only("DecideOffers", request.channel)
+        customer = current_call().caller.party_id is not None
+        if customer and request.explain:
+            # The candidates not chosen lay out the bank's live catalogue and its rules (who
+            # qualifies for what, the contact limits): staff see them, the customer's app not.
+            raise PermissionDenied("DecideOffers", "explain is for staff, not a customer's token")
         party_id, decision_request = codec.decide_request(
             request, default_max_offers=self._default_max_offers
         )
@@ -66,11 +77,12 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
             requested_by=current_call().caller.subject,
             follow_merges=_follows_merges(),
         )
-        return codec.decide_response(decided, explain=request.explain)
+        return codec.decide_response(decided, explain=request.explain, with_factors=not customer)
 
     async def RecordResponse(
         self, request: pb.RecordResponseRequest, context: Context
     ) -> pb.RecordResponseResponse:
+        _on_the_app_only("RecordResponse", request.channel)
         duplicate = await self._decisions.record_response(
             codec.response_record(request, self._now()), follow_merges=_follows_merges()
         )
@@ -160,6 +172,22 @@ class OffersHandlers(pb_grpc.OffersServiceServicer):
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_OffersServiceServicer_to_server(self, server)
+
+
+def _on_the_app_only(method: str, channel: offers_pb2.Channel.ValueType) -> None:
+    """Refuses a customer-delegated token that names a channel other than the app's: the channel
+    is the token's, not the request's. Otherwise the app could be shown the offers the bank keeps
+    for the counter, and log decisions and record responses (teaching the propensity model,
+    counting against contact limits) where the customer never was. Checked before the request
+    is, as the access rules are; a missing or unknown channel is the codec's INVALID_ARGUMENT.
+    Staff and systems name the channel they decide on (a teller the branch)."""
+    if current_call().caller.party_id is None:
+        return
+    if channel != CUSTOMER_CHANNEL and channel in codec.CHANNELS:
+        raise PermissionDenied(
+            method,
+            f"a customer's token acts on {offers_pb2.Channel.Name(CUSTOMER_CHANNEL)} only",
+        )
 
 
 def _follows_merges() -> bool:
