@@ -39,9 +39,10 @@ Manifest = dict[str, Any]
 Values = dict[str, Any]
 
 # What every installation must add to the production defaults (the chart refuses to render
-# without it): its identity provider, the Secret of its field-encryption keys, and the
-# notifications service's providers, public URL and dispatcher token. Renders in these tests
-# layer it under the values given.
+# without it): its identity provider (and, under the default NetworkPolicies, the egress to its
+# key set), the Secret of its field-encryption keys, and the notifications service's providers
+# with their failover orders, public URL and dispatcher token. Renders in these tests layer it
+# under the values given.
 INSTALLATION_VALUES: Values = {
     "fieldKeys": {"existingSecret": "zhike-field-keys"},
     # The production defaults run 2 replicas per service, which need a shared page-token key
@@ -51,10 +52,19 @@ INSTALLATION_VALUES: Values = {
         "issuer": "https://idp.bank.example/realms/zhike",
         "jwksUrl": "https://idp.bank.example/realms/zhike/protocol/openid-connect/certs",
     },
+    "networkPolicy": {
+        "egress": {"identityProvider": {"to": [{"ipBlock": {"cidr": "203.0.113.10/32"}}]}}
+    },
     "services": {
         "notifications": {
             "directory": {"serviceToken": {"existingSecret": "zhike-notifications-token"}},
-            "providers": {"existingSecret": "zhike-notifications-providers"},
+            # The names the providers Secret defines (tests/deploy/service_settings.py).
+            "providers": {
+                "existingSecret": "zhike-notifications-providers",
+                "sms": ["bank_sms"],
+                "email": ["bank_mail"],
+                "push": ["bank_push"],
+            },
             "webhooks": {
                 "publicUrl": "https://notify.bank.example",
                 "unsubscribeLinkKey": {"existingSecret": "zhike-notifications-links"},

@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .chart import CHART_DIR, SERVICES, Manifest, render
 
 DIGEST = "sha256:" + "ab" * 32
@@ -192,3 +194,129 @@ def test_migration_jobs_carry_the_lock_and_statement_timeouts() -> None:
     )
     assert tuned["ZHIKE_MIGRATION_LOCK_TIMEOUT_SECONDS"] == "2"
     assert tuned["ZHIKE_MIGRATION_STATEMENT_TIMEOUT_SECONDS"] == "900"
+
+
+# --- Hooks run before the release's own objects exist ---
+
+ROLES = {"branch_teller": ["identity.party.read", "profile.read"]}
+
+
+def _references(manifest: Manifest) -> set[tuple[str, str]]:
+    """(kind, name) of every ConfigMap, Secret and ServiceAccount a pod template uses."""
+    spec = manifest["spec"]["template"]["spec"]
+    found = {("ServiceAccount", spec.get("serviceAccountName", "default"))}
+    volumes = list(spec.get("volumes", []))
+    for volume in volumes:
+        for source in volume.get("projected", {}).get("sources", []):
+            volumes.append(source)
+        if "configMap" in volume:
+            found.add(("ConfigMap", volume["configMap"]["name"]))
+        if "secret" in volume:
+            found.add(("Secret", volume["secret"].get("secretName") or volume["secret"]["name"]))
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                found.add(("ConfigMap", source["configMapRef"]["name"]))
+            if "secretRef" in source:
+                found.add(("Secret", source["secretRef"]["name"]))
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {})
+            if "configMapKeyRef" in ref:
+                found.add(("ConfigMap", ref["configMapKeyRef"]["name"]))
+            if "secretKeyRef" in ref:
+                found.add(("Secret", ref["secretKeyRef"]["name"]))
+    return found
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"auth": {"roles": ROLES}},
+        {"auth": {"roles": ROLES, "jwksUrl": "", "jwksConfigMap": {"name": "bank-jwks"}}},
+    ],
+    ids=["roles", "roles and a key-set ConfigMap"],
+)
+def test_migration_jobs_use_nothing_the_release_creates_after_the_hooks(
+    values: dict[str, Any],
+) -> None:
+    # Pre-install hooks run before any ordinary object of the release exists: a Job mounting
+    # one waits in ContainerCreating until its deadline, and the install hangs.
+    objects = render(values)
+    ordinary = {
+        (m["kind"], m["metadata"]["name"])
+        for m in objects
+        if m["kind"] in {"ConfigMap", "Secret", "ServiceAccount"}
+        and "helm.sh/hook" not in m["metadata"].get("annotations", {})
+    }
+    assert ("ConfigMap", "zhike-auth-roles") in ordinary
+    jobs = [m for m in objects if m["kind"] == "Job"]
+    assert len(jobs) == len(SERVICES)
+    for job in jobs:
+        assert "pre-install" in job["metadata"]["annotations"]["helm.sh/hook"]
+        assert _references(job) & ordinary == set(), job["metadata"]["name"]
+
+
+def test_the_roles_file_reaches_the_services_but_not_the_migrations() -> None:
+    # `migrate` never reads the roles: the Jobs neither mount the file nor name it.
+    objects = render({"auth": {"roles": ROLES}})
+    for service in SERVICES:
+        for kind, name in (("Deployment", f"zhike-{service}"), ("Job", f"zhike-{service}-migrate")):
+            spec = _by_name(objects, kind, name)["spec"]["template"]["spec"]
+            volumes = [v["name"] for v in spec["volumes"]]
+            mounts = [m["mountPath"] for m in spec["containers"][0]["volumeMounts"]]
+            env = {e["name"] for e in spec["containers"][0].get("env", [])}
+            if kind == "Deployment":
+                assert "auth-roles" in volumes
+                assert "/etc/zhike/auth/roles" in mounts
+            else:
+                assert "auth-roles" not in volumes
+                assert "/etc/zhike/auth/roles" not in mounts
+                assert "ZHIKE_AUTH_ROLES_FILE" not in env
+
+
+# --- helm test borrows an enabled service's image and ServiceAccount ---
+
+WITHOUT_IDENTITY: dict[str, Any] = {
+    "services": {
+        "identity": {"enabled": False},
+        "notifications": {"directory": {"identityAddress": "identity.core:443"}},
+    }
+}
+WITHOUT_IDENTITY_AND_PROFILE: dict[str, Any] = {
+    "tests": {"imageFrom": "profile"},
+    "services": {
+        "identity": {"enabled": False},
+        "profile": {"enabled": False},
+        "notifications": {
+            "directory": {
+                "identityAddress": "identity.core:443",
+                "profileAddress": "profile.core:443",
+            }
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "checked"),
+    [(WITHOUT_IDENTITY, 3), (WITHOUT_IDENTITY_AND_PROFILE, 2)],
+    ids=["default imageFrom disabled", "imageFrom set to a disabled service"],
+)
+def test_helm_test_falls_back_to_an_enabled_service_when_image_from_is_disabled(
+    values: dict[str, Any], checked: int
+) -> None:
+    # The disabled service has no ServiceAccount: the Pod would never be admitted.
+    objects = render(values)
+    pod = _by_name(objects, "Pod", "zhike-test-health")
+    accounts = {m["metadata"]["name"] for m in objects if m["kind"] == "ServiceAccount"}
+    assert pod["spec"]["serviceAccountName"] in accounts
+    # The first enabled service by name, notifications: its image and its ServiceAccount.
+    assert pod["spec"]["serviceAccountName"] == "zhike-notifications"
+    assert {c["image"] for c in pod["spec"]["containers"]} == {"zhike/notifications:0.1.0"}
+    assert len(pod["spec"]["containers"]) == checked
+
+
+def test_helm_test_uses_the_image_from_service_while_it_is_enabled() -> None:
+    pod = _by_name(render({"tests": {"imageFrom": "offers"}}), "Pod", "zhike-test-health")
+    assert pod["spec"]["serviceAccountName"] == "zhike-offers"
+    assert {c["image"] for c in pod["spec"]["containers"]} == {"zhike/offers:0.1.0"}

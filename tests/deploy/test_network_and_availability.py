@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helm_python.errors import HelmRenderError
 
 from .chart import NAMESPACE, SERVICES, Manifest, render
 
@@ -66,7 +67,7 @@ def _service_policy(objects: list[Manifest], service: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_policy_allows_only_dns_nats_postgres_otlp_and_the_party_directory(
+def test_service_policy_allows_only_dns_nats_postgres_otlp_the_idp_and_the_party_directory(
     default_objects: list[Manifest], service: str
 ) -> None:
     spec = _service_policy(default_objects, service)
@@ -75,8 +76,17 @@ def test_service_policy_allows_only_dns_nats_postgres_otlp_and_the_party_directo
     )
     # Notifications also reaches identity's and the profile's gRPC port (one rule each).
     directory = [("TCP", 50051), ("TCP", 50051)] if service == "notifications" else []
+    # 443: the identity provider's key set (auth.jwksUrl, set by the installation values).
     assert egress_ports == sorted(
-        [("TCP", 53), ("TCP", 4222), ("TCP", 4317), ("TCP", 5432), ("UDP", 53), *directory]
+        [
+            ("TCP", 53),
+            ("TCP", 443),
+            ("TCP", 4222),
+            ("TCP", 4317),
+            ("TCP", 5432),
+            ("UDP", 53),
+            *directory,
+        ]
     )
     assert all(rule.get("to") for rule in spec["egress"]), "an egress rule allows any peer"
     dns = next(rule for rule in spec["egress"] if rule["ports"][0]["port"] == 53)
@@ -409,3 +419,61 @@ def test_with_no_caller_configured_the_grpc_port_admits_no_one() -> None:
             }
         }
     ]
+
+
+# --- The identity provider's key set (auth.jwksUrl): every service fetches it. ---
+
+IDP_PEER = {"ipBlock": {"cidr": "198.51.100.7/32"}}
+
+
+def _identity_provider(values: dict[str, Any]) -> dict[str, Any]:
+    return {"networkPolicy": {"egress": {"identityProvider": values}}}
+
+
+def test_a_key_set_url_opens_egress_to_the_identity_provider_from_every_service() -> None:
+    # Without it the fetch fails, the services hold no key and answer every call
+    # UNAUTHENTICATED, while their readiness stays SERVING.
+    objects = render(_identity_provider({"port": 8443, "to": [IDP_PEER]}))
+    rule = {"ports": [{"protocol": "TCP", "port": 8443}], "to": [IDP_PEER]}
+    for service in SERVICES:
+        assert rule in _service_policy(objects, service)["egress"], service
+    # The migration Jobs and the helm test Pod verify no token.
+    others = [
+        p
+        for p in _policies(objects)
+        if p["metadata"]["name"] in ("zhike-migrations", "zhike-tests")
+    ]
+    assert len(others) == 2
+    for policy in others:
+        assert IDP_PEER not in [peer for r in policy["spec"]["egress"] for peer in r["to"]]
+
+
+def test_a_key_set_url_without_an_identity_provider_peer_does_not_render() -> None:
+    with pytest.raises(
+        HelmRenderError,
+        match=r"networkPolicy\.egress\.identityProvider\.to: required with auth\.jwksUrl",
+    ):
+        render(_identity_provider({"to": []}))
+
+
+def test_without_network_policies_a_key_set_url_needs_no_identity_provider_peer() -> None:
+    values = {"networkPolicy": {"enabled": False, "egress": {"identityProvider": {"to": []}}}}
+    objects = render(values)
+    assert _policies(objects) == []
+    assert any(m["kind"] == "Deployment" for m in objects)
+
+
+def test_a_key_set_from_a_config_map_needs_no_identity_provider_peer() -> None:
+    values = {"auth": {"jwksUrl": "", "jwksConfigMap": {"name": "bank-jwks"}}}
+    objects = render(values | _identity_provider({"to": []}))
+    for service in SERVICES:
+        egress = _service_policy(objects, service)["egress"]
+        assert 443 not in [port["port"] for rule in egress for port in rule["ports"]]
+
+
+def test_kind_trusts_a_key_set_config_map_and_opens_no_identity_provider_egress(
+    kind_objects: list[Manifest],
+) -> None:
+    for service in SERVICES:
+        egress = _service_policy(kind_objects, service)["egress"]
+        assert 443 not in [port["port"] for rule in egress for port in rule["ports"]]

@@ -12,6 +12,7 @@ import pytest
 from helm_python.errors import HelmRenderError
 
 from .chart import Manifest, pod_spec, render, validate, validation_kube_versions
+from .service_settings import STAND_IN_PROVIDERS, load_settings, pod_environment
 
 
 def _one(objects: list[Manifest], kind: str, name: str) -> Manifest:
@@ -63,7 +64,11 @@ def test_webhook_secrets_unsubscribe_key_and_providers_come_from_existing_secret
             "services": {
                 "notifications": {
                     "webhooks": {"secrets": {"existingSecret": "zhike-webhook-secrets"}},
-                    "providers": {"sms": ["vendor_a", "vendor_b"], "email": ["mail_a"]},
+                    "providers": {
+                        "sms": ["vendor_a", "vendor_b"],
+                        "email": ["mail_a"],
+                        "push": ["push_a"],
+                    },
                 }
             }
         }
@@ -80,7 +85,7 @@ def test_webhook_secrets_unsubscribe_key_and_providers_come_from_existing_secret
     assert "ZHIKE_PROVIDERS" not in config
     assert json.loads(config["ZHIKE_PROVIDERS_SMS"]) == ["vendor_a", "vendor_b"]
     assert json.loads(config["ZHIKE_PROVIDERS_EMAIL"]) == ["mail_a"]
-    assert "ZHIKE_PROVIDERS_PUSH" not in config  # the service's default order
+    assert json.loads(config["ZHIKE_PROVIDERS_PUSH"]) == ["push_a"]
     # The migration Job checks the providers (its settings refuse an order naming an unknown
     # one) but calls no one and serves nothing: no token, no webhook secrets.
     job = _one(objects, "Job", "zhike-notifications-migrate")
@@ -170,6 +175,15 @@ def _notifications(values: dict[str, Any]) -> dict[str, Any]:
     return {"services": {"notifications": values}}
 
 
+# The kind cluster's providers (deploy/kind/zhike-values.yaml), and their failover orders.
+LOCAL_PROVIDERS = [
+    {"name": "local_sms", "channel": "sms", "url": "http://zhike-local-gateways:8025"},
+    {"name": "local_push", "channel": "push", "url": "http://zhike-local-gateways:8025"},
+    {"name": "local_email", "channel": "email", "url": "smtp://zhike-local-gateways:1025"},
+]
+LOCAL_ORDERS = {"sms": ["local_sms"], "email": ["local_email"], "push": ["local_push"]}
+NO_ORDERS: dict[str, list[str]] = {"sms": [], "email": [], "push": []}
+
 REFUSED: list[tuple[str, dict[str, Any], str]] = [
     (
         "no providers",
@@ -182,6 +196,64 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
             {"providers": {"list": [{"name": "a", "channel": "sms", "url": "https://sms.example"}]}}
         ),
         "set exactly one of providers.list and providers.existingSecret",
+    ),
+    (
+        "a providers Secret and no SMS failover order",
+        _notifications({"providers": {"sms": []}}),
+        "services.notifications.providers.sms: required",
+    ),
+    (
+        "a providers Secret and no push failover order",
+        _notifications({"providers": {"push": []}}),
+        "services.notifications.providers.push: required",
+    ),
+    (
+        "a provider list and no failover orders",
+        _notifications({"providers": {"existingSecret": "", "list": LOCAL_PROVIDERS, **NO_ORDERS}}),
+        "services.notifications.providers.sms: required",
+    ),
+    (
+        "an order naming a provider the list does not define",
+        _notifications(
+            {
+                "providers": {
+                    "existingSecret": "",
+                    "list": LOCAL_PROVIDERS,
+                    **LOCAL_ORDERS,
+                    "email": ["local_email", "vendor_mail"],
+                }
+            }
+        ),
+        'services.notifications.providers.email: "vendor_mail" is not an email provider in '
+        "providers.list",
+    ),
+    (
+        "an order naming a provider of another channel",
+        _notifications(
+            {
+                "providers": {
+                    "existingSecret": "",
+                    "list": LOCAL_PROVIDERS,
+                    **LOCAL_ORDERS,
+                    "push": ["local_sms"],
+                }
+            }
+        ),
+        'services.notifications.providers.push: "local_sms" is not a push provider in '
+        "providers.list",
+    ),
+    (
+        "a provider listed twice",
+        _notifications(
+            {
+                "providers": {
+                    "existingSecret": "",
+                    "list": [*LOCAL_PROVIDERS, LOCAL_PROVIDERS[0]],
+                    **LOCAL_ORDERS,
+                }
+            }
+        ),
+        'services.notifications.providers.list: "local_sms" is defined twice',
     ),
     (
         "no public URL",
@@ -234,3 +306,33 @@ def test_replicas_without_a_link_key_of_their_own_render_with_none() -> None:
     )
     deployment = _one(objects, "Deployment", "zhike-notifications")
     assert "ZHIKE_UNSUBSCRIBE_LINK_KEY" not in _secret_refs(deployment)
+
+
+def _notifications_settings(objects: list[Manifest], kind: str) -> Any:
+    name = "zhike-notifications-migrate" if kind == "Job" else "zhike-notifications"
+    workload = _one(objects, kind, name)
+    return load_settings("notifications", pod_environment(workload, objects))
+
+
+@pytest.mark.parametrize("kind", ["Job", "Deployment"])
+def test_notifications_starts_with_the_providers_of_a_secret_and_their_orders(
+    default_objects: list[Manifest], kind: str
+) -> None:
+    # The migration Job loads the same settings first: a failover order naming a provider the
+    # JSON does not define would stop it (exit 2) and fail the whole install.
+    settings = _notifications_settings(default_objects, kind)
+    assert {p.name for p in settings.providers} == {p["name"] for p in STAND_IN_PROVIDERS}
+    assert (settings.providers_sms, settings.providers_email, settings.providers_push) == (
+        ["bank_sms"],
+        ["bank_mail"],
+        ["bank_push"],
+    )
+
+
+def test_notifications_starts_with_an_inline_provider_list_and_its_orders() -> None:
+    values = _notifications(
+        {"providers": {"existingSecret": "", "list": LOCAL_PROVIDERS, **LOCAL_ORDERS}}
+    )
+    settings = _notifications_settings(render(values), "Job")
+    assert [p.name for p in settings.providers] == [p["name"] for p in LOCAL_PROVIDERS]
+    assert settings.providers_email == ["local_email"]

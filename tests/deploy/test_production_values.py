@@ -18,7 +18,7 @@ ONE_REPLICA_NO_PAGE_KEY: dict[str, Any] = {
     "services": {s: {"replicaCount": 1} for s in SERVICES},
 }
 # No Secret a shared page-token key could come from: only profile and offers, which store no
-# field-encrypted data, can run so.
+# field-encrypted data (and never get the field keys), can run so.
 NO_SHARED_KEY: dict[str, Any] = ONE_REPLICA_NO_PAGE_KEY | {
     "fieldKeys": {"existingSecret": ""},
     "services": {s: {"replicaCount": 1, "enabled": s in ("profile", "offers")} for s in SERVICES},
@@ -45,15 +45,28 @@ def test_a_single_replica_renders_without_a_page_token_secret() -> None:
     assert len(deployments) == len(SERVICES)
 
 
-def test_more_than_one_replica_with_the_field_keys_alone_renders() -> None:
-    # Every pod derives the same page-token key from the blind-index key.
-    values = _with(ONE_REPLICA_NO_PAGE_KEY, "profile", {"replicaCount": 2})
+@pytest.mark.parametrize("service", ["identity", "notifications"])
+def test_more_than_one_replica_with_the_field_keys_alone_renders_where_they_are_read(
+    service: str,
+) -> None:
+    # Every pod of identity or notifications derives the same page-token key from the
+    # blind-index key; profile and offers never get the field keys (test_field_keys.py).
+    values = _with(ONE_REPLICA_NO_PAGE_KEY, service, {"replicaCount": 2})
     deployment = next(
         m
         for m in render(values)
-        if m["kind"] == "Deployment" and "profile" in m["metadata"]["name"]
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == f"zhike-{service}"
     )
     assert deployment["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("service", ["profile", "offers"])
+def test_more_than_one_replica_of_profile_or_offers_needs_the_page_token_secret(
+    service: str,
+) -> None:
+    values = _with(ONE_REPLICA_NO_PAGE_KEY, service, {"replicaCount": 2})
+    with pytest.raises(HelmRenderError, match=rf"services\.{service}.*pageTokens\.existingSecret"):
+        render(values)
 
 
 def test_more_than_one_replica_without_a_page_token_or_field_key_secret_does_not_render() -> None:

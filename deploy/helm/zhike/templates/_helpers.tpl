@@ -80,7 +80,9 @@ app.kubernetes.io/component: {{ .name }}
 {{/*
 Plain (non-secret) configuration of a service as a YAML map of strings. The ConfigMap
 renders it, the Deployment hashes it (checksum/config) and the migration Job inlines it
-(the ConfigMap does not exist yet when a pre-install hook runs). Context: dict root/name/svc.
+(the ConfigMap does not exist yet when a pre-install hook runs). Context: dict root/name/svc,
+plus "hook" true for the migration Job: it leaves out what the Job must not use (see
+zhike.volumes).
 */}}
 {{- define "zhike.configData" -}}
 {{- include "zhike.checkTlsValues" .root -}}
@@ -110,7 +112,7 @@ ZHIKE_AUTH_JWKS_URL: {{ $v.auth.jwksUrl | quote }}
 {{- else }}
 ZHIKE_AUTH_JWKS_FILE: {{ printf "/etc/zhike/auth/jwks/%s" $v.auth.jwksConfigMap.key | quote }}
 {{- end }}
-{{- if $v.auth.roles }}
+{{- if and $v.auth.roles (not .hook) }}
 ZHIKE_AUTH_ROLES_FILE: "/etc/zhike/auth/roles/roles.json"
 {{- end }}
 ZHIKE_AUDIT_RETENTION_DAYS: {{ $v.audit.retentionDays | quote }}
@@ -173,8 +175,10 @@ OTEL_EXPORTER_OTLP_ENDPOINT: {{ $v.telemetry.otlpEndpoint | quote }}
       name: {{ . | quote }}
       key: {{ $.root.Values.pageTokens.existingSecretKey | quote }}
 {{- end }}
+{{- /* The field keys: only to the services that seal personal data with them (their settings
+require them); profile and offers seal nothing and never see identity's keys. */}}
 {{- $keys := .root.Values.fieldKeys }}
-{{- if $keys.existingSecret }}
+{{- if and (include "zhike.readsFieldKeys" .) $keys.existingSecret }}
 {{- range $env, $key := dict "ZHIKE_DATA_KEYS" $keys.dataKeysKey "ZHIKE_DATA_KEY_ID" $keys.dataKeyIdKey "ZHIKE_BLIND_INDEX_KEY" $keys.blindIndexKeyKey }}
 - name: {{ $env }}
   valueFrom:
@@ -208,7 +212,16 @@ order naming a provider that is not there). */}}
 {{ toYaml .Values.podSecurityContext }}
 {{- end -}}
 
-{{/* Volumes of every Zhike pod (Deployment and migration Job, whose settings check the same files): /tmp scratch, plus the NATS credentials and TLS files when configured. Context: dict root/name/svc. */}}
+{{/*
+Volumes of every Zhike pod (Deployment and migration Job, whose settings check the same files):
+/tmp scratch, the key set from auth.jwksConfigMap, the auth roles, plus the NATS credentials
+and TLS files when configured. Context: dict root/name/svc, plus "hook" true for the migration
+Job. A pre-install hook runs before any ordinary object of the release exists, so the Job
+mounts none of the release's own objects: it leaves out the auth-roles ConfigMap, which
+`migrate` never reads (a Job waiting for it would hang the install). What it mounts must exist
+before the install: the operator's Secrets, and the auth.jwksConfigMap (its settings need
+ZHIKE_AUTH_JWKS_FILE to name a file).
+*/}}
 {{- define "zhike.volumes" -}}
 - name: tmp
   emptyDir:
@@ -223,7 +236,7 @@ order naming a provider that is not there). */}}
       - key: {{ $auth.jwksConfigMap.key | quote }}
         path: {{ $auth.jwksConfigMap.key | quote }}
 {{- end }}
-{{- if $auth.roles }}
+{{- if and $auth.roles (not .hook) }}
 - name: auth-roles
   configMap:
     name: {{ printf "%s-auth-roles" (include "zhike.fullname" .root) | trunc 63 | trimSuffix "-" | quote }}
@@ -272,7 +285,7 @@ order naming a provider that is not there). */}}
   mountPath: /etc/zhike/auth/jwks
   readOnly: true
 {{- end }}
-{{- if .root.Values.auth.roles }}
+{{- if and .root.Values.auth.roles (not .hook) }}
 - name: auth-roles
   mountPath: /etc/zhike/auth/roles
   readOnly: true
@@ -470,6 +483,18 @@ checkov.io/skip{{ $n }}: CKV_K8S_35=ZHIKE_DATABASE_URL is read from the environm
 {{- end -}}
 
 {{/*
+NetworkPolicy values that depend on others; include only when networkPolicy.enabled. The
+services fetch auth.jwksUrl themselves: with no egress rule to the identity provider they hold
+no key and refuse every call (UNAUTHENTICATED) while their readiness stays SERVING.
+Call with the root context.
+*/}}
+{{- define "zhike.checkNetworkPolicyValues" -}}
+{{- if and .Values.auth.jwksUrl (not .Values.networkPolicy.egress.identityProvider.to) -}}
+{{- fail "networkPolicy.egress.identityProvider.to: required with auth.jwksUrl and networkPolicy.enabled, the NetworkPolicyPeers of the identity provider that serves the key set (its ipBlock CIDRs, or your egress proxy's pods); without it every service fails to fetch the keys and answers every call UNAUTHENTICATED (docs/operations.md, \"Network policies\")" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Whether the `helm test` Pod checks the plaintext health port instead of the gRPC port: with
 grpcTls on and no certificate for it (grpcTls.helmTest), it cannot speak to the TLS port.
 "true" or empty. Call with the root context.
@@ -515,13 +540,27 @@ Call with the root context.
 {{- end -}}
 
 {{/*
+Whether a service reads the field keys (ZHIKE_DATA_KEYS, ZHIKE_DATA_KEY_ID,
+ZHIKE_BLIND_INDEX_KEY): identity and notifications, which seal personal data at rest. "true" or
+empty. Context: dict root/name.
+*/}}
+{{- define "zhike.readsFieldKeys" -}}
+{{- if has .name (list "identity" "notifications") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
 Page tokens: with several replicas (or an HPA that may add them) every pod must sign with the
 same key, or a listing's next page fails on any pod but the one that issued the token; the
-service only logs that. The field keys' blind-index key gives every pod the same derived key.
+service only logs that. pageTokens.existingSecret gives every pod of every service that key.
+Without it identity and notifications derive one from the field keys' blind-index key, which
+they hold; profile and offers do not hold the field keys, so for them only the Secret does.
 Context: dict root/name/svc.
 */}}
 {{- define "zhike.checkPageTokenValues" -}}
-{{- if not (or .root.Values.pageTokens.existingSecret .root.Values.fieldKeys.existingSecret) -}}
+{{- $derived := and (include "zhike.readsFieldKeys" .) .root.Values.fieldKeys.existingSecret -}}
+{{- if not (or .root.Values.pageTokens.existingSecret $derived) -}}
 {{- $replicas := "" -}}
 {{- if .svc.autoscaling.enabled -}}
 {{- $replicas = "autoscaling is on" -}}
@@ -529,7 +568,8 @@ Context: dict root/name/svc.
 {{- $replicas = printf "replicaCount is %d" (int .svc.replicaCount) -}}
 {{- end -}}
 {{- if $replicas -}}
-{{- fail (printf "services.%s: %s, so pageTokens.existingSecret (or fieldKeys.existingSecret, whose blind-index key gives one) is required: without a shared key each pod signs page tokens with its own and a listing's next page fails on every other pod (docs/operations.md, Prerequisites)" .name $replicas) -}}
+{{- $alternative := ternary " (or fieldKeys.existingSecret, whose blind-index key gives one)" " (it does not get the field keys, so they give it none)" (eq (include "zhike.readsFieldKeys" .) "true") -}}
+{{- fail (printf "services.%s: %s, so pageTokens.existingSecret%s is required: without a shared key each pod signs page tokens with its own and a listing's next page fails on every other pod (docs/operations.md, Prerequisites)" .name $replicas $alternative) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -588,6 +628,30 @@ it cannot start (or send, or be reached) without. Context: dict root/name/svc.
 {{- $v := .root.Values -}}
 {{- if eq (empty $n.providers.list) (empty $n.providers.existingSecret) -}}
 {{- fail "services.notifications.providers: set exactly one of providers.list and providers.existingSecret (the SMS, push and e-mail providers it sends through)" -}}
+{{- end -}}
+{{- /* The failover orders: the service's defaults (local_sms, local_email, local_push) name
+the local gateways of `make run`, which a bank's providers do not define, and the settings (of
+the migration Job first) stop the process when an order names a provider that is not there. */}}
+{{- range $channel := list "sms" "email" "push" -}}
+{{- if not (get $n.providers $channel) -}}
+{{- fail (printf "services.notifications.providers.%s: required with providers.list or providers.existingSecret, the names of the %s providers in failover order (without it the service falls back to local_%s, which your providers do not define, and notifications and its migration Job stop at start)" $channel $channel $channel) -}}
+{{- end -}}
+{{- end -}}
+{{- with $n.providers.list -}}
+{{- $channels := dict -}}
+{{- range $provider := . -}}
+{{- if hasKey $channels $provider.name -}}
+{{- fail (printf "services.notifications.providers.list: %q is defined twice (each provider name once)" $provider.name) -}}
+{{- end -}}
+{{- $_ := set $channels $provider.name $provider.channel -}}
+{{- end -}}
+{{- range $channel := list "sms" "email" "push" -}}
+{{- range $name := get $n.providers $channel -}}
+{{- if ne (get $channels $name) $channel -}}
+{{- fail (printf "services.notifications.providers.%s: %q is not %s %s provider in providers.list" $channel $name (ternary "a" "an" (eq $channel "push")) $channel) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if not $n.webhooks.publicUrl -}}
 {{- fail "services.notifications.webhooks.publicUrl: required, the base URL the unsubscribe links in e-mails point at (ZHIKE_WEBHOOK_PUBLIC_URL)" -}}
