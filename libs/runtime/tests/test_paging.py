@@ -9,7 +9,13 @@ import pytest
 from zhike_runtime.app import page_token_key
 from zhike_runtime.crypto import generate_key
 from zhike_runtime.errors import InvalidArgument
-from zhike_runtime.paging import DEFAULT_PAGE_SIZE, PageTokens, page_size
+from zhike_runtime.paging import (
+    DEFAULT_PAGE_SIZE,
+    PageTokens,
+    bind_page_token_owner,
+    page_size,
+    unbind_page_token_owner,
+)
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.testing.services import TEST_SETTINGS
 from zhike_runtime.validation import Violations
@@ -38,19 +44,56 @@ def test_forged_tokens_are_refused_naming_the_field(token: str) -> None:
     assert [v.field for v in raised.value.violations] == ["page_token"]
 
 
-def test_an_altered_position_or_another_key_or_listing_is_refused() -> None:
+def test_an_altered_token_or_another_key_or_listing_is_refused() -> None:
     tokens = PageTokens(b"k" * 32)
     token = tokens.issue("reviews", ["1"])
     raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    raw[raw.index(b"1")] = ord("2")
+    raw[len(raw) // 2] ^= 0x01
     altered = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
-    for bad in (altered,):
-        with pytest.raises(InvalidArgument):
-            read(tokens, bad)
+    with pytest.raises(InvalidArgument):
+        read(tokens, altered)
     with pytest.raises(InvalidArgument):
         read(PageTokens(b"x" * 32), token)
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgument) as raised:
         read(tokens, token, query="parties")
+    assert raised.value.violations[0].description == "belongs to another listing"
+
+
+def test_a_token_shows_nothing_of_its_listing_or_position() -> None:
+    token = PageTokens(b"k" * 32).issue("offers|party-42", ["app_card", "2026-11-29T10:00:00"])
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    for plain in (b"offers", b"party-42", b"app_card", b"2026"):
+        assert plain not in raw
+
+
+def test_a_token_read_after_a_day_has_expired() -> None:
+    now = [1_800_000_000.0]
+    tokens = PageTokens(b"k" * 32, clock=lambda: now[0])
+    token = tokens.issue("reviews", ["7"])
+    now[0] += 24 * 3600
+    assert read(tokens, token) == ["7"]
+    now[0] += 1
+    with pytest.raises(InvalidArgument) as raised:
+        read(tokens, token)
+    assert raised.value.violations[0].description == "has expired: start the listing again"
+
+
+def test_a_token_works_only_for_the_caller_it_was_issued_to() -> None:
+    tokens = PageTokens(b"k" * 32)
+    issued_to = bind_page_token_owner("teller-0042")
+    token = tokens.issue("reviews", ["7"])
+    assert read(tokens, token) == ["7"]
+    unbind_page_token_owner(issued_to)
+
+    other = bind_page_token_owner("teller-0043")
+    try:
+        with pytest.raises(InvalidArgument) as raised:
+            read(tokens, token)
+    finally:
+        unbind_page_token_owner(other)
+    assert raised.value.violations[0].description == (
+        "is not a page token this service issued to this caller"
+    )
 
 
 @pytest.mark.parametrize(

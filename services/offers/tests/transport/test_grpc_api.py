@@ -7,6 +7,7 @@ own party."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 import uuid
@@ -498,7 +499,8 @@ async def test_offers_list_in_pages_with_opaque_tokens(stack: Stack) -> None:
         token = page.next_page_token
         if not token:
             break
-        assert "app_" not in token  # opaque: no offer id readable in it
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        assert b"app_" not in raw  # opaque: no offer id readable in it
     assert paged == everyone
     assert pages == -(-len(everyone) // 3)
 
@@ -516,6 +518,25 @@ async def test_offers_list_in_pages_with_opaque_tokens(stack: Stack) -> None:
             pb.ListDecisionsRequest(party_id=party(), page_token=first.next_page_token)
         )
     ) == ["page_token"]
+
+
+async def test_a_page_token_pages_only_for_the_caller_it_was_issued_to(stack: Stack) -> None:
+    api = stack.api()
+    for name in ("app_a", "app_b", "app_c"):
+        await create(api, app_offer(name))
+    first = await api.ListOffers(pb.ListOffersRequest(page_size=2), timeout=5)
+
+    async with authorised_channel(
+        f"127.0.0.1:{stack.service.grpc_port}", subject="another-admin"
+    ) as channel:
+        another = offers_service_pb2_grpc.OffersServiceStub(channel)
+        fields = await invalid(
+            another.ListOffers(pb.ListOffersRequest(page_token=first.next_page_token))
+        )
+
+    assert fields == ["page_token"]
+    second = await api.ListOffers(pb.ListOffersRequest(page_token=first.next_page_token))
+    assert len(second.offers) > 0
 
 
 async def test_a_simulated_draft_is_counted_over_the_projection_and_never_stored(

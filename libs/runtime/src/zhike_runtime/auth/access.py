@@ -24,6 +24,7 @@ from zhike_runtime.auth.permissions import (
 )
 from zhike_runtime.auth.tokens import TokenRejected, TokenVerifier
 from zhike_runtime.errors import NotFound, PermissionDenied, Unauthenticated
+from zhike_runtime.paging import bind_page_token_owner, unbind_page_token_owner
 
 PURPOSE_HEADER = "x-zhike-purpose"
 _BEARER = "bearer "
@@ -84,12 +85,20 @@ def current_call() -> CallAccess:
     return access
 
 
-def bind_call(access: CallAccess) -> contextvars.Token[CallAccess | None]:
-    return _CURRENT.set(access)
+@dataclass(frozen=True)
+class BoundCall:
+    access: contextvars.Token[CallAccess | None]
+    page_token_owner: contextvars.Token[str]
 
 
-def unbind_call(token: contextvars.Token[CallAccess | None]) -> None:
-    _CURRENT.reset(token)
+def bind_call(access: CallAccess) -> BoundCall:
+    """The call's access decision for its handler; its page tokens belong to its caller."""
+    return BoundCall(_CURRENT.set(access), bind_page_token_owner(access.caller.subject))
+
+
+def unbind_call(bound: BoundCall) -> None:
+    unbind_page_token_owner(bound.page_token_owner)
+    _CURRENT.reset(bound.access)
 
 
 def load_roles(path: Path | None) -> dict[str, frozenset[str]]:
