@@ -46,7 +46,7 @@ def _retry_delay(poll_seconds: float, failed_rounds: int) -> float:
     row, up to `_MAX_RETRY_SECONDS`."""
     if failed_rounds == 0:
         return poll_seconds
-    return min(poll_seconds * 2 ** min(failed_rounds, 16), _MAX_RETRY_SECONDS)
+    return min(poll_seconds * 2.0 ** min(failed_rounds, 16), _MAX_RETRY_SECONDS)
 
 
 # Test seam for crash scenarios: awaited after JetStream acknowledged a batch and before the rows
