@@ -26,6 +26,7 @@ from zhike_runtime.auth import commands as auth_commands
 from zhike_runtime.events import nats_permissions
 from zhike_runtime.events.bus import NatsAccess, connect_to_nats
 from zhike_runtime.events.dead_letters import list_dead_letters, replay
+from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import NatsSettings, describe_errors
 from zhike_runtime.tls import add_client_tls_arguments, client_credentials, open_channel
 
@@ -109,6 +110,11 @@ async def _with_jetstream(
         return 1
     try:
         return await action(connection.jetstream())
+    except (NatsError, OSError) as error:
+        # Reading the dead letters failed (a replay reports its letters' own failures): a
+        # line, not a traceback. NATS errors name subjects and codes, never payloads.
+        sys.stderr.write(f"NATS error: {describe_error(error)}\n")
+        return 1
     finally:
         await connection.drain()
 
@@ -137,9 +143,20 @@ def _dlq_replay(args: argparse.Namespace) -> int:
             if missing:
                 sys.stderr.write(f"no dead letter of {args.consumer} at {sorted(missing)}\n")
                 return 1
-        count = await replay(js, letters)
-        sys.stdout.write(f"replayed {count} dead letter(s) of {args.consumer}\n")
-        return 0
+        result = await replay(js, letters)
+        for skipped in result.skipped:
+            sys.stderr.write(
+                f"dead letter {skipped.sequence} (event {skipped.event_id or '-'}) skipped: "
+                f"{skipped.reason}\n"
+            )
+        if not result.skipped:
+            sys.stdout.write(f"replayed {result.replayed} dead letter(s) of {args.consumer}\n")
+            return 0
+        sys.stdout.write(
+            f"replayed {result.replayed}, skipped {len(result.skipped)} dead letter(s) of "
+            f"{args.consumer}\n"
+        )
+        return 1
 
     return asyncio.run(_with_jetstream(args, run))
 

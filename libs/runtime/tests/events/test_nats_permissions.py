@@ -19,6 +19,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
+from zhike_runtime import cli
+from zhike_runtime.events import headers as h
 from zhike_runtime.events.nats_permissions import (
     DLQ_ADMIN,
     SOURCE_ADAPTER,
@@ -95,6 +97,9 @@ FORBIDDEN_PUBLISHES = [
     ("notifications", "$JS.API.STREAM.PURGE.ZHIKE_DLQ"),
     ("identity", "$JS.API.STREAM.MSG.GET.ZHIKE_DLQ"),
     (DLQ_ADMIN, "zhike.dlq.profile-identity"),
+    # It reads an event back from its stream for a replay, and may remove only dead letters.
+    (DLQ_ADMIN, "$JS.API.STREAM.MSG.DELETE.ZHIKE_IDENTITY"),
+    (DLQ_ADMIN, "$JS.API.STREAM.PURGE.ZHIKE_SOURCE"),
     # The source adapters feed the profile's source stream and nothing else.
     ("offers", "zhike.source.v1.core_deposits"),
     (SOURCE_ADAPTER, "zhike.identity.v1.party_created"),
@@ -253,3 +258,36 @@ async def test_a_source_adapter_publishes_to_the_source_stream_and_gets_its_ack(
 
     assert (ack.stream, ack.seq) == ("ZHIKE_SOURCE", 1)
     assert adapter.errors == []
+
+
+async def test_dlq_admin_replays_a_letter_parked_without_its_payload_from_its_stream(
+    permissioned_nats: PermissionedNats, connect: Connect
+) -> None:
+    """What `zhike dlq replay` needs for such a letter is on dlq-admin's list: finding the
+    letter's stream by its subject and reading the event there."""
+    identity = (await connect("identity")).connection.jetstream()
+    await identity.add_stream(name="ZHIKE_IDENTITY", subjects=["zhike.identity.v1.>"])
+    event = {h.MSG_ID: "e-1", h.EVENT_ID: "e-1", h.EVENT_TYPE: "zhike.identity.v1.PartyCreated"}
+    original = await identity.publish("zhike.identity.v1.party_created", b"event", headers=event)
+    profile = (await connect("profile")).connection.jetstream()
+    await profile.add_stream(name="ZHIKE_DLQ", subjects=["zhike.dlq.>"])
+    letter = event | {
+        h.MSG_ID: "profile-identity:e-1:1",
+        h.ORIGINAL_SUBJECT: "zhike.identity.v1.party_created",
+        h.CONSUMER: "profile-identity",
+        h.DELIVERIES: "5",
+        h.LAST_ERROR: "RuntimeError",
+        h.PAYLOAD_OMITTED: "5",
+        h.ORIGINAL_SEQUENCE: str(original.seq),
+    }
+    await profile.publish("zhike.dlq.profile-identity", b"", headers=letter)
+    seed = str(permissioned_nats.seed_files[DLQ_ADMIN])
+    argv = ["dlq", "replay", "--nats", permissioned_nats.url, "--nkey-seed", seed]
+
+    code = await asyncio.to_thread(cli.main, [*argv, "--consumer", "profile-identity"])
+
+    assert code == 0
+    observer = (await connect(OBSERVER)).connection.jetstream()
+    replayed = await observer.get_msg("ZHIKE_IDENTITY", seq=original.seq + 1)
+    assert (replayed.data, dict(replayed.headers or {})[h.EVENT_ID]) == (b"event", "e-1")
+    assert "Violation" not in permissioned_nats.server.log_file.read_text(errors="replace")

@@ -14,7 +14,12 @@ from zhike.notifications.v1 import notifications_pb2 as model_pb
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.local_gateways.testing import reset_faults, set_fault
 from zhike_runtime.events import headers as h
-from zhike_runtime.events.dead_letters import DeadLetter, list_dead_letters, replay
+from zhike_runtime.events.dead_letters import (
+    DeadLetter,
+    ReplayResult,
+    list_dead_letters,
+    replay,
+)
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import eventually
 
@@ -83,7 +88,7 @@ async def test_a_permanent_failure_is_dead_lettered_and_replaying_it_twice_sends
                 }
                 | {h.MSG_ID: f"{letter.event_id}:replay:earlier"},
             )
-            assert await replay(js, [letter]) == 1
+            assert await replay(js, [letter]) == ReplayResult(replayed=1)
             done = await stack.status_becomes(sent.notification_id, SENT)
             # A redispatch of a notification no longer FAILED (another id: not the inbox's
             # doing) changes nothing either.

@@ -5,6 +5,11 @@ default), read back with `zhike audit`.
 
 An unmasked read is audited *before* its response leaves: if the record cannot be written the
 caller gets UNAVAILABLE, not the data.
+
+What a record holds is partly the caller's own text (a refused call is audited with the party
+id it asked for, unvalidated), so `format_entries` escapes every control character: a record
+prints as one line of tab-separated fields, and no field can forge another record or move a
+terminal's cursor.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +61,15 @@ class AuditEntry:
     outcome: str  # OK, or the status code name of a refusal or failure
     trace_id: str = ""
     recorded_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """Records in the order they were written, at most a read's limit of them."""
+
+    entries: list[AuditEntry]
+    # When more records match past the limit: the id of the last entry, to read on after it.
+    next_after_id: int | None = None
 
 
 def _text(value: str, limit: int) -> str:
@@ -101,18 +116,49 @@ class AuditLog:
         party_id: str | None = None,
         actor: str | None = None,
         since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after_id: int | None = None,
         limit: int = 1000,
     ) -> list[AuditEntry]:
-        query = sa.select(audit_record).order_by(audit_record.c.record_id).limit(limit)
+        page = await self.read_page(
+            party_id=party_id,
+            actor=actor,
+            since=since,
+            until=until,
+            after_id=after_id,
+            limit=limit,
+        )
+        return page.entries
+
+    async def read_page(
+        self,
+        *,
+        party_id: str | None = None,
+        actor: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        after_id: int | None = None,
+        limit: int = 1000,
+    ) -> AuditPage:
+        """The first `limit` matching records after record `after_id`, oldest first, with
+        `since` inclusive and `until` exclusive; the page says whether more match."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        # One row more than asked for tells a cut page from a complete one.
+        query = sa.select(audit_record).order_by(audit_record.c.record_id).limit(limit + 1)
         if party_id is not None:
             query = query.where(audit_record.c.party_id == party_id)
         if actor is not None:
             query = query.where(audit_record.c.actor == actor)
         if since is not None:
             query = query.where(audit_record.c.recorded_at >= to_utc(since))
+        if until is not None:
+            query = query.where(audit_record.c.recorded_at < to_utc(until))
+        if after_id is not None:
+            query = query.where(audit_record.c.record_id > after_id)
         async with self._database.session() as session:
             rows = (await session.execute(query)).all()
-        return [
+        entries = [
             AuditEntry(
                 actor=row.actor,
                 roles=_split(row.roles),
@@ -124,8 +170,10 @@ class AuditLog:
                 trace_id=row.trace_id,
                 recorded_at=as_utc(row.recorded_at),
             )
-            for row in rows
+            for row in rows[:limit]
         ]
+        more = len(rows) > limit
+        return AuditPage(entries, int(rows[limit - 1].record_id) if more else None)
 
     async def expire(self, now: dt.datetime | None = None) -> int:
         """Deletes records older than the retention period, in chunks; returns how many."""
@@ -153,10 +201,36 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part for part in value.split(",") if part)
 
 
+# Escaped by name; every other character of these categories as \uXXXX (or \UXXXXXXXX): C0 and
+# C1 controls and DEL (Cc), format characters such as the bidi overrides (Cf), and the line and
+# paragraph separators (Zl, Zp), which terminals and log viewers may act on or break lines at.
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def printable(value: str) -> str:
+    """`value` with every control character escaped, and the backslash too, so that the
+    printed text reads back to exactly one value: a newline prints as a backslash and an n, a
+    backslash and an n as two backslashes and an n."""
+    return "".join(_escaped(char) for char in value)
+
+
+def _escaped(char: str) -> str:
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    if unicodedata.category(char) not in _UNPRINTABLE:
+        return char
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def format_entries(entries: Sequence[AuditEntry]) -> list[str]:
+    """One line per record, its fields separated by tabs, none holding a tab or a newline."""
     return [
         "\t".join(
-            [
+            printable(field)
+            for field in (
                 e.recorded_at.isoformat() if e.recorded_at else "",
                 e.actor,
                 ",".join(e.roles),
@@ -165,7 +239,7 @@ def format_entries(entries: Sequence[AuditEntry]) -> list[str]:
                 ",".join(e.fields),
                 e.purpose,
                 e.outcome,
-            ]
+            )
         )
         for e in entries
     ]

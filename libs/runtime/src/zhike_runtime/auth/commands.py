@@ -7,10 +7,11 @@ import asyncio
 import datetime as dt
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zhike_runtime.auth.audit import AuditLog, format_entries
+from zhike_runtime.auth.audit import AuditLog, AuditPage, format_entries
 from zhike_runtime.auth.development import DevelopmentIssuer
 from zhike_runtime.auth.permissions import CUSTOMER_ROLES, DEFAULT_ROLES
 from zhike_runtime.db import Database
@@ -45,9 +46,48 @@ def register(commands: Any) -> None:
     audit.add_argument("--database-url", required=True, help="the service's ZHIKE_DATABASE_URL")
     audit.add_argument("--party", help="only records about this party")
     audit.add_argument("--actor", help="only records of this actor (token subject)")
-    audit.add_argument("--since", type=dt.datetime.fromisoformat, help="ISO time, e.g. 2026-12-01")
-    audit.add_argument("--limit", type=int, default=1000, help="at most this many records")
+    audit.add_argument(
+        "--since",
+        type=_time,
+        help="records from this time on: ISO 8601, e.g. 2026-12-01 or 2026-12-01T09:00+08:00; "
+        "without an offset, UTC (the times printed are UTC)",
+    )
+    audit.add_argument("--until", type=_time, help="records before this time (as --since)")
+    audit.add_argument(
+        "--after-id",
+        type=_at_least(0),
+        help="records after this record id: the last line names it when more records match "
+        "than --limit",
+    )
+    audit.add_argument(
+        "--limit",
+        type=_at_least(1),
+        default=1000,
+        help="at most this many records, oldest first (default 1000)",
+    )
     audit.set_defaults(func=_audit)
+
+
+def _time(text: str) -> dt.datetime:
+    """An ISO 8601 time; without an offset it is UTC, as every stored time is."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return whole_number
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -74,23 +114,33 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    async def read() -> list[str]:
+    if args.since is not None and args.until is not None and args.until <= args.since:
+        sys.stderr.write("zhike audit: --until must be later than --since\n")
+        return 2
+
+    async def read() -> AuditPage:
         database = Database(args.database_url, 1)
         try:
             log = AuditLog(database, dt.timedelta(days=0))
-            since = args.since
-            if since is not None and since.tzinfo is None:
-                since = since.replace(tzinfo=dt.UTC)
-            entries = await log.read(
-                party_id=args.party, actor=args.actor, since=since, limit=args.limit
+            return await log.read_page(
+                party_id=args.party,
+                actor=args.actor,
+                since=args.since,
+                until=args.until,
+                after_id=args.after_id,
+                limit=args.limit,
             )
         finally:
             await database.dispose()
-        return format_entries(entries)
 
-    lines = asyncio.run(read())
+    page = asyncio.run(read())
     sys.stdout.write("time\tactor\troles\tmethod\tparty\tfields\tpurpose\toutcome\n")
-    for line in lines:
+    for line in format_entries(page.entries):
         sys.stdout.write(line + "\n")
-    sys.stdout.write(f"{len(lines)} record(s)\n")
+    footer = f"{len(page.entries)} record(s)"
+    if page.next_after_id is not None:
+        # Said on the last line, where a reader (or `tail -1`) looks: a cut list must not pass
+        # for all there is, and the newest records are the ones left out.
+        footer += f"; more match: continue with --after-id {page.next_after_id}"
+    sys.stdout.write(footer + "\n")
     return 0

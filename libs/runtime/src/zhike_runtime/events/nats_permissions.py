@@ -22,12 +22,19 @@ dead_letters.py):
   durable (`$JS.API.CONSUMER.CREATE.<stream>.<durable>`), reads its lag (`CONSUMER.INFO`),
   pulls (`CONSUMER.MSG.NEXT`), acks, naks or terminates what it pulled
   (`$JS.ACK.<stream>.<durable>.>`) and parks what keeps failing on `zhike.dlq.<durable>`;
+- the profile reads single messages of ZHIKE_SOURCE back (`$JS.API.STREAM.MSG.GET.ZHIKE_SOURCE`):
+  IngestSourceEvents compares an event dropped as a duplicate with the one held under its id;
 - every client receives the answers to its requests, and the messages it pulls, on its own
   inbox `_INBOX.<user>.>` (`bus.inbox_prefix`): with a shared `_INBOX.>` any service could
   read the events another one pulls;
 - `dlq-admin` reads and deletes dead letters (`$JS.API.STREAM.MSG.GET|DELETE.ZHIKE_DLQ`) and
   republishes them to their original subjects, which makes it able to publish every producer's
-  events: its seed belongs to the operators and is mounted in no pod;
+  events: its seed belongs to the operators and is mounted in no pod. A letter parked without
+  its payload (too large to park with the letter's headers) is replayed from the event's own
+  stream: `dlq-admin` finds that stream by the letter's subject (`$JS.API.STREAM.NAMES`, which
+  answers stream names only) and reads the one message (`$JS.API.STREAM.MSG.GET.<stream>`, for
+  each stream a durable consumes, the only ones a letter can come from); it may not change,
+  purge, delete from or consume those streams;
 - `source-adapter` publishes the source systems' facts to the profile's ZHIKE_SOURCE stream
   (`zhike.source.v1.<source_system>`) and receives JetStream's acks on its own inbox: nothing
   else, not even reading the stream back.
@@ -69,6 +76,8 @@ class ServiceGrant:
     user: str  # the service's name
     owns: tuple[StreamSpec, ...] = ()
     consumes: tuple[DurableConsumer, ...] = ()
+    # Streams it reads single messages back from (`$JS.API.STREAM.MSG.GET.<stream>`).
+    reads_back: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,9 @@ SERVICES: tuple[ServiceGrant, ...] = (
             DurableConsumer("profile-source", "ZHIKE_SOURCE"),
             DurableConsumer("profile-notifications", "ZHIKE_NOTIFICATIONS"),
         ),
+        # IngestSourceEvents compares an event JetStream drops as a duplicate with the one it
+        # holds under that id: a reused event id is refused, not answered as stored.
+        reads_back=(SOURCE_STREAM.name,),
     ),
     ServiceGrant(
         "offers",
@@ -139,16 +151,22 @@ def service_permissions(grant: ServiceGrant) -> Permissions:
             f"$JS.ACK.{stream}.{durable}.>",
             dlq_subject(durable),
         ]
+    publish += [f"$JS.API.STREAM.MSG.GET.{stream}" for stream in grant.reads_back]
     return Permissions(tuple(dict.fromkeys(publish)), (_inbox(grant.user),))
 
 
 def dlq_admin_permissions() -> Permissions:
     replay_to = [subject for grant in SERVICES for s in grant.owns for subject in s.subjects]
+    # Letters are parked only by durables, so only the streams some durable reads can hold the
+    # event of a letter parked without its payload.
+    consumed = dict.fromkeys(c.stream for grant in SERVICES for c in grant.consumes)
     return Permissions(
         (
             f"$JS.API.STREAM.MSG.GET.{DLQ_STREAM}",
             f"$JS.API.STREAM.MSG.DELETE.{DLQ_STREAM}",
             *replay_to,
+            "$JS.API.STREAM.NAMES",
+            *(f"$JS.API.STREAM.MSG.GET.{stream}" for stream in consumed),
         ),
         (_inbox(DLQ_ADMIN),),
     )
