@@ -1,6 +1,7 @@
-"""Bad input to every profile RPC is INVALID_ARGUMENT naming the field, and changes nothing; a
-malformed event on the source stream is dead-lettered with its reason, and nothing of it is
-applied (the profile in-process on a real nats-server, SQLite)."""
+"""Bad input to every profile RPC is INVALID_ARGUMENT naming the field, and changes nothing; an
+event id used for another event is FAILED_PRECONDITION naming it; a malformed event on the source
+stream is dead-lettered with its reason, and nothing of it is applied (the profile in-process on
+a real nats-server, SQLite)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.rpc import error_details_pb2
+from google.type.timeofday_pb2 import TimeOfDay
 
 from zhike.identity.v1 import party_pb2
 from zhike.profile.v1 import profile_service_pb2 as pb
@@ -84,6 +86,14 @@ def violations(error: grpc.aio.AioRpcError) -> list[str]:
     return [v.field for v in bad_request.field_violations]
 
 
+def precondition_subjects(error: grpc.aio.AioRpcError) -> list[str]:
+    status = rich_status(error)
+    assert status is not None, "no status details"
+    failure = error_details_pb2.PreconditionFailure()
+    assert status.details[0].Unpack(failure)
+    return [v.subject for v in failure.violations]
+
+
 def good(event_id: str = "e-1", **overrides: Any) -> source_pb.SourceEvent:
     event = source_event("core", "C-1", event_id, 1, **account_opened("ACC-1", "USD"))
     for name, value in overrides.items():
@@ -112,6 +122,14 @@ def same_id_twice() -> list[source_pb.SourceEvent]:
     second = with_fact(**balance_changed("ACC-1", "USD", 5))
     second.event_id = "same"
     return [good("same"), second]
+
+
+def quiet_hours(start: TimeOfDay, end: TimeOfDay) -> dict[str, Any]:
+    return {
+        "preference_changed": source_pb.PreferenceChanged(
+            quiet_hours_start=start, quiet_hours_end=end
+        )
+    }
 
 
 def far_future() -> source_pb.SourceEvent:
@@ -169,6 +187,16 @@ INGEST_CASES: list[tuple[str, list[source_pb.SourceEvent], list[str]]] = [
             ("in full-width digits", "４１１１１１１１１１１１１１１１"),
             ("with no-break spaces", "4111\u00a01111\u00a01111\u00a01111"),
             ("with dots", "4111.1111.1111.1111"),
+            ("with underscores", "4111_1111_1111_1111"),
+            ("with hyphens (U+2010)", "4111\u20101111\u20101111\u20101111"),
+            ("with en dashes", "4111\u20131111\u20131111\u20131111"),
+            ("with minus signs", "4111\u22121111\u22121111\u22121111"),
+            ("with commas", "4111,1111,1111,1111"),
+            ("with middle dots", "4111\u00b71111\u00b71111\u00b71111"),
+            ("with asterisks", "4111*1111*1111*1111"),
+            ("with ideographic commas", "4111\u30011111\u30011111\u30011111"),
+            ("in Arabic-Indic digits", "\u0664" + "\u0661" * 15),
+            ("after a prefix", "CARD-4111 1111 1111 1111"),
         )
     ),
     # Summed into BIGINT columns later: an event past the cap was taken, then lost.
@@ -181,6 +209,26 @@ INGEST_CASES: list[tuple[str, list[source_pb.SourceEvent], list[str]]] = [
         "a balance beyond the amount cap",
         [with_fact(**balance_changed("ACC-1", "USD", -(10**15) - 1))],
         ["events[0].balance_changed.balance_minor_units"],
+    ),
+    (
+        "a balance change of int64's minimum",
+        [with_fact(**balance_changed("ACC-1", "USD", 100, change=-(2**63)))],
+        ["events[0].balance_changed.change_minor_units"],
+    ),
+    (
+        "a balance change beyond the amount cap",
+        [with_fact(**balance_changed("ACC-1", "USD", 100, change=10**15 + 1))],
+        ["events[0].balance_changed.change_minor_units"],
+    ),
+    (
+        "quiet hours starting at -5 nanoseconds",
+        [with_fact(**quiet_hours(TimeOfDay(hours=22, nanos=-5), TimeOfDay(hours=7)))],
+        ["events[0].preference_changed.quiet_hours_start.nanos"],
+    ),
+    (
+        "quiet hours ending at two billion nanoseconds",
+        [with_fact(**quiet_hours(TimeOfDay(hours=22), TimeOfDay(hours=7, nanos=2_000_000_000)))],
+        ["events[0].preference_changed.quiet_hours_end.nanos"],
     ),
     # The newest capture wins: one dated centuries ahead would outrank a later opt-out.
     (
@@ -360,6 +408,90 @@ async def test_the_ingestion_door_and_the_stream_door_apply_an_event_once(
 
     assert [r.duplicate for r in response.receipts] == [True]
     assert (await profile.bus.js.stream_info("ZHIKE_SOURCE")).state.messages == 1
+
+
+def another_event(event_id: str) -> source_pb.SourceEvent:
+    """Not `good(event_id)`: another fact under that event id."""
+    event = with_fact(**balance_changed("ACC-1", "USD", 5))
+    event.event_id = event_id
+    return event
+
+
+def with_unknown_field(event: source_pb.SourceEvent, payload: bytes) -> source_pb.SourceEvent:
+    """`event` carrying field 999 (length-delimited), which the contract does not know: what a
+    newer or careless sender adds. Its tag, 999 << 3 | 2 = 7994, is the varint BA 3E."""
+    assert len(payload) < 128  # its length fits in one byte
+    extra = b"\xba\x3e" + bytes([len(payload)]) + payload
+    return source_pb.SourceEvent.FromString(event.SerializeToString() + extra)
+
+
+async def test_an_event_id_used_again_for_another_event_is_refused_naming_it(api: Any) -> None:
+    await api.IngestSourceEvents(pb.IngestSourceEventsRequest(events=[good("e-1")]), timeout=10)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await api.IngestSourceEvents(
+            pb.IngestSourceEventsRequest(events=[good("e-2"), another_event("e-1")]), timeout=10
+        )
+
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert precondition_subjects(caught.value) == ["events[1].event_id"]
+
+
+async def test_an_event_id_an_adapter_used_for_another_event_is_refused_at_the_ingestion_door(
+    profile: RunningService[ProfileSettings], api: Any
+) -> None:
+    await publish(profile.bus.js, good("e-1"))  # the adapter's door
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await api.IngestSourceEvents(
+            pb.IngestSourceEventsRequest(events=[another_event("e-1")]), timeout=10
+        )
+
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert precondition_subjects(caught.value) == ["events[0].event_id"]
+
+
+async def test_a_batch_refused_for_a_reused_event_id_is_taken_once_that_event_has_a_new_id(
+    api: Any,
+) -> None:
+    # The events beside the refused one were stored: sent again, they are duplicates.
+    await api.IngestSourceEvents(pb.IngestSourceEventsRequest(events=[good("e-1")]), timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await api.IngestSourceEvents(
+            pb.IngestSourceEventsRequest(events=[good("e-2"), another_event("e-1")]), timeout=10
+        )
+
+    response = await api.IngestSourceEvents(
+        pb.IngestSourceEventsRequest(events=[good("e-2"), another_event("e-3")]), timeout=10
+    )
+
+    assert [(r.event_id, r.duplicate) for r in response.receipts] == [
+        ("e-2", True),
+        ("e-3", False),
+    ]
+
+
+async def test_an_event_sent_again_with_other_unknown_fields_is_a_duplicate(api: Any) -> None:
+    first = with_unknown_field(good("e-1"), b"first")
+    await api.IngestSourceEvents(pb.IngestSourceEventsRequest(events=[first]), timeout=10)
+
+    again = with_unknown_field(good("e-1"), b"again")
+    response = await api.IngestSourceEvents(
+        pb.IngestSourceEventsRequest(events=[again]), timeout=10
+    )
+
+    assert [r.duplicate for r in response.receipts] == [True]
+
+
+async def test_an_ingested_event_is_published_without_the_fields_the_contract_does_not_know(
+    profile: RunningService[ProfileSettings], api: Any
+) -> None:
+    event = with_unknown_field(good("e-1"), b"smuggled bytes")
+
+    await api.IngestSourceEvents(pb.IngestSourceEventsRequest(events=[event]), timeout=10)
+
+    stored = await profile.bus.js.get_msg("ZHIKE_SOURCE", seq=1)
+    assert b"smuggled bytes" not in (stored.data or b"")
 
 
 async def test_ingestion_answers_unavailable_when_the_stream_cannot_store(

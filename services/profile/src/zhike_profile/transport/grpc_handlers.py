@@ -10,6 +10,7 @@ from typing import Protocol, TypeAlias
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
 from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import Error as JetStreamError
 
@@ -22,12 +23,14 @@ from zhike_profile.domain.service import ProfileQueries
 from zhike_profile.transport import codec
 from zhike_profile.transport.source_codec import (
     decode_source_event,
+    is_same_event,
     message_id,
+    published,
     stream_headers,
     subject_for,
 )
 from zhike_runtime.auth.access import current_call
-from zhike_runtime.errors import Unavailable
+from zhike_runtime.errors import FailedPrecondition, Unavailable
 from zhike_runtime.events.bus import PayloadTooLarge
 from zhike_runtime.telemetry import inject_context
 from zhike_runtime.validation import Violations
@@ -38,11 +41,15 @@ PUBLISH_ERRORS = (NatsError, JetStreamError, OSError, TimeoutError, PayloadTooLa
 
 
 class Publisher(Protocol):
-    """Publishes to JetStream and returns its ack (zhike_runtime.events.bus.EventBus)."""
+    """Publishes to JetStream and returns its ack, and reads a stream back
+    (zhike_runtime.events.bus.EventBus)."""
 
     def publish(
         self, subject: str, payload: bytes, *, headers: dict[str, str], timeout: float | None = None
     ) -> Awaitable[PubAck]: ...
+
+    @property
+    def js(self) -> JetStreamContext: ...
 
 
 def _read_mask(v: Violations, mask: FieldMask) -> FieldMask | None:
@@ -161,9 +168,14 @@ class ProfileHandlers(pb_grpc.ProfileServiceServicer):
         self, request: pb.IngestSourceEventsRequest, context: Context
     ) -> pb.IngestSourceEventsResponse:
         """Validates the whole batch first (one bad event refuses it all, naming the field),
-        then publishes every event and answers once JetStream has stored each one."""
+        then publishes every event and answers once JetStream has stored each one.
+
+        An event id already used for another event is refused after publishing, as only then
+        does JetStream say it holds the id: the other events of the batch are stored, as when
+        the stream fails halfway, and a resent batch gets them back as duplicates."""
         v = Violations()
         events: Sequence[source_pb.SourceEvent] = request.events
+        cleaned = [published(message) for message in events]
         if not events:
             v.add("events", "send at least one event")
         elif len(events) > MAX_EVENTS_PER_CALL:
@@ -176,14 +188,28 @@ class ProfileHandlers(pb_grpc.ProfileServiceServicer):
                 if decoded is None:
                     continue
                 key = message_id(decoded.source.source_system, decoded.event_id)
-                if key in seen and events[seen[key]] != message:
+                if key in seen and cleaned[seen[key]] != cleaned[index]:
                     v.add(
                         f"events[{index}].event_id",
                         f"repeats events[{seen[key]}].event_id with another event",
                     )
                 seen.setdefault(key, index)
         v.raise_if_any()
-        acks = await asyncio.gather(*(self._publish(message) for message in events))
+        acks = await asyncio.gather(*(self._publish(message) for message in cleaned))
+        duplicates = [index for index, ack in enumerate(acks) if ack.duplicate]
+        another = await asyncio.gather(
+            *(self._holds_another(cleaned[index], acks[index]) for index in duplicates)
+        )
+        reused = [
+            f"events[{i}].event_id" for i, held in zip(duplicates, another, strict=True) if held
+        ]
+        if reused:
+            also = f"; so were {', '.join(reused[1:])}" if reused[1:] else ""
+            raise FailedPrecondition(
+                f"already used for another event, which is kept: this one was not stored "
+                f"(send it with a new event id){also}",
+                reused[0],
+            )
         return pb.IngestSourceEventsResponse(
             receipts=[
                 pb.IngestReceipt(event_id=message.event_id, duplicate=bool(ack.duplicate))
@@ -205,6 +231,18 @@ class ProfileHandlers(pb_grpc.ProfileServiceServicer):
         except PUBLISH_ERRORS as error:
             # Not stored: the caller retries the batch (idempotent per event id).
             raise Unavailable("the source event stream is unavailable") from error
+
+    async def _holds_another(self, message: source_pb.SourceEvent, ack: PubAck) -> bool:
+        """Whether the event JetStream dropped as a duplicate differs from the one it holds
+        under that key. A duplicate's ack carries the sequence of the event held (the stream
+        has no limit that would remove it before the duplicate window ends)."""
+        try:
+            held = await self._publisher.js.get_msg(ack.stream, seq=ack.seq)
+        except PUBLISH_ERRORS as error:
+            # Not known to be the same event: not answered as stored. Once the duplicate
+            # window has passed, a resend is stored, and the consumer's inbox applies it once.
+            raise Unavailable("the source event stream is unavailable") from error
+        return not is_same_event(held.data or b"", message)
 
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_ProfileServiceServicer_to_server(self, server)

@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2, timeofday_pb2
 
@@ -148,14 +149,41 @@ def stream_headers(message: pb.SourceEvent) -> dict[str, str]:
     return {h.MSG_ID: key, h.EVENT_ID: key, h.EVENT_TYPE: EVENT_TYPE, h.CONTENT_TYPE: h.PROTOBUF}
 
 
+def published(message: pb.SourceEvent) -> pb.SourceEvent:
+    """The event as IngestSourceEvents publishes it: a copy without the fields this contract
+    does not know, so that whatever a caller adds never reaches the stream."""
+    copy = pb.SourceEvent()
+    copy.CopyFrom(message)
+    copy.DiscardUnknownFields()
+    return copy
+
+
+def is_same_event(stored: bytes, message: pb.SourceEvent) -> bool:
+    """Whether `stored`, the payload ZHIKE_SOURCE holds under the event's key, is `message` as
+    published (fields it does not know aside, whichever door it came through)."""
+    try:
+        held = pb.SourceEvent.FromString(stored)
+    except DecodeError:
+        return False
+    return published(held) == published(message)
+
+
 def _path(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _without_separators(text: str) -> str:
-    """The text as its digits would be read: full-width digits made ASCII (NFKC), and the
-    separators a card number is written with (spaces of any kind, '-', '.', '/') taken out."""
-    return re.sub(r"[\s\-./]", "", unicodedata.normalize("NFKC", text))
+def _digit_runs(text: str) -> list[str]:
+    """The runs of digits a reader sees in `text`, as ASCII digits. A card number is written
+    with any separator (spaces, dashes of every kind, '_', ',', '·', '*', …) and in digits of
+    any script: after NFKC (full-width digits made ASCII) everything but letters and digits is
+    skipped, and only a letter ends a run."""
+    read: list[str] = []
+    for char in unicodedata.normalize("NFKC", text):
+        if char.isdecimal():
+            read.append(str(unicodedata.decimal(char)))
+        elif char.isalpha():
+            read.append(" ")
+    return "".join(read).split()
 
 
 def _is_card_number(value: str) -> bool:
@@ -185,7 +213,7 @@ class _Fields:
     def account_id(self, value: str) -> str:
         field = self.at("account_id")
         text = self.v.text(field, value, required=True, max_length=64)
-        if text and _is_card_number(_without_separators(text)):
+        if text and any(_is_card_number(run) for run in _digit_runs(text)):
             self.v.add(field, "must not be a card number (PAN): send the card account's reference")
             return ""
         return text
@@ -257,6 +285,10 @@ class _Fields:
         return at
 
     def time_of_day(self, name: str, value: timeofday_pb2.TimeOfDay) -> dt.time | None:
+        """To the second, as the profile keeps and tells it: valid nanos are dropped."""
+        if not 0 <= value.nanos <= 999_999_999:
+            self.v.add(self.at(f"{name}.nanos"), "must be within 0 and 999,999,999")
+            return None
         try:
             return dt.time(value.hours, value.minutes, value.seconds)
         except ValueError:
@@ -326,6 +358,7 @@ def _account_closed(f: _Fields, m: pb.AccountClosed) -> tuple[Change, ...]:
 def _balance_changed(f: _Fields, m: pb.BalanceChanged) -> tuple[Change, ...]:
     account = f.account_id(m.account_id)
     currency = f.currency(m.currency)
+    f.balance("change_minor_units", m.change_minor_units)
     balance = f.balance("balance_minor_units", m.balance_minor_units)
     return (SetBalance(account, currency, balance),)
 
