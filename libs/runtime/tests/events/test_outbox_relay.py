@@ -161,6 +161,19 @@ async def test_events_keep_their_commit_order_on_the_stream(backbone: Backbone) 
     await bus.close()
 
 
+async def commit_one_and_wait_until_sent(backbone: Backbone, relay: OutboxRelay) -> None:
+    """Commits an event, tells the running relay as a unit of work does, and waits until the
+    outbox is empty."""
+    async with backbone.database.session() as session, session.begin():
+        await add_to_outbox(session, [ping("after the failure")])
+    relay.notify()
+
+    async def drained() -> bool:
+        return await relay.backlog() == 0
+
+    await eventually(drained, timeout=10)
+
+
 async def test_a_round_failing_with_a_database_error_does_not_stop_the_relay(
     backbone: Backbone, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,14 +193,7 @@ async def test_a_round_failing_with_a_database_error_does_not_stop_the_relay(
 
     monkeypatch.setattr(OutboxRelay, "publish_batch", cancelled_once)
     task = asyncio.create_task(relay.run())
-    async with backbone.database.session() as session, session.begin():
-        await add_to_outbox(session, [ping("after the failure")])
-    relay.notify()
-
-    async def drained() -> bool:
-        return await relay.backlog() == 0
-
-    await eventually(drained, timeout=10)
+    await commit_one_and_wait_until_sent(backbone, relay)
     assert failed == [True]
     relay.stop()
     await task
@@ -217,14 +223,8 @@ async def test_a_failure_that_lasts_is_logged_once_and_retried_less_and_less_oft
         # Waits of 0.1, 0.2, 0.4, 0.8 s fit in 2 s: five rounds at most, not forty.
         rounds_while_failing = relay.failed_rounds
         failing = False
-        async with backbone.database.session() as session, session.begin():
-            await add_to_outbox(session, [ping("after the failure")])
-        relay.notify()  # a commit wakes the relay whatever its wait: the database takes writes
-
-        async def drained() -> bool:
-            return await relay.backlog() == 0
-
-        await eventually(drained, timeout=10)
+        # A commit wakes the relay whatever its wait: the database takes writes again.
+        await commit_one_and_wait_until_sent(backbone, relay)
         relay.stop()
         await task
     await bus.close()

@@ -360,20 +360,26 @@ async def test_a_message_its_template_cannot_render_fails_alone_and_the_round_go
 # --- a row this release cannot read ------------------------------------------------------------
 
 
-async def test_a_notification_failing_unexpectedly_holds_up_neither_the_party_nor_the_round(
-    units: Units, database: Database
-) -> None:
-    clock = Clock(shanghai(2, 10, 0))
+async def queue_unreadable(units: Units, database: Database, clock: Clock) -> str:
+    """A notification of PARTY's as a newer release wrote it (with a channel this one does not
+    know) before it was rolled back to this one; its id."""
     unreadable = await send(
         units, clock, "deposit_maturity_sms_v1", Category.SERVICE, DEPOSIT_VALUES
     )
-    # Written by a newer release (a channel this one does not know), then rolled back to.
     async with database.engine.begin() as connection:
         await connection.execute(
             sa.update(notification)
             .where(notification.c.notification_id == unreadable)
             .values(channel="CARRIER_PIGEON")
         )
+    return unreadable
+
+
+async def test_a_notification_failing_unexpectedly_holds_up_neither_the_party_nor_the_round(
+    units: Units, database: Database
+) -> None:
+    clock = Clock(shanghai(2, 10, 0))
+    unreadable = await queue_unreadable(units, database, clock)
     clock.advance(1)
     # The same party's passcode, queued behind it, and another party's.
     passcode = await send(units, clock, "otp_sms_v1", Category.TRANSACTIONAL, {"code": "482913"})
@@ -405,15 +411,7 @@ async def test_a_round_where_every_notification_fails_raises_so_the_loop_naps(
     units: Units, database: Database
 ) -> None:
     clock = Clock(shanghai(2, 10, 0))
-    unreadable = await send(
-        units, clock, "deposit_maturity_sms_v1", Category.SERVICE, DEPOSIT_VALUES
-    )
-    async with database.engine.begin() as connection:
-        await connection.execute(
-            sa.update(notification)
-            .where(notification.c.notification_id == unreadable)
-            .values(channel="CARRIER_PIGEON")
-        )
+    await queue_unreadable(units, database, clock)
 
     with pytest.raises(ValueError, match="CARRIER_PIGEON"):
         await dispatcher(units, ScriptedProvider(), clock).dispatch_due()

@@ -852,6 +852,17 @@ async def test_a_customer_token_for_a_retired_id_finds_no_party_and_changes_noth
     assert held.preferences.do_not_contact is False
 
 
+async def app_customer(
+    stack: Stack,
+) -> tuple[OffersServiceAsyncStub, str, OffersServiceAsyncStub]:
+    """The staff API after creating the app offer app_card, a new party, and the app's API
+    with that party's customer-delegated token."""
+    admin = stack.api()
+    await create(admin, app_offer("app_card", value_cny="5000"))
+    customer = party()
+    return admin, customer, stack.api(["channel_app"], party_id=customer)
+
+
 async def test_a_customer_token_decides_only_for_its_own_party(stack: Stack) -> None:
     admin = stack.api()
     await create(admin, app_offer("app_card", value_cny="5000"))
@@ -950,10 +961,7 @@ async def test_a_customer_token_responding_on_another_channel_is_denied_and_noth
 
 
 async def test_a_customer_token_decides_and_responds_on_the_app_channel(stack: Stack) -> None:
-    admin = stack.api()
-    await create(admin, app_offer("app_card", value_cny="5000"))
-    customer = party()
-    mobile = stack.api(["channel_app"], party_id=customer)
+    admin, customer, mobile = await app_customer(stack)
 
     decided = await decide(mobile, customer, explain=False, max_offers=1)
     duplicate = await respond(mobile, customer, decided.decisions[0], pb.RESPONSE_KIND_CLICK)
@@ -965,10 +973,7 @@ async def test_a_customer_token_decides_and_responds_on_the_app_channel(stack: S
 async def test_a_customer_token_is_answered_without_the_banks_priority_factors(
     stack: Stack,
 ) -> None:
-    admin = stack.api()
-    await create(admin, app_offer("app_card", value_cny="5000"))
-    customer = party()
-    mobile = stack.api(["channel_app"], party_id=customer)
+    admin, customer, mobile = await app_customer(stack)
 
     for_the_app = await decide(mobile, customer, explain=False, max_offers=1)
     for_staff = await decide(admin, customer, explain=False, max_offers=1)
@@ -989,10 +994,7 @@ async def test_a_customer_token_is_answered_without_the_banks_priority_factors(
 async def test_a_customer_token_asking_to_explain_is_denied_and_nothing_is_logged(
     stack: Stack,
 ) -> None:
-    admin = stack.api()
-    await create(admin, app_offer("app_card", value_cny="5000"))
-    customer = party()
-    mobile = stack.api(["channel_app"], party_id=customer)
+    admin, customer, mobile = await app_customer(stack)
 
     error = await refused(decide(mobile, customer, explain=True))
 
