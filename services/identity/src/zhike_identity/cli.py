@@ -7,13 +7,34 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from zhike_identity.batch import read_records, resolve_file, write_assignments
+from zhike_identity.batch import (
+    REPEATED_KEY_RULES,
+    BadInput,
+    InputFile,
+    read_records,
+    resolve_input,
+    screen_repeated_keys,
+    write_assignments,
+)
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.model import MatchModel
-from zhike_identity.domain.matching.resolver import Resolution
+from zhike_identity.domain.matching.resolver import Resolution, latest_rows
 from zhike_runtime.tls import add_client_tls_arguments, client_credentials
+
+if TYPE_CHECKING:
+    import grpc
+
+# Exit codes, as the help says: 0 done; 1 the store or the service failed; 2 bad arguments, or
+# an input file refused (told on stderr as FILE:LINE: reason) with nothing written.
+REPEATED_KEYS_HELP = (
+    "what a source key (source, source_id) given on more than one row means. refuse (the "
+    "default): the file is refused, each such row named by line, as a key is one record and "
+    "its rows most often repeat by a fault (a key reused for another customer, an extract run "
+    "twice). keep-last: the key is its last row, as the store keeps it; the earlier rows are "
+    "dropped before matching, each named by line, and take the party of the key's last row"
+)
 
 
 def register(commands: Any) -> None:
@@ -22,6 +43,10 @@ def register(commands: Any) -> None:
     resolve = sub.add_parser(
         "resolve-csv",
         help="resolve a CSV of source records into parties (source,source_id,party_id)",
+        description="Resolve a CSV of source records into parties. Problems go to stderr as "
+        "FILE:LINE: reason, LINE being where the record starts (the header is line 1). Exit "
+        "code 2: bad arguments, or an input file refused (unreadable, or a repeated source key "
+        "under --repeated-keys refuse), with nothing written; 1: the store or the service failed.",
     )
     resolve.add_argument("input", type=Path, help="UTF-8 CSV with a header")
     resolve.add_argument("output", type=Path, help="where to write source,source_id,party_id")
@@ -35,6 +60,9 @@ def register(commands: Any) -> None:
         help="with --target: the bearer token (a source_system role's); default $ZHIKE_TOKEN",
     )
     resolve.add_argument("--model", type=Path, help="a model JSON file to use as it is")
+    resolve.add_argument(
+        "--repeated-keys", choices=REPEATED_KEY_RULES, default="refuse", help=REPEATED_KEYS_HELP
+    )
     resolve.add_argument(
         "--store",
         metavar="URL",
@@ -64,11 +92,18 @@ def register(commands: Any) -> None:
     )
     resolve.set_defaults(func=_resolve_csv)
     train = sub.add_parser(
-        "train-model", help="estimate the matching model from a CSV of records (for the service)"
+        "train-model",
+        help="estimate the matching model from a CSV of records (for the service)",
+        description="Estimate the matching model from a CSV of records in the resolve-csv input "
+        "format. Exit code 2: bad arguments, or an input file refused (unreadable, or a repeated "
+        "source key under --repeated-keys refuse), told on stderr as FILE:LINE: reason.",
     )
     train.add_argument("input", type=Path, help="UTF-8 CSV in the resolve-csv input format")
     train.add_argument("output", type=Path, help="where to write the model JSON")
     train.add_argument("--version", required=True, help="the model version recorded with links")
+    train.add_argument(
+        "--repeated-keys", choices=REPEATED_KEY_RULES, default="refuse", help=REPEATED_KEYS_HELP
+    )
     train.set_defaults(func=_train_model)
     reindex = sub.add_parser(
         "reindex",
@@ -96,9 +131,8 @@ def _resolve_csv(args: argparse.Namespace) -> int:
             "so it cannot be used with --target or --store\n"
         )
         return 2
+    credentials: grpc.ChannelCredentials | None = None
     if args.target:
-        from zhike_identity.remote import StreamFailed, stream_through_service
-
         if not args.token:
             sys.stderr.write("--target needs a bearer token: --token or ZHIKE_TOKEN\n")
             return 2
@@ -107,32 +141,18 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             sys.stderr.write(f"{error}\n")
             return 2
-        records = read_records(args.input)
-        try:
-            party_ids, problems = asyncio.run(
-                stream_through_service(
-                    args.target,
-                    records,
-                    token=args.token,
-                    progress=not args.no_progress,
-                    credentials=credentials,
-                )
-            )
-        except StreamFailed as error:
-            sys.stderr.write(f"{args.target}: {error}; no output written\n")
-            return 1
-        for index, problem in problems:
-            sys.stderr.write(f"{args.input}:{index + 2}: {problem}\n")
-        write_assignments(args.output, records, party_ids)
-        sys.stderr.write(
-            f"{len(records)} records → {len(set(party_ids))} parties via {args.target}\n"
-        )
-        return 0
+    # The whole file is read and checked before the store or the service is touched.
+    read = _read_input(args)
+    if read is None:
+        return 2
+    source, replaced = read
+    if args.target:
+        return _through_service(args, source, replaced, credentials)
     model = MatchModel.from_json(args.model.read_text()) if args.model else None
     if args.store and not _store_is_fresh(args.store):
         return 1
-    records, resolution, report = resolve_file(
-        args.input,
+    records, resolution, report = resolve_input(
+        source,
         args.output,
         progress=not args.no_progress,
         model=model,
@@ -140,12 +160,73 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         household_guardrail=not args.without_household_guardrail,
         workers=max(args.workers, 1),
     )
+    repeated = (
+        f"{_count(report.repeated_keys, 'repeated source key')} "
+        f"({_count(len(report.dropped_lines), 'earlier row')} dropped), "
+        if report.dropped_lines
+        else ""
+    )
     sys.stderr.write(
         f"{report.records} records → {report.parties} parties, {report.possible_matches} possible "
-        f"matches for review, {report.problems} problems, {report.records_per_second:.0f} records/s\n"
+        f"matches for review, {report.problems} problems, {repeated}"
+        f"{report.records_per_second:.0f} records/s\n"
     )
     if args.store:
         return _store(args.store, records, resolution, report.model_version)
+    return 0
+
+
+def _read_input(args: argparse.Namespace) -> tuple[InputFile, dict[int, int]] | None:
+    """The input file and the rows its repeated keys drop; None when the file is refused (told
+    on stderr)."""
+    try:
+        source = read_records(args.input)
+        return source, screen_repeated_keys(source, args.repeated_keys, sys.stderr)
+    except BadInput as error:
+        sys.stderr.write(f"{error}\n")
+        return None
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _through_service(
+    args: argparse.Namespace,
+    source: InputFile,
+    replaced: dict[int, int],
+    credentials: grpc.ChannelCredentials | None,
+) -> int:
+    """`resolve-csv --target`: only each key's last row is sent (the service would take an
+    earlier one as a record of its own until the later one updated it, and rows are sent 16
+    at a time, so not even in file order); the earlier rows get their key's party."""
+    from zhike_identity.remote import StreamFailed, stream_through_service
+
+    sent = latest_rows(source.records, replaced)
+    try:
+        party_ids, problems = asyncio.run(
+            stream_through_service(
+                args.target,
+                [source.records[i] for i in sent],
+                token=args.token,
+                progress=not args.no_progress,
+                credentials=credentials,
+            )
+        )
+    except StreamFailed as error:
+        sys.stderr.write(f"{args.target}: {error}; no output written\n")
+        return 1
+    for index, problem in problems:
+        sys.stderr.write(f"{source.at(sent[index])}: {problem}\n")
+    party_of = dict(zip(sent, party_ids, strict=True))
+    every = [party_of[replaced.get(i, i)] for i in range(len(source.records))]
+    write_assignments(args.output, source.records, every)
+    dropped = (
+        f" ({_count(len(replaced), 'earlier row')} of repeated keys dropped)" if replaced else ""
+    )
+    sys.stderr.write(
+        f"{len(sent)} records → {len(set(party_ids))} parties via {args.target}{dropped}\n"
+    )
     return 0
 
 
@@ -183,7 +264,8 @@ def _store(url: str, records: list[RawRecord], resolution: Resolution, version: 
     sys.stderr.write(
         f"stored {stored.records} records in {stored.parties} parties ({stored.blocking_keys} "
         f"index keys) at {shown} in {stored.seconds:.1f} s; values the service refuses, stored "
-        f"blank: {blanked}\n"
+        f"blank: {blanked}; earlier rows of a repeated source key, not stored: "
+        f"{stored.duplicate_keys}\n"
     )
     return 0
 
@@ -191,9 +273,16 @@ def _store(url: str, records: list[RawRecord], resolution: Resolution, version: 
 def _train_model(args: argparse.Namespace) -> int:
     from zhike_identity.domain.matching.resolver import train
 
-    model = train(read_records(args.input), version=args.version)
+    read = _read_input(args)
+    if read is None:
+        return 2
+    source, replaced = read
+    model = train(source.records, version=args.version)  # a repeated key: its last row only
     args.output.write_text(model.to_json() + "\n", encoding="utf-8")
-    sys.stderr.write(f"model {model.version} written to {args.output}\n")
+    dropped = (
+        f" ({_count(len(replaced), 'earlier row')} of repeated keys dropped)" if replaced else ""
+    )
+    sys.stderr.write(f"model {model.version} written to {args.output}{dropped}\n")
     return 0
 
 

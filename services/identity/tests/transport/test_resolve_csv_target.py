@@ -149,3 +149,62 @@ async def test_refused_values_are_resent_without_and_reported_by_line(
     assert grouping[("crm", "x" * 200)] == ""  # one row per input row, even this one
     assert f"{source}:3: id_number: refused by the service" in stderr
     assert f"{source}:4: not linked: the service refused the record" in stderr
+
+
+async def test_refusals_name_the_line_their_record_starts_on_past_blank_lines_and_multiline_fields(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "source,source_id,full_name,id_type,id_number,address\n"
+        'core,1,刘建军,RESIDENT_ID,11010519491231002X,"北京市朝阳区\n建国路 1 号"\n'  # lines 2-3
+        "\n"
+        "cards,2,劉建軍,RESIDENT_ID,110105194912310022,\n",  # line 5: a bad check character
+        encoding="utf-8",
+    )
+
+    _, _, stderr = await resolve_through_a_fresh_service(
+        nats_server, tmp_path / "identity.db", source, tmp_path / "out.csv"
+    )
+
+    assert [line for line in stderr.splitlines() if line.startswith(f"{source}:")] == [
+        f"{source}:2: address: refused by the service",  # the service takes no line break
+        f"{source}:5: id_number: refused by the service",
+    ]
+
+
+async def test_keep_last_sends_the_service_only_the_last_row_of_a_repeated_key(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "source,source_id,full_name,phone,birth_date\n"
+        "core,1,张三,13812345678,1949-12-31\n"
+        "branch,5,张三,13812345678,1949-12-31\n"
+        "cards,9,李四,13987654321,1980-01-01\n"
+        "core,1,李四,13987654321,1980-01-01\n",
+        encoding="utf-8",
+    )
+    database = tmp_path / "identity.db"
+    async with running_service(
+        DEFINITION, database_url=f"sqlite+aiosqlite:///{database}", nats_url=nats_server.url
+    ) as service:
+        await wait_serving(service.grpc_port)
+        process = await asyncio.create_subprocess_exec(
+            *(str(Path(sys.executable).parent / "zhike"), "identity", "resolve-csv"),
+            *(str(source), str(tmp_path / "out.csv"), "--no-progress"),
+            *(f"--target=127.0.0.1:{service.grpc_port}", "--repeated-keys=keep-last"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=os.environ | {"ZHIKE_TOKEN": BULK_LOADER_TOKEN},
+        )
+        _, stderr = await process.communicate()
+        assert process.returncode == 0, stderr.decode()
+
+    # Stored once, as its last row says, and never updated: its first row was never sent.
+    with closing(sqlite3.connect(database)) as db:
+        query = (
+            "SELECT full_name, created_at = updated_at FROM source_record "
+            "WHERE source_system = 'core' AND source_record_id = '1'"
+        )
+        assert db.execute(query).fetchall() == [("李四", 1)]

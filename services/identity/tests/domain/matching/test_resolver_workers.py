@@ -18,7 +18,7 @@ def test_extracting_and_comparing_in_two_worker_processes_gives_the_same_parties
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     generator.write_csv(tmp_path, persons=600, seed=5)
-    records = read_records(tmp_path / "records.csv")
+    records = read_records(tmp_path / "records.csv").records
     # Small chunks, and workers from the first record and pair: the records are extracted in
     # two parts, and the candidate pairs and the model's random pairs both go through the
     # processes, in many chunks.
@@ -41,7 +41,7 @@ def test_a_failure_comparing_the_random_pairs_aside_is_raised_not_waited_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     generator.write_csv(tmp_path, persons=600, seed=5)
-    records = read_records(tmp_path / "records.csv")
+    records = read_records(tmp_path / "records.csv").records
     monkeypatch.setattr(resolver, "PARALLEL_FROM", 1)
 
     def failing_without_frequencies(

@@ -61,7 +61,7 @@ def cluster(
 ) -> tuple[list[int], list[Refusal]]:
     """Returns each record's group (the smallest member index) and the refused links.
 
-    `forced` pairs (the same source key twice, a steward's "always link") join first, without
+    `forced` pairs (a steward's "always link") join first, without
     guardrails; `never` pairs must end in different groups.
     """
     groups = _Groups(size, resident_ids)

@@ -1,5 +1,9 @@
 """Resolution of a whole set of records at once (bulk loads, evaluation).
 
+A source key given more than once is one record: its last row, as the store keeps it (and as
+the service keeps the last update). Its earlier rows are set aside before anything else and take
+no part in matching; they get the party of the key's last row (`superseded`).
+
 The records are put in their canonical order (by source key) first, so that everything after —
 random pairs for u, model estimation, tie-breaks, party ids — is the same whatever order the
 records arrived in.
@@ -12,8 +16,9 @@ import gc
 import itertools
 import multiprocessing
 import random
+import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +67,31 @@ class Resolution:
     refusals: list[Refusal] = field(default_factory=list)
     model: MatchModel | None = None
     pairs_compared: int = 0
+    # Rows a later row of the same source key replaced (input index → the key's last row): they
+    # took no part, and have the party of the key's last row.
+    superseded: dict[int, int] = field(default_factory=dict)
+
+
+def source_key(record: RawRecord) -> tuple[str, str]:
+    """The record's source key as the service stores it (validation keeps the id NFC-normalised
+    and stripped): two rows with equal keys are one stored record."""
+    return (record.source, unicodedata.normalize("NFC", record.source_id).strip())
+
+
+def superseded(records: Sequence[RawRecord]) -> dict[int, int]:
+    """The rows a later row with the same source key replaces, each with the index of its key's
+    last row: a source key is one record, and its last row is the one stored."""
+    last: dict[tuple[str, str], int] = {}
+    for i, record in enumerate(records):
+        last[source_key(record)] = i
+    if len(last) == len(records):
+        return {}
+    return {i: last[key] for i, key in enumerate(map(source_key, records)) if last[key] != i}
+
+
+def latest_rows(records: Sequence[RawRecord], replaced: Mapping[int, int]) -> list[int]:
+    """The indices of the rows no later row replaces (`replaced`: `superseded(records)`)."""
+    return [i for i in range(len(records)) if i not in replaced]
 
 
 def frequencies_of(features: Sequence[RecordFeatures]) -> Frequencies:
@@ -358,8 +388,10 @@ def train(
     records: Sequence[RawRecord], *, version: str, today: dt.date | None = None
 ) -> MatchModel:
     """A model estimated from a set of records, to ship with the service (`zhike identity
-    train-model`): the service scores one record at a time and cannot estimate as it goes."""
-    ordered = sorted(records, key=lambda r: (r.source, r.source_id))
+    train-model`): the service scores one record at a time and cannot estimate as it goes.
+    A repeated source key counts once, as its last row."""
+    latest = [records[i] for i in latest_rows(records, superseded(records))]
+    ordered = sorted(latest, key=lambda r: (r.source, r.source_id))
     features = [extract_features(r, today) for r in ordered]
     freq = frequencies_of(features)
     pairs = pairs_to_compare(features, candidate_pairs(features))
@@ -399,7 +431,12 @@ def resolve(
     that many forked processes (extract_all, compare_pairs, compared_aside): the same result,
     sooner on a machine with that many cores."""
     report = progress or (lambda _stage, _done, _total: None)
-    order = sorted(range(len(records)), key=lambda i: (records[i].source, records[i].source_id))
+    # Earlier rows of a repeated source key are set aside here, before their features exist:
+    # the store keeps only the last row, so an earlier one must not link anyone.
+    replaced = superseded(records)
+    order = sorted(
+        latest_rows(records, replaced), key=lambda i: (records[i].source, records[i].source_id)
+    )
     # One day for every record (an ID number's or a birth date's plausibility), and a key the
     # normalisers' memo shares.
     today = today or dt.date.today()
@@ -430,20 +467,12 @@ def resolve(
         for (a, b), pattern in zip(pairs, patterns, strict=True)
     ]
     keys = [f.key for f in features]
-    first_of_key: dict[tuple[str, str], int] = {}
-    forced: list[tuple[int, int]] = []
-    for i, key in enumerate(keys):
-        if key in first_of_key:
-            forced.append((first_of_key[key], i))  # the same source record twice: one record
-        else:
-            first_of_key[key] = i
     groups, refusals = cluster(
         len(features),
         scored,
         link_weight=chosen.link_weight,
         order_keys=keys,
         resident_ids=[f.resident_id for f in features],
-        forced=forced,
     )
     party_by_group = {g: party_id_for(keys[g]) for g in set(groups)}
     party_ids = [""] * len(records)
@@ -451,6 +480,8 @@ def resolve(
     for position, i in enumerate(order):
         party_ids[i] = party_by_group[groups[position]]
         problems.extend((i, problem) for problem in features[position].problems)
+    for i, last in replaced.items():
+        party_ids[i] = party_ids[last]
     reviews = [
         (order[p.left], order[p.right], p.weight)
         for p in scored
@@ -464,4 +495,5 @@ def resolve(
         refusals=refusals,
         model=chosen,
         pairs_compared=len(pairs),
+        superseded=replaced,
     )
