@@ -1,5 +1,9 @@
 """Fixtures for the chart tests: the chart rendered once per profile (production defaults
-and the kind values), shared by every test module in tests/deploy."""
+and the kind values), shared by every test module in tests/deploy.
+
+The production profile is the chart's defaults with the tests' INSTALLATION_VALUES (the
+defaults alone refuse to render); the kind profile is deploy/kind/zhike-values.yaml alone over
+the defaults, exactly what `make deploy` installs."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def default_objects() -> list[Manifest]:
 
 @pytest.fixture(scope="session")
 def kind_objects(kind_values: dict[str, Any]) -> list[Manifest]:
-    return render(kind_values)
+    return render(kind_values, installation_values=False)
 
 
 @pytest.fixture(scope="session", params=PROFILES)

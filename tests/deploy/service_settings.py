@@ -1,9 +1,12 @@
 """Load a service's own settings class from the environment the chart renders for one of its
 pods, as the process in that pod would: the ConfigMaps it takes whole (`envFrom`), then its
-`env` (plain values, and Secret keys resolved from a table of stand-in Secret contents).
+`env` (plain values, and Secret keys resolved from a table of stand-in Secret contents), with
+the files its Secret volumes mount (certificates, CAs, NKey seeds) written under a temporary
+directory and the variables that name them pointed there (`pod_settings`).
 
 A render that would stop the process at start (`invalid configuration`, exit code 2) raises the
-settings' ValidationError here, naming the variable."""
+settings' ValidationError here, naming the variable: a variable naming a file the pod does not
+mount names a file that does not exist."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import base64
 import importlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from zhike_runtime.settings import ServiceSettings
@@ -104,8 +109,47 @@ def _environ(environment: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def load_settings(service: str, environment: Mapping[str, str]) -> Any:
+def pod_files(
+    manifest: Manifest, secrets: Mapping[tuple[str, str], str] = STAND_IN_SECRETS
+) -> dict[str, str]:
+    """Every file a Secret volume puts in the pod's first container: path -> its content (the
+    stand-in's, or a line naming the Secret and key)."""
+    spec = pod_spec(manifest)
+    assert spec is not None, manifest["kind"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    files: dict[str, str] = {}
+    for mount in spec["containers"][0].get("volumeMounts", []):
+        secret = volumes[mount["name"]].get("secret")
+        if secret is None:
+            continue
+        name = secret["secretName"]
+        for item in secret["items"]:
+            path = str(PurePosixPath(mount["mountPath"]) / item["path"])
+            files[path] = secrets.get((name, item["key"]), f"stand-in {name}/{item['key']}\n")
+    return files
+
+
+def load_settings(
+    service: str, environment: Mapping[str, str], files: Mapping[str, str] | None = None
+) -> Any:
     """The service's settings built from exactly this environment (ZHIKE_*/OTEL_* of the test
-    process set aside meanwhile)."""
-    with _environ(environment):
-        return settings_class(service)()
+    process set aside meanwhile), with `files` (absolute path -> content) written under a
+    temporary directory and every variable naming one of them pointed at its copy."""
+    with tempfile.TemporaryDirectory(prefix="zhike-pod-files-") as scratch:
+        root = Path(scratch)
+        for path, content in (files or {}).items():
+            copy = root / path.lstrip("/")
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(content, encoding="utf-8")
+        rebased = {
+            name: str(root / value.lstrip("/")) if value in (files or {}) else value
+            for name, value in environment.items()
+        }
+        with _environ(rebased):
+            return settings_class(service)()
+
+
+def pod_settings(service: str, manifest: Manifest, objects: list[Manifest]) -> Any:
+    """The settings the process of this Deployment's (or migration Job's) pod would start with,
+    its mounted Secret files in place."""
+    return load_settings(service, pod_environment(manifest, objects), pod_files(manifest))

@@ -9,7 +9,7 @@ import pytest
 from helm_python.errors import HelmRenderError
 
 from .chart import SERVICES, Manifest, render
-from .service_settings import load_settings, pod_environment
+from .service_settings import pod_environment, pod_settings
 
 FIELD_KEY_VARIABLES = {"ZHIKE_DATA_KEYS", "ZHIKE_DATA_KEY_ID", "ZHIKE_BLIND_INDEX_KEY"}
 # What reads them (services/*/src: IdentitySettings and NotificationsSettings make them
@@ -63,7 +63,7 @@ def test_every_service_starts_from_its_rendered_environment(
     default_objects: list[Manifest], kind: str, service: str
 ) -> None:
     workload = _workload(default_objects, kind, service)
-    settings = load_settings(service, pod_environment(workload, default_objects))
+    settings = pod_settings(service, workload, default_objects)
     if service in KEY_HOLDERS:
         assert settings.data_keys is not None
     else:

@@ -54,7 +54,13 @@ def test_helm_test_pod_health_checks_every_service_over_grpc(
     pod = _by_name(profile_objects, "Pod", "zhike-test-health")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     commands = sorted(c["command"] for c in pod["spec"]["containers"])
-    assert commands == sorted(["zhike", "health", "--target", f"zhike-{s}:50051"] for s in SERVICES)
+    # Over TLS, verifying the service, where the services serve TLS (the production profile).
+    identity = _by_name(profile_objects, "Deployment", "zhike-identity")
+    env = identity["spec"]["template"]["spec"]["containers"][0]["env"]
+    tls = ["--ca-file", "/etc/zhike/test-tls/ca.crt"] if "ZHIKE_TLS_CERT_FILE" in str(env) else []
+    assert commands == sorted(
+        ["zhike", "health", "--target", f"zhike-{s}:50051", *tls] for s in SERVICES
+    )
 
 
 def test_a_disabled_service_is_not_rendered_nor_tested() -> None:
@@ -70,7 +76,7 @@ def test_configuration_contract(default_objects: list[Manifest]) -> None:
         assert data["ZHIKE_GRPC_PORT"] == "50051"
         assert data["ZHIKE_HEALTH_PORT"] == "8086"
         assert data["ZHIKE_RUN_MIGRATIONS"] == "false"
-        assert data["ZHIKE_NATS_URL"].startswith("nats://")
+        assert data["ZHIKE_NATS_URL"].startswith("tls://")
         assert data["ZHIKE_SHUTDOWN_GRACE_SECONDS"] == "20"
         assert data["OTEL_SERVICE_NAME"] == f"zhike-{service}"
         assert data["OTEL_TRACES_EXPORTER"] == "otlp"

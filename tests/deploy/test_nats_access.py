@@ -38,6 +38,14 @@ NATS_VALUES: dict[str, Any] = {
         name: {"natsNkeySeed": {"existingSecret": f"zhike-nats-{name}"}} for name in SERVICES
     },
 }
+# NATS in plaintext and without an identity: rendered only when allowInsecure accepts both
+# (tests/deploy/test_transport_security.py).
+PLAINTEXT_ANONYMOUS_NATS: dict[str, Any] = {
+    "allowInsecure": {"anonymousNats": True, "plaintextNats": True},
+    "nats": {"url": "nats://nats.nats.svc.cluster.local:4222"},
+    "natsTls": {"enabled": False, "existingSecret": ""},
+    "services": {name: {"natsNkeySeed": {"existingSecret": ""}} for name in SERVICES},
+}
 NATS_FILES = (
     "ZHIKE_NATS_NKEY_SEED_FILE",
     "ZHIKE_NATS_TLS_CA_FILE",
@@ -124,9 +132,10 @@ def test_every_nats_file_is_a_read_only_file_of_the_named_existing_secret(
         assert environment["ZHIKE_NATS_URL"].startswith("tls://")
 
 
-def test_without_nats_values_no_nats_file_is_configured(default_objects: list[Manifest]) -> None:
-    for _, pod in _service_pods(default_objects):
-        environment = _environment(pod, default_objects)
+def test_without_nats_values_no_nats_file_is_configured() -> None:
+    objects = render(PLAINTEXT_ANONYMOUS_NATS)
+    for _, pod in _service_pods(objects):
+        environment = _environment(pod, objects)
         assert not set(NATS_FILES) & set(environment)
         assert not any("/nats" in path for path in _secret_files(pod))
 
@@ -146,11 +155,17 @@ def test_without_nats_values_no_nats_file_is_configured(default_objects: list[Ma
             "services.offers: set natsCredentials or natsNkeySeed, not both",
         ),
         (
-            {"nats": {"url": "tls://nats:4222"}, "natsTls": {"enabled": True}},
+            {
+                "nats": {"url": "tls://nats:4222"},
+                "natsTls": {"enabled": True, "existingSecret": ""},
+            },
             "natsTls.enabled needs natsTls.existingSecret",
         ),
         (
-            {"natsTls": {"enabled": True, "existingSecret": "zhike-nats-tls"}},
+            {
+                "nats": {"url": "nats://nats:4222"},
+                "natsTls": {"enabled": True, "existingSecret": "zhike-nats-tls"},
+            },
             "natsTls.enabled needs tls:// URLs in nats.url",
         ),
     ],

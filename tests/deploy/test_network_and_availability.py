@@ -375,7 +375,7 @@ def test_helm_test_without_a_client_certificate_reaches_the_health_port_it_check
     # and admitted past the probe CIDRs.
     objects = render(
         {
-            "grpcTls": {"enabled": True},
+            "grpcTls": {"enabled": True, "helmTest": {"existingSecret": ""}},
             "networkPolicy": {"ingress": {"probeCIDRs": ["10.0.0.0/16"]}},
             "services": {"notifications": {"directory": {"tls": {"existingSecret": "zhike-ca"}}}},
         }

@@ -12,7 +12,7 @@ import pytest
 from helm_python.errors import HelmRenderError
 
 from .chart import Manifest, pod_spec, render, validate, validation_kube_versions
-from .service_settings import STAND_IN_PROVIDERS, load_settings, pod_environment
+from .service_settings import STAND_IN_PROVIDERS, pod_settings
 
 
 def _one(objects: list[Manifest], kind: str, name: str) -> Manifest:
@@ -311,7 +311,7 @@ def test_replicas_without_a_link_key_of_their_own_render_with_none() -> None:
 def _notifications_settings(objects: list[Manifest], kind: str) -> Any:
     name = "zhike-notifications-migrate" if kind == "Job" else "zhike-notifications"
     workload = _one(objects, kind, name)
-    return load_settings("notifications", pod_environment(workload, objects))
+    return pod_settings("notifications", workload, objects)
 
 
 @pytest.mark.parametrize("kind", ["Job", "Deployment"])

@@ -150,7 +150,14 @@ def test_without_extras_nothing_is_added(default_objects: list[Manifest]) -> Non
     assert deployment["containers"][0]["envFrom"] == [{"configMapRef": {"name": "zhike-profile"}}]
     job = _workload(default_objects, "Job", "zhike-profile-migrate")
     assert "envFrom" not in job["containers"][0]
-    assert [v["name"] for v in deployment["volumes"]] == ["tmp"]
+    # The chart's own volumes only: /tmp, and the NATS, gRPC and PostgreSQL TLS files.
+    assert [v["name"] for v in deployment["volumes"]] == [
+        "tmp",
+        "nats-nkey",
+        "nats-tls",
+        "grpc-tls",
+        "database-ca",
+    ]
 
 
 @pytest.mark.parametrize(

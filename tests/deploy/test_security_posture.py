@@ -94,7 +94,14 @@ def test_reflection_switch_reaches_the_services() -> None:
 
 
 def test_nats_credentials_are_mounted_from_an_existing_secret() -> None:
-    values = {"services": {"offers": {"natsCredentials": {"existingSecret": "offers-nats"}}}}
+    values = {
+        "services": {
+            "offers": {
+                "natsNkeySeed": {"existingSecret": ""},
+                "natsCredentials": {"existingSecret": "offers-nats"},
+            }
+        }
+    }
     objects = render(values)
     offers = next(
         m for m in objects if m["kind"] == "Deployment" and m["metadata"]["name"] == "zhike-offers"

@@ -5,6 +5,7 @@ object valid."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import helm_python as helm
@@ -44,9 +45,10 @@ TLS_VALUES: dict[str, Any] = {
         }
     },
 }
-# TLS on the service port, without mTLS: notifications needs the CA only.
+# TLS on the service port, without mTLS: notifications needs the CA only (and helm test has no
+# certificate of its own).
 TLS_ONLY_VALUES: dict[str, Any] = {
-    "grpcTls": {"enabled": True},
+    "grpcTls": {"enabled": True, "helmTest": {"existingSecret": ""}},
     "services": {
         "notifications": {"directory": {"tls": {"existingSecret": "zhike-notifications-ca"}}}
     },
@@ -192,39 +194,60 @@ def test_without_a_helm_test_certificate_helm_test_uses_the_health_port() -> Non
     assert "test-tls" not in _volumes(pod)
 
 
-def test_tls_is_off_by_default(default_objects: list[Manifest]) -> None:
-    for manifest in default_objects:
+# gRPC in plaintext and PostgreSQL as the URL says: rendered only when allowInsecure accepts both
+# (tests/deploy/test_transport_security.py).
+PLAINTEXT_VALUES: dict[str, Any] = {
+    "allowInsecure": {"plaintextGrpc": True, "unverifiedDatabase": True},
+    "grpcTls": {"enabled": False, "helmTest": {"existingSecret": ""}},
+    "databaseTls": {"sslMode": "", "rootCA": {"existingSecret": ""}},
+    "services": {"notifications": {"directory": {"tls": {"existingSecret": ""}}}},
+}
+
+
+def test_tls_is_off_unless_configured() -> None:
+    for manifest in render(PLAINTEXT_VALUES):
         if pod_spec(manifest) is None:
             continue
         assert not {"grpc-tls", "grpc-client-ca", "database-ca"} & set(_volumes(manifest))
         assert not [n for n in _env(manifest) if n.startswith(("ZHIKE_TLS_", "ZHIKE_DATABASE_SSL"))]
 
 
-BAD_TLS_VALUES: list[tuple[str, dict[str, Any], type[Exception]]] = [
+# (case, values, error, what the refusal names: "" for the schema's refusals)
+BAD_TLS_VALUES: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     (
         "allow-list without a client CA",
         merge_values(TLS_ONLY_VALUES, {"grpcTls": {"allowedClientNames": ["a.bank"]}}),
         helm.HelmError,
+        "grpcTls.allowedClientNames needs grpcTls.clientCA.existingSecret",
     ),
     (
         "client CA with TLS off",
-        {"grpcTls": {"clientCA": {"existingSecret": "zhike-client-ca"}}},
+        merge_values(
+            PLAINTEXT_VALUES, {"grpcTls": {"clientCA": {"existingSecret": "zhike-client-ca"}}}
+        ),
         helm.HelmError,
+        "grpcTls.clientCA and grpcTls.allowedClientNames need grpcTls.enabled=true",
     ),
     (
         "a service without its server Secret",
         merge_values(TLS_ONLY_VALUES, {"grpcTls": {"serverSecrets": {"offers": ""}}}),
         helm.HelmValuesError,
+        "",
     ),
     (
         "a server Secret for an unknown service",
         {"grpcTls": {"serverSecrets": {"payments": "x"}}},
         helm.HelmValuesError,
+        "",
     ),
     (
         "TLS without the CA notifications verifies identity and the profile with",
-        {"grpcTls": {"enabled": True}},
+        {
+            "grpcTls": {"enabled": True},
+            "services": {"notifications": {"directory": {"tls": {"existingSecret": ""}}}},
+        },
         helm.HelmError,
+        "services.notifications.directory.tls.existingSecret: required with grpcTls.enabled",
     ),
     (
         "mTLS without a client certificate for notifications",
@@ -233,22 +256,34 @@ BAD_TLS_VALUES: list[tuple[str, dict[str, Any], type[Exception]]] = [
             "services": {"notifications": {"directory": {"tls": {"existingSecret": "ca"}}}},
         },
         helm.HelmError,
+        "services.notifications.directory.tls.clientCertificate: required with grpcTls.clientCA",
     ),
-    ("verify-full without a CA", {"databaseTls": {"sslMode": "verify-full"}}, helm.HelmError),
-    ("unknown sslmode", {"databaseTls": {"sslMode": "verify"}}, helm.HelmValuesError),
+    (
+        "verify-full without a CA",
+        {"databaseTls": {"sslMode": "verify-full", "rootCA": {"existingSecret": ""}}},
+        helm.HelmError,
+        "databaseTls.sslMode=verify-full needs databaseTls.rootCA.existingSecret",
+    ),
+    ("unknown sslmode", {"databaseTls": {"sslMode": "verify"}}, helm.HelmValuesError, ""),
     (
         "a CA the sslmode ignores",
-        {"databaseTls": {"sslMode": "require", "rootCA": {"existingSecret": "ca"}}},
+        {
+            "allowInsecure": {"unverifiedDatabase": True},
+            "databaseTls": {"sslMode": "require", "rootCA": {"existingSecret": "ca"}},
+        },
         helm.HelmError,
+        "databaseTls.rootCA is used only with databaseTls.sslMode verify-ca or verify-full",
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("case", "values", "error"), BAD_TLS_VALUES, ids=[case for case, _, _ in BAD_TLS_VALUES]
+    ("case", "values", "error", "named"),
+    BAD_TLS_VALUES,
+    ids=[case for case, _, _, _ in BAD_TLS_VALUES],
 )
 def test_inconsistent_tls_values_do_not_render(
-    case: str, values: dict[str, Any], error: type[Exception]
+    case: str, values: dict[str, Any], error: type[Exception], named: str
 ) -> None:
-    with pytest.raises(error):
+    with pytest.raises(error, match=re.escape(named) if named else None):
         render(values)

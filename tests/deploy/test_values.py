@@ -36,6 +36,8 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("lowercase env name", {"config": {"extraEnv": {"zhike_x": "1"}}}),
     ("non-string env value", {"config": {"extraEnv": {"ZHIKE_X": 1}}}),
     ("unknown test image source", {"tests": {"imageFrom": "payments"}}),
+    ("unknown allowInsecure flag", {"allowInsecure": {"everything": True}}),
+    ("string for an allowInsecure flag", {"allowInsecure": {"plaintextGrpc": "true"}}),
 ]
 
 

@@ -92,6 +92,7 @@ zhike.volumes).
 {{- if eq .name "notifications" -}}
 {{- include "zhike.checkNotificationsValues" . -}}
 {{- end -}}
+{{- include "zhike.checkTransportSecurity" . -}}
 {{- $v := .root.Values -}}
 ZHIKE_GRPC_PORT: {{ $v.ports.grpc | quote }}
 ZHIKE_HEALTH_PORT: {{ $v.ports.health | quote }}
@@ -325,6 +326,39 @@ Context: dict root/name/svc.
 {{- fail "natsTls.enabled needs tls:// URLs in nats.url" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Transport security of the production profile (docs/operations.md, "Transport security"): each
+enabled service's own NATS identity, TLS to NATS, TLS on the gRPC ports and PostgreSQL
+verify-full. Only the installation can supply them (its Secrets), so the defaults lack them and
+the chart refuses to render until they are set, or until allowInsecure accepts the absence of
+that one piece, flag by flag (a local cluster, a test bench). Runs after the checks of how the
+values hold together, whose messages are more precise. Context: dict root/name/svc.
+*/}}
+{{- define "zhike.checkTransportSecurity" -}}
+{{- $v := .root.Values -}}
+{{- $allow := $v.allowInsecure -}}
+{{- $docs := "(docs/operations.md, \"Transport security\")" -}}
+{{- if not (or .svc.natsNkeySeed.existingSecret .svc.natsCredentials.existingSecret $allow.anonymousNats) -}}
+{{- fail (printf "services.%s.natsNkeySeed.existingSecret (or services.%s.natsCredentials.existingSecret): required, the service's own NATS user with the permissions of the allow-list; without one it connects anonymously, which a NATS set up as documented refuses (the pods stay Ready while events pile up in the outbox) and which voids the per-service permissions. To accept anonymous NATS here, set allowInsecure.anonymousNats=true %s" .name .name $docs) -}}
+{{- end -}}
+{{- if not (or $v.natsTls.enabled $allow.plaintextNats) -}}
+{{- fail (printf "natsTls.enabled: required, with natsTls.existingSecret (the CA of the NATS servers) and tls:// URLs in nats.url; without it the events, which carry personal data, travel to and from NATS in plaintext, readable and alterable on the way. To accept plaintext NATS here, set allowInsecure.plaintextNats=true %s" $docs) -}}
+{{- end -}}
+{{- if not (or $v.grpcTls.enabled $allow.plaintextGrpc) -}}
+{{- fail (printf "grpcTls.enabled: required, with grpcTls.serverSecrets and services.notifications.directory.tls.existingSecret; without it the gRPC ports speak plaintext: callers' tokens, notifications' dispatcher token and the unmasked phones and e-mails identity returns to it cross the network in the clear. To accept plaintext gRPC here, set allowInsecure.plaintextGrpc=true %s" $docs) -}}
+{{- end -}}
+{{- $mode := $v.databaseTls.sslMode -}}
+{{- if not (or (eq $mode "verify-full") $allow.unverifiedDatabase) -}}
+{{- $why := "the connection may be plaintext and the server is not verified, so anyone on the path can read it and pose as the database" -}}
+{{- if eq $mode "require" -}}
+{{- $why = "the connection is encrypted but the server's certificate is not verified, so anyone on the path can pose as the database" -}}
+{{- else if eq $mode "verify-ca" -}}
+{{- $why = "verify-ca checks the certificate's CA but not that it names the database host, so any server that CA certified can pose as the database" -}}
+{{- end -}}
+{{- fail (printf "databaseTls.sslMode: verify-full required, with databaseTls.rootCA.existingSecret (the CA of the PostgreSQL servers), not %s: %s. To accept an unverified database here, set allowInsecure.unverifiedDatabase=true %s" (ternary "empty (as the database URL says; asyncpg's default, prefer)" (quote $mode) (eq $mode "")) $why $docs) -}}
 {{- end -}}
 {{- end -}}
 
