@@ -231,3 +231,28 @@ def test_the_store_summary_counts_the_rows_of_repeated_keys_it_did_not_store(
     result = zhike_identity("--store", source, tmp_path / "out.csv", "--repeated-keys=keep-last")
 
     assert "; earlier rows of a repeated source key, not stored: 1\n" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        ("source,source_id\ncore,1\n", "JSONDecodeError"),
+        ('{"version": "v1"}', "KeyError (no 'prior')"),
+        ("[1, 2]", "TypeError"),
+    ],
+)
+def test_a_model_file_that_is_not_a_model_is_refused_with_exit_code_2(
+    model: str, reason: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(f"source,source_id,full_name,phone\ncore,1,{ZHANG_SAN}\n", encoding="utf-8")
+    model_file = tmp_path / "model.json"
+    model_file.write_text(model, encoding="utf-8")
+
+    result = zhike_identity("in process", source, tmp_path / "out", f"--model={model_file}")
+
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"{model_file}: not a match model as train-model writes it: {reason}\n",
+    )
+    assert not (tmp_path / "out").exists()

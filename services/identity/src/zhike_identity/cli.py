@@ -148,7 +148,11 @@ def _resolve_csv(args: argparse.Namespace) -> int:
     source, replaced = read
     if args.target:
         return _through_service(args, source, replaced, credentials)
-    model = MatchModel.from_json(args.model.read_text()) if args.model else None
+    model = None
+    if args.model:
+        model = _read_model(args.model)
+        if model is None:
+            return 2
     if args.store and not _store_is_fresh(args.store):
         return 1
     records, resolution, report = resolve_input(
@@ -268,6 +272,22 @@ def _store(url: str, records: list[RawRecord], resolution: Resolution, version: 
         f"{stored.duplicate_keys}\n"
     )
     return 0
+
+
+def _read_model(path: Path) -> MatchModel | None:
+    """The model in the file at `path`; None, told on stderr, for a file that is not one."""
+    try:
+        return MatchModel.from_json(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        sys.stderr.write(f"{path}: cannot be read: {error.strerror}\n")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        # The class and, for a missing key, its name: a model holds no personal data, but a
+        # file passed by mistake (a CSV of records) might.
+        missing = f" (no {error.args[0]!r})" if isinstance(error, KeyError) else ""
+        sys.stderr.write(
+            f"{path}: not a match model as train-model writes it: {type(error).__name__}{missing}\n"
+        )
+    return None
 
 
 def _train_model(args: argparse.Namespace) -> int:
