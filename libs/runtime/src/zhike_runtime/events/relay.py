@@ -81,6 +81,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = False
         self.duplicates_acknowledged = 0
+        # Rounds failed in a row (0 once one succeeds): they space the next rounds out.
         self.failed_rounds = 0
 
     def notify(self) -> None:
@@ -94,7 +95,6 @@ class OutboxRelay:
     async def run(self) -> None:
         last_housekeeping = 0.0
         loop = asyncio.get_running_loop()
-        failed_rounds = 0
         last_reported = -_REPORT_EVERY_SECONDS
         while not self._stopping:
             # Cleared before reading, so a commit that lands while this batch is being published
@@ -108,11 +108,11 @@ class OutboxRelay:
                     # A lost connection, a statement cancelled, a lock timeout, a read-only
                     # database after a failover: ended here, nothing would publish the outbox
                     # until a restart.
-                    failed_rounds += 1
                     self.failed_rounds += 1
                     # Reported at the first failure and then once a minute, not at every
                     # round: a failure that lasts would fill the logs twice a second.
-                    if failed_rounds == 1 or loop.time() - last_reported >= _REPORT_EVERY_SECONDS:
+                    first = self.failed_rounds == 1
+                    if first or loop.time() - last_reported >= _REPORT_EVERY_SECONDS:
                         last_reported = loop.time()
                         disconnected = isinstance(error, DISCONNECT_ERRORS)
                         log.log(
@@ -120,19 +120,24 @@ class OutboxRelay:
                             "outbox relay: database unavailable"
                             if disconnected
                             else "outbox relay round failed; will try again",
-                            extra={"error": describe_error(error), "failed_rounds": failed_rounds},
+                            extra={
+                                "error": describe_error(error),
+                                "failed_rounds": self.failed_rounds,
+                            },
                         )
                 else:
-                    if failed_rounds:
-                        log.info("outbox relay recovered", extra={"failed_rounds": failed_rounds})
-                    failed_rounds = 0
+                    if self.failed_rounds:
+                        log.info(
+                            "outbox relay recovered", extra={"failed_rounds": self.failed_rounds}
+                        )
+                    self.failed_rounds = 0
             if loop.time() - last_housekeeping > 5.0:
                 last_housekeeping = loop.time()
                 await self._housekeeping()
             if published < self._batch_size:
                 # After failures, rounds space out (doubling up to a cap). A commit still wakes
                 # the relay at once: it shows the database takes writes again.
-                await nap(self._wake, _retry_delay(self._poll, failed_rounds))
+                await nap(self._wake, _retry_delay(self._poll, self.failed_rounds))
 
     async def drain(self, deadline_seconds: float) -> int:
         """Publishes what is pending until nothing is left or the deadline passes; returns backlog."""
