@@ -28,6 +28,7 @@ from zhike_runtime.events.bus import NatsAccess, connect_to_nats
 from zhike_runtime.events.dead_letters import list_dead_letters, replay
 from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import NatsSettings, describe_errors
+from zhike_runtime.terminal import printable
 from zhike_runtime.tls import add_client_tls_arguments, client_credentials, open_channel
 
 
@@ -123,10 +124,16 @@ def _dlq_list(args: argparse.Namespace) -> int:
     async def show(js: JetStreamContext) -> int:
         letters = await list_dead_letters(js, args.consumer)
         for letter in letters:
-            sys.stdout.write(
-                f"{letter.sequence}\t{letter.consumer}\t{letter.original_subject}\t"
-                f"{letter.event_id}\tdeliveries={letter.deliveries}\t{letter.last_error[:200]}\n"
+            # The headers are the publisher's text: one letter prints as one line of fields.
+            fields = (
+                str(letter.sequence),
+                letter.consumer,
+                letter.original_subject,
+                letter.event_id,
+                f"deliveries={letter.deliveries}",
+                letter.last_error[:200],
             )
+            sys.stdout.write("\t".join(printable(field) for field in fields) + "\n")
         sys.stdout.write(f"{len(letters)} dead letter(s)\n")
         return 0
 
@@ -146,8 +153,8 @@ def _dlq_replay(args: argparse.Namespace) -> int:
         result = await replay(js, letters)
         for skipped in result.skipped:
             sys.stderr.write(
-                f"dead letter {skipped.sequence} (event {skipped.event_id or '-'}) skipped: "
-                f"{skipped.reason}\n"
+                f"dead letter {skipped.sequence} (event {printable(skipped.event_id) or '-'}) "
+                f"skipped: {printable(skipped.reason)}\n"
             )
         if not result.skipped:
             sys.stdout.write(f"replayed {result.replayed} dead letter(s) of {args.consumer}\n")

@@ -1,7 +1,8 @@
 """`zhike dlq replay` letter by letter: a letter parked without its payload is replayed from its
 original stream, and one that cannot be replayed (its event gone from the stream, another event
 at the sequence it names, a NATS error) is skipped and named while the run goes on, ending with
-"replayed N, skipped M" and exit 1."""
+"replayed N, skipped M" and exit 1. `zhike dlq list` prints each letter as one line, its
+publisher's headers escaped."""
 
 from __future__ import annotations
 
@@ -171,3 +172,22 @@ async def test_a_nats_error_on_one_letter_skips_it_and_the_replay_goes_on(
     [line] = ran.err.splitlines()
     assert line.startswith(f"dead letter {lost} (event e-lost) skipped: ")
     assert [letter.sequence for letter in await list_dead_letters(bus.js, DURABLE)] == [lost]
+
+
+async def test_dlq_list_prints_a_letter_whose_headers_hold_control_characters_as_one_escaped_line(
+    nats_server: NatsServer, bus: EventBus
+) -> None:
+    # A publisher's event id with a tab (a forged column) and a terminal escape (ESC [2J clears
+    # the screen).
+    sequence = await park(bus, "e-1\tforged\x1b[2J", "first")
+
+    ran = await asyncio.to_thread(
+        zhike, ["dlq", "list", "--nats", nats_server.url, "--consumer", DURABLE]
+    )
+
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.out.splitlines() == [
+        f"{sequence}\t{DURABLE}\t{PING_SUBJECT}\te-1\\tforged\\u001b[2J\tdeliveries=5\t"
+        "RuntimeError: downstream rejects it",
+        "1 dead letter(s)",
+    ]
