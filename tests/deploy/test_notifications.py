@@ -256,6 +256,31 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         'services.notifications.providers.list: "local_sms" is defined twice',
     ),
     (
+        "a provider time-out of half the default lease",
+        _notifications(
+            {
+                "providers": {
+                    "existingSecret": "",
+                    "list": [{**LOCAL_PROVIDERS[0], "timeout_seconds": 30}, *LOCAL_PROVIDERS[1:]],
+                    **LOCAL_ORDERS,
+                }
+            }
+        ),
+        'services.notifications.providers.list: "local_sms" has timeout_seconds 30, which must '
+        "be under half of the dispatch lease (ZHIKE_DISPATCH_LEASE_SECONDS, 60 s)",
+    ),
+    (
+        "a lease too short for the default provider time-out",
+        _notifications(
+            {
+                "providers": {"existingSecret": "", "list": LOCAL_PROVIDERS, **LOCAL_ORDERS},
+                "extraEnv": {"ZHIKE_DISPATCH_LEASE_SECONDS": "20"},
+            }
+        ),
+        '"local_sms" has timeout_seconds 10, which must be under half of the dispatch lease '
+        "(ZHIKE_DISPATCH_LEASE_SECONDS, 20 s)",
+    ),
+    (
         "no public URL",
         _notifications({"webhooks": {"publicUrl": ""}}),
         "services.notifications.webhooks.publicUrl: required",
@@ -336,3 +361,18 @@ def test_notifications_starts_with_an_inline_provider_list_and_its_orders() -> N
     settings = _notifications_settings(render(values), "Job")
     assert [p.name for p in settings.providers] == [p["name"] for p in LOCAL_PROVIDERS]
     assert settings.providers_email == ["local_email"]
+
+
+def test_a_provider_time_out_under_half_of_a_longer_lease_starts() -> None:
+    # The lease set for every service; the provider's 45 s would not fit the default 60 s.
+    values = _notifications(
+        {
+            "providers": {
+                "existingSecret": "",
+                "list": [{**LOCAL_PROVIDERS[0], "timeout_seconds": 45}, *LOCAL_PROVIDERS[1:]],
+                **LOCAL_ORDERS,
+            }
+        }
+    ) | {"config": {"extraEnv": {"ZHIKE_DISPATCH_LEASE_SECONDS": "120"}}}
+    settings = _notifications_settings(render(values), "Deployment")
+    assert (settings.dispatch_lease_seconds, settings.providers[0].timeout_seconds) == (120, 45)

@@ -679,6 +679,23 @@ the migration Job first) stop the process when an order names a provider that is
 {{- end -}}
 {{- $_ := set $channels $provider.name $provider.channel -}}
 {{- end -}}
+{{- /* A call to a provider is cut at half the dispatch lease (another replica takes the attempt
+up when the lease runs out), and the settings refuse a provider time-out that does not fit in
+it: the schema allows up to 120 s, the default lease of 60 s only under 30. */}}
+{{- $lease := 60.0 -}}
+{{- range $env := list $v.config.extraEnv $n.extraEnv -}}
+{{- with $env -}}
+{{- with .ZHIKE_DISPATCH_LEASE_SECONDS -}}
+{{- $lease = float64 . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $provider := . -}}
+{{- $timeout := float64 (default 10 $provider.timeout_seconds) -}}
+{{- if ge $timeout (divf $lease 2) -}}
+{{- fail (printf "services.notifications.providers.list: %q has timeout_seconds %v, which must be under half of the dispatch lease (ZHIKE_DISPATCH_LEASE_SECONDS, %v s), or notifications and its migration Job stop at start" $provider.name $timeout $lease) -}}
+{{- end -}}
+{{- end -}}
 {{- range $channel := list "sms" "email" "push" -}}
 {{- range $name := get $n.providers $channel -}}
 {{- if ne (get $channels $name) $channel -}}
