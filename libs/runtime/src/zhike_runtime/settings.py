@@ -188,6 +188,10 @@ class ServiceSettings(FieldKeySettings, NatsSettings):
     # Delay before redelivery n+1 of a failed event: one value per retry (max_deliver - 1 values).
     consumer_backoff_seconds: list[float] = Field(default=[1.0, 2.0, 4.0, 8.0])
     consumer_ack_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How long an idle consumer's fetch waits for an event before it asks again. A stopping
+    # service waits out the fetch in flight (an event arriving meanwhile is handed back at
+    # once, not left to AckWait), so this bounds that part of a shutdown.
+    consumer_fetch_wait_seconds: float = Field(default=1.0, gt=0, le=30)
     # Inbox rows (the event ids a consumer has applied) are deleted after this long. It must
     # outlast the stream's max age: an event still in the stream can be redelivered, and its
     # inbox row is what absorbs it. Unset: the stream max age plus 7 days.

@@ -270,7 +270,11 @@ class EventConsumer:
                     pull = await self._bus.pull(self.spec.stream, self.spec.durable)
                 messages = await pull.fetch(
                     max(self._settings.consumer_batch_size - len(carried), 1),
-                    timeout=CARRIED_FETCH_TIMEOUT if carried else 1,
+                    timeout=(
+                        CARRIED_FETCH_TIMEOUT
+                        if carried
+                        else self._settings.consumer_fetch_wait_seconds
+                    ),
                 )
             except (NatsError, JetStreamError, OSError) as error:
                 log.warning(

@@ -97,6 +97,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "consumer_backoff_seconds": [0.2, 0.2, 0.2, 0.2],
     "consumer_max_deliver": 5,
     "consumer_ack_wait_seconds": 2.0,
+    # Each service stop waits out its consumers' fetches in flight: at most 0.2 s, not 1.
+    "consumer_fetch_wait_seconds": 0.2,
     "outbox_poll_seconds": 0.1,
     "health_check_interval_seconds": 0.2,
     "shutdown_grace_seconds": 5.0,
