@@ -47,17 +47,17 @@ lint: setup ## ruff over all our code, and the services' layering (import-linter
 typecheck: setup ## mypy --strict over all our code
 	$(VENV)/bin/mypy libs/runtime/src services/*/src tools/gen_contracts.py tools/simulator/src tools/simulator/tests tools/identity-evaluation/src tools/identity-evaluation/tests tests benchmarks $(foreach s,identity profile offers notifications,services/$(s)/tests) libs/runtime/tests
 
-test-unit: setup ## Unit, storage and transport tests (real SQLite, PostgreSQL, nats-server)
-	$(PYTHON) -m pytest libs services tools -q -n 2
+test-unit: setup ## Unit, storage and transport tests (real SQLite, PostgreSQL, nats-server), and the chart's
+	$(PYTHON) -m pytest libs services tools tests/deploy -q -n 2
 
 test-integration: setup ## Cross-service journeys with the services as real processes
-	$(PYTHON) -m pytest tests -q
+	$(PYTHON) -m pytest tests/integration -q
 
-# The services' own tests run on two workers (each with its own nats-server and PostgreSQL);
-# the journeys, each running several services as processes, one at a time.
+# The services' own tests and the chart's run on two workers (each with its own nats-server and
+# PostgreSQL); the journeys, each running several services as processes, one at a time.
 test: lint typecheck scan ## Everything CI runs: lint, types, chart scan, all tests
-	$(PYTHON) -m pytest libs services tools -q -n 2 --durations=10
-	$(PYTHON) -m pytest tests -q --durations=10
+	$(PYTHON) -m pytest libs services tools tests/deploy -q -n 2 --durations=10
+	$(PYTHON) -m pytest tests/integration -q --durations=10
 
 run: setup ## Start NATS and the four services on embedded defaults (Ctrl-C stops all)
 	$(PYTHON) -m zhike_runtime.devstack
