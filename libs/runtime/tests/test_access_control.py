@@ -475,13 +475,11 @@ async def test_a_call_without_a_deadline_is_stopped_at_the_servers_cap(
             request_serializer=events_pb2.Ping.SerializeToString,
             response_deserializer=events_pb2.Ping.FromString,
         )
-        started = time.monotonic()
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await slow(events_pb2.Ping(key="x"))  # no deadline from the client
-        elapsed = time.monotonic() - started
+    # The handler sleeps 5 s and would answer OK: only the server's 0.5 s cap ends it so.
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert calls.count == {"Slow": 1}
-    assert elapsed < 5.0  # the handler sleeps 5 s; the 0.5 s cap stopped it
 
 
 class _KeySetServer:

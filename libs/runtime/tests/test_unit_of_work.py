@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import pytest
 import sqlalchemy as sa
@@ -189,24 +189,67 @@ async def test_writers_holding_the_same_lock_lose_no_update(database: Database) 
         assert await unit.accounts.balance("A-1") == 100
 
 
-async def test_a_lock_name_already_held_is_not_taken_again_and_commit_releases_it(
-    database: Database,
+def lock_statements(database: Database) -> list[list[int]]:
+    """The ids each exclusive advisory-lock statement asks for, from now on."""
+    asked: list[list[int]] = []
+
+    def record(
+        conn: object, cursor: object, statement: str, parameters: Any, *args: object
+    ) -> None:
+        if "pg_advisory_xact_lock(" in statement:
+            asked.append(list(parameters[0]))
+
+    sa.event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    return asked
+
+
+async def free_of(observer: UnitOfWork, names: list[str]) -> set[str]:
+    """Which of `names` no other transaction holds, seen from `observer` (which lets them go)."""
+    free = await observer.try_lock(names)
+    await observer.commit()
+    return free
+
+
+async def test_a_lock_name_already_held_is_not_asked_for_again_and_commit_releases_them(
+    postgres_cluster: PostgresCluster,
 ) -> None:
-    async with AccountUnit(database) as unit:
-        await unit.lock(["a", "b"])
-        await unit.lock(["b", "a", "c"])  # only "c" costs a statement
-        await unit.accounts.open("A-1")
-        await unit.commit()
-        # After the commit the locks are gone, so a second transaction of the unit takes them
-        # again (and another unit can get them meanwhile).
-        await unit.lock(["a"])
-        await unit.commit()
-    if database.is_postgres:
-        async with database.session() as session:
-            held = await session.scalar(
-                sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-            )
-        assert held == 0
+    database = Database(postgres_cluster.create_database())
+    try:
+        await apply_migrations(database, None)
+        asked = lock_statements(database)
+        async with AccountUnit(database) as unit, AccountUnit(database) as observer:
+            await unit.lock(["a", "b"])
+            await unit.lock(["b", "a", "c"])
+            assert await free_of(observer, ["a", "b", "c", "d"]) == {"d"}
+            await unit.commit()
+            assert await free_of(observer, ["a", "b", "c"]) == {"a", "b", "c"}
+            # The unit's next transaction takes a name it held before the commit anew.
+            await unit.lock(["a"])
+            assert await free_of(observer, ["a", "b"]) == {"b"}
+            await unit.commit()
+        assert asked == [sorted([lock_id("a"), lock_id("b")]), [lock_id("c")], [lock_id("a")]]
+    finally:
+        await database.dispose()
+
+
+async def test_on_sqlite_a_lock_issues_no_statement(tmp_path: Path) -> None:
+    # SQLite serialises whole transactions (BEGIN IMMEDIATE): there is nothing to lock.
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'locks.db'}")
+    try:
+        await apply_migrations(database, None)
+        issued: list[str] = []
+        sa.event.listen(
+            database.engine.sync_engine,
+            "before_cursor_execute",
+            lambda conn, cursor, statement, *args: issued.append(statement),
+        )
+        async with AccountUnit(database) as unit:
+            await unit.lock(["a", "b"])
+            await unit.session.execute(sa.text("SELECT 1"))
+            await unit.commit()
+        assert issued == ["BEGIN IMMEDIATE", "SELECT 1"]
+    finally:
+        await database.dispose()
 
 
 async def test_try_lock_takes_the_free_names_leaves_the_held_ones_and_never_waits(

@@ -251,7 +251,7 @@ async def test_bad_requests_name_each_field_and_leave_no_trace(
     assert await count(identity, outbox_event) == 3
 
 
-async def test_invalid_utf8_is_answered_internal_not_unknown(
+async def test_invalid_utf8_is_answered_invalid_argument_and_nothing_is_stored(
     identity: Identity, channel: Any
 ) -> None:
     payload = link_request(source_record("crm", "1", full_name="AAAA")).SerializeToString()
@@ -263,9 +263,10 @@ async def test_invalid_utf8_is_answered_internal_not_unknown(
 
     error = await rpc_error(raw(payload.replace(b"AAAA", b"\xff\xfe\xc0\x80"), timeout=5))
 
-    # RELIABILITY.md: the parser refuses it and the library answers INTERNAL (INVALID_ARGUMENT
-    # would be better still), never UNKNOWN; and such bytes never reach storage.
-    assert error.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT)
+    # RELIABILITY.md: the parser refuses it before the handler, and the server answers with the
+    # parser's reason ("String field had bad UTF-8") as INVALID_ARGUMENT, not grpcio's
+    # INTERNAL or UNKNOWN; such bytes never reach storage.
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert await count(identity, schema.source_record) == 0
     assert await readiness(identity.grpc_port) == SERVING
 
