@@ -269,3 +269,17 @@ def test_a_model_file_that_is_not_a_model_is_refused_with_exit_code_2(
         f"{model_file}: not a match model as train-model writes it: {reason}\n",
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_business_time_zone_is_refused_with_exit_code_2(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(f"source,source_id,full_name,phone\ncore,1,{ZHANG_SAN}\n", encoding="utf-8")
+
+    with mock.patch.dict(os.environ, {"ZHIKE_BUSINESS_TIME_ZONE": "Asia/Beijing"}):
+        result = zhike_identity("in process", source, tmp_path / "out")
+
+    assert (result.returncode, result.stderr) == (
+        2,
+        "ZHIKE_BUSINESS_TIME_ZONE: not an IANA time zone: 'Asia/Beijing'\n",
+    )
+    assert not (tmp_path / "out").exists()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import sys
 import time
 from dataclasses import dataclass
@@ -183,6 +184,7 @@ def resolve_file(
     errors: TextIO | None = None,
     household_guardrail: bool = True,
     workers: int = 1,
+    today: dt.date | None = None,
     repeated_keys: RepeatedKeyRule = "refuse",
 ) -> tuple[list[RawRecord], Resolution, ResolveReport]:
     """`zhike identity resolve-csv` in process: the records, their resolution (for a bulk load)
@@ -201,6 +203,7 @@ def resolve_file(
         errors=stderr,
         household_guardrail=household_guardrail,
         workers=workers,
+        today=today,
     )
     return records, resolution, dataclasses.replace(report, seconds=time.perf_counter() - started)
 
@@ -215,6 +218,7 @@ def resolve_input(
     errors: TextIO | None = None,
     household_guardrail: bool = True,
     workers: int = 1,
+    today: dt.date | None = None,
 ) -> tuple[list[RawRecord], Resolution, ResolveReport]:
     """`resolve_file` for a file already read (and its repeated keys screened): a repeated
     key's earlier rows take no part, and get the party of the key's last row."""
@@ -229,6 +233,7 @@ def resolve_input(
             progress=bars,
             household_guardrail=household_guardrail,
             workers=workers,
+            today=today,
         )
     for index, problem in resolution.problems:
         stderr.write(f"{source.at(index)}: {problem.field}: {problem.reason}\n")

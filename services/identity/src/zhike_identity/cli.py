@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from zhike_identity.batch import (
 from zhike_identity.domain.matching.features import RawRecord
 from zhike_identity.domain.matching.model import MatchModel
 from zhike_identity.domain.matching.resolver import Resolution, latest_rows
+from zhike_identity.settings import business_zone_of_environment
 from zhike_runtime.tls import add_client_tls_arguments, client_credentials
 
 if TYPE_CHECKING:
@@ -153,6 +155,12 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         model = _read_model(args.model)
         if model is None:
             return 2
+    try:
+        # Birth dates are checked against the bank's day, as the service checks them.
+        zone = business_zone_of_environment()
+    except ValueError as error:
+        sys.stderr.write(f"{error}\n")
+        return 2
     if args.store and not _store_is_fresh(args.store):
         return 1
     records, resolution, report = resolve_input(
@@ -163,6 +171,7 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         estimate_model=model is None,
         household_guardrail=not args.without_household_guardrail,
         workers=max(args.workers, 1),
+        today=dt.datetime.now(zone).date(),
     )
     repeated = (
         f"{_count(report.repeated_keys, 'repeated source key')} "
@@ -176,7 +185,7 @@ def _resolve_csv(args: argparse.Namespace) -> int:
         f"{report.records_per_second:.0f} records/s\n"
     )
     if args.store:
-        return _store(args.store, records, resolution, report.model_version)
+        return _store(args.store, records, resolution, report.model_version, zone)
     return 0
 
 
@@ -249,7 +258,9 @@ def _store_is_fresh(url: str) -> bool:
     return True
 
 
-def _store(url: str, records: list[RawRecord], resolution: Resolution, version: str) -> int:
+def _store(
+    url: str, records: list[RawRecord], resolution: Resolution, version: str, zone: dt.tzinfo
+) -> int:
     """Writes the records just resolved into a fresh store."""
     from sqlalchemy.engine import make_url
 
@@ -259,7 +270,14 @@ def _store(url: str, records: list[RawRecord], resolution: Resolution, version: 
     shown = make_url(url).render_as_string(hide_password=True)
     try:
         stored = asyncio.run(
-            write_store(url, records, resolution, keys=load_field_keys(), model_version=version)
+            write_store(
+                url,
+                records,
+                resolution,
+                keys=load_field_keys(),
+                model_version=version,
+                business_zone=zone,
+            )
         )
     except ValueError as error:  # a store that already holds records, an unstorable key
         sys.stderr.write(f"{shown}: not stored: {error}\n")

@@ -192,6 +192,33 @@ async def test_values_the_service_refuses_are_stored_blank_and_counted(database_
         await database.dispose()
 
 
+async def test_a_birth_date_of_the_banks_today_is_kept_while_utc_is_still_yesterday(
+    database_url: str,
+) -> None:
+    # 17:00 UTC on 28 February is 01:00 on 1 March in Shanghai: the child born this morning
+    # there is not born in the future, as LinkSourceRecord already holds.
+    records = [RawRecord("loans", "L1", full_name="刘小军", birth_date="2026-03-01", gender="男")]
+    resolution = Resolution(party_ids=[new_id()], problems=[], reviews=[])
+
+    report = await write_store(
+        database_url,
+        records,
+        resolution,
+        keys=KEYS,
+        model_version=VERSION,
+        clock=lambda: dt.datetime(2026, 2, 28, 17, 0, tzinfo=dt.UTC),
+    )
+
+    assert report.blanked == {}
+    database = Database(database_url)
+    try:
+        async with database.session() as session:
+            born = await session.scalar(sa.select(source_record.c.birth_date))
+        assert born == dt.date(2026, 3, 1)
+    finally:
+        await database.dispose()
+
+
 async def test_publish_events_stages_party_created_and_record_linked(database_url: str) -> None:
     records = generated()
     resolution = resolve(records)

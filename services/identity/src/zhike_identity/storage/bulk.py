@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -68,6 +69,7 @@ from zhike_identity.domain.model import (
 from zhike_identity.domain.normalise import Unusable, infer_id_kind, parse_date, parse_gender
 from zhike_identity.domain.placement import raw_record
 from zhike_identity.domain.validation import validate_source_record
+from zhike_identity.settings import DEFAULT_BUSINESS_TIME_ZONE
 from zhike_identity.storage import MIGRATIONS
 from zhike_identity.storage.protection import RecordProtection
 from zhike_identity.storage.schema import blocking_key, party, party_history, source_record
@@ -76,6 +78,9 @@ from zhike_runtime.db import Database
 from zhike_runtime.errors import FieldViolation, InvalidArgument
 from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
 from zhike_runtime.migrations import apply_migrations
+
+# The service's default: a load without the service's settings checks birth dates by it.
+_BANK_ZONE = ZoneInfo(DEFAULT_BUSINESS_TIME_ZONE)
 
 # Values of `source_record` columns a record's refused field leaves blank ("" or NULL).
 OPTIONAL_FIELDS = (
@@ -423,6 +428,7 @@ async def write_store(
     encode_events: Callable[[DomainEvent], OutgoingEvent] | None = None,
     workers: int | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    business_zone: dt.tzinfo = _BANK_ZONE,
 ) -> BulkReport:
     """Writes `records`, grouped as `resolution` says, into the fresh store at `database_url`.
 
@@ -439,8 +445,11 @@ async def write_store(
     started = time.perf_counter()
     phases: dict[str, float] = {}
     now = clock()
+    # The bank's day, as the service checks birth dates (a child born this morning in Shanghai
+    # is not born in the future because it is still yesterday in UTC).
+    today = now.astimezone(business_zone).date()
     prepared = await _prepare(
-        records, now.date(), workers or os.cpu_count() or 1, RecordProtection(keys)
+        records, today, workers or os.cpu_count() or 1, RecordProtection(keys)
     )
     rows = _rows(
         prepared,
