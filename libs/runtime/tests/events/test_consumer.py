@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,6 +34,7 @@ from zhike_runtime.events.relay import OutboxRelay
 from zhike_runtime.events.schema import inbox_event
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.telemetry import Telemetry
+from zhike_runtime.testing.logs import captured_json_logs
 from zhike_runtime.testing.services import eventually
 
 from ..conftest import PING_SUBJECT, TEST_STREAM, Backbone, ping, ping_effect
@@ -258,6 +260,30 @@ async def test_an_event_failing_while_the_database_is_unreachable_is_applied_onc
         assert (OUTAGE["attempts"], consumer.dead_lettered) == (0, 0)
         stream = await bus.js.stream_info(DLQ_STREAM)
         assert stream.state.messages == 0
+
+
+async def test_a_database_outage_is_told_once_with_its_retries_counted_not_a_line_per_retry(
+    backbone: Backbone,
+) -> None:
+    # Through an outage every pending event is retried: thousands of lines a minute, one each.
+    OUTAGE["attempts"] = 8
+    keys = [f"during-an-outage-{i}" for i in range(3)]
+    await publish_through_outbox(backbone, [events_pb2.Ping(key=key) for key in keys])
+    with captured_json_logs() as lines:
+        async with consuming(backbone):
+
+            async def all_applied() -> bool:
+                return [await effects(backbone, key) for key in keys] == [1, 1, 1]
+
+            await eventually(all_applied, timeout=20)
+
+    told = [json.loads(line) for line in lines if '"database ' in line]
+    assert [(entry["message"], entry["retries"]) for entry in told] == [
+        ("database unreachable; events wait and are retried", 1),
+        # The other seven refused attempts, counted until an event applied again.
+        ("database reachable again; events apply", 7),
+    ]
+    assert not [line for line in lines if "event failed; will retry" in line]
 
 
 @pytest.mark.parametrize("key", ["permanent-1", "refused-by-the-database", "breaking-a-rule"])

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from zhike.testing.v1 import events_pb2
 from zhike_runtime.events import headers as h
-from zhike_runtime.events.outbox import add_to_outbox
+from zhike_runtime.events.outbox import OutgoingEvent, add_to_outbox
 from zhike_runtime.events.relay import OutboxRelay
 from zhike_runtime.events.schema import outbox_event
 from zhike_runtime.testing.logs import captured_json_logs
@@ -236,6 +236,39 @@ async def test_a_failure_that_lasts_is_logged_once_and_retried_less_and_less_oft
         ("INFO", "outbox relay recovered"),
     ]
     assert logged[1]["failed_rounds"] == rounds_while_failing
+
+
+async def test_events_nats_refuses_are_logged_once_for_the_round_and_retried_less_and_less_often(
+    backbone: Backbone,
+) -> None:
+    # Say a stream is full: NATS refuses its events at every round. A line per event per round
+    # at the poll interval would fill the logs, and the relay would poll as if all were well.
+    bus = backbone.bus()
+    await bus.run()
+    relay = OutboxRelay(backbone.database, bus, backbone.telemetry, poll_seconds=0.05)
+    # No stream takes this subject: each publish is refused (no responders).
+    refused = [
+        OutgoingEvent("zhike.nowhere.v1.ping", events_pb2.Ping(key=f"r{i}")) for i in range(3)
+    ]
+    async with backbone.database.session() as session, session.begin():
+        await add_to_outbox(session, [*refused, ping("goes out")])
+    with captured_json_logs() as lines:
+        task = asyncio.create_task(relay.run())
+        await asyncio.sleep(2.0)
+        rounds_while_refused = relay.failed_rounds
+        relay.stop()
+        await task
+    await bus.close()
+
+    # Waits of 0.1, 0.2, 0.4, 0.8 s fit in 2 s: five rounds at most, not forty.
+    assert 2 <= rounds_while_refused <= 5
+    logged = [json.loads(line) for line in lines if '"outbox relay' in line]
+    assert [(entry["severity"], entry["message"]) for entry in logged] == [
+        ("WARNING", "outbox relay: NATS refused events; they stay in the outbox"),
+    ]
+    assert (logged[0]["refused"], logged[0]["event_id"]) == (3, refused[0].event_id)
+    assert not [line for line in lines if "publish failed" in line]
+    assert await relay.backlog() == 3
 
 
 async def test_two_relays_publish_the_events_in_their_commit_order(

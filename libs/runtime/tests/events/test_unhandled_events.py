@@ -104,3 +104,33 @@ async def test_a_message_without_an_event_type_is_dead_lettered_not_dropped(
         )
         assert consumer.unhandled == 0
     assert await backbone.count(inbox_event) == 0
+
+
+async def test_past_twenty_unhandled_event_types_the_rest_count_under_other(
+    backbone: Backbone,
+) -> None:
+    # The publisher chooses the type header: a series per type would grow without bound.
+    reader = InMemoryMetricReader()
+    telemetry = Telemetry("test", metric_readers=[reader])
+    types = [f"zhike.testing.v1.Unknown{i:02d}" for i in range(25)]
+    async with consuming(backbone, telemetry=telemetry) as (bus, consumer, _task):
+        for index, event_type in enumerate(types):
+            await bus.js.publish(
+                PING_SUBJECT,
+                b"",
+                headers={
+                    h.MSG_ID: f"u-{index}",
+                    h.EVENT_ID: f"u-{index}",
+                    h.EVENT_TYPE: event_type,
+                },
+            )
+
+        async def all_recorded() -> bool:
+            return consumer.unhandled == len(types)
+
+        await eventually(all_recorded)
+    assert unhandled_counts(reader) == {
+        (DURABLE, ""): 0,
+        **{(DURABLE, event_type): 1 for event_type in types[:20]},
+        (DURABLE, "other"): 5,
+    }

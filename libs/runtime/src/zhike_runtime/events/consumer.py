@@ -79,6 +79,8 @@ DEFER_LIMIT = 3
 # How long a fetch waits for new messages while deferred ones are in hand: they are retried at
 # once on an idle stream instead of after a full fetch timeout.
 CARRIED_FETCH_TIMEOUT = 0.05
+# How many unhandled event types get a metric series each (`_type_label`).
+_UNHANDLED_TYPE_LABELS = 20
 # The inbox's column sizes (events/schema.py): a header longer than these can never be recorded.
 _MAX_EVENT_ID = 64
 _MAX_EVENT_TYPE = 255
@@ -221,6 +223,11 @@ class EventConsumer:
         self.batches_applied = 0
         self.batches_failed = 0
         self.deferred = 0
+        # The unhandled event types with a metric series of their own.
+        self._unhandled_types: set[str] = set()
+        # Retries a database outage caused since the last report of it, and when that was.
+        self._held_back = 0
+        self._held_back_reported: float | None = None
         # The deferred messages in hand (by id(message)) and how many batches left each out.
         self._times_deferred: dict[int, int] = {}
         # The series exist from the start at 0: a counter first seen at 1 shows no increase()
@@ -598,7 +605,7 @@ class EventConsumer:
             else:
                 self.unhandled += 1
                 self._telemetry.events_unhandled.add(
-                    1, {"consumer": self.spec.durable, "event_type": delivery.event_type}
+                    1, {"consumer": self.spec.durable, "event_type": self._type_label(delivery)}
                 )
                 # Ids and type only: the payload may carry personal data.
                 log.warning(
@@ -624,6 +631,13 @@ class EventConsumer:
             )
         if applied:
             self.applied += applied
+            if self._held_back_reported is not None:
+                log.info(
+                    "database reachable again; events apply",
+                    extra={"consumer": self.spec.durable, "retries": self._held_back},
+                )
+                self._held_back_reported = None
+                self._held_back = 0
             self._telemetry.events_applied.add(applied, self._labels)
         if deferred:
             self.deferred += deferred
@@ -641,19 +655,48 @@ class EventConsumer:
             await self._dead_letter(delivery, error)
             return
         delay = self._settings.backoff_for(delivery.delivery)
-        level = logging.INFO if unreachable else logging.WARNING
-        log.log(
-            level,
-            "event failed; will retry",
+        if unreachable:
+            self._report_unreachable(error)
+        else:
+            log.warning(
+                "event failed; will retry",
+                extra={
+                    "consumer": self.spec.durable,
+                    "event_id": delivery.event_id,
+                    "delivery": delivery.delivery,
+                    "retry_in_seconds": delay,
+                    "error": describe_error(error),
+                },
+            )
+        await _settle(delivery.message.nak(delay=delay))
+
+    def _type_label(self, delivery: _Delivery) -> str:
+        """The event type as a metric label: the publisher chooses it, so only the first few
+        types seen are series of their own and the rest share "other" (a series each would
+        let any publisher grow the metrics without bound)."""
+        seen = self._unhandled_types
+        if delivery.event_type not in seen and len(seen) < _UNHANDLED_TYPE_LABELS:
+            seen.add(delivery.event_type)
+        return delivery.event_type if delivery.event_type in seen else "other"
+
+    def _report_unreachable(self, error: BaseException) -> None:
+        """One line for the first event the database outage held back, then one a minute with
+        how many more: every pending event is retried through an outage, and a line each would
+        be thousands a minute."""
+        self._held_back += 1
+        now = asyncio.get_running_loop().time()
+        if self._held_back_reported is not None and now - self._held_back_reported < 60.0:
+            return
+        log.info(
+            "database unreachable; events wait and are retried",
             extra={
                 "consumer": self.spec.durable,
-                "event_id": delivery.event_id,
-                "delivery": delivery.delivery,
-                "retry_in_seconds": delay,
+                "retries": self._held_back,
                 "error": describe_error(error),
             },
         )
-        await _settle(delivery.message.nak(delay=delay))
+        self._held_back_reported = now
+        self._held_back = 0
 
     async def _dead_letter(self, delivery: _Delivery, error: BaseException) -> None:
         message = delivery.message

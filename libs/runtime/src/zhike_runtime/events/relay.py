@@ -78,6 +78,8 @@ class OutboxRelay:
         # Events refused as larger than NATS accepts, reported once each (they are retried on
         # every round and would otherwise log an error twice a second until someone acts).
         self._oversized_reported: set[str] = set()
+        # The events NATS refused in the last round, and why: kept unsent, for the next.
+        self._refused: list[tuple[str, BaseException]] = []
         self._wake = asyncio.Event()
         self._stopping = False
         self.duplicates_acknowledged = 0
@@ -102,28 +104,45 @@ class OutboxRelay:
             self._wake.clear()
             published = 0
             if self._bus.is_connected:
+                failure: tuple[int, str, dict[str, Any]] | None = None
                 try:
                     published = await self.publish_batch()
                 except Exception as error:  # noqa: BLE001 - the relay must outlive any round
                     # A lost connection, a statement cancelled, a lock timeout, a read-only
                     # database after a failover: ended here, nothing would publish the outbox
                     # until a restart.
+                    disconnected = isinstance(error, DISCONNECT_ERRORS)
+                    failure = (
+                        logging.WARNING if disconnected else logging.ERROR,
+                        "outbox relay: database unavailable"
+                        if disconnected
+                        else "outbox relay round failed; will try again",
+                        {"error": describe_error(error)},
+                    )
+                if failure is None and self._refused:
+                    # NATS refused events (a full stream, a lost quorum): they wait in the
+                    # outbox, and the round counts as failed so that rounds space out.
+                    event_id, refusal = self._refused[0]
+                    failure = (
+                        logging.WARNING,
+                        "outbox relay: NATS refused events; they stay in the outbox",
+                        {
+                            "refused": len(self._refused),
+                            "event_id": event_id,
+                            "error": describe_error(refusal),
+                        },
+                    )
+                if failure is not None:
                     self.failed_rounds += 1
                     # Reported at the first failure and then once a minute, not at every
                     # round: a failure that lasts would fill the logs twice a second.
-                    first = self.failed_rounds == 1
-                    if first or loop.time() - last_reported >= _REPORT_EVERY_SECONDS:
+                    if self.failed_rounds == 1 or (
+                        loop.time() - last_reported >= _REPORT_EVERY_SECONDS
+                    ):
                         last_reported = loop.time()
-                        disconnected = isinstance(error, DISCONNECT_ERRORS)
+                        level, message, extra = failure
                         log.log(
-                            logging.WARNING if disconnected else logging.ERROR,
-                            "outbox relay: database unavailable"
-                            if disconnected
-                            else "outbox relay round failed; will try again",
-                            extra={
-                                "error": describe_error(error),
-                                "failed_rounds": self.failed_rounds,
-                            },
+                            level, message, extra={**extra, "failed_rounds": self.failed_rounds}
                         )
                 else:
                     if self.failed_rounds:
@@ -186,6 +205,7 @@ class OutboxRelay:
             return len(acked)
 
     async def _publish(self, rows: Sequence[Any]) -> list[str]:
+        self._refused = []
         if not rows:
             return []
         bus = self._bus
@@ -219,10 +239,7 @@ class OutboxRelay:
             if isinstance(result, BaseException):
                 if not isinstance(result, PUBLISH_ERRORS):
                     raise result
-                log.warning(
-                    "publish failed; will retry",
-                    extra={"event_id": row.event_id, "error": describe_error(result)},
-                )
+                self._refused.append((row.event_id, result))  # told once per round, by run()
                 continue
             if result.duplicate:
                 self.duplicates_acknowledged += 1
