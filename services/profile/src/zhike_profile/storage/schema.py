@@ -68,7 +68,8 @@ profile_segment = sa.Table(
     "profile_segment",
     metadata,
     sa.Column("segment", sa.String(64), primary_key=True),
-    sa.Column("party_id", _ID, primary_key=True),
+    # Indexed as well: a party's segments are replaced and read by its id (profile_0009).
+    sa.Column("party_id", _ID, primary_key=True, index=True),
 )
 
 # A source record belongs to one party at a time: its key is the primary key.
