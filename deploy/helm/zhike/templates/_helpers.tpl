@@ -99,6 +99,13 @@ ZHIKE_HEALTH_PORT: {{ $v.ports.health | quote }}
 ZHIKE_NATS_URL: {{ $v.nats.url | quote }}
 ZHIKE_STREAM_REPLICAS: {{ $v.nats.streamReplicas | quote }}
 ZHIKE_STREAM_MAX_AGE_SECONDS: {{ $v.nats.streamMaxAgeSeconds | int64 | quote }}
+ZHIKE_STREAM_MAX_BYTES: {{ $v.nats.streamMaxBytes | int64 | quote }}
+{{- /* Whole bytes: YAML numbers reach templates as floats, which toJson would print as 5.36870912e+08. */}}
+{{- $maxBytesByStream := dict }}
+{{- range $stream, $bytes := $v.nats.streamMaxBytesByStream }}
+{{- $_ := set $maxBytesByStream $stream ($bytes | int64) }}
+{{- end }}
+ZHIKE_STREAM_MAX_BYTES_BY_STREAM: {{ $maxBytesByStream | toJson | quote }}
 ZHIKE_RUN_MIGRATIONS: "false"
 ZHIKE_GRPC_REFLECTION: {{ ternary "true" "false" $v.config.grpcReflection | quote }}
 ZHIKE_LOG_LEVEL: {{ $v.config.logLevel | quote }}

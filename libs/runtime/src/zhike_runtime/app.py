@@ -26,7 +26,7 @@ from zhike_runtime.auth.permissions import METHOD_RULES, MethodRule
 from zhike_runtime.auth.tokens import KeySet, TokenVerifier
 from zhike_runtime.crypto import field_keys
 from zhike_runtime.db import Database, database_for
-from zhike_runtime.events.bus import EventBus, NatsAccess, StreamSpec
+from zhike_runtime.events.bus import EventBus, NatsAccess, StreamLimits, StreamSpec
 from zhike_runtime.events.consumer import AfterCommitHook, ConsumerSpec, EventConsumer
 from zhike_runtime.events.relay import AfterPublishHook, OutboxRelay
 from zhike_runtime.grpc_server import HealthReporter, build_health_server, build_server
@@ -122,6 +122,7 @@ class RunningService(Generic[S]):
             stream_replicas=settings.stream_replicas,
             duplicate_window_seconds=settings.stream_duplicate_window_seconds,
             max_age_seconds=settings.stream_max_age_seconds,
+            stream_limits=StreamLimits.from_settings(settings),
         )
         for stream in definition.streams:
             self.bus.add_stream(stream)

@@ -6,6 +6,7 @@ value stops the process with a message naming the variable, before anything is s
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Literal, Self, TypeVar
@@ -25,6 +26,9 @@ from zhike_runtime.crypto import FieldKeys, field_keys, parse_data_keys, parse_k
 from zhike_runtime.validation import iana_zone
 
 ENV_PREFIX = "ZHIKE_"
+MIB = 1024 * 1024
+# The streams the services declare: ZHIKE_IDENTITY, ZHIKE_SOURCE, ZHIKE_DLQ, ...
+STREAM_NAME = re.compile(r"ZHIKE_[A-Z0-9_]+")
 # Three years, leap days included: the shortest time processing records are kept.
 AUDIT_RETENTION_MIN_DAYS = 3 * 365 + 1
 
@@ -81,9 +85,9 @@ class FieldKeySettings(BaseSettings):
 
 
 class NatsSettings(BaseSettings):
-    """How to reach NATS and who to be there: part of every service's settings, and all of the
-    `zhike dlq` command's. The files come from Secrets mounted read-only (docs/operations.md,
-    "NATS permissions")."""
+    """How to reach NATS, who to be there, and how much the streams a service declares may
+    hold: part of every service's settings, and all of the `zhike dlq` command's. The files come
+    from Secrets mounted read-only (docs/operations.md, "NATS permissions")."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
@@ -101,6 +105,27 @@ class NatsSettings(BaseSettings):
     # TLS before the server says anything, for servers with `tls { handshake_first: true }`: no
     # plaintext greeting that a man in the middle could use to talk the client out of TLS.
     nats_tls_handshake_first: bool = False
+    # The most bytes each JetStream stream a service declares may hold, and, by stream name,
+    # the streams that need another size (ZHIKE_DLQ included; every service declares the dead
+    # letters, so give them all the same value). A stream at its limit refuses new events: its
+    # producers' publishes fail (events wait in the outbox) and it keeps what it holds until
+    # ZHIKE_STREAM_MAX_AGE_SECONDS removes it, so one stream filling up cannot fill the
+    # JetStream store and stop the others. The defaults (6 streams, 1,152 MiB in all) fit a
+    # 2 GiB JetStream volume; size them for production: docs/operations.md, "Stream sizing".
+    stream_max_bytes: int = Field(default=128 * MIB, ge=MIB)
+    stream_max_bytes_by_stream: dict[str, int] = Field(
+        default_factory=lambda: {"ZHIKE_SOURCE": 512 * MIB}
+    )
+
+    @field_validator("stream_max_bytes_by_stream")
+    @classmethod
+    def _limits_name_streams(cls, value: dict[str, int]) -> dict[str, int]:
+        for stream, limit in value.items():
+            if not STREAM_NAME.fullmatch(stream):
+                raise ValueError(f"not a stream name (ZHIKE_<NAME>): {stream!r}")
+            if limit < MIB:
+                raise ValueError(f"{stream}: at least {MIB} bytes (1 MiB), got {limit}")
+        return value
 
     @field_validator("nats_url")
     @classmethod

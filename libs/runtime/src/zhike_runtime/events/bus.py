@@ -3,7 +3,12 @@
 The service starts serving even when NATS is not there yet (readiness needs only the database:
 events wait in the outbox, and `zhike_nats_connected` reports the broker); `run` keeps trying to
 connect, and (re)declares the streams after every (re)connect, so a broker that
-comes back with an empty store gets its streams again.
+comes back with an empty store gets its streams again. One declaration runs at a time, retrying
+further and further apart while JetStream refuses, however often the connection comes back.
+
+Every stream holds at most its byte limit (`StreamLimits`) and refuses new events once there
+(DiscardPolicy.NEW), so one stream filling up cannot fill the server's JetStream store and stop
+every other stream with it; a refused publish raises `StreamFull`, naming the stream.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +34,10 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 from nats.js.errors import Error as JetStreamError
-from nats.js.errors import NotFoundError
 
 from zhike_runtime.events.pull import PullConsumer
 from zhike_runtime.redaction import describe_error
@@ -41,6 +47,19 @@ log = logging.getLogger(__name__)
 
 DLQ_STREAM = "ZHIKE_DLQ"
 DLQ_SUBJECT_PREFIX = "zhike.dlq"
+
+MIB = 1024 * 1024
+# JetStream's error codes: a stream store refused a message (with "maximum bytes exceeded" when
+# the stream is at its max_bytes), and a server's store cannot reserve a stream's max_bytes.
+STREAM_STORE_FAILED = 10077
+STORAGE_RESOURCES_EXCEEDED = 10047
+# A declaration JetStream refuses is tried again after 1 s, then 2, 4, 8, then every 10 s; a
+# failure that lasts is reported at once and then once a minute.
+_DECLARE_RETRY_FIRST_SECONDS = 1.0
+_DECLARE_RETRY_MAX_SECONDS = 10.0
+_DECLARE_REPORT_EVERY_SECONDS = 60.0
+# A stream holding this share of its limit is reported when it is declared.
+_NEARLY_FULL = 0.9
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,87 @@ class ConsumerDeclaration:
 
 def dlq_subject(durable: str) -> str:
     return f"{DLQ_SUBJECT_PREFIX}.{durable}"
+
+
+def subject_matches(subject: str, pattern: str) -> bool:
+    """Whether `subject` is one of `pattern`'s (NATS wildcards: `*` one token, `>` the rest)."""
+    tokens = subject.split(".")
+    for index, wanted in enumerate(pattern.split(".")):
+        if wanted == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or wanted not in ("*", tokens[index]):
+            return False
+    return len(tokens) == len(pattern.split("."))
+
+
+def mib(size: int) -> str:
+    """`size` bytes in MiB, for messages (a digit run of 6 or more is masked in logs)."""
+    return f"{size / MIB:g} MiB"
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """The most bytes each stream may hold: `by_stream` for the streams named there, `max_bytes`
+    for the others. None: no limit (the runtime's own tests)."""
+
+    max_bytes: int | None = None
+    by_stream: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: NatsSettings) -> StreamLimits:
+        return cls(settings.stream_max_bytes, dict(settings.stream_max_bytes_by_stream))
+
+    def for_stream(self, name: str) -> int | None:
+        return self.by_stream.get(name, self.max_bytes)
+
+
+class StreamFull(ServiceUnavailableError):
+    """JetStream refused a message: its stream holds its byte limit. The stream keeps every event
+    it has and takes new ones again once max_age has removed old ones or its limit is raised;
+    a JetStream error like any other to the callers (the relay keeps the event in the outbox,
+    IngestSourceEvents answers UNAVAILABLE)."""
+
+    def __init__(
+        self, cause: APIError, subject: str, stream: str | None, limit: int | None
+    ) -> None:
+        super().__init__(
+            code=cause.code, description=cause.description, err_code=cause.err_code, stream=stream
+        )
+        self.subject = subject
+        self.limit = limit
+
+    def __str__(self) -> str:
+        which = f"stream {self.stream}" if self.stream else f"the stream of {self.subject}"
+        limit = f" of {mib(self.limit)}" if self.limit else ""
+        return (
+            f"{which} is full: it holds its byte limit{limit}, and takes new events once "
+            "max_age removes old ones or the limit is raised (ZHIKE_STREAM_MAX_BYTES, "
+            "ZHIKE_STREAM_MAX_BYTES_BY_STREAM)"
+        )
+
+
+def _is_stream_full(error: APIError) -> bool:
+    return error.err_code == STREAM_STORE_FAILED and "maximum bytes" in (error.description or "")
+
+
+class StreamNotDeclared(Exception):
+    """JetStream answered a stream's declaration with an error (e.g. its server's store cannot
+    reserve the stream's byte limit). The reason is spelled out here: the logs mask quoted text,
+    and nats-py quotes the server's description."""
+
+    def __init__(self, config: StreamConfig, cause: APIError) -> None:
+        limit = config.max_bytes
+        sized = f" with max_bytes {mib(limit)}" if limit is not None and limit > 0 else ""
+        hint = (
+            ": the byte limits of all streams must fit in the JetStream store of each server "
+            "(docs/operations.md, Stream sizing)"
+            if cause.err_code == STORAGE_RESOURCES_EXCEEDED
+            else ""
+        )
+        super().__init__(
+            f"stream {config.name}{sized} not declared: {cause.description} "
+            f"(code {cause.code}, err_code {cause.err_code}){hint}"
+        )
 
 
 class PayloadTooLarge(Exception):
@@ -173,6 +273,7 @@ class EventBus:
         stream_replicas: int = 1,
         duplicate_window_seconds: float = 120.0,
         max_age_seconds: float | None = None,
+        stream_limits: StreamLimits | None = None,
     ) -> None:
         self._url = url
         self._client_name = client_name
@@ -182,6 +283,7 @@ class EventBus:
         # Events carry personal data (a name in GoldenRecordChanged): a stream, dead letters
         # included, keeps them no longer than this (None: forever, for the runtime's own tests).
         self._max_age = max_age_seconds
+        self._limits = stream_limits or StreamLimits()
         self._streams: list[StreamSpec] = []
         self._consumers: list[ConsumerDeclaration] = []
         self._nc: Client | None = None
@@ -189,6 +291,10 @@ class EventBus:
         self._declared = False
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
+        # The one task declaring the streams, and the connections it must declare on: each
+        # (re)connect adds one, and the task ends only after a declaration that began after it.
+        self._declaring: asyncio.Task[None] | None = None
+        self._connections = 0
         # Durables waiting for their producer's stream, by name (added when it appears).
         self._pending_consumers: dict[str, asyncio.Task[None]] = {}
 
@@ -237,12 +343,28 @@ class EventBus:
         timeout: float | None = None,
     ) -> PubAck:
         """Publishes to JetStream and returns its ack; raises PayloadTooLarge, without sending,
-        for a message the server would refuse."""
+        for a message the server would refuse, and StreamFull when the stream holds its byte
+        limit."""
         limit = self.max_payload
         size = message_size(payload, headers)
         if limit is not None and size > limit:
             raise PayloadTooLarge(size, limit)
-        return await self.js.publish(subject, payload, timeout=timeout, headers=headers)
+        try:
+            return await self.js.publish(subject, payload, timeout=timeout, headers=headers)
+        except APIError as error:
+            if not _is_stream_full(error):
+                raise
+            stream = self._stream_of(subject)
+            max_bytes = self._limits.for_stream(stream) if stream is not None else None
+            raise StreamFull(error, subject, stream, max_bytes) from error
+
+    def _stream_of(self, subject: str) -> str | None:
+        """The stream of ours (the dead letters included) that takes `subject`."""
+        owned = [*self._streams, StreamSpec(DLQ_STREAM, (f"{DLQ_SUBJECT_PREFIX}.>",))]
+        for spec in owned:
+            if any(subject_matches(subject, pattern) for pattern in spec.subjects):
+                return spec.name
+        return None
 
     async def run(self) -> None:
         """Connects (retrying until it succeeds) and declares everything; returns when ready."""
@@ -265,64 +387,132 @@ class EventBus:
                 log.warning("NATS not reachable yet", extra={"error": describe_error(error)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        await self._declare_until_done()
+        if self._nc is not None:
+            # Waited for, not awaited: close() cancels it, and that is no error of ours.
+            await asyncio.wait({self._declare_on_new_connection()})
+
+    def _declare_on_new_connection(self) -> asyncio.Task[None]:
+        """Has the streams declared on the connection just made: by the declaring task if one
+        runs (it declares once more before it ends), else by a new one."""
+        self._declared = False
+        self._connections += 1
+        if self._declaring is None or self._declaring.done():
+            task = asyncio.get_running_loop().create_task(
+                self._declare_until_done(), name="nats-declare"
+            )
+            self._declaring = task
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return self._declaring
 
     async def _declare_until_done(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = _DECLARE_RETRY_FIRST_SECONDS
+        failures = 0
+        reported_at = 0.0
         while not self._stopping:
+            connection = self._connections
             try:
                 await self._declare()
-            except (NatsError, JetStreamError, OSError, TimeoutError) as error:
-                log.warning(
-                    "declaring streams failed; retrying", extra={"error": describe_error(error)}
-                )
-                await asyncio.sleep(1.0)
+            except (NatsError, JetStreamError, OSError, TimeoutError, StreamNotDeclared) as error:
+                failures += 1
+                if failures == 1 or loop.time() - reported_at >= _DECLARE_REPORT_EVERY_SECONDS:
+                    reported_at = loop.time()
+                    # Refused by the server (a limit its store cannot hold): the operator must
+                    # act. Otherwise JetStream is not there (yet): it comes back by itself.
+                    refused = isinstance(error, StreamNotDeclared)
+                    log.log(
+                        logging.ERROR if refused else logging.WARNING,
+                        "declaring streams failed; retrying",
+                        extra={
+                            "error": describe_error(error),
+                            "attempts": failures,
+                            "retry_in_seconds": delay,
+                        },
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _DECLARE_RETRY_MAX_SECONDS)
                 continue
+            if connection != self._connections:
+                continue  # reconnected meanwhile, maybe to a server without our streams
+            if failures:
+                log.info("streams declared", extra={"attempts": failures + 1})
             self._declared = True
             self._ready.set()
             return
 
+    def _stream_config(self, name: str, subjects: list[str]) -> StreamConfig:
+        limit = self._limits.for_stream(name)
+        return StreamConfig(
+            name=name,
+            subjects=subjects,
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            num_replicas=self._replicas,
+            duplicate_window=self._duplicate_window,
+            max_age=self._max_age,
+            max_bytes=limit if limit is not None else -1,
+            # At its limit a stream refuses new events and keeps the ones it has: dropping the
+            # oldest (DiscardPolicy.OLD) would lose acknowledged events not yet consumed.
+            discard=DiscardPolicy.NEW,
+        )
+
     async def _declare(self) -> None:
         js = self.js
-        configs = [
-            StreamConfig(
-                name=spec.name,
-                subjects=list(spec.subjects),
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.LIMITS,
-                num_replicas=self._replicas,
-                duplicate_window=self._duplicate_window,
-                max_age=self._max_age,
-                discard=DiscardPolicy.OLD,
-            )
-            for spec in self._streams
-        ]
+        configs = [self._stream_config(spec.name, list(spec.subjects)) for spec in self._streams]
         # Every service declares the dead-letter stream with the same settings.
-        configs.append(
-            StreamConfig(
-                name=DLQ_STREAM,
-                subjects=[f"{DLQ_SUBJECT_PREFIX}.>"],
-                storage=StorageType.FILE,
-                retention=RetentionPolicy.LIMITS,
-                num_replicas=self._replicas,
-                duplicate_window=self._duplicate_window,
-                max_age=self._max_age,
-            )
-        )
+        configs.append(self._stream_config(DLQ_STREAM, [f"{DLQ_SUBJECT_PREFIX}.>"]))
         for config in configs:
-            try:
-                await js.add_stream(config)
-            except JetStreamError as error:
-                # Already there with other settings (an operator changed them, or we did): update.
-                log.info(
-                    "updating stream",
-                    extra={"stream": config.name, "reason": describe_error(error)},
-                )
-                await js.update_stream(config)
+            info = await self._declare_stream(js, config)
+            self._report_fill(info)
         for consumer in self._consumers:
             if await self._stream_exists(consumer.stream):
                 await self._add_consumer(consumer)
             else:
                 self._add_consumer_later(consumer)
+
+    async def _declare_stream(self, js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+        try:
+            return await js.add_stream(config)
+        except APIError as error:
+            if error.err_code is None:
+                raise  # JetStream did not answer (not enabled, or not up yet)
+            refused = error
+        # Already there with other settings (an earlier release's, or an operator's): updated,
+        # a byte limit included. A limit below what the stream holds removes nothing (discard
+        # new): the stream refuses new events until max_age has made room.
+        log.info(
+            "updating stream", extra={"stream": config.name, "reason": describe_error(refused)}
+        )
+        try:
+            return await js.update_stream(config)
+        except NotFoundError as error:
+            # Not there: the reason is the one its creation was refused for.
+            raise StreamNotDeclared(config, refused) from error
+        except APIError as error:
+            if error.err_code is None:
+                raise
+            raise StreamNotDeclared(config, error) from error
+
+    def _report_fill(self, info: StreamInfo) -> None:
+        """Logs a stream that holds (nearly) its byte limit as it is declared: after an upgrade
+        sets a limit below what the stream holds, it refuses every new event at once."""
+        limit = info.config.max_bytes
+        held = info.state.bytes
+        if limit is None or limit <= 0 or held < limit * _NEARLY_FULL:
+            return
+        full = held >= limit
+        log.log(
+            logging.ERROR if full else logging.WARNING,
+            "stream at or over its byte limit: it refuses new events"
+            if full
+            else "stream nearly at its byte limit",
+            extra={
+                "stream": info.config.name,
+                "held_mib": round(held / MIB, 1),
+                "max_bytes_mib": round(limit / MIB, 1),
+            },
+        )
 
     async def _add_consumer(self, consumer: ConsumerDeclaration) -> None:
         await self.js.add_consumer(
@@ -389,10 +579,7 @@ class EventBus:
     async def _on_reconnected(self) -> None:
         log.info("NATS reconnected")
         # The broker may have come back without our streams (a fresh store): declare again.
-        self._declared = False
-        task = asyncio.get_running_loop().create_task(self._declare_until_done())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._declare_on_new_connection()
 
     async def _on_error(self, error: Exception) -> None:
         log.warning("NATS error", extra={"error": describe_error(error)})
