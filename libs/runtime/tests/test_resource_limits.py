@@ -1,11 +1,14 @@
 """Resource limits (RELIABILITY.md S11) on a real in-process service: an oversized request and
 calls beyond the concurrency limit are refused with RESOURCE_EXHAUSTED, and throughout the
-plaintext health port answers SERVING, so the kubelet never restarts a pod for being busy."""
+plaintext health port answers SERVING, so the kubelet never restarts a pod for being busy.
+Calls held open (headers sent, the request never) hold no slot without a valid token, and
+with one no longer than their connection's age and grace."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,13 +17,26 @@ import grpc
 import pytest
 
 from zhike.testing.v1 import events_pb2
-from zhike_runtime.app import Platform, RunningService, ServiceDefinition, Wiring
+from zhike_runtime.app import (
+    Platform,
+    RunningService,
+    ServiceDefinition,
+    Wiring,
+    access_control,
+)
+from zhike_runtime.auth.audit import AuditLog
 from zhike_runtime.auth.permissions import MethodRule
-from zhike_runtime.grpc_server import LIVENESS
+from zhike_runtime.db import Database
+from zhike_runtime.grpc_server import LIVENESS, HealthReporter, build_server
+from zhike_runtime.migrations import apply_migrations
 from zhike_runtime.settings import ServiceSettings
+from zhike_runtime.telemetry import Telemetry
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import (
     SERVING,
+    STAFF_ROLES,
+    TEST_ISSUER,
+    TEST_SETTINGS,
     authorised_channel,
     eventually,
     readiness,
@@ -33,10 +49,12 @@ Service = RunningService[ServiceSettings]
 
 
 class SlowWork:
-    """A handler that holds its call open until the test releases it."""
+    """A handler that holds its call open until the test releases it; and how many calls the
+    server has taken up (looked up their method), whether or not their request came."""
 
     def __init__(self) -> None:
         self.started = 0
+        self.taken_up = 0
         self.release = asyncio.Event()
 
     async def slow(
@@ -53,36 +71,56 @@ async def echo(
     return request
 
 
-def definition(work: SlowWork) -> ServiceDefinition[ServiceSettings]:
+LIMITS = "zhike.testing.v1.Limits"
+METHOD_NAMES = ("Echo", "Slow")
+ACCESS_RULES = {f"/{LIMITS}/{name}": MethodRule("identity.party.read") for name in METHOD_NAMES}
+
+
+def registration(work: SlowWork) -> Callable[[grpc.aio.Server], None]:
     methods = {"Echo": echo, "Slow": work.slow}
 
-    def wire(_platform: Platform[ServiceSettings]) -> Wiring:
-        def register(server: grpc.aio.Server) -> None:
-            handlers = {
-                name: grpc.unary_unary_rpc_method_handler(
-                    behaviour,
-                    request_deserializer=events_pb2.Ping.FromString,
-                    response_serializer=events_pb2.Ping.SerializeToString,
-                )
-                for name, behaviour in methods.items()
-            }
-            server.add_generic_rpc_handlers(
-                (grpc.method_handlers_generic_handler("zhike.testing.v1.Limits", handlers),)
+    def register(server: grpc.aio.Server) -> None:
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=events_pb2.Ping.FromString,
+                response_serializer=events_pb2.Ping.SerializeToString,
             )
+            for name, behaviour in methods.items()
+        }
+        server.add_generic_rpc_handlers(
+            (Counted(grpc.method_handlers_generic_handler(LIMITS, handlers), work),)
+        )
 
-        return Wiring(grpc_registrations=[register])
+    return register
+
+
+class Counted(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Counts the calls the server takes up: it looks their method up on their headers."""
+
+    def __init__(self, handlers: grpc.GenericRpcHandler, work: SlowWork) -> None:
+        self._handlers = handlers
+        self._work = work
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        found = self._handlers.service(details)
+        if found is not None:
+            self._work.taken_up += 1
+        return found
+
+
+def definition(work: SlowWork) -> ServiceDefinition[ServiceSettings]:
+    def wire(_platform: Platform[ServiceSettings]) -> Wiring:
+        return Wiring(grpc_registrations=[registration(work)])
 
     return ServiceDefinition(
         name="limits",
         settings_type=ServiceSettings,
-        grpc_service_names=("zhike.testing.v1.Limits",),
+        grpc_service_names=(LIMITS,),
         migrations=None,
         stream=None,
         wire=wire,
-        access_rules={
-            f"/zhike.testing.v1.Limits/{name}": MethodRule("identity.party.read")
-            for name in methods
-        },
+        access_rules=ACCESS_RULES,
     )
 
 
@@ -168,3 +206,143 @@ async def test_calls_beyond_the_concurrency_limit_are_refused_and_health_answers
         work.release.set()
         assert {(await task).key for task in held} == {"held-0", "held-1"}
         assert (await call(service, "Echo", events_pb2.Ping(key="after"))).key == "after"
+
+
+# --- Calls held open: headers sent, the request never (RELIABILITY.md S11, idle streams) ---
+
+
+def hold(
+    channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()
+) -> grpc.aio.StreamUnaryCall[events_pb2.Ping, events_pb2.Ping]:
+    """A call to a unary method that sends its headers and never its request: a client that
+    opens calls and falls silent. Nothing the server does once the request arrives (the token
+    check, the run-time cap) reaches such a call, unless it looks at the headers alone."""
+    open_call = channel.stream_unary(
+        f"/{LIMITS}/Echo",
+        request_serializer=events_pb2.Ping.SerializeToString,
+        response_deserializer=events_pb2.Ping.FromString,
+    )
+    return open_call(metadata=metadata)
+
+
+async def ending_of(
+    call: grpc.aio.StreamUnaryCall[events_pb2.Ping, events_pb2.Ping],
+) -> grpc.StatusCode:
+    """The status a held call ends with; a call the server keeps fails the test (after a wait
+    far beyond what ending it takes) instead of hanging it."""
+    code: grpc.StatusCode = await asyncio.wait_for(call.code(), timeout=20)
+    return code
+
+
+def without_valid_token() -> list[tuple[tuple[str, str], ...]]:
+    expired = TEST_ISSUER.mint(STAFF_ROLES, subject="held", ttl_seconds=-3600)
+    return [
+        (),
+        (("authorization", "Bearer not-a-jwt"),),
+        (("authorization", f"Bearer {expired}"),),
+        (),
+    ]
+
+
+async def test_calls_held_open_without_a_valid_token_are_refused_and_free_their_slots(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    limit = len(without_valid_token())
+    work = SlowWork()
+    async with (
+        limited_service(tmp_path, nats_server, work, max_concurrent_rpcs=limit) as service,
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as silent,
+    ):
+        held = [hold(silent, metadata) for metadata in without_valid_token()]
+        for one in held:
+            await one.wait_for_connection()
+        # As many as the server runs at once, and none sends its request: each is refused on
+        # its headers, so none holds a slot.
+        outcomes = [await ending_of(one) for one in held]
+        assert outcomes == [grpc.StatusCode.UNAUTHENTICATED] * limit
+        assert (await call(service, "Echo", events_pb2.Ping(key="authorised"))).key == "authorised"
+        assert await health_answers(service)
+        assert work.started == 0
+
+
+async def test_health_on_the_service_port_answers_while_calls_are_held_open_without_a_token(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    limit = 4
+    work = SlowWork()
+    async with (
+        limited_service(tmp_path, nats_server, work, max_concurrent_rpcs=limit) as service,
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as silent,
+    ):
+        held = [hold(silent) for _ in range(limit)]
+        for one in held:
+            await one.wait_for_connection()
+
+        async def all_taken_up() -> bool:
+            return work.taken_up == limit
+
+        await eventually(all_taken_up)
+
+        # A probe of the service port (a load balancer's, grpc-health-probe's) and the
+        # kubelet's of the health port.
+        async def health_on_both_ports() -> bool:
+            try:
+                on_service_port = await readiness(service.grpc_port) == SERVING
+            except grpc.aio.AioRpcError:  # RESOURCE_EXHAUSTED: the held calls fill the server
+                return False
+            return on_service_port and await health_answers(service)
+
+        await eventually(health_on_both_ports)
+        assert [await ending_of(one) for one in held] == [grpc.StatusCode.UNAUTHENTICATED] * limit
+
+
+async def test_a_call_held_open_by_an_authenticated_caller_ends_with_its_connections_age(
+    tmp_path: Path,
+) -> None:
+    # The service as build_server makes it, with a connection age of a second (minutes in a
+    # deployment) and a grace of a second for the calls in flight.
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'aged.db'}"
+    database = Database(database_url)
+    await apply_migrations(database, None)
+    settings = ServiceSettings(**(TEST_SETTINGS | {"database_url": database_url}))
+    health = HealthReporter([LIMITS])
+    await health.start()
+    await health.update(True, broker_connected=True)
+    server = build_server(
+        Telemetry("limits"),
+        health,
+        [registration(SlowWork())],
+        [LIMITS],
+        access=access_control(settings, AuditLog(database, dt.timedelta(days=1100)), ACCESS_RULES),
+        max_message_bytes=settings.max_message_bytes,
+        max_concurrent_rpcs=settings.max_concurrent_rpcs,
+        deadline_cap_seconds=settings.max_rpc_seconds,
+        enable_reflection=False,
+        max_connection_age_seconds=1.0,
+        max_connection_age_grace_seconds=1.0,
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    token = (("authorization", f"Bearer {TEST_ISSUER.mint(STAFF_ROLES, subject='held')}"),)
+    try:
+        # One long-lived channel, as a service keeps to another it calls.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo_call = channel.unary_unary(
+                f"/{LIMITS}/Echo",
+                request_serializer=events_pb2.Ping.SerializeToString,
+                response_deserializer=events_pb2.Ping.FromString,
+            )
+            before = await echo_call(events_pb2.Ping(key="before"), metadata=token, timeout=10)
+            assert before.key == "before"
+            held = hold(channel, token)
+            await held.wait_for_connection()
+            # The connection is told to go (GOAWAY) at its age and closed after the grace: the
+            # held call ends then, as any call still on it would.
+            assert await ending_of(held) is grpc.StatusCode.UNAVAILABLE
+            # The same channel connects again by itself.
+            after = await echo_call(events_pb2.Ping(key="after"), metadata=token, timeout=10)
+            assert after.key == "after"
+            assert await readiness(port) == SERVING
+    finally:
+        await server.stop(None)
+        await database.dispose()

@@ -24,6 +24,7 @@ from zhike_runtime.auth.access import (
     PURPOSE_HEADER,
     AccessControl,
     CallAccess,
+    Caller,
     bind_call,
     unbind_call,
 )
@@ -62,19 +63,39 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         if handler.unary_unary is None:
             return _refusing(handler)
+        # Who is calling, from the headers alone: the call holds one of the server's
+        # maximum_concurrent_rpcs from its headers on, and a request that never comes would
+        # hold it for ever (RELIABILITY.md S11). A caller refused here is answered at once by
+        # a stream-unary handler, which runs without waiting for the request.
+        pairs = tuple(details.invocation_metadata or ())
+        try:
+            caller: Caller | Exception = await self._access.authenticate(pairs)
+        except Exception as error:  # noqa: BLE001 - answered, logged and counted as any error
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap(method, handler.unary_unary, pairs, error),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         return grpc.unary_unary_rpc_method_handler(
-            self._wrap(method, handler.unary_unary),
+            self._wrap(method, handler.unary_unary, pairs, caller),
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
-    def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+    def _wrap(
+        self,
+        method: str,
+        behavior: Behavior,
+        pairs: tuple[tuple[str, Any], ...],
+        caller: Caller | Exception,
+    ) -> Behavior:
+        """The call's handler, for a caller the headers named, or refused with `caller`, the
+        error authentication raised (then `request` is the stream of a request never read)."""
         telemetry = self._telemetry
         access_control = self._access
         deadline_cap = self._deadline_cap
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            pairs = tuple(context.invocation_metadata() or ())
             metadata = {key: value for key, value in pairs if isinstance(value, str)}
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -85,8 +106,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             trace_id = f"{span.get_span_context().trace_id:032x}"
             aborting: grpc.Status | None = None
             try:
-                # Who is calling, before anything about the request is looked at.
-                caller = await access_control.authenticate(pairs)
+                if isinstance(caller, Exception):  # refused on its headers: answered here
+                    raise caller
                 if isinstance(request, _Undecodable):
                     # e.g. invalid UTF-8 in a string field: refuse it as bad input rather
                     # than let grpc answer UNKNOWN with the parser's exception class.
@@ -251,12 +272,30 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return deserialize
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+# A connection is told to go (HTTP/2 GOAWAY) at this age, give or take the 10 % gRPC adds so
+# that a replica's connections do not all go at once; its caller's channel opens a new one for
+# the next call. Whatever a connection holds is then bounded in time (a call whose request
+# never comes has no other limit), and callers spread over replicas added since they connected.
+MAX_CONNECTION_AGE_SECONDS = 300.0
+# Calls still running on a connection told to go get this long beyond the server's cap on a
+# call's run time (`deadline_cap_seconds`) to finish; then the connection is closed, and a call
+# still on it (one holding its request back) ends UNAVAILABLE.
+CONNECTION_GRACE_BEYOND_CAP_SECONDS = 5.0
+
+
+def server_options(
+    max_message_bytes: int,
+    *,
+    max_connection_age_seconds: float,
+    max_connection_age_grace_seconds: float,
+) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_concurrent_streams", 256),
         ("grpc.max_metadata_size", 16 * 1024),
+        ("grpc.max_connection_age_ms", round(max_connection_age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", round(max_connection_age_grace_seconds * 1000)),
         # Two processes must never share a port silently.
         ("grpc.so_reuseport", 0),
     ]
@@ -312,7 +351,15 @@ def build_server(
     max_concurrent_rpcs: int,
     deadline_cap_seconds: float,
     enable_reflection: bool,
+    max_connection_age_seconds: float = MAX_CONNECTION_AGE_SECONDS,
+    max_connection_age_grace_seconds: float | None = None,
 ) -> grpc.aio.Server:
+    """`max_connection_age_grace_seconds`: by default the cap on a call's run time and
+    CONNECTION_GRACE_BEYOND_CAP_SECONDS, so that every call in flight can finish."""
+    if max_connection_age_grace_seconds is None:
+        max_connection_age_grace_seconds = (
+            deadline_cap_seconds + CONNECTION_GRACE_BEYOND_CAP_SECONDS
+        )
     server = grpc.aio.server(
         # Transport checks (the client certificate's name) before tokens, audit or handlers.
         interceptors=[
@@ -321,7 +368,11 @@ def build_server(
             *pre_interceptors,
             ServiceInterceptor(telemetry, access, deadline_cap_seconds=deadline_cap_seconds),
         ],
-        options=server_options(max_message_bytes),
+        options=server_options(
+            max_message_bytes,
+            max_connection_age_seconds=max_connection_age_seconds,
+            max_connection_age_grace_seconds=max_connection_age_grace_seconds,
+        ),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     for register in registrations:
@@ -338,6 +389,12 @@ def build_server(
 
 
 def build_health_server(health_reporter: HealthReporter) -> grpc.aio.Server:
-    server = grpc.aio.server(options=server_options(64 * 1024))
+    # Health calls take no time: the grace is the margin alone.
+    options = server_options(
+        64 * 1024,
+        max_connection_age_seconds=MAX_CONNECTION_AGE_SECONDS,
+        max_connection_age_grace_seconds=CONNECTION_GRACE_BEYOND_CAP_SECONDS,
+    )
+    server = grpc.aio.server(options=options)
     health_pb2_grpc.add_HealthServicer_to_server(health_reporter.servicer, server)
     return server
