@@ -55,6 +55,21 @@ async def surviving_party(uow: IdentityUnitOfWork, party_id: str) -> str:
         current = state.retired_into
 
 
+async def surviving_parties(uow: IdentityUnitOfWork, party_ids: Sequence[str]) -> dict[str, str]:
+    """`surviving_party` of each party, in one query: a merge moves the records with it, so the
+    party a record is read in has rarely been merged away since (one that has is followed)."""
+    unique = list(dict.fromkeys(party_ids))
+    states = await uow.parties.get_many(unique)
+    survivors: dict[str, str] = {}
+    for party_id in unique:
+        state = states.get(party_id)
+        if state is not None and state.retired_into is None:
+            survivors[party_id] = party_id
+        else:
+            survivors[party_id] = await surviving_party(uow, party_id)
+    return survivors
+
+
 # The history entries that name the records a party held when it was retired (merged, emptied by
 # moves) or that left it earlier.
 _RECORDS_LEFT = frozenset(

@@ -47,14 +47,16 @@ class RecordStore(Protocol):
         ...
 
     async def of_parties(self, party_ids: Sequence[str]) -> list[StoredRecord]: ...
-    async def with_blocking_keys(
-        self, keys: Sequence[str], exclude: SourceRecordKey | None
-    ) -> list[StoredRecord]: ...
+    async def with_every_key(self, keys: Sequence[str], limit: int) -> list[StoredRecord]:
+        """The records indexed under every one of `keys`, in key order, at most `limit` of them:
+        the work grows with what the narrowest key holds, never with a common value's block."""
+        ...
+
     async def with_candidates(
         self, key: SourceRecordKey, keys: Sequence[str]
     ) -> tuple[StoredRecord | None, list[StoredCandidate]]:
-        """The record stored under `key` (None if new) and, as `with_blocking_keys` with it
-        excluded, the records indexed under any of `keys`: one query where a link needs both.
+        """The record stored under `key` (None if new) and the other records indexed under any
+        of `keys`: one query where a link needs both.
         The candidates come as the matcher reads them, not as whole StoredRecords: a link
         reads dozens (about 20 at a million records, 50 at 20,000), and building each record
         with its evidence and enums cost more than comparing it."""

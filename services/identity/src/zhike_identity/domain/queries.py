@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from zhike_identity.domain.golden import golden_record
-from zhike_identity.domain.matching.blocking import index_key
+from zhike_identity.domain.matching.blocking import (
+    STRONG_PREFIXES,
+    index_key,
+    name_and_birth_date_keys,
+)
 from zhike_identity.domain.matching.features import RecordFeatures
+from zhike_identity.domain.matching.resolver import BLOCK_LIMIT, STRONG_BLOCK_LIMIT
 from zhike_identity.domain.model import HistoryEntry, PartyView, SourceRecordKey
 from zhike_identity.domain.normalise import (
     Unusable,
@@ -17,10 +23,10 @@ from zhike_identity.domain.normalise import (
     normalise_name,
     normalise_phone,
 )
-from zhike_identity.domain.parties import features_of, surviving_party
+from zhike_identity.domain.parties import features_of, surviving_parties, surviving_party
 from zhike_identity.domain.ports import IdentityUnitOfWork
 from zhike_identity.domain.validation import validate_key
-from zhike_runtime.errors import NotFound
+from zhike_runtime.errors import FailedPrecondition, NotFound
 from zhike_runtime.validation import Violations
 
 
@@ -74,21 +80,27 @@ class PartyQueries:
             return await uow.history.of_party(party_id)
 
     async def find_parties(self, query: PartyQuery) -> list[str]:
-        key, matches = _query_key(query, self._clock().astimezone(self._zone).date())
+        """The parties of the records the query finds, in the order of their records' keys.
+        FailedPrecondition (naming the criterion, never its value) when more records hold it
+        than a search reads: a list cut short would pass for the whole answer."""
+        lookup = _lookup(query, self._clock().astimezone(self._zone).date())
         async with self._unit_of_work() as uow:
             if query.source_record is not None:
                 found = await uow.records.get(query.source_record)
                 records = [found] if found else []
             else:
-                records = await uow.records.with_blocking_keys([key], exclude=None)
-            party_ids: list[str] = []
-            for stored in records:
-                if matches is not None and not matches(features_of(stored)):
-                    continue
-                surviving = await surviving_party(uow, stored.party_id)
-                if surviving not in party_ids:
-                    party_ids.append(surviving)
-        return party_ids
+                # One more than it may read: enough to tell that the value is held by more.
+                records = await uow.records.with_every_key(lookup.keys, lookup.limit + 1)
+                if len(records) > lookup.limit:
+                    raise FailedPrecondition(
+                        f"too many records match to list them all (more than {lookup.limit}): "
+                        "search by another criterion, such as an ID number",
+                        lookup.criterion,
+                    )
+            if lookup.matches is not None:
+                records = [s for s in records if lookup.matches(features_of(s))]
+            survivors = await surviving_parties(uow, [s.party_id for s in records])
+        return list(dict.fromkeys(survivors[s.party_id] for s in records))
 
 
 def _require_uuid(field: str, value: str) -> None:
@@ -107,10 +119,25 @@ _CRITERIA = (
 )
 
 
-def _query_key(
-    query: PartyQuery, today: dt.date
-) -> tuple[str, Callable[[RecordFeatures], bool] | None]:
-    """The blocking key that finds a query's records, and a filter for the rest of it."""
+@dataclass(frozen=True)
+class _Lookup:
+    """How a query finds its records: those indexed under every one of `keys`, at most `limit`
+    of them (as linking reads a block: a value held by more is too common to tell customers
+    apart), then those `matches` keeps. `criterion` is the request's field, for errors."""
+
+    criterion: str
+    keys: list[str]
+    limit: int
+    matches: Callable[[RecordFeatures], bool] | None = None
+
+
+def _limited(criterion: str, keys: list[str]) -> _Lookup:
+    strong = all(k.startswith(STRONG_PREFIXES) for k in keys)
+    return _Lookup(criterion, keys, STRONG_BLOCK_LIMIT if strong else BLOCK_LIMIT)
+
+
+def _lookup(query: PartyQuery, today: dt.date) -> _Lookup:
+    """The keys that find a query's records, and a filter for the rest of it."""
     v = Violations()
     given = [
         bool(query.source_record),
@@ -127,18 +154,18 @@ def _query_key(
         if query.source_record is not None:
             validate_key(v, "source_record", query.source_record)
             v.raise_if_any()
-            return "", None
+            return _Lookup("source_record", [], 1)
         if query.id_number:
             kind = query.id_type or "RESIDENT_ID"
             document = normalise_id(kind, query.id_number, today)
             if document.kind == "RESIDENT_ID" and not document.valid:
                 v.add("id_number.id_number", "not a valid resident ID number (check character)")
                 v.raise_if_any()
-            return f"id:{document.kind}:{document.number}", None
+            return _limited("id_number", [f"id:{document.kind}:{document.number}"])
         if query.phone:
-            return index_key(f"ph:{normalise_phone(query.phone).e164}"), None
+            return _limited("phone", [index_key(f"ph:{normalise_phone(query.phone).e164}")])
         if query.email:
-            return index_key(f"em:{normalise_email(query.email)}"), None
+            return _limited("email", [index_key(f"em:{normalise_email(query.email)}")])
         name = normalise_name(query.full_name)
     except Unusable as error:
         unusable = error.reason
@@ -149,8 +176,12 @@ def _query_key(
         v.add(field, f"not usable: {unusable}")
         v.raise_if_any()
         raise AssertionError("unreachable: a violation was added")
-    if query.birth_date is None:
+    born = query.birth_date
+    if born is None:
         v.add("name_and_birth_date.birth_date", "is required with a name")
         v.raise_if_any()
-    born = query.birth_date
-    return index_key(f"nm:{name.full}"), lambda f: f.birth_date == born
+        raise AssertionError("unreachable: a violation was added")
+    # By the name and the birth date together, not by the name alone: 王伟 may be tens of
+    # thousands of records, 王伟 born on one day a handful.
+    lookup = _limited("name_and_birth_date", name_and_birth_date_keys(name, born))
+    return dataclasses.replace(lookup, matches=lambda f: f.birth_date == born)

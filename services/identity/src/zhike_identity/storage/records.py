@@ -141,7 +141,7 @@ def _candidates(
         )
         candidate_key = SourceRecordKey(system, record_id)
         found[candidate_key] = StoredCandidate(candidate_key, party_id, raw)
-    # In the database's key order, as with_blocking_keys returns them.
+    # In the database's key order.
     return itself, list(found.values())
 
 
@@ -156,23 +156,41 @@ _RECORD_BY_KEY = sa.select(source_record).where(
     source_record.c.source_system == sa.bindparam("system"),
     source_record.c.source_record_id == sa.bindparam("record_id"),
 )
-_holders = (
-    sa.select(blocking_key.c.source_system, blocking_key.c.source_record_id)
-    .where(blocking_key.c.key.in_(sa.bindparam("keys", expanding=True)))
-    .distinct()
-    .subquery()
-)
-_RECORDS_WITH_KEYS = (
-    sa.select(source_record)
-    .join(
-        _holders,
-        sa.and_(
-            _holders.c.source_system == source_record.c.source_system,
-            _holders.c.source_record_id == source_record.c.source_record_id,
-        ),
+
+
+def _records_with_every_key(keys: int) -> sa.Select[Any]:
+    """Records indexed under each of `keys` keys (bound as key_0, key_1…), in key order, at most
+    `limit`: driven by the index rows of key_0 (in key order already, so the limit stops the
+    read), each checked for the others by their primary key."""
+    c = source_record.c
+    holder = blocking_key.alias("holder")
+    query = (
+        sa.select(source_record)
+        .join(
+            holder,
+            sa.and_(
+                holder.c.source_system == c.source_system,
+                holder.c.source_record_id == c.source_record_id,
+            ),
+        )
+        .where(holder.c.key == sa.bindparam("key_0"))
     )
-    .order_by(source_record.c.source_system, source_record.c.source_record_id)
-)
+    for n in range(1, keys):
+        also = blocking_key.alias(f"also_{n}")
+        query = query.where(
+            sa.exists().where(
+                also.c.key == sa.bindparam(f"key_{n}"),
+                also.c.source_system == c.source_system,
+                also.c.source_record_id == c.source_record_id,
+            )
+        )
+    return query.order_by(c.source_system, c.source_record_id).limit(
+        sa.bindparam("limit", type_=sa.Integer)
+    )
+
+
+# By one key (an ID number, a phone, an e-mail) or two (a name and a birth date).
+_RECORDS_WITH_EVERY_KEY = {n: _records_with_every_key(n) for n in (1, 2)}
 
 
 def _one_of(column: sa.ColumnElement[str], name: str, postgres: bool) -> sa.ColumnElement[bool]:
@@ -384,16 +402,18 @@ class SqlRecordStore:
         )
         return [_stored(row, self._protection) for row in rows]
 
-    async def with_blocking_keys(
-        self, keys: Sequence[str], exclude: SourceRecordKey | None
-    ) -> list[StoredRecord]:
-        if not keys:
+    async def with_every_key(self, keys: Sequence[str], limit: int) -> list[StoredRecord]:
+        unique = list(dict.fromkeys(keys))
+        if not unique or limit <= 0:
             return []
-        rows = await self._session.execute(
-            _RECORDS_WITH_KEYS, {"keys": self._protection.index_keys(keys)}
-        )
-        found = [_stored(row, self._protection) for row in rows]
-        return [r for r in found if r.key != exclude]
+        statement = _RECORDS_WITH_EVERY_KEY.get(len(unique))
+        if statement is None:
+            statement = _records_with_every_key(len(unique))
+        values: dict[str, Any] = {
+            f"key_{n}": k for n, k in enumerate(self._protection.index_keys(unique))
+        }
+        rows = await self._session.execute(statement, values | {"limit": limit})
+        return [_stored(row, self._protection) for row in rows]
 
     async def with_candidates(
         self, key: SourceRecordKey, keys: Sequence[str]

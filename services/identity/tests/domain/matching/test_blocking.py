@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from zhike_identity.domain.matching.blocking import MAX_KEY_LENGTH, blocking_keys
+import datetime as dt
+
+import pytest
+
+from zhike_identity.domain.matching.blocking import (
+    MAX_KEY_LENGTH,
+    blocking_keys,
+    name_and_birth_date_keys,
+)
 from zhike_identity.domain.matching.features import RawRecord, extract_features
+from zhike_identity.domain.normalise import normalise_name
 
 
 def shared_keys(a: RawRecord, b: RawRecord) -> set[str]:
@@ -80,3 +89,34 @@ def test_birth_dates_with_day_and_month_swapped_or_a_mistyped_day_share_a_key() 
     assert "bi:1960-07-03:c" in shared_keys(a, swapped)
     mistyped = RawRecord("x", "c", full_name="Robert Chan", birth_date="1960-07-08")
     assert "bm:1960-07:c" in shared_keys(a, mistyped)
+
+
+@pytest.mark.parametrize(
+    ("asked", "record"),
+    [
+        ("王伟", RawRecord("x", "a", full_name="王伟", birth_date="1985-03-02")),
+        ("王伟", RawRecord("x", "a", full_name="WANG WEI", birth_date="1985年3月2日")),
+        # The same name with another split into surname and given name: no `sb`/`gb` in common.
+        ("欧阳修", RawRecord("x", "a", full_name="欧 阳修", birth_date="1985-03-02")),
+        (
+            "阿依古丽·买买提",
+            RawRecord("x", "a", full_name="阿依古丽·买买提", birth_date="1985-03-02"),
+        ),
+        ("王", RawRecord("x", "a", full_name="王", birth_date="1985-03-02", phone="13912345678")),
+        # The birth date only in the resident ID number.
+        (
+            "王伟",
+            RawRecord(
+                "x", "a", full_name="王伟", id_type="RESIDENT_ID", id_number="110105198503020011"
+            ),
+        ),
+    ],
+)
+def test_every_record_of_a_name_and_birth_date_holds_the_keys_that_find_it(
+    asked: str, record: RawRecord
+) -> None:
+    keys = name_and_birth_date_keys(normalise_name(asked), dt.date(1985, 3, 2))
+
+    assert set(keys) <= set(blocking_keys(extract_features(record)))
+    # Not the name alone: a look-up by name and birth date never reads every 王伟.
+    assert [k[:3] for k in keys] == ["bi:", "nm:"]

@@ -12,7 +12,7 @@ import hashlib
 import re
 
 from zhike_identity.domain.matching.features import RecordFeatures
-from zhike_identity.domain.normalise import Address
+from zhike_identity.domain.normalise import Address, PersonName
 
 # Keys on exact identifiers: always used, however large their block (a real shared identifier
 # is what the scoring must see).
@@ -108,6 +108,16 @@ def blocking_keys(record: RecordFeatures) -> list[str]:
         else:
             keys.append(f"bd:{birth}")
     return [k if len(k) <= MAX_KEY_LENGTH else index_key(k) for k in keys]
+
+
+def name_and_birth_date_keys(name: PersonName, born: dt.date) -> list[str]:
+    """Keys that every record with this name (its `full` form, however it was written or split
+    into surname and given name) and birth date is indexed under, narrowest first: the birth date
+    with the name's first letter (`bi`: the initial of the surname, or of the given name when
+    there is no surname), then the name. The records holding both are those of the name born
+    that day (and, for a record without identifiers, on the day with day and month swapped): a
+    look-up by both reads those, and never every 王伟 in the store."""
+    return [index_key(f"bi:{born.isoformat()}:{name.full[:1]}"), index_key(f"nm:{name.full}")]
 
 
 def _initials(first: str, second: str) -> tuple[str, ...]:
