@@ -66,10 +66,11 @@ async def test_replicas_starting_together_migrate_once(database_url: str) -> Non
             await database.dispose()
 
 
-# --- DDL never queues behind live traffic (issue 10, defect 5) ---
+# --- DDL does not wait long for its locks in front of live traffic (issue 10, defect 5) ---
 # A migration's ALTER TABLE waits for an ACCESS EXCLUSIVE lock; while it waits, every later
 # query on that table queues behind it. The migration session's lock_timeout bounds that wait
-# and its statement_timeout bounds how long a statement may hold what it took.
+# and its statement_timeout each statement's run time. What a statement locked stays locked
+# until the whole run commits (test_migration_locks.py).
 
 WIDGET_V1 = """
 revision = "widget_0001"

@@ -31,7 +31,7 @@ from zhike_runtime.events.consumer import AfterCommitHook, ConsumerSpec, EventCo
 from zhike_runtime.events.relay import AfterPublishHook, OutboxRelay
 from zhike_runtime.grpc_server import HealthReporter, build_health_server, build_server
 from zhike_runtime.logs import configure_logging
-from zhike_runtime.migrations import apply_migrations
+from zhike_runtime.migrations import MigrationError, apply_migrations, downgrade_migrations
 from zhike_runtime.paging import PageTokens
 from zhike_runtime.redaction import describe_error
 from zhike_runtime.settings import ServiceSettings, load_settings
@@ -372,29 +372,67 @@ async def _serve(definition: ServiceDefinition[S], settings: S) -> None:
         log.error("shutdown exceeded the grace period; exiting anyway")
 
 
-async def _migrate(definition: ServiceDefinition[S], settings: S) -> None:
+async def _migrate(
+    definition: ServiceDefinition[S], settings: S, down_to: Sequence[str] = ()
+) -> None:
     database = database_for(settings)
+    lock_timeout = settings.migration_lock_timeout_seconds
+    statement_timeout = settings.migration_statement_timeout_seconds
+    undone: list[str] = []
     try:
-        await apply_migrations(
-            database,
-            definition.migrations,
-            field_keys(settings),
-            lock_timeout_seconds=settings.migration_lock_timeout_seconds,
-            statement_timeout_seconds=settings.migration_statement_timeout_seconds,
-        )
+        if down_to:
+            undone = await downgrade_migrations(
+                database,
+                definition.migrations,
+                down_to,
+                field_keys(settings),
+                lock_timeout_seconds=lock_timeout,
+                statement_timeout_seconds=statement_timeout,
+            )
+        else:
+            await apply_migrations(
+                database,
+                definition.migrations,
+                field_keys(settings),
+                lock_timeout_seconds=lock_timeout,
+                statement_timeout_seconds=statement_timeout,
+            )
     finally:
         await database.dispose()
-    log.info("migrations applied")
+    if not down_to:
+        log.info("migrations applied")
+    elif undone:
+        log.info("migrations undone: %s (now at %s)", ", ".join(undone), ", ".join(down_to))
+    else:
+        log.info("nothing to undo: already at %s", ", ".join(down_to))
 
 
 def run(definition: ServiceDefinition[S], argv: Sequence[str] | None = None) -> None:
-    """Entry point of `python -m zhike_<service> [serve|migrate]`."""
+    """Entry point of `python -m zhike_<service> [serve|migrate [--down-to REVISION]...]`."""
     parser = argparse.ArgumentParser(prog=f"zhike_{definition.name}")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    parser.add_argument(
+        "--down-to",
+        action="append",
+        default=[],
+        metavar="REVISION",
+        help=(
+            "with migrate: undo the migrations applied after REVISION (the service's, e.g. "
+            f"{definition.name}_0003, or the runtime's, e.g. runtime_0002; give one of each to "
+            "take both down), before rolling back to a release that ends there"
+        ),
+    )
     args = parser.parse_args(argv)
+    if args.down_to and args.command != "migrate":
+        parser.error("--down-to goes with migrate")
     settings = load_settings(definition.settings_type)
     configure_logging(definition.name, settings.log_level)
     if args.command == "migrate":
-        asyncio.run(_migrate(definition, settings))
+        try:
+            asyncio.run(_migrate(definition, settings, args.down_to))
+        except MigrationError as error:
+            # Its message says what stopped it and what to do; nothing was changed.
+            log.error("%s", error)
+            raise SystemExit(1) from None
     else:
         asyncio.run(_serve(definition, settings))

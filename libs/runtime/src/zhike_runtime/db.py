@@ -49,6 +49,9 @@ _PING_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DISCONNECT_ERROR
 # How long an SQLite transaction waits for its turn: for the process's one connection, and for
 # the file lock held by another process (busy_timeout).
 SQLITE_WAIT_SECONDS = 30
+# How long a service's PostgreSQL connection waits for a statement's answer: a request's
+# statement that runs longer has no caller left to answer.
+COMMAND_TIMEOUT_SECONDS = 30.0
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:
@@ -225,9 +228,14 @@ class Database:
         *,
         tls: ssl.SSLContext | str | None = None,
         pool_timeout_seconds: float = 10.0,
+        command_timeout_seconds: float | None = COMMAND_TIMEOUT_SECONDS,
     ) -> None:
+        """`command_timeout_seconds` (PostgreSQL): how long the client waits for a statement's
+        answer before it gives up (None: for ever). The migrations' own connection has none
+        (zhike_runtime.migrations): their server-side timeouts bound them."""
         parsed = make_url(url)
         self.url = url
+        self.tls = tls
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
@@ -257,7 +265,6 @@ class Database:
                 "pool_timeout": pool_timeout_seconds,
                 "connect_args": {
                     "timeout": 5,
-                    "command_timeout": 30,
                     # An IN list renders one placeholder per value, so each list length is its
                     # own statement: the default cache of 100 churned and re-prepared (a round
                     # trip each) on the identity service's hot path.
@@ -267,6 +274,8 @@ class Database:
                     "server_settings": {"jit": "off"},
                 },
             }
+            if command_timeout_seconds is not None:
+                kwargs["connect_args"]["command_timeout"] = command_timeout_seconds
             if tls is not None:  # postgres_ssl(): an sslmode, or a context that verifies
                 kwargs["connect_args"]["ssl"] = tls
         # Bound values are names, ID numbers and phones: never in a log line or an exception's
