@@ -94,9 +94,9 @@ CASES = [
     ("London window's end on the spring change day", utc(2026, 3, 29, 19, 30), LONDON, NIGHT, MARKETING, DST_SUNDAYS, utc(2026, 3, 30, 8, 0)),
     ("London window on the autumn change day", utc(2026, 10, 25, 7, 0), LONDON, NIGHT, MARKETING, DST_SUNDAYS, utc(2026, 10, 25, 9, 0)),
     ("London just before the window's end on the autumn change day", utc(2026, 10, 25, 19, 59), LONDON, NIGHT, MARKETING, DST_SUNDAYS, utc(2026, 10, 25, 19, 59)),
-    # A quiet-hours end the clocks skip (01:30 does not exist on 29 March): the later reading,
-    # 02:30 BST, never earlier than the customer asked.
-    ("London quiet hours ending in the skipped hour", utc(2026, 3, 29, 0, 30), LONDON, hours((22, 0), (1, 30)), SERVICE, CN, utc(2026, 3, 29, 1, 30)),
+    # A quiet-hours end the clocks skip (01:30 does not exist on 29 March): when they skip it,
+    # 01:00 GMT → 02:00 BST; from then the clock reads past 01:30.
+    ("London quiet hours ending in the skipped hour", utc(2026, 3, 29, 0, 30), LONDON, hours((22, 0), (1, 30)), SERVICE, CN, utc(2026, 3, 29, 1, 0)),
     # 01:30 happens twice on 25 October: quiet hours starting then start at the first one.
     ("London quiet hours starting in the repeated hour", utc(2026, 10, 25, 0, 10), LONDON, hours((1, 30), (6, 0)), SERVICE, CN, utc(2026, 10, 25, 0, 10)),
     ("London inside quiet hours begun in the repeated hour", utc(2026, 10, 25, 0, 40), LONDON, hours((1, 30), (6, 0)), SERVICE, CN, utc(2026, 10, 25, 6, 0)),

@@ -6,10 +6,13 @@
   working days) inside the policy's daytime window, and outside the customer's quiet hours.
 
 Everything is in the customer's local wall time: the window, the quiet hours and which day it
-is. On days a zone changes its clocks, a wall time that does not exist (spring forward) or exists
-twice (fall back) is read the way that keeps the message quieter: an allowed stretch starts at the
-later reading and ends at the earlier one. So nothing ever goes out in quiet hours; at worst it
-goes out up to an hour later than it could have.
+is. On days a zone changes its clocks, an allowed stretch that starts or ends at a wall time the
+clocks skip (spring forward) starts or ends at the instant they skip it. At a wall time they show
+twice (fall back) it starts at the later reading and ends at the earlier one, which keeps the
+message quieter: quiet hours begun at the first 01:30 last to their end, though the clock shows
+01:00–01:30 again. So nothing ever goes out in quiet hours, and a message goes out at the first
+moment its wall time allows — except that moments in an hour the clocks repeat may be passed
+over, and it then goes out no later than the first allowed moment whose wall time occurs once.
 """
 
 from __future__ import annotations
@@ -175,13 +178,24 @@ def _minus(
 
 
 def _instant(day: dt.date, wall: dt.time, zone: dt.tzinfo, *, later: bool) -> dt.datetime:
-    """The instant of a local wall time; for a wall time that does not exist or exists twice,
-    the later or the earlier of its two readings (PEP 495 folds)."""
-    readings = (
-        dt.datetime.combine(day, wall, tzinfo=zone).astimezone(dt.UTC),
-        dt.datetime.combine(day, wall, tzinfo=zone).replace(fold=1).astimezone(dt.UTC),
-    )
-    return max(readings) if later else min(readings)
+    """The instant of a local wall time: for one the clocks show twice (fall back), the later or
+    the earlier of its two readings; for one they skip (spring forward), the instant they skip
+    it, whether it starts or ends an allowed stretch."""
+    local = dt.datetime.combine(day, wall, tzinfo=zone)
+    fold0, fold1 = local.astimezone(dt.UTC), local.replace(fold=1).astimezone(dt.UTC)  # PEP 495
+    if fold0 <= fold1:  # occurs once (equal) or twice (fold 0 is the first time)
+        return fold1 if later else fold0
+    # Skipped: fold 0 reads it with the offset before the change and fold 1 with the one after,
+    # so the change lies between their instants. Halve that span down to the microsecond.
+    before, after = fold1, fold0
+    offset_before = before.astimezone(zone).utcoffset()
+    while after - before > dt.timedelta(microseconds=1):
+        middle = before + (after - before) / 2
+        if middle.astimezone(zone).utcoffset() == offset_before:
+            before = middle
+        else:
+            after = middle
+    return after  # the first instant on the new offset
 
 
 def _next_midnight(day: dt.date, zone: dt.tzinfo) -> dt.datetime:
