@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from zhike.notifications.v1 import events_pb2 as notifications_pb
 from zhike.profile.v1 import events_pb2
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_profile.app import DEFINITION
@@ -24,7 +25,7 @@ from zhike_profile.domain.service import (
     RecordLink,
 )
 from zhike_profile.storage.repository import SqlProfileUnitOfWork
-from zhike_profile.transport import codec
+from zhike_profile.transport import codec, notifications_codec
 from zhike_profile.transport.source_codec import decode_source_event
 from zhike_runtime.db import Database, insert_for
 from zhike_runtime.events.schema import inbox_event, outbox_event
@@ -148,6 +149,28 @@ class Harness:
         return await self.deliver(
             event_id,
             lambda unit: self.updates.golden_record(unit, party_id, name, birth_date, at),
+        )
+
+    async def consent_withdrawn(
+        self, event_id: str, message: notifications_pb.ConsentWithdrawn
+    ) -> bool:
+        """Notifications' ConsentWithdrawn (a reply "TD", an unsubscribe link), decoded as its
+        consumer decodes it."""
+        party_id, notification_id, withdrawal = notifications_codec.consent_withdrawal(message)
+        return await self.deliver(
+            event_id,
+            lambda unit: self.updates.consent_withdrawn_by_message(
+                unit, party_id, notification_id, withdrawal
+            ),
+        )
+
+    async def notification_sent(
+        self, event_id: str, message: notifications_pb.NotificationSent
+    ) -> bool:
+        """Notifications' NotificationSent, decoded as its consumer decodes it."""
+        party_id, sent, at = notifications_codec.sent_message(message)
+        return await self.deliver(
+            event_id, lambda unit: self.updates.message_sent(unit, party_id, sent, at)
         )
 
     # --- reading ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Any interleaving of duplicated, reordered and delayed source and identity events ends in the
-same profiles as in-order delivery (Hypothesis, stateful), on SQLite and PostgreSQL.
+"""Any interleaving of duplicated, reordered and delayed source, identity and notifications
+events ends in the same profiles as in-order delivery (Hypothesis, stateful), on SQLite and
+PostgreSQL.
 
 The machine plays a bank: identity links records to parties, moves them, merges and splits
 parties (each record's link version rising as identity's does), and at a split re-routes each
@@ -7,13 +8,19 @@ retired id that led to the split party by the records it brought there — to th
 the party kept, or nowhere (each retired id's forwarding version rising); the source systems open and
 close accounts, change balances, post transactions, upgrade cards, record consents, preferences,
 risk assessments and contacts (each account's sequence, each record's fact versions rising) —
-for records identity has linked and for records it has not linked yet. Every event goes at once,
-in order, to one store; to the other it goes when the machine decides: late, out of order,
-several times. At the end the second store gets whatever is still pending, and every party's
+for records identity has linked and for records it has not linked yet; notifications sends
+messages (NotificationSent) to whichever party id it holds — live, merged away, re-routed or
+ended — and customers withdraw consent by replying to one or unsubscribing (ConsentWithdrawn,
+versioned by the time of the reply, which notifications may publish after newer branch
+consents), and its relay publishes some events again under new event ids. Every event goes at
+once, in order, to one store; to the other it goes when the machine decides: late, out of order,
+several times (notifications' events, on a stream with a consumer of its own, also ahead of the
+rest). At the end the second store gets whatever is still pending, and every party's
 profile — records, name, birth date, holdings, balances, activity, consents, preferences, risk,
-tier, value, segments, and the snapshot its last ProfileChanged described — must be the same in
-both; and every id, retired or not, must read as the party identity's forwarding leads it to
-(NOT_FOUND where it leads nowhere).
+tier, value, segments, the contact history ListInteractions pages through (messages sent
+included), and the snapshot its last ProfileChanged described — must be the same in both; and
+every id, retired or not, must read as the party identity's forwarding leads it to (NOT_FOUND
+where it leads nowhere).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, TypeAlias
 
 import pytest
 import sqlalchemy as sa
@@ -30,6 +37,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
+from zhike.notifications.v1 import events_pb2 as notifications_pb
+from zhike.notifications.v1 import notifications_pb2
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_profile.app import DEFINITION
 from zhike_profile.domain.facts import SourceKey
@@ -51,6 +60,14 @@ KEYS = (
 )
 ACCOUNTS = ("A", "B")
 CURRENCIES = {"A": "CNY", "B": "USD"}
+# The channels notifications sends on that the source systems record consent for (SMS, e-mail),
+# and where a withdrawal on each is captured (one place per channel: two withdrawals of one
+# party captured at the same instant are then the same fact).
+NotificationChannel: TypeAlias = notifications_pb2.NotificationChannel.ValueType
+WITHDRAWN_WHERE: dict[NotificationChannel, str] = {
+    notifications_pb2.NOTIFICATION_CHANNEL_SMS: "sms reply",
+    notifications_pb2.NOTIFICATION_CHANNEL_EMAIL: "e-mail unsubscribe link",
+}
 TABLES = (
     schema.profile_segment,
     schema.profile_source_record,
@@ -150,7 +167,34 @@ class Fact:
         await harness.source(self.message)
 
 
-Event = Created | Linked | Split | Merged | Ended | Named | Fact
+@dataclasses.dataclass(frozen=True)
+class Withdrawn:  # notifications' ConsentWithdrawn: a reply "TD", an unsubscribe link
+    event_id: str
+    message: notifications_pb.ConsentWithdrawn
+
+    async def deliver(self, harness: Harness) -> None:
+        await harness.consent_withdrawn(self.event_id, self.message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sent:  # notifications' NotificationSent
+    event_id: str
+    message: notifications_pb.NotificationSent
+
+    async def deliver(self, harness: Harness) -> None:
+        await harness.notification_sent(self.event_id, self.message)
+
+
+Event = Created | Linked | Split | Merged | Ended | Named | Fact | Withdrawn | Sent
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:  # a message notifications sent
+    notification_id: str
+    party_id: str
+    channel: NotificationChannel
+    at: dt.datetime
+
 
 NOT_FOUND = "not found"
 
@@ -160,7 +204,8 @@ NOT_FOUND = "not found"
 
 async def state_of(harness: Harness, party_ids: list[str]) -> dict[str, Any]:
     """Every party's profile as GetProfile shows it (but its update time and event count, which
-    count deliveries), and the snapshot of every party's last ProfileChanged."""
+    count deliveries) with its contact history as ListInteractions pages through it, and the
+    snapshot of every party's last ProfileChanged."""
     state: dict[str, Any] = {}
     for party_id in party_ids:
         try:
@@ -169,7 +214,9 @@ async def state_of(harness: Harness, party_ids: list[str]) -> dict[str, Any]:
             state[party_id] = NOT_FOUND
             continue
         profile = dataclasses.replace(view.profile, updated_at=T0, version=0)
-        state[party_id] = (profile, view.facts, view.assessment)
+        history = await harness.queries.list_interactions(party_id, 500, "")
+        assert not history.next_page_token  # all of it on one page
+        state[party_id] = (profile, view.facts, view.assessment, history.interactions)
     async with harness.database.session() as session:
         rows = await session.execute(
             sa.select(schema.profile.c.party_id, schema.profile.c.snapshot).order_by(
@@ -217,6 +264,9 @@ class Bank(RuleBasedStateMachine):
         # the source systems' counters
         self.account_seq: dict[tuple[SourceKey, str], int] = {}
         self.record_seq: dict[tuple[SourceKey, str], int] = {}
+        # notifications: the messages it sent, and every event it published
+        self.messages: list[Message] = []
+        self.told: list[Withdrawn | Sent] = []
 
     def run(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -521,12 +571,98 @@ class Bank(RuleBasedStateMachine):
         recorded = pb.InteractionRecorded(kind=kind, branch_code="0101")  # type: ignore[arg-type]
         self.fact(key, seq, interaction_recorded=recorded)
 
+    # --- notifications --------------------------------------------------------------------
+
+    # To the id the offer named: it may have been merged away, re-routed or ended since. The
+    # customer may withdraw within the hour (reply "TD", click the unsubscribe link): then
+    # notifications publishes the withdrawal before anything later happens.
+
+    @precondition(lambda self: self.parties)
+    @rule(
+        choice=st.integers(min_value=0, max_value=99),
+        replied_after=st.none() | st.integers(min_value=1, max_value=59),
+    )
+    def send_an_sms(self, choice: int, replied_after: int | None) -> None:
+        self.send(notifications_pb2.NOTIFICATION_CHANNEL_SMS, choice, replied_after)
+
+    @precondition(lambda self: self.parties)
+    @rule(
+        choice=st.integers(min_value=0, max_value=99),
+        unsubscribed_after=st.none() | st.integers(min_value=1, max_value=59),
+    )
+    def send_an_email(self, choice: int, unsubscribed_after: int | None) -> None:
+        self.send(notifications_pb2.NOTIFICATION_CHANNEL_EMAIL, choice, unsubscribed_after)
+
+    def send(self, channel: NotificationChannel, choice: int, withdrawn_after: int | None) -> None:
+        party_id = self.parties[choice % len(self.parties)]
+        event_id, at = self.tick()
+        notification_id = f"n-{event_id}"
+        sent = notifications_pb.NotificationSent(
+            notification_id=notification_id,
+            party_id=party_id,
+            channel=channel,
+            category=notifications_pb2.NOTIFICATION_CATEGORY_MARKETING,
+            template_id="fx-usd",
+            decision_id=f"d-{event_id}",
+            offer_id="offer-1",
+            provider="gateway",
+            send_time=timestamp(at),
+        )
+        self.messages.append(Message(notification_id, party_id, channel, at))
+        self.tell(Sent(event_id, sent))
+        if withdrawn_after is not None:
+            self.withdraw(self.messages[-1], dt.timedelta(minutes=withdrawn_after))
+
+    @precondition(lambda self: self.messages)
+    @rule(choice=st.integers(min_value=0, max_value=99), minutes=st.integers(1, 600))
+    def withdraw_by_an_earlier_message(self, choice: int, minutes: int) -> None:
+        """A reply or unsubscribe that notifications publishes only now: after whatever the
+        branches recorded since the customer made it."""
+        self.withdraw(self.messages[choice % len(self.messages)], dt.timedelta(minutes=minutes))
+
+    def withdraw(self, message: Message, after: dt.timedelta) -> None:
+        """ConsentWithdrawn (marketing, on the message's channel) from the message's party:
+        the customer replied or unsubscribed `after` it was sent, or now if that is still to
+        come."""
+        event_id, now = self.tick()
+        withdrawn = notifications_pb.ConsentWithdrawn(
+            party_id=message.party_id,
+            channel=message.channel,
+            purpose=notifications_pb2.NOTIFICATION_PURPOSE_MARKETING,
+            notification_id=message.notification_id,
+            captured_where=WITHDRAWN_WHERE[message.channel],
+            withdraw_time=timestamp(min(message.at + after, now)),
+        )
+        self.tell(Withdrawn(event_id, withdrawn))
+
+    @precondition(lambda self: self.told)
+    @rule(choice=st.integers(min_value=0, max_value=99))
+    def publish_a_notifications_event_again(self, choice: int) -> None:
+        """Notifications' relay publishes an event again under a new event id (its ack was
+        lost): the same fact, which no inbox recognises."""
+        event = self.told[choice % len(self.told)]
+        event_id, _ = self.tick()
+        self.emit(dataclasses.replace(event, event_id=event_id))
+
+    def tell(self, event: Withdrawn | Sent) -> None:
+        self.told.append(event)
+        self.emit(event)
+
     # --- the second store's delivery ------------------------------------------------------
 
     @precondition(lambda self: self.pending)
     @rule(data=st.data(), again=st.booleans())
     def deliver_one_out_of_order(self, data: st.DataObject, again: bool) -> None:
-        index = data.draw(st.integers(min_value=0, max_value=len(self.pending) - 1))
+        self.deliver(data.draw(st.integers(min_value=0, max_value=len(self.pending) - 1)), again)
+
+    @precondition(lambda self: any(isinstance(e, Withdrawn | Sent) for e in self.pending))
+    @rule(data=st.data(), again=st.booleans())
+    def deliver_a_notifications_event_early(self, data: st.DataObject, again: bool) -> None:
+        """Notifications' stream has a consumer of its own: it may run ahead of the others."""
+        told = [i for i, e in enumerate(self.pending) if isinstance(e, Withdrawn | Sent)]
+        self.deliver(data.draw(st.sampled_from(told)), again)
+
+    def deliver(self, index: int, again: bool) -> None:
         event = self.pending[index] if again else self.pending.pop(index)
         self.run(event.deliver(self.shuffled))  # kept pending when `again`: a duplicate later
         self.delivered.append(event)

@@ -2,7 +2,7 @@
 a message sent — applied as the `profile-notifications` consumer applies it (each event in its
 own transaction with its inbox row), on SQLite and PostgreSQL: the party's consent and its
 ProfileChanged, the order against the source systems' consents, duplicates, the contact
-history, and a merge."""
+history, and a merge (with the retired party's messages arriving in either order)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
     started = await Harness.start(database_url, now=T0 + dt.timedelta(days=1))
     yield started
     await started.close()
+
+
+@pytest.fixture
+async def two_harnesses(two_database_urls: tuple[str, str]) -> AsyncIterator[list[Harness]]:
+    """Two stores of one kind: one fed in order, one fed the same events in another order."""
+    started = [await Harness.start(url, now=T0 + dt.timedelta(days=1)) for url in two_database_urls]
+    yield started
+    for harness in started:
+        await harness.close()
 
 
 async def linked_party(harness: Harness) -> str:
@@ -224,3 +233,27 @@ async def test_a_retired_id_re_routed_after_a_split_takes_its_messages_to_its_ne
     assert [i.message.notification_id for i in moved.interactions if i.message] == [notification_id]
     stayed = await harness.queries.list_interactions(kept, 10, "")
     assert [i for i in stayed.interactions if i.message] == []
+
+
+async def test_a_merged_partys_message_records_are_the_same_whatever_order_its_messages_arrive_in(
+    two_harnesses: list[Harness],
+) -> None:
+    """Found by the delivery-order state machine (test_delivery_order.py): a party's
+    notifications record is linked at the send time of whichever of its messages arrives first,
+    and a merged party's message records were read in the order of those times."""
+    survivor, retired = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+    sent = [
+        (survivor, "n-0", T0),
+        (retired, "n-1", T0 + dt.timedelta(hours=1)),
+        (survivor, "n-3", T0 + dt.timedelta(hours=3)),
+    ]
+    in_order, reversed_order = two_harnesses
+    for harness, order in ((in_order, sent), (reversed_order, sent[::-1])):
+        for party_id in (survivor, retired):
+            await harness.created(f"created-{party_id}", party_id, T0 - dt.timedelta(days=1))
+        for party_id, notification_id, at in order:
+            await message_sent(harness, f"sent-{notification_id}", party_id, notification_id, at)
+        await harness.merged("merge", survivor, [retired], T0 + dt.timedelta(hours=4), [1])
+
+    expected, actual = [(await h.profile(survivor)).profile for h in two_harnesses]
+    assert actual.message_records == expected.message_records

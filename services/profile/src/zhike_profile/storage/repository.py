@@ -246,8 +246,9 @@ class SqlPartyStore:
                 updated_at=as_utc(row.updated_at),
                 display_name=row.display_name,
                 version=int(row.version),
+                # In key order: their link time is that of whichever message arrived first.
                 message_records=tuple(
-                    _key(r) for r in linked if r.source_system == NOTIFICATIONS_SYSTEM
+                    sorted(_key(r) for r in linked if r.source_system == NOTIFICATIONS_SYSTEM)
                 ),
             ),
             merged_into=row.merged_into,
