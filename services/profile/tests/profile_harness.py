@@ -81,7 +81,7 @@ class Harness:
 
     async def source(self, message: source_pb.SourceEvent) -> bool:
         v = Violations()
-        event = decode_source_event(v, "", message, self.now)
+        event = decode_source_event(v, "", message, self.now, self.clock.zone)
         v.raise_if_any()
         assert event is not None
         key = f"{event.source.source_system}:{event.event_id}"

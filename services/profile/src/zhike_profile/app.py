@@ -61,7 +61,10 @@ def wire(platform: Platform[ProfileSettings]) -> Wiring:
         reads, facts, platform.page_tokens, settings.max_page_size, snapshots=reads.snapshot
     )
     handlers = ProfileHandlers(
-        queries, platform.bus, publish_timeout_seconds=settings.outbox_publish_timeout_seconds
+        queries,
+        platform.bus,
+        zone=clock.zone,
+        publish_timeout_seconds=settings.outbox_publish_timeout_seconds,
     )
     time_watch = TimeWatch(
         updates,
@@ -73,7 +76,7 @@ def wire(platform: Platform[ProfileSettings]) -> Wiring:
         grpc_registrations=[handlers.register],
         consumers=[
             identity_consumer(updates, unit_of_work),
-            source_consumer(updates, unit_of_work, clock.now),
+            source_consumer(updates, unit_of_work, clock.now, clock.zone),
             # Notifications' stream: the profile is ready once notifications declared it.
             notifications_consumer(updates, unit_of_work),
         ],

@@ -3,8 +3,8 @@ literally:
 - the monthly average assets, summed per stretch of days with one balance, equal every day's
   end-of-day total assets converted and averaged, for any balance history: facts in any order,
   late facts with lower sequences, facts before the window and after as_of, accounts without
-  an opening fact, accounts closed (nothing from the close date), liabilities, currencies with
-  and without a rate;
+  an opening fact, accounts closed (nothing from the close date, or from as_of for a close
+  dated after it; 0001-01-01 included), liabilities, currencies with and without a rate;
 - the monthly transaction figures, summed per month and currency before converting, equal
   every row converted and summed.
 
@@ -79,7 +79,10 @@ def reference_averages(
     }
     for (source, account_id, currency), points in series.items():
         line = lines[(source, account_id)]
-        closed_on = closed.get((source, account_id), dt.date.max)
+        closed_on = dt.date.max
+        if (source, account_id) in closed:
+            # Closed now: nothing from its close date on, nor from as_of if dated after it.
+            closed_on = min(closed[(source, account_id)], as_of)
         points.sort(key=lambda p: (p.at.astimezone(zone).date(), p.seq))
         best_seq = -1
         balance = 0
@@ -137,7 +140,9 @@ balances = st.builds(
         }
     ),
     closings=st.lists(
-        st.none() | st.dates(min_value=dt.date(2025, 9, 1), max_value=dt.date(2026, 12, 31)),
+        st.none()
+        | st.just(dt.date.min)  # a "no date" default an earlier release stored
+        | st.dates(min_value=dt.date(2025, 9, 1), max_value=dt.date(2026, 12, 31)),
         min_size=len(RECORDS) * len(ACCOUNTS),
     ),
     as_of=st.dates(min_value=dt.date(2026, 1, 31), max_value=dt.date(2026, 12, 31)),
@@ -274,3 +279,46 @@ def test_monthly_transaction_figures_equal_every_row_converted_and_summed(
         )
         for m in facts.activity
     } == reference_sums(rows, lines, as_of, RATES)
+
+
+def savings_closed_on(closed_on: dt.date) -> StoredFacts:
+    """CNY 8,000.00 in savings from 10 November in Shanghai, the account closed on `closed_on`
+    (as an earlier release may have stored it)."""
+    at = dt.datetime(2026, 11, 10, 4, tzinfo=dt.UTC)
+    return StoredFacts(
+        accounts=(
+            StoredAccount(
+                RECORDS[0],
+                "A",
+                ProductLine.SAVINGS,
+                "P",
+                "CNY",
+                "",
+                dt.date(2026, 11, 1),
+                closed_on,
+                None,
+                None,
+                0,
+            ),
+        ),
+        history=(StoredBalance(RECORDS[0], "A", "CNY", 800_000, 1, at),),
+        records=RECORDS,
+    )
+
+
+def test_an_account_stored_as_closed_on_year_one_adds_nothing_to_the_average() -> None:
+    # 0001-01-01, a "no date" default: there is no day before it to count up to.
+    facts = party_facts("P-1", AS_OF, savings_closed_on(dt.date.min), RATES, SHANGHAI)
+    assert [(m.month, m.average_assets_cny_minor) for m in facts.activity] == [
+        (dt.date(2026, 11, 1), 0)
+    ]
+
+
+def test_an_account_stored_as_closed_after_as_of_counts_up_to_the_day_before_as_of() -> None:
+    # Closed now (the totals leave it out), whatever later day the source dated the close:
+    # 10 to 16 November count, 17 November (as_of) does not, over 8 days.
+    later = AS_OF + dt.timedelta(days=400)
+    facts = party_facts("P-1", AS_OF, savings_closed_on(later), RATES, SHANGHAI)
+    assert [(m.month, m.average_assets_cny_minor) for m in facts.activity] == [
+        (dt.date(2026, 11, 1), 700_000)
+    ]

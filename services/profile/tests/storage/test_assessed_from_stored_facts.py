@@ -1,6 +1,6 @@
 """Assessments of parties whose facts came through storage as the source systems send them: a
-card account holding two currencies, an account closed without a last balance. On SQLite and
-PostgreSQL."""
+card account holding two currencies, an account closed without a last balance, an account an
+earlier release stored as closed on 0001-01-01. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ import uuid
 from zhike.source.v1 import source_event_pb2 as pb
 from zhike_profile.domain.assessment import Assessment
 from zhike_profile.domain.facts import ProductLine, SourceKey
+from zhike_profile.domain.source_events import (
+    Change,
+    CloseAccount,
+    OpenAccount,
+    SetBalance,
+    SourceEvent,
+)
 
 from ..profile_harness import Harness
 from ..source_facts import (
@@ -71,3 +78,35 @@ async def test_a_closed_account_stops_counting_toward_the_tier_from_its_close_da
 
     later = await assessment(harness, party_id)
     assert later.tier.name == "standard"
+
+
+async def stored_by_an_earlier_release(
+    harness: Harness, key: SourceKey, event_id: str, sequence: int, change: Change
+) -> None:
+    """A fact as an earlier release stored it: its codec took dates this one refuses."""
+    event = SourceEvent(key, event_id, T0, sequence, (change,))
+    await harness.deliver(
+        f"{key.source_system}:{event_id}",
+        lambda unit: harness.updates.apply_source_event(unit, event),
+    )
+
+
+async def test_a_record_with_an_account_stored_as_closed_on_year_one_still_links(
+    harness: Harness,
+) -> None:
+    """0001-01-01, a "no date" default (.NET's DateTime.MinValue), stored before the record was
+    linked: assessing the party once the link arrives must not fail on it."""
+    opened = OpenAccount("SAV-1", ProductLine.SAVINGS, "SAV", "CNY", "0101", dt.date(2024, 3, 1))
+    await stored_by_an_earlier_release(harness, DEPOSITS, "o1", 1, opened)
+    await stored_by_an_earlier_release(
+        harness, DEPOSITS, "b1", 2, SetBalance("SAV-1", "CNY", 500_000_00)
+    )
+    await stored_by_an_earlier_release(
+        harness, DEPOSITS, "c1", 3, CloseAccount("SAV-1", dt.date.min)
+    )
+
+    party_id = await linked_party(harness, DEPOSITS)
+
+    facts = (await harness.profile(party_id)).facts
+    assert facts is not None
+    assert [(h.account_id, h.closed_on) for h in facts.holdings] == [("SAV-1", dt.date.min)]

@@ -282,7 +282,7 @@ async def test_a_batch_of_source_events_is_told_once_per_party(harness: Harness)
 
 def decoded(harness: Harness, message: Any) -> SourceEvent:
     v = Violations()
-    event = decode_source_event(v, "", message, harness.now)
+    event = decode_source_event(v, "", message, harness.now, harness.clock.zone)
     v.raise_if_any()
     assert event is not None
     return event

@@ -39,6 +39,7 @@ from zhike_runtime.testing.services import (
 )
 
 from ..source_facts import (
+    account_closed,
     account_opened,
     adapter_headers,
     balance_changed,
@@ -246,6 +247,26 @@ INGEST_CASES: list[tuple[str, list[source_pb.SourceEvent], list[str]]] = [
         "risk expiring before it was assessed",
         [with_fact(**risk_assessed(3, dt.date(2026, 5, 1), dt.date(2026, 4, 1)))],
         ["events[0].risk_assessment_completed.expire_date"],
+    ),
+    # 0001-01-01, a "no date" default (.NET's DateTime.MinValue): taken, it failed every
+    # assessment of the party, and every later link of the record was dead-lettered.
+    (
+        "an account closed on 0001-01-01",
+        [with_fact(**account_closed("ACC-1", dt.date(1, 1, 1)))],
+        ["events[0].account_closed.close_date"],
+    ),
+    # The events' day is 2 November 2026 in Shanghai: the account counted as open, for the
+    # tier's average assets, until the close date.
+    (
+        "an account closed 400 days after the event",
+        [with_fact(**account_closed("ACC-1", dt.date(2027, 12, 7)))],
+        ["events[0].account_closed.close_date"],
+    ),
+    # 2062 for 2026: the newest assessment, it hid a valid one of another record.
+    (
+        "risk assessed decades after the event",
+        [with_fact(**risk_assessed(3, dt.date(2062, 11, 1), dt.date(2063, 11, 1)))],
+        ["events[0].risk_assessment_completed.assess_date"],
     ),
     ("one event id, two events", same_id_twice(), ["events[1].event_id"]),
 ]

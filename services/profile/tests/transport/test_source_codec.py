@@ -1,18 +1,35 @@
-"""A card number (PAN) is never taken as an account id, however it is written (Hypothesis):
-the same check runs at both doors, IngestSourceEvents and the stream consumer."""
+"""The checks both doors (IngestSourceEvents and the stream consumer) make of a source event:
+a card number (PAN) is never taken as an account id, however it is written (Hypothesis); a
+record's dates (opened, closed, risk assessed) are dates a bank record can hold."""
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from zhike.source.v1 import source_event_pb2 as pb
 from zhike_profile.transport.source_codec import decode_source_event
 from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.validation import Violations
 
-from ..source_facts import T0, balance_changed, source_event
+from ..source_facts import (
+    T0,
+    account_closed,
+    account_opened,
+    balance_changed,
+    card_issued,
+    date,
+    loan_drawn,
+    risk_assessed,
+    source_event,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # Zero of some scripts whose digits a source system may send (ASCII, full-width, Arabic-Indic,
 # Extended Arabic-Indic, Devanagari, Bengali).
@@ -56,7 +73,7 @@ not_card_numbers = card_numbers.map(lambda digits: [*digits[:-1], (digits[-1] + 
 def account_id_violations(account_id: str) -> list[str]:
     v = Violations()
     event = source_event("core", "C-1", "e-1", 1, **balance_changed(account_id, "USD", 100))
-    decode_source_event(v, "", event, T0)
+    decode_source_event(v, "", event, T0, SHANGHAI)
     try:
         v.raise_if_any()
     except InvalidArgument as error:
@@ -89,3 +106,112 @@ def test_a_letter_keeps_two_digit_groups_apart() -> None:
 
 def test_a_card_number_after_a_prefix_is_refused() -> None:
     assert account_id_violations("CARD 4111-1111-1111-1111") == ["balance_changed.account_id"]
+
+
+# --- dates of a bank record --------------------------------------------------------------------
+# T0 is 2 November 2026, 10:00 in Shanghai: the events' day in the bank's time zone.
+
+
+def violated_fields(event: pb.SourceEvent) -> list[str]:
+    v = Violations()
+    decode_source_event(v, "", event, T0, SHANGHAI)
+    try:
+        v.raise_if_any()
+    except InvalidArgument as error:
+        return [violation.field for violation in error.violations]
+    return []
+
+
+def closed_on(day: dt.date, at: dt.datetime = T0) -> pb.SourceEvent:
+    return source_event("core", "C-1", "e-1", 2, at, **account_closed("ACC-1", day))
+
+
+def assessed_on(day: dt.date, at: dt.datetime = T0) -> pb.SourceEvent:
+    expires = day + dt.timedelta(days=365)
+    return source_event("core", "C-1", "e-1", 1, at, **risk_assessed(4, day, expires))
+
+
+def opened_on(fact: str, day: dt.date) -> pb.SourceEvent:
+    """An opening fact of each kind (AccountOpened, CardIssued, LoanDrawn, InvestmentBought)
+    dated `day`."""
+    bought = pb.InvestmentBought(
+        account_id="WM-1",
+        product_code="WM-R3",
+        product_risk=pb.PRODUCT_RISK_R3,
+        currency="CNY",
+        amount_minor_units=100_000_00,
+        holding_minor_units=100_000_00,
+    )
+    facts = {
+        "account_opened": account_opened("ACC-1"),
+        "card_issued": card_issued("CC-1"),
+        "loan_drawn": loan_drawn("LN-1", 100_000_00),
+        "investment_bought": {"investment_bought": bought},
+    }
+    event = source_event("core", "C-1", "e-1", 1, **facts[fact])
+    getattr(getattr(event, fact), OPENING_DATES[fact]).CopyFrom(date(day))
+    return event
+
+
+OPENING_DATES = {
+    "account_opened": "open_date",
+    "card_issued": "issue_date",
+    "loan_drawn": "draw_date",
+    "investment_bought": "trade_date",
+}
+
+
+def test_a_close_date_of_year_one_is_refused_naming_it() -> None:
+    # 0001-01-01: many systems' "no date" (.NET's DateTime.MinValue).
+    assert violated_fields(closed_on(dt.date(1, 1, 1))) == ["account_closed.close_date"]
+
+
+@pytest.mark.parametrize("fact", sorted(OPENING_DATES))
+def test_an_opening_date_of_year_one_is_refused_naming_it(fact: str) -> None:
+    assert violated_fields(opened_on(fact, dt.date(1, 1, 1))) == [f"{fact}.{OPENING_DATES[fact]}"]
+
+
+def test_a_close_date_in_the_year_150_years_before_the_events_is_taken() -> None:
+    # The floor identity sets for a birth date: no account is older than its holder.
+    assert violated_fields(closed_on(dt.date(1876, 1, 1))) == []
+
+
+def test_a_close_date_in_the_year_before_that_is_refused_naming_it() -> None:
+    assert violated_fields(closed_on(dt.date(1875, 12, 31))) == ["account_closed.close_date"]
+
+
+def test_a_close_date_400_days_after_the_event_is_refused_naming_it() -> None:
+    later = dt.date(2026, 11, 2) + dt.timedelta(days=400)
+    assert violated_fields(closed_on(later)) == ["account_closed.close_date"]
+
+
+def test_a_close_date_two_days_after_the_events_day_at_the_bank_is_refused_naming_it() -> None:
+    assert violated_fields(closed_on(dt.date(2026, 11, 4))) == ["account_closed.close_date"]
+
+
+def test_a_close_date_the_day_after_the_events_day_at_the_bank_is_taken() -> None:
+    # A source may date by a calendar a day ahead of the bank's.
+    assert violated_fields(closed_on(dt.date(2026, 11, 3))) == []
+
+
+def test_a_close_date_is_measured_from_the_events_day_in_the_banks_time_zone() -> None:
+    # 17:00 UTC on 1 November is 01:00 on 2 November in Shanghai: 3 November is a day after.
+    at = dt.datetime(2026, 11, 1, 17, tzinfo=dt.UTC)
+    assert violated_fields(closed_on(dt.date(2026, 11, 3), at)) == []
+
+
+def test_an_assess_date_decades_after_the_event_is_refused_naming_it() -> None:
+    # 2062 for 2026: a typo that would otherwise hide every other record's valid assessment.
+    assert violated_fields(assessed_on(dt.date(2062, 11, 1))) == [
+        "risk_assessment_completed.assess_date"
+    ]
+
+
+def test_an_assess_date_the_day_after_the_events_day_at_the_bank_is_taken() -> None:
+    assert violated_fields(assessed_on(dt.date(2026, 11, 3))) == []
+
+
+def test_an_assess_date_of_year_one_is_refused_naming_it() -> None:
+    assert violated_fields(assessed_on(dt.date(1, 1, 1))) == [
+        "risk_assessment_completed.assess_date"
+    ]

@@ -9,7 +9,12 @@ order they were written in:
   month's rates), and the average daily total assets, from every balance fact;
 - consents: per channel and purpose, the latest decision wherever it was captured (a tie goes to
   the withdrawal: the customer is contacted only on a clear yes);
-- preferences and risk: those of the record that changed them last;
+- preferences: those of the record that changed them last;
+- risk: the latest assessment made by as_of, whichever record holds it (then the highest
+  sequence, then the record): a reassessment replaces the one before, even one still valid,
+  as the customer's latest answers decide what may be sold; one dated after as_of counts from
+  its day on, so it never hides one made before (with none made by as_of, the earliest, not yet
+  valid);
 - birth date: the party's golden record's (identity's), not any one record's.
 """
 
@@ -197,7 +202,7 @@ def party_facts(
         ),
         consents=_consents(stored.consents),
         preferences=_preferences(stored.preferences),
-        risk=_risk(stored.risks),
+        risk=_risk(stored.risks, as_of),
         birth_date=birth_date,
     )
 
@@ -326,7 +331,9 @@ def _average_assets(
     rates. The end-of-day balance of an account is its balance fact with the highest sequence
     number among those of that day or before; accounts without an opening fact do not count,
     nor does a closed account from its close date on (`closed`: the accounts closed now; a
-    source closes an account without sending a last balance of zero).
+    source closes an account without sending a last balance of zero), or from as_of if the
+    close is dated after it (closed now, as the totals count it; earlier releases stored such
+    dates, and 0001-01-01 too).
 
     Summed per stretch of days with one balance, not day by day: the conversion is exact and
     linear, so converting a month's day-sum per currency once gives the same figure as converting
@@ -348,6 +355,8 @@ def _average_assets(
     for (source, account_id, currency), points in series.items():
         line = lines[(source, account_id)]
         closed_on = closed.get((source, account_id))
+        if closed_on is not None:
+            closed_on = min(closed_on, as_of)
         points.sort(key=lambda p: (p[0], p[1]))
         # (first day, asset part) each time the best fact so far changes; a fact from before
         # the first day counts from the first day.
@@ -362,8 +371,8 @@ def _average_assets(
                 stretches.pop()
             stretches.append((since, asset_part(line, balance)))
         for index, (since, value) in enumerate(stretches):
-            if since > as_of:
-                break
+            if since > as_of or (closed_on is not None and since >= closed_on):
+                break  # so a day before closed_on exists: 0001-01-01 has none
             following = stretches[index + 1][0] if index + 1 < len(stretches) else None
             until = as_of if following is None else min(following - _DAY, as_of)
             if closed_on is not None:
@@ -430,7 +439,11 @@ def _preferences(stored: Sequence[StoredPreferences]) -> Preferences:
     )
 
 
-def _risk(stored: Sequence[StoredRisk]) -> RiskAssessment | None:
+def _risk(stored: Sequence[StoredRisk], as_of: dt.date) -> RiskAssessment | None:
+    """The latest assessment made by as_of; with none, the earliest made after it."""
+    made = [r for r in stored if r.assessment.assessed_on <= as_of]
+    if made:
+        return max(made, key=lambda r: (r.assessment.assessed_on, r.seq, r.source)).assessment
     if not stored:
         return None
-    return max(stored, key=lambda r: (r.assessment.assessed_on, r.seq, r.source)).assessment
+    return min(stored, key=lambda r: (r.assessment.assessed_on, -r.seq, r.source)).assessment

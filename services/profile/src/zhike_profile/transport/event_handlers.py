@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -244,13 +245,16 @@ def identity_consumer(
 
 
 class SourceEventHandler:
-    def __init__(self, updates: ProfileUpdates, now: Callable[[], dt.datetime]) -> None:
+    def __init__(
+        self, updates: ProfileUpdates, now: Callable[[], dt.datetime], zone: ZoneInfo
+    ) -> None:
         self._updates = updates
         self._now = now
+        self._zone = zone  # the bank's: a source event's dates are measured from its day there
 
     def decode(self, message: source_pb.SourceEvent, context: EventContext) -> SourceEvent:
         v = Violations()
-        event = decode_source_event(v, "", message, self._now())
+        event = decode_source_event(v, "", message, self._now(), self._zone)
         try:
             v.raise_if_any()
         except InvalidArgument as error:
@@ -294,8 +298,9 @@ def source_consumer(
     updates: ProfileUpdates,
     unit_of_work: Callable[[], SqlProfileUnitOfWork],
     now: Callable[[], dt.datetime],
+    zone: ZoneInfo,
 ) -> ConsumerSpec:
-    handler = SourceEventHandler(updates, now)
+    handler = SourceEventHandler(updates, now, zone)
     return ConsumerSpec(
         durable=SOURCE_DURABLE,
         stream=SOURCE_STREAM,

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeAlias
+from zoneinfo import ZoneInfo
 
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -76,11 +77,13 @@ class ProfileHandlers(pb_grpc.ProfileServiceServicer):
         queries: ProfileQueries,
         publisher: Publisher,
         *,
+        zone: ZoneInfo,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         publish_timeout_seconds: float = 5.0,
     ) -> None:
         self._queries = queries
         self._publisher = publisher
+        self._zone = zone  # the bank's: a source event's dates are measured from its day there
         self._now = now
         self._publish_timeout = publish_timeout_seconds
 
@@ -184,7 +187,7 @@ class ProfileHandlers(pb_grpc.ProfileServiceServicer):
             now = self._now()
             seen: dict[str, int] = {}
             for index, message in enumerate(events):
-                decoded = decode_source_event(v, f"events[{index}]", message, now)
+                decoded = decode_source_event(v, f"events[{index}]", message, now, self._zone)
                 if decoded is None:
                     continue
                 key = message_id(decoded.source.source_system, decoded.event_id)

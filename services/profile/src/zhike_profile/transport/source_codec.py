@@ -5,6 +5,13 @@ INVALID_ARGUMENT naming the field (`events[3].balance_changed.currency`), and th
 consumer dead-letters it with the same words. Every field a fact needs is checked here (proto3
 defaults that mean "missing", unknown enum numbers, impossible dates and times, amounts of the
 wrong sign, codes that could carry personal data), so the domain only sees well-formed facts.
+
+A record's dates (an account opened or closed, a risk assessed) are measured from the event's
+day in the bank's time zone: none more than `MAX_RECORD_YEARS` years before it (0001-01-01, the
+"no date" of many systems, is refused, not kept as a date), and a close or assessment date at
+most `DATE_AHEAD` after it (the fact happened at event_time: a later date is a typo, such as 2062
+for 2026, and would keep a closed account in the average assets, or hide a valid assessment,
+until that day). An opening date may be later (a value date, a trade settled the next day).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -65,6 +73,14 @@ MAX_OVERDUE_DAYS = 36_500
 # sums go into. Without it, an event was accepted and then failed in the consumer on every
 # delivery, lost.
 MAX_AMOUNT_MINOR_UNITS = 10**15
+# How far back a record's date may go, in calendar years before the event's: as far as identity
+# lets a birth date go (no account is older than its holder).
+MAX_RECORD_YEARS = 150
+# How far after the event's day (in the bank's time zone) a close or assessment date may be: a
+# source may date by a calendar a day ahead of the bank's (a branch east of the bank's zone).
+DATE_AHEAD = dt.timedelta(days=1)
+# ZHIKE_BUSINESS_TIME_ZONE's default, for callers outside the service (the simulator's tests).
+DEFAULT_BANK_ZONE = ZoneInfo("Asia/Shanghai")
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MERCHANT_CATEGORY = re.compile(r"[0-9]{4}")
@@ -202,10 +218,13 @@ def _is_card_number(value: str) -> bool:
 class _Fields:
     """The checks of one message, with the path of its fields."""
 
-    def __init__(self, v: Violations, prefix: str, now: dt.datetime) -> None:
+    def __init__(self, v: Violations, prefix: str, now: dt.datetime, day: dt.date) -> None:
         self.v = v
         self.prefix = prefix
         self.now = now  # the time the event is decoded: what "in the future" is measured from
+        # The event's day in the bank's time zone (the decoding's, without an event time):
+        # what a record's dates are measured from.
+        self.day = day
 
     def at(self, name: str) -> str:
         return _path(self.prefix, name)
@@ -262,6 +281,28 @@ class _Fields:
             self.v.add(self.at(name), "is not a valid date")
             return None
 
+    def record_date(
+        self, name: str, value: date_pb2.Date, present: bool, *, not_after_event: bool = False
+    ) -> dt.date | None:
+        """`date`, a date a bank record can hold: at most `MAX_RECORD_YEARS` calendar years
+        before the event's, and with `not_after_event` (a close, an assessment) at most
+        `DATE_AHEAD` after the event's day."""
+        day = self.date(name, value, present)
+        if day is None:
+            return None
+        if day.year < self.day.year - MAX_RECORD_YEARS:
+            self.v.add(
+                self.at(name), f"must not be more than {MAX_RECORD_YEARS} years before event_time"
+            )
+            return None
+        if not_after_event and day > self.day + DATE_AHEAD:
+            self.v.add(
+                self.at(name),
+                "must not be more than a day after the day of event_time (in the bank's zone)",
+            )
+            return None
+        return day
+
     def time(self, name: str, value: Timestamp, present: bool) -> dt.datetime | None:
         if not present:
             self.v.add(self.at(name), "is required")
@@ -297,10 +338,16 @@ class _Fields:
 
 
 def decode_source_event(
-    v: Violations, prefix: str, message: pb.SourceEvent, now: dt.datetime
+    v: Violations,
+    prefix: str,
+    message: pb.SourceEvent,
+    now: dt.datetime,
+    zone: ZoneInfo = DEFAULT_BANK_ZONE,
 ) -> SourceEvent | None:
-    """The event, or None with every problem added to `v` (paths start with `prefix`)."""
-    top = _Fields(v, prefix, now)
+    """The event, or None with every problem added to `v` (paths start with `prefix`). `zone`
+    is the bank's: a record's dates are measured from the event's day there (the service
+    passes its ZHIKE_BUSINESS_TIME_ZONE)."""
+    top = _Fields(v, prefix, now, now.astimezone(zone).date())
     source: SourceKey | None = None
     if not message.HasField("source_record"):
         v.add(top.at("source_record"), "is required")
@@ -331,7 +378,8 @@ def decode_source_event(
         v.add(top.at("fact"), "set one fact (account_opened, balance_changed, …)")
     else:
         decode = _FACTS[which]
-        changes = decode(_Fields(v, top.at(which), now), getattr(message, which))
+        day = top.day if at is None else at.astimezone(zone).date()
+        changes = decode(_Fields(v, top.at(which), now, day), getattr(message, which))
     if v or source is None or at is None:
         return None
     return SourceEvent(source, event_id, at, message.sequence, changes)
@@ -343,7 +391,7 @@ def _account_opened(f: _Fields, m: pb.AccountOpened) -> tuple[Change, ...]:
     code = f.text("product_code", m.product_code, required=True, max_length=64)
     currency = f.currency(m.currency)
     branch = f.code("branch_code", m.branch_code, required=False)
-    opened = f.date("open_date", m.open_date, m.HasField("open_date"))
+    opened = f.record_date("open_date", m.open_date, m.HasField("open_date"))
     if line is None or opened is None:
         return ()
     return (OpenAccount(account, line, code, currency, branch, opened),)
@@ -351,7 +399,9 @@ def _account_opened(f: _Fields, m: pb.AccountOpened) -> tuple[Change, ...]:
 
 def _account_closed(f: _Fields, m: pb.AccountClosed) -> tuple[Change, ...]:
     account = f.account_id(m.account_id)
-    closed = f.date("close_date", m.close_date, m.HasField("close_date"))
+    closed = f.record_date(
+        "close_date", m.close_date, m.HasField("close_date"), not_after_event=True
+    )
     return () if closed is None else (CloseAccount(account, closed),)
 
 
@@ -386,7 +436,7 @@ def _card_issued(f: _Fields, m: pb.CardIssued) -> tuple[Change, ...]:
     code = f.text("product_code", m.product_code, required=True, max_length=64)
     currency = f.currency(m.currency)
     branch = f.code("branch_code", m.branch_code, required=False)
-    issued = f.date("issue_date", m.issue_date, m.HasField("issue_date"))
+    issued = f.record_date("issue_date", m.issue_date, m.HasField("issue_date"))
     if line is None or tier is None or issued is None:
         return ()
     return (
@@ -409,7 +459,7 @@ def _loan_drawn(f: _Fields, m: pb.LoanDrawn) -> tuple[Change, ...]:
     f.amount("amount_minor_units", m.amount_minor_units, positive=True)
     outstanding = f.amount("outstanding_minor_units", m.outstanding_minor_units, positive=False)
     branch = f.code("branch_code", m.branch_code, required=False)
-    drawn = f.date("draw_date", m.draw_date, m.HasField("draw_date"))
+    drawn = f.record_date("draw_date", m.draw_date, m.HasField("draw_date"))
     if line is None or drawn is None:
         return ()
     return (
@@ -441,7 +491,7 @@ def _investment_bought(f: _Fields, m: pb.InvestmentBought) -> tuple[Change, ...]
     f.amount("amount_minor_units", m.amount_minor_units, positive=True)
     holding = f.amount("holding_minor_units", m.holding_minor_units, positive=False)
     branch = f.code("branch_code", m.branch_code, required=False)
-    traded = f.date("trade_date", m.trade_date, m.HasField("trade_date"))
+    traded = f.record_date("trade_date", m.trade_date, m.HasField("trade_date"))
     if risk is None or traded is None:
         return ()
     return (
@@ -475,7 +525,7 @@ def _consent(f: _Fields, m: pb.ConsentGiven | pb.ConsentWithdrawn, given: bool) 
     if not m.HasField("evidence"):
         f.v.add(f.at("evidence"), "is required")
         return None
-    evidence = _Fields(f.v, f.at("evidence"), f.now)
+    evidence = _Fields(f.v, f.at("evidence"), f.now, f.day)
     where = evidence.text(
         "captured_where", m.evidence.captured_where, required=True, max_length=100
     )
@@ -526,7 +576,9 @@ def _preference_changed(f: _Fields, m: pb.PreferenceChanged) -> tuple[Change, ..
 
 def _risk_assessment_completed(f: _Fields, m: pb.RiskAssessmentCompleted) -> tuple[Change, ...]:
     level = f.enum("customer_risk", m.customer_risk, _CUSTOMER_RISKS)
-    assessed = f.date("assess_date", m.assess_date, m.HasField("assess_date"))
+    assessed = f.record_date(
+        "assess_date", m.assess_date, m.HasField("assess_date"), not_after_event=True
+    )
     expires = f.date("expire_date", m.expire_date, m.HasField("expire_date"))
     if assessed is not None and expires is not None and expires <= assessed:
         f.v.add(f.at("expire_date"), "must be after assess_date")
