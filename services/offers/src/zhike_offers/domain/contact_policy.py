@@ -11,10 +11,15 @@ Rules, checked in this order; the first that applies names the suppression:
 - decline cool-down: after a DECLINE of an offer, nothing of it for the offer's
   `cool_down_days` (else the policy's default).
 - ignored: `ignore_limit` IGNOREs of an offer within `ignore_window_days`, with no click or
-  accept between them, suppress it for `ignore_suppression_days` from the last of them; the
-  count then starts again. The rule reads only the events of its last window and suppression
-  (`ignore_lookback_days`), so what it finds never depends on how much older history a caller
-  happened to load.
+  accept between them, suppress it for `ignore_suppression_days` from the last of them; an
+  ignore within a suppression counts for nothing, and the count starts again after it. The rule
+  replays the offer's events of its last `ignore_lookback_days` as if none came before them, so
+  what it finds never depends on how much older history a caller happened to load. That is the
+  rule over the whole history whenever, at some time within the lookback, the offer had gone
+  max(window, suppression) days without an ignore: no suppression begun before such a pause is
+  in force after it, and no ignore before it is within a window of one after it. Only ignores
+  that kept coming less than that apart, suppression after suppression, for the whole lookback
+  can be judged otherwise (as if the lookback began with no suppression in force).
 - offer cap: at most the offer's `max_contacts` contacts (outbound decisions and impressions) in
   its last `window_days`.
 - budget: marketing contacts across all channels, in rolling windows that end at `now` (never
@@ -250,8 +255,10 @@ class ContactPolicy:
     @property
     def ignore_lookback_days(self) -> int:
         """How far back the ignore rule reads: a suppression in force now began with an ignore
-        within its period, and the ignores that caused it lie within the window before that."""
-        return self.ignore_window_days + self.ignore_suppression_days
+        within its period, and the ignores that caused it lie within the window before that;
+        as much again before those rebuilds the suppression in force when they came (which
+        made some of them count for nothing) — 180 days by default."""
+        return 2 * (self.ignore_window_days + self.ignore_suppression_days)
 
     def _ignored(self, events: Sequence[ContactEvent], now: dt.datetime) -> Suppression | None:
         period = dt.timedelta(days=self.ignore_suppression_days)
@@ -261,7 +268,7 @@ class ContactPolicy:
         until: dt.datetime | None = None
         for event in events:
             if event.at < start or (until is not None and event.at < until):
-                continue  # too old to matter now, or inside a suppression: counts for nothing
+                continue  # before the lookback (unread), or in a suppression: counts for nothing
             if event.kind in _ENGAGED:
                 ignores = []
             elif event.kind is ContactKind.IGNORE:
