@@ -431,6 +431,26 @@ async def test_a_redelivered_profile_changed_changes_nothing_and_publishes_nothi
     assert len(await harness.decided()) == 1
 
 
+async def test_decisions_a_late_change_makes_and_withdraws_name_the_profile_version_made_on(
+    harness: Harness,
+) -> None:
+    # Version 3 (the SMS consent) arrives before version 2 (the USD): the decision is made on
+    # version 3's facts. Notifications, its consents as of version 2 (no SMS consent yet), must
+    # wait for version 3's rather than believe the refusal and suppress the message.
+    await harness.deliver("e1", changed(PARTY, 1, risk(3), sms_marketing(False)))
+    await harness.deliver("e3", changed(PARTY, 3, sms_marketing()))
+    await harness.deliver("e2", changed(PARTY, 2, usd(6000)))
+    # Version 4 (he buys the product) arrives after version 5.
+    await harness.deliver("e5", changed(PARTY, 5, tier("gold")))
+    await harness.deliver("e4", changed(PARTY, 4, holding("W-1", "WM_USD_6M")))
+
+    [decided] = await harness.decided()
+    [withdrawn] = await harness.withdrawn()
+    assert (decided.offer_id, decided.profile_version) == (FX_OFFER, 3)
+    assert (withdrawn.decision_id, withdrawn.profile_version) == (decided.decision_id, 5)
+    assert withdrawn.reason == offers_pb2.WITHDRAW_REASON_NOT_APPLICABLE
+
+
 async def test_a_merged_party_has_its_decisions_withdrawn(harness: Harness) -> None:
     await fx_customer_gets_usd(harness)
     await harness.deliver("e2", changed(PARTY, 2, usd(0), merged_into=SURVIVOR))

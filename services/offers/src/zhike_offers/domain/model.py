@@ -185,7 +185,9 @@ class SimulationResult:
 class OfferDecidedEvent:
     decision: OutboundDecision
     category: Category
-    profile_version: int  # of the ProfileChanged that caused it (0: none did)
+    # The party's profile version it was decided on, when a profile change (or the sweep)
+    # caused it; 0: none did.
+    profile_version: int
     valid_until: dt.datetime | None = None  # the offer's close (None: it does not close)
 
 
@@ -193,7 +195,7 @@ class OfferDecidedEvent:
 class OfferWithdrawnEvent:
     withdrawn: WithdrawnDecision
     party_id: str
-    profile_version: int  # 0 when no profile change caused it
+    profile_version: int  # the party's it was withdrawn on; 0 when no profile change caused it
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ commit). Nothing else.
 Order-safety, in one place: a ProfileChanged fact is taken unless its key holds a value from the
 same or a later profile version (storage's conditional upsert), so the projection ends where
 in-order delivery ends, whatever the broker does. Only facts actually taken can make outbound
-offers decide again, so a repeated or stale event changes nothing and publishes nothing.
+offers decide again, so a repeated or stale event changes nothing and publishes nothing; a late
+one that does decide names the party's profile version, the one its facts are as of, not its own.
 
 Outbound decisions, under the party's lock, in the transaction of the change that caused them:
 first every ACTIVE decision that no longer holds is withdrawn (OfferWithdrawn), then each
@@ -572,11 +573,11 @@ class OutboundDecisions:
         only: Collection[str] | None = None,
     ) -> None:
         """Each party's outbound decisions, again. `versions`: per party, the profile version
-        of the change that caused it (absent: none did). `catalogue`: the one to decide with,
-        when it is not yet the live one (an admin's save, before it commits). `only`: the ids
-        of the offers that may be chosen (None: any); every ACTIVE decision is still checked.
-        The caller holds the catalogue lock (`locked_catalogue`). Storage is read and written
-        once for all the parties, not once for each."""
+        its facts are as of, when a profile change caused it (absent: none did). `catalogue`:
+        the one to decide with, when it is not yet the live one (an admin's save, before it
+        commits). `only`: the ids of the offers that may be chosen (None: any); every ACTIVE
+        decision is still checked. The caller holds the catalogue lock (`locked_catalogue`).
+        Storage is read and written once for all the parties, not once for each."""
         if not parties:
             return
         catalogue = catalogue or self._catalogues.current
@@ -759,17 +760,18 @@ class ProfileReactions:
             await self._forward(unit, changes[0])
             return
         kinds = outbound_kinds(catalogue)
-        versions: dict[str, int] = {}
-        for change in changes:
-            # Only what was taken: a stale or repeated change decides nothing.
-            if taken.get(change.party_id, frozenset()) & kinds:
-                known = versions.get(change.party_id, 0)
-                versions[change.party_id] = max(known, change.profile_version)
-        if not versions:
+        # Only what was taken: a stale or repeated change decides nothing.
+        concerned = sorted(party_id for party_id, found in taken.items() if found & kinds)
+        if not concerned:
             return
-        parties = await unit.parties.get_many(sorted(versions))
+        parties = await unit.parties.get_many(concerned)
         # A late change of a party merged away decides nothing: its facts are the survivor's.
         live = [party for party in parties if not party.merged_into]
+        # Each decision and withdrawal names the profile version its facts are as of: the
+        # party's, which is the causing change's when changes come in order, and a later one when
+        # the cause came late (notifications believes a consent refusal only if its consents are
+        # as of that version).
+        versions = {party.party_id: party.profile_version for party in live}
         await self._outbound.redecide(
             unit, live, DecisionTrigger.PROFILE_CHANGE, versions, catalogue=catalogue
         )

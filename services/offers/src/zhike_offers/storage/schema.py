@@ -115,7 +115,8 @@ outbound_decision = sa.Table(
     sa.Column("channel", sa.String(16), nullable=False),
     sa.Column("template_id", sa.String(64), nullable=False),
     sa.Column("decided_at", _TIME, nullable=False),
-    # The ProfileChanged.profile_version that caused it (0: none did).
+    # The party's profile version it was decided on, when a ProfileChanged caused it (the
+    # causing change's, or a later one when that change came late); 0: none did.
     sa.Column("profile_version", sa.BigInteger(), nullable=False),
     sa.Column("active", sa.Boolean(), nullable=False),
     sa.Column("withdrawn_at", _TIME, nullable=True),
