@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from zhike_runtime.db import Database
 from zhike_runtime.migrations import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     DEFAULT_STATEMENT_TIMEOUT_SECONDS,
-    RUNTIME_SCRIPTS,
     RUNTIME_VERSION_TABLE,
     SERVICE_VERSION_TABLE,
     MigrationTimeout,
@@ -20,6 +18,8 @@ from zhike_runtime.migrations import (
 from zhike_runtime.settings import ServiceSettings
 from zhike_runtime.testing.processes import PostgresCluster
 from zhike_runtime.testing.services import TEST_SETTINGS
+
+from .scratch_migrations import scratch_scripts
 
 
 async def table_names(database: Database) -> set[str]:
@@ -110,21 +110,6 @@ def upgrade() -> None:
 """
 
 
-def _scripts(directory: Path, *revisions: str) -> Path:
-    """A service's migration script directory holding these revision bodies, in order."""
-    (directory / "versions").mkdir(parents=True, exist_ok=True)
-    (directory / "env.py").write_text(
-        "from zhike_runtime.migrations import run_in_alembic_env\n\nrun_in_alembic_env()\n",
-        encoding="utf-8",
-    )
-    shutil.copy(RUNTIME_SCRIPTS / "script.py.mako", directory / "script.py.mako")
-    for number, body in enumerate(revisions, start=1):
-        (directory / "versions" / f"v{number:04d}.py").write_text(
-            "from alembic import op\n" + body, encoding="utf-8"
-        )
-    return directory
-
-
 async def _service_version(database: Database) -> str:
     async with database.engine.connect() as connection:
         version = await connection.scalar(
@@ -140,7 +125,7 @@ async def test_the_migration_session_runs_with_the_lock_and_statement_timeouts(
     try:
         await apply_migrations(
             database,
-            _scripts(tmp_path / "scripts", WIDGET_V1),
+            scratch_scripts(tmp_path / "scripts", WIDGET_V1),
             lock_timeout_seconds=1.5,
             statement_timeout_seconds=45,
         )
@@ -162,8 +147,8 @@ async def test_a_migration_blocked_by_live_traffic_fails_fast_and_changes_nothin
     traffic = Database(database.url)
     scripts = tmp_path / "scripts"
     try:
-        await apply_migrations(database, _scripts(scripts, WIDGET_V1))
-        _scripts(scripts, WIDGET_V1, WIDGET_V2)
+        await apply_migrations(database, scratch_scripts(scripts, WIDGET_V1))
+        scratch_scripts(scripts, WIDGET_V1, WIDGET_V2)
         async with traffic.engine.connect() as reader:
             # A live transaction that read the table holds ACCESS SHARE until it ends.
             await reader.execute(sa.text("SELECT count(*) FROM widget"))
@@ -190,7 +175,7 @@ async def test_a_migration_statement_running_past_the_statement_timeout_is_stopp
         with pytest.raises(MigrationTimeout) as stopped:
             await apply_migrations(
                 database,
-                _scripts(tmp_path / "scripts", WIDGET_V1, SLOW_V2),
+                scratch_scripts(tmp_path / "scripts", WIDGET_V1, SLOW_V2),
                 statement_timeout_seconds=0.5,
             )
         assert "ZHIKE_MIGRATION_STATEMENT_TIMEOUT_SECONDS" in str(stopped.value)

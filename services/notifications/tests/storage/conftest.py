@@ -24,7 +24,7 @@ from zhike_runtime.crypto import FieldKeys
 from zhike_runtime.db import Database
 from zhike_runtime.events.outbox import OutgoingEvent
 from zhike_runtime.migrations import apply_migrations
-from zhike_runtime.testing.services import fixed_field_keys
+from zhike_runtime.testing.services import fixed_field_keys, migrate_databases
 
 MIGRATIONS = Path(zhike_notifications.storage.__file__).resolve().parent / "migrations"
 KEYS: FieldKeys = fixed_field_keys()
@@ -114,3 +114,10 @@ async def add(units: Units, *notifications: StoredNotification) -> None:
         for item in notifications:
             assert await unit.notifications.add(item)
         await unit.commit()
+
+
+@pytest.fixture
+def migrated(database_url: str) -> str:
+    """A migrated database's URL, for the state machines, which open their own connections."""
+    migrate_databases([database_url], MIGRATIONS)
+    return database_url

@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -43,9 +42,8 @@ from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
 from zhike_notifications.testing import REQUEST_DIGEST
 from zhike_notifications.transport.event_codec import outgoing_event, profile_news
 from zhike_runtime.db import Database
-from zhike_runtime.testing.services import migrate_databases
 
-from .conftest import KEYS, MIGRATIONS, T0, stored
+from .conftest import KEYS, T0, stored
 
 HOUR = dt.timedelta(hours=1)
 PROVIDER = "local_sms"
@@ -281,12 +279,6 @@ class Consents(RuleBasedStateMachine):
         finally:
             self.run(self.database.dispose())
             self.loop.close()
-
-
-@pytest.fixture
-def migrated(database_url: str) -> str:
-    migrate_databases([database_url], MIGRATIONS)
-    return database_url
 
 
 def test_the_consent_projection_ends_in_the_newest_decision_whatever_the_order(

@@ -57,7 +57,6 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from google.protobuf.message import Message as Proto
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, settings
@@ -97,9 +96,8 @@ from zhike_notifications.transport.event_codec import outgoing_event
 from zhike_notifications.transport.event_handlers import offers_consumer, profile_consumer
 from zhike_runtime.db import Database
 from zhike_runtime.events.consumer import ConsumerSpec, EventContext, EventHandler, ReceivedEvent
-from zhike_runtime.testing.services import migrate_databases
 
-from .conftest import KEYS, MIGRATIONS
+from .conftest import KEYS
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # The clock stands at 14:00 on a Monday, a working day: inside the marketing window, outside
@@ -597,12 +595,6 @@ class OfferEvents(RuleBasedStateMachine):
         finally:
             self.run(self.database.dispose())
             self.loop.close()
-
-
-@pytest.fixture
-def migrated(database_url: str) -> str:
-    migrate_databases([database_url], MIGRATIONS)
-    return database_url
 
 
 def test_offer_events_in_any_order_end_as_in_order_and_nothing_is_sent_after_its_withdrawal(

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -37,9 +36,8 @@ from zhike_notifications.storage.repository import SqlNotificationsUnitOfWork
 from zhike_notifications.testing import REQUEST_DIGEST
 from zhike_notifications.transport.event_codec import contact_preferences, outgoing_event
 from zhike_runtime.db import Database
-from zhike_runtime.testing.services import migrate_databases
 
-from .conftest import KEYS, MIGRATIONS, T0
+from .conftest import KEYS, T0
 
 CHANNELS = {
     Channel.SMS: offers_pb2.CHANNEL_SMS,
@@ -158,12 +156,6 @@ class Preferences(RuleBasedStateMachine):
         finally:
             self.run(self.database.dispose())
             self.loop.close()
-
-
-@pytest.fixture
-def migrated(database_url: str) -> str:
-    migrate_databases([database_url], MIGRATIONS)
-    return database_url
 
 
 def test_the_preferences_projection_ends_in_the_newest_switches_whatever_the_order(
