@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from zhike.testing.v1 import events_pb2
 from zhike_runtime.app import (
@@ -346,3 +347,69 @@ async def test_a_call_held_open_by_an_authenticated_caller_ends_with_its_connect
     finally:
         await server.stop(None)
         await database.dispose()
+
+
+# --- Health and reflection need no token: bounded apart (RELIABILITY.md S11, idle streams) ---
+
+
+def watch(channel: grpc.aio.Channel) -> grpc.aio.UnaryStreamCall[Any, Any]:
+    """A health Watch on the service port, without a token: a stream that never ends."""
+    return health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+
+
+async def test_health_watches_without_a_token_hold_no_more_than_the_public_calls_slots(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    work = SlowWork()
+    async with (
+        limited_service(
+            tmp_path, nats_server, work, max_concurrent_rpcs=6, max_public_calls=2
+        ) as service,
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as silent,
+    ):
+        watches = [watch(silent) for _ in range(6)]
+
+        async def first_answer(one: grpc.aio.UnaryStreamCall[Any, Any]) -> str:
+            try:
+                answer = await asyncio.wait_for(one.read(), timeout=10)
+            except grpc.aio.AioRpcError as error:
+                return str(error.code().name)
+            return "SERVING" if answer.status == SERVING else str(answer)
+
+        # Two are served and stay open; the other four are refused at once.
+        answers = [await first_answer(one) for one in watches]
+        assert sorted(answers) == ["RESOURCE_EXHAUSTED"] * 4 + ["SERVING"] * 2
+        # The slots left serve callers with a token, and health still answers.
+        assert (await call(service, "Echo", events_pb2.Ping(key="authorised"))).key == "authorised"
+        assert await health_answers(service)
+        for one in watches:
+            one.cancel()
+
+
+async def test_a_health_check_held_open_without_its_request_counts_and_ends_after_the_cap(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with (
+        limited_service(
+            tmp_path,
+            nats_server,
+            SlowWork(),
+            max_concurrent_rpcs=6,
+            max_public_calls=1,
+            max_rpc_seconds=1.0,
+        ) as service,
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as silent,
+    ):
+        check = silent.stream_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        held = check()
+        await held.wait_for_connection()
+        # It holds the one public slot: a second public call is refused meanwhile...
+        refused_at_once = watch(silent)
+        assert await ending_of(refused_at_once) is grpc.StatusCode.RESOURCE_EXHAUSTED
+        # ...until the cap on a call's run time ends the silent one and frees it.
+        assert await ending_of(held) is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert await readiness(service.grpc_port) == SERVING

@@ -173,6 +173,7 @@ class RunningService(Generic[S]):
             max_concurrent_rpcs=settings.max_concurrent_rpcs,
             deadline_cap_seconds=settings.max_rpc_seconds,
             enable_reflection=settings.grpc_reflection,
+            max_public_calls=settings.max_public_calls,
         )
         self.health_server = (
             build_health_server(self.health) if settings.health_port is not None else None

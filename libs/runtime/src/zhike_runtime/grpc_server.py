@@ -8,6 +8,7 @@ and maps exceptions through `grpc_errors.status_for`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -46,11 +47,17 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(
-        self, telemetry: Telemetry, access: AccessControl, *, deadline_cap_seconds: float
+        self,
+        telemetry: Telemetry,
+        access: AccessControl,
+        *,
+        deadline_cap_seconds: float,
+        max_public_calls: int = 64,
     ) -> None:
         self._telemetry = telemetry
         self._access = access
         self._deadline_cap = deadline_cap_seconds
+        self._public = PublicCalls(max_public_calls, request_wait_seconds=deadline_cap_seconds)
 
     async def intercept_service(
         self,
@@ -59,8 +66,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or method.startswith(PUBLIC_PREFIXES):
+        if handler is None:
             return handler
+        if method.startswith(PUBLIC_PREFIXES):
+            return self._public.guard(handler)
         if handler.unary_unary is None:
             return _refusing(handler)
         # Who is calling, from the headers alone: the call holds one of the server's
@@ -180,6 +189,85 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
 
         return wrapped
+
+
+class PublicCalls:
+    """Health and reflection need no token, so without a bound a caller without one could hold
+    every call slot of the server (`maximum_concurrent_rpcs`) with health Watch streams, which
+    never end, or calls that never send their request (RELIABILITY.md S11). They get at most
+    `limit` slots: one more is refused at once with RESOURCE_EXHAUSTED. Each is counted from its
+    headers on (the handler is made one that runs before the request comes), and a request that
+    does not come within `request_wait_seconds` ends the call."""
+
+    def __init__(self, limit: int, *, request_wait_seconds: float) -> None:
+        self._limit = limit
+        self._request_wait = request_wait_seconds
+        self.in_flight = 0
+
+    def guard(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        parse, serialise = handler.request_deserializer, handler.response_serializer
+        if handler.unary_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.unary_unary),
+                request_deserializer=parse,
+                response_serializer=serialise,
+            )
+        if handler.unary_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._streaming(handler.unary_stream, first_request_only=True),
+                request_deserializer=parse,
+                response_serializer=serialise,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._streaming(handler.stream_stream, first_request_only=False),
+                request_deserializer=parse,
+                response_serializer=serialise,
+            )
+        return handler  # stream-unary: no public method is one
+
+    async def _take(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if self.in_flight >= self._limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"more than {self._limit} health or reflection calls at once on this port",
+            )
+        self.in_flight += 1
+
+    async def _first(self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            async with asyncio.timeout(self._request_wait):
+                async for request in requests:
+                    return request
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the request never came")
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request was sent")
+
+    def _unary(self, behaviour: Behavior) -> Behavior:
+        async def call(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await self._take(context)
+            try:
+                return await behaviour(await self._first(requests, context), context)
+            finally:
+                self.in_flight -= 1
+
+        return call
+
+    def _streaming(self, behaviour: Callable[..., Any], *, first_request_only: bool) -> Behavior:
+        async def call(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await self._take(context)
+            try:
+                given = await self._first(requests, context) if first_request_only else requests
+                answers = behaviour(given, context)
+                if inspect.isasyncgen(answers):
+                    async for answer in answers:
+                        await context.write(answer)
+                else:  # written by the handler itself (context.write), as health's Watch does
+                    await answers
+            finally:
+                self.in_flight -= 1
+
+        return call
 
 
 def _code_of(value: object) -> grpc.StatusCode:
@@ -351,6 +439,7 @@ def build_server(
     max_concurrent_rpcs: int,
     deadline_cap_seconds: float,
     enable_reflection: bool,
+    max_public_calls: int = 64,
     max_connection_age_seconds: float = MAX_CONNECTION_AGE_SECONDS,
     max_connection_age_grace_seconds: float | None = None,
 ) -> grpc.aio.Server:
@@ -366,7 +455,12 @@ def build_server(
             # Outermost: a call the transport checks refuse still gets its span.
             telemetry.server_interceptor(),
             *pre_interceptors,
-            ServiceInterceptor(telemetry, access, deadline_cap_seconds=deadline_cap_seconds),
+            ServiceInterceptor(
+                telemetry,
+                access,
+                deadline_cap_seconds=deadline_cap_seconds,
+                max_public_calls=max_public_calls,
+            ),
         ],
         options=server_options(
             max_message_bytes,

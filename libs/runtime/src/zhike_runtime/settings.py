@@ -200,6 +200,11 @@ class ServiceSettings(FieldKeySettings, NatsSettings):
     lame_duck_seconds: float = Field(default=5.0, ge=0, le=120)
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_concurrent_rpcs: int = Field(default=1000, ge=1)
+    # Of those, the most health and reflection calls on the service port at once: they need no
+    # token, so a caller without one holds no more. Each channel that uses gRPC's client-side
+    # health checking holds one health Watch per replica: raise it beyond the count of such
+    # channels. The kubelet's probes use the health port, which this does not bound.
+    max_public_calls: int = Field(default=64, ge=1)
     # The most items one page of a listing returns, whatever page_size the caller asks for.
     max_page_size: int = Field(default=200, ge=1, le=10_000)
     health_check_interval_seconds: float = Field(default=1.0, gt=0, le=60)
