@@ -214,6 +214,20 @@ def _nats(scrape: Scrape) -> list[Case]:
     return [fires, silent]
 
 
+def _stream_fill(scrape: Scrape) -> list[Case]:
+    alert = "ZhikeStreamNearlyFull"
+    labels = stored(
+        scrape.labels_of("zhike_stream_fill_ratio", service="identity", stream="ZHIKE_IDENTITY"),
+        "identity",
+    )
+    fires = Case(alert, True, "over 80 % for 20 minutes", "25m")
+    fires.add("zhike_stream_fill_ratio", labels, "0.5x5 0.85x30")
+    fires.expected = [{"namespace": NAMESPACE, "stream": "ZHIKE_IDENTITY"}]
+    silent = Case(alert, False, "over 80 % for ten minutes, then old events expire", "30m")
+    silent.add("zhike_stream_fill_ratio", labels, "0.5x5 0.85x10 0.6x20")
+    return [fires, silent]
+
+
 def _target_down() -> list[Case]:
     alert = "ZhikeTargetDown"
     labels = target_labels("profile")
@@ -256,6 +270,7 @@ def alert_cases(scrape: Scrape, services: tuple[str, ...]) -> list[Case]:
         *_consumer_lag(scrape),
         *_dead_letters(scrape),
         *_nats(scrape),
+        *_stream_fill(scrape),
         *_target_down(),
         *_target_absent(services),
     ]

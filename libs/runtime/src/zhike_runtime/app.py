@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import grpc
+from nats.errors import Error as NatsError
+from nats.js.errors import Error as JetStreamError
 
 from zhike_runtime.auth.access import AccessControl, load_roles
 from zhike_runtime.auth.audit import AuditLog
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 
 RELAY_TASK = "outbox-relay"
+# How often the streams' fill is read for its gauge: a stream fills over hours, not seconds.
+STREAM_FILL_SECONDS = 60.0
 
 
 @dataclass
@@ -211,6 +215,7 @@ class RunningService(Generic[S]):
             loop.create_task(self.bus.run(), name="nats-connect"),
             loop.create_task(self.relay.run(), name=RELAY_TASK),
             loop.create_task(self._watch_dependencies(), name="readiness"),
+            loop.create_task(self._watch_stream_fill(), name="stream-fill"),
             loop.create_task(self.audit.run_retention(), name="audit-retention"),
             *(loop.create_task(c.run(), name=f"consumer-{c.spec.durable}") for c in self.consumers),
             *(loop.create_task(run(), name=name) for name, run in self._background.items()),
@@ -236,6 +241,21 @@ class RunningService(Generic[S]):
             self.telemetry.gauges.nats_connected = broker_ok
             await self.health.update(database_ok, broker_connected=broker_ok)
             await asyncio.sleep(self.settings.health_check_interval_seconds)
+
+    async def _watch_stream_fill(self) -> None:
+        """Keeps the zhike_stream_fill_ratio gauge: how full the streams are, once they are
+        declared and then every STREAM_FILL_SECONDS."""
+        await self.bus.wait_ready()
+        while True:
+            try:
+                self.telemetry.gauges.stream_fill = await asyncio.wait_for(
+                    self.bus.stream_fill(), timeout=STREAM_FILL_SECONDS / 2
+                )
+            except (NatsError, JetStreamError, ConnectionError, TimeoutError) as error:
+                # The broker is away (its own gauge and alert tell that): the last figures
+                # stay until it answers again.
+                log.debug("stream fill not read", extra={"error": describe_error(error)})
+            await asyncio.sleep(STREAM_FILL_SECONDS)
 
     async def stop(self) -> None:
         """Graceful: not ready at once, yet still answering for the lame-duck delay, then

@@ -138,6 +138,8 @@ class Gauges:
     outbox_oldest_unsent: dt.datetime | None = None
     consumer_pending: dict[str, int] = field(default_factory=dict)
     nats_connected: bool = False
+    # Per stream the service declares: the bytes it holds over its byte limit.
+    stream_fill: dict[str, float] = field(default_factory=dict)
 
 
 class Telemetry:
@@ -249,6 +251,15 @@ class Telemetry:
             description="1 while connected to NATS with the streams declared, else 0",
         )
 
+        # A stream at its byte limit refuses new events (they wait in the outboxes): this is
+        # the warning before that, which the outbox backlog alert would give only after.
+        meter.create_observable_gauge(
+            "zhike.stream.fill_ratio",
+            callbacks=[self._observe_stream_fill],
+            unit="1",
+            description="Bytes each JetStream stream holds over its byte limit (1: full)",
+        )
+
     def server_interceptor(self) -> grpc.aio.ServerInterceptor:
         """A server span per call (continuing the caller's `traceparent`); health checks and
         reflection, which probes call every few seconds, get none."""
@@ -284,6 +295,12 @@ class Telemetry:
 
     def _observe_nats(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(int(self.gauges.nats_connected), {"service": self._service})]
+
+    def _observe_stream_fill(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(value, {"stream": name, "service": self._service})
+            for name, value in self.gauges.stream_fill.items()
+        ]
 
     def _observe_backlog(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(self.gauges.outbox_backlog, {"service": self._service})]

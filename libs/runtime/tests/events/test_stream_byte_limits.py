@@ -249,3 +249,30 @@ def test_byte_limits_default_to_bounded_sizes_and_refuse_unbounded_or_unnamed_on
     ):
         with pytest.raises(ValidationError):
             ServiceSettings(**(TEST_SETTINGS | bad))
+
+
+async def test_the_stream_fill_gauge_reads_each_streams_bytes_over_its_byte_limit(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    names = {TEST_STREAM.name, OTHER_STREAM.name, DLQ_STREAM}
+    async with running_service(
+        PRODUCER,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'producer.db'}",
+        nats_url=nats_server.url,
+        stream_max_bytes=MIB,
+    ) as service:
+        # Read once the streams are declared: each of the service's streams, empty.
+        async def first_reading() -> bool:
+            return set(service.telemetry.gauges.stream_fill) == names
+
+        await eventually(first_reading)
+        assert service.telemetry.gauges.stream_fill == dict.fromkeys(names, 0.0)
+
+        for n in range(100):
+            await service.bus.publish(
+                PING_SUBJECT, PAYLOAD.encode(), headers={"Nats-Msg-Id": f"fill-{n}"}
+            )
+        fill = await service.bus.stream_fill()
+        held = (await service.bus.js.stream_info(TEST_STREAM.name)).state.bytes
+        assert fill == {TEST_STREAM.name: held / MIB, OTHER_STREAM.name: 0.0, DLQ_STREAM: 0.0}
+        assert 0.35 < fill[TEST_STREAM.name] < 0.45  # 100 events of about 4 KB in 1 MiB

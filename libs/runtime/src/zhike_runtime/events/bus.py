@@ -317,6 +317,18 @@ class EventBus:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
+    async def stream_fill(self) -> dict[str, float]:
+        """How full each stream this service declares is (the dead-letter stream too): the bytes
+        it holds over its byte limit. At 1 it refuses new events. Streams without a limit are
+        left out."""
+        fill: dict[str, float] = {}
+        for name in [*(spec.name for spec in self._streams), DLQ_STREAM]:
+            info = await self.js.stream_info(name)
+            limit = info.config.max_bytes
+            if limit is not None and limit > 0:
+                fill[name] = (info.state.bytes or 0) / limit
+        return fill
+
     async def pull(self, stream: str, durable: str) -> PullConsumer:
         """Fetches from the durable pull consumer `durable` of `stream` (close it when done)."""
         if self._nc is None:

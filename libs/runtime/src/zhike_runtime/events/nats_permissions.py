@@ -18,6 +18,8 @@ dead_letters.py):
 - a producer publishes its events on its stream's subjects and declares its stream
   (`$JS.API.STREAM.CREATE.<stream>`, or `UPDATE` when it exists with other settings);
 - every service declares the dead-letter stream `ZHIKE_DLQ` the same way;
+- it reads how full each of those streams is, every minute (`$JS.API.STREAM.INFO.<stream>`, for
+  the `zhike_stream_fill_ratio` gauge);
 - a consumer waits for its producer's stream (`$JS.API.STREAM.INFO.<stream>`), declares its
   durable (`$JS.API.CONSUMER.CREATE.<stream>.<durable>`), reads its lag (`CONSUMER.INFO`),
   pulls (`CONSUMER.MSG.NEXT`), acks, naks or terminates what it pulled
@@ -136,11 +138,15 @@ def _declares(stream: str) -> tuple[str, ...]:
     return (f"$JS.API.STREAM.CREATE.{stream}", f"$JS.API.STREAM.UPDATE.{stream}")
 
 
+def _reads_fill(stream: str) -> str:
+    return f"$JS.API.STREAM.INFO.{stream}"
+
+
 def service_permissions(grant: ServiceGrant) -> Permissions:
     publish: list[str] = []
     for owned in grant.owns:
-        publish += [*owned.subjects, *_declares(owned.name)]
-    publish += _declares(DLQ_STREAM)
+        publish += [*owned.subjects, *_declares(owned.name), _reads_fill(owned.name)]
+    publish += [*_declares(DLQ_STREAM), _reads_fill(DLQ_STREAM)]
     for consumer in grant.consumes:
         stream, durable = consumer.stream, consumer.durable
         publish += [
