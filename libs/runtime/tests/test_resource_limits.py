@@ -396,7 +396,7 @@ async def test_a_health_check_held_open_without_its_request_counts_and_ends_afte
             SlowWork(),
             max_concurrent_rpcs=6,
             max_public_calls=1,
-            max_rpc_seconds=1.0,
+            max_rpc_seconds=3.0,
         ) as service,
         grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as silent,
     ):
@@ -407,9 +407,17 @@ async def test_a_health_check_held_open_without_its_request_counts_and_ends_afte
         )
         held = check()
         await held.wait_for_connection()
-        # It holds the one public slot: a second public call is refused meanwhile...
-        refused_at_once = watch(silent)
-        assert await ending_of(refused_at_once) is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        async def another_public_call_is_refused() -> bool:
+            try:
+                await readiness(service.grpc_port)
+            except grpc.aio.AioRpcError as error:
+                return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            return False
+
+        # Once the server has taken it up, it holds the one public slot: every other public
+        # call is refused meanwhile...
+        await eventually(another_public_call_is_refused)
         # ...until the cap on a call's run time ends the silent one and frees it.
         assert await ending_of(held) is grpc.StatusCode.DEADLINE_EXCEEDED
         assert await readiness(service.grpc_port) == SERVING
