@@ -247,6 +247,9 @@ def _party_profile(party_id: str, rng: random.Random, now: dt.datetime) -> bytes
         facts.append(
             _risk(rng.randint(1, 5), now.date() + dt.timedelta(days=rng.randint(-30, 300)))
         )
+    # Drawn last, so the other facts are those of the runs before ages were told.
+    age = profile_events.AgeChanged(after_years=rng.randint(18, 80))
+    facts.append(profile_events.ProfileFact(age_changed=age))
     return profile_events.ProfileChanged(
         party_id=party_id,
         profile_version=1,

@@ -121,3 +121,13 @@ def tier(after: str) -> pb.ProfileFact:
 
 def value_band(after: str) -> pb.ProfileFact:
     return pb.ProfileFact(value_band_changed=pb.ValueBandChanged(after=after))
+
+
+def age(after: int | None, before: int | None = None) -> pb.ProfileFact:
+    """The customer's age in whole years; `after` None: not known any more."""
+    change = pb.AgeChanged()
+    if before is not None:
+        change.before_years = before
+    if after is not None:
+        change.after_years = after
+    return pb.ProfileFact(age_changed=change)

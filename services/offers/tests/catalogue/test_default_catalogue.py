@@ -34,6 +34,9 @@ def test_the_default_catalogue_has_the_offers_the_stories_need(
     assert any(offer.category is Category.SERVICE for offer in offers.values())
     assert any(not offer.personalised for offer in offers.values())
     assert any(offer.product_risk == 4 for offer in offers.values())
+    equity = offers["balanced_equity_fund"]
+    assert [clause.text for clause in equity.eligibility][1] == "age >= 18"
+    assert equity.depends_on == {FactKind.ASSETS, FactKind.RISK, FactKind.AGE}
     assert offers["mortgage_refinance"].levers == Decimal("0.8")
     assert "platinum_card_upgrade" in offers
 

@@ -250,3 +250,14 @@ def test_facts_affecting_adds_what_the_rules_read_risk_and_consent(
         FactKind.CONSENT,
     }
     assert facts_affecting(compile_offer(document(), environment)) == frozenset()
+
+
+def test_a_rule_reading_age_makes_the_offer_decide_again_when_the_age_changes(
+    environment: RuleEnvironment,
+) -> None:
+    reads = compile_offer(document(eligibility=["age >= 18"]), environment)
+    declares = compile_offer(document(depends_on=["age"]), environment)
+
+    assert facts_affecting(reads) == {FactKind.AGE}
+    assert facts_affecting(declares) == {FactKind.AGE}
+    assert declares.to_document()["depends_on"] == ["age"]

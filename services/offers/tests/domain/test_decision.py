@@ -145,6 +145,7 @@ def test_with_an_expired_assessment_no_investment_product_is_decided(
         tier="platinum",
         customer_risk=5,
         risk_expires_on=TODAY,  # expired from today on
+        age=45,
     )
     request = decision_request(channel="mobile_app", max_offers=20, explain=True)
     decision = decide(rich, default_catalogue, NO_HISTORY, PropensityModel(), request, NOW)
@@ -219,6 +220,7 @@ def test_explain_lists_every_candidate_not_chosen_with_its_reason(
         holdings=frozenset({holding("credit_card", "CC_GOLD")}),
         tier="gold",
         segments=frozenset({"foreign_currency_holder"}),
+        age=35,
     )
     history = [event(ContactKind.DECLINE, NOW - days(3), "fx_travel_debit_card", "mobile_app")]
     request = decision_request(

@@ -20,7 +20,7 @@ from zhike_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from zhike_runtime.testing.processes import PostgresCluster
 
 from ..offers_harness import Harness
-from ..profile_events import T0, balance, changed, risk, sms_marketing, usd
+from ..profile_events import T0, age, balance, changed, risk, sms_marketing, usd
 
 PARTY = str(uuid.UUID(int=1))
 OTHER = str(uuid.UUID(int=2))
@@ -86,8 +86,10 @@ async def test_every_decision_is_logged_with_its_inputs_digest_and_every_reason(
 async def test_the_log_keeps_each_reason_without_its_words_and_words_it_as_decided(
     harness: Harness,
 ) -> None:
-    # C3 with CNY for the R4 fund (unsuitable) and USD for the FX offer.
-    await harness.deliver("e1", changed(PARTY, 1, risk(3), usd(6000), balance("CNY", 10_000_000)))
+    # A C3 adult with CNY for the R4 fund (unsuitable) and USD for the FX offer.
+    await harness.deliver(
+        "e1", changed(PARTY, 1, risk(3), usd(6000), balance("CNY", 10_000_000), age(40))
+    )
     decided = await harness.decide(PARTY, "mobile_app", placement="home_banner", max_offers=1)
 
     [entry] = (await harness.decisions.list_decisions(PARTY, 10, "")).entries

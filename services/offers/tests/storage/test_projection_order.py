@@ -4,10 +4,11 @@ SQLite and PostgreSQL.
 
 The machine plays the profile: each party's changes carry profile versions 1, 2, 3… and say
 what changed — balances per currency and side, holdings opened and closed, tier, value band,
-segments entered and left, consents, risk levels and expiries; some parties start as USD
-customers — and a party may be merged into another (one party never is, so that one is left to
-decide for), after which its facts change no more, though a split at identity may re-route it to
-another party or end its forwarding (each a later change). Every party starts with a contact
+segments entered and left, consents, risk levels and expiries, ages told and no longer known
+(also alone, as the daily refresh tells a birthday); some parties start as USD customers — and a
+party may be merged into another (one party never is, so that one is left to decide for), after
+which its facts change no more, though a split at identity may re-route it to another party or
+end its forwarding (each a later change). Every party starts with a contact
 recorded for it, and notifications tells of messages sent to any of them, merged or not, at any
 time (offers records each as a contact). Every event goes at once, in order, to one store; to
 the other when the machine decides: late, out of order, several times (also under another event
@@ -21,9 +22,10 @@ it (those of its outbound decisions too).
 The catalogue holds two outbound offers whose rules read facts the machine changes: the shipped
 usd_fx_wealth (USD 5,000 or more, a valid C2+ assessment, SMS marketing consent, not holding
 WM_USD_6M: a marketing SMS, so held back by the contact budget and by its own cap of 2 in 30
-days) and usd_account_notice (USD 1,000 or more and the usd_holder segment, not platinum: a
-service e-mail, outside the budget, with a cap no run can reach, held back only by a refused
-service consent).
+days) and usd_account_notice (USD 1,000 or more, the usd_holder segment, of age, not platinum:
+a service e-mail, outside the budget, with a cap no run can reach, held back only by a refused
+service consent; its age rule is not in its depends_on, so an age alone decides it again only
+because the rule reads it).
 
 What in-order delivery fixes is the final facts, not the way there. The stores pass through
 different states: in-order delivery through every one, a shuffled store skipping some and
@@ -94,6 +96,7 @@ from ..domain.builders import document, shared_environment
 from ..offers_harness import SHANGHAI, Harness, default_catalogue
 from ..profile_events import (
     T0,
+    age,
     balance,
     changed,
     consent,
@@ -169,6 +172,11 @@ facts = st.one_of(
         st.integers(min_value=1, max_value=5),
         st.sampled_from([dt.date(2026, 11, 30), dt.date(2027, 1, 1)]),
     ),
+    st.builds(
+        age,
+        st.one_of(st.none(), st.integers(min_value=0, max_value=150)),
+        st.one_of(st.none(), st.integers(min_value=0, max_value=150)),
+    ),
 )
 # What the outbound offers read, each way: so that a party comes to hold an offer, and stops,
 # and comes to hold it again, often within a run.
@@ -190,6 +198,9 @@ offer_facts = st.sampled_from(
         tier("platinum"),
         holding("W-1", "WM_USD_6M", record="R1"),
         holding("W-1", "WM_USD_6M", record="R1", opened=False),
+        age(17),
+        age(18, before=17),
+        age(None),
     ]
 )
 USD_CUSTOMER = [
@@ -197,13 +208,15 @@ USD_CUSTOMER = [
     risk(3),
     balance("USD", 600_000),
     segment("usd_holder", True),
+    age(40),
 ]
 # A change tells any facts, or some of those the outbound offers read, or all their conditions
-# at once (as the FX story starts).
+# at once (as the FX story starts), or an age alone (the profile's daily refresh on a birthday).
 changes = st.one_of(
     st.lists(facts, max_size=4),
     st.lists(offer_facts, min_size=1, max_size=4),
     st.just(USD_CUSTOMER),
+    st.sampled_from([[age(17)], [age(18, before=17)], [age(None)]]),
 )
 
 
@@ -216,7 +229,8 @@ def outbound_catalogue() -> Catalogue:
         channels=["email"],
         outbound=True,
         templates={"email": "usd_account_notice_email_v1"},
-        eligibility=['assets["USD"] >= 1000.0', '"usd_holder" in segments'],
+        # Of age: a minor's account notices go to the guardian.
+        eligibility=['assets["USD"] >= 1000.0', '"usd_holder" in segments', "age >= 18"],
         applicability=['tier != "platinum"'],  # a relationship manager tells those
         contact_limits={"max_contacts": 100, "window_days": 30},  # more than a run decides
     )

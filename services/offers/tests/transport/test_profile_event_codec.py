@@ -9,10 +9,11 @@ import uuid
 
 import pytest
 
+from zhike_offers.domain.projection import AgeFact
 from zhike_offers.transport.event_codec import profile_change
 from zhike_runtime.events.consumer import PermanentEventError
 
-from ..profile_events import changed, usd
+from ..profile_events import age, changed, usd
 
 PARTY = str(uuid.uuid4())
 
@@ -35,3 +36,20 @@ def test_a_change_time_in_the_last_year_a_timestamp_holds_is_refused_naming_the_
 
     with pytest.raises(PermanentEventError, match=r"^ProfileChanged\.change_time "):
         profile_change(changed(PARTY, 2, usd(6000), at=last_evening))
+
+
+def test_an_age_is_read_in_whole_years_and_an_unset_one_is_not_known_any_more() -> None:
+    told = profile_change(changed(PARTY, 2, age(18, before=17), age(0), age(150), age(None, 40)))
+
+    assert told.facts == (AgeFact(18), AgeFact(0), AgeFact(150), AgeFact(None))
+
+
+@pytest.mark.parametrize("years", [-1, 151, 2**31 - 1])
+def test_an_age_outside_0_to_150_is_refused_naming_the_field_and_never_the_value(
+    years: int,
+) -> None:
+    with pytest.raises(PermanentEventError) as refused:
+        profile_change(changed(PARTY, 2, usd(6000), age(years)))
+
+    assert str(refused.value).startswith("ProfileChanged.facts[1].age_changed.after_years ")
+    assert str(years) not in str(refused.value)  # an age is personal data

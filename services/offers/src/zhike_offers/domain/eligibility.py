@@ -16,7 +16,8 @@ What a clause sees (one activation per decision):
     tier, value_band  string           "" when not known yet
     segments      list(string)
     risk_level    int                  0 = none or expired, 1..5 = C1..C5
-    age           int                  -1 when unknown
+    age           int                  whole years (AgeChanged, up to a day late on a
+                                       birthday); -1 when unknown
     channel       string               the decision's channel: "sms", "mobile_app"…
     placement     string               the decision's placement ("" for outbound)
 
@@ -91,7 +92,7 @@ def _variables() -> tuple[Variable, ...]:
         Variable("value_band", cel.Type.STRING, FactKind.VALUE_BAND, personal=True),
         Variable("segments", strings, FactKind.SEGMENTS, personal=True),
         Variable("risk_level", cel.Type.INT, FactKind.RISK, personal=True),
-        Variable("age", cel.Type.INT, None, personal=True),
+        Variable("age", cel.Type.INT, FactKind.AGE, personal=True),
         Variable("channel", cel.Type.STRING, None, personal=False),
         Variable("placement", cel.Type.STRING, None, personal=False),
     )

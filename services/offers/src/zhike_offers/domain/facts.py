@@ -28,6 +28,7 @@ class FactKind(enum.StrEnum):
     SEGMENTS = "segments"  # SegmentEntered / SegmentLeft
     RISK = "risk"  # RiskLevelChanged / RiskAssessmentExpired
     CONSENT = "consent"
+    AGE = "age"  # AgeChanged
 
 
 class ConsentPurpose(enum.StrEnum):
@@ -63,7 +64,9 @@ class OfferFacts:
     # (consent channel, purpose) → given, as profile's ConsentChanged states it: channel is the
     # ContactChannel in lower case ("sms", "email", "push", "phone_call", "branch").
     consents: Mapping[tuple[str, str], bool] = field(default_factory=dict)
-    age: int | None = None  # not in ProfileChanged yet
+    # Whole years on the bank's day (AgeChanged: up to a day late on a birthday); None = not
+    # known (no birth date, or not told yet).
+    age: int | None = None
     # Kept by offers itself:
     do_not_contact: bool = False
     personalised_offers: bool = True

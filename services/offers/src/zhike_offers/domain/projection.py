@@ -2,10 +2,10 @@
 
 A ProfileChanged says what changed, each fact as an absolute value under a key: the balance of
 one currency on one side, one holding (source record and account), the tier, the value band,
-one segment, the consent for one channel and purpose, the risk assessment. The projection keeps
-each key with the profile_version that last set it and takes a new value only from a higher
-version (storage's conditional upsert), so duplicated, late and reordered events end in the
-state in-order delivery gives.
+one segment, the consent for one channel and purpose, the risk assessment, the age in years. The
+projection keeps each key with the profile_version that last set it and takes a new value only
+from a higher version (storage's conditional upsert), so duplicated, late and reordered events
+end in the state in-order delivery gives.
 
 `entries` turns a change into the (key, kind, value) rows storage keeps; `assemble` turns the
 rows of a party back into `OfferFacts`. Values are plain JSON.
@@ -68,7 +68,21 @@ class RiskFact:
     expired: bool = False
 
 
-Fact = BalanceFact | HoldingFact | TierFact | ValueBandFact | SegmentFact | ConsentFact | RiskFact
+@dataclass(frozen=True)
+class AgeFact:
+    years: int | None  # None: not known any more (the birth date left the party)
+
+
+Fact = (
+    BalanceFact
+    | HoldingFact
+    | TierFact
+    | ValueBandFact
+    | SegmentFact
+    | ConsentFact
+    | RiskFact
+    | AgeFact
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,7 @@ _KIND_OF_PREFIX = {
     "segment": FactKind.SEGMENTS,
     "consent": FactKind.CONSENT,
     "risk": FactKind.RISK,
+    "age": FactKind.AGE,
 }
 
 
@@ -137,6 +152,8 @@ def entries(change: ProfileChange, zone: dt.tzinfo) -> list[FactEntry]:
             put(segment_key(fact.segment), fact.member)
         elif isinstance(fact, ConsentFact):
             put(f"consent:{fact.channel}:{fact.purpose}", fact.given)
+        elif isinstance(fact, AgeFact):
+            put("age", fact.years)  # null: not known any more, kept under its version
         else:
             expires = fact.expires_on
             if fact.expired:
@@ -165,6 +182,7 @@ def assemble(
     consents: dict[tuple[str, str], bool] = {}
     tier = value_band = ""
     risk, expires_on = 0, None
+    age: int | None = None
     for key, value in values.items():
         prefix, _, rest = key.partition(":")
         if prefix == "assets":
@@ -191,6 +209,8 @@ def assemble(
             level, expires = value
             risk = int(level)
             expires_on = None if expires is None else dt.date.fromisoformat(expires)
+        elif prefix == "age":
+            age = None if value is None else int(value)
     return OfferFacts(
         party_id=party_id,
         profile_version=profile_version,
@@ -203,6 +223,7 @@ def assemble(
         customer_risk=risk,
         risk_expires_on=expires_on,
         consents=consents,
+        age=age,
         do_not_contact=do_not_contact,
         personalised_offers=personalised_offers,
         opted_out_channels=opted_out_channels,

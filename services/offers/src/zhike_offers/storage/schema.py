@@ -53,7 +53,8 @@ party_fact = sa.Table(
     metadata,
     sa.Column("party_id", _ID, primary_key=True),
     # "assets:USD", "holding:<system>:<record>:<account>:<currency>", "segment:<name>",
-    # "consent:<channel>:<purpose>", "tier", "value_band", "risk".
+    # "consent:<channel>:<purpose>", "tier", "value_band", "risk", "age" (JSON null: not known
+    # any more).
     sa.Column("fact_key", sa.String(320), primary_key=True),
     sa.Column("value", sa.JSON(), nullable=False),
     sa.Column("profile_version", sa.BigInteger(), nullable=False),

@@ -89,6 +89,7 @@ FACT_KINDS: Mapping[int, FactKind] = MappingProxyType(
         offers_pb2.FACT_KIND_CONSENT: FactKind.CONSENT,
         offers_pb2.FACT_KIND_VALUE_BAND: FactKind.VALUE_BAND,
         offers_pb2.FACT_KIND_LIABILITIES: FactKind.LIABILITIES,
+        offers_pb2.FACT_KIND_AGE: FactKind.AGE,
     }
 )
 # 0 (unspecified) is a value here: not an investment product.

@@ -31,6 +31,7 @@ from zhike_offers.domain.model import (
     PreferencesChangedEvent,
 )
 from zhike_offers.domain.projection import (
+    AgeFact,
     BalanceFact,
     ConsentFact,
     Fact,
@@ -54,6 +55,8 @@ PREFERENCES_CHANGED_SUBJECT = f"{SUBJECT_PREFIX}.contact_preferences_changed"
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MAX_TEXT = 128
+# Whole years a customer can be: anything else is a broken birth date, never a person.
+_AGES = range(0, 151)
 
 T = TypeVar("T")
 
@@ -170,6 +173,14 @@ def _fact(message: profile_events.ProfileFact, field: str) -> Fact:
         )
         expires = _date(expired.expire_date, f"{field}.risk_assessment_expired.expire_date")
         return RiskFact(level, expires, expired=True)
+    if kind == "age_changed":
+        age = message.age_changed
+        if not age.HasField("after_years"):
+            return AgeFact(None)  # the birth date left the party
+        if age.after_years not in _AGES:
+            # Named, never shown: an age is personal data.
+            raise _bad(f"{field}.age_changed.after_years", "is not an age in years (0 to 150)")
+        return AgeFact(age.after_years)
     raise _bad(field, "holds no fact this consumer knows")
 
 
