@@ -1,6 +1,6 @@
 """The profile's ProfileChanged as offers reads it: content that could never be applied, or would
 leave a party in a state no later event mends, is refused naming the field (the consumer
-dead-letters it at once)."""
+dead-letters it at once); a kind of fact a newer profile tells is skipped."""
 
 from __future__ import annotations
 
@@ -53,3 +53,16 @@ def test_an_age_outside_0_to_150_is_refused_naming_the_field_and_never_the_value
 
     assert str(refused.value).startswith("ProfileChanged.facts[1].age_changed.after_years ")
     assert str(years) not in str(refused.value)  # an age is personal data
+
+
+def test_a_fact_of_a_kind_a_newer_profile_tells_is_skipped_and_the_others_apply() -> None:
+    # A fact this release does not know (field 99 of the oneof, from a newer profile): refusing
+    # the whole change would dead-letter every party's changes, balances included, until offers
+    # is upgraded too (RELIABILITY.md, forward compatibility: unknown fields are ignored).
+    message = changed(PARTY, 2, usd(6000), usd(0))
+    message.facts[1].Clear()
+    message.facts[1].MergeFromString(b"\x9a\x06\x00")  # field 99, length-delimited, empty
+
+    told = profile_change(message)
+
+    assert told.facts == profile_change(changed(PARTY, 2, usd(6000))).facts

@@ -123,7 +123,8 @@ def _date(value: date_pb2.Date, field: str) -> dt.date | None:
         raise _bad(field, "is not a date") from None
 
 
-def _fact(message: profile_events.ProfileFact, field: str) -> Fact:
+def _fact(message: profile_events.ProfileFact, field: str) -> Fact | None:
+    """The fact, or None for one of a kind this release does not know."""
     kind = message.WhichOneof("fact")
     if kind == "balance_changed":
         balance = message.balance_changed
@@ -181,7 +182,10 @@ def _fact(message: profile_events.ProfileFact, field: str) -> Fact:
             # Named, never shown: an age is personal data.
             raise _bad(f"{field}.age_changed.after_years", "is not an age in years (0 to 150)")
         return AgeFact(age.after_years)
-    raise _bad(field, "holds no fact this consumer knows")
+    # A newer profile's kind of fact: skipped, and the change's other facts apply. Refusing it
+    # would dead-letter every party's changes until offers is upgraded too; no rule of this
+    # release can read it anyway (RELIABILITY.md: unknown fields are ignored).
+    return None
 
 
 def _time(stamp: Timestamp, field: str, event: str = "ProfileChanged") -> dt.datetime:
@@ -210,7 +214,11 @@ def profile_change(message: profile_events.ProfileChanged) -> ProfileChange:
         party_id=_party_id(message.party_id, "party_id"),
         profile_version=message.profile_version,
         at=_time(message.change_time, "change_time"),
-        facts=tuple(_fact(fact, f"facts[{i}]") for i, fact in enumerate(message.facts)),
+        facts=tuple(
+            fact
+            for i, told in enumerate(message.facts)
+            if (fact := _fact(told, f"facts[{i}]")) is not None
+        ),
         merged_into=(
             _party_id(message.merged_into_party_id, "merged_into_party_id")
             if message.merged_into_party_id
