@@ -161,6 +161,7 @@ def test_monitoring_objects_render_where_the_operator_api_exists(tmp_path: Path)
         "ZhikeConsumerLagging",
         "ZhikeEventsDeadLettered",
         "ZhikeNATSDisconnected",
+        "ZhikeStreamNearlyFull",
         "ZhikeTargetDown",
         "ZhikeTargetAbsent",
     }
