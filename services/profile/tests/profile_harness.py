@@ -201,3 +201,23 @@ class Harness:
 
     async def close(self) -> None:
         await self.database.dispose()
+
+
+def age_facts(
+    changes: list[events_pb2.ProfileChanged], party_id: str
+) -> list[tuple[int | None, int | None]]:
+    """(before, after) years of every age fact told about the party, in order (None: unset)."""
+    told = []
+    for change in changes:
+        if change.party_id != party_id:
+            continue
+        for fact in change.facts:
+            if fact.HasField("age_changed"):
+                age = fact.age_changed
+                told.append(
+                    (
+                        age.before_years if age.HasField("before_years") else None,
+                        age.after_years if age.HasField("after_years") else None,
+                    )
+                )
+    return told

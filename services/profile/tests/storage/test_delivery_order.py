@@ -18,9 +18,9 @@ several times (notifications' events, on a stream with a consumer of its own, al
 rest). At the end the second store gets whatever is still pending, and every party's
 profile — records, name, birth date, holdings, balances, activity, consents, preferences, risk,
 tier, value, segments, the contact history ListInteractions pages through (messages sent
-included), and the snapshot its last ProfileChanged described — must be the same in both; and
-every id, retired or not, must read as the party identity's forwarding leads it to (NOT_FOUND
-where it leads nowhere).
+included), and the snapshot its last ProfileChanged described (the age it told included) —
+must be the same in both; and every id, retired or not, must read as the party identity's
+forwarding leads it to (NOT_FOUND where it leads nowhere).
 """
 
 from __future__ import annotations
@@ -404,8 +404,11 @@ class Bank(RuleBasedStateMachine):
     @rule(
         choice=st.integers(min_value=0, max_value=99),
         name=st.sampled_from(["刘建军", "刘健军"]),
-        # 30 and 40 years old on T0 (in and out of young_professional's ages), or unknown.
-        birth_date=st.sampled_from([dt.date(1996, 5, 1), dt.date(1986, 1, 1), None]),
+        # 30, 35 and 40 years old on T0 (in, at the edge of and out of young_professional's
+        # ages: 30 → 35 changes the age told, not the segment), or unknown.
+        birth_date=st.sampled_from(
+            [dt.date(1996, 5, 1), dt.date(1991, 5, 1), dt.date(1986, 1, 1), None]
+        ),
     )
     def change_a_golden_record(self, choice: int, name: str, birth_date: dt.date | None) -> None:
         live = sorted(self.created)

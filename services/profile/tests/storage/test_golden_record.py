@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from google.type import date_pb2
+
 from zhike.profile.v1 import events_pb2
 from zhike_profile.domain.facts import SourceKey
 
-from ..profile_harness import Harness
+from ..profile_harness import Harness, age_facts
 from ..source_facts import T0, account_opened, salary_paid, source_event
 
 YOUNG_PROFESSIONAL = "young_professional"
@@ -166,3 +168,36 @@ async def test_after_a_merge_the_survivor_keeps_its_own_golden_birth_date_until_
 
     assert YOUNG_PROFESSIONAL in await segments(harness, survivor)
     assert segment_facts(await harness.changes(), survivor)[-1] == ("entered", YOUNG_PROFESSIONAL)
+
+
+async def test_a_birth_date_arriving_changing_and_leaving_tells_the_age_whenever_it_differs(
+    harness: Harness,
+) -> None:
+    party_id = party()
+    await salaried(harness, CORE, party_id)
+
+    await harness.named("g1", party_id, "刘晓燕", T1, THIRTY)
+    await harness.named("g2", party_id, "刘晓燕", T2, FORTY)
+    # Corrected by a month: still 40 on T0, so nothing about the age to tell.
+    await harness.named("g3", party_id, "刘晓燕", T3, dt.date(1986, 4, 1))
+    await harness.named("g4", party_id, "刘晓燕", T3 + dt.timedelta(minutes=1), None)
+
+    changes = await harness.changes()
+    assert age_facts(changes, party_id) == [(None, 30), (30, 40), (40, None)]
+    causes = {c.cause for c in changes if c.party_id == party_id and age_facts([c], party_id)}
+    assert causes == {events_pb2.CHANGE_CAUSE_IDENTITY}
+
+
+async def test_profile_changed_tells_the_age_but_never_the_birth_date(harness: Harness) -> None:
+    party_id = party()
+    await salaried(harness, CORE, party_id)
+    told_before = len(await harness.changes())
+
+    await harness.named("g1", party_id, "刘晓燕", T1, THIRTY)
+
+    (told,) = (await harness.changes())[told_before:]
+    assert age_facts([told], party_id) == [(None, 30)]
+    payload = told.SerializeToString()
+    for spelling in (b"1996-05-01", b"19960501", b"1996/05/01"):
+        assert spelling not in payload
+    assert date_pb2.Date(year=1996, month=5, day=1).SerializeToString() not in payload

@@ -10,7 +10,8 @@ tells what changed in ProfileChanged: the source and profile streams are scanned
 Expected (docs/events.md, "Personal data in events"): no log line and no header holds a name, a
 birth date, an ID number, a phone or an e-mail; no payload holds an ID number, a phone or an
 e-mail; names and birth dates appear only in GoldenRecordChanged (the profile shows the name and
-reads the age in segment rules) and in the dead letter kept from one.
+reads the age in segment rules) and in the dead letter kept from one. ProfileChanged tells the
+customers' ages in whole years, never their birth dates (as text or as a google.type.Date).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nats.js import JetStreamContext
 from zhike.identity.v1 import events_pb2 as identity_events
 from zhike.identity.v1 import identity_service_pb2 as pb
 from zhike.identity.v1 import party_pb2
+from zhike.profile.v1 import events_pb2 as profile_events
 from zhike.profile.v1 import profile_service_pb2
 from zhike_runtime.events import headers as h
 from zhike_runtime.events.bus import DLQ_STREAM
@@ -65,6 +67,13 @@ class Customer:
         """The birth date the resident ID carries: as identity gives it (ISO), and compact."""
         compact = self.resident_id[6:14]
         return (f"{compact[:4]}-{compact[4:6]}-{compact[6:]}", compact)
+
+    @property
+    def birth_date_message(self) -> bytes:
+        """The birth date as a google.type.Date would carry it in a payload."""
+        compact = self.resident_id[6:14]
+        year, month, day = int(compact[:4]), int(compact[4:6]), int(compact[6:])
+        return date_pb2.Date(year=year, month=month, day=day).SerializeToString()
 
 
 CUSTOMERS = (
@@ -305,6 +314,18 @@ async def test_no_log_line_header_or_payload_carries_the_customers_identifiers(
         assert hits(payload, IDENTIFIERS) == [], message
         if hits(payload, NAMES + BIRTH_DATES):
             assert message.headers[h.EVENT_TYPE] == "zhike.identity.v1.GoldenRecordChanged"
+        assert not [c for c in CUSTOMERS if c.birth_date_message in message.payload], message
+
+    # The profile told the customers' ages (offers' eligibility reads them): the scan above saw
+    # ProfileChanged carry them without a birth date.
+    ages = [
+        fact.age_changed
+        for message in messages
+        if message.headers.get(h.EVENT_TYPE) == "zhike.profile.v1.ProfileChanged"
+        for fact in profile_events.ProfileChanged.FromString(message.payload).facts
+        if fact.HasField("age_changed")
+    ]
+    assert len([age for age in ages if age.HasField("after_years")]) >= len(CUSTOMERS)
 
 
 async def test_golden_record_changed_carries_the_name_and_birth_date_and_nothing_else(

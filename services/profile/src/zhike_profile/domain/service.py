@@ -350,9 +350,10 @@ class ProfileUpdates:
         at: dt.datetime,
     ) -> None:
         """The party's golden record changed at identity (`at`): its name and birth date, unless
-        a later change is held. A new birth date can move the party in or out of a segment
-        (`age`): told like any other change. A merged party's golden record is kept but counts
-        for nobody: the survivor keeps its own (identity sends the survivor's after a merge)."""
+        a later change is held. A new birth date can change the age (AgeChanged, never the
+        date) and move the party in or out of a segment (`age`): told like any other change. A
+        merged party's golden record is kept but counts for nobody: the survivor keeps its own
+        (identity sends the survivor's after a merge)."""
         await unit.parties.ensure(party_id, at)
         await unit.lock([party_lock(party_id)])
         if await unit.parties.set_golden_record(party_id, name, birth_date, at):

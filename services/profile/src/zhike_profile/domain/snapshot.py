@@ -19,14 +19,15 @@ from typing import Any
 
 from zhike_profile.domain.assessment import Assessment
 from zhike_profile.domain.assessment.changes import (
-    Change as AssessmentChange,
-)
-from zhike_profile.domain.assessment.changes import (
+    AgeChanged,
     SegmentEntered,
     SegmentLeft,
     TierChanged,
     ValueBandChanged,
     risk_change,
+)
+from zhike_profile.domain.assessment.changes import (
+    Change as AssessmentChange,
 )
 from zhike_profile.domain.assessment.risk import RiskStatus
 from zhike_profile.domain.facts import (
@@ -95,6 +96,7 @@ class Snapshot:
     value_band: str | None = None
     segments: Mapping[str, str] = field(default_factory=dict)  # name → description
     risk: RiskState = RiskState(RiskStatus.NOT_ASSESSED)
+    age: int | None = None  # whole years; None: no birth date (or not assessed)
     # Not told in events; kept for SearchProfiles.
     total_assets_cny_minor: int = 0
 
@@ -185,13 +187,14 @@ def take(facts: PartyFacts, assessment: Assessment | None) -> Snapshot:
         value_band=assessment.value.band,
         segments={s.name: s.description for s in assessment.segments},
         risk=RiskState(risk.status, risk.level, risk.expires_on),
+        age=assessment.age,
         total_assets_cny_minor=assessment.totals.assets.minor_units,
     )
 
 
 def differences(before: Snapshot, after: Snapshot) -> tuple[ProfileFact, ...]:
     """What a consumer needs to know, in a fixed order: holdings closed and opened, balances
-    per currency, consents, tier, value band, segments left and entered, risk."""
+    per currency, consents, tier, value band, segments left and entered, risk, age."""
     found: list[ProfileFact] = []
     # A holding whose product changed on its account (a card reissued as another product) is
     # told as the old one closed, then the new one opened: a consumer keeping one entry per
@@ -244,6 +247,10 @@ def _assessment_changes(before: Snapshot, after: Snapshot) -> list[AssessmentCha
     risk = risk_change(before.risk, after.risk)
     if risk is not None:
         found.append(risk)
+    # As the tier, told of an assessed party only: one merged away is told `merged_into`, not
+    # that its age became unknown.
+    if after.tier is not None and before.age != after.age:
+        found.append(AgeChanged(before.age, after.age))
     return found
 
 
@@ -287,6 +294,7 @@ def to_json(snapshot: Snapshot) -> dict[str, Any]:
             None if snapshot.risk.level is None else snapshot.risk.level.name,
             None if snapshot.risk.expires_on is None else snapshot.risk.expires_on.isoformat(),
         ],
+        "age": snapshot.age,
         "total_assets_cny_minor": snapshot.total_assets_cny_minor,
     }
 
@@ -308,6 +316,9 @@ def from_json(data: Mapping[str, Any] | None) -> Snapshot:
     }
     tier = data["tier"]
     status, level, expires = data["risk"]
+    # Absent from a snapshot stored before ProfileChanged told the age: read as not told, so
+    # the party's next change (at the latest the daily refresh) tells its age once.
+    age = data.get("age")
     return Snapshot(
         holdings=holdings,
         balances={c: (int(pair[0]), int(pair[1])) for c, pair in data["balances"].items()},
@@ -320,5 +331,6 @@ def from_json(data: Mapping[str, Any] | None) -> Snapshot:
             None if level is None else CustomerRisk[level],
             None if expires is None else dt.date.fromisoformat(expires),
         ),
+        age=None if age is None else int(age),
         total_assets_cny_minor=int(data["total_assets_cny_minor"]),
     )

@@ -13,6 +13,7 @@ from zhike.profile.v1 import events_pb2, profile_pb2
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_profile.domain.assessment import Assessment
 from zhike_profile.domain.assessment.changes import (
+    AgeChanged,
     RiskLevelChanged,
     RiskLevelExpired,
     SegmentEntered,
@@ -423,6 +424,14 @@ def _fact(fact: ProfileFact) -> events_pb2.ProfileFact:
                     customer_risk=_customer_risk(fact.level), expire_date=date(fact.expired_on)
                 )
             )
+        case AgeChanged():
+            # The age in whole years only: the birth date it comes from is never published.
+            age = events_pb2.AgeChanged()
+            if fact.before is not None:
+                age.before_years = fact.before
+            if fact.after is not None:
+                age.after_years = fact.after
+            return events_pb2.ProfileFact(age_changed=age)
 
 
 def profile_changed_message(event: ProfileChanged) -> events_pb2.ProfileChanged:

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 
 from zhike_profile.domain.assessment import (
+    AgeChanged,
     AssessmentConfig,
     RiskLevelChanged,
     RiskLevelExpired,
@@ -130,7 +131,36 @@ def test_changes_come_in_a_fixed_order(config: AssessmentConfig) -> None:
         holdings=(),
         as_of=AS_OF + dt.timedelta(days=200),
     )
-    order = [TierChanged, ValueBandChanged, SegmentLeft, SegmentEntered, RiskLevelChanged]
+    order = [
+        TierChanged,
+        ValueBandChanged,
+        SegmentLeft,
+        SegmentEntered,
+        RiskLevelChanged,
+        AgeChanged,
+    ]
     kinds = [type(change) for change in changes(assess(rich, config), assess(poor, config))]
     assert set(kinds) == set(order)
     assert kinds == sorted(kinds, key=order.index)
+
+
+def test_a_birthday_changes_the_age_in_whole_years_without_showing_it_in_the_text(
+    config: AssessmentConfig,
+) -> None:
+    born = dataclasses.replace(BEFORE, birth_date=dt.date(1996, 12, 2))
+    eve = assess(born, config)
+    birthday = assess(dataclasses.replace(born, as_of=dt.date(2026, 12, 2)), config)
+    (told,) = [c for c in changes(eve, birthday) if isinstance(c, AgeChanged)]
+    assert told == AgeChanged(29, 30)
+    # The text may reach logs: it names the change, never the age (personal data).
+    assert str(told) == "age changed"
+
+
+def test_a_birth_date_arriving_and_leaving_changes_the_age_from_and_to_unknown(
+    config: AssessmentConfig,
+) -> None:
+    unknown = assess(BEFORE, config)
+    known = assess(dataclasses.replace(BEFORE, birth_date=dt.date(1986, 5, 1)), config)
+    assert (unknown.age, known.age) == (None, 40)
+    assert AgeChanged(None, 40) in changes(unknown, known)
+    assert AgeChanged(40, None) in changes(known, unknown)

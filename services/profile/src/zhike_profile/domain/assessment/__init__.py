@@ -8,6 +8,7 @@ No I/O and no clock: `PartyFacts.as_of` is "today", and the configuration comes 
 
 from zhike_profile.domain.assessment.assessment import Assessment, assess
 from zhike_profile.domain.assessment.changes import (
+    AgeChanged,
     Change,
     RiskLevelChanged,
     RiskLevelExpired,
@@ -31,6 +32,7 @@ from zhike_profile.domain.assessment.totals import Totals
 from zhike_profile.domain.assessment.value import Contribution, CustomerValue, Rfm
 
 __all__ = [
+    "AgeChanged",
     "Assessment",
     "AssessmentConfig",
     "AssessmentConfigError",

@@ -13,6 +13,7 @@ from zhike_profile.domain.assessment.config import AssessmentConfig
 from zhike_profile.domain.assessment.risk import RiskView, assess_risk
 from zhike_profile.domain.assessment.segments import (
     Segment,
+    age_in_years,
     assess_segments,
     segment_environment,
 )
@@ -32,6 +33,7 @@ class Assessment:
     value: CustomerValue  # 12-month revenue by product line, RFM, band, drivers
     segments: tuple[Segment, ...]  # in the order of the rules
     risk: RiskView  # the risk level and whether it is valid on as_of
+    age: int | None  # whole years on as_of; None without a birth date
 
 
 def assess(facts: PartyFacts, config: AssessmentConfig) -> Assessment:
@@ -49,4 +51,5 @@ def assess(facts: PartyFacts, config: AssessmentConfig) -> Assessment:
         value=value,
         segments=assess_segments(config.segments, env),
         risk=risk,
+        age=age_in_years(facts.birth_date, facts.as_of),
     )

@@ -78,6 +78,19 @@ class RiskLevelExpired:
         return f"risk level {self.level.name} expired on {self.expired_on.isoformat()}"
 
 
+@dataclass(frozen=True)
+class AgeChanged:
+    """The customer's age in whole years (offers' eligibility rules read it): a birthday, or a
+    birth date that arrived, changed or left the party (None: not known)."""
+
+    before: int | None
+    after: int | None
+
+    def __str__(self) -> str:
+        # The age is personal data and these strings may reach logs: named, never shown.
+        return "age changed"
+
+
 Change = (
     TierChanged
     | ValueBandChanged
@@ -85,12 +98,13 @@ Change = (
     | SegmentLeft
     | RiskLevelChanged
     | RiskLevelExpired
+    | AgeChanged
 )
 
 
 def changes(before: Assessment, after: Assessment) -> tuple[Change, ...]:
     """The changes from `before` to `after`, in a fixed order: tier, value band, segments left
-    and entered (by name), risk. `changes(a, a)` is empty."""
+    and entered (by name), risk, age. `changes(a, a)` is empty."""
     found: list[Change] = []
     if before.tier.name != after.tier.name:
         found.append(
@@ -115,6 +129,8 @@ def changes(before: Assessment, after: Assessment) -> tuple[Change, ...]:
     risk = risk_change(before.risk, after.risk)
     if risk is not None:
         found.append(risk)
+    if before.age != after.age:
+        found.append(AgeChanged(before.age, after.age))
     return tuple(found)
 
 

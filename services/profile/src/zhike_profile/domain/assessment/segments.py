@@ -118,9 +118,12 @@ def segment_schema(tier_names: tuple[str, ...], band_names: tuple[str, ...]) -> 
     )
 
 
-def _age(birth: dt.date | None, on: dt.date) -> Value:
+def age_in_years(birth: dt.date | None, on: dt.date) -> int | None:
+    """Whole years from `birth` to `on` (a 29 February birthday comes on 1 March in other
+    years); None without a birth date, or with one after `on`. The segment rules' `age` and the
+    age ProfileChanged tells are this one figure."""
     if birth is None or birth > on:
-        return UNKNOWN
+        return None
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
@@ -170,8 +173,9 @@ def segment_environment(
         "salary_months": salary_months,
     }
     effective = risk.effective_level
+    age = age_in_years(facts.birth_date, as_of)
     fields: dict[str, Value] = {
-        "age": _age(facts.birth_date, as_of),
+        "age": UNKNOWN if age is None else age,
         "tier": tier.name,
         "value_band": value.band,
         "total_assets_cny": to_major(totals.assets.minor_units, 2),
