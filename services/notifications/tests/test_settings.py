@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from zhike_notifications.domain.gates import CapWindow
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.domain.quiet_hours import QuietHours
+from zhike_notifications.domain.rate_limit import DEFAULT_RATE_LIMIT, RateWindow
 from zhike_notifications.policy import PolicyError
 from zhike_notifications.settings import NotificationsSettings
 from zhike_runtime.testing.services import TEST_SETTINGS
@@ -37,6 +38,7 @@ def test_the_defaults_are_the_banks_policy() -> None:
     assert (policy.default_time_zone, policy.default_language) == ("Asia/Shanghai", "zh-CN")
     assert "mkt-sms-2026-01" in policy.consent_texts
     assert defaults.retention_days == 150
+    assert defaults.rate_limit() == DEFAULT_RATE_LIMIT  # 10 a minute, 60 an hour, per party
     retry = defaults.retry_policy(Channel.SMS)
     assert (retry.max_attempts, retry.base_delay, retry.max_delay) == (
         6,
@@ -83,6 +85,21 @@ def test_the_values_given_become_the_gate_and_retry_policies(tmp_path: Path) -> 
     assert (retry.max_attempts, retry.max_delay) == (3, dt.timedelta(seconds=60))
 
 
+def test_the_rate_limit_reads_seconds_minutes_and_hours_in_any_order() -> None:
+    given = settings(party_rate_limit="2h:100, 30s:3,5m:20")
+
+    assert given.rate_limit() == (
+        RateWindow(dt.timedelta(seconds=30), 3),
+        RateWindow(dt.timedelta(minutes=5), 20),
+        RateWindow(dt.timedelta(hours=2), 100),
+    )
+
+
+def test_the_rate_limit_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZHIKE_PARTY_RATE_LIMIT", "1m:5")
+    assert settings().rate_limit() == (RateWindow(dt.timedelta(minutes=1), 5),)
+
+
 def test_provider_lists_are_read_from_the_environment_as_json(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -125,6 +142,13 @@ def test_an_empty_path_means_the_shipped_file() -> None:
         ("frequency_cap", "2 in 7 days"),
         ("frequency_cap", "0:2"),
         ("frequency_cap", "7:2,7:3"),
+        ("party_rate_limit", "10 per minute"),
+        ("party_rate_limit", "60:10"),  # seconds or minutes? the unit is always written
+        ("party_rate_limit", ""),
+        ("party_rate_limit", "0s:1"),
+        ("party_rate_limit", "25h:1"),
+        ("party_rate_limit", "1m:0"),
+        ("party_rate_limit", "1m:10,60s:5"),
         ("dedup_days", -1),
         ("marketing_window_start", "9am"),
         ("marketing_window_end", "24:00"),

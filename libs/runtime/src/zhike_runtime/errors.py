@@ -6,6 +6,7 @@ Each error carries data (which field, which resource), never a pre-formatted mes
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 
@@ -72,3 +73,17 @@ class DeadlineExceeded(DomainError):
 
 class Unavailable(DomainError):
     """A dependency (database, message bus) cannot be reached right now; retry later."""
+
+
+class ResourceExhausted(DomainError):
+    """The caller is over a limit (a rate per customer, a quota) and may try again after
+    `retry_after`. `limit` names the limit and its numbers ("10 notifications per party per
+    minute"), never whose request it was or what it carried."""
+
+    def __init__(self, limit: str, retry_after: dt.timedelta) -> None:
+        self.limit = limit
+        # Never negative: a limit that is over is over for some time still.
+        self.retry_after = max(retry_after, dt.timedelta(0))
+        super().__init__(
+            f"over the limit of {limit}; retry after {self.retry_after.total_seconds():.3f}s"
+        )

@@ -1,7 +1,9 @@
 """The one table that maps domain errors to gRPC status codes, with rich error details.
 
-INVALID_ARGUMENT carries a `google.rpc.BadRequest` naming every offending field; anything not in
-the table becomes INTERNAL with a reference to the trace, never the exception text.
+INVALID_ARGUMENT carries a `google.rpc.BadRequest` naming every offending field; a caller over a
+limit gets RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo` (when to try again) and a
+`google.rpc.QuotaFailure` naming the limit; anything not in the table becomes INTERNAL with a
+reference to the trace, never the exception text.
 
 The status travels as gRPC's reference implementation (grpcio-status) puts it: `abort_status`
 gives the server its `grpc.Status` (code, message and the `grpc-status-details-bin` trailer), and
@@ -26,6 +28,7 @@ from zhike_runtime.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -88,6 +91,13 @@ def status_for(error: BaseException, trace_id: str) -> status_pb2.Status:
         return _status(code_pb2.PERMISSION_DENIED, str(error), denied)
     if isinstance(error, DeadlineExceeded):
         return _status(code_pb2.DEADLINE_EXCEEDED, "the call ran out of time and was stopped")
+    if isinstance(error, ResourceExhausted):
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromTimedelta(error.retry_after)
+        quota = error_details_pb2.QuotaFailure(
+            violations=[error_details_pb2.QuotaFailure.Violation(description=_bounded(error.limit))]
+        )
+        return _status(code_pb2.RESOURCE_EXHAUSTED, _bounded(str(error)), retry, quota)
     if isinstance(error, ConcurrentUpdate):
         return _status(code_pb2.ABORTED, "concurrent update; retry the request")
     if isinstance(error, Unavailable) or is_disconnect(error):

@@ -141,6 +141,7 @@ def wire(platform: Platform[NotificationsSettings]) -> Wiring:
         on_new=wake.set,
         request_digest=keys.blind_index.purpose(REQUEST_DIGEST_PURPOSE),
         decision_lifetime=decision_lifetime,
+        rate_limit=settings.rate_limit(),
     )
     dispatcher = Dispatcher(
         unit_of_work,

@@ -19,12 +19,14 @@ from pydantic import (
 from zhike_notifications.domain.gates import GatePolicy
 from zhike_notifications.domain.model import Channel
 from zhike_notifications.domain.quiet_hours import SendWindowPolicy
+from zhike_notifications.domain.rate_limit import RateWindow
 from zhike_notifications.domain.retry import RetryPolicy
 from zhike_notifications.policy import (
     PolicyError,
     load_gate_policy,
     parse_frequency_cap,
     parse_quiet_hours,
+    parse_rate_limit,
     parse_wall_time,
 )
 from zhike_runtime.errors import FieldViolation
@@ -75,6 +77,10 @@ class NotificationsSettings(ServiceSettings):
     calendar_file: FilePath | None = None  # calendars/cn.yaml's format
     # Marketing messages per party across all channels, rolling windows: "<days>:<limit>,…".
     frequency_cap: str = "7:2,30:6"
+    # SendNotification requests per party, any category and channel, rolling windows:
+    # "<number><s|m|h>:<limit>,…". Over it a request is refused (RESOURCE_EXHAUSTED, with when
+    # to retry) and nothing is stored.
+    party_rate_limit: str = "1m:10,1h:60"
     # The same offer (or template) to a party on any channel at most once in this many days.
     dedup_days: int = Field(default=7, ge=0, le=366)
     # Marketing goes out on working days inside this window, customer's local time (HH:MM).
@@ -186,6 +192,12 @@ class NotificationsSettings(ServiceSettings):
         parse_frequency_cap(value)
         return value
 
+    @field_validator("party_rate_limit")
+    @classmethod
+    def _party_rate_limit(cls, value: str) -> str:
+        parse_rate_limit(value)
+        return value
+
     @field_validator("marketing_window_start", "marketing_window_end")
     @classmethod
     def _wall_time(cls, value: str) -> str:
@@ -281,6 +293,10 @@ class NotificationsSettings(ServiceSettings):
                 ]
             )
         return policy
+
+    def rate_limit(self) -> tuple[RateWindow, ...]:
+        """The per-party rate limit on SendNotification requests."""
+        return parse_rate_limit(self.party_rate_limit)
 
     def retry_policy(self, channel: Channel) -> RetryPolicy:
         """The failover order and backoff of `channel` (the inbox has no providers)."""

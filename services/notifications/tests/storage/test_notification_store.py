@@ -1,6 +1,7 @@
 """The notification store over SQLite and PostgreSQL: a notification reads back as written,
 its values sealed; one per id and idempotency key; writes only over the version read; what is
-due, what the party was sent, paging and pruning; events staged with the transaction."""
+due, what the party was sent, what it was asked for (the rate limit's count), paging and
+pruning; events staged with the transaction."""
 
 from __future__ import annotations
 
@@ -363,6 +364,34 @@ async def test_of_party_pages_newest_first(units: Units) -> None:
     assert [n.notification_id for n in first] == ["d", "c"]
     assert [n.notification_id for n in second] == ["b", "a"]
     assert third == []
+
+
+async def test_requested_since_is_when_each_of_the_partys_requests_after_the_time_was_made(
+    units: Units,
+) -> None:
+    # What the rate limit counts: every SendNotification request of the party, whatever its
+    # status (a SUPPRESSED one was a request too); not offers' decisions, not other parties'.
+    second = dt.timedelta(seconds=1)
+    await add(
+        units,
+        stored("at-since", created_at=T0),  # exactly at `since`: already out of the window
+        stored("queued", created_at=T0 + 3 * second),
+        stored(
+            "suppressed",
+            created_at=T0 + second,
+            status=Status.SUPPRESSED,
+            suppression=Suppression(SuppressionReason.FREQUENCY_CAP, "2 in 7 days used"),
+        ),
+        stored("ahead", created_at=(T0 + 9 * second).astimezone(BEIJING)),
+        stored("decided", created_at=T0 + 2 * second, decision_id="d-9", offer_id="usd_fx"),
+        stored("other", party_id=OTHER_PARTY, created_at=T0 + 2 * second),
+    )
+
+    async with units() as unit:
+        requested = await unit.notifications.requested_since(PARTY, T0)
+
+    assert requested == [T0 + second, T0 + 3 * second, T0 + 9 * second]
+    assert all(at.tzinfo is not None for at in requested)
 
 
 async def test_prune_deletes_only_finished_notifications_created_before_the_cut_off(

@@ -167,6 +167,11 @@ class NotificationStore(Protocol):
         """Newest first; `before`: (created at, id) of the previous page's last."""
         ...
 
+    async def requested_since(self, party_id: str, since: dt.datetime) -> list[dt.datetime]:
+        """When each SendNotification request stored for the party after `since` was made
+        (whatever its status now; offers' decisions are not requests), oldest first."""
+        ...
+
     async def prune(self, before: dt.datetime, limit: int) -> int:
         """Deletes up to `limit` notifications created before `before` that are finished
         (nothing more will be sent); how many it deleted."""

@@ -69,10 +69,22 @@ from zhike_notifications.domain.ports import (
     StatusChanged,
     StoredNotification,
 )
+from zhike_notifications.domain.rate_limit import (
+    DEFAULT_RATE_LIMIT,
+    RateWindow,
+    lookback,
+    over_limit,
+)
 from zhike_notifications.domain.replies import ReplyAction, parse_reply
 from zhike_notifications.domain.retry import ErrorKind, RetryPolicy, Stop, after_failure
 from zhike_notifications.domain.templates import CompiledTemplate, Rendered, RenderFailed
-from zhike_runtime.errors import ConcurrentUpdate, FailedPrecondition, InvalidArgument, NotFound
+from zhike_runtime.errors import (
+    ConcurrentUpdate,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from zhike_runtime.ids import new_id
 from zhike_runtime.paging import PageTokens
 from zhike_runtime.paging import page_size as resolve_page_size
@@ -240,6 +252,7 @@ class Intake:
         *,
         request_digest: Callable[[str], str],
         decision_lifetime: dt.timedelta | None = None,
+        rate_limit: Sequence[RateWindow] = DEFAULT_RATE_LIMIT,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._templates = templates
@@ -247,6 +260,7 @@ class Intake:
         self._on_new = on_new
         self._request_digest = request_digest
         self._decision_lifetime = decision_lifetime
+        self._rate_limit = tuple(rate_limit)
 
     async def offer_decided(self, unit: NotificationsUnitOfWork, decision: OfferDecision) -> None:
         """Queues the decision's message once (its id is derived from the decision's); created
@@ -381,7 +395,10 @@ class Intake:
             await unit.consents.put(entries)
 
     async def send(self, request: SendRequest) -> StoredNotification:
-        """SendNotification: validated, then queued once per idempotency key."""
+        """SendNotification: validated, then queued once per idempotency key, unless the party
+        is over the rate limit (`domain/rate_limit.py`): then ResourceExhausted, with when to
+        retry, and nothing stored. A retry of a request taken before (same key, same request)
+        gets its first answer whatever the limit, and does not count again."""
         v = Violations()
         _check_party(v, request.party_id)
         if not IDEMPOTENCY_KEY.fullmatch(request.idempotency_key):
@@ -409,46 +426,64 @@ class Intake:
             unsubscribe_url="https://unsubscribe.invalid/check",
         )
         digest = _digest(request, request.category, purpose, self._request_digest)
-        now = self._clock()
-        notification = Notification(
-            notification_id=new_id(),
-            party_id=request.party_id,
-            channel=request.channel,
-            category=request.category,
-            template_id=request.template_id,
-            created_at=now,
-        )
-        message = Message(
-            party_id=request.party_id,
-            channel=request.channel,
-            category=request.category,
-            purpose=purpose,
-            template_id=request.template_id,
-            topic=template.draft.topic,
-        )
-        stored = StoredNotification(
-            notification,
-            message,
-            values=dict(request.values),
-            idempotency_key=request.idempotency_key,
-            request_digest=digest,
-        )
         async with self._unit_of_work() as unit:
+            # One writer per party (the dispatcher's lock): two replicas counting the party's
+            # requests at once would each see room for the last one.
+            await unit.lock([party_lock(request.party_id)])
+            first = await unit.notifications.by_idempotency_key(request.idempotency_key)
+            if first is not None:
+                # A retry of a request taken before: its answer again, not counted again.
+                return _replayed(first, request.idempotency_key, digest)
+            # Read once the lock is held: what another replica stored meanwhile is in the past.
+            now = self._clock()
+            requested = await unit.notifications.requested_since(
+                request.party_id, now - lookback(self._rate_limit)
+            )
+            refused = over_limit(self._rate_limit, requested, now)
+            if refused is not None:
+                # Nothing stored or published: the transaction ends unwritten.
+                raise ResourceExhausted(str(refused.window), refused.retry_after)
+            stored = StoredNotification(
+                Notification(
+                    notification_id=new_id(),
+                    party_id=request.party_id,
+                    channel=request.channel,
+                    category=request.category,
+                    template_id=request.template_id,
+                    created_at=now,
+                ),
+                Message(
+                    party_id=request.party_id,
+                    channel=request.channel,
+                    category=request.category,
+                    purpose=purpose,
+                    template_id=request.template_id,
+                    topic=template.draft.topic,
+                ),
+                values=dict(request.values),
+                idempotency_key=request.idempotency_key,
+                request_digest=digest,
+            )
             added = await unit.notifications.add(stored)
             if added:
                 await unit.commit()
         if added:
             self._on_new()
             return stored
+        # The key was taken meanwhile by a request for another party (under that party's lock).
         async with self._unit_of_work() as unit:
             first = await unit.notifications.by_idempotency_key(request.idempotency_key)
         if first is None:  # the id collided, not the key: cannot happen with UUIDv7 ids
             raise ConcurrentUpdate("notification id taken; try again")
-        if first.request_digest != digest:
-            raise FailedPrecondition(
-                "idempotency_key was used for a different request", request.idempotency_key
-            )
-        return first
+        return _replayed(first, request.idempotency_key, digest)
+
+
+def _replayed(first: StoredNotification, key: str, digest: str) -> StoredNotification:
+    """The notification a request under the same idempotency key created, if this request is
+    that one again."""
+    if first.request_digest != digest:
+        raise FailedPrecondition("idempotency_key was used for a different request", key)
+    return first
 
 
 class CannotRender(Exception):

@@ -1,6 +1,6 @@
 """The gates' configuration as data: the consent texts the bank shows customers
 (`consent_texts.yaml` in this folder, or a settings-provided file that replaces it) and the
-parsers of the settings' caps, windows and quiet hours.
+parsers of the settings' caps, rate limit, windows and quiet hours.
 
 `load_consent_texts(path)` reads the texts into the domain's `ConsentText`s; `load_gate_policy`
 combines them with the caps, dedup window, marketing window and defaults into a `GatePolicy`.
@@ -19,6 +19,7 @@ import yaml
 
 from zhike_notifications.domain.gates import CapWindow, ConsentText, Frequency, GatePolicy
 from zhike_notifications.domain.quiet_hours import QuietHours, SendWindowPolicy
+from zhike_notifications.domain.rate_limit import MAX_LIMIT, MAX_WINDOW, RateWindow
 from zhike_notifications.domain.templates import LANGUAGES, TOPIC
 from zhike_runtime.errors import FieldViolation, InvalidArgument
 
@@ -29,6 +30,8 @@ TEXT_KEYS = frozenset({"version", "message_types", "frequency", "wording"})
 MAX_DAYS = 366
 
 _CAP_WINDOW = re.compile(r"(\d{1,3})d?:(\d{1,4})")
+_RATE_WINDOW = re.compile(r"(\d{1,5})([smh]):(\d{1,5})")
+_RATE_UNITS = {"s": 1, "m": 60, "h": 3600}
 _WALL_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 DEFAULT_QUIET_HOURS: QuietHours | None = QuietHours(dt.time(21, 0), dt.time(8, 0))
 
@@ -159,6 +162,30 @@ def parse_frequency_cap(text: str) -> tuple[CapWindow, ...]:
     if len({window.days for window in windows}) != len(windows):
         raise ValueError("a window's days are listed twice")
     return tuple(sorted(windows, key=lambda window: window.days))
+
+
+def parse_rate_limit(text: str) -> tuple[RateWindow, ...]:
+    """ "1m:10,1h:60" → at most 10 SendNotification requests per party in any minute and 60 in
+    any hour, rolling. A window is a whole number of seconds (s), minutes (m) or hours (h), the
+    unit always written (a bare number could be read either way), from 1s to 24h; a limit is
+    from 1 to 10000."""
+    windows: list[RateWindow] = []
+    for part in text.split(","):
+        found = _RATE_WINDOW.fullmatch(part.strip())
+        if found is None:
+            raise ValueError(
+                f"{part.strip()!r}: each window is <number><s|m|h>:<limit>, e.g. 1m:10,1h:60"
+            )
+        length = dt.timedelta(seconds=int(found.group(1)) * _RATE_UNITS[found.group(2)])
+        limit = int(found.group(3))
+        if not dt.timedelta(seconds=1) <= length <= MAX_WINDOW:
+            raise ValueError(f"{part.strip()!r}: a window is from 1s to 24h")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"{part.strip()!r}: a limit is from 1 to {MAX_LIMIT}")
+        windows.append(RateWindow(length, limit))
+    if len({window.length for window in windows}) != len(windows):
+        raise ValueError("a window's length is listed twice (60s and 1m are the same)")
+    return tuple(sorted(windows, key=lambda window: window.length))
 
 
 def parse_wall_time(text: str) -> dt.time:

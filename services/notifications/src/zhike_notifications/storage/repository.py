@@ -104,6 +104,20 @@ _HISTORY = (
 )
 
 
+# The party's SendNotification requests in the rate limit's windows. The (party, created at)
+# index bounds the read to the window; an offer's notification (it names its decision) is a
+# decision, not a request, and is passed over.
+_REQUESTED_SINCE = (
+    sa.select(notification.c.created_at)
+    .where(
+        notification.c.party_id == sa.bindparam("party_id"),
+        notification.c.created_at > sa.bindparam("since"),
+        notification.c.decision_id == "",
+    )
+    .order_by(notification.c.created_at)
+)
+
+
 class SqlNotificationStore(_Store):
     def __init__(self, session: AsyncSession, dialect: str, ring: KeyRing) -> None:
         super().__init__(session, dialect)
@@ -230,6 +244,12 @@ class SqlNotificationStore(_Store):
             query.order_by(*(column.desc() for column in order)).limit(limit)
         )
         return [records.notification_of(row) for row in rows]
+
+    async def requested_since(self, party_id: str, since: dt.datetime) -> list[dt.datetime]:
+        rows = await self._session.scalars(
+            _REQUESTED_SINCE, {"party_id": party_id, "since": to_utc(since)}
+        )
+        return [as_utc(at) for at in rows]
 
     async def prune(self, before: dt.datetime, limit: int) -> int:
         return await delete_chunk(
