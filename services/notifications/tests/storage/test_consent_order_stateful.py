@@ -135,7 +135,9 @@ class Consents(RuleBasedStateMachine):
 
         self.units = units
         self.intake = Intake(units, Templates({}), lambda: T0, request_digest=REQUEST_DIGEST)
-        self.deliveries = Deliveries(units, lambda: T0)
+        # Read after every reply the machine makes (at most T0 + 6 h): each reply's own time
+        # is then one the service takes.
+        self.deliveries = Deliveries(units, lambda: T0 + 7 * HOUR)
         self.version = 0
         self.pending: list[Event] = []
         self.delivered: list[Event] = []

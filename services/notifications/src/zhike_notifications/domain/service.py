@@ -1025,7 +1025,12 @@ class Deliveries:
                 assert reply.channel is not None
                 assert reply.purpose is not None
                 await self._withdraw(
-                    unit, found.notification, reply.channel, reply.purpose, "sms reply", at
+                    unit,
+                    found.notification,
+                    reply.channel,
+                    reply.purpose,
+                    "sms reply",
+                    _reply_time(found.notification, at, self._clock()),
                 )
             await unit.commit()
         return reply.action
@@ -1065,6 +1070,16 @@ class Deliveries:
                     notification.party_id, channel, purpose, notification.notification_id, evidence
                 )
             )
+
+
+def _reply_time(answered: Notification, at: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """When the customer replied, as the provider says, if it can be: not before the message
+    he answers was sent, nor after now. Outside that, it is the provider's clock, and ours is
+    taken: a withdrawal stamped hours early would lose to a consent captured meanwhile (the
+    customer who answered TD would go on getting marketing), one stamped ahead would overrule
+    his next consent."""
+    sent = answered.accepted.at if answered.accepted is not None else answered.created_at
+    return at if sent <= at <= now else now
 
 
 @dataclass(frozen=True)
