@@ -1,6 +1,7 @@
 """Helpers beside `stack.py` for the API, event and webhook tests: a calendar where every day is a
 working day, the notifications' published events read back from JetStream, provider webhooks
-signed as a provider signs them, and a consent published on the profile's stream.
+signed as a provider signs them, a consent published on the profile's stream, and what a
+RESOURCE_EXHAUSTED answer says (`over_limit`).
 
 The webhook server listens on `webhook_port`; the service does not report the port it bound, so
 a test that posts webhooks picks a free one (`free_port`) and passes it in the settings.
@@ -15,7 +16,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import grpc
 import httpx
+from google.rpc import error_details_pb2
 from nats.aio.client import Client as NATS
 
 from zhike.identity.v1 import identity_service_pb2, identity_service_pb2_grpc, party_pb2
@@ -24,6 +27,7 @@ from zhike.profile.v1 import profile_pb2
 from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_notifications.transport.event_handlers import OFFERS_DURABLE, OFFERS_STREAM
 from zhike_notifications.transport.webhook_signatures import sign
+from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.testing.services import authorised_channel, eventually
 
 from .stack import CONSENT_TEXT, Stack, stamp
@@ -132,3 +136,15 @@ async def consent_on_profile_stream(stack: Stack, party_id: str, profile_version
             ],
         ),
     )
+
+
+def over_limit(error: grpc.aio.AioRpcError) -> tuple[dt.timedelta, list[str]]:
+    """A RESOURCE_EXHAUSTED answer's retry delay and the limits it names."""
+    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
+    status = rich_status(error)
+    assert status is not None
+    retry, quota = error_details_pb2.RetryInfo(), error_details_pb2.QuotaFailure()
+    assert len(status.details) == 2
+    assert status.details[0].Unpack(retry)
+    assert status.details[1].Unpack(quota)
+    return retry.retry_delay.ToTimedelta(), [v.description for v in quota.violations]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
 
 from zhike.notifications.v1 import notifications_pb2 as model_pb
 from zhike.notifications.v1 import notifications_service_pb2 as pb
@@ -26,10 +25,10 @@ from zhike.source.v1 import source_event_pb2 as source_pb
 from zhike_notifications.templates import DEFAULT_DIRECTORY
 from zhike_notifications.testing import every_day_working_calendar, midday_zone
 from zhike_runtime.app import RunningService
-from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.testing.processes import NatsServer, PostgresCluster
 from zhike_runtime.testing.services import authorised_channel, eventually
 
+from ..flows import over_limit
 from ..stack import Stack, notifications_stack
 
 MARKETING_TEMPLATES = 4  # distinct contents, so the cap shows, not only content dedup
@@ -104,18 +103,6 @@ class Answers:
     limits_named: Counter[str] = field(default_factory=Counter)
 
 
-def refusal(error: grpc.aio.AioRpcError) -> tuple[dt.timedelta, list[str]]:
-    """The retry delay and the limits named of a RESOURCE_EXHAUSTED answer."""
-    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
-    status = rich_status(error)
-    assert status is not None
-    retry, quota = error_details_pb2.RetryInfo(), error_details_pb2.QuotaFailure()
-    assert len(status.details) == 2
-    assert status.details[0].Unpack(retry)
-    assert status.details[1].Unpack(quota)
-    return retry.retry_delay.ToTimedelta(), [v.description for v in quota.violations]
-
-
 async def burst(
     services: list[RunningService[Any]], party_id: str, templates: list[str]
 ) -> Answers:
@@ -157,7 +144,7 @@ async def burst(
             async with in_flight:
                 answer = await stubs[index % len(stubs)].SendNotification(request, timeout=30)
         except grpc.aio.AioRpcError as error:
-            delay, limits = refusal(error)
+            delay, limits = over_limit(error)
             answers.retry_delays.append(delay)
             answers.limits_named.update(limits)
             if is_marketing:

@@ -23,16 +23,14 @@ import grpc
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from google.rpc import error_details_pb2
 
 from zhike.notifications.v1 import notifications_pb2 as model_pb
 from zhike.notifications.v1 import notifications_service_pb2 as pb
 from zhike.notifications.v1 import notifications_service_pb2_grpc as pb_grpc
-from zhike_runtime.grpc_errors import rich_status
 from zhike_runtime.testing.processes import NatsServer
 from zhike_runtime.testing.services import authorised_channel, eventually
 
-from ..flows import link_person
+from ..flows import link_person, over_limit
 from ..stack import NotificationsProcess, Stack, notifications_stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -79,18 +77,6 @@ async def refused(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     return caught.value
-
-
-def over_limit(error: grpc.aio.AioRpcError) -> tuple[dt.timedelta, list[str]]:
-    """A RESOURCE_EXHAUSTED answer's retry delay and the limits it names."""
-    assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
-    status = rich_status(error)
-    assert status is not None
-    retry, quota = error_details_pb2.RetryInfo(), error_details_pb2.QuotaFailure()
-    assert len(status.details) == 2
-    assert status.details[0].Unpack(retry)
-    assert status.details[1].Unpack(quota)
-    return retry.retry_delay.ToTimedelta(), [v.description for v in quota.violations]
 
 
 async def listed(api: pb_grpc.NotificationsServiceStub, party_id: str) -> set[str]:
