@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from zhike.testing.v1 import events_pb2
 from zhike_runtime.app import (
@@ -420,4 +421,39 @@ async def test_a_health_check_held_open_without_its_request_counts_and_ends_afte
         await eventually(another_public_call_is_refused)
         # ...until the cap on a call's run time ends the silent one and frees it.
         assert await ending_of(held) is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert await readiness(service.grpc_port) == SERVING
+
+
+async def test_a_reflection_stream_kept_open_asking_nothing_ends_after_the_cap_and_frees_its_slot(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with (
+        limited_service(
+            tmp_path,
+            nats_server,
+            SlowWork(),
+            max_concurrent_rpcs=6,
+            max_public_calls=1,
+            max_rpc_seconds=3.0,
+            grpc_reflection=True,
+        ) as service,
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as silent,
+    ):
+        asking_nothing = silent.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )()
+        await asking_nothing.wait_for_connection()
+
+        async def another_public_call_is_refused() -> bool:
+            try:
+                await readiness(service.grpc_port)
+            except grpc.aio.AioRpcError as error:
+                return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            return False
+
+        await eventually(another_public_call_is_refused)
+        code = await asyncio.wait_for(asking_nothing.code(), timeout=20)
+        assert code is grpc.StatusCode.DEADLINE_EXCEEDED
         assert await readiness(service.grpc_port) == SERVING

@@ -197,7 +197,8 @@ class PublicCalls:
     never end, or calls that never send their request (RELIABILITY.md S11). They get at most
     `limit` slots: one more is refused at once with RESOURCE_EXHAUSTED. Each is counted from its
     headers on (the handler is made one that runs before the request comes), and a request that
-    does not come within `request_wait_seconds` ends the call."""
+    does not come within `request_wait_seconds` ends the call, as does a reflection stream open
+    that long."""
 
     def __init__(self, limit: int, *, request_wait_seconds: float) -> None:
         self._limit = limit
@@ -257,17 +258,33 @@ class PublicCalls:
         async def call(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             await self._take(context)
             try:
-                given = await self._first(requests, context) if first_request_only else requests
-                answers = behaviour(given, context)
-                if inspect.isasyncgen(answers):
-                    async for answer in answers:
-                        await context.write(answer)
-                else:  # written by the handler itself (context.write), as health's Watch does
-                    await answers
+                if first_request_only:  # a health Watch: it lasts as long as its caller wants
+                    request = await self._first(requests, context)
+                    await _answered(behaviour(request, context), context)
+                    return
+                # Reflection: a caller's questions take milliseconds; a stream kept open asking
+                # nothing is ended as a request that never comes is.
+                try:
+                    async with asyncio.timeout(self._request_wait):
+                        await _answered(behaviour(requests, context), context)
+                except TimeoutError:
+                    await context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED, "the reflection stream stayed open"
+                    )
             finally:
                 self.in_flight -= 1
 
         return call
+
+
+async def _answered(answers: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Runs a streaming handler to its end, whether it yields its answers or writes them itself
+    (context.write, as health's Watch does)."""
+    if inspect.isasyncgen(answers):
+        async for answer in answers:
+            await context.write(answer)
+    else:
+        await answers
 
 
 def _code_of(value: object) -> grpc.StatusCode:
