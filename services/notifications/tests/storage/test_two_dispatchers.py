@@ -1,8 +1,7 @@
 """Two dispatchers (two replicas) on one database, over SQLite and PostgreSQL: a message is handed
 to its provider once, even when one replica's round reaches it after its lease ran out and the
 other replica's round has taken it meanwhile, and a provider that hangs past the lease is given
-up on before another replica could take the attempt up; an attempt taken up after a crash is not
-sent again once its offer decision was withdrawn."""
+up on before another replica could take the attempt up."""
 
 from __future__ import annotations
 
@@ -10,24 +9,16 @@ import asyncio
 import datetime as dt
 import uuid
 from collections import Counter
-from dataclasses import replace
 
 from zhike_notifications.calendars import load_calendar
 from zhike_notifications.domain.gates import GatePolicy
 from zhike_notifications.domain.model import AttemptFailure, Category, Channel, Status
-from zhike_notifications.domain.ports import (
-    DecisionWithdrawal,
-    Outgoing,
-    PartyContact,
-    ProviderAnswer,
-    Sending,
-)
+from zhike_notifications.domain.ports import Outgoing, PartyContact, ProviderAnswer
 from zhike_notifications.domain.retry import RetryPolicy
 from zhike_notifications.domain.service import (
     DispatchConfig,
     Dispatcher,
     Intake,
-    OfferDecision,
     SendRequest,
     Templates,
 )
@@ -141,44 +132,3 @@ async def test_a_provider_hanging_past_half_the_lease_is_an_ambiguous_timeout(
         2,
         "sms_gateway",
     )
-
-
-async def test_an_attempt_taken_up_after_a_crash_is_not_sent_again_once_its_offer_was_withdrawn(
-    units: Units,
-) -> None:
-    # A replica handed the offer's SMS over and crashed before it recorded the answer; the
-    # decision was withdrawn meanwhile (the customer's USD left). Whether the first call reached
-    # the gateway is not known, but a second one would send a withdrawn offer if it did not.
-    decision = OfferDecision(
-        decision_id=str(uuid.uuid4()),
-        party_id=PARTY,
-        offer_id="usd_fx_wealth",
-        channel=Channel.SMS,
-        template_id="offer_usd_fx_wealth_sms_v1",
-        category=Category.MARKETING,
-        decided_at=now(),
-    )
-    intake = Intake(units, Templates(load_templates(None)), now, request_digest=REQUEST_DIGEST)
-    async with units() as unit:
-        await intake.offer_decided(unit, decision)
-        await unit.commit()
-    async with units() as unit:
-        [stored] = await unit.notifications.by_decision(decision.decision_id)
-        crashed_at = now() - 2 * LEASE
-        sending = Sending(1, "sms_gateway", crashed_at)
-        await unit.notifications.save(replace(stored, sending=sending), stored.notification.version)
-        await unit.notifications.lease([stored.notification.notification_id], crashed_at)
-        await unit.commit()
-    async with units() as unit:
-        await intake.offer_withdrawn(unit, DecisionWithdrawal(decision.decision_id, PARTY, now()))
-        await unit.commit()
-    provider = SlowProvider(0)
-
-    await dispatcher(units, provider).dispatch_due()
-
-    assert provider.handed == Counter()
-    async with units() as unit:
-        after = await unit.notifications.get(stored.notification.notification_id)
-    assert after is not None
-    assert after.sending is None  # over: no replica takes the attempt up again
-    assert after.notification.status is Status.CANCELLED

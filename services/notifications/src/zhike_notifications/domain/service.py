@@ -654,16 +654,6 @@ class Dispatcher:
                     # Another replica is sending it now: its round took it up when this round's
                     # lease on it ran out. Not a crash to take over.
                     return None
-                if stored.notification.withdrawn_by:
-                    # Its offer was withdrawn meanwhile. The first call may have reached the
-                    # provider, but a second one would send a withdrawn offer if it did not: the
-                    # attempt ends here, CANCELLED. (Had the first gone out, the record cannot
-                    # tell: its provider message id was never written, so no receipt finds it.)
-                    await unit.notifications.save(
-                        replace(stored, sending=None), stored.notification.version
-                    )
-                    await unit.commit()
-                    return None
                 # Taken up after a crash or a lost lease: the same provider, the same out-id,
                 # and from now on that provider only (the first call may have reached it).
                 outgoing = self._outgoing(stored, contact, stored.language)
