@@ -19,6 +19,7 @@ from zhike_runtime.db import Database
 from .conftest import KEYS, T0, stored
 
 HOUR = dt.timedelta(hours=1)
+SECOND = dt.timedelta(seconds=1)
 NOW = T0 + 3 * HOUR  # the SMS went out at T0
 PROVIDER = "local_sms"
 
@@ -35,6 +36,22 @@ PROVIDER = "local_sms"
 async def test_a_td_reply_is_stamped_with_the_providers_time_only_where_it_can_be_true(
     database: Database, told: dt.datetime, stamped: dt.datetime
 ) -> None:
+    await td_reply_is_stamped(database, NOW, told, stamped)
+
+
+async def test_a_td_reply_handled_by_a_replica_whose_clock_is_behind_is_never_before_the_send(
+    database: Database,
+) -> None:
+    # The SMS was accepted at T0 by one replica; the reply (stated T0 + 2 s) reaches another
+    # whose clock reads T0 - 5 s. Stamped before the send, it would lose to a consent captured
+    # just before the send.
+    behind = T0 - 5 * SECOND
+    await td_reply_is_stamped(database, behind, T0 + 2 * SECOND, T0)
+
+
+async def td_reply_is_stamped(
+    database: Database, now: dt.datetime, told: dt.datetime, stamped: dt.datetime
+) -> None:
     def units() -> SqlNotificationsUnitOfWork:
         return SqlNotificationsUnitOfWork(database, outgoing_event, None, KEYS)
 
@@ -50,7 +67,7 @@ async def test_a_td_reply_is_stamped_with_the_providers_time_only_where_it_can_b
         )
         await unit.commit()
 
-    await Deliveries(units, lambda: NOW).record_reply(
+    await Deliveries(units, lambda: now).record_reply(
         "reply-1", PROVIDER, f"pm-{party_id}", "TD", told
     )
 

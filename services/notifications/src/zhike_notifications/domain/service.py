@@ -1067,9 +1067,11 @@ def _reply_time(answered: Notification, at: dt.datetime, now: dt.datetime) -> dt
     he answers was sent, nor after now. Outside that, it is the provider's clock, and ours is
     taken: a withdrawal stamped hours early would lose to a consent captured meanwhile (the
     customer who answered TD would go on getting marketing), one stamped ahead would overrule
-    his next consent."""
+    his next consent. Never before the send, though: this replica's clock may be behind the one
+    that recorded it."""
+    # A reply names a provider's message id, which only an accepted message has.
     sent = answered.accepted.at if answered.accepted is not None else answered.created_at
-    return at if sent <= at <= now else now
+    return at if sent <= at <= now else max(now, sent)
 
 
 @dataclass(frozen=True)
