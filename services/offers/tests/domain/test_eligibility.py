@@ -157,10 +157,30 @@ def test_a_clause_that_fails_while_evaluating_does_not_hold_and_says_why(
     clause = environment.compile("eligibility[0]", 'assets["XAU"] > 1.0')
     activation = environment.activation(facts(), channel="sms", placement="", today=TODAY)
     assert not clause.holds(activation)
+    assert clause.failure(activation) == "not evaluable (NOT_FOUND: Key not found in map)"
+
+
+@pytest.mark.parametrize(
+    ("text", "withheld"),
+    [
+        ("{18: true, 19: true, 20: true}[age]", "21"),  # CEL: "Key not found in map : 21"
+        ("[true, false][age]", "21"),  # CEL: "Index error: index=21 size=2"
+        ('{"gold": true}[tier]', "platinum"),  # CEL: 'Key not found in map : "platinum"'
+    ],
+)
+def test_why_a_clause_was_not_evaluable_never_quotes_the_customers_values(
+    environment: RuleEnvironment, text: str, withheld: str
+) -> None:
+    # Explanations are kept in the decision log and published in OfferWithdrawn.
+    clause = environment.compile("eligibility[0]", text)
+    party = facts(age=21, tier="platinum")
+    activation = environment.activation(party, channel="sms", placement="", today=TODAY)
+
     why = clause.failure(activation)
+
     assert why is not None
     assert why.startswith("not evaluable (")
-    assert "XAU" in why
+    assert withheld not in why
 
 
 def test_referenced_variables_ignores_strings_comments_and_fields() -> None:

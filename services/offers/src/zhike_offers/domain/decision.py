@@ -256,7 +256,7 @@ def decide(
             rejection = (
                 wording.clause(index, failing[index])
                 if why is None
-                else clause_rejection(offer, failing[index], why)  # CEL's message: never kept
+                else clause_rejection(offer, failing[index], why)  # CEL's error: never kept
             )
         if rejection is None and offer.product_risk > 0:
             unsuitable = check_suitability(offer.product_risk, facts, today)
@@ -457,7 +457,7 @@ def clause_rejection(offer: Offer, position: int, why: str = "false") -> NotChos
         f"{clause.field} is {why}: {clause.text}",
         clause_index=index,
         clause_text=clause.text,
-        # A clause that could not be evaluated is said with CEL's message: kept with it.
+        # A clause that could not be evaluated is said with CEL's error: kept with it.
         offer_worded=why == "false",
     )
 

@@ -23,7 +23,7 @@ What a clause sees (one activation per decision):
 
 Numbers are typed as in CEL: `assets["USD"] >= 5000` is a type error (double against int), so
 write `5000.0`. A clause that fails while evaluating (a currency outside the configured list,
-say) does not hold, and the explanation carries CEL's message.
+say) does not hold, and the explanation says what CEL's error was, without the values it quotes.
 
 Compiling is slow (an environment takes ~80 ms to build, a clause ~0.1 ms); evaluating a clause
 from Python costs ~2-3 µs, nearly all of it the call itself. So a decision evaluates every offer's
@@ -126,19 +126,31 @@ class Clause:
         return self._program.eval(activation).value() is True
 
     def failure(self, activation: cel.Activation) -> str | None:
-        """Why the clause does not hold ("false", or "not evaluable (CEL's message)"); None if
-        it does."""
+        """Why the clause does not hold ("false", or "not evaluable (what CEL's error was)");
+        None if it does."""
         value = self._program.eval(activation).value()
         if value is True:
             return None
-        return "false" if value is False else f"not evaluable ({value})"
+        return "false" if value is False else f"not evaluable ({error_kind(value)})"
+
+
+def error_kind(error: object) -> str:
+    """CEL's error without its details, which quote the values looked up ("NOT_FOUND: Key not
+    found in map : 21" for an age): the status and what went wrong, "NOT_FOUND: Key not found
+    in map". Explanations and withdrawals are kept and published; the clause's own text, beside
+    it there, names what it looked up."""
+    kind = ":".join(str(error).split(":")[:2]).strip()
+    return _DIGITS.sub("…", kind) or "an evaluation error"
+
+
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
 class FailedClause:
     index: int
     clause: Clause
-    why: str  # "false", or "not evaluable (CEL's message)"
+    why: str  # "false", or "not evaluable (what CEL's error was)"
 
 
 def first_false(clauses: Sequence[Clause], activation: cel.Activation) -> FailedClause | None:
@@ -311,7 +323,7 @@ class RuleBatch:
 class RuleVerdicts:
     """One evaluation of a `RuleBatch`: per group, the index of its first clause that does not
     hold (-1: all do), and for a group whose first such clause could not be evaluated, why
-    ("not evaluable (CEL's message)"; any other first failing clause was false)."""
+    ("not evaluable (what CEL's error was)"; any other first failing clause was false)."""
 
     first_failing: list[int]
     not_evaluable: dict[int, str]

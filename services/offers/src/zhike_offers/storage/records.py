@@ -7,7 +7,7 @@ version words (another channel, a clause false, unsuitable): those are kept as
 `[offer_id, version, reason]` plus the clause index, the unsuitability or (below the cutoff)
 the factors, without the words, which the service puts back from the offer version
 (`decision.reworded`). The others (the contact policy's, a clause CEL could not evaluate) carry
-the party's counts or CEL's message and are kept whole, as objects.
+the party's counts or CEL's error and are kept whole, as objects.
 """
 
 from __future__ import annotations
