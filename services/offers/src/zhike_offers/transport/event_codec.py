@@ -176,11 +176,10 @@ def _fact(message: profile_events.ProfileFact, field: str) -> Fact | None:
         return RiskFact(level, expires, expired=True)
     if kind == "age_changed":
         age = message.age_changed
-        if not age.HasField("after_years"):
-            return AgeFact(None)  # the birth date left the party
-        if age.after_years not in _AGES:
-            # Named, never shown: an age is personal data.
-            raise _bad(f"{field}.age_changed.after_years", "is not an age in years (0 to 150)")
+        if not age.HasField("after_years") or age.after_years not in _AGES:
+            # The birth date left the party, or gives no age a person has: not known (a rule
+            # reading `age` sees -1). Refusing the change would dead-letter its other facts.
+            return AgeFact(None)
         return AgeFact(age.after_years)
     # A newer profile's kind of fact: skipped, and the change's other facts apply. Refusing it
     # would dead-letter every party's changes until offers is upgraded too; no rule of this

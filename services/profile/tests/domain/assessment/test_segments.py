@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from zhike_profile.domain.assessment import AssessmentConfig, assess, parse_config
+from zhike_profile.domain.assessment.segments import age_in_years
 from zhike_profile.domain.facts import (
     CardTier,
     CustomerRisk,
@@ -145,3 +146,21 @@ def test_a_risk_level_counts_only_while_valid(documents: dict[str, Any]) -> None
     facts = dataclasses.replace(NOBODY, as_of=dt.date(2026, 11, 30), risk=assessed)
     assert segments(facts, config) == {"balanced"}
     assert segments(dataclasses.replace(facts, as_of=AS_OF), config) == {"review"}
+
+
+@pytest.mark.parametrize(
+    ("birth", "age"),
+    [
+        (dt.date(2001, 12, 1), 25),  # the birthday itself
+        (dt.date(2001, 12, 2), 24),  # the day before it
+        (dt.date(2000, 2, 29), 26),  # a 29 February birthday, 1 March in other years
+        (dt.date(1876, 12, 1), 150),  # the oldest age told
+        (dt.date(1875, 12, 1), None),  # 151: a broken birth date, not a person
+        (dt.date(2026, 12, 2), None),  # born tomorrow
+        (None, None),
+    ],
+)
+def test_an_age_is_whole_years_on_the_day_and_none_beyond_150(
+    birth: dt.date | None, age: int | None
+) -> None:
+    assert age_in_years(birth, AS_OF) == age

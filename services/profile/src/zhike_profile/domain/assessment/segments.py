@@ -120,11 +120,17 @@ def segment_schema(tier_names: tuple[str, ...], band_names: tuple[str, ...]) -> 
 
 def age_in_years(birth: dt.date | None, on: dt.date) -> int | None:
     """Whole years from `birth` to `on` (a 29 February birthday comes on 1 March in other
-    years); None without a birth date, or with one after `on`. The segment rules' `age` and the
-    age ProfileChanged tells are this one figure."""
+    years); None without a birth date, with one after `on`, or one more than MAX_AGE_YEARS ago
+    (a broken date: identity takes any date of the last 150 years, and time goes on). The
+    segment rules' `age` and the age ProfileChanged tells are this one figure."""
     if birth is None or birth > on:
         return None
-    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+    years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+    return years if years <= MAX_AGE_YEARS else None
+
+
+# The oldest age told (AgeChanged's contract: 0 to 150).
+MAX_AGE_YEARS = 150
 
 
 def segment_environment(
