@@ -5,11 +5,13 @@ dead-letters it at once); a kind of fact a newer profile tells is skipped."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 
 import pytest
 
 from zhike_offers.domain.projection import AgeFact
+from zhike_offers.transport import event_codec
 from zhike_offers.transport.event_codec import profile_change
 from zhike_runtime.events.consumer import PermanentEventError
 
@@ -66,3 +68,18 @@ def test_a_fact_of_a_kind_a_newer_profile_tells_is_skipped_and_the_others_apply(
     told = profile_change(message)
 
     assert told.facts == profile_change(changed(PARTY, 2, usd(6000))).facts
+
+
+def test_skipping_a_kind_of_fact_is_logged_once_per_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event_codec._tell_unknown_fact.cache_clear()  # as in a fresh process
+    message = changed(PARTY, 2, usd(6000))
+    message.facts.add().MergeFromString(b"\x9a\x06\x00")  # field 99: a newer profile's
+
+    with caplog.at_level(logging.WARNING, logger=event_codec.__name__):
+        profile_change(message)
+        profile_change(message)
+
+    skipped = [r for r in caplog.records if "does not know" in r.getMessage()]
+    assert len(skipped) == 1

@@ -9,6 +9,8 @@ map through tables; one a table does not know is refused, never guessed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -46,6 +48,8 @@ from zhike_offers.transport import codec
 from zhike_runtime.events.consumer import PermanentEventError
 from zhike_runtime.events.decoding import event_time, malformed, platform_id
 from zhike_runtime.events.outbox import OutgoingEvent
+
+log = logging.getLogger(__name__)
 
 SUBJECT_PREFIX = "zhike.offers.v1"
 OFFER_DECIDED_SUBJECT = f"{SUBJECT_PREFIX}.offer_decided"
@@ -183,8 +187,18 @@ def _fact(message: profile_events.ProfileFact, field: str) -> Fact | None:
         return AgeFact(age.after_years)
     # A newer profile's kind of fact: skipped, and the change's other facts apply. Refusing it
     # would dead-letter every party's changes until offers is upgraded too; no rule of this
-    # release can read it anyway (RELIABILITY.md: unknown fields are ignored).
+    # release can read it anyway (RELIABILITY.md: unknown fields are ignored). Told once per
+    # process: every change may hold one until offers is upgraded.
+    _tell_unknown_fact()
     return None
+
+
+@functools.cache
+def _tell_unknown_fact() -> None:
+    log.warning(
+        "ProfileChanged holds a kind of fact this release does not know: skipped "
+        "(upgrade offers to read it)"
+    )
 
 
 def _time(stamp: Timestamp, field: str, event: str = "ProfileChanged") -> dt.datetime:
