@@ -20,7 +20,6 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 from nats.errors import Error as NatsError
-from nats.js.errors import Error as JetStreamError
 
 from zhike_runtime.auth.access import AccessControl, load_roles
 from zhike_runtime.auth.audit import AuditLog
@@ -247,14 +246,17 @@ class RunningService(Generic[S]):
         declared and then every STREAM_FILL_SECONDS."""
         await self.bus.wait_ready()
         while True:
-            try:
-                self.telemetry.gauges.stream_fill = await asyncio.wait_for(
-                    self.bus.stream_fill(), timeout=STREAM_FILL_SECONDS / 2
-                )
-            except (NatsError, JetStreamError, ConnectionError, TimeoutError) as error:
-                # The broker is away (its own gauge and alert tell that): the last figures
-                # stay until it answers again.
-                log.debug("stream fill not read", extra={"error": describe_error(error)})
+            # While the broker is away (its own gauge and alert tell that), and for a stream
+            # JetStream does not tell (the bus logs it), the last figures stay.
+            if self.bus.is_connected:
+                try:
+                    fill = await asyncio.wait_for(
+                        self.bus.stream_fill(), timeout=STREAM_FILL_SECONDS / 2
+                    )
+                except (NatsError, ConnectionError, TimeoutError) as error:
+                    log.debug("stream fill not read", extra={"error": describe_error(error)})
+                else:
+                    self.telemetry.gauges.stream_fill.update(fill)
             await asyncio.sleep(STREAM_FILL_SECONDS)
 
     async def stop(self) -> None:

@@ -276,3 +276,26 @@ async def test_the_stream_fill_gauge_reads_each_streams_bytes_over_its_byte_limi
         held = (await service.bus.js.stream_info(TEST_STREAM.name)).state.bytes
         assert fill == {TEST_STREAM.name: held / MIB, OTHER_STREAM.name: 0.0, DLQ_STREAM: 0.0}
         assert 0.35 < fill[TEST_STREAM.name] < 0.45  # 100 events of about 4 KB in 1 MiB
+
+
+async def test_a_stream_jetstream_does_not_tell_is_logged_and_the_others_are_still_read(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with running_service(
+        PRODUCER,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'producer.db'}",
+        nats_url=nats_server.url,
+        stream_max_bytes=MIB,
+    ) as service:
+        await service.bus.wait_ready()
+        # Gone from under the service (as a stream its NATS user may not read would be).
+        await service.bus.js.delete_stream(OTHER_STREAM.name)
+
+        with captured_json_logs() as lines:
+            fill = await service.bus.stream_fill()
+
+        assert set(fill) == {TEST_STREAM.name, DLQ_STREAM}
+        # (The service's own first reading may have met the deleted stream too.)
+        told = logged(lines, "stream fill not read")
+        assert told
+        assert {line["stream"] for line in told} == {OTHER_STREAM.name}

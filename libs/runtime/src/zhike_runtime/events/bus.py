@@ -319,11 +319,20 @@ class EventBus:
 
     async def stream_fill(self) -> dict[str, float]:
         """How full each stream this service declares is (the dead-letter stream too): the bytes
-        it holds over its byte limit. At 1 it refuses new events. Streams without a limit are
-        left out."""
+        it holds over its byte limit. At 1 it refuses new events. Streams without a limit, and
+        those JetStream did not tell (logged), are left out."""
         fill: dict[str, float] = {}
         for name in [*(spec.name for spec in self._streams), DLQ_STREAM]:
-            info = await self.js.stream_info(name)
+            try:
+                info = await self.js.stream_info(name)
+            except (NatsError, JetStreamError, TimeoutError) as error:
+                # E.g. the NATS user lacks STREAM.INFO on it (docs/operations.md): the other
+                # streams are still read.
+                log.warning(
+                    "stream fill not read",
+                    extra={"stream": name, "error": describe_error(error)},
+                )
+                continue
             limit = info.config.max_bytes
             if limit is not None and limit > 0:
                 fill[name] = (info.state.bytes or 0) / limit
