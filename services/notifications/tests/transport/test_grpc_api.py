@@ -115,6 +115,11 @@ BAD_SENDS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "party id not a UUID": ({"party_id": "party-42"}, ["party_id"]),
     "idempotency key with a space": ({"idempotency_key": "otp 1"}, ["idempotency_key"]),
     "idempotency key missing": ({"idempotency_key": ""}, ["idempotency_key"]),
+    # Offers' decisions are queued under these: taken first, the decision's message never would.
+    "idempotency key of an offer decision": (
+        {"idempotency_key": f"offer-decision:{uuid.uuid4()}"},
+        ["idempotency_key"],
+    ),
     "unknown template": ({"template_id": "no_such_template_v1"}, ["template_id"]),
     "template of another channel": ({"channel": EMAIL}, ["template_id"]),
     "template of another category": ({"category": SERVICE}, ["template_id"]),

@@ -96,6 +96,8 @@ UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[NotificationsUnitOf
 Clock = Callable[[], dt.datetime]
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+# An offer decision's message is queued under this key prefix and the decision id.
+OFFER_DECISION_KEY = "offer-decision:"
 # Statuses a notification is announced in (NotificationSent/Delivered/Failed/Suppressed).
 ANNOUNCED = frozenset({Status.SENT, Status.DELIVERED, Status.FAILED, Status.SUPPRESSED})
 INBOX_PROVIDER = "inbox"  # the in-app inbox is its own provider: written, so delivered at once
@@ -308,7 +310,7 @@ class Intake:
         stored = StoredNotification(
             notification,
             message,
-            idempotency_key=f"offer-decision:{decision.decision_id}",
+            idempotency_key=f"{OFFER_DECISION_KEY}{decision.decision_id}",
             profile_version=decision.profile_version,
         )
         if await unit.notifications.add(stored) and withdrawal is None:
@@ -406,6 +408,9 @@ class Intake:
                 "idempotency_key",
                 "is required: 1-128 characters of A-Z, a-z, 0-9, '_', '.', ':', '-'",
             )
+        elif request.idempotency_key.startswith(OFFER_DECISION_KEY):
+            # Taken by a caller first, the decision's own message would never be queued.
+            v.add("idempotency_key", f"must not begin with {OFFER_DECISION_KEY!r}: offers' own")
         if request.channel is None:
             v.add("channel", "is required")
         if request.category is None:
