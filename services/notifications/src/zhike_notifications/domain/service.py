@@ -432,22 +432,21 @@ class Intake:
         )
         digest = _digest(request, request.category, purpose, self._request_digest)
         async with self._unit_of_work() as unit:
-            # One writer per party (the dispatcher's lock): two replicas counting the party's
-            # requests at once would each see room for the last one.
+            # First without the party's lock: a retry gets its answer and a party over the limit
+            # is refused without queueing behind a flood of its own requests, each holding one
+            # of the pool's connections while other parties' passcodes wait. (Until its window
+            # moves on, a count only grows: "over" read now stays true.)
+            checked = await self._replayed_or_room(unit, request, digest)
+            if isinstance(checked, StoredNotification):
+                return checked
+            # Then under it, one writer per party (the dispatcher's lock): two replicas counting
+            # the party's requests at once would each see room for the last one. What another
+            # replica stored meanwhile is read now, and the time after it.
             await unit.lock([party_lock(request.party_id)])
-            first = await unit.notifications.by_idempotency_key(request.idempotency_key)
-            if first is not None:
-                # A retry of a request taken before: its answer again, not counted again.
-                return _replayed(first, request.idempotency_key, digest)
-            # Read once the lock is held: what another replica stored meanwhile is in the past.
-            now = self._clock()
-            requested = await unit.notifications.requested_since(
-                request.party_id, now - lookback(self._rate_limit)
-            )
-            refused = over_limit(self._rate_limit, requested, now)
-            if refused is not None:
-                # Nothing stored or published: the transaction ends unwritten.
-                raise ResourceExhausted(str(refused.window), refused.retry_after)
+            checked = await self._replayed_or_room(unit, request, digest)
+            if isinstance(checked, StoredNotification):
+                return checked
+            now = checked
             stored = StoredNotification(
                 Notification(
                     notification_id=new_id(),
@@ -481,6 +480,24 @@ class Intake:
         if first is None:  # the id collided, not the key: cannot happen with UUIDv7 ids
             raise ConcurrentUpdate("notification id taken; try again")
         return _replayed(first, request.idempotency_key, digest)
+
+    async def _replayed_or_room(
+        self, unit: NotificationsUnitOfWork, request: SendRequest, digest: str
+    ) -> StoredNotification | dt.datetime:
+        """A retry of a request taken before: its first answer (not counted again). Else the
+        time the party was found to have room under the rate limit; ResourceExhausted when it
+        has none (nothing stored or published: the transaction ends unwritten)."""
+        first = await unit.notifications.by_idempotency_key(request.idempotency_key)
+        if first is not None:
+            return _replayed(first, request.idempotency_key, digest)
+        now = self._clock()
+        requested = await unit.notifications.requested_since(
+            request.party_id, now - lookback(self._rate_limit)
+        )
+        refused = over_limit(self._rate_limit, requested, now)
+        if refused is not None:
+            raise ResourceExhausted(str(refused.window), refused.retry_after)
+        return now
 
 
 def _replayed(first: StoredNotification, key: str, digest: str) -> StoredNotification:
