@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -227,9 +227,7 @@ def hold(
     return open_call(metadata=metadata)
 
 
-async def ending_of(
-    call: grpc.aio.StreamUnaryCall[events_pb2.Ping, events_pb2.Ping],
-) -> grpc.StatusCode:
+async def ending_of(call: grpc.aio.Call) -> grpc.StatusCode:
     """The status a held call ends with; a call the server keeps fails the test (after a wait
     far beyond what ending it takes) instead of hanging it."""
     code: grpc.StatusCode = await asyncio.wait_for(call.code(), timeout=20)
@@ -353,6 +351,20 @@ async def test_a_call_held_open_by_an_authenticated_caller_ends_with_its_connect
 # --- Health and reflection need no token: bounded apart (RELIABILITY.md S11, idle streams) ---
 
 
+def another_public_call_refused(port: int) -> Callable[[], Awaitable[bool]]:
+    """A check that a health call on the service port is refused RESOURCE_EXHAUSTED: the public
+    slots are all held."""
+
+    async def another_public_call_is_refused() -> bool:
+        try:
+            await readiness(port)
+        except grpc.aio.AioRpcError as error:
+            return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        return False
+
+    return another_public_call_is_refused
+
+
 def watch(channel: grpc.aio.Channel) -> grpc.aio.UnaryStreamCall[Any, Any]:
     """A health Watch on the service port, without a token: a stream that never ends."""
     return health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
@@ -409,16 +421,9 @@ async def test_a_health_check_held_open_without_its_request_counts_and_ends_afte
         held = check()
         await held.wait_for_connection()
 
-        async def another_public_call_is_refused() -> bool:
-            try:
-                await readiness(service.grpc_port)
-            except grpc.aio.AioRpcError as error:
-                return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            return False
-
         # Once the server has taken it up, it holds the one public slot: every other public
         # call is refused meanwhile...
-        await eventually(another_public_call_is_refused)
+        await eventually(another_public_call_refused(service.grpc_port))
         # ...until the cap on a call's run time ends the silent one and frees it.
         assert await ending_of(held) is grpc.StatusCode.DEADLINE_EXCEEDED
         assert await readiness(service.grpc_port) == SERVING
@@ -446,14 +451,6 @@ async def test_a_reflection_stream_kept_open_asking_nothing_ends_after_the_cap_a
         )()
         await asking_nothing.wait_for_connection()
 
-        async def another_public_call_is_refused() -> bool:
-            try:
-                await readiness(service.grpc_port)
-            except grpc.aio.AioRpcError as error:
-                return error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-            return False
-
-        await eventually(another_public_call_is_refused)
-        code = await asyncio.wait_for(asking_nothing.code(), timeout=20)
-        assert code is grpc.StatusCode.DEADLINE_EXCEEDED
+        await eventually(another_public_call_refused(service.grpc_port))
+        assert await ending_of(asking_nothing) is grpc.StatusCode.DEADLINE_EXCEEDED
         assert await readiness(service.grpc_port) == SERVING
