@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from ..conftest import PING_SUBJECT, TEST_STREAM, ping
 from .configured_nats import ConfiguredNats
 
 MIB = 1024 * 1024
+Service = RunningService[ServiceSettings]
 WEEK = 7 * 86400
 # A second stream of the same service, as the profile owns ZHIKE_PROFILE and ZHIKE_SOURCE.
 OTHER_STREAM = StreamSpec("ZHIKE_TESTING_OTHER", ("zhike.testing_other.v1.>",))
@@ -55,6 +57,16 @@ PRODUCER = ServiceDefinition(
     extra_streams=(OTHER_STREAM,),
     wire=streams_only,
 )
+
+
+def producer(tmp_path: Path, nats_url: str) -> AbstractAsyncContextManager[Service]:
+    """The producer on SQLite, each of its streams limited to 1 MiB."""
+    return running_service(
+        PRODUCER,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'producer.db'}",
+        nats_url=nats_url,
+        stream_max_bytes=MIB,
+    )
 
 
 async def published(service: RunningService[ServiceSettings]) -> int:
@@ -92,9 +104,7 @@ async def test_a_full_stream_refuses_its_producers_and_the_other_streams_and_dea
     events = [ping(f"{n:04d}{PAYLOAD}") for n in range(1500)]
     try:
         with captured_json_logs() as lines:
-            async with running_service(
-                PRODUCER, database_url=database_url, nats_url=server.url, stream_max_bytes=MIB
-            ) as service:
+            async with producer(tmp_path, server.url) as service:
                 await service.bus.wait_ready()
                 async with service.database.session() as session, session.begin():
                     await add_to_outbox(session, events)
@@ -216,12 +226,7 @@ async def test_byte_limits_the_jetstream_store_cannot_hold_stop_the_declaration_
     server.start()
     try:
         with captured_json_logs() as lines:
-            async with running_service(
-                PRODUCER,
-                database_url=f"sqlite+aiosqlite:///{tmp_path / 'producer.db'}",
-                nats_url=server.url,
-                stream_max_bytes=MIB,
-            ) as service:
+            async with producer(tmp_path, server.url) as service:
 
                 async def refused() -> bool:
                     return bool(logged(lines, "declaring streams failed; retrying"))
@@ -255,12 +260,7 @@ async def test_the_stream_fill_gauge_reads_each_streams_bytes_over_its_byte_limi
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     names = {TEST_STREAM.name, OTHER_STREAM.name, DLQ_STREAM}
-    async with running_service(
-        PRODUCER,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'producer.db'}",
-        nats_url=nats_server.url,
-        stream_max_bytes=MIB,
-    ) as service:
+    async with producer(tmp_path, nats_server.url) as service:
         # Read once the streams are declared: each of the service's streams, empty.
         async def first_reading() -> bool:
             return set(service.telemetry.gauges.stream_fill) == names
@@ -281,12 +281,7 @@ async def test_the_stream_fill_gauge_reads_each_streams_bytes_over_its_byte_limi
 async def test_a_stream_jetstream_does_not_tell_is_logged_and_the_others_are_still_read(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    async with running_service(
-        PRODUCER,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'producer.db'}",
-        nats_url=nats_server.url,
-        stream_max_bytes=MIB,
-    ) as service:
+    async with producer(tmp_path, nats_server.url) as service:
         await service.bus.wait_ready()
         # Gone from under the service (as a stream its NATS user may not read would be).
         await service.bus.js.delete_stream(OTHER_STREAM.name)
