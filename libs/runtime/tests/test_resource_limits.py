@@ -141,7 +141,11 @@ async def limited_service(
 
 
 async def call(
-    service: Service, method: str, request: events_pb2.Ping, timeout: float = 10
+    service: Service,
+    method: str,
+    request: events_pb2.Ping,
+    timeout: float = 10,
+    compression: grpc.Compression | None = None,
 ) -> events_pb2.Ping:
     async with authorised_channel(f"127.0.0.1:{service.grpc_port}") as channel:
         stub = channel.unary_unary(
@@ -149,13 +153,18 @@ async def call(
             request_serializer=events_pb2.Ping.SerializeToString,
             response_deserializer=events_pb2.Ping.FromString,
         )
-        response: events_pb2.Ping = await stub(request, timeout=timeout)
+        response: events_pb2.Ping = await stub(request, timeout=timeout, compression=compression)
         return response
 
 
-async def refused(service: Service, method: str, request: events_pb2.Ping) -> grpc.StatusCode:
+async def refused(
+    service: Service,
+    method: str,
+    request: events_pb2.Ping,
+    compression: grpc.Compression | None = None,
+) -> grpc.StatusCode:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call(service, method, request)
+        await call(service, method, request, compression=compression)
     return raised.value.code()
 
 
@@ -183,6 +192,20 @@ async def test_a_request_over_the_message_size_limit_is_refused_and_health_answe
         assert await refused(service, "Echo", oversized) is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert await health_answers(service)
         assert len((await call(service, "Echo", events_pb2.Ping(key="y" * fits))).key) == fits
+
+
+async def test_a_compressed_request_that_expands_past_the_limit_is_refused_and_health_answers(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    # 6 MiB of one letter travel as a few kilobytes of gzip: the limit holds for what they
+    # expand to, not for what crossed the wire (RELIABILITY.md, bad input 17).
+    async with limited_service(tmp_path, nats_server, SlowWork()) as service:
+        expanding = events_pb2.Ping(key="x" * (6 * MiB))
+        code = await refused(service, "Echo", expanding, compression=grpc.Compression.Gzip)
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert await health_answers(service)
+        fits = events_pb2.Ping(key="y" * MiB)
+        assert await call(service, "Echo", fits, compression=grpc.Compression.Gzip) == fits
 
 
 async def test_calls_beyond_the_concurrency_limit_are_refused_and_health_answers(
