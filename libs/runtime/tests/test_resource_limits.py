@@ -130,6 +130,9 @@ def definition(work: SlowWork) -> ServiceDefinition[ServiceSettings]:
 async def limited_service(
     tmp_path: Path, nats_server: NatsServer, work: SlowWork, **limits: Any
 ) -> AsyncIterator[Service]:
+    if "max_concurrent_rpcs" in limits:
+        # Below it, as the settings require; one health call at a time is enough here.
+        limits.setdefault("max_public_calls", 1)
     async with running_service(
         definition(work),
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'limits.db'}",

@@ -91,3 +91,16 @@ def test_audit_records_are_kept_at_least_three_years(
     with pytest.raises(SystemExit):
         load_settings(ServiceSettings)
     assert "ZHIKE_AUDIT_RETENTION_DAYS" in capsys.readouterr().err
+
+
+def test_public_calls_at_or_above_the_concurrency_limit_stop_the_process_naming_both(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Health and reflection, which need no token, could then hold every call slot.
+    monkeypatch.setenv("ZHIKE_MAX_CONCURRENT_RPCS", "50")
+    monkeypatch.setenv("ZHIKE_MAX_PUBLIC_CALLS", "50")
+    with pytest.raises(SystemExit):
+        load_settings(ServiceSettings)
+    error = capsys.readouterr().err
+    assert "ZHIKE_MAX_PUBLIC_CALLS" in error
+    assert "ZHIKE_MAX_CONCURRENT_RPCS" in error

@@ -285,6 +285,15 @@ class ServiceSettings(FieldKeySettings, NatsSettings):
         return self
 
     @model_validator(mode="after")
+    def _public_calls_below_the_limit(self) -> ServiceSettings:
+        if self.max_public_calls >= self.max_concurrent_rpcs:
+            raise ValueError(
+                "ZHIKE_MAX_PUBLIC_CALLS must be below ZHIKE_MAX_CONCURRENT_RPCS: health and "
+                "reflection, which need no token, could otherwise hold every call slot"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _tls_files_hold_together(self) -> ServiceSettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("ZHIKE_TLS_CERT_FILE and ZHIKE_TLS_KEY_FILE: set both or neither")
