@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,7 +24,9 @@ from ..source_facts import (
     account_opened,
     balance_changed,
     card_issued,
+    consent,
     date,
+    interaction,
     loan_drawn,
     risk_assessed,
     source_event,
@@ -215,3 +218,52 @@ def test_an_assess_date_of_year_one_is_refused_naming_it() -> None:
     assert violated_fields(assessed_on(dt.date(1, 1, 1))) == [
         "risk_assessment_completed.assess_date"
     ]
+
+
+# --- no card, mobile or ID number in any code or text ------------------------------------------
+
+CARD = "4111 1111 1111 1111"  # a test card number: passes the Luhn check
+
+
+def with_field(fact: str, field: str, value: str, **builder: Any) -> pb.SourceEvent:
+    event = source_event("core", "C-1", "e-1", 1, **builder)
+    message = getattr(event, fact)
+    *path, last = field.split(".")
+    for step in path:
+        message = getattr(message, step)
+    setattr(message, last, value)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("fact", "field", "value", "builder"),
+    [
+        ("account_opened", "product_code", CARD, account_opened("ACC-1")),
+        ("account_opened", "branch_code", CARD.replace(" ", ""), account_opened("ACC-1")),
+        ("interaction_recorded", "detail", CARD.replace(" ", "-"), interaction()),
+        ("consent_given", "evidence.text_version", CARD.replace(" ", "."), consent(True)),
+        ("consent_given", "evidence.captured_where", f"branch {CARD}", consent(True)),
+        ("consent_given", "evidence.captured_where", "张三 13812345678", consent(True)),
+        ("consent_given", "evidence.captured_where", "ID 11010519491231002X", consent(True)),
+    ],
+    ids=[
+        "product code",
+        "branch code",
+        "interaction detail",
+        "consent text version",
+        "consent place: a card",
+        "consent place: a mobile",
+        "consent place: an ID number",
+    ],
+)
+def test_a_card_mobile_or_id_number_in_a_code_or_text_is_refused_naming_the_field(
+    fact: str, field: str, value: str, builder: dict[str, Any]
+) -> None:
+    # Stored, shown to tellers, and a product code published in ProfileChanged.
+    assert violated_fields(with_field(fact, field, value, **builder)) == [f"{fact}.{field}"]
+
+
+def test_codes_with_long_runs_of_digits_that_are_no_card_number_are_taken() -> None:
+    # A reference number in an interaction's detail: 17 digits, failing the Luhn check.
+    event = with_field("interaction_recorded", "detail", "REF-20261205123456788", **interaction())
+    assert violated_fields(event) == []

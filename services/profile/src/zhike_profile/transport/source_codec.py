@@ -202,6 +202,19 @@ def _digit_runs(text: str) -> list[str]:
     return "".join(read).split()
 
 
+def _holds_card_number(text: str) -> bool:
+    return any(_is_card_number(run) for run in _digit_runs(text))
+
+
+# A mainland mobile number (11 digits from 1[3-9]) or a resident ID number (17 digits and a
+# check character) among the runs of digits, however written; an ID's "X" ends its run.
+_MOBILE_OR_ID = re.compile(r"1[3-9][0-9]{9}|[0-9]{17}[0-9X]?")
+
+
+def _holds_phone_or_id_number(text: str) -> bool:
+    return any(_MOBILE_OR_ID.fullmatch(run) for run in _digit_runs(text))
+
+
 def _is_card_number(value: str) -> bool:
     """13-19 digits passing Luhn: a card number (PAN), which must never be stored or sent."""
     if not _PAN_LIKE.fullmatch(value):
@@ -232,8 +245,26 @@ class _Fields:
     def account_id(self, value: str) -> str:
         field = self.at("account_id")
         text = self.v.text(field, value, required=True, max_length=64)
-        if text and any(_is_card_number(run) for run in _digit_runs(text)):
+        if text and _holds_card_number(text):
             self.v.add(field, "must not be a card number (PAN): send the card account's reference")
+            return ""
+        return text
+
+    def no_card_number(self, name: str, text: str) -> str:
+        """`text`, unless it holds a card number: every code and text a source event carries is
+        stored, shown to staff, and some (a product code) published to other services."""
+        if text and _holds_card_number(text):
+            self.v.add(self.at(name), "must not hold a card number (PAN)")
+            return ""
+        return text
+
+    def no_personal_number(self, name: str, text: str) -> str:
+        """`text`, unless it holds a card, mobile or resident ID number: free text about where
+        something happened, never about whom (codes such as a reference number may hold long
+        runs of digits, so they are checked for card numbers only)."""
+        text = self.no_card_number(name, text)
+        if text and _holds_phone_or_id_number(text):
+            self.v.add(self.at(name), "must not hold a mobile or ID number")
             return ""
         return text
 
@@ -244,10 +275,12 @@ class _Fields:
         return value
 
     def code(self, name: str, value: str, *, required: bool, max_length: int = 32) -> str:
-        return self.v.token(self.at(name), value, required=required, max_length=max_length)
+        code = self.v.token(self.at(name), value, required=required, max_length=max_length)
+        return self.no_card_number(name, code)
 
     def text(self, name: str, value: str, *, required: bool, max_length: int) -> str:
-        return self.v.text(self.at(name), value, required=required, max_length=max_length)
+        text = self.v.text(self.at(name), value, required=required, max_length=max_length)
+        return self.no_card_number(name, text)
 
     def enum(self, name: str, value: int, known: Mapping[Any, E]) -> E | None:
         if value == 0:
@@ -512,11 +545,14 @@ def _investment_redeemed(f: _Fields, m: pb.InvestmentRedeemed) -> tuple[Change, 
 def _interaction_recorded(f: _Fields, m: pb.InteractionRecorded) -> tuple[Change, ...]:
     kind = f.enum("kind", m.kind, _INTERACTIONS)
     branch = f.code("branch_code", m.branch_code, required=kind is InteractionKind.BRANCH_VISIT)
-    if m.detail and not _DETAIL.fullmatch(m.detail):
+    detail = m.detail
+    if detail and not _DETAIL.fullmatch(detail):
         f.v.add(f.at("detail"), "must be a code: letters, digits and . _ : / -, at most 64")
+    else:
+        detail = f.no_card_number("detail", detail)
     if kind is None:
         return ()
-    return (RecordInteraction(kind, branch, m.detail),)
+    return (RecordInteraction(kind, branch, detail),)
 
 
 def _consent(f: _Fields, m: pb.ConsentGiven | pb.ConsentWithdrawn, given: bool) -> Change | None:
@@ -526,8 +562,9 @@ def _consent(f: _Fields, m: pb.ConsentGiven | pb.ConsentWithdrawn, given: bool) 
         f.v.add(f.at("evidence"), "is required")
         return None
     evidence = _Fields(f.v, f.at("evidence"), f.now, f.day)
-    where = evidence.text(
-        "captured_where", m.evidence.captured_where, required=True, max_length=100
+    where = evidence.no_personal_number(
+        "captured_where",
+        evidence.text("captured_where", m.evidence.captured_where, required=True, max_length=100),
     )
     captured = evidence.recent_time(
         "capture_time", m.evidence.capture_time, m.evidence.HasField("capture_time")
