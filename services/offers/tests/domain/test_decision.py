@@ -450,3 +450,50 @@ def test_value_is_read_against_the_reference_value() -> None:
         config=config,
     )
     assert decision.chosen[0].factors.value == 0.5
+
+
+# Valid and type-checked, but past CEL's budget of about 10,000 iterations: 100 × 100. Two of
+# 80 × 80 each fit alone and not together in one batch.
+_HUNDRED = "[" + ",".join(str(n) for n in range(100)) + "]"
+_EIGHTY = "[" + ",".join(str(n) for n in range(80)) + "]"
+OVER_BUDGET = f"{_HUNDRED}.all(a, {_HUNDRED}.all(b, a + b >= 0))"
+NEAR_BUDGET = f"{_EIGHTY}.all(a, {_EIGHTY}.all(b, a + b >= 0))"
+
+
+def test_a_clause_past_cels_iteration_budget_is_not_evaluable_and_the_others_are_decided(
+    default_catalogue: Catalogue,
+) -> None:
+    extra = [
+        offer("endless", eligibility=[OVER_BUDGET]),
+        offer("heavy_one", eligibility=[NEAR_BUDGET]),
+        offer("heavy_two", eligibility=[NEAR_BUDGET]),
+    ]
+    offers = catalogue(*default_catalogue.offers, *extra)
+    request = decision_request(
+        channel="mobile_app", placement="home_banner", max_offers=20, explain=True
+    )
+
+    decision = decide(fx_customer(), offers, [], PropensityModel(), request, NOW)
+    alone = decide(fx_customer(), default_catalogue, [], PropensityModel(), request, NOW)
+
+    by_id = {n.offer_id: n for n in decision.not_chosen}
+    assert by_id["endless"].explanation.startswith("eligibility[0] is not evaluable (")
+    chosen = {c.offer_id for c in decision.chosen}
+    # Each heavy clause holds on its own; the rest decide as without the extra offers.
+    assert {"heavy_one", "heavy_two"} <= chosen
+    assert chosen - {"heavy_one", "heavy_two"} == {c.offer_id for c in alone.chosen}
+
+
+def test_a_retired_offers_clauses_are_not_evaluated(default_catalogue: Catalogue) -> None:
+    # A retired offer is never decided: its clauses, however costly, cost nothing.
+    with_it = catalogue(
+        *default_catalogue.offers, offer("endless", eligibility=[OVER_BUDGET], retired=True)
+    )
+    index = [o.offer_id for o in with_it.offers].index("endless")
+    activation = with_it.environment.activation(
+        fx_customer(), channel="mobile_app", placement="home_banner", today=TODAY
+    )
+
+    verdicts = with_it.rules.verdicts(activation)
+
+    assert (verdicts.first_failing[index], verdicts.not_evaluable) == (-1, {})

@@ -226,8 +226,12 @@ class Catalogue:
 
     @functools.cached_property
     def rules(self) -> RuleBatch:
-        """Group i: the eligibility then applicability clauses of `offers[i]`."""
-        groups = [(*offer.eligibility, *offer.applicability) for offer in self.offers]
+        """Group i: the eligibility then applicability clauses of `offers[i]`; none for a
+        retired offer, which is never decided (its clauses would cost every decision)."""
+        groups = [
+            () if offer.retired else (*offer.eligibility, *offer.applicability)
+            for offer in self.offers
+        ]
         return RuleBatch(self.environment, groups)
 
     def __eq__(self, other: object) -> bool:

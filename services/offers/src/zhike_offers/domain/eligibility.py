@@ -122,13 +122,18 @@ class Clause:
     _program: cel.Expression = dataclasses.field(compare=False, repr=False)
 
     def holds(self, activation: cel.Activation) -> bool:
-        # An evaluation error comes back as a value holding CEL's message, never True.
-        return self._program.eval(activation).value() is True
+        return self.failure(activation) is None
 
     def failure(self, activation: cel.Activation) -> str | None:
         """Why the clause does not hold ("false", or "not evaluable (what CEL's error was)");
         None if it does."""
-        value = self._program.eval(activation).value()
+        try:
+            # Most evaluation errors come back as a value holding CEL's message.
+            value = self._program.eval(activation).value()
+        except RuntimeError as error:
+            # Some are raised: past CEL's iteration budget (a comprehension in a comprehension
+            # that saved fine can pass it for a party with many products).
+            return f"not evaluable ({error_kind(error)})"
         if value is True:
             return None
         return "false" if value is False else f"not evaluable ({error_kind(value)})"
@@ -294,7 +299,11 @@ class RuleBatch:
     def verdicts(self, activation: cel.Activation) -> RuleVerdicts:
         verdicts = RuleVerdicts([-1] * len(self._groups), {})
         for indexes, program in self._chunks:
-            values = program.eval(activation).plain_value()
+            try:
+                values = program.eval(activation).plain_value()
+            except RuntimeError:
+                # Past CEL's iteration budget, which a chunk's clauses share: each group alone.
+                values = None
             if isinstance(values, list):
                 for index, value in zip(indexes, values, strict=True):
                     verdicts.first_failing[index] = int(value)  # type: ignore[arg-type]
