@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from zhike_runtime.errors import InvalidArgument
 from zhike_runtime.ids import new_id
-from zhike_runtime.validation import Violations
+from zhike_runtime.validation import Violations, iana_zone
 
 
 @given(st.text(max_size=300))
@@ -76,3 +76,18 @@ def _fields(v: Violations) -> list[str]:
     except InvalidArgument as error:
         return [x.field for x in error.violations]
     return []
+
+
+@pytest.mark.parametrize(
+    "name", ["localtime", "posixrules", "Factory", "posix/Asia/Shanghai", "right/UTC", "Asia"]
+)
+def test_a_zone_file_whose_meaning_depends_on_the_host_is_no_time_zone(name: str) -> None:
+    # `localtime` is the host's own setting: quiet hours would move with each container's.
+    assert iana_zone(name) is None
+
+
+@pytest.mark.parametrize("name", ["Asia/Shanghai", "UTC", "Europe/London", "Etc/GMT-8"])
+def test_a_zone_of_the_iana_database_is_a_time_zone(name: str) -> None:
+    zone = iana_zone(name)
+    assert zone is not None
+    assert zone.key == name

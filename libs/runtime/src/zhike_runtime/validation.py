@@ -15,12 +15,20 @@ from zhike_runtime.errors import FieldViolation, InvalidArgument
 
 
 def iana_zone(name: str) -> ZoneInfo | None:
-    """The IANA time zone `name`; None when it names none: unknown, malformed, or a folder of
-    the zone database such as "Asia", for which ZoneInfo raises IsADirectoryError."""
+    """The IANA time zone `name`; None when it names none: unknown, malformed, a folder of
+    the zone database such as "Asia", for which ZoneInfo raises IsADirectoryError, or a file
+    there that is no zone of the database's own (`localtime` is the host's setting, `posix/`
+    and `right/` are other builds of it): what they mean changes from one host to the next."""
+    if name in _HOST_FILES or name.startswith(_OTHER_BUILDS):
+        return None
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
+
+
+_HOST_FILES = frozenset({"localtime", "posixrules", "Factory"})
+_OTHER_BUILDS = ("posix/", "right/")
 
 
 # Format characters that can disguise text (zero-width, bidi overrides) are refused with controls.

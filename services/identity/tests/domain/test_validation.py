@@ -358,3 +358,15 @@ def test_any_source_record_validates_or_is_rejected_by_field(candidate: SourceRe
     assert result.key.source_record_id
     for field, limit in STORED_LIMITS.items():
         assert len(stored_value(result, field)) <= limit, field
+
+
+def test_a_birth_date_that_is_no_calendar_date_is_named_never_quoted() -> None:
+    # The caller's answer and its log line carry the description: a birth date is personal.
+    with pytest.raises(InvalidArgument) as caught:
+        validate_source_record(record(birth_date=(1990, 2, 30)), TODAY)
+
+    [violation] = caught.value.violations
+    assert (violation.field, violation.description) == (
+        "source_record.birth_date",
+        "is not a calendar date",
+    )

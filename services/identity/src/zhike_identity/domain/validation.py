@@ -100,7 +100,7 @@ def _date(
     try:
         date = dt.date(*value)
     except ValueError:
-        v.add(field, f"is not a calendar date: {value[0]:04d}-{value[1]:02d}-{value[2]:02d}")
+        v.add(field, "is not a calendar date")  # never quoted: a birth date is personal
         return None
     if date > today or date.year < today.year - 150:
         v.add(field, "must not be in the future or more than 150 years ago")
