@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -377,6 +377,21 @@ async def test_a_call_held_open_by_an_authenticated_caller_ends_with_its_connect
 # --- Health and reflection need no token: bounded apart (RELIABILITY.md S11, idle streams) ---
 
 
+def one_public_slot(
+    tmp_path: Path, nats_server: NatsServer, **settings: Any
+) -> AbstractAsyncContextManager[Service]:
+    """A service with one slot for health and reflection, and a cap of 3 s on a call."""
+    return limited_service(
+        tmp_path,
+        nats_server,
+        SlowWork(),
+        max_concurrent_rpcs=6,
+        max_public_calls=1,
+        max_rpc_seconds=3.0,
+        **settings,
+    )
+
+
 def another_public_call_refused(port: int) -> Callable[[], Awaitable[bool]]:
     """A check that a health call on the service port is refused RESOURCE_EXHAUSTED: the public
     slots are all held."""
@@ -429,14 +444,7 @@ async def test_a_health_check_held_open_without_its_request_counts_and_ends_afte
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     async with (
-        limited_service(
-            tmp_path,
-            nats_server,
-            SlowWork(),
-            max_concurrent_rpcs=6,
-            max_public_calls=1,
-            max_rpc_seconds=3.0,
-        ) as service,
+        one_public_slot(tmp_path, nats_server) as service,
         grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as silent,
     ):
         check = silent.stream_unary(
@@ -459,15 +467,7 @@ async def test_a_reflection_stream_kept_open_asking_nothing_ends_after_the_cap_a
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     async with (
-        limited_service(
-            tmp_path,
-            nats_server,
-            SlowWork(),
-            max_concurrent_rpcs=6,
-            max_public_calls=1,
-            max_rpc_seconds=3.0,
-            grpc_reflection=True,
-        ) as service,
+        one_public_slot(tmp_path, nats_server, grpc_reflection=True) as service,
         grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as silent,
     ):
         asking_nothing = silent.stream_stream(
