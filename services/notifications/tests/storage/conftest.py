@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from google.protobuf.wrappers_pb2 import StringValue
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 import zhike_notifications.storage
 from zhike_notifications.domain.model import Category, Channel, Message, Notification, Purpose
@@ -121,3 +123,19 @@ def migrated(database_url: str) -> str:
     """A migrated database's URL, for the state machines, which open their own connections."""
     migrate_databases([database_url], MIGRATIONS)
     return database_url
+
+
+def run_machine(
+    machine: type[RuleBasedStateMachine], url: str, *, examples: int, steps: int
+) -> None:
+    """Runs a state machine (whose `url` class attribute names its database) over the migrated
+    database at `url`."""
+    run_state_machine_as_test(
+        type(f"{machine.__name__}UnderTest", (machine,), {"url": url}),
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )

@@ -20,14 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from zhike.profile.v1 import events_pb2 as profile_events
@@ -43,7 +41,7 @@ from zhike_notifications.testing import REQUEST_DIGEST
 from zhike_notifications.transport.event_codec import outgoing_event, profile_news
 from zhike_runtime.db import Database
 
-from .conftest import KEYS, T0, stored
+from .conftest import KEYS, T0, run_machine, stored
 
 HOUR = dt.timedelta(hours=1)
 PROVIDER = "local_sms"
@@ -286,13 +284,4 @@ class Consents(RuleBasedStateMachine):
 def test_the_consent_projection_ends_in_the_newest_decision_whatever_the_order(
     migrated: str,
 ) -> None:
-    machine = type("ConsentsUnderTest", (Consents,), {"url": migrated})
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=40,
-            stateful_step_count=25,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-        ),
-    )
+    run_machine(Consents, migrated, examples=40, steps=25)

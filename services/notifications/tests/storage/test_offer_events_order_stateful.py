@@ -59,7 +59,6 @@ from zoneinfo import ZoneInfo
 
 from google.protobuf.message import Message as Proto
 from google.protobuf.timestamp_pb2 import Timestamp
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -67,7 +66,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from zhike.offers.v1 import events_pb2 as offers_events
@@ -97,7 +95,7 @@ from zhike_notifications.transport.event_handlers import offers_consumer, profil
 from zhike_runtime.db import Database
 from zhike_runtime.events.consumer import ConsumerSpec, EventContext, EventHandler, ReceivedEvent
 
-from .conftest import KEYS
+from .conftest import KEYS, run_machine
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # The clock stands at 14:00 on a Monday, a working day: inside the marketing window, outside
@@ -600,13 +598,4 @@ class OfferEvents(RuleBasedStateMachine):
 def test_offer_events_in_any_order_end_as_in_order_and_nothing_is_sent_after_its_withdrawal(
     migrated: str,
 ) -> None:
-    machine = type("OfferEventsUnderTest", (OfferEvents,), {"url": migrated})
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=30,
-            stateful_step_count=20,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-        ),
-    )
+    run_machine(OfferEvents, migrated, examples=30, steps=20)

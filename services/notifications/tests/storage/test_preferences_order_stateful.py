@@ -17,14 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from zhike.offers.v1 import events_pb2 as offers_events
@@ -37,7 +35,7 @@ from zhike_notifications.testing import REQUEST_DIGEST
 from zhike_notifications.transport.event_codec import contact_preferences, outgoing_event
 from zhike_runtime.db import Database
 
-from .conftest import KEYS, T0
+from .conftest import KEYS, T0, run_machine
 
 CHANNELS = {
     Channel.SMS: offers_pb2.CHANNEL_SMS,
@@ -161,13 +159,4 @@ class Preferences(RuleBasedStateMachine):
 def test_the_preferences_projection_ends_in_the_newest_switches_whatever_the_order(
     migrated: str,
 ) -> None:
-    machine = type("PreferencesUnderTest", (Preferences,), {"url": migrated})
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=30,
-            stateful_step_count=20,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-        ),
-    )
+    run_machine(Preferences, migrated, examples=30, steps=20)

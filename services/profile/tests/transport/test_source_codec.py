@@ -74,14 +74,9 @@ not_card_numbers = card_numbers.map(lambda digits: [*digits[:-1], (digits[-1] + 
 
 
 def account_id_violations(account_id: str) -> list[str]:
-    v = Violations()
-    event = source_event("core", "C-1", "e-1", 1, **balance_changed(account_id, "USD", 100))
-    decode_source_event(v, "", event, T0, SHANGHAI)
-    try:
-        v.raise_if_any()
-    except InvalidArgument as error:
-        return [violation.field for violation in error.violations]
-    return []
+    return violated_fields(
+        source_event("core", "C-1", "e-1", 1, **balance_changed(account_id, "USD", 100))
+    )
 
 
 @given(st.data(), card_numbers)
